@@ -1,0 +1,1 @@
+"""Booklab: open a private GitLab repository as a live Jupyter notebook in one click."""

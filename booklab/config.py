@@ -1,0 +1,188 @@
+"""Booklab's configuration: one typed object read from ``config.yml``, overridden by
+environment variables, validated at start-up.
+
+Every setting has a path in ``config.yml`` (``gitlab/host``), a default, a one-line help
+and an environment variable (``BOOKLAB_GITLAB_HOST``; a few also answer to a short name
+such as ``FQDN`` or ``TMPDIR``). ``booklab config`` prints them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import yaml
+
+from booklab.errors import ConfigError
+
+CONFIG_FILE_ENV = "BOOKLAB_CONFIG"
+
+
+def _setting(path: str, default: Any, help: str, alias: str | None = None) -> Any:
+    return field(default=default, metadata={"path": path, "help": help, "alias": alias})
+
+
+@dataclass(frozen=True)
+class Config:
+    """All of Booklab's settings; build it with :func:`load`."""
+
+    gitlab_host: str = _setting("gitlab/host", "https://gitlab.com", "Base URL of the GitLab server.")
+    gitlab_consumer_key: str = _setting(
+        "gitlab/consumer_key", "", "OAuth application id registered in GitLab (web tier)."
+    )
+    gitlab_consumer_secret: str = _setting(
+        "gitlab/consumer_secret", "", "OAuth application secret registered in GitLab (web tier)."
+    )
+    gitlab_known_hosts: str = _setting(
+        "gitlab/known_hosts",
+        "",
+        "known_hosts lines of GitLab's SSH server; empty: learn the key on first use and keep it.",
+    )
+    gitlab_timeout: float = _setting("gitlab/timeout", 15.0, "Seconds to wait for a GitLab API answer.")
+    clone_method: str = _setting(
+        "clone/method",
+        "ssh",
+        "ssh: a read-only deploy key per deployment; https: the user's OAuth token.",
+    )
+    redis_url: str = _setting("redis/url", "redis://localhost:6379/0", "Redis for state, logs and the Celery broker.")
+    secret_key: str = _setting(
+        "secret_key", "", "Secret that encrypts private keys and tokens at rest; long and random."
+    )
+    fqdn: str = _setting("fqdn", "localhost", "Domain under which notebooks get <slug>.<fqdn>.", alias="FQDN")
+    tmpdir: str = _setting(
+        "tmpdir", tempfile.gettempdir(), "Where runners clone repositories.", alias="TMPDIR"
+    )
+    image_prefix: str = _setting("build/image_prefix", "booklab", "Images are named <prefix>/<project>:<sha>.")
+    build_timeout: int = _setting("build/timeout", 1800, "Seconds a repo2docker build may take.")
+    build_memory: str = _setting("build/memory", "", "Memory limit of a build (e.g. 4g); empty: none.")
+    notebook_memory: str = _setting("notebook/memory", "2g", "Memory limit of a notebook container.")
+    notebook_cpus: float = _setting("notebook/cpus", 1.0, "CPU limit of a notebook container.")
+    notebook_idle_timeout: int = _setting(
+        "notebook/idle_timeout", 3600, "Seconds without activity before a notebook is culled."
+    )
+    notebook_max_lifetime: int = _setting(
+        "notebook/max_lifetime", 43200, "Seconds a notebook may live at the most."
+    )
+    notebook_ready_timeout: int = _setting(
+        "notebook/ready_timeout", 120, "Seconds a new notebook has to answer /api/status."
+    )
+    notebook_network: str = _setting(
+        "notebook/network", "", "Docker network for notebook containers; empty: the default bridge."
+    )
+    notebook_host: str = _setting(
+        "notebook/host",
+        "127.0.0.1",
+        "Address on which a runner publishes its notebook's port.",
+    )
+    key_ttl: int = _setting("keys/ttl", 600, "Seconds an encrypted private deploy key lives in Redis.")
+    token_ttl: int = _setting(
+        "keys/token_ttl", 86400,
+        "Seconds a queued deployment keeps the user's encrypted GitLab token (its longest wait).",
+    )
+    log_max_events: int = _setting("log/max_events", 5000, "Events kept per deployment log.")
+    runner_name: str = _setting("runner/name", "", "Runner name; empty: runner-<host>-<random>.")
+    runner_poll_interval: float = _setting(
+        "runner/poll_interval", 1.0, "Seconds between a runner's checks of its notebook."
+    )
+    broker_visibility_timeout: int = _setting(
+        "broker/visibility_timeout", 3600, "Seconds before an unacknowledged task is given again."
+    )
+
+    @classmethod
+    def settings(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls))
+
+    def require(self, *names: str) -> None:
+        """Stop with one clear sentence when one of these settings is empty."""
+        for name in names:
+            if not getattr(self, name):
+                f = _field(name)
+                raise ConfigError(
+                    f"Setting {f.metadata['path']} is missing: set it in config.yml "
+                    f"or in the environment variable {env_name(f)}."
+                )
+
+
+def _field(name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(Config) if f.name == name)
+
+
+def env_name(f: dataclasses.Field) -> str:
+    return "BOOKLAB_" + f.metadata["path"].upper().replace("/", "_")
+
+
+def _lookup(tree: Mapping[str, Any], path: str) -> Any:
+    node: Any = tree
+    for part in path.split("/"):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _convert(f: dataclasses.Field, raw: Any, origin: str) -> Any:
+    kind = type(f.default)
+    try:
+        if kind is bool:
+            if isinstance(raw, str):
+                if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(raw)
+                return raw.lower() in {"1", "true", "yes"}
+            return bool(raw)
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"Setting {f.metadata['path']} ({origin}) must be a {kind.__name__}, not {raw!r}."
+        ) from None
+    if isinstance(value, (int, float)) and value < 0:
+        raise ConfigError(f"Setting {f.metadata['path']} ({origin}) must not be negative.")
+    return value
+
+
+def _validate(config: Config) -> None:
+    for name in ("gitlab_host", "redis_url"):
+        url = urlsplit(getattr(config, name))
+        if not url.scheme or not url.netloc:
+            raise ConfigError(
+                f"Setting {_field(name).metadata['path']} must be a URL such as "
+                f"{_field(name).default}, not {getattr(config, name)!r}."
+            )
+    if config.clone_method not in {"ssh", "https"}:
+        raise ConfigError(f"Setting clone/method must be ssh or https, not {config.clone_method!r}.")
+    if config.runner_poll_interval <= 0:
+        raise ConfigError("Setting runner/poll_interval must be more than 0.")
+
+
+def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``config.yml`` (``path``, else ``$BOOKLAB_CONFIG``, else ./config.yml when it
+    exists), apply environment overrides and validate the result."""
+    environ = os.environ if environ is None else environ
+    tree: Mapping[str, Any] = {}
+    path = path or environ.get(CONFIG_FILE_ENV)
+    if path is None and Path("config.yml").is_file():
+        path = "config.yml"
+    if path is not None:
+        try:
+            tree = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"Cannot read the configuration file {path}: {e.strerror}.") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"The configuration file {path} is not valid YAML: {e}.") from e
+        if not isinstance(tree, Mapping):
+            raise ConfigError(f"The configuration file {path} must hold a mapping of settings.")
+    values = {}
+    for f in dataclasses.fields(Config):
+        raw, origin = _lookup(tree, f.metadata["path"]), f"in {path}"
+        for var in filter(None, (f.metadata["alias"], env_name(f))):
+            if var in environ:
+                raw, origin = environ[var], f"from {var}"
+        if raw is not None:
+            values[f.name] = _convert(f, raw, origin)
+    config = Config(**values)
+    _validate(config)
+    return config

@@ -1,0 +1,57 @@
+"""What a deployment is: one GitLab project path, one branch, one GitLab user.
+
+Its id is ``<path>:<branch>:<username>``; none of the three can hold a colon (GitLab
+forbids it in paths and usernames, git in branch names), so the id splits back
+unambiguously. Two collaborators never share a notebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from booklab.errors import BooklabError
+
+
+class InvalidDeployment(BooklabError):
+    """A deployment id, project path or branch name that cannot be valid."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    project: str
+    ref: str
+    user: str
+
+    def __post_init__(self) -> None:
+        for what, value in (("project path", self.project), ("branch", self.ref), ("user", self.user)):
+            if not value or ":" in value or "\n" in value or "\0" in value:
+                raise InvalidDeployment(f"The {what} {value!r} is not valid: it must be non-empty, "
+                                        "without colons or line breaks.")
+
+    @property
+    def id(self) -> str:
+        return f"{self.project}:{self.ref}:{self.user}"
+
+    @classmethod
+    def from_id(cls, deployment_id: str) -> "Deployment":
+        parts = deployment_id.split(":")
+        if len(parts) != 3:
+            raise InvalidDeployment(
+                f"{deployment_id!r} is not a deployment id: expected <project path>:<branch>:<user>."
+            )
+        return cls(*parts)
+
+    @property
+    def slug(self) -> str:
+        """A DNS label (at most 63 characters, lowercase) readable from path, branch and
+        user, made unique by a short hash of the id."""
+        digest = hashlib.sha256(self.id.encode()).hexdigest()[:8]
+        readable = "-".join(_label_part(p) for p in (self.project.rsplit("/", 1)[-1], self.ref, self.user))
+        readable = re.sub(r"-+", "-", readable).strip("-")[: 63 - len(digest) - 1].rstrip("-")
+        return f"{readable}-{digest}" if readable else digest
+
+
+def _label_part(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

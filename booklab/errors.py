@@ -1,0 +1,42 @@
+"""The errors Booklab raises: one small hierarchy, each message telling the user what to do."""
+
+
+class BooklabError(Exception):
+    """Base of every error Booklab raises on purpose."""
+
+    #: transient errors may be retried; the others fail the deployment at once
+    transient = False
+
+
+class ConfigError(BooklabError):
+    """A setting is missing or invalid; raised at start-up."""
+
+
+class GitLabError(BooklabError):
+    """GitLab refused or could not answer a request."""
+
+
+class GitLabUnavailable(GitLabError):
+    """GitLab answered 5xx or did not answer: worth retrying."""
+
+    transient = True
+
+
+class NotFound(GitLabError):
+    """The project or branch does not exist, or the user cannot see it."""
+
+
+class DeployKeyError(BooklabError):
+    """The deploy key could not be provisioned or was not found when needed."""
+
+
+class CloneError(BooklabError):
+    """git could not clone the project at the requested branch."""
+
+
+class BuildError(BooklabError):
+    """repo2docker could not build the repository's image."""
+
+
+class LaunchError(BooklabError):
+    """The notebook container did not start or did not answer in time."""

@@ -1,0 +1,107 @@
+"""The deployment log: BinderHub-shaped events (``phase``, ``message``, extras) appended
+to ``log:<deployment>`` (capped), counted so each has a stable id, published for live
+readers, and mirrored in the ``status`` hash.
+
+Writing is one atomic Lua call, so ids never repeat and readers that reconnect with the
+last id they saw miss nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import redis
+
+from booklab import schema
+from booklab.phases import Phase
+
+_EMIT = """
+local id = redis.call('INCR', KEYS[2])
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+redis.call('PUBLISH', KEYS[4], id .. ' ' .. ARGV[1])
+return id
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    data: dict[str, Any]
+
+    @property
+    def phase(self) -> Phase:
+        return Phase(self.data["phase"])
+
+
+class EventLog:
+    """Writes and reads one Redis's deployment logs."""
+
+    def __init__(self, client: redis.Redis, max_events: int = 5000) -> None:
+        self.redis = client
+        self.max_events = max_events
+        self._emit = client.register_script(_EMIT)
+
+    def emit(self, deployment_id: str, phase: Phase, message: str = "", **extra: Any) -> int:
+        """Append one event and set the deployment's status to its phase; returns its id."""
+        if message and not message.endswith("\n"):
+            message += "\n"
+        data = json.dumps({"phase": phase.value, "message": message, **extra})
+        return int(self._emit(
+            keys=[schema.log(deployment_id), schema.logseq(deployment_id), schema.STATUS,
+                  schema.events(deployment_id)],
+            args=[data, self.max_events, deployment_id, phase.value],
+        ))
+
+    def clear(self, deployment_id: str) -> None:
+        """Forget a deployment's log before it runs again (ids keep counting up)."""
+        self.redis.delete(schema.log(deployment_id))
+
+    def read(self, deployment_id: str, after: int = 0) -> list[Event]:
+        """The events still kept whose id is greater than ``after``."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(schema.logseq(deployment_id))
+            pipe.lrange(schema.log(deployment_id), 0, -1)
+            last, items = pipe.execute()
+        last = int(last or 0)
+        first = last - len(items) + 1
+        return [Event(first + i, json.loads(item)) for i, item in enumerate(items) if first + i > after]
+
+    def follow(self, deployment_id: str, after: int = 0, timeout: float | None = None,
+               until_final: bool = True) -> Iterator[Event]:
+        """Every event after ``after``, then each new one as it is written, in order and
+        without repeats; ends after a final phase (ready, failed, stopped) or ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(schema.events(deployment_id))
+        try:
+            last = after
+            backlog = self.read(deployment_id, after)
+            while True:
+                for event in backlog:
+                    if event.id <= last:
+                        continue
+                    last = event.id
+                    yield event
+                    if until_final and event.phase.is_final:
+                        return
+                backlog = []
+                wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+                message = pubsub.get_message(timeout=wait)
+                if message is None:
+                    continue
+                raw = message["data"]
+                raw = raw.decode() if isinstance(raw, bytes) else raw
+                event_id, _, data = raw.partition(" ")
+                if int(event_id) > last + 1:  # missed some (reader too slow): re-read the list
+                    backlog = self.read(deployment_id, last)
+                else:
+                    backlog = [Event(int(event_id), json.loads(data))]
+        finally:
+            pubsub.close()

@@ -1,0 +1,103 @@
+"""The few GitLab REST API v4 calls Booklab makes, through python-gitlab, with GitLab's
+errors turned into Booklab's (and never a token in a message)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import gitlab
+import gitlab.exceptions
+import requests
+
+from booklab.errors import GitLabError, GitLabUnavailable, NotFound
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: access level GitLab requires to add a deploy key (Maintainer)
+MAINTAINER = 40
+
+
+class DeployKeyRefused(GitLabError):
+    """GitLab refused to add a deploy key (the user is below Maintainer)."""
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    path: str
+    ssh_url: str
+    http_url: str
+    default_branch: str | None
+
+
+class GitLabClient:
+    """GitLab as one user sees it (their OAuth token or personal access token)."""
+
+    def __init__(self, host: str, token: str, timeout: float = 15.0) -> None:
+        self.host = host.rstrip("/")
+        self._gl = gitlab.Gitlab(self.host, oauth_token=token, timeout=timeout, retry_transient_errors=False)
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except gitlab.exceptions.GitlabAuthenticationError as e:
+            raise GitLabError(f"GitLab did not accept the token while {what}: log in again.") from e
+        except gitlab.exceptions.GitlabError as e:
+            if e.response_code and e.response_code >= 500:
+                raise GitLabUnavailable(f"GitLab answered {e.response_code} while {what}; try again shortly.") from e
+            if e.response_code == 404:
+                raise NotFound(f"GitLab found nothing while {what}.") from e
+            raise GitLabError(f"GitLab refused {what} ({e.response_code}).") from e
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise GitLabUnavailable(f"GitLab at {self.host} did not answer while {what}; try again shortly.") from e
+
+    def username(self) -> str:
+        """The username the token belongs to."""
+        def fetch() -> str:
+            self._gl.auth()
+            return self._gl.user.username
+        return self._call("reading the current user", fetch)
+
+    def project(self, path: str) -> Project:
+        try:
+            p = self._call(f"looking up project {path}", lambda: self._gl.projects.get(path))
+        except NotFound:
+            raise NotFound(
+                f"Project {path} was not found on GitLab, or your account cannot read it: "
+                "check the path and that you are a member."
+            ) from None
+        return Project(p.id, p.path_with_namespace, p.ssh_url_to_repo, p.http_url_to_repo, p.default_branch)
+
+    def branch_commit(self, project: Project, branch: str) -> str:
+        """The commit SHA the branch points to."""
+        try:
+            b = self._call(f"looking up branch {branch}",
+                           lambda: self._gl.projects.get(project.id, lazy=True).branches.get(branch))
+        except NotFound:
+            raise NotFound(
+                f"Branch {branch!r} does not exist in {project.path}: pick one of the project's branches."
+            ) from None
+        return b.commit["id"]
+
+    def add_deploy_key(self, project: Project, title: str, public_key: str) -> int:
+        """Add a read-only deploy key; returns its id. Raises DeployKeyRefused on 403."""
+        proj = self._gl.projects.get(project.id, lazy=True)
+        try:
+            key: Any = self._call("adding a deploy key",
+                                  lambda: proj.keys.create({"title": title, "key": public_key, "can_push": False}))
+        except GitLabError as e:
+            if getattr(e.__cause__, "response_code", None) == 403:
+                raise DeployKeyRefused(f"GitLab refused a deploy key on {project.path}.") from e
+            raise
+        return key.id
+
+    def delete_deploy_key(self, project_id: int, key_id: int) -> None:
+        """Remove a deploy key; one already gone is fine."""
+        proj = self._gl.projects.get(project_id, lazy=True)
+        try:
+            self._call("deleting a deploy key", lambda: proj.keys.delete(key_id))
+        except NotFound:
+            log.info("deploy key %s of project %s was already gone", key_id, project_id)

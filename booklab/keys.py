@@ -1,0 +1,69 @@
+"""Secrets of one deployment: ed25519 deploy key pairs, and a vault that keeps a secret
+(a private key, a user's token) in Redis encrypted with Fernet, for a short time only."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+import redis
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from booklab import schema
+from booklab.errors import DeployKeyError
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_openssh: bytes
+    public_openssh: str
+
+    def __repr__(self) -> str:  # never show the private half
+        return f"KeyPair(public_openssh={self.public_openssh!r})"
+
+
+def generate_keypair(comment: str = "") -> KeyPair:
+    """A new ed25519 key pair in OpenSSH formats."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    return KeyPair(private, f"{public} {comment}".strip())
+
+
+class Vault:
+    """Encrypted, expiring secrets per deployment in Redis."""
+
+    def __init__(self, client: redis.Redis, secret_key: str, ttl: int) -> None:
+        digest = hashlib.sha256(secret_key.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self.redis = client
+        self.ttl = ttl
+
+    def put(self, deployment_id: str, name: str, value: bytes, ttl: int | None = None) -> None:
+        self.redis.set(schema.secret(deployment_id, name), self._fernet.encrypt(value), ex=ttl or self.ttl)
+
+    def get(self, deployment_id: str, name: str) -> bytes:
+        token = self.redis.get(schema.secret(deployment_id, name))
+        if token is None:
+            raise DeployKeyError(
+                f"The {name} of this deployment expired before it was used "
+                "(the runner waited too long): start the deployment again."
+            )
+        try:
+            return self._fernet.decrypt(token)
+        except InvalidToken:
+            raise DeployKeyError(
+                f"The {name} of this deployment cannot be decrypted: the web tier and the "
+                "runners must share the same secret_key."
+            ) from None
+
+    def delete(self, deployment_id: str, *names: str) -> None:
+        if names:
+            self.redis.delete(*(schema.secret(deployment_id, n) for n in names))

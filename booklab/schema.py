@@ -1,0 +1,82 @@
+"""The Redis schema: every key Booklab reads or writes is named here, and only here.
+
+=====  ==========================  =====================================================
+TYPE   key                         meaning
+=====  ==========================  =====================================================
+SET    runners                     runners declared
+STR    heartbeat:<runner>          set by a live runner, expires after 30 s
+HASH   runner:<runner>             the deployment a runner serves and its container
+HASH   status                      deployment -> current status (phases.Phase)
+HASH   deployment:<deployment>     project, ref, user, commit, image, runner, url, ...
+ZSET   queue                       deployments waiting for a runner, by arrival
+LIST   log:<deployment>            the deployment's events as JSON, oldest first, capped
+STR    logseq:<deployment>         how many events were ever written (the last event id)
+PUBSUB events:<deployment>         each event, "<id> <json>", for live readers
+STR    token:<deployment>          the notebook's Jupyter token
+STR    stop:<deployment>           a stop was asked for; the runner acts on it
+STR    secret:<deployment>:<name>  an encrypted secret (private key, user token), with TTL
+STR    taskrun:<task id>           a task message already ran (guards redelivery)
+HASH   conf                        settings the web tier shares with runners
+=====  ==========================  =====================================================
+
+Celery's broker keys (``deployments``, ``runner.<name>``, ``unacked*``, ``_kombu*``) live
+beside these.
+"""
+
+RUNNERS = "runners"
+STATUS = "status"
+QUEUE = "queue"
+CONF = "conf"
+
+HEARTBEAT_TTL = 30
+RECORD_TTL = 7 * 24 * 3600
+TASKRUN_TTL = 7 * 24 * 3600
+
+
+def heartbeat(runner: str) -> str:
+    return f"heartbeat:{runner}"
+
+
+def runner(runner: str) -> str:
+    return f"runner:{runner}"
+
+
+def deployment(deployment_id: str) -> str:
+    return f"deployment:{deployment_id}"
+
+
+def log(deployment_id: str) -> str:
+    return f"log:{deployment_id}"
+
+
+def logseq(deployment_id: str) -> str:
+    return f"logseq:{deployment_id}"
+
+
+def events(deployment_id: str) -> str:
+    return f"events:{deployment_id}"
+
+
+def token(deployment_id: str) -> str:
+    return f"token:{deployment_id}"
+
+
+def stop(deployment_id: str) -> str:
+    return f"stop:{deployment_id}"
+
+
+def secret(deployment_id: str, name: str) -> str:
+    return f"secret:{deployment_id}:{name}"
+
+
+def taskrun(task_id: str) -> str:
+    return f"taskrun:{task_id}"
+
+
+def runner_queue(runner_name: str) -> str:
+    """The Celery queue only this runner consumes."""
+    return f"runner.{runner_name}"
+
+
+#: the Celery queue every idle runner consumes
+DEPLOYMENTS_QUEUE = "deployments"

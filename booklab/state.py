@@ -1,0 +1,129 @@
+"""Deployment and runner state in Redis, on top of the key names in :mod:`booklab.schema`.
+
+``Deployments`` keeps each deployment's record, status and place in the queue, and
+decides atomically whether a request starts a deployment or joins one. ``Runners`` keeps
+which runners are alive and what each one holds.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from booklab import schema
+from booklab.deployment import Deployment
+from booklab.phases import Phase
+
+
+class Deployments:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def start_or_join(self, dep: Deployment, **fields: str) -> bool:
+        """Queue ``dep`` unless it is already queued, running or ready; True when queued now."""
+        key = schema.deployment(dep.id)
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(schema.STATUS)
+                    current = pipe.hget(schema.STATUS, dep.id)
+                    if current is not None and Phase(current).is_active:
+                        pipe.reset()
+                        return False
+                    pipe.multi()
+                    pipe.delete(key, schema.stop(dep.id), schema.token(dep.id))
+                    pipe.hset(key, mapping={"project": dep.project, "ref": dep.ref, "user": dep.user,
+                                            "requested_at": f"{time.time():.3f}", **fields})
+                    pipe.expire(key, schema.RECORD_TTL)
+                    pipe.hset(schema.STATUS, dep.id, Phase.TODO.value)
+                    pipe.zadd(schema.QUEUE, {dep.id: time.time()})
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def record(self, deployment_id: str) -> dict[str, str]:
+        return self.redis.hgetall(schema.deployment(deployment_id))
+
+    def update(self, deployment_id: str, **fields: str) -> None:
+        self.redis.hset(schema.deployment(deployment_id), mapping=fields)
+
+    def status(self, deployment_id: str) -> Phase | None:
+        value = self.redis.hget(schema.STATUS, deployment_id)
+        return None if value is None else Phase(value)
+
+    def all_statuses(self) -> dict[str, Phase]:
+        return {d: Phase(s) for d, s in self.redis.hgetall(schema.STATUS).items()}
+
+    def queue_position(self, deployment_id: str) -> int | None:
+        """1 for the next deployment a runner will take; None when not queued."""
+        rank = self.redis.zrank(schema.QUEUE, deployment_id)
+        return None if rank is None else rank + 1
+
+    def dequeue(self, deployment_id: str) -> None:
+        self.redis.zrem(schema.QUEUE, deployment_id)
+
+    def request_stop(self, deployment_id: str) -> None:
+        self.redis.set(schema.stop(deployment_id), "1", ex=schema.RECORD_TTL)
+
+    def stop_requested(self, deployment_id: str) -> bool:
+        return bool(self.redis.exists(schema.stop(deployment_id)))
+
+    def set_token(self, deployment_id: str, token: str) -> None:
+        self.redis.set(schema.token(deployment_id), token, ex=schema.RECORD_TTL)
+
+    def token(self, deployment_id: str) -> str | None:
+        return self.redis.get(schema.token(deployment_id))
+
+    def forget_token(self, deployment_id: str) -> None:
+        self.redis.delete(schema.token(deployment_id))
+
+
+class Runners:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def beat(self, name: str) -> None:
+        """Declare the runner and refresh its heartbeat."""
+        with self.redis.pipeline() as pipe:
+            pipe.sadd(schema.RUNNERS, name)
+            pipe.set(schema.heartbeat(name), f"{time.time():.3f}", ex=schema.HEARTBEAT_TTL)
+            pipe.execute()
+
+    def alive(self) -> list[str]:
+        names = sorted(self.redis.smembers(schema.RUNNERS))
+        beats = self.redis.mget([schema.heartbeat(n) for n in names]) if names else []
+        return [n for n, beat in zip(names, beats) if beat is not None]
+
+    def retire(self, name: str) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.srem(schema.RUNNERS, name)
+            pipe.delete(schema.heartbeat(name), schema.runner(name))
+            pipe.execute()
+
+    def hold(self, name: str, deployment_id: str) -> None:
+        self.redis.hset(schema.runner(name), mapping={"deployment": deployment_id,
+                                                      "since": f"{time.time():.3f}"})
+
+    def attach(self, name: str, **fields: str) -> None:
+        self.redis.hset(schema.runner(name), mapping=fields)
+
+    def held(self, name: str) -> dict[str, str]:
+        """What the runner serves: ``deployment``, ``since`` and, once started,
+        ``container``, ``url``, ``started_at``; empty when it is free."""
+        return self.redis.hgetall(schema.runner(name))
+
+    def release(self, name: str, deployment_id: str) -> None:
+        """Free the runner, if it still holds ``deployment_id``."""
+        key = schema.runner(name)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.hget(key, "deployment") != deployment_id:
+                    return
+                pipe.multi()
+                pipe.delete(key)
+                pipe.execute()
+            except redis.WatchError:
+                pass

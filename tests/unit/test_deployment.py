@@ -1,0 +1,27 @@
+"""Deployment ids and DNS slugs."""
+
+import re
+
+import pytest
+
+from booklab.deployment import Deployment, InvalidDeployment
+
+
+def test_id_round_trips_with_slashes_and_non_ascii():
+    dep = Deployment("group/sub/project", "feature/été", "alice")
+    assert dep.id == "group/sub/project:feature/été:alice"
+    assert Deployment.from_id(dep.id) == dep
+
+
+@pytest.mark.parametrize("bad", ["a:b", "only:two", "", "x:y:z:w"])
+def test_malformed_ids_are_refused(bad):
+    with pytest.raises(InvalidDeployment):
+        Deployment.from_id(bad)
+
+
+def test_slug_is_a_dns_label_unique_per_user():
+    long = Deployment("g/" + "p" * 200, "b" * 200, "alice")
+    for dep in (Deployment("Group/My.Project", "feature/été", "alice"), long):
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", dep.slug), dep.slug
+    assert Deployment("g/p", "main", "alice").slug != Deployment("g/p", "main", "bob").slug
+    assert Deployment("g/p", "main", "alice").slug.startswith("p-main-alice-")

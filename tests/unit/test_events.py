@@ -1,0 +1,51 @@
+"""The deployment log on a real Redis: ids, cap, status, live following without loss."""
+
+import threading
+
+from booklab import schema
+from booklab.events import EventLog
+from booklab.phases import Phase
+
+DEP = "g/p:main:alice"
+
+
+def test_emit_appends_counts_and_sets_status(redis_client):
+    log = EventLog(redis_client)
+    assert log.emit(DEP, Phase.WAITING, "queued", position=2) == 1
+    assert log.emit(DEP, Phase.FETCHING, "cloning") == 2
+    events = log.read(DEP)
+    assert [(e.id, e.data) for e in events] == [
+        (1, {"phase": "waiting", "message": "queued\n", "position": 2}),
+        (2, {"phase": "fetching", "message": "cloning\n"}),
+    ]
+    assert redis_client.hget(schema.STATUS, DEP) == "fetching"
+    assert [e.id for e in log.read(DEP, after=1)] == [2]
+
+
+def test_log_is_capped_but_ids_keep_counting(redis_client):
+    log = EventLog(redis_client, max_events=3)
+    for i in range(10):
+        log.emit(DEP, Phase.BUILDING, f"line {i}")
+    events = log.read(DEP)
+    assert [e.id for e in events] == [8, 9, 10]
+    assert events[-1].data["message"] == "line 9\n"
+
+
+def test_follow_resumes_after_an_id_and_sees_live_events_until_final(redis_client):
+    log = EventLog(redis_client)
+    for i in range(3):
+        log.emit(DEP, Phase.BUILDING, f"line {i}")
+
+    def write_more():
+        for i in range(3, 200):
+            log.emit(DEP, Phase.BUILDING, f"line {i}")
+        log.emit(DEP, Phase.READY, "done")
+
+    seen = []
+    writer = threading.Thread(target=write_more)
+    for event in log.follow(DEP, after=1, timeout=30):
+        seen.append(event.id)
+        if len(seen) == 1:
+            writer.start()
+    writer.join()
+    assert seen == list(range(2, 202))

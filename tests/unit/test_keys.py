@@ -1,0 +1,33 @@
+"""Deploy key pairs and the encrypted, expiring vault (on a real Redis)."""
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+
+from booklab import schema
+from booklab.errors import DeployKeyError
+from booklab.keys import Vault, generate_keypair
+
+
+def test_keypair_is_ed25519_openssh():
+    pair = generate_keypair("booklab@example.org")
+    assert pair.public_openssh.startswith("ssh-ed25519 ") and pair.public_openssh.endswith(" booklab@example.org")
+    load_ssh_private_key(pair.private_openssh, password=None)
+    assert "PRIVATE" not in repr(pair)
+
+
+def test_vault_stores_ciphertext_with_ttl(redis_client):
+    vault = Vault(redis_client, "s3cret", ttl=60)
+    vault.put("g/p:main:alice", "deploy-key", b"PRIVATE KEY BYTES")
+    stored = redis_client.get(schema.secret("g/p:main:alice", "deploy-key"))
+    assert "PRIVATE" not in stored
+    assert 0 < redis_client.ttl(schema.secret("g/p:main:alice", "deploy-key")) <= 60
+    assert vault.get("g/p:main:alice", "deploy-key") == b"PRIVATE KEY BYTES"
+    vault.delete("g/p:main:alice", "deploy-key")
+    with pytest.raises(DeployKeyError, match="expired"):
+        vault.get("g/p:main:alice", "deploy-key")
+
+
+def test_vault_with_another_secret_cannot_read(redis_client):
+    Vault(redis_client, "one", ttl=60).put("d:b:u", "x", b"v")
+    with pytest.raises(DeployKeyError, match="same secret_key"):
+        Vault(redis_client, "two", ttl=60).get("d:b:u", "x")
