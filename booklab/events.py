@@ -47,14 +47,14 @@ class EventLog:
         self._emit = client.register_script(_EMIT)
 
     def emit(self, deployment_id: str, phase: Phase, message: str = "", **extra: Any) -> int:
-        """Append one event and set the deployment's status to its phase; returns its id."""
+        """Append one event and set the deployment's status from its phase; returns its id."""
         if message and not message.endswith("\n"):
             message += "\n"
         data = json.dumps({"phase": phase.value, "message": message, **extra})
         return int(self._emit(
             keys=[schema.log(deployment_id), schema.logseq(deployment_id), schema.STATUS,
                   schema.events(deployment_id)],
-            args=[data, self.max_events, deployment_id, phase.value],
+            args=[data, self.max_events, deployment_id, phase.status.value],
         ))
 
     def clear(self, deployment_id: str) -> None:

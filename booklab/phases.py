@@ -19,6 +19,11 @@ class Phase(str, Enum):
     STOPPED = "stopped"
 
     @property
+    def status(self) -> "Phase":
+        """The status an event of this phase gives its deployment: queued is ``todo``."""
+        return Phase.TODO if self is Phase.WAITING else self
+
+    @property
     def is_final(self) -> bool:
         """No event follows a final phase in the same run of a deployment."""
         return self in FINAL

@@ -19,6 +19,8 @@ def test_emit_appends_counts_and_sets_status(redis_client):
         (2, {"phase": "fetching", "message": "cloning\n"}),
     ]
     assert redis_client.hget(schema.STATUS, DEP) == "fetching"
+    log.emit("other:main:bob", Phase.WAITING, "queued")
+    assert redis_client.hget(schema.STATUS, "other:main:bob") == "todo"  # queued is todo
     assert [e.id for e in log.read(DEP, after=1)] == [2]
 
 

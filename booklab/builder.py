@@ -1,0 +1,151 @@
+"""The build step: name a commit's image and build a checkout into it with repo2docker.
+
+repo2docker runs as a subprocess with Booklab's ``booklab`` engine (Docker Engine API, no
+buildx), from an empty working directory and with a trimmed environment, so that neither
+a ``repo2docker_config.py`` nor the runner's secrets are within its reach. Its output is
+yielded line by line while it builds.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Iterator
+
+import docker
+
+from booklab.errors import BuildError, ConfigError
+
+log = logging.getLogger(__name__)
+
+SLUG_MAX = 60
+TAIL_LINES = 20
+NB_UID = 1000
+NB_USER = "jovyan"
+_KEPT_ENV = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH"}
+# Docker's reference grammar, lowercase: [registry[:port]/]component[/component...]
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PREFIX = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*")
+
+
+def image_name(prefix: str, project_path: str, commit_sha: str) -> str:
+    """``<prefix>/<slug>-<hash>:<sha>``: a valid Docker reference for any GitLab path,
+    where the hash of the exact path keeps two paths with the same slug apart."""
+    if not _PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            "Setting build/image_prefix must be a lowercase Docker repository such as "
+            f"booklab or registry.example.com/booklab, not {prefix!r}."
+        )
+    if not re.fullmatch(r"[0-9a-fA-F]{7,64}", commit_sha):
+        raise ValueError(f"{commit_sha!r} is not a git commit SHA")
+    slug = re.sub(r"[^a-z0-9]+", "-", project_path.lower()).strip("-")[:SLUG_MAX].rstrip("-")
+    digest = hashlib.sha256(project_path.encode()).hexdigest()[:12]
+    return f"{prefix}/{'-'.join(filter(None, (slug, digest)))}:{commit_sha.lower()}"
+
+
+def image_exists(client: docker.DockerClient, image: str) -> bool:
+    """Whether the Docker Engine already holds ``image``."""
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def build_image(
+    checkout_dir: str | os.PathLike,
+    image: str,
+    *,
+    timeout: float,
+    memory_limit: str = "",
+    labels: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """Build ``checkout_dir`` into ``image`` with repo2docker, yielding each output line.
+
+    Raises :class:`BuildError` when the build fails or takes longer than ``timeout`` s.
+    """
+    argv = _repo2docker_argv(checkout_dir, image, memory_limit, labels or {})
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    expired = threading.Event()
+    started = time.monotonic()
+    log.info("building %s from %s", image, checkout_dir)
+    with tempfile.TemporaryDirectory(prefix="booklab-build-") as cwd:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, errors="replace", start_new_session=True,
+        )
+
+        def expire() -> None:
+            expired.set()
+            _kill(proc)
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            with proc.stdout:
+                for line in proc.stdout:
+                    tail.append(line.rstrip("\r\n"))
+                    yield tail[-1]
+            returncode = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:  # the caller stopped reading: stop the build too
+                _kill(proc)
+                proc.wait()
+    if returncode == 0:
+        log.info("built %s in %.1f s", image, time.monotonic() - started)
+        return
+    last = "\n".join(tail)
+    if expired.is_set():
+        raise BuildError(
+            f"The build took longer than {timeout:g} s and was stopped: raise build/timeout "
+            f"or make the build lighter (fewer or smaller dependencies). Its last lines:\n{last}"
+        )
+    raise BuildError(
+        "The image could not be built: fix the repository's Dockerfile or environment "
+        f"files (repo2docker exited with {returncode}). Its last lines:\n{last}"
+    )
+
+
+def _repo2docker_argv(checkout_dir: str | os.PathLike, image: str, memory_limit: str,
+                      labels: dict[str, str]) -> list[str]:
+    argv = [
+        sys.executable, "-m", "repo2docker", "--engine=booklab", "--no-run",
+        f"--image-name={image}", f"--user-id={NB_UID}", f"--user-name={NB_USER}",
+    ]
+    if memory_limit:
+        argv.append(f"--EngineAPIEngine.build_memory_limit={_bytes(memory_limit)}")
+    argv += [f"--label={key}={value}" for key, value in labels.items()]
+    # an absolute path after "--" can never be read as an option
+    return argv + ["--", os.path.abspath(checkout_dir)]
+
+
+def _bytes(memory_limit: str) -> int:
+    try:
+        return docker.utils.parse_bytes(memory_limit)
+    except docker.errors.DockerException:
+        raise ConfigError(
+            f"Setting build/memory must be a size such as 4g or 512m, not {memory_limit!r}."
+        ) from None
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("DOCKER_")}
+    return env | {"PYTHONUNBUFFERED": "1"}
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

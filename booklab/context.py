@@ -1,0 +1,64 @@
+"""The clients one process shares: configuration, Redis, the event log, the vault,
+state stores, Docker and GitLab. Built once per process, rebuilt after a fork."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import docker
+import redis
+
+from booklab import config as config_module
+from booklab.config import Config
+from booklab.events import EventLog
+from booklab.gitlab_client import GitLabClient
+from booklab.keys import Vault
+from booklab.state import Deployments, Runners
+
+
+@dataclass
+class Context:
+    config: Config
+    redis: redis.Redis = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.redis = redis.Redis.from_url(self.config.redis_url, decode_responses=True,
+                                          health_check_interval=30)
+        self.events = EventLog(self.redis, self.config.log_max_events)
+        self.deployments = Deployments(self.redis)
+        self.runners = Runners(self.redis)
+
+    @functools.cached_property
+    def vault(self) -> Vault:
+        self.config.require("secret_key")
+        return Vault(self.redis, self.config.secret_key, self.config.key_ttl)
+
+    @functools.cached_property
+    def docker(self) -> docker.DockerClient:
+        return docker.from_env()
+
+    def gitlab(self, token: str) -> GitLabClient:
+        return GitLabClient(self.config.gitlab_host, token, self.config.gitlab_timeout)
+
+    def close(self) -> None:
+        self.redis.close()
+        if "docker" in self.__dict__:
+            self.docker.close()
+
+
+_current: Context | None = None
+
+
+def get_context() -> Context:
+    """This process's context, from the configuration file and environment."""
+    global _current
+    if _current is None:
+        _current = Context(config_module.load())
+    return _current
+
+
+def set_context(context: Context | None) -> None:
+    """Use ``context`` from now on (``None``: build a new one when next asked)."""
+    global _current
+    _current = context

@@ -1,0 +1,40 @@
+"""When a runner's notebook ends: stopped on request, exited, idle too long, or too old."""
+
+from __future__ import annotations
+
+import time
+from datetime import timezone
+
+import docker
+
+from booklab import launcher
+from booklab.context import Context
+from booklab.launcher import Notebook
+
+
+def reason_to_end(ctx: Context, held: dict[str, str], now: float | None = None) -> str | None:
+    """Why the notebook a runner holds must end now, or None while it may live on."""
+    deployment_id, container = held["deployment"], held.get("container")
+    if ctx.deployments.stop_requested(deployment_id):
+        return "Stopped on request."
+    if not container:
+        return None  # the chain is still preparing it
+    now = time.time() if now is None else now
+    try:
+        state = ctx.docker.containers.get(container).status
+    except docker.errors.NotFound:
+        state = "removed"
+    if state not in ("running", "created", "restarting"):
+        return f"The notebook server ended (container {state})."
+    started = float(held.get("started_at") or now)
+    if now - started > ctx.config.notebook_max_lifetime:
+        return f"The notebook reached its maximum lifetime of {ctx.config.notebook_max_lifetime} s."
+    token = ctx.deployments.token(deployment_id)
+    if token is None:
+        return None  # not ready yet: no activity to judge
+    activity = launcher.last_activity(Notebook(container, "", held["url"], token, ""))
+    if activity is not None:
+        idle = now - activity.astimezone(timezone.utc).timestamp()
+        if idle > ctx.config.notebook_idle_timeout:
+            return f"The notebook was idle for more than {ctx.config.notebook_idle_timeout} s."
+    return None

@@ -1,0 +1,166 @@
+"""The launch step: start a notebook container from a built image with a fresh Jupyter
+token, and the calls that watch it (ready, last activity), find it and stop it.
+
+The token reaches Jupyter through the ``JUPYTER_TOKEN`` environment variable, never the
+command line, and is kept out of every log line and error message.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import docker
+import requests
+from docker.models.containers import Container
+
+from booklab.errors import LaunchError
+
+log = logging.getLogger(__name__)
+
+PORT = 8888
+COMMAND = ["jupyter", "notebook", "--ip=0.0.0.0", f"--port={PORT}", "--no-browser"]
+LOG_LINES = 20
+STOP_TIMEOUT = 5
+POLL_INTERVAL = 0.25
+HTTP_TIMEOUT = 5
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """A started notebook container and how to reach it."""
+
+    container_id: str
+    name: str
+    url: str
+    token: str = field(repr=False)
+    image: str
+
+
+def launch(
+    client: docker.DockerClient,
+    image: str,
+    *,
+    name: str,
+    labels: dict[str, str],
+    memory: str,
+    cpus: float,
+    network: str = "",
+    host_ip: str = "127.0.0.1",
+) -> Notebook:
+    """Start ``image`` detached as a Jupyter notebook with its own token, limited to
+    ``memory`` and ``cpus``, its port published on a random port of ``host_ip``."""
+    token = secrets.token_hex(32)
+    try:
+        container = client.containers.create(
+            image,
+            COMMAND,
+            name=name,
+            environment={"JUPYTER_TOKEN": token},
+            labels=labels,
+            mem_limit=memory,
+            nano_cpus=int(cpus * 1e9),
+            ports={f"{PORT}/tcp": (host_ip, None)},
+            network=network or None,
+        )
+    except docker.errors.ImageNotFound as e:
+        raise LaunchError(f"The image {image} is gone: deploy again to rebuild it.") from e
+    except docker.errors.DockerException as e:
+        raise LaunchError(
+            f"The notebook container could not be created: {e}. Check the notebook/* settings."
+        ) from e
+    try:
+        container.start()
+        container.reload()
+    except docker.errors.DockerException as e:
+        container.remove(force=True)
+        raise LaunchError(
+            f"The notebook container could not start: {e}. "
+            "Check notebook/network and notebook/host."
+        ) from e
+    if not container.ports.get(f"{PORT}/tcp"):  # it has exited already
+        error = _exited(container, token)
+        container.remove(force=True)
+        raise error
+    port = container.ports[f"{PORT}/tcp"][0]["HostPort"]
+    log.info("started notebook %s from %s on %s:%s", name, image, host_ip, port)
+    return Notebook(container.id, name, f"http://{host_ip}:{port}/", token, image)
+
+
+def wait_ready(notebook: Notebook, timeout: float) -> None:
+    """Return once the notebook answers ``/api/status``; raise :class:`LaunchError` when its
+    container stops first or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    with closing(docker.from_env()) as client:
+        while _status(notebook) is None:
+            try:
+                container = client.containers.get(notebook.container_id)
+            except docker.errors.NotFound as e:
+                raise LaunchError(
+                    "The notebook container was removed before it answered: deploy again."
+                ) from e
+            if container.status not in {"created", "running"}:
+                raise _exited(container, notebook.token)
+            if time.monotonic() > deadline:
+                raise LaunchError(
+                    f"The notebook did not answer within {timeout:g} s: make the image start "
+                    "faster or raise notebook/ready_timeout. Its last log lines:\n"
+                    f"{_logs(container, notebook.token)}"
+                )
+            time.sleep(POLL_INTERVAL)
+    log.info("notebook %s is ready", notebook.name)
+
+
+def last_activity(notebook: Notebook) -> datetime | None:
+    """When the notebook last saw activity, as Jupyter reports it; None if it does not answer."""
+    status = _status(notebook)
+    if not status or not status.get("last_activity"):
+        return None
+    return datetime.fromisoformat(status["last_activity"])
+
+
+def stop(client: docker.DockerClient, container_id: str) -> None:
+    """Stop and remove a notebook container; nothing happens when it is already gone."""
+    try:
+        container = client.containers.get(container_id)
+        container.stop(timeout=STOP_TIMEOUT)
+        container.remove(v=True, force=True)
+    except docker.errors.NotFound:
+        log.debug("notebook container %s is already gone", container_id)
+        return
+    log.info("stopped notebook container %s", container.name)
+
+
+def find_notebooks(client: docker.DockerClient, labels: dict[str, str]) -> list[Container]:
+    """Every container, running or not, that carries all of ``labels``."""
+    filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
+    return client.containers.list(all=True, filters=filters)
+
+
+def _status(notebook: Notebook) -> dict | None:
+    try:
+        response = requests.get(
+            f"{notebook.url}api/status",
+            headers={"Authorization": f"token {notebook.token}"},
+            timeout=HTTP_TIMEOUT,
+        )
+        return response.json() if response.status_code == 200 else None
+    except requests.RequestException:  # not up yet, gone, or not Jupyter
+        return None
+
+
+def _exited(container: Container, token: str) -> LaunchError:
+    return LaunchError(
+        f"The notebook stopped (exit code {container.attrs['State']['ExitCode']}) before it "
+        "answered: make sure the repository's image can run `jupyter notebook` as a non-root "
+        f"user. Its last log lines:\n{_logs(container, token)}"
+    )
+
+
+def _logs(container: Container, token: str) -> str:
+    text = container.logs(tail=LOG_LINES).decode(errors="replace").rstrip()
+    return text.replace(token, "<token>")

@@ -1,0 +1,85 @@
+"""The programmatic entry to Booklab: request, follow and stop deployments.
+
+The web tier and the CLI call these; so do tests. Requesting checks the user's GitLab
+token, keeps it encrypted for the runner, and queues the deployment's chain, or joins the
+deployment when it is already queued, running or ready.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from booklab import steps
+from booklab.context import Context
+from booklab.deployment import Deployment
+from booklab.errors import BooklabError
+from booklab.phases import Phase
+
+log = logging.getLogger(__name__)
+
+
+class UnknownDeployment(BooklabError):
+    """No deployment with that id exists."""
+
+
+@dataclass(frozen=True)
+class Request:
+    deployment: Deployment
+    #: False when the request joined a deployment already queued, running or ready
+    started: bool
+
+    @property
+    def id(self) -> str:
+        return self.deployment.id
+
+
+def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str) -> Request:
+    """Deploy ``ref`` of ``project`` for the owner of ``gitlab_token``."""
+    from booklab.tasks import deployment_chain
+
+    user = ctx.gitlab(gitlab_token).username()
+    dep = Deployment(project, ref, user)
+    if not ctx.deployments.start_or_join(dep):
+        return Request(dep, started=False)
+    ctx.events.clear(dep.id)
+    ctx.vault.put(dep.id, steps.GITLAB_TOKEN, gitlab_token.encode(), ttl=ctx.config.token_ttl)
+    position = ctx.deployments.queue_position(dep.id) or 1
+    ctx.events.emit(dep.id, Phase.WAITING, f"Waiting for a free runner: position {position} in the queue.",
+                    position=position)
+    deployment_chain(dep.id).apply_async()
+    log.info("queued %s", dep.id)
+    return Request(dep, started=True)
+
+
+def follow(ctx: Context, deployment_id: str, after: int = 0, timeout: float | None = None,
+           ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The deployment's events after id ``after`` as (id, event), live, until a final
+    phase or ``timeout``. The ``ready`` event carries the notebook's token; give this
+    only to the deployment's owner."""
+    for event in ctx.events.follow(deployment_id, after, timeout):
+        data = dict(event.data)
+        if event.phase is Phase.READY:
+            data["token"] = ctx.deployments.token(deployment_id)
+        yield event.id, data
+
+
+def status(ctx: Context, deployment_id: str) -> Phase:
+    current = ctx.deployments.status(deployment_id)
+    if current is None:
+        raise UnknownDeployment(f"There is no deployment {deployment_id!r}: check the id with `booklab status`.")
+    return current
+
+
+def stop(ctx: Context, deployment_id: str) -> Phase:
+    """Stop a deployment: at once when still queued, else its runner stops the notebook
+    within ``runner/poll_interval`` seconds. Returns the status it had."""
+    current = status(ctx, deployment_id)
+    if current.is_active:
+        ctx.deployments.request_stop(deployment_id)
+    if current is Phase.TODO:
+        ctx.deployments.dequeue(deployment_id)
+        ctx.vault.delete(deployment_id, *steps.SECRETS)
+        ctx.events.emit(deployment_id, Phase.STOPPED, "Stopped before a runner took it.")
+    return current

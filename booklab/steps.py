@@ -1,0 +1,179 @@
+"""The five steps of a deployment, as plain functions a test can call directly:
+``provision_key -> clone -> build -> run -> register_token``.
+
+Each takes the process :class:`~booklab.context.Context`, the deployment id and the name
+of the runner doing the work; each reads and writes the deployment's record in Redis and
+writes its progress to the deployment's log. ``fail`` and ``release`` undo what the steps
+left behind (deploy key, secrets, checkout, container) whatever step stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from booklab import builder, git, launcher
+from booklab.context import Context
+from booklab.deployment import Deployment
+from booklab.errors import BooklabError
+from booklab.gitlab_client import DeployKeyRefused
+from booklab.keys import generate_keypair
+from booklab.phases import Phase
+
+log = logging.getLogger(__name__)
+
+GITLAB_TOKEN = "gitlab-token"
+DEPLOY_KEY = "deploy-key"
+NOTEBOOK_TOKEN = "notebook-token"
+SECRETS = (GITLAB_TOKEN, DEPLOY_KEY, NOTEBOOK_TOKEN)
+KNOWN_HOSTS = "known_hosts"
+
+
+def checkout_dir(ctx: Context, deployment_id: str) -> Path:
+    return Path(ctx.config.tmpdir) / "booklab-checkouts" / Deployment.from_id(deployment_id).slug
+
+
+def provision_key(ctx: Context, deployment_id: str, runner: str) -> None:
+    """Claim the deployment for ``runner``, resolve the branch to a commit and, unless the
+    commit's image exists already, add a read-only deploy key (or fall back to HTTPS)."""
+    dep = Deployment.from_id(deployment_id)
+    ctx.deployments.dequeue(deployment_id)
+    ctx.deployments.update(deployment_id, runner=runner, started_at=f"{time.time():.3f}")
+    ctx.events.emit(deployment_id, Phase.FETCHING, f"Runner {runner} took the deployment.")
+    git.check_branch_name(dep.ref)
+    gl = ctx.gitlab(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
+    project = gl.project(dep.project)
+    commit = gl.branch_commit(project, dep.ref)
+    image = builder.image_name(ctx.config.image_prefix, project.path, commit)
+    ctx.deployments.update(deployment_id, project_id=str(project.id), commit=commit, image=image,
+                           ssh_url=project.ssh_url, http_url=project.http_url)
+    if builder.image_exists(ctx.docker, image):
+        ctx.deployments.update(deployment_id, cached="1")
+        ctx.vault.delete(deployment_id, GITLAB_TOKEN)
+        return
+    ctx.events.emit(deployment_id, Phase.FETCHING, f"Branch {dep.ref} is at commit {commit[:12]}.")
+    method = ctx.config.clone_method
+    if method == "ssh":
+        keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
+        title = f"Booklab {dep.user} {dep.ref} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+        try:
+            key_id = gl.add_deploy_key(project, title, keys.public_openssh)
+        except DeployKeyRefused:
+            ctx.events.emit(deployment_id, Phase.FETCHING,
+                            "GitLab refused a deploy key (your role is below Maintainer): "
+                            "cloning over HTTPS with your own token instead.")
+            method = "https"
+        else:
+            ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)
+            ctx.deployments.update(deployment_id, deploy_key_id=str(key_id))
+            ctx.events.emit(deployment_id, Phase.FETCHING, "Added a read-only deploy key to the project.")
+    ctx.deployments.update(deployment_id, clone_method=method)
+
+
+def clone(ctx: Context, deployment_id: str, runner: str) -> None:
+    """Clone the branch with the deploy key (or the user's token), then remove the key
+    from GitLab and every secret from Redis."""
+    record = ctx.deployments.record(deployment_id)
+    if record.get("cached"):
+        return
+    dest = checkout_dir(ctx, deployment_id)
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if record.get("clone_method") == "ssh":
+            known = ctx.config.gitlab_known_hosts or ctx.redis.hget("conf", KNOWN_HOSTS) or ""
+            credentials: git.SshCredentials | git.HttpsCredentials = git.SshCredentials(
+                ctx.vault.get(deployment_id, DEPLOY_KEY), known)
+            url = record["ssh_url"]
+        else:
+            credentials = git.HttpsCredentials(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
+            url = record["http_url"]
+        ctx.events.emit(deployment_id, Phase.FETCHING, f"Cloning {record['project']} at {record['ref']}...")
+        for line in git.clone(url, record["ref"], dest, credentials):
+            ctx.events.emit(deployment_id, Phase.FETCHING, line)
+        if isinstance(credentials, git.SshCredentials) and not ctx.config.gitlab_known_hosts:
+            ctx.redis.hset("conf", KNOWN_HOSTS, credentials.known_hosts)
+        commit = git.head_commit(dest)
+        if commit != record["commit"]:  # the branch moved since it was resolved
+            ctx.deployments.update(deployment_id, commit=commit, image=builder.image_name(
+                ctx.config.image_prefix, record["project"], commit))
+    finally:
+        revoke_secrets(ctx, deployment_id)
+
+
+def build(ctx: Context, deployment_id: str, runner: str) -> None:
+    """Build the commit's image with repo2docker, unless it exists already."""
+    record = ctx.deployments.record(deployment_id)
+    image = record["image"]
+    dest = checkout_dir(ctx, deployment_id)
+    try:
+        if record.get("cached") or builder.image_exists(ctx.docker, image):
+            ctx.events.emit(deployment_id, Phase.BUILT, "Found built image, launching...")
+            return
+        ctx.events.emit(deployment_id, Phase.BUILDING, f"Building image {image}")
+        labels = {"booklab.project": record["project"], "booklab.commit": record["commit"]}
+        for line in builder.build_image(dest, image, timeout=ctx.config.build_timeout,
+                                        memory_limit=ctx.config.build_memory, labels=labels):
+            ctx.events.emit(deployment_id, Phase.BUILDING, line)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+def run(ctx: Context, deployment_id: str, runner: str) -> None:
+    """Start the notebook container with a fresh token and wait until it answers."""
+    record = ctx.deployments.record(deployment_id)
+    dep = Deployment.from_id(deployment_id)
+    ctx.events.emit(deployment_id, Phase.LAUNCHING, "Launching the notebook server...")
+    notebook = launcher.launch(
+        ctx.docker, record["image"], name=f"booklab-{dep.slug}",
+        labels={"booklab.deployment": deployment_id, "booklab.runner": runner},
+        memory=ctx.config.notebook_memory, cpus=ctx.config.notebook_cpus,
+        network=ctx.config.notebook_network, host_ip=ctx.config.notebook_host)
+    ctx.runners.attach(runner, container=notebook.container_id, url=notebook.url,
+                       started_at=f"{time.time():.3f}")
+    ctx.deployments.update(deployment_id, container=notebook.container_id, url=notebook.url)
+    ctx.vault.put(deployment_id, NOTEBOOK_TOKEN, notebook.token.encode())
+    launcher.wait_ready(notebook, timeout=ctx.config.notebook_ready_timeout)
+
+
+def register_token(ctx: Context, deployment_id: str, runner: str) -> None:
+    """Publish the notebook's token and announce ``ready``."""
+    record = ctx.deployments.record(deployment_id)
+    ctx.deployments.set_token(deployment_id, ctx.vault.get(deployment_id, NOTEBOOK_TOKEN).decode())
+    ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN)
+    ctx.deployments.update(deployment_id, ready_at=f"{time.time():.3f}")
+    # the token is added by whoever serves the event to its owner, never kept in the log
+    ctx.events.emit(deployment_id, Phase.READY, f"server running at {record['url']}",
+                    url=record["url"], image=record["image"])
+
+
+def revoke_secrets(ctx: Context, deployment_id: str) -> None:
+    """Delete the deployment's deploy key from GitLab and its secrets from Redis."""
+    record = ctx.deployments.record(deployment_id)
+    try:
+        if record.get("deploy_key_id"):
+            token = ctx.vault.get(deployment_id, GITLAB_TOKEN).decode()
+            ctx.gitlab(token).delete_deploy_key(int(record["project_id"]), int(record["deploy_key_id"]))
+            ctx.deployments.update(deployment_id, deploy_key_id="")
+    except BooklabError:
+        log.warning("could not delete the deploy key of %s; the key sweeper will", deployment_id)
+    finally:
+        ctx.vault.delete(deployment_id, GITLAB_TOKEN, DEPLOY_KEY)
+
+
+def release(ctx: Context, deployment_id: str, runner: str, phase: Phase, message: str) -> None:
+    """End the deployment in ``phase`` (failed or stopped): remove what it left behind and
+    free the runner."""
+    revoke_secrets(ctx, deployment_id)
+    ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN)
+    shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
+    container = ctx.deployments.record(deployment_id).get("container")
+    if container:
+        launcher.stop(ctx.docker, container)
+    ctx.deployments.forget_token(deployment_id)
+    ctx.deployments.dequeue(deployment_id)
+    ctx.events.emit(deployment_id, phase, message)
+    ctx.runners.release(runner, deployment_id)

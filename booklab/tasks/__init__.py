@@ -1,0 +1,51 @@
+"""Booklab's Celery app: one thin task per pipeline step, and the one place where the
+chain of a deployment is assembled (:func:`deployment_chain`)."""
+
+from __future__ import annotations
+
+from celery import Celery, chain
+from celery.signals import worker_process_init
+
+from booklab import schema
+from booklab.config import Config
+from booklab.context import set_context
+
+app = Celery("booklab", include=["booklab.tasks.pipeline"])
+app.config_from_object("celeryconfig")
+
+
+def configure(config: Config) -> Celery:
+    """Point the app at Booklab's Redis and apply the configured limits."""
+    app.conf.broker_url = config.redis_url
+    timeout = config.broker_visibility_timeout
+    app.conf.broker_transport_options = {
+        # a message not acknowledged within the timeout (its runner died) is given again,
+        # looked for every few seconds by the runners that poll
+        "visibility_timeout": timeout,
+        "unacked_restore_interval": max(1, min(10, timeout // 2)),
+        "unacked_restore_throttle": 1,
+    }
+    app.conf.task_annotations = {
+        "booklab.build": {"time_limit": config.build_timeout + 120},
+        "booklab.run": {"time_limit": config.notebook_ready_timeout + 120},
+    }
+    return app
+
+
+def deployment_chain(deployment_id: str):
+    """provision key -> clone -> build -> run -> register token."""
+    from booklab.tasks import pipeline
+
+    return chain(
+        pipeline.provision_key.s(deployment_id).set(queue=schema.DEPLOYMENTS_QUEUE),
+        pipeline.clone.s(),
+        pipeline.build.s(),
+        pipeline.run.s(),
+        pipeline.register_token.s(),
+    )
+
+
+@worker_process_init.connect
+def _fresh_clients_after_fork(**_):
+    """Redis and Docker connections must not be shared with the parent process."""
+    set_context(None)

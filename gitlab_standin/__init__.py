@@ -1,0 +1,11 @@
+"""A GitLab stand-in for Booklab's tests and local demo (never used in production).
+
+It speaks the documented GitLab REST API v4 shapes Booklab relies on (OAuth2
+authorization-code flow, ``/api/v4/user``, projects, branches, deploy keys), serves git
+over a real OpenSSH server that accepts exactly the deploy keys added through the API,
+and over smart HTTP for ``oauth2:<token>`` clones. Start one with ``GitLabStandIn``.
+"""
+
+from gitlab_standin.server import GitLabStandIn
+
+__all__ = ["GitLabStandIn"]

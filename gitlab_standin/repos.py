@@ -1,0 +1,114 @@
+"""The stand-in's bare git repositories, ``<root>/<path_with_namespace>.git``: creation,
+import of a local repository's branches, and branch/commit facts for the API.
+
+Repositories belong to the SSH login user (``git``) so that pushes over SSH can write
+them; the stand-in itself (root) reaches them with ``safe.directory=*`` given in the
+environment, which git treats as command-line (trusted) configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+_FIELDS = ("%(refname:lstrip=2)", "%(objectname)", "%(parent)", "%(authorname)",
+           "%(authoremail:trim)", "%(authordate:iso-strict)", "%(committername)",
+           "%(committeremail:trim)", "%(committerdate:iso-strict)", "%(contents)")
+
+
+@dataclass(frozen=True)
+class Commit:
+    id: str
+    parent_ids: list[str]
+    author_name: str
+    author_email: str
+    authored_date: str
+    committer_name: str
+    committer_email: str
+    committed_date: str
+    message: str
+
+    @property
+    def title(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+
+@dataclass(frozen=True)
+class Branch:
+    name: str
+    commit: Commit
+    merged: bool
+    """Whether it is merged into the default branch (never true for that branch itself)."""
+
+
+def git_env() -> dict[str, str]:
+    """The environment for git commands the stand-in runs on repositories it does not own."""
+    return {**os.environ, "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*"}
+
+
+def _git(*args: str | Path) -> str:
+    done = subprocess.run(["git", *map(str, args)], env=git_env(), capture_output=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"git {' '.join(map(str, args))} failed: {done.stderr.decode(errors='replace')}")
+    return done.stdout.decode()
+
+
+class Repositories:
+    """Bare repositories under ``root``, chowned to ``owner`` (uid, gid) when given."""
+
+    def __init__(self, root: Path, owner: tuple[int, int] | None) -> None:
+        self.root = root
+        self._owner = owner
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, project_path: str) -> Path:
+        return self.root / f"{project_path}.git"
+
+    def create(self, project_path: str, default_branch: str) -> None:
+        repo = self.path(project_path)
+        _git("init", "--quiet", "--bare", "--template=", f"--initial-branch={default_branch}", repo)
+        for directory in repo.relative_to(self.root).parents:
+            (self.root / directory).chmod(0o755)  # the SSH user must reach it whatever the umask
+        self._chown(repo)
+
+    def delete_all(self) -> None:
+        for entry in self.root.iterdir():
+            shutil.rmtree(entry)
+
+    def import_branches(self, project_path: str, source_dir: Path) -> None:
+        """Copy every branch and tag of the local repository ``source_dir`` (forced)."""
+        repo = self.path(project_path)
+        _git("-C", repo, "fetch", "--quiet", "--force", "--no-tags", Path(source_dir).resolve(),
+             "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+        self._chown(repo)
+
+    def branches(self, project_path: str, default_branch: str) -> list[Branch]:
+        """All branches, sorted by name, with their head commits."""
+        repo = self.path(project_path)
+        fmt = "%00".join(_FIELDS) + "%00"
+        fields = _git("-C", repo, "for-each-ref", f"--format={fmt}", "refs/heads").split("\0")[:-1]
+        merged: set[str] = set()
+        if any(fields[i].lstrip("\n") == default_branch for i in range(0, len(fields), len(_FIELDS))):
+            merged = set(_git("-C", repo, "for-each-ref", f"--merged=refs/heads/{default_branch}",
+                              "--format=%(refname:lstrip=2)", "refs/heads").splitlines())
+            merged.discard(default_branch)
+        branches = []
+        for i in range(0, len(fields), len(_FIELDS)):
+            name, sha, parents, a_name, a_mail, a_date, c_name, c_mail, c_date, message = fields[i:i + len(_FIELDS)]
+            name = name.lstrip("\n")
+            commit = Commit(sha, parents.split(), a_name, a_mail, a_date, c_name, c_mail, c_date, message)
+            branches.append(Branch(name, commit, name in merged))
+        return sorted(branches, key=lambda b: b.name)
+
+    def _chown(self, repo: Path) -> None:
+        if self._owner is None:
+            return
+        uid, gid = self._owner
+        os.chown(repo, uid, gid)
+        for parent, dirs, files in os.walk(repo):
+            for name in dirs + files:
+                os.chown(os.path.join(parent, name), uid, gid, follow_symlinks=False)

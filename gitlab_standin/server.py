@@ -1,0 +1,166 @@
+"""``GitLabStandIn``: starts and stops the stand-in (HTTP API + OAuth + git over HTTP in a
+thread, sshd in a subprocess) and is the Python helper API tests use to set up users,
+projects, OAuth applications and repositories.
+
+Typical use::
+
+    gitlab = GitLabStandIn(data_dir).start()    # data_dir: reachable by user 'git'
+    alice = gitlab.add_user("alice")             # alice.token: a personal access token
+    gitlab.add_project("team/notebooks", {"alice": MAINTAINER})
+    gitlab.push("team/notebooks", local_repo_dir)
+    ...
+    gitlab.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from werkzeug.serving import make_server
+
+from gitlab_standin.app import create_app
+from gitlab_standin.context import Context
+from gitlab_standin.git_ssh import SshServer
+from gitlab_standin.repos import Repositories
+from gitlab_standin.store import Project, RecordedRequest, Store, User
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCOPES = "api read_api read_user read_repository openid profile email"
+
+
+class GitLabStandIn:
+    """One stand-in GitLab. Its files (bare repositories, sshd configuration and host key)
+    live in ``data_dir``, whose parents must all be world-searchable (a directory under
+    /tmp works; pytest's 0700 basetemp does not), because sshd serves git as user ``git``."""
+
+    def __init__(self, data_dir: Path | str, host: str = "127.0.0.1", http_port: int = 0,
+                 ssh_port: int = 0) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self._http_port = http_port
+        self.ssh = SshServer(self.data_dir / "ssh", self.data_dir / "repos", host, ssh_port)
+        account = self.ssh.account
+        self.repos = Repositories(self.data_dir / "repos", (account.pw_uid, account.pw_gid))
+        self.store = Store(on_keys_changed=self._keys_changed)
+        self._http = None
+        self._thread: threading.Thread | None = None
+        self._ssh_log_start = 0
+
+    def _keys_changed(self) -> None:
+        self.ssh.write_authorized_keys(self.store.ssh_grants())
+
+    # lifecycle
+
+    def start(self) -> GitLabStandIn:
+        """Start sshd and the HTTP server; returns self."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o755)
+        self.repos.root.chmod(0o755)
+        self.ssh.start()
+        ctx = Context(self.store, self.repos, f"ssh://{self.ssh.account.pw_name}@{self.host}:{self.ssh.port}")
+        self._http = make_server(self.host, self._http_port, create_app(ctx), threaded=True)
+        self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="gitlab-standin-http", daemon=True)
+        self._thread.start()
+        log.info("GitLab stand-in at %s (ssh port %d, data %s)", self.url, self.ssh.port, self.data_dir)
+        return self
+
+    def stop(self) -> None:
+        """Stop the HTTP server and sshd (files in ``data_dir`` stay)."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._thread.join()
+            self._http.server_close()
+            self._http = None
+        self.ssh.stop()
+
+    def __enter__(self) -> GitLabStandIn:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Forget users, projects (and delete their repositories), deploy keys, tokens and
+        the request log. OAuth applications stay registered; ids are never reused."""
+        self.store.reset()
+        self.repos.delete_all()
+        self._ssh_log_start = self.ssh.log_size()
+
+    # addresses
+
+    @property
+    def url(self) -> str:
+        """HTTP base URL, e.g. ``http://127.0.0.1:41234`` (API under ``/api/v4``)."""
+        return f"http://{self.host}:{self._http.server_port}"
+
+    @property
+    def ssh_port(self) -> int:
+        return self.ssh.port
+
+    @property
+    def known_hosts_line(self) -> str:
+        """``[127.0.0.1]:<port> ssh-ed25519 AAAA...`` for a client's known_hosts file."""
+        return self.ssh.known_hosts_line
+
+    def ssh_url(self, project_path: str) -> str:
+        """The project's ``ssh_url_to_repo``: ``ssh://git@127.0.0.1:<port>/<path>.git``."""
+        return f"ssh://{self.ssh.account.pw_name}@{self.host}:{self.ssh.port}/{project_path}.git"
+
+    # setup helpers
+
+    def add_user(self, username: str, name: str | None = None, email: str | None = None) -> User:
+        """A new user with ``.id``, ``.username``, ``.password`` and ``.token`` (a personal
+        access token for ``PRIVATE-TOKEN`` or ``Authorization: Bearer``)."""
+        return self.store.add_user(username, name, email)
+
+    def add_oauth_app(self, redirect_uri: str | Iterable[str], scopes: str = DEFAULT_SCOPES) -> tuple[str, str]:
+        """Register an OAuth application; returns ``(client_id, client_secret)``."""
+        uris = [redirect_uri] if isinstance(redirect_uri, str) else list(redirect_uri)
+        app = self.store.add_oauth_app(uris, scopes)
+        return app.client_id, app.client_secret
+
+    def issue_oauth_token(self, user: User | str, scope: str = "api") -> str:
+        """An OAuth access token for ``user`` (a User or a username), as if after the flow."""
+        found = self.store.user(user) if isinstance(user, str) else user
+        if found is None:
+            raise KeyError(user)
+        return self.store.issue_token(found, scope=scope).access_token
+
+    def add_project(self, path_with_namespace: str, members: Mapping[str, int] | None = None,
+                    default_branch: str = "main") -> Project:
+        """A private project with an empty bare repository; ``members`` maps usernames
+        to access levels (``gitlab_standin.store.REPORTER``, ``DEVELOPER``, ``MAINTAINER``...)."""
+        project = self.store.add_project(path_with_namespace, members or {}, default_branch)
+        self.repos.create(path_with_namespace, default_branch)
+        return project
+
+    def set_member(self, project_path: str, username: str, access_level: int | None) -> None:
+        """Change a user's access level on a project; None removes them."""
+        self.store.set_member(project_path, username, access_level)
+
+    def push(self, project_path: str, source_dir: Path | str) -> None:
+        """Force-copy every branch and tag of the local git repository ``source_dir``."""
+        if self.store.project(project_path) is None:
+            raise KeyError(project_path)
+        self.repos.import_branches(project_path, Path(source_dir))
+
+    def deploy_keys(self, project_path: str) -> list[dict]:
+        """The project's deploy keys, as ``GET /projects/:id/deploy_keys`` returns them."""
+        project = self.store.project(project_path)
+        if project is None:
+            raise KeyError(project_path)
+        return [key.as_json(can_push) for key, can_push in self.store.deploy_keys(project)]
+
+    def ssh_logins(self) -> list[str]:
+        """Fingerprints (``SHA256:...``) of the deploy keys git logged in with over SSH
+        since the last reset."""
+        return self.ssh.logins(self._ssh_log_start)
+
+    def request_log(self) -> list[RecordedRequest]:
+        """Every HTTP request served since the last reset: method, path, query, status, username."""
+        return self.store.requests()

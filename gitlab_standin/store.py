@@ -1,0 +1,353 @@
+"""In-memory state of the GitLab stand-in: users, projects and their members, deploy keys,
+OAuth applications, codes and tokens, and a log of the requests served.
+
+Thread-safe: every public method holds one re-entrant lock. Ids are never reused, not
+even across ``reset()``, so a stale id from an earlier test can never name a new object.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from gitlab_standin.sshkeys import PublicKey, parse_public_key
+
+GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
+ACCESS_TOKEN_TTL = 7200
+AUTHORIZATION_CODE_TTL = 600
+
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+PROJECT_PATH = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})+")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """GitLab's timestamp form: ``2024-05-01T12:00:00.000Z``."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class User:
+    id: int
+    username: str
+    name: str
+    email: str
+    password: str
+    token: str
+    """A personal access token (``glpat-...``)."""
+    created_at: datetime
+
+
+@dataclass
+class Project:
+    id: int
+    path_with_namespace: str
+    default_branch: str
+    created_at: datetime
+    members: dict[int, int] = field(default_factory=dict)
+    """user id -> access level"""
+    deploy_keys: dict[int, bool] = field(default_factory=dict)
+    """deploy key id -> can_push"""
+
+    @property
+    def path(self) -> str:
+        return self.path_with_namespace.rsplit("/", 1)[1]
+
+    @property
+    def namespace_path(self) -> str:
+        return self.path_with_namespace.rsplit("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class DeployKey:
+    id: int
+    title: str
+    key: str
+    public: PublicKey
+    created_at: datetime
+    expires_at: datetime | None
+
+    def as_json(self, can_push: bool) -> dict:
+        """The object GitLab returns for a key enabled on a project."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "key": self.key,
+            "fingerprint": self.public.fingerprint,
+            "fingerprint_sha256": self.public.fingerprint_sha256,
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "can_push": can_push,
+        }
+
+
+@dataclass(frozen=True)
+class OAuthApp:
+    client_id: str
+    client_secret: str
+    redirect_uris: tuple[str, ...]
+    scopes: str
+
+
+@dataclass
+class OAuthToken:
+    access_token: str
+    refresh_token: str
+    user_id: int
+    client_id: str | None
+    scope: str
+    created_at: datetime
+
+    def as_json(self) -> dict:
+        """The body of GitLab's ``POST /oauth/token`` answer."""
+        return {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_TTL,
+            "refresh_token": self.refresh_token,
+            "scope": self.scope,
+            "created_at": int(self.created_at.timestamp()),
+        }
+
+
+@dataclass(frozen=True)
+class AuthorizationCode:
+    user_id: int
+    client_id: str
+    redirect_uri: str
+    scope: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: str
+    status: int
+    username: str | None
+
+
+class Store:
+    """All state of one stand-in. ``on_keys_changed`` runs (under the lock) after every
+    change of the deploy keys, so the SSH server can rewrite its authorized keys."""
+
+    def __init__(self, on_keys_changed: Callable[[], None] = lambda: None) -> None:
+        self._lock = threading.RLock()
+        self._ids = {kind: itertools.count(1) for kind in ("user", "project", "key", "namespace")}
+        self._on_keys_changed = on_keys_changed
+        self._apps: dict[str, OAuthApp] = {}
+        self._clear()
+
+    def _clear(self) -> None:
+        self._users: dict[int, User] = {}
+        self._projects: dict[int, Project] = {}
+        self._keys: dict[int, DeployKey] = {}
+        self._namespaces: dict[str, int] = {}
+        self._codes: dict[str, AuthorizationCode] = {}
+        self._tokens: dict[str, OAuthToken] = {}
+        self._requests: list[RecordedRequest] = []
+
+    def reset(self) -> None:
+        """Forget users, projects, keys, codes, tokens and the request log. OAuth
+        applications stay registered (they are instance configuration, like on GitLab)."""
+        with self._lock:
+            self._clear()
+            self._on_keys_changed()
+
+    # users
+
+    def add_user(self, username: str, name: str | None = None, email: str | None = None) -> User:
+        with self._lock:
+            if self.user(username) is not None:
+                raise ValueError(f"username {username!r} is taken")
+            user = User(
+                id=next(self._ids["user"]),
+                username=username,
+                name=name or username.capitalize(),
+                email=email or f"{username}@example.com",
+                password=secrets.token_urlsafe(12),
+                token="glpat-" + secrets.token_urlsafe(15),
+                created_at=now(),
+            )
+            self._users[user.id] = user
+            return user
+
+    def user(self, username: str) -> User | None:
+        with self._lock:
+            return next((u for u in self._users.values() if u.username == username), None)
+
+    def login(self, login: str, password: str) -> User | None:
+        """The user whose username or email is ``login`` and whose password matches."""
+        with self._lock:
+            for user in self._users.values():
+                if login in (user.username, user.email) and secrets.compare_digest(user.password, password):
+                    return user
+            return None
+
+    def authenticate(self, private_token: str | None = None, bearer: str | None = None) -> User | None:
+        """As GitLab: ``PRIVATE-TOKEN`` takes a personal access token; a Bearer token may be
+        an unexpired OAuth access token or a personal access token."""
+        with self._lock:
+            if private_token:
+                return next((u for u in self._users.values() if u.token == private_token), None)
+            if not bearer:
+                return None
+            token = self._tokens.get(bearer)
+            if token is not None and token.created_at + timedelta(seconds=ACCESS_TOKEN_TTL) > now():
+                return self._users.get(token.user_id)
+            return next((u for u in self._users.values() if u.token == bearer), None)
+
+    # projects
+
+    def add_project(self, path_with_namespace: str, members: Mapping[str, int], default_branch: str) -> Project:
+        with self._lock:
+            if not PROJECT_PATH.fullmatch(path_with_namespace) or path_with_namespace.endswith(".git"):
+                raise ValueError(f"invalid project path {path_with_namespace!r}")
+            if self.project(path_with_namespace) is not None:
+                raise ValueError(f"project {path_with_namespace!r} exists")
+            project = Project(next(self._ids["project"]), path_with_namespace, default_branch, now())
+            self._projects[project.id] = project
+            for username, level in members.items():
+                self.set_member(path_with_namespace, username, level)
+            return project
+
+    def set_member(self, path_with_namespace: str, username: str, access_level: int | None) -> None:
+        """Give ``username`` that access level on the project, or remove them with None."""
+        with self._lock:
+            project, user = self.project(path_with_namespace), self.user(username)
+            if project is None or user is None:
+                raise KeyError(path_with_namespace if project is None else username)
+            if access_level is None:
+                project.members.pop(user.id, None)
+            else:
+                project.members[user.id] = access_level
+
+    def project(self, ref: str) -> Project | None:
+        """A project by numeric id or by full path."""
+        with self._lock:
+            if ref.isdigit():
+                return self._projects.get(int(ref))
+            return next((p for p in self._projects.values() if p.path_with_namespace == ref), None)
+
+    def access_level(self, project: Project, user: User) -> int:
+        with self._lock:
+            return project.members.get(user.id, 0)
+
+    def projects_of(self, user: User) -> list[Project]:
+        """The projects ``user`` is a member of, oldest first."""
+        with self._lock:
+            return [p for p in self._projects.values() if user.id in p.members]
+
+    def namespace_id(self, full_path: str) -> int:
+        with self._lock:
+            if full_path not in self._namespaces:
+                self._namespaces[full_path] = next(self._ids["namespace"])
+            return self._namespaces[full_path]
+
+    # deploy keys
+
+    def add_deploy_key(self, project: Project, title: str, key: str, can_push: bool,
+                       expires_at: datetime | None) -> tuple[DeployKey, bool]:
+        """Enable a public key on the project (ValueError if it is not one), as GitLab: a
+        key already on the project is returned as is; a key known from another project is
+        shared (same id); else a new key is made."""
+        public = parse_public_key(key)
+        with self._lock:
+            known = next((k for k in self._keys.values() if k.public.openssh == public.openssh), None)
+            if known is not None and known.id in project.deploy_keys:
+                return known, project.deploy_keys[known.id]
+            if known is None:
+                known = DeployKey(next(self._ids["key"]), title, key.strip(), public, now(), expires_at)
+                self._keys[known.id] = known
+            project.deploy_keys[known.id] = can_push
+            self._on_keys_changed()
+            return known, can_push
+
+    def deploy_keys(self, project: Project) -> list[tuple[DeployKey, bool]]:
+        with self._lock:
+            return [(self._keys[key_id], can_push) for key_id, can_push in project.deploy_keys.items()]
+
+    def remove_deploy_key(self, project: Project, key_id: int) -> bool:
+        """Disable the key on the project; a key left on no project is deleted."""
+        with self._lock:
+            if project.deploy_keys.pop(key_id, None) is None:
+                return False
+            if not any(key_id in p.deploy_keys for p in self._projects.values()):
+                del self._keys[key_id]
+            self._on_keys_changed()
+            return True
+
+    def ssh_grants(self) -> list[tuple[DeployKey, list[tuple[str, bool]]]]:
+        """Every deploy key with the (project path, can_push) pairs it is enabled on."""
+        with self._lock:
+            return [
+                (key, [(p.path_with_namespace, p.deploy_keys[key.id])
+                       for p in self._projects.values() if key.id in p.deploy_keys])
+                for key in self._keys.values()
+            ]
+
+    # OAuth
+
+    def add_oauth_app(self, redirect_uris: Iterable[str], scopes: str) -> OAuthApp:
+        with self._lock:
+            app = OAuthApp(secrets.token_hex(32), "gloas-" + secrets.token_hex(32), tuple(redirect_uris), scopes)
+            self._apps[app.client_id] = app
+            return app
+
+    def oauth_app(self, client_id: str) -> OAuthApp | None:
+        with self._lock:
+            return self._apps.get(client_id)
+
+    def create_code(self, app: OAuthApp, user: User, redirect_uri: str, scope: str) -> str:
+        with self._lock:
+            code = secrets.token_hex(32)
+            self._codes[code] = AuthorizationCode(
+                user.id, app.client_id, redirect_uri, scope,
+                now() + timedelta(seconds=AUTHORIZATION_CODE_TTL))
+            return code
+
+    def redeem_code(self, app: OAuthApp, code: str, redirect_uri: str) -> OAuthToken | None:
+        """Exchange a code once; None if unknown, used, expired, or for another client/URI."""
+        with self._lock:
+            grant = self._codes.pop(code, None)
+            if (grant is None or grant.client_id != app.client_id
+                    or grant.redirect_uri != redirect_uri or grant.expires_at < now()):
+                return None
+            return self.issue_token(self._users[grant.user_id], app.client_id, grant.scope)
+
+    def refresh(self, app: OAuthApp, refresh_token: str) -> OAuthToken | None:
+        """Rotate a refresh token: the old access and refresh tokens stop working."""
+        with self._lock:
+            old = next((t for t in self._tokens.values()
+                        if t.refresh_token == refresh_token and t.client_id == app.client_id), None)
+            if old is None:
+                return None
+            del self._tokens[old.access_token]
+            return self.issue_token(self._users[old.user_id], app.client_id, old.scope)
+
+    def issue_token(self, user: User, client_id: str | None = None, scope: str = "api") -> OAuthToken:
+        with self._lock:
+            token = OAuthToken(secrets.token_hex(32), secrets.token_hex(32), user.id, client_id, scope, now())
+            self._tokens[token.access_token] = token
+            return token
+
+    # request log
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)

@@ -1,0 +1,1 @@
+"""Integration tests: Booklab's steps against real services (Docker, Redis, git)."""

@@ -1,0 +1,99 @@
+"""build_image builds a repository with repo2docker through the real Docker Engine."""
+
+import time
+import uuid
+
+import docker
+import pytest
+
+from booklab.builder import build_image, image_exists
+from booklab.errors import BuildError
+from tests.fixtures.services import wait_until
+
+NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+
+
+@pytest.fixture
+def image(docker_engine):
+    """A fresh image name; the image is removed afterwards."""
+    name = f"booklab-test/builder-{uuid.uuid4().hex[:12]}:latest"
+    yield name
+    try:
+        docker_engine.images.remove(name, force=True)
+    except docker.errors.ImageNotFound:
+        pass
+
+
+def make_repo(path, base_image, *steps):
+    """A repository holding a notebook and a Dockerfile FROM the base image."""
+    lines = [f"FROM {base_image}", *steps, "USER jovyan", "WORKDIR /home/jovyan"]
+    (path / "Dockerfile").write_text("\n".join(lines) + "\n")
+    (path / "hello.ipynb").write_text(NOTEBOOK)
+    return path
+
+
+def test_builds_an_image_with_repo2docker_labels_and_streams_lines(
+    tmp_path, docker_engine, base_image, image
+):
+    marker = uuid.uuid4().hex  # never in the build cache
+    repo = make_repo(tmp_path, base_image, f"RUN echo marker-{marker} && sleep 3")
+    arrivals = {}
+    started = time.monotonic()
+    assert not image_exists(docker_engine, image)
+
+    for line in build_image(repo, image, timeout=120, labels={"booklab.test": "builder"}):
+        arrivals.setdefault(line, time.monotonic() - started)
+    finished = time.monotonic() - started
+
+    assert image_exists(docker_engine, image)
+    labels = docker_engine.images.get(image).labels
+    assert "repo2docker.version" in labels
+    assert labels["booklab.test"] == "builder"
+    assert "Using DockerBuildPack builder" in arrivals  # repo2docker's own message
+    # the RUN line arrived while the build was still going (3 s sleep after it)
+    assert finished - arrivals[f"marker-{marker}"] > 2
+
+
+def test_build_memory_limit_applies_to_build_containers(tmp_path, base_image, image):
+    repo = make_repo(
+        tmp_path, base_image,
+        f"RUN echo {uuid.uuid4().hex} && "
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null"
+        " || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    )
+    lines = list(build_image(repo, image, timeout=120, memory_limit="512m"))
+    assert str(512 * 1024 * 1024) in lines
+
+
+def test_failing_build_raises_with_its_last_lines(tmp_path, base_image, image):
+    repo = make_repo(tmp_path, base_image, "RUN echo about-to-fail && false")
+    with pytest.raises(BuildError) as failure:
+        list(build_image(repo, image, timeout=120))
+    message = str(failure.value)
+    assert "fix the repository's Dockerfile" in message
+    assert "about-to-fail" in message
+    assert "returned a non-zero code: 1" in message
+
+
+def test_slow_build_is_stopped_at_the_timeout(tmp_path, docker_engine, base_image, image):
+    marker = uuid.uuid4().hex
+    repo = make_repo(tmp_path, base_image, f"RUN echo slow-{marker} && sleep 120")
+    started = time.monotonic()
+    with pytest.raises(BuildError, match="took longer than 5 s") as failure:
+        list(build_image(repo, image, timeout=5))
+    assert time.monotonic() - started < 15
+    assert "build/timeout" in str(failure.value)
+
+    def build_container_gone():
+        containers = docker_engine.containers.list(all=True)
+        return not [c for c in containers if marker in str(c.attrs["Config"]["Cmd"])]
+
+    wait_until(build_container_gone, 30, "the build container to be removed")
+    assert not image_exists(docker_engine, image)
+
+
+def test_a_path_that_looks_like_an_option_is_still_a_path(tmp_path, monkeypatch, base_image, image):
+    (tmp_path / "--help").mkdir()
+    repo = make_repo(tmp_path / "--help", base_image)
+    monkeypatch.chdir(tmp_path)
+    assert f"Using local repo {repo}." in list(build_image("--help", image, timeout=120))

@@ -1,0 +1,1 @@
+"""Tests of the GitLab stand-in itself, with real clients: python-gitlab, requests, git, ssh."""
