@@ -205,12 +205,18 @@ def test_stop_frees_the_runner_for_the_next_deployment(ctx, runners, docker_engi
     assert phases(events)[-1] == "ready" and "building-the-branch-with-accents" in messages(events)
 
 
-def test_an_idle_notebook_is_culled_and_the_runner_takes_work_again(ctx, runners, alice, project):
-    runner, = runners(1, BOOKLAB_NOTEBOOK_IDLE_TIMEOUT="3")
+@pytest.mark.parametrize("limit, reason", [
+    ({"BOOKLAB_NOTEBOOK_IDLE_TIMEOUT": "3"}, "idle for more than 3 s"),
+    ({"BOOKLAB_NOTEBOOK_MAX_LIFETIME": "4"}, "maximum lifetime of 4 s"),
+])
+def test_a_notebook_is_culled_and_the_runner_takes_work_again(ctx, runners, docker_engine, alice, project,
+                                                              limit, reason):
+    runner, = runners(1, **limit)
     request = service.request_deployment(ctx, project, "main", alice.token)
     assert phases(run_to_end(ctx, request.id))[-1] == "ready"
-    wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 30, "idle culling")
-    assert "idle" in ctx.events.read(request.id)[-1].data["message"]
+    wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 30, "culling")
+    assert reason in ctx.events.read(request.id)[-1].data["message"]
+    assert docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={request.id}"}) == []
     wait_until(lambda: not ctx.runners.held(runner.name), 5, "the runner to be free")
 
 
