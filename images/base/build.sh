@@ -2,10 +2,10 @@
 # Build the local Jupyter base image (booklab/base:<tag>) without any registry:
 # debootstrap a minimal Debian, install Debian's own Jupyter packages in it, then
 # `docker import` the tree. Does nothing when the image already exists.
-# Usage: images/base/build.sh [IMAGE]     (default: booklab/base:bookworm-2)
+# Usage: images/base/build.sh [IMAGE]     (default: booklab/base:bookworm-3)
 set -euo pipefail
 
-image=${1:-${BOOKLAB_BASE_IMAGE:-booklab/base:bookworm-2}}
+image=${1:-${BOOKLAB_BASE_IMAGE:-booklab/base:bookworm-3}}
 suite=bookworm
 
 if docker image inspect "$image" >/dev/null 2>&1; then
@@ -35,7 +35,7 @@ debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" >/dev/null
 cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
 chroot "$rootfs" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null &&
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    jupyter-notebook python3-ipykernel git ca-certificates >/dev/null'
+    jupyter-notebook python3-ipykernel git openssh-client ca-certificates >/dev/null'
 chroot "$rootfs" sh -c 'useradd --create-home --uid 1000 jovyan'
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 : > "$rootfs/etc/resolv.conf"

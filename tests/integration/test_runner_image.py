@@ -1,0 +1,51 @@
+"""The runner image (workers/): built without a registry, a runner in it deploys a notebook."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import requests
+
+from booklab import schema, service
+from tests.fixtures.gitlab import create_local_repo
+from tests.fixtures.pipeline import IMAGE_PREFIX, notebook_repo_files
+from tests.fixtures.services import ROOT, wait_until
+
+
+@pytest.fixture(scope="session")
+def runner_image(base_image, test_images) -> str:
+    image = f"{IMAGE_PREFIX}/runner:latest"
+    subprocess.run([str(ROOT / "workers" / "build.sh"), image], check=True,
+                   env={**os.environ, "BOOKLAB_BASE_IMAGE": base_image})
+    return image
+
+
+def test_a_runner_in_its_image_deploys_a_notebook(ctx, booklab_env, docker_engine, runner_image, gitlab,
+                                                  base_image, tmp_path):
+    alice = gitlab.add_user("alice")
+    gitlab.add_project("demo/contained", members={"alice": 40})
+    gitlab.push("demo/contained", create_local_repo(tmp_path / "repo", {"main": notebook_repo_files(base_image)}))
+    name = f"contained-runner@test-{os.getpid()}"
+    env = {k: v for k, v in booklab_env.items() if k != "TMPDIR"}  # the image has its own
+    runner = docker_engine.containers.run(
+        runner_image, ["booklab", "runner", "--name", name], detach=True, network_mode="host",
+        environment=env, volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}})
+    try:
+        wait_until(lambda: ctx.redis.exists(schema.heartbeat(name)), 60, "the runner in its container")
+        request = service.request_deployment(ctx, "demo/contained", "main", alice.token)
+        events = [event for _, event in service.follow(ctx, request.id, timeout=240)]
+        assert events[-1]["phase"] == "ready", "".join(e["message"] for e in events)
+        assert ctx.deployments.record(request.id)["runner"] == name
+        ready = events[-1]
+        status = requests.get(ready["url"] + "api/status", timeout=10,
+                              headers={"Authorization": f"token {ready['token']}"})
+        assert status.status_code == 200
+    finally:
+        runner.stop(timeout=30)
+        logs = runner.logs().decode(errors="replace")
+        runner.remove(force=True)
+        for notebook in docker_engine.containers.list(all=True, filters={"label": f"booklab.runner={name}"}):
+            notebook.remove(force=True)
+    assert "The runner was shut down" in ctx.events.read(request.id)[-1].data["message"], logs
