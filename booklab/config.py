@@ -79,6 +79,28 @@ class Config:
         "127.0.0.1",
         "Address on which a runner publishes its notebook's port.",
     )
+    routes_publisher: str = _setting(
+        "routes/publisher",
+        "none",
+        "none: notebooks at their direct address; docker: Traefik labels on the container "
+        "(one host); redis: Traefik's Redis provider (runners on several hosts).",
+    )
+    routes_scheme: str = _setting(
+        "routes/scheme", "http", "Scheme of notebook URLs (https: Traefik's entrypoint terminates TLS)."
+    )
+    routes_port: int = _setting(
+        "routes/port", 0, "Port of notebook URLs; 0: the scheme's default, left out of the URLs."
+    )
+    routes_entrypoint: str = _setting("routes/entrypoint", "web", "Traefik entrypoint of notebook routes.")
+    routes_traefik_api: str = _setting(
+        "routes/traefik_api", "http://127.0.0.1:8080", "Traefik's API, where runners see their routes go live."
+    )
+    routes_traefik_entrypoint_url: str = _setting(
+        "routes/traefik_entrypoint_url",
+        "http://127.0.0.1:80",
+        "Where runners reach Traefik's entrypoint to check a notebook answers through its route.",
+    )
+    routes_timeout: int = _setting("routes/timeout", 30, "Seconds Traefik has to serve a new route.")
     key_ttl: int = _setting("keys/ttl", 600, "Seconds an encrypted private deploy key lives in Redis.")
     token_ttl: int = _setting(
         "keys/token_ttl", 86400,
@@ -91,6 +113,22 @@ class Config:
     )
     broker_visibility_timeout: int = _setting(
         "broker/visibility_timeout", 3600, "Seconds before an unacknowledged task is given again."
+    )
+    web_url: str = _setting(
+        "web/url", "",
+        "Public base URL of the web tier (OAuth callback, launch links); empty: the address each request came to.",
+    )
+    web_host: str = _setting("web/host", "127.0.0.1", "Address `booklab web` listens on.")
+    web_port: int = _setting("web/port", 8080, "Port `booklab web` listens on.")
+    web_workers: int = _setting("web/workers", 2, "Worker processes of `booklab web` (gunicorn).")
+    web_connections: int = _setting(
+        "web/connections", 1000, "Connections each web worker holds at once, open event streams included."
+    )
+    web_session_lifetime: int = _setting(
+        "web/session_lifetime", 604800, "Seconds a web login lasts when unused."
+    )
+    web_token_cache: int = _setting(
+        "web/token_cache", 60, "Seconds the web tier trusts a personal access token GitLab accepted."
     )
 
     @classmethod
@@ -145,7 +183,7 @@ def _convert(f: dataclasses.Field, raw: Any, origin: str) -> Any:
 
 
 def _validate(config: Config) -> None:
-    for name in ("gitlab_host", "redis_url"):
+    for name in ("gitlab_host", "redis_url", "routes_traefik_api", "routes_traefik_entrypoint_url"):
         url = urlsplit(getattr(config, name))
         if not url.scheme or not url.netloc:
             raise ConfigError(
@@ -154,6 +192,24 @@ def _validate(config: Config) -> None:
             )
     if config.clone_method not in {"ssh", "https"}:
         raise ConfigError(f"Setting clone/method must be ssh or https, not {config.clone_method!r}.")
+    if config.routes_publisher not in {"none", "docker", "redis"}:
+        raise ConfigError(
+            f"Setting routes/publisher must be none, docker or redis, not {config.routes_publisher!r}."
+        )
+    if config.routes_scheme not in {"http", "https"}:
+        raise ConfigError(f"Setting routes/scheme must be http or https, not {config.routes_scheme!r}.")
+    if config.routes_port > 65535:
+        raise ConfigError(f"Setting routes/port must be a TCP port or 0, not {config.routes_port}.")
+    if config.web_url:
+        url = urlsplit(config.web_url)
+        if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+            raise ConfigError(
+                f"Setting web/url must be a base URL such as https://booklab.example.org, not {config.web_url!r}."
+            )
+    if not 0 < config.web_port < 65536:
+        raise ConfigError(f"Setting web/port must be a TCP port (1-65535), not {config.web_port}.")
+    if config.web_workers < 1 or config.web_connections < 1:
+        raise ConfigError("Settings web/workers and web/connections must be at least 1.")
     if config.runner_poll_interval <= 0:
         raise ConfigError("Setting runner/poll_interval must be more than 0.")
 

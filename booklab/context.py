@@ -1,5 +1,6 @@
 """The clients one process shares: configuration, Redis, the event log, the vault,
-state stores, Docker and GitLab. Built once per process, rebuilt after a fork."""
+state stores, the route publisher, Docker and GitLab. Built once per process, rebuilt
+after a fork."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from booklab.config import Config
 from booklab.events import EventLog
 from booklab.gitlab_client import GitLabClient
 from booklab.keys import Vault
+from booklab.routes import Routes, make_routes
 from booklab.state import Deployments, Runners
 
 
@@ -33,6 +35,10 @@ class Context:
     def vault(self) -> Vault:
         self.config.require("secret_key")
         return Vault(self.redis, self.config.secret_key, self.config.key_ttl)
+
+    @functools.cached_property
+    def routes(self) -> Routes:
+        return make_routes(self.config, self.redis)
 
     @functools.cached_property
     def docker(self) -> docker.DockerClient:

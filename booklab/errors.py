@@ -40,3 +40,7 @@ class BuildError(BooklabError):
 
 class LaunchError(BooklabError):
     """The notebook container did not start or did not answer in time."""
+
+
+class RouteError(BooklabError):
+    """Traefik did not serve a notebook's route in time."""

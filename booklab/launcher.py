@@ -96,7 +96,7 @@ def wait_ready(notebook: Notebook, timeout: float) -> None:
     container stops first or ``timeout`` s pass."""
     deadline = time.monotonic() + timeout
     with closing(docker.from_env()) as client:
-        while _status(notebook) is None:
+        while api_status(notebook.url, notebook.token) is None:
             try:
                 container = client.containers.get(notebook.container_id)
             except docker.errors.NotFound as e:
@@ -117,7 +117,7 @@ def wait_ready(notebook: Notebook, timeout: float) -> None:
 
 def last_activity(notebook: Notebook) -> datetime | None:
     """When the notebook last saw activity, as Jupyter reports it; None if it does not answer."""
-    status = _status(notebook)
+    status = api_status(notebook.url, notebook.token)
     if not status or not status.get("last_activity"):
         return None
     return datetime.fromisoformat(status["last_activity"])
@@ -141,13 +141,12 @@ def find_notebooks(client: docker.DockerClient, labels: dict[str, str]) -> list[
     return client.containers.list(all=True, filters=filters)
 
 
-def _status(notebook: Notebook) -> dict | None:
+def api_status(url: str, token: str, host: str | None = None) -> dict | None:
+    """Jupyter's ``/api/status`` under base ``url``, asked with ``token`` (and as ``host``
+    when given, through a proxy); None unless it answers 200."""
+    headers = {"Authorization": f"token {token}", **({"Host": host} if host else {})}
     try:
-        response = requests.get(
-            f"{notebook.url}api/status",
-            headers={"Authorization": f"token {notebook.token}"},
-            timeout=HTTP_TIMEOUT,
-        )
+        response = requests.get(f"{url}api/status", headers=headers, timeout=HTTP_TIMEOUT)
         return response.json() if response.status_code == 200 else None
     except requests.RequestException:  # not up yet, gone, or not Jupyter
         return None

@@ -16,11 +16,15 @@ STR    token:<deployment>          the notebook's Jupyter token
 STR    stop:<deployment>           a stop was asked for; the runner acts on it
 STR    secret:<deployment>:<name>  an encrypted secret (private key, user token), with TTL
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
+STR    reaping:<runner>            a live runner is cleaning up after this lost one
 HASH   conf                        settings the web tier shares with runners
 =====  ==========================  =====================================================
 
 Celery's broker keys (``deployments``, ``runner.<name>``, ``unacked*``, ``_kombu*``) live
-beside these.
+beside these, and so do the notebooks' routes that Traefik's Redis provider reads
+(``routes/publisher: redis``, rootKey ``traefik``): STR ``traefik/http/routers/<slug>/...``
+and ``traefik/http/services/<slug>/...``, and one unused middleware that is never removed
+(:data:`TRAEFIK_ANCHOR`).
 """
 
 RUNNERS = "runners"
@@ -71,6 +75,26 @@ def secret(deployment_id: str, name: str) -> str:
 
 def taskrun(task_id: str) -> str:
     return f"taskrun:{task_id}"
+
+
+def reaping(runner_name: str) -> str:
+    """Held by the runner that cleans up after a lost runner, so only one does."""
+    return f"reaping:{runner_name}"
+
+
+#: Traefik's KV providers ignore a tree that became empty and keep serving the last
+#: route removed (traefik/traefik#8092); this key keeps the tree from ever being empty.
+TRAEFIK_ANCHOR = "traefik/http/middlewares/booklab-anchor/headers/customResponseHeaders/X-Booklab"
+
+
+def traefik_router(slug: str, name: str) -> str:
+    """One setting of a notebook's Traefik router (rootKey ``traefik``)."""
+    return f"traefik/http/routers/{slug}/{name}"
+
+
+def traefik_service(slug: str, name: str) -> str:
+    """One setting of a notebook's Traefik service (rootKey ``traefik``)."""
+    return f"traefik/http/services/{slug}/{name}"
 
 
 def runner_queue(runner_name: str) -> str:

@@ -3,8 +3,8 @@
 
 Each takes the process :class:`~booklab.context.Context`, the deployment id and the name
 of the runner doing the work; each reads and writes the deployment's record in Redis and
-writes its progress to the deployment's log. ``fail`` and ``release`` undo what the steps
-left behind (deploy key, secrets, checkout, container) whatever step stopped.
+writes its progress to the deployment's log. ``release`` undoes what the steps
+left behind (deploy key, secrets, checkout, route, container) whatever step stopped.
 """
 
 from __future__ import annotations
@@ -123,20 +123,22 @@ def build(ctx: Context, deployment_id: str, runner: str) -> None:
 
 
 def run(ctx: Context, deployment_id: str, runner: str) -> None:
-    """Start the notebook container with a fresh token and wait until it answers."""
+    """Start the notebook container with a fresh token, wait until it answers, then
+    until it answers through its route."""
     record = ctx.deployments.record(deployment_id)
     dep = Deployment.from_id(deployment_id)
     ctx.events.emit(deployment_id, Phase.LAUNCHING, "Launching the notebook server...")
     notebook = launcher.launch(
         ctx.docker, record["image"], name=f"booklab-{dep.slug}",
-        labels={"booklab.deployment": deployment_id, "booklab.runner": runner},
+        labels={"booklab.deployment": deployment_id, "booklab.runner": runner, **ctx.routes.labels(dep.slug)},
         memory=ctx.config.notebook_memory, cpus=ctx.config.notebook_cpus,
         network=ctx.config.notebook_network, host_ip=ctx.config.notebook_host)
     ctx.runners.attach(runner, container=notebook.container_id, url=notebook.url,
                        started_at=f"{time.time():.3f}")
-    ctx.deployments.update(deployment_id, container=notebook.container_id, url=notebook.url)
+    ctx.deployments.update(deployment_id, container=notebook.container_id)
     ctx.vault.put(deployment_id, NOTEBOOK_TOKEN, notebook.token.encode())
     launcher.wait_ready(notebook, timeout=ctx.config.notebook_ready_timeout)
+    ctx.deployments.update(deployment_id, url=ctx.routes.publish(dep.slug, notebook))
 
 
 def register_token(ctx: Context, deployment_id: str, runner: str) -> None:
@@ -170,6 +172,7 @@ def release(ctx: Context, deployment_id: str, runner: str, phase: Phase, message
     revoke_secrets(ctx, deployment_id)
     ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN)
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
+    ctx.routes.remove(Deployment.from_id(deployment_id).slug)
     container = ctx.deployments.record(deployment_id).get("container")
     if container:
         launcher.stop(ctx.docker, container)

@@ -27,7 +27,7 @@ def configure(config: Config) -> Celery:
     }
     app.conf.task_annotations = {
         "booklab.build": {"time_limit": config.build_timeout + 120},
-        "booklab.run": {"time_limit": config.notebook_ready_timeout + 120},
+        "booklab.run": {"time_limit": config.notebook_ready_timeout + config.routes_timeout + 120},
     }
     return app
 

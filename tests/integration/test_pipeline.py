@@ -12,35 +12,10 @@ import requests
 from booklab import service
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import notebook_repo_files
+from tests.fixtures.pipeline import BRANCH_WITH_SLASH, MAINTAINER, PROJECT, notebook_repo_files, run_to_end
 from tests.fixtures.services import wait_until
 
-PROJECT = "demo/notebooks"
-BRANCH_WITH_SLASH = "feature/été"
-MAINTAINER, DEVELOPER = 40, 30
-
-
-@pytest.fixture
-def alice(gitlab):
-    return gitlab.add_user("alice")
-
-
-@pytest.fixture
-def project(gitlab, alice, base_image, tmp_path) -> str:
-    repo = create_local_repo(tmp_path / "notebooks", {
-        "main": notebook_repo_files(base_image),
-        BRANCH_WITH_SLASH: notebook_repo_files(base_image, "RUN echo building-the-branch-with-accents\n"),
-        "broken": notebook_repo_files(base_image, "RUN echo about-to-fail && false\n"),
-    })
-    gitlab.add_project(PROJECT, members={"alice": MAINTAINER})
-    gitlab.push(PROJECT, repo)
-    return PROJECT
-
-
-def run_to_end(ctx, deployment_id: str, timeout: float = 240) -> list[dict]:
-    events = [event for _, event in service.follow(ctx, deployment_id, timeout=timeout)]
-    assert events and Phase(events[-1]["phase"]).is_final, f"no final event in {events}"
-    return events
+DEVELOPER = 30
 
 
 def deploy_key_requests(gitlab, method: str) -> list:

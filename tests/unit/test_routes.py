@@ -1,0 +1,65 @@
+"""What routes render: notebook URLs, Traefik's container labels and KV keys, the chosen publisher."""
+
+import pytest
+
+from booklab.config import Config, load
+from booklab.errors import ConfigError
+from booklab.launcher import Notebook
+from booklab.routes import DockerLabelRoutes, RedisRoutes, Routes, docker_labels, kv_pairs, make_routes, public_url
+
+SLUG = "notebooks-main-alice-5c12470e"
+
+
+@pytest.mark.parametrize("scheme, port, url", [
+    ("http", 0, f"http://{SLUG}.example.org/"),
+    ("http", 80, f"http://{SLUG}.example.org/"),
+    ("https", 0, f"https://{SLUG}.example.org/"),
+    ("https", 443, f"https://{SLUG}.example.org/"),
+    ("https", 80, f"https://{SLUG}.example.org:80/"),
+    ("http", 8000, f"http://{SLUG}.example.org:8000/"),
+])
+def test_public_url_leaves_out_the_schemes_default_port(scheme, port, url):
+    assert public_url(Config(fqdn="example.org", routes_scheme=scheme, routes_port=port), SLUG) == url
+
+
+def test_docker_labels_route_the_slug_host_to_jupyters_port():
+    config = Config(fqdn="example.org", routes_entrypoint="websecure")
+    assert docker_labels(config, SLUG) == {
+        "traefik.enable": "true",
+        f"traefik.http.routers.{SLUG}.rule": f"Host(`{SLUG}.example.org`)",
+        f"traefik.http.routers.{SLUG}.entrypoints": "websecure",
+        f"traefik.http.services.{SLUG}.loadbalancer.server.port": "8888",
+    }
+    with_network = docker_labels(Config(notebook_network="traefik"), SLUG)
+    assert with_network["traefik.docker.network"] == "traefik"
+
+
+def test_kv_pairs_route_the_slug_host_to_the_published_port():
+    assert kv_pairs(Config(fqdn="example.org"), SLUG, "http://10.0.0.7:49153/") == {
+        f"traefik/http/routers/{SLUG}/rule": f"Host(`{SLUG}.example.org`)",
+        f"traefik/http/routers/{SLUG}/entrypoints/0": "web",
+        f"traefik/http/routers/{SLUG}/service": SLUG,
+        f"traefik/http/services/{SLUG}/loadbalancer/servers/0/url": "http://10.0.0.7:49153",
+    }
+
+
+@pytest.mark.parametrize("publisher, kind", [("none", Routes), ("docker", DockerLabelRoutes), ("redis", RedisRoutes)])
+def test_the_setting_chooses_the_publisher(publisher, kind):
+    assert type(make_routes(load(None, environ={"BOOKLAB_ROUTES_PUBLISHER": publisher}), None)) is kind
+
+
+def test_without_routes_a_notebook_keeps_its_direct_address():
+    routes = make_routes(Config(), None)
+    notebook = Notebook("c0ffee", "booklab-x", "http://127.0.0.1:49153/", "token", "image")
+    assert routes.labels(SLUG) == {} and routes.publish(SLUG, notebook) == notebook.url
+
+
+@pytest.mark.parametrize("environ, sentence", [
+    ({"BOOKLAB_ROUTES_PUBLISHER": "consul"}, "routes/publisher must be none, docker or redis"),
+    ({"BOOKLAB_ROUTES_SCHEME": "ftp"}, "routes/scheme must be http or https"),
+    ({"BOOKLAB_ROUTES_PORT": "70000"}, "routes/port must be a TCP port or 0"),
+    ({"BOOKLAB_ROUTES_TRAEFIK_API": "traefik:8080"}, "routes/traefik_api must be a URL"),
+])
+def test_invalid_route_settings_stop_with_one_sentence(environ, sentence):
+    with pytest.raises(ConfigError, match=sentence):
+        load(None, environ=environ)
