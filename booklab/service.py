@@ -16,6 +16,7 @@ from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError
 from booklab.phases import Phase
+from booklab.queueing import announce_position, leave_queue
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,7 @@ def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str) 
         return Request(dep, started=False)
     ctx.events.clear(dep.id)
     ctx.vault.put(dep.id, steps.GITLAB_TOKEN, gitlab_token.encode(), ttl=ctx.config.token_ttl)
-    position = ctx.deployments.queue_position(dep.id) or 1
-    ctx.events.emit(dep.id, Phase.WAITING, f"Waiting for a free runner: position {position} in the queue.",
-                    position=position)
+    announce_position(ctx, dep.id, ctx.deployments.queue_position(dep.id) or 1)
     deployment_chain(dep.id).apply_async()
     log.info("queued %s", dep.id)
     return Request(dep, started=True)
@@ -79,7 +78,7 @@ def stop(ctx: Context, deployment_id: str) -> Phase:
     if current.is_active:
         ctx.deployments.request_stop(deployment_id)
     if current is Phase.TODO:
-        ctx.deployments.dequeue(deployment_id)
+        leave_queue(ctx, deployment_id)
         ctx.vault.delete(deployment_id, *steps.SECRETS)
         ctx.events.emit(deployment_id, Phase.STOPPED, "Stopped before a runner took it.")
     return current

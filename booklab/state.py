@@ -61,8 +61,13 @@ class Deployments:
         rank = self.redis.zrank(schema.QUEUE, deployment_id)
         return None if rank is None else rank + 1
 
-    def dequeue(self, deployment_id: str) -> None:
-        self.redis.zrem(schema.QUEUE, deployment_id)
+    def dequeue(self, deployment_id: str) -> bool:
+        """Take it out of the queue; False when it was not queued."""
+        return bool(self.redis.zrem(schema.QUEUE, deployment_id))
+
+    def queued(self) -> list[str]:
+        """The deployments waiting for a runner, next one first."""
+        return self.redis.zrange(schema.QUEUE, 0, -1)
 
     def request_stop(self, deployment_id: str) -> None:
         self.redis.set(schema.stop(deployment_id), "1", ex=schema.RECORD_TTL)

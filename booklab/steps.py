@@ -22,6 +22,7 @@ from booklab.errors import BooklabError
 from booklab.gitlab_client import DeployKeyRefused
 from booklab.keys import generate_keypair
 from booklab.phases import Phase
+from booklab.queueing import leave_queue
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def provision_key(ctx: Context, deployment_id: str, runner: str) -> None:
     """Claim the deployment for ``runner``, resolve the branch to a commit and, unless the
     commit's image exists already, add a read-only deploy key (or fall back to HTTPS)."""
     dep = Deployment.from_id(deployment_id)
-    ctx.deployments.dequeue(deployment_id)
+    leave_queue(ctx, deployment_id)
     ctx.deployments.update(deployment_id, runner=runner, started_at=f"{time.time():.3f}")
     ctx.events.emit(deployment_id, Phase.FETCHING, f"Runner {runner} took the deployment.")
     git.check_branch_name(dep.ref)
@@ -177,6 +178,6 @@ def release(ctx: Context, deployment_id: str, runner: str, phase: Phase, message
     if container:
         launcher.stop(ctx.docker, container)
     ctx.deployments.forget_token(deployment_id)
-    ctx.deployments.dequeue(deployment_id)
+    leave_queue(ctx, deployment_id)
     ctx.events.emit(deployment_id, phase, message)
     ctx.runners.release(runner, deployment_id)

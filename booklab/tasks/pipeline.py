@@ -15,6 +15,7 @@ from booklab import schema, steps
 from booklab.context import Context, get_context
 from booklab.errors import BooklabError
 from booklab.phases import Phase
+from booklab.queueing import leave_queue
 from booklab.tasks import app
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def _run_step(task: Task, step: Step, deployment_id: str, claim: bool = False) -
 def _claim(ctx: Context, runner: str, deployment_id: str) -> None:
     """Hold the deployment and stop taking new ones until its notebook ends."""
     if ctx.deployments.status(deployment_id) is not Phase.TODO:
-        ctx.deployments.dequeue(deployment_id)
+        leave_queue(ctx, deployment_id)
         raise Ignore()  # stopped, or taken already, while it waited
     ctx.runners.hold(runner, deployment_id)
     ctx.deployments.update(deployment_id, runner=runner)
