@@ -1,17 +1,32 @@
 """The ``booklab`` command: one entry point for every role.
 
-``booklab runner`` starts a runner; ``booklab config`` lists every setting with its
-default, environment variable and help. A bad setting stops it with one sentence.
+``booklab web`` serves the web tier (gunicorn); ``booklab runner`` starts a runner;
+``booklab config`` lists every setting with its default, environment variable and help.
+A bad setting stops them with one sentence.
+
+``booklab deploy PATH --ref BRANCH [--follow] [--json]``, ``booklab status`` and
+``booklab stop DEPLOYMENT`` talk to the web tier's JSON API (``--url`` or ``BOOKLAB_URL``),
+authenticated by a GitLab personal access token (``BOOKLAB_GITLAB_TOKEN``, or
+``--gitlab-token``, which other users of the machine can see in the process list).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+from typing import Any
 
 from booklab import config as config_module
 from booklab.errors import ConfigError
+from booklab.phases import Phase
+
+#: exit status when the deployment failed or was stopped, or the web tier refused
+FAILED = 1
+#: exit status for a missing or invalid setting or option
+MISCONFIGURED = 2
 
 
 def _runner(args: argparse.Namespace) -> int:
@@ -34,6 +49,109 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _web(args: argparse.Namespace) -> int:
+    from booklab.web.serve import serve
+
+    config = config_module.load(args.config)
+    options: dict[str, Any] = {}
+    if args.bind:
+        options["bind"] = [args.bind]
+    if args.workers:
+        options["workers"] = args.workers
+    serve(config, **options)
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    from booklab.client import BooklabClient
+
+    url = args.url or os.environ.get("BOOKLAB_URL", "")
+    token = args.gitlab_token or os.environ.get("BOOKLAB_GITLAB_TOKEN", "")
+    if not url:
+        raise ConfigError("Name the web tier with --url or BOOKLAB_URL (for example http://localhost:8080).")
+    if not token:
+        raise ConfigError("Give a GitLab personal access token (scope api) in BOOKLAB_GITLAB_TOKEN "
+                          "or with --gitlab-token.")
+    return BooklabClient(url, token)
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _notebook_link(event: dict[str, Any]) -> str:
+    url = event.get("url", "")
+    return f"{url}?token={event['token']}" if event.get("token") else url
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        created = client.deploy(args.path, args.ref)
+        if not args.follow:
+            if args.json:
+                _out(json.dumps(created))
+            else:
+                verb = "Launched" if created.get("started") else "Joined"
+                _out(f"{verb} {created['id']} ({created['status']}). Follow it on {created['page']} "
+                     f"or with `booklab deploy {args.path} --ref {args.ref} --follow`.")
+            return 0
+        if not args.json:
+            _out(f"Deploying {created['project']} at {created['ref']} as {created['user']} "
+                 f"(deployment {created['id']}); page: {created['page']}")
+        phase, last = None, None
+        for _, event in client.events(client.events_url(created["project"], created["ref"])):
+            last = event
+            if args.json:
+                _out(json.dumps(event))
+                continue
+            if event["phase"] != phase:
+                phase = event["phase"]
+                _out(f"==> {phase}")
+            for line in event.get("message", "").splitlines():
+                _out(f"    {line}")
+        if last is None:
+            print("booklab: the event stream ended without news: check `booklab status`.", file=sys.stderr)
+            return FAILED
+        if last["phase"] == Phase.READY.value:
+            if not args.json:
+                _out(f"Your notebook is ready: {_notebook_link(last)}")
+            return 0
+        if not args.json:
+            print(f"booklab: the deployment {last['phase']}: {last.get('message', '').strip()}", file=sys.stderr)
+        return FAILED
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        found = [client.deployment(args.deployment)] if args.deployment else client.deployments()
+    if args.json:
+        for item in found:
+            _out(json.dumps(item))
+        return 0
+    if not found:
+        _out("You have no deployments.")
+    for item in found:
+        where = item.get("url") or (f"position {item['position']} in the queue" if item.get("position") else "")
+        _out(f"{item['id']}  {item['status']}  {where}".rstrip())
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        stopped = client.stop(args.deployment)
+    _out(f"Stopping {stopped['id']} (it was {stopped['was']}).")
+    return 0
+
+
+def _api_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help="base URL of Booklab's web tier (default: $BOOKLAB_URL)")
+    common.add_argument("--gitlab-token", help="GitLab personal access token (default: $BOOKLAB_GITLAB_TOKEN, "
+                        "the safer way: options show in the process list)")
+    return common
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="booklab", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="configuration file (default: $BOOKLAB_CONFIG or ./config.yml)")
@@ -44,17 +162,42 @@ def parser() -> argparse.ArgumentParser:
     runner.set_defaults(func=_runner)
     show = sub.add_parser("config", help="list every setting with its current value")
     show.set_defaults(func=_config)
+    web = sub.add_parser("web", help="serve the web tier with gunicorn")
+    web.add_argument("--bind", help="HOST:PORT to listen on (default: web/host and web/port)")
+    web.add_argument("--workers", type=int, help="worker processes (default: web/workers)")
+    web.set_defaults(func=_web)
+    common = _api_options()
+    deploy = sub.add_parser("deploy", parents=[common], help="launch a project's branch (or join its deployment)")
+    deploy.add_argument("path", metavar="PATH", help="GitLab project path, e.g. group/project")
+    deploy.add_argument("--ref", required=True, metavar="BRANCH", help="branch to deploy")
+    deploy.add_argument("--follow", action="store_true", help="follow the deployment until it is ready or failed")
+    deploy.add_argument("--json", action="store_true", help="print JSON: one event per line with --follow")
+    deploy.set_defaults(func=_deploy)
+    status = sub.add_parser("status", parents=[common], help="list your deployments (or show one)")
+    status.add_argument("deployment", nargs="?", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
+    status.add_argument("--json", action="store_true", help="print one JSON object per deployment")
+    status.set_defaults(func=_status)
+    stop = sub.add_parser("stop", parents=[common], help="stop one of your deployments")
+    stop.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
+    stop.set_defaults(func=_stop)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from booklab.client import ApiError
+
     try:
         return args.func(args)
     except ConfigError as e:
         print(f"booklab: {e}", file=sys.stderr)
-        return 2
+        return MISCONFIGURED
+    except ApiError as e:
+        print(f"booklab: {e}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -40,6 +40,10 @@ class GitLabClient:
         self.host = host.rstrip("/")
         self._gl = gitlab.Gitlab(self.host, oauth_token=token, timeout=timeout, retry_transient_errors=False)
 
+    def close(self) -> None:
+        """Close the client's HTTP connections."""
+        self._gl.session.close()
+
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()

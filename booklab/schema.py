@@ -17,6 +17,7 @@ STR    stop:<deployment>           a stop was asked for; the runner acts on it
 STR    secret:<deployment>:<name>  an encrypted secret (private key, user token), with TTL
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
 STR    reaping:<runner>            a live runner is cleaning up after this lost one
+STR    websession:<sha256>         a web login session (encrypted JSON), with TTL
 HASH   conf                        settings the web tier shares with runners
 =====  ==========================  =====================================================
 
@@ -75,6 +76,11 @@ def secret(deployment_id: str, name: str) -> str:
 
 def taskrun(task_id: str) -> str:
     return f"taskrun:{task_id}"
+
+
+def websession(cookie_id_digest: str) -> str:
+    """A web login session, encrypted, with TTL; keyed by the SHA-256 of the cookie's id."""
+    return f"websession:{cookie_id_digest}"
 
 
 def reaping(runner_name: str) -> str:

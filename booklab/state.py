@@ -12,7 +12,7 @@ import time
 import redis
 
 from booklab import schema
-from booklab.deployment import Deployment
+from booklab.deployment import Deployment, InvalidDeployment
 from booklab.phases import Phase
 
 
@@ -55,6 +55,18 @@ class Deployments:
 
     def all_statuses(self) -> dict[str, Phase]:
         return {d: Phase(s) for d, s in self.redis.hgetall(schema.STATUS).items()}
+
+    def of_user(self, username: str) -> list[tuple[Deployment, Phase]]:
+        """The user's deployments with their status, sorted by id."""
+        mine = []
+        for deployment_id, status in sorted(self.all_statuses().items()):
+            try:
+                dep = Deployment.from_id(deployment_id)
+            except InvalidDeployment:
+                continue
+            if dep.user == username:
+                mine.append((dep, status))
+        return mine
 
     def queue_position(self, deployment_id: str) -> int | None:
         """1 for the next deployment a runner will take; None when not queued."""

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.gitlab", "tests.fixtures.pipeline", "tests.fixtures.traefik"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.gitlab", "tests.fixtures.pipeline", "tests.fixtures.traefik", "tests.fixtures.web"]

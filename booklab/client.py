@@ -1,0 +1,141 @@
+"""A client of Booklab's web tier for the CLI and scripts: the JSON API under ``/api/``
+and the BinderHub-shaped event stream, authenticated by a GitLab personal access token.
+
+Following a deployment never starts one: the stream is always opened with a
+``Last-Event-ID`` (``0`` at first), and a dropped connection resumes after the last event
+received, so no event is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, Self
+from urllib.parse import quote
+
+import requests
+
+from booklab.errors import BooklabError
+from booklab.phases import Phase
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(BooklabError):
+    """The web tier refused a request, or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BooklabClient:
+    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.http.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/json"})
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self.http.request(method, self.url + path, timeout=self.timeout, **kwargs)
+        except requests.RequestException as e:
+            raise ApiError(f"Booklab at {self.url} did not answer ({type(e).__name__}): "
+                           "check --url or BOOKLAB_URL.") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not response.ok:
+            message = body.get("error") if isinstance(body, dict) else None
+            raise ApiError(message or f"Booklab answered {response.status_code} to {method} {path}.",
+                           response.status_code)
+        return body
+
+    @staticmethod
+    def _id(deployment_id: str) -> str:
+        return quote(deployment_id, safe="")
+
+    def user(self) -> dict[str, Any]:
+        return self._call("GET", "/api/user")
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/deployments")["deployments"]
+
+    def deployment(self, deployment_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/deployments/{self._id(deployment_id)}")
+
+    def deploy(self, project: str, ref: str) -> dict[str, Any]:
+        """Launch ``ref`` of ``project`` (or join it when it is queued, running or ready)."""
+        return self._call("POST", "/api/deployments", json={"project": project, "ref": ref})
+
+    def stop(self, deployment_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/stop")
+
+    def retry(self, deployment_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/retry")
+
+    def events_url(self, project: str, ref: str) -> str:
+        """The event stream of the user's deployment of ``ref`` of ``project`` (BinderHub's shape)."""
+        return f"{self.url}/build/gl/{quote(project, safe='')}/{quote(ref, safe='/')}"
+
+    def events(self, events_url: str, after: int = 0, reconnects: int = 10) -> Iterator[tuple[int, dict]]:
+        """The deployment's events after id ``after`` as (id, event), until a final phase;
+        reconnects up to ``reconnects`` times in a row when the connection drops."""
+        last, failures = after, 0
+        while True:
+            try:
+                for event_id, event in self._stream(events_url, last):
+                    failures = 0
+                    if event_id is not None:
+                        last = event_id
+                    yield (last, event)
+                    if Phase(event["phase"]).is_final:
+                        return
+                return  # the server ended the stream (204: nothing more will come)
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+                failures += 1
+                if failures > reconnects:
+                    raise ApiError(f"Lost the event stream of Booklab at {self.url} ({type(e).__name__}).") from None
+                log.info("event stream dropped (%s); resuming after event %d", type(e).__name__, last)
+                time.sleep(min(2.0 * failures, 10.0))
+
+    def _stream(self, events_url: str, after: int) -> Iterator[tuple[int | None, dict]]:
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
+        with self.http.get(events_url, headers=headers, stream=True, timeout=(self.timeout, 90)) as response:
+            if response.status_code == 204:
+                return
+            if not response.ok:
+                try:
+                    message = response.json().get("error")
+                except ValueError:
+                    message = None
+                raise ApiError(message or f"Booklab answered {response.status_code} to the event stream.",
+                               response.status_code)
+            event_id: int | None = None
+            data: list[str] = []
+            for line in response.iter_lines(decode_unicode=True):
+                if line == "":
+                    if data:
+                        yield event_id, json.loads("\n".join(data))
+                    event_id, data = None, []
+                elif line.startswith(":"):
+                    continue  # keepalive comment
+                else:
+                    field, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    if field == "data":
+                        data.append(value)
+                    elif field == "id" and value.isdigit():
+                        event_id = int(value)

@@ -1,0 +1,132 @@
+"""The JSON API under ``/api/``, for the CLI, scripts and the deploy page's buttons.
+
+Authenticated by the session (with the CSRF header for changes) or by a GitLab personal
+access token (``Authorization: Bearer`` or ``PRIVATE-TOKEN``) that GitLab's /api/v4/user
+vouches for. A user only ever sees and acts on their own deployments: another user's
+deployment answers 404, as one that does not exist.
+
+=======  ====================================  ==========================================
+GET      /api/user                             who the token or session belongs to
+GET      /api/deployments                      my deployments
+POST     /api/deployments                      {"project", "ref"}: launch (201) or join (200)
+GET      /api/deployments/<id>                 one of mine
+POST     /api/deployments/<id>/stop            stop it (202)
+POST     /api/deployments/<id>/retry           launch it again (201), or join it if active
+=======  ====================================  ==========================================
+
+Deployment ids are ``<path>:<branch>:<username>``, URL-escaped in these paths.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, abort, current_app, jsonify, request
+
+from booklab import service
+from booklab.context import Context
+from booklab.deployment import Deployment, InvalidDeployment
+from booklab.phases import Phase
+from booklab.web import auth
+from booklab.web.projects import check_access, launch_path, stream_path
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def context() -> Context:
+    return current_app.extensions["booklab"]
+
+
+def describe(dep: Deployment, status: Phase) -> dict[str, Any]:
+    """A deployment as the API shows it to its owner (never a token)."""
+    ctx, base = context(), request.host_url.rstrip("/")
+    record = ctx.deployments.record(dep.id)
+    out: dict[str, Any] = {"id": dep.id, "project": dep.project, "ref": dep.ref, "user": dep.user,
+                           "status": status.value, "page": base + launch_path(dep.project, dep.ref),
+                           "events": base + stream_path(dep.project, dep.ref)}
+    if status is Phase.TODO:
+        out["position"] = ctx.deployments.queue_position(dep.id)
+    if status is Phase.READY and record.get("url"):
+        out["url"] = record["url"]
+    for name in ("requested_at", "ready_at"):
+        if record.get(name):
+            out[name] = float(record[name])
+    return out
+
+
+def _own(deployment_id: str, user: auth.WebUser) -> tuple[Deployment, Phase]:
+    try:
+        dep = Deployment.from_id(deployment_id)
+    except InvalidDeployment as e:
+        abort(404, str(e))
+    status = context().deployments.status(dep.id) if dep.user == user.username else None
+    if status is None:
+        abort(404, f"You have no deployment {deployment_id!r}: list yours with `booklab status`.")
+    return dep, status
+
+
+def _launch(user: auth.WebUser, project: str, ref: str) -> Any:
+    refused = check_access(user, project, ref)
+    if refused is not None:
+        return refused
+    requested = service.request_deployment(context(), project, ref, user.token)
+    log.info("%s launched %s through the API (%s)", user.username, requested.id,
+             "new" if requested.started else "joined")
+    status = context().deployments.status(requested.id) or Phase.TODO
+    body = {**describe(requested.deployment, status), "started": requested.started}
+    return jsonify(body), 201 if requested.started else 200
+
+
+@bp.get("/user")
+def whoami() -> Any:
+    user = auth.api_user()
+    return jsonify({"username": user.username, "name": user.name})
+
+
+@bp.get("/deployments")
+def list_deployments() -> Any:
+    user = auth.api_user()
+    mine = [describe(dep, status) for dep, status in context().deployments.of_user(user.username)]
+    return jsonify({"deployments": mine})
+
+
+@bp.post("/deployments")
+def create() -> Any:
+    user = auth.api_user()
+    body = request.get_json(silent=True) if request.is_json else request.form.to_dict()
+    if not isinstance(body, dict):
+        body = {}
+    project, ref = str(body.get("project") or "").strip(), str(body.get("ref") or "").strip()
+    if not project or not ref:
+        abort(400, 'Send {"project": "<group/project>", "ref": "<branch>"}.')
+    return _launch(user, project, ref)
+
+
+@bp.get("/deployments/<path:deployment_id>")
+def show(deployment_id: str) -> Any:
+    user = auth.api_user()
+    dep, status = _own(deployment_id, user)
+    return jsonify(describe(dep, status))
+
+
+@bp.post("/deployments/<path:deployment_id>/stop")
+def stop(deployment_id: str) -> Any:
+    user = auth.api_user()
+    dep, _ = _own(deployment_id, user)
+    was = service.stop(context(), dep.id)
+    log.info("%s stopped %s (was %s)", user.username, dep.id, was.value)
+    return jsonify({**describe(dep, context().deployments.status(dep.id) or was), "was": was.value}), 202
+
+
+@bp.post("/deployments/<path:deployment_id>/retry")
+def retry(deployment_id: str) -> Any:
+    user = auth.api_user()
+    dep, _ = _own(deployment_id, user)
+    return _launch(user, dep.project, dep.ref)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

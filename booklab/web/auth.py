@@ -1,0 +1,328 @@
+"""Who the user is: GitLab OAuth login (flask-dance), logout, and the user of a request,
+from the session (pages) or from a GitLab personal access token (API and CLI).
+
+Login goes to the configured GitLab (``gitlab/host``, self-hosted or gitlab.com, http or
+https), so the blueprint is built with ``OAuth2ConsumerBlueprint`` rather than
+``make_gitlab_blueprint``, which assumes https. The scopes Booklab asks for, and why:
+
+``api``
+    Booklab adds a read-only deploy key to the project for the clone and deletes it right
+    after (``POST``/``DELETE /projects/:id/deploy_keys``); GitLab allows that only with
+    ``api``. The same scope covers reading the user, their projects and branches
+    (``read_user`` and ``read_api`` would be enough for those alone).
+``read_repository``
+    Users below Maintainer cannot add deploy keys; Booklab then clones over HTTPS with
+    the user's own token, which needs this scope.
+
+An expired token is refreshed with its refresh token; a refused or revoked one sends
+the user to log in again (pages) or gets 401 JSON (API).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+import requests
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    g,
+    redirect,
+    request,
+    session,
+    url_for,
+)
+from flask_dance.consumer import OAuth2ConsumerBlueprint, oauth_authorized, oauth_error
+from oauthlib.oauth2 import InsecureTransportError, OAuth2Error
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
+
+from booklab.context import Context
+from booklab.errors import GitLabError
+from booklab.web import sessions
+from booklab.web.gitlab import TokenRejected, whoami
+
+log = logging.getLogger(__name__)
+
+SCOPES = ["api", "read_repository"]
+TOKEN_KEY = "gitlab_oauth_token"
+#: refresh the OAuth token when it has less than this many seconds left
+REFRESH_MARGIN = 60
+
+bp = Blueprint("auth", __name__)
+
+
+@dataclass(frozen=True)
+class WebUser:
+    username: str
+    name: str
+    #: the user's GitLab token (OAuth access token, or the personal access token they sent)
+    token: str
+
+    def __repr__(self) -> str:  # never show the token
+        return f"WebUser(username={self.username!r})"
+
+
+class GitLabLogin(OAuth2ConsumerBlueprint):
+    """flask-dance's OAuth2 blueprint with one requests session per request.
+
+    flask-dance caches its session on the blueprint, which every thread shares, so under
+    a threaded server one user's token can reach another user's request (flask-dance
+    issue #430). Here it lives in ``flask.g`` and is closed at the end of the request."""
+
+    @property  # type: ignore[override]
+    def session(self) -> Any:
+        made = g.get("_gitlab_oauth_session")
+        if made is None:
+            made = OAuth2ConsumerBlueprint.session.fget(self)  # type: ignore[attr-defined]
+            g._gitlab_oauth_session = made
+        return made
+
+    def teardown_session(self, exception: BaseException | None = None) -> None:
+        made = g.pop("_gitlab_oauth_session", None)
+        if made is not None:
+            made.close()
+
+
+def context() -> Context:
+    return current_app.extensions["booklab"]
+
+
+def _login_blueprint(app: Flask) -> GitLabLogin:
+    config = context_of(app).config
+    host = config.gitlab_host.rstrip("/")
+    login = GitLabLogin(
+        "gitlab", __name__,
+        client_id=config.gitlab_consumer_key, client_secret=config.gitlab_consumer_secret,
+        scope=SCOPES, base_url=f"{host}/api/v4/",
+        authorization_url=f"{host}/oauth/authorize", token_url=f"{host}/oauth/token",
+        redirect_to="projects.home", url_prefix="/login",
+    )
+    oauth_authorized.connect(_logged_in, sender=login, weak=False)
+    oauth_error.connect(_login_failed, sender=login, weak=False)
+    return login
+
+
+def context_of(app: Flask) -> Context:
+    return app.extensions["booklab"]
+
+
+def _logged_in(blueprint: GitLabLogin, token: dict | None) -> Any:
+    """After GitLab's redirect: learn who the user is, start a fresh session, go on."""
+    if not token or "access_token" not in token:
+        flash("GitLab did not log you in: try again.")
+        return redirect(url_for("projects.home"))
+    try:
+        user = whoami(context(), token["access_token"])
+    except GitLabError as e:
+        flash(f"GitLab did not tell who you are: {e}")
+        return redirect(url_for("projects.home"))
+    next_url = safe_next(session.get("next"))
+    session.clear()
+    sessions.regenerate()
+    blueprint.token = token
+    session["user"] = {"username": user.username, "name": user.name}
+    log.info("%s logged in", user.username)
+    return redirect(next_url or url_for("projects.home"))
+
+
+def _login_failed(blueprint: GitLabLogin, error: Any = None, error_description: Any = None, **_: Any) -> Any:
+    log.info("GitLab login failed: %s", error)
+    flash(f"GitLab did not log you in ({error_description or error}): try again.")
+    return redirect(url_for("projects.home"))
+
+
+def safe_next(url: Any) -> str | None:
+    """``url`` when it is a path on this site, else None (no open redirects)."""
+    if isinstance(url, str) and url.startswith("/") and not url.startswith(("//", "/\\")):
+        return url
+    return None
+
+
+def _forget_login() -> None:
+    session.pop(TOKEN_KEY, None)
+    session.pop("user", None)
+
+
+def _refresh(blueprint: GitLabLogin, token: dict) -> dict | None:
+    if not token.get("refresh_token"):
+        return None
+    try:
+        fresh = blueprint.session.refresh_token(
+            blueprint.token_url, refresh_token=token["refresh_token"],
+            client_id=blueprint.client_id, client_secret=blueprint.client_secret,
+            timeout=context().config.gitlab_timeout)
+    except (OAuth2Error, requests.RequestException, ValueError, Warning) as e:
+        log.info("refreshing a GitLab token failed: %s", type(e).__name__)
+        return None
+    blueprint.token = fresh
+    return blueprint.token
+
+
+def session_user() -> WebUser | None:
+    """The logged-in user of this request's session (the OAuth token refreshed when it
+    is about to expire), or None."""
+    if "session_user" in g:
+        return g.session_user
+    info, token = session.get("user"), session.get(TOKEN_KEY)
+    user = None
+    if info and token and token.get("access_token"):
+        expires_at = token.get("expires_at")
+        if expires_at and float(expires_at) < time.time() + REFRESH_MARGIN:
+            token = _refresh(current_app.blueprints["gitlab"], token)  # type: ignore[arg-type]
+        if token is None:
+            _forget_login()
+            flash("Your GitLab login expired: log in again.")
+        else:
+            user = WebUser(info["username"], info["name"], token["access_token"])
+    g.session_user = user
+    return user
+
+
+def this_url() -> str:
+    """This request's path and query as the client sent them (``%2F`` kept: launch links
+    need it), to come back to after logging in."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    return raw if raw and raw.startswith("/") else request.full_path.rstrip("?")
+
+
+def go_to_login(next_url: str | None = None) -> Any:
+    session["next"] = safe_next(next_url) or url_for("projects.home")
+    return redirect(url_for("gitlab.login"))
+
+
+def login_required(view: Callable) -> Callable:
+    """Pages: without a logged-in user, log in at GitLab first, then come back here."""
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if session_user() is None:
+            return go_to_login(this_url() if request.method == "GET" else None)
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def log_in_again(message: str) -> Any:
+    """GitLab refused the user's token: pages log in again, the API answers 401."""
+    from booklab.web import wants_json
+
+    if wants_json():
+        raise unauthorized(message)
+    _forget_login()
+    g.pop("session_user", None)
+    flash(message)
+    return go_to_login(this_url() if request.method == "GET" else None)
+
+
+def unauthorized(message: str) -> Unauthorized:
+    return Unauthorized(message, www_authenticate=WWWAuthenticate("bearer", {"realm": "booklab"}))
+
+
+class TokenCache:
+    """GitLab's answer to "whose token is this?", kept ``ttl`` seconds (by token hash)."""
+
+    def __init__(self, ttl: float, max_entries: int = 10000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, str, str]] = {}
+
+    @staticmethod
+    def _key(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def get(self, token: str) -> tuple[str, str] | None:
+        with self._lock:
+            entry = self._entries.get(self._key(token))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1], entry[2]
+
+    def put(self, token: str, username: str, name: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+            self._entries[self._key(token)] = (now + self.ttl, username, name)
+
+
+def header_token() -> str | None:
+    """A GitLab token sent as ``Authorization: Bearer`` or ``PRIVATE-TOKEN``."""
+    private = request.headers.get("PRIVATE-TOKEN", "").strip()
+    if private:
+        return private
+    kind, _, value = request.headers.get("Authorization", "").partition(" ")
+    if kind.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def api_user() -> WebUser:
+    """The user of an API or event-stream request: by a GitLab token in a header
+    (checked against GitLab's /api/v4/user, answer cached briefly), else by the session.
+    Raises 401."""
+    if "Authorization" in request.headers or "PRIVATE-TOKEN" in request.headers:
+        token = header_token()
+        if token is None:
+            raise unauthorized("Send a GitLab personal access token as 'Authorization: Bearer <token>' "
+                               "or 'PRIVATE-TOKEN: <token>'.")
+        cache: TokenCache = current_app.extensions["booklab_token_cache"]
+        known = cache.get(token)
+        if known is None:
+            try:
+                found = whoami(context(), token)
+            except TokenRejected:
+                raise unauthorized("GitLab did not accept this token: check it, its expiry and its "
+                                   "scopes (api).") from None
+            cache.put(token, found.username, found.name)
+            known = (found.username, found.name)
+        return WebUser(known[0], known[1], token)
+    user = session_user()
+    if user is None:
+        raise unauthorized("Log in to Booklab, or send a GitLab personal access token as "
+                           "'Authorization: Bearer <token>'.")
+    return user
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    user = session_user()
+    session.clear()
+    sessions.regenerate()
+    if user is not None:
+        log.info("%s logged out", user.username)
+    flash("You are logged out of Booklab.")
+    return redirect(url_for("projects.home"))
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(_login_blueprint(app))
+    app.register_blueprint(bp)
+    app.extensions["booklab_token_cache"] = TokenCache(context_of(app).config.web_token_cache)
+
+    @app.context_processor
+    def user_in_templates() -> dict[str, Any]:
+        return {"current_user": session_user()}
+
+    @app.errorhandler(OAuth2Error)
+    def login_refused(exc: OAuth2Error) -> Any:
+        from booklab.web import error_page
+
+        if isinstance(exc, InsecureTransportError):
+            log.error("OAuth over plain http refused: %s", exc.description)
+            return error_page(500, "Login needs https", (
+                "GitLab login needs https between the browser, Booklab and GitLab. For a local test "
+                "setup over plain http, start Booklab with OAUTHLIB_INSECURE_TRANSPORT=1."))
+        log.info("GitLab login failed: %s", type(exc).__name__)
+        flash(f"GitLab did not log you in ({exc.error}): try again.")
+        return redirect(url_for("projects.home"))

@@ -1,0 +1,190 @@
+"""The deploy page and BinderHub's shapes: launch links ``GET /v2/gl/<escaped path>/<ref>``
+(log in first, then come back), the event stream ``GET /build/gl/<escaped path>/<ref>``
+and ``/badge.svg``.
+
+The event stream is BinderHub's: ``id:`` and ``data: {json}`` per event, a ``:keepalive``
+comment every 25 s, the token only in the owner's ``ready`` event. A stream opened
+without ``Last-Event-ID`` for a deployment that is not queued or running starts it (as
+BinderHub's ``/build`` does); a reconnecting one (``Last-Event-ID``) only resumes after the
+last event it saw, never starting a second build.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from flask import Blueprint, Flask, Response, current_app, render_template, request
+from werkzeug.exceptions import NotFound as HTTPNotFound
+
+from booklab import service
+from booklab.context import Context
+from booklab.deployment import Deployment, InvalidDeployment
+from booklab.errors import BooklabError, GitLabError, NotFound
+from booklab.phases import Phase
+from booklab.web import auth, gitlab
+from booklab.web.gitlab import NoAccess
+from booklab.web.projects import check_access, launch_path, stream_path
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("deploy", __name__)
+
+#: the steps the deploy page shows, in order; ``built`` (a cache hit) ends the build step
+STEPS = [Phase.WAITING, Phase.FETCHING, Phase.BUILDING, Phase.LAUNCHING, Phase.READY]
+STEP_OF = {**{p.value: i for i, p in enumerate(STEPS)}, Phase.TODO.value: 0, Phase.BUILT.value: 2}
+
+
+def context() -> Context:
+    return current_app.extensions["booklab"]
+
+
+def split_spec(prefix: str) -> tuple[str, str]:
+    """(project path, ref) from the raw request path ``<prefix><escaped path>/<ref>``.
+
+    The project path must arrive escaped (``group%2Fproject``): werkzeug decodes ``%2F``
+    before routing, so the raw path is read instead."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+    path = urlsplit(raw).path
+    start = path.find(prefix)
+    if start < 0:
+        raise HTTPNotFound("Launch links look like /v2/gl/<group%2Fproject>/<branch>.")
+    project, _, ref = path[start + len(prefix):].partition("/")
+    project, ref = unquote(project), unquote(ref)
+    if "/" not in project or not ref:
+        raise HTTPNotFound(
+            "Launch links look like /v2/gl/<group%2Fproject>/<branch>, with the project path "
+            "URL-escaped (/ as %2F): for example /v2/gl/group%2Fproject/main.")
+    return project, ref
+
+
+def _urlpath() -> str:
+    """``?urlpath=`` as a path inside the notebook server (no scheme, no other host)."""
+    value = request.args.get("urlpath", "").strip()
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or value.startswith("//") or "\\" in value:
+        return ""
+    return value.lstrip("/")
+
+
+@bp.get("/v2/gl/<path:_spec>")
+@auth.login_required
+def launch_page(_spec: str) -> Any:
+    """The deploy page. Its event stream starts the deployment unless it is running."""
+    project, ref = split_spec("/v2/gl/")
+    user = auth.session_user()
+    assert user is not None
+    refused = check_access(user, project, ref)
+    if refused is not None:
+        return refused
+    dep = Deployment(project, ref, user.username)
+    base = request.host_url.rstrip("/")
+    status = context().deployments.status(dep.id)
+    # queued or running: the page only follows it (it cannot start a second one even if
+    # it ends before the page connects); else the page's stream launches it
+    follow_only = "?last_event_id=0" if status is not None and status.is_active else ""
+    return render_template(
+        "deploy.html", project=project, ref=ref, deployment_id=dep.id,
+        stream_url=base + stream_path(project, ref) + follow_only,
+        launch_link=base + launch_path(project, ref), urlpath=_urlpath(),
+        steps=STEPS, step_of=STEP_OF, phases={p.name: p.value for p in Phase},
+        final=[p.value for p in Phase if p.is_final])
+
+
+def _last_event_id() -> int | None:
+    value = request.headers.get("Last-Event-ID", "").strip() or request.args.get("last_event_id", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def sse(data: dict[str, Any], event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}data: {json.dumps(data)}\n\n"
+
+
+def event_stream(ctx: Context, deployment_id: str, after: int, keepalive: float,
+                 first: str = "") -> Iterator[str]:
+    """The deployment's events after ``after`` as server-sent events, and a keepalive
+    comment whenever ``keepalive`` seconds passed without sending anything, until a
+    final phase. (A client that went away is noticed at the next write.)"""
+    if first:
+        yield first
+    last, sent_at = after, time.monotonic()
+    while True:
+        wait = max(0.05, keepalive - (time.monotonic() - sent_at))
+        for event_id, data in service.follow(ctx, deployment_id, after=last, timeout=wait):
+            last = event_id
+            if Phase(data["phase"]).is_final:
+                yield sse({**data, "deployment": deployment_id}, event_id)
+                return
+            yield sse(data, event_id)
+            sent_at = time.monotonic()
+        if time.monotonic() - sent_at >= keepalive:
+            yield ":keepalive\n\n"
+            sent_at = time.monotonic()
+
+
+def _stream(events: Iterator[str]) -> Response:
+    return Response(events, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _failed(message: str) -> Response:
+    return _stream(iter([sse({"phase": Phase.FAILED.value, "message": message.rstrip("\n") + "\n"})]))
+
+
+@bp.get("/build/gl/<path:_spec>")
+def build_stream(_spec: str) -> Response:
+    """BinderHub's event stream of the user's deployment of a project's branch."""
+    user = auth.api_user()
+    project, ref = split_spec("/build/gl/")
+    ctx = context()
+    try:
+        dep = Deployment(project, ref, user.username)
+    except InvalidDeployment as e:
+        return _failed(str(e))
+    after = _last_event_id()
+    status = ctx.deployments.status(dep.id)
+    if after is not None and (status is None or not status.is_active) and not ctx.events.read(dep.id, after):
+        # a reconnect after the final event: 204 tells an EventSource to stop reconnecting
+        return Response(status=204)
+    if after is None and (status is None or not status.is_active):
+        try:
+            gitlab.launchable(ctx, user.token, project, ref)
+            service.request_deployment(ctx, project, ref, user.token)
+        except (NotFound, NoAccess) as e:
+            return _failed(str(e))
+        except GitLabError as e:
+            if gitlab.is_token_rejected(e):
+                raise
+            return _failed(str(e))
+        except BooklabError as e:
+            return _failed(str(e))
+    keepalive = float(current_app.config["BOOKLAB_KEEPALIVE"])
+    return _stream(event_stream(ctx, dep.id, after or 0, keepalive, first="retry: 2000\n\n"))
+
+
+BADGE = """<svg xmlns="http://www.w3.org/2000/svg" width="109" height="20" role="img" aria-label="launch: booklab">
+<title>launch: booklab</title>
+<linearGradient id="s" x2="0" y2="100%"><stop offset="0" stop-color="#bbb" stop-opacity=".1"/>
+<stop offset="1" stop-opacity=".1"/></linearGradient>
+<clipPath id="r"><rect width="109" height="20" rx="3" fill="#fff"/></clipPath>
+<g clip-path="url(#r)"><rect width="47" height="20" fill="#555"/><rect x="47" width="62" height="20" fill="#e4572e"/>
+<rect width="109" height="20" fill="url(#s)"/></g>
+<g fill="#fff" text-anchor="middle" font-family="Verdana,Geneva,DejaVu Sans,sans-serif" font-size="11">
+<text x="23.5" y="15" fill="#010101" fill-opacity=".3">launch</text><text x="23.5" y="14">launch</text>
+<text x="77" y="15" fill="#010101" fill-opacity=".3">booklab</text><text x="77" y="14">booklab</text></g>
+</svg>
+"""
+
+
+@bp.get("/badge.svg")
+def badge() -> Response:
+    return Response(BADGE, mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

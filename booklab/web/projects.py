@@ -1,0 +1,124 @@
+"""The home page and Launch: the user's GitLab projects (membership; searchable; paginated
+as GitLab paginates), a project's branch picker with its default branch preselected, and
+the Launch form, a POST with CSRF protection that checks access with the user's own
+token before anything is created or queued."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from booklab import service
+from booklab.context import Context
+from booklab.deployment import Deployment, InvalidDeployment
+from booklab.errors import NotFound
+from booklab.web import auth, gitlab
+from booklab.web.gitlab import BranchNotFound, NoAccess
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("projects", __name__)
+
+
+def context() -> Context:
+    return current_app.extensions["booklab"]
+
+
+def launch_path(project: str, ref: str) -> str:
+    """The BinderHub-shaped launch link of a project's branch: /v2/gl/<escaped path>/<ref>."""
+    return f"/v2/gl/{quote(project, safe='')}/{quote(ref, safe='/')}"
+
+
+def stream_path(project: str, ref: str) -> str:
+    """The BinderHub-shaped event stream of a project's branch: /build/gl/<escaped path>/<ref>."""
+    return f"/build/gl/{quote(project, safe='')}/{quote(ref, safe='/')}"
+
+
+def _page_number() -> int:
+    value = request.args.get("page", "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+@bp.get("/")
+def home() -> Any:
+    user = auth.session_user()
+    if user is None:
+        return render_template("landing.html")
+    search = request.args.get("search", "").strip()
+    page = gitlab.projects(context(), user.token, search=search, page=_page_number())
+    return render_template("home.html", page=page, search=search,
+                           deployments=_my_deployments(user.username))
+
+
+def _my_deployments(username: str) -> list[dict[str, str]]:
+    """The user's deployments that are queued, running or ready."""
+    return [{"project": dep.project, "ref": dep.ref, "status": status.value,
+             "link": launch_path(dep.project, dep.ref)}
+            for dep, status in context().deployments.of_user(username) if status.is_active]
+
+
+@bp.get("/projects/<path:project_path>")
+@auth.login_required
+def project(project_path: str) -> Any:
+    user = auth.session_user()
+    assert user is not None
+    found = gitlab.project(context(), user.token, project_path)
+    names, more = gitlab.branches(context(), user.token, found)
+    return render_template("project.html", project=found, branches=names, more_branches=more,
+                           launch_link=request.host_url.rstrip("/") + launch_path(found.path, found.default_branch or ""))
+
+
+@bp.post("/launch")
+@auth.login_required
+def launch() -> Any:
+    """Check access with the user's token, then queue (or join) the deployment and show it."""
+    user = auth.session_user()
+    assert user is not None
+    path, ref = request.form.get("project", "").strip(), request.form.get("ref", "").strip()
+    if not path or not ref:
+        from booklab.web import error_page
+
+        return error_page(400, "Pick a project and a branch", "Launch needs a project and a branch.")
+    checked = check_access(user, path, ref)
+    if checked is not None:
+        return checked
+    request_ = service.request_deployment(context(), path, ref, user.token)
+    log.info("%s launched %s (%s)", user.username, request_.id, "new" if request_.started else "joined")
+    return redirect(launch_path(path, ref), code=303)
+
+
+def check_access(user: auth.WebUser, path: str, ref: str) -> Any:
+    """None when the user may launch ``ref`` of ``path``; else the error page (or JSON)
+    that says which of the two is wrong."""
+    from booklab.web import error_page
+
+    try:
+        Deployment(path, ref, user.username)
+        gitlab.launchable(context(), user.token, path, ref)
+    except InvalidDeployment as e:
+        return error_page(400, "Not a project and branch", str(e))
+    except NoAccess as e:
+        log.info("%s may not read %s", user.username, path)
+        return error_page(403, "No access", str(e))
+    except BranchNotFound as e:
+        return error_page(404, "Branch not found", str(e),
+                          link=(url_for("projects.project", project_path=path), f"Pick a branch of {path}"))
+    except NotFound as e:
+        log.info("%s asked for project %s: %s", user.username, path, e)
+        return error_page(404, "Project not found", str(e))
+    return None
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

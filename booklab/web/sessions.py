@@ -1,0 +1,94 @@
+"""Server-side web sessions: the cookie holds only a random id; what the session holds
+(the user, their GitLab OAuth token, the CSRF token) is kept in Redis, encrypted with
+``secret_key``, and forgotten ``web/session_lifetime`` seconds after its last use.
+
+The browser therefore never holds the GitLab token, and logging out ends the session on
+the server too. The cookie is HttpOnly, SameSite=Lax, and Secure whenever the web tier
+is reached over https. A new id is given at login (:func:`regenerate`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from cryptography.fernet import Fernet, InvalidToken
+from flask import Flask, Request, Response, request, session
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import CallbackDict
+
+from booklab import schema
+
+def session_key(sid: str) -> str:
+    return schema.websession(hashlib.sha256(sid.encode()).hexdigest())
+
+
+class ServerSession(CallbackDict, SessionMixin):
+    def __init__(self, initial: dict[str, Any] | None = None, sid: str | None = None) -> None:
+        def on_update(self: ServerSession) -> None:
+            self.modified = True
+
+        super().__init__(initial, on_update)
+        self.sid = sid
+        self.modified = False
+        self.rotate = False
+
+
+class RedisSessionInterface(SessionInterface):
+    def __init__(self, client: redis.Redis, secret_key: str, lifetime: int) -> None:
+        digest = hashlib.sha256(b"booklab web session\0" + secret_key.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self.redis = client
+        self.lifetime = lifetime
+
+    def open_session(self, app: Flask, request: Request) -> ServerSession:
+        sid = request.cookies.get(self.get_cookie_name(app))
+        if sid:
+            blob = self.redis.get(session_key(sid))
+            if blob is not None:
+                try:
+                    return ServerSession(json.loads(self._fernet.decrypt(blob)), sid)
+                except (InvalidToken, ValueError):
+                    pass  # another secret_key wrote it: start afresh
+        return ServerSession()
+
+    def save_session(self, app: Flask, sess: ServerSession, response: Response) -> None:  # type: ignore[override]
+        name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
+        if not sess:
+            if sess.sid is not None and sess.modified:
+                self.redis.delete(session_key(sess.sid))
+                response.delete_cookie(name, domain=domain, path=path)
+            return
+        if sess.rotate and sess.sid is not None:
+            self.redis.delete(session_key(sess.sid))
+            sess.sid = None
+        if sess.sid is None:
+            sess.sid = secrets.token_urlsafe(32)
+            sess.modified = True
+        if sess.modified:
+            blob = self._fernet.encrypt(json.dumps(dict(sess)).encode())
+            self.redis.set(session_key(sess.sid), blob, ex=self.lifetime)
+        else:
+            self.redis.expire(session_key(sess.sid), self.lifetime)
+        response.set_cookie(
+            name, sess.sid, path=path, domain=domain, httponly=True, samesite="Lax",
+            secure=self.get_cookie_secure(app) or request.is_secure,
+            expires=datetime.now(UTC) + timedelta(seconds=self.lifetime),
+        )
+
+
+def regenerate() -> None:
+    """Give the current session a new id (at login: a planted id learns nothing)."""
+    session.rotate = True  # type: ignore[attr-defined]
+    session.modified = True
+
+
+def init_app(app: Flask) -> None:
+    context = app.extensions["booklab"]
+    app.session_interface = RedisSessionInterface(
+        context.redis, context.config.secret_key, context.config.web_session_lifetime)

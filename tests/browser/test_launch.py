@@ -1,0 +1,85 @@
+"""A person's first launch, in a real headless Chromium driven by Playwright: log in
+through GitLab's sign-in page, pick a project and a branch, click Launch, watch the build
+log arrive, and land on the notebook's tree page with the sample notebook.
+
+Screenshots of the deploy page (desktop and phone) and of the notebook are saved in
+``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.web import push_notebook_project
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PROJECT = "demo/browser"
+#: a build step that writes a line a second, so the log visibly arrives while it runs
+SLOW_STEP = 'RUN for i in 1 2 3 4 5 6; do echo "counting sheep $i"; sleep 1; done\n'
+
+
+@pytest.fixture
+def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail("Chromium is missing: run scripts/install-deps.sh (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners, gitlab, alice, base_image,
+                                                    tmp_path, ctx):
+    push_notebook_project(gitlab, tmp_path / "browser", PROJECT, base_image, {alice.username: 40},
+                          branches={"main": "", "slow": SLOW_STEP}, fixed_dates=False)
+    runners(1)
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+
+    page.goto(web_server + "/")
+    page.get_by_role("link", name="Log in with GitLab").click()
+    page.get_by_label("Username or primary email").fill(alice.username)
+    page.get_by_label("Password").fill(alice.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(web_server + "/")
+    assert page.locator(".user").inner_text().endswith("@alice")
+
+    page.get_by_role("link", name=PROJECT).click()
+    assert page.locator("#ref").input_value() == "main"  # the default branch is preselected
+    page.select_option("#ref", "slow")
+    page.get_by_role("button", name="Launch").click()
+    page.wait_for_url(web_server + "/v2/gl/demo%2Fbrowser/slow")
+
+    log = page.locator("#log")
+    log.filter(has_text="counting sheep 2").wait_for(timeout=180_000)
+    assert "counting sheep 6" not in log.inner_text()  # the log arrives while the build runs
+    assert page.url.startswith(web_server)
+    page.screenshot(path=ARTIFACTS / "deploy-page.png", full_page=True)
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                has_touch=True, storage_state=context.storage_state())
+    phone_page = phone.new_page()
+    phone_page.goto(web_server + "/v2/gl/demo%2Fbrowser/slow")  # the same deployment, joined
+    phone_page.locator("#log").filter(has_text="counting sheep").wait_for()
+    phone_page.screenshot(path=ARTIFACTS / "deploy-page-phone.png")
+    phone.close()
+
+    page.wait_for_url(re.compile(r"^http://127\.0\.0\.1:\d+/tree"), timeout=180_000)
+    page.get_by_text("hello.ipynb").first.wait_for()
+    page.screenshot(path=ARTIFACTS / "notebook.png")
+    context.close()
+
+    phases = [event.data["phase"] for event in ctx.events.read(f"{PROJECT}:slow:alice")]
+    assert phases.count("waiting") == 1 and phases.count("launching") == 1 and phases[-1] == "ready"

@@ -1,0 +1,83 @@
+"""``booklab deploy/status/stop`` against the web tier served on a loopback port, with
+real runners, Redis, Docker and the GitLab stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from booklab.phases import Phase
+from tests.fixtures.web import push_notebook_project
+
+PROJECT = "demo/x"
+
+
+@pytest.fixture
+def cli_project(gitlab, alice, base_image, tmp_path) -> str:
+    """demo/x: main builds (the same commit in every test: built once a session), broken fails."""
+    return push_notebook_project(gitlab, tmp_path / "x", PROJECT, base_image, {alice.username: 40},
+                                 branches={"main": "", "broken": "RUN echo about-to-fail && false\n"})
+
+
+def booklab(server: str, token: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BOOKLAB_URL": server, "BOOKLAB_GITLAB_TOKEN": token}
+    return subprocess.run([sys.executable, "-m", "booklab.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def test_deploy_follow_prints_the_phases_and_the_notebook_url(web_server, runners, ctx, alice, cli_project):
+    runners(1)
+    done = booklab(web_server, alice.token, "deploy", cli_project, "--ref", "main", "--follow")
+    assert done.returncode == 0, done.stdout + done.stderr
+    headers = re.findall(r"^==> (\w+)$", done.stdout, re.MULTILINE)
+    assert headers[0] == "waiting" and headers[-1] == "ready"
+    assert {"fetching", "launching"} <= set(headers) and {"building", "built"} & set(headers)
+    link = re.search(r"^Your notebook is ready: (http://127\.0\.0\.1:\d+/)\?token=(\S+)$", done.stdout, re.MULTILINE)
+    assert link, done.stdout
+    contents = requests.get(link.group(1) + "api/contents", timeout=10,
+                            headers={"Authorization": f"token {link.group(2)}"})
+    assert "hello.ipynb" in [item["name"] for item in contents.json()["content"]]
+
+    deployment = f"{cli_project}:main:alice"
+    status = booklab(web_server, alice.token, "status")
+    assert status.returncode == 0 and f"{deployment}  ready  {link.group(1)}" in status.stdout
+    stopped = booklab(web_server, alice.token, "stop", deployment)
+    assert stopped.returncode == 0 and f"Stopping {deployment} (it was ready)." in stopped.stdout
+    from tests.fixtures.services import wait_until
+
+    wait_until(lambda: ctx.deployments.status(deployment) is Phase.STOPPED, 20, "the notebook to stop")
+
+
+def test_deploy_json_prints_one_event_per_line_ending_with_ready(web_server, runners, alice, cli_project):
+    runners(1)
+    done = booklab(web_server, alice.token, "deploy", cli_project, "--ref", "main", "--follow", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert all(set(e) >= {"phase", "message"} for e in events)
+    assert events[0]["phase"] == "waiting" and [e["phase"] for e in events].count("ready") == 1
+    last = events[-1]
+    assert last["phase"] == "ready" and last["url"].startswith("http://127.0.0.1:") and last["token"]
+    assert last["deployment"] == f"{cli_project}:main:alice"
+
+
+def test_a_failed_deployment_exits_non_zero_and_says_why(web_server, runners, alice, cli_project):
+    runners(1)
+    done = booklab(web_server, alice.token, "deploy", cli_project, "--ref", "broken", "--follow")
+    assert done.returncode == 1
+    assert "==> failed" in done.stdout and "about-to-fail" in done.stdout + done.stderr
+    assert "the deployment failed" in done.stderr
+
+
+def test_bad_token_unknown_branch_and_missing_settings_are_refused(web_server, alice, cli_project):
+    bad = booklab(web_server, "glpat-wrong", "status")
+    assert bad.returncode == 1 and "GitLab did not accept this token" in bad.stderr
+    unknown = booklab(web_server, alice.token, "deploy", cli_project, "--ref", "no-such-branch", "--follow")
+    assert unknown.returncode == 1 and "Branch 'no-such-branch' does not exist" in unknown.stderr
+    missing = booklab("", alice.token, "status")
+    assert missing.returncode == 2 and "BOOKLAB_URL" in missing.stderr
