@@ -9,6 +9,7 @@ yielded line by line while it builds.
 from __future__ import annotations
 
 import collections
+import ctypes
 import hashlib
 import logging
 import os
@@ -31,6 +32,7 @@ SLUG_MAX = 60
 TAIL_LINES = 20
 NB_UID = 1000
 NB_USER = "jovyan"
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 _KEPT_ENV = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH"}
 # Docker's reference grammar, lowercase: [registry[:port]/]component[/component...]
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
@@ -82,7 +84,7 @@ def build_image(
     with tempfile.TemporaryDirectory(prefix="booklab-build-") as cwd:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", start_new_session=True,
+            text=True, errors="replace", start_new_session=True, preexec_fn=_die_with_parent,
         )
 
         def expire() -> None:
@@ -142,6 +144,12 @@ def _bytes(memory_limit: str) -> int:
 def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("DOCKER_")}
     return env | {"PYTHONUNBUFFERED": "1"}
+
+
+def _die_with_parent() -> None:
+    """In the build process: be killed when the runner process dies, even by SIGKILL, so
+    that a lost runner leaves no build going on."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill(proc: subprocess.Popen) -> None:

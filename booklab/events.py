@@ -48,14 +48,20 @@ class EventLog:
 
     def emit(self, deployment_id: str, phase: Phase, message: str = "", **extra: Any) -> int:
         """Append one event and set the deployment's status from its phase; returns its id."""
+        return int(self.emit_in(self.redis, deployment_id, phase, message, **extra))
+
+    def emit_in(self, client: redis.Redis, deployment_id: str, phase: Phase, message: str = "",
+                **extra: Any) -> Any:
+        """:meth:`emit` through ``client``, which may be a pipeline in a transaction."""
         if message and not message.endswith("\n"):
             message += "\n"
         data = json.dumps({"phase": phase.value, "message": message, **extra})
-        return int(self._emit(
+        return self._emit(
             keys=[schema.log(deployment_id), schema.logseq(deployment_id), schema.STATUS,
                   schema.events(deployment_id)],
             args=[data, self.max_events, deployment_id, phase.status.value],
-        ))
+            client=client,
+        )
 
     def clear(self, deployment_id: str) -> None:
         """Forget a deployment's log before it runs again (ids keep counting up)."""

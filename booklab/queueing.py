@@ -1,20 +1,39 @@
 """The queue of deployments waiting for a runner, as its users see it: each queued
-deployment's log tells its position, and tells it again whenever the queue moves."""
+deployment's log tells its position, and tells it again whenever the queue moves.
+
+Positions are announced from one consistent view of the queue (a transaction watching
+it), so announcements racing each other never leave a deployment told a stale position.
+"""
 
 from __future__ import annotations
 
+import redis
+
+from booklab import schema
 from booklab.context import Context
 from booklab.phases import Phase
 
 
-def announce_position(ctx: Context, deployment_id: str, position: int) -> None:
-    ctx.events.emit(deployment_id, Phase.WAITING,
-                    f"Waiting for a free runner: position {position} in the queue.", position=position)
+def announce_positions(ctx: Context, only: str | None = None) -> None:
+    """Tell each queued deployment (or just ``only``) its position in the queue."""
+    while True:
+        with ctx.redis.pipeline() as pipe:
+            try:
+                pipe.watch(schema.QUEUE)
+                queued = pipe.zrange(schema.QUEUE, 0, -1)
+                pipe.multi()
+                for position, deployment_id in enumerate(queued, start=1):
+                    if only in (None, deployment_id):
+                        ctx.events.emit_in(pipe, deployment_id, Phase.WAITING,
+                                           f"Waiting for a free runner: position {position} in the queue.",
+                                           position=position)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                continue
 
 
 def leave_queue(ctx: Context, deployment_id: str) -> None:
     """Take the deployment out of the queue; those behind it learn their new position."""
-    if not ctx.deployments.dequeue(deployment_id):
-        return
-    for position, waiting in enumerate(ctx.deployments.queued(), start=1):
-        announce_position(ctx, waiting, position)
+    if ctx.deployments.dequeue(deployment_id):
+        announce_positions(ctx)

@@ -16,7 +16,7 @@ from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError
 from booklab.phases import Phase
-from booklab.queueing import announce_position, leave_queue
+from booklab.queueing import announce_positions, leave_queue
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str) 
         return Request(dep, started=False)
     ctx.events.clear(dep.id)
     ctx.vault.put(dep.id, steps.GITLAB_TOKEN, gitlab_token.encode(), ttl=ctx.config.token_ttl)
-    announce_position(ctx, dep.id, ctx.deployments.queue_position(dep.id) or 1)
+    announce_positions(ctx, only=dep.id)
     deployment_chain(dep.id).apply_async()
     log.info("queued %s", dep.id)
     return Request(dep, started=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 from booklab import schema, service
 from booklab.phases import Phase
@@ -31,3 +32,17 @@ def test_a_runner_killed_during_the_build_is_noticed_and_its_deployment_fails(
     assert victim.name not in ctx.redis.smembers(schema.RUNNERS)
     assert not ctx.runners.held(victim.name)
     assert survivor.name in ctx.runners.alive()
+    image = ctx.deployments.record(request.id)["image"]
+    wait_until(lambda: not _processes_naming(image), 10, "the lost runner's build to end with it")
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Ids of the processes whose command line holds ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:  # it ended meanwhile
+            pass
+    return found
