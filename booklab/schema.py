@@ -18,6 +18,7 @@ STR    secret:<deployment>:<name>  an encrypted secret (private key, user token)
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
 STR    reaping:<runner>            a live runner is cleaning up after this lost one
 STR    websession:<sha256>         a web login session (encrypted JSON), with TTL
+HASH   metrics:<name>              a duration histogram: le=<bucket> counts, sum, count
 HASH   conf                        settings the web tier shares with runners
 =====  ==========================  =====================================================
 
@@ -81,6 +82,11 @@ def taskrun(task_id: str) -> str:
 def websession(cookie_id_digest: str) -> str:
     """A web login session, encrypted, with TTL; keyed by the SHA-256 of the cookie's id."""
     return f"websession:{cookie_id_digest}"
+
+
+def histogram(name: str) -> str:
+    """A duration histogram every runner adds to: bucket counts, sum and count."""
+    return f"metrics:{name}"
 
 
 def reaping(runner_name: str) -> str:

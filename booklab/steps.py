@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from booklab import builder, git, launcher
+from booklab import builder, git, launcher, metrics
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError
@@ -116,9 +116,11 @@ def build(ctx: Context, deployment_id: str, runner: str) -> None:
             return
         ctx.events.emit(deployment_id, Phase.BUILDING, f"Building image {image}")
         labels = {"booklab.project": record["project"], "booklab.commit": record["commit"]}
+        started = time.monotonic()
         for line in builder.build_image(dest, image, timeout=ctx.config.build_timeout,
                                         memory_limit=ctx.config.build_memory, labels=labels):
             ctx.events.emit(deployment_id, Phase.BUILDING, line)
+        metrics.observe(ctx.redis, "build", time.monotonic() - started)
     finally:
         shutil.rmtree(dest, ignore_errors=True)
 
@@ -129,6 +131,7 @@ def run(ctx: Context, deployment_id: str, runner: str) -> None:
     record = ctx.deployments.record(deployment_id)
     dep = Deployment.from_id(deployment_id)
     ctx.events.emit(deployment_id, Phase.LAUNCHING, "Launching the notebook server...")
+    started = time.monotonic()
     notebook = launcher.launch(
         ctx.docker, record["image"], name=f"booklab-{dep.slug}",
         labels={"booklab.deployment": deployment_id, "booklab.runner": runner, **ctx.routes.labels(dep.slug)},
@@ -140,6 +143,7 @@ def run(ctx: Context, deployment_id: str, runner: str) -> None:
     ctx.vault.put(deployment_id, NOTEBOOK_TOKEN, notebook.token.encode())
     launcher.wait_ready(notebook, timeout=ctx.config.notebook_ready_timeout)
     ctx.deployments.update(deployment_id, url=ctx.routes.publish(dep.slug, notebook))
+    metrics.observe(ctx.redis, "launch", time.monotonic() - started)
 
 
 def register_token(ctx: Context, deployment_id: str, runner: str) -> None:

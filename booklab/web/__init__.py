@@ -19,7 +19,7 @@ from booklab import config as config_module
 from booklab.config import Config
 from booklab.context import Context, set_context
 from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NotFound
-from booklab.web import api, auth, csrf, deploy, projects, sessions
+from booklab.web import api, auth, csrf, deploy, health, projects, sessions
 from booklab.web.gitlab import NoAccess, is_token_rejected
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def create_app(config: Config | None = None, context: Context | None = None) -> 
     projects.init_app(app)
     deploy.init_app(app)
     api.init_app(app)
+    health.init_app(app)
     _error_pages(app)
     return app
 

@@ -1,0 +1,63 @@
+"""Booklab's figures for Prometheus, gathered from Redis so that every runner and every
+web worker sees the same ones: deployments by phase, queue length, runners busy and free,
+and build and launch duration histograms that the runners add to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import redis
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from booklab import schema
+from booklab.state import Deployments, Runners
+
+#: upper bounds (seconds) of the duration buckets
+BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
+HISTOGRAMS = {"build": "Seconds a repo2docker build took", "launch": "Seconds from container start to ready"}
+
+
+def observe(client: redis.Redis, name: str, seconds: float) -> None:
+    """Add one duration to the ``name`` histogram."""
+    with client.pipeline(transaction=True) as pipe:
+        for bound in BUCKETS:
+            if seconds <= bound:
+                pipe.hincrby(schema.histogram(name), f"le={bound}", 1)
+        pipe.hincrbyfloat(schema.histogram(name), "sum", seconds)
+        pipe.hincrby(schema.histogram(name), "count", 1)
+        pipe.execute()
+
+
+class RedisCollector(Collector):
+    """Reads the figures from Redis at each scrape."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def collect(self) -> Iterator:
+        by_phase = GaugeMetricFamily("booklab_deployments", "Deployments by current phase", labels=["phase"])
+        counts: dict[str, int] = {}
+        for phase in Deployments(self.redis).all_statuses().values():
+            counts[phase.value] = counts.get(phase.value, 0) + 1
+        for phase, count in sorted(counts.items()):
+            by_phase.add_metric([phase], count)
+        yield by_phase
+        yield GaugeMetricFamily("booklab_queue_length", "Deployments waiting for a runner",
+                                value=self.redis.zcard(schema.QUEUE))
+        runners = Runners(self.redis)
+        alive = runners.alive()
+        busy = sum(1 for name in alive if runners.held(name))
+        state = GaugeMetricFamily("booklab_runners", "Live runners, busy or free", labels=["state"])
+        state.add_metric(["busy"], busy)
+        state.add_metric(["free"], len(alive) - busy)
+        yield state
+        for name, help_text in HISTOGRAMS.items():
+            yield self._histogram(name, help_text)
+
+    def _histogram(self, name: str, help_text: str) -> HistogramMetricFamily:
+        stored = self.redis.hgetall(schema.histogram(name))
+        buckets = [(str(bound), int(stored.get(f"le={bound}", 0))) for bound in BUCKETS]
+        buckets.append(("+Inf", int(stored.get("count", 0))))
+        return HistogramMetricFamily(f"booklab_{name}_duration_seconds", help_text, buckets=buckets,
+                                     sum_value=float(stored.get("sum", 0)))
