@@ -1,7 +1,10 @@
 # Booklab's commands. `make test` installs what the tests need and runs them.
+# `make demo` runs all of Booklab on this machine until Ctrl-C; optional:
+#   RUNNERS=N (default 2), DEMO_PORT=P (Traefik's port, default 8000; 0: a free one),
+#   DEMO_REPOS=DIR (serve every git repository in DIR as the project demo/<its name>).
 PYTHON ?= python3
 
-.PHONY: deps test base-image runner-image
+.PHONY: deps test demo base-image runner-image
 
 deps:
 	scripts/install-deps.sh
@@ -14,3 +17,7 @@ runner-image: deps
 
 test: deps
 	$(PYTHON) -m pytest
+
+demo: deps
+	$(PYTHON) -m booklab.demo $(if $(RUNNERS),--runners $(RUNNERS)) $(if $(DEMO_PORT),--port $(DEMO_PORT)) \
+		$(if $(DEMO_REPOS),--repos "$(DEMO_REPOS)")

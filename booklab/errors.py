@@ -44,3 +44,7 @@ class LaunchError(BooklabError):
 
 class RouteError(BooklabError):
     """Traefik did not serve a notebook's route in time."""
+
+
+class DemoError(BooklabError):
+    """The local demo (``make demo``) could not start a part, or a part stopped."""

@@ -1,5 +1,6 @@
 """The stand-in's bare git repositories, ``<root>/<path_with_namespace>.git``: creation,
-import of a local repository's branches, and branch/commit facts for the API.
+import of a local repository's branches, branch/commit facts for the API, and the local
+repositories found in a directory (what ``--repos`` serves).
 
 Repositories belong to the SSH login user (``git``) so that pushes over SSH can write
 them; the stand-in itself (root) reaches them with ``safe.directory=*`` given in the
@@ -50,11 +51,45 @@ def git_env() -> dict[str, str]:
             "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*"}
 
 
+def _run(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *map(str, args)], env=git_env(), capture_output=True, check=False)
+
+
 def _git(*args: str | Path) -> str:
-    done = subprocess.run(["git", *map(str, args)], env=git_env(), capture_output=True, check=False)
+    done = _run(*args)
     if done.returncode:
         raise RuntimeError(f"git {' '.join(map(str, args))} failed: {done.stderr.decode(errors='replace')}")
     return done.stdout.decode()
+
+
+def is_repository(directory: Path) -> bool:
+    """Whether ``directory`` is itself a git repository (bare, or the top of a work tree),
+    not merely a directory inside one."""
+    directory = directory.resolve()
+    git_dir = _run("-C", directory, "rev-parse", "--absolute-git-dir")
+    if git_dir.returncode:
+        return False
+    if Path(git_dir.stdout.decode().strip()) == directory:
+        return True
+    top = _run("-C", directory, "rev-parse", "--show-toplevel")
+    return top.returncode == 0 and Path(top.stdout.decode().strip()) == directory
+
+
+def find_repositories(directory: Path) -> list[Path]:
+    """The git repositories directly in ``directory``, sorted by name."""
+    return sorted(entry for entry in directory.iterdir() if entry.is_dir() and is_repository(entry))
+
+
+def local_branches(source_dir: Path) -> list[str]:
+    """The branch names of the local repository ``source_dir``, sorted."""
+    return sorted(_git("-C", source_dir, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads").split())
+
+
+def head_branch(source_dir: Path) -> str | None:
+    """The branch the local repository's HEAD names, when it names one that exists."""
+    head = _run("-C", source_dir, "symbolic-ref", "--quiet", "--short", "HEAD")
+    name = head.stdout.decode().strip()
+    return name if head.returncode == 0 and name in local_branches(source_dir) else None
 
 
 class Repositories:

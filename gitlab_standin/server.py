@@ -24,7 +24,7 @@ from werkzeug.serving import make_server
 from gitlab_standin.app import create_app
 from gitlab_standin.context import Context
 from gitlab_standin.git_ssh import SshServer
-from gitlab_standin.repos import Repositories
+from gitlab_standin.repos import Repositories, head_branch, local_branches
 from gitlab_standin.store import Project, RecordedRequest, Store, User
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,20 @@ class GitLabStandIn:
         if self.store.project(project_path) is None:
             raise KeyError(project_path)
         self.repos.import_branches(project_path, Path(source_dir))
+
+    def import_repository(self, project_path: str, source_dir: Path | str,
+                          members: Mapping[str, int] | None = None) -> Project:
+        """A project holding every branch and tag of the local repository ``source_dir``;
+        its default branch is the one ``source_dir``'s HEAD names (else ``main``, else the
+        first). ValueError when the path is invalid or taken, or the repository has no branch."""
+        source = Path(source_dir)
+        branches = local_branches(source)
+        if not branches:
+            raise ValueError(f"{source} has no branch")
+        default_branch = head_branch(source) or ("main" if "main" in branches else branches[0])
+        project = self.add_project(project_path, members, default_branch)
+        self.push(project_path, source)
+        return project
 
     def deploy_keys(self, project_path: str) -> list[dict]:
         """The project's deploy keys, as ``GET /projects/:id/deploy_keys`` returns them."""

@@ -240,6 +240,11 @@ class Store:
                 return self._projects.get(int(ref))
             return next((p for p in self._projects.values() if p.path_with_namespace == ref), None)
 
+    def all_projects(self) -> list[Project]:
+        """Every project, oldest first."""
+        with self._lock:
+            return list(self._projects.values())
+
     def access_level(self, project: Project, user: User) -> int:
         with self._lock:
             return project.members.get(user.id, 0)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what Booklab's tests and local demo need on a Debian machine, then the project
-# itself (editable, with its test extras). Idempotent: installs only what is missing.
+# itself (editable, with its test and demo extras). Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,4 +16,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+python3 -m pip install -q --disable-pip-version-check -e ".[test,demo]"

@@ -1,0 +1,63 @@
+"""How Traefik is started for Booklab: its static configuration as command-line flags, and
+the dynamic configuration that routes fixed hosts (the web tier, Flower) to services on
+the host through Traefik's file provider.
+
+The names agree with what :mod:`booklab.routes` publishes: notebook routes use the
+entrypoint ``routes/entrypoint`` (``web`` by default), and the Redis provider reads the
+keys under ``traefik/`` (:mod:`booklab.schema`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+ENTRYPOINT = "web"
+DOCKER_SOCKET = "unix:///var/run/docker.sock"
+
+
+def static_flags(entrypoint_address: str, api_address: str, *, docker_network: str = "",
+                 redis_url: str = "", routes_file: Path | None = None,
+                 entrypoint: str = ENTRYPOINT) -> list[str]:
+    """Traefik's flags: the entrypoint ``entrypoint`` at ``entrypoint_address``, the API,
+    dashboard and ping at ``api_address`` (``host:port``), and the providers asked for:
+    docker (containers on ``docker_network``, exposed only by label), Redis (``redis_url``)
+    and file (``routes_file``, see :func:`host_routes`). No call leaves the machine."""
+    flags = [
+        "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
+        f"--entryPoints.{entrypoint}.address={entrypoint_address}",
+        f"--entryPoints.traefik.address={api_address}",
+        "--api.insecure=true", "--api.dashboard=true", "--ping=true", "--log.level=INFO",
+    ]
+    if docker_network:
+        flags += [f"--providers.docker.endpoint={DOCKER_SOCKET}", "--providers.docker.exposedByDefault=false",
+                  f"--providers.docker.network={docker_network}"]
+    if redis_url:
+        redis = urlsplit(redis_url)
+        flags += [f"--providers.redis.endpoints={redis.hostname}:{redis.port or 6379}",
+                  f"--providers.redis.db={redis.path.strip('/') or 0}", "--providers.redis.rootKey=traefik"]
+    if routes_file is not None:
+        flags.append(f"--providers.file.filename={routes_file}")
+    return flags
+
+
+def host_routes(routes: Mapping[str, tuple[str, str]], entrypoint: str = ENTRYPOINT) -> dict[str, Any]:
+    """Dynamic configuration (for the file provider, as YAML or JSON) that routes, for each
+    ``name: (host, url)``, requests for ``host`` on ``entrypoint`` to ``url``."""
+    return {"http": {
+        "routers": {name: {"rule": f"Host(`{host}`)", "entryPoints": [entrypoint], "service": name}
+                    for name, (host, _) in routes.items()},
+        "services": {name: {"loadBalancer": {"servers": [{"url": url}]}} for name, (_, url) in routes.items()},
+    }}
+
+
+def pings(api_url: str) -> bool:
+    """Whether Traefik answers its ping at ``api_url`` (``http://host:port`` of its API)."""
+    try:
+        return requests.get(f"{api_url.rstrip('/')}/ping", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
