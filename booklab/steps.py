@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from booklab import builder, git, launcher, metrics
+from booklab import builder, git, launcher, metrics, schema
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError
@@ -85,7 +85,7 @@ def clone(ctx: Context, deployment_id: str, runner: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         if record.get("clone_method") == "ssh":
-            known = ctx.config.gitlab_known_hosts or ctx.redis.hget("conf", KNOWN_HOSTS) or ""
+            known = ctx.config.gitlab_known_hosts or ctx.redis.hget(schema.CONF, KNOWN_HOSTS) or ""
             credentials: git.SshCredentials | git.HttpsCredentials = git.SshCredentials(
                 ctx.vault.get(deployment_id, DEPLOY_KEY), known)
             url = record["ssh_url"]
@@ -96,7 +96,7 @@ def clone(ctx: Context, deployment_id: str, runner: str) -> None:
         for line in git.clone(url, record["ref"], dest, credentials):
             ctx.events.emit(deployment_id, Phase.FETCHING, line)
         if isinstance(credentials, git.SshCredentials) and not ctx.config.gitlab_known_hosts:
-            ctx.redis.hset("conf", KNOWN_HOSTS, credentials.known_hosts)
+            ctx.redis.hset(schema.CONF, KNOWN_HOSTS, credentials.known_hosts)
         commit = git.head_commit(dest)
         if commit != record["commit"]:  # the branch moved since it was resolved
             ctx.deployments.update(deployment_id, commit=commit, image=builder.image_name(

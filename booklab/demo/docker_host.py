@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,8 +26,14 @@ START_TIMEOUT = 60
 
 
 def engine_answers() -> bool:
-    """Whether a Docker Engine answers on its socket. The client is given an API version,
-    so that it does not ask the engine for one before the ping."""
+    """Whether a Docker Engine answers on its socket. The socket is tried first on its own:
+    docker-py leaks the socket of a connection the engine refuses (while it starts). The
+    client is given an API version, so that it does not ask the engine for one before the ping."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(SOCKET.removeprefix("unix://"))
+        except OSError:
+            return False
     client = docker.DockerClient(base_url=SOCKET, version=docker.constants.MINIMUM_DOCKER_API_VERSION)
     try:
         return client.ping()

@@ -4,12 +4,14 @@ git over a real OpenSSH server, and the GitLab stand-in."""
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
-from booklab import service
+from booklab import schema, service
+from booklab.keys import generate_keypair
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import BRANCH_WITH_SLASH, MAINTAINER, PROJECT, notebook_repo_files, run_to_end
@@ -211,3 +213,26 @@ def test_a_notebook_outliving_the_visibility_timeout_is_started_once(ctx, runner
     assert ctx.deployments.status(request.id) is Phase.READY
     # the build outlived the timeout, so the broker really gave its message again
     assert "delivered again" in "".join(runner.output() for runner in started)
+
+
+def test_the_gitlab_host_key_is_learned_once_then_checked(ctx, runners, gitlab, alice, base_image, tmp_path):
+    fresh = uuid.uuid4().hex  # commits no image exists for: both deployments clone over SSH
+    repo = create_local_repo(tmp_path / "hostkey", {
+        "main": notebook_repo_files(base_image, f"RUN echo {fresh}-1\n"),
+        "other": notebook_repo_files(base_image, f"RUN echo {fresh}-2\n"),
+    })
+    gitlab.add_project("demo/hostkey", members={"alice": MAINTAINER})
+    gitlab.push("demo/hostkey", repo)
+    runners(1)
+    first = service.request_deployment(ctx, "demo/hostkey", "main", alice.token)
+    assert phases(run_to_end(ctx, first.id))[-1] == "ready"
+    learned = ctx.redis.hget(schema.CONF, "known_hosts")
+    assert gitlab.known_hosts_line.split()[-1] in learned  # the stand-in's own host key
+
+    service.stop(ctx, first.id)
+    wait_until(lambda: ctx.deployments.status(first.id) is Phase.STOPPED, 15, "the stop")
+    impostor = generate_keypair().public_openssh.split()[1]
+    ctx.redis.hset(schema.CONF, "known_hosts", f"{gitlab.known_hosts_line.split()[0]} ssh-ed25519 {impostor}\n")
+    events = run_to_end(ctx, service.request_deployment(ctx, "demo/hostkey", "other", alice.token).id)
+    assert phases(events)[-1] == "failed"
+    assert "SSH host key does not match" in events[-1]["message"]
