@@ -1,8 +1,11 @@
 """Configuration: file, environment overrides, and one clear sentence for bad settings."""
 
-import pytest
+from pathlib import Path
 
-from booklab.config import Config, load
+import pytest
+import yaml
+
+from booklab.config import Config, _lookup, load
 from booklab.errors import ConfigError
 
 
@@ -44,3 +47,16 @@ def test_unreadable_or_malformed_file(tmp_path):
 def test_missing_required_setting_names_its_variable():
     with pytest.raises(ConfigError, match="secret_key is missing: .*BOOKLAB_SECRET_KEY"):
         Config().require("secret_key")
+
+
+def test_every_setting_is_documented_in_config_yml_with_its_default():
+    path = Path(__file__).resolve().parents[2] / "config.yml"
+    text = path.read_text()
+    tree = yaml.safe_load(text)
+    for f in Config.settings():
+        assert _lookup(tree, f.metadata["path"]) is not None, f"{f.metadata['path']} is not in config.yml"
+        assert f.metadata["help"] in text, f"the help of {f.metadata['path']} is not in config.yml"
+    from_file = load(path, environ={})
+    for f in Config.settings():
+        if f.name != "tmpdir":  # the file shows /tmp, the default is the machine's temp dir
+            assert getattr(from_file, f.name) == f.default, f.metadata["path"]
