@@ -74,6 +74,11 @@ class Config:
     notebook_network: str = _setting(
         "notebook/network", "", "Docker network for notebook containers; empty: the default bridge."
     )
+    notebook_publish: bool = _setting(
+        "notebook/publish",
+        True,
+        "true: publish a notebook's port on notebook/host; false: reach it on notebook/network only.",
+    )
     notebook_host: str = _setting(
         "notebook/host",
         "127.0.0.1",
@@ -190,6 +195,8 @@ def _validate(config: Config) -> None:
                 f"Setting {_field(name).metadata['path']} must be a URL such as "
                 f"{_field(name).default}, not {getattr(config, name)!r}."
             )
+    if not config.notebook_publish and not config.notebook_network:
+        raise ConfigError("Setting notebook/publish is false, so notebook/network must name a Docker network.")
     if config.clone_method not in {"ssh", "https"}:
         raise ConfigError(f"Setting clone/method must be ssh or https, not {config.clone_method!r}.")
     if config.routes_publisher not in {"none", "docker", "redis"}:

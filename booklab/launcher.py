@@ -51,9 +51,13 @@ def launch(
     cpus: float,
     network: str = "",
     host_ip: str = "127.0.0.1",
+    publish: bool = True,
 ) -> Notebook:
     """Start ``image`` detached as a Jupyter notebook with its own token, limited to
-    ``memory`` and ``cpus``, its port published on a random port of ``host_ip``."""
+    ``memory`` and ``cpus``. With ``publish`` its port is published on a random port of
+    ``host_ip``; without, it is reached at its address on ``network`` only."""
+    if not publish and not network:
+        raise LaunchError("A notebook that is not published needs a network: set notebook/network.")
     token = secrets.token_hex(32)
     try:
         container = client.containers.create(
@@ -64,7 +68,7 @@ def launch(
             labels=labels,
             mem_limit=memory,
             nano_cpus=int(cpus * 1e9),
-            ports={f"{PORT}/tcp": (host_ip, None)},
+            ports={f"{PORT}/tcp": (host_ip, None)} if publish else {},
             network=network or None,
         )
     except docker.errors.ImageNotFound as e:
@@ -82,13 +86,16 @@ def launch(
             f"The notebook container could not start: {e}. "
             "Check notebook/network and notebook/host."
         ) from e
-    if not container.ports.get(f"{PORT}/tcp"):  # it has exited already
-        error = _exited(container, token)
+    if container.status != "running" or (publish and not container.ports.get(f"{PORT}/tcp")):
+        error = _exited(container, token)  # it has exited already
         container.remove(force=True)
         raise error
-    port = container.ports[f"{PORT}/tcp"][0]["HostPort"]
-    log.info("started notebook %s from %s on %s:%s", name, image, host_ip, port)
-    return Notebook(container.id, name, f"http://{host_ip}:{port}/", token, image)
+    if publish:
+        address = f"{host_ip}:{container.ports[f'{PORT}/tcp'][0]['HostPort']}"
+    else:
+        address = f"{container.attrs['NetworkSettings']['Networks'][network]['IPAddress']}:{PORT}"
+    log.info("started notebook %s from %s on %s", name, image, address)
+    return Notebook(container.id, name, f"http://{address}/", token, image)
 
 
 def wait_ready(notebook: Notebook, timeout: float) -> None:

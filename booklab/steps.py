@@ -136,7 +136,8 @@ def run(ctx: Context, deployment_id: str, runner: str) -> None:
         ctx.docker, record["image"], name=f"booklab-{dep.slug}",
         labels={"booklab.deployment": deployment_id, "booklab.runner": runner, **ctx.routes.labels(dep.slug)},
         memory=ctx.config.notebook_memory, cpus=ctx.config.notebook_cpus,
-        network=ctx.config.notebook_network, host_ip=ctx.config.notebook_host)
+        network=ctx.config.notebook_network, host_ip=ctx.config.notebook_host,
+        publish=ctx.config.notebook_publish)
     ctx.runners.attach(runner, container=notebook.container_id, url=notebook.url,
                        started_at=f"{time.time():.3f}")
     ctx.deployments.update(deployment_id, container=notebook.container_id)

@@ -55,3 +55,15 @@ def test_a_route_traefik_does_not_serve_fails_the_deployment_and_is_removed(ctx,
     assert f"did not show the route {request.deployment.slug}@redis" in events[-1]["message"]
     assert ctx.redis.keys(f"traefik/http/*/{request.deployment.slug}/*") == []
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+
+
+def test_a_notebook_not_published_on_the_host_is_reached_through_its_network(ctx, runners, traefik, alice,
+                                                                              project, docker_engine):
+    runners(1, **traefik.runner_env("docker"), BOOKLAB_NOTEBOOK_PUBLISH="false")
+    request = service.request_deployment(ctx, project, "main", alice.token)
+    ready = run_to_end(ctx, request.id)[-1]
+    assert ready["phase"] == "ready"
+    host = f"{request.deployment.slug}.{ctx.config.fqdn}"
+    assert through_traefik(traefik, host, ready["token"]) == 200
+    container, = docker_engine.containers.list(filters={"label": f"booklab.deployment={request.id}"})
+    assert container.attrs["HostConfig"]["PortBindings"] in ({}, None)  # nothing listens on the host

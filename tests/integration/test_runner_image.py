@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
-import pytest
 import requests
 
 from booklab import schema, service
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import IMAGE_PREFIX, notebook_repo_files
-from tests.fixtures.services import ROOT, wait_until
-
-
-@pytest.fixture(scope="session")
-def runner_image(base_image, test_images) -> str:
-    image = f"{IMAGE_PREFIX}/runner:latest"
-    subprocess.run([str(ROOT / "workers" / "build.sh"), image], check=True,
-                   env={**os.environ, "BOOKLAB_BASE_IMAGE": base_image})
-    return image
+from tests.fixtures.pipeline import notebook_repo_files
+from tests.fixtures.services import wait_until
 
 
 def test_a_runner_in_its_image_deploys_a_notebook(ctx, booklab_env, docker_engine, runner_image, gitlab,

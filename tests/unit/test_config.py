@@ -29,6 +29,8 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
     ({"BOOKLAB_GITLAB_HOST": "gitlab"}, "gitlab/host must be a URL"),
     ({"BOOKLAB_CLONE_METHOD": "ftp"}, "clone/method must be ssh or https"),
     ({"BOOKLAB_NOTEBOOK_CPUS": "-1"}, "notebook/cpus (from BOOKLAB_NOTEBOOK_CPUS) must not be negative"),
+    ({"BOOKLAB_NOTEBOOK_PUBLISH": "false"}, "notebook/publish is false, so notebook/network must name"),
+    ({"BOOKLAB_NOTEBOOK_PUBLISH": "maybe"}, "notebook/publish (from BOOKLAB_NOTEBOOK_PUBLISH) must be a bool"),
 ])
 def test_invalid_settings_stop_with_one_sentence(tmp_path, environ, sentence):
     with pytest.raises(ConfigError, match=sentence.replace("(", r"\(").replace(")", r"\)")):
