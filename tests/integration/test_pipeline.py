@@ -236,3 +236,16 @@ def test_the_gitlab_host_key_is_learned_once_then_checked(ctx, runners, gitlab, 
     events = run_to_end(ctx, service.request_deployment(ctx, "demo/hostkey", "other", alice.token).id)
     assert phases(events)[-1] == "failed"
     assert "SSH host key does not match" in events[-1]["message"]
+
+
+def test_a_branch_full_of_shell_metacharacters_is_only_ever_data(ctx, runners, gitlab, alice, base_image, tmp_path):
+    branch = "odd/$(touch${IFS}booklab-pwned)|`id`&;x"  # a valid git branch name
+    repo = create_local_repo(tmp_path / "odd", {"main": notebook_repo_files(base_image),
+                                                branch: notebook_repo_files(base_image, "RUN echo odd-branch-built\n")})
+    gitlab.add_project("demo/odd", members={"alice": MAINTAINER})
+    gitlab.push("demo/odd", repo)
+    runner, = runners(1)
+    events = run_to_end(ctx, service.request_deployment(ctx, "demo/odd", branch, alice.token).id)
+    assert phases(events)[-1] == "ready", messages(events)
+    assert "odd-branch-built" in messages(events)
+    assert not list(tmp_path.rglob("booklab-pwned")) and not Path("booklab-pwned").exists()
