@@ -60,7 +60,6 @@ def _claim(ctx: Context, runner: str, deployment_id: str) -> None:
         leave_queue(ctx, deployment_id)
         raise Ignore()  # stopped, or taken already, while it waited
     ctx.runners.hold(runner, deployment_id)
-    ctx.deployments.update(deployment_id, runner=runner)
     app.control.cancel_consumer(schema.DEPLOYMENTS_QUEUE, destination=[runner], reply=True, timeout=5)
 
 
