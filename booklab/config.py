@@ -119,6 +119,13 @@ class Config:
     broker_visibility_timeout: int = _setting(
         "broker/visibility_timeout", 3600, "Seconds before an unacknowledged task is given again."
     )
+    retry_attempts: int = _setting(
+        "retry/attempts", 4, "Tries of a step that fails because GitLab, git's network or Docker did not answer."
+    )
+    retry_first_delay: float = _setting(
+        "retry/first_delay", 2.0, "Seconds before the second try; doubled before each next one (with jitter)."
+    )
+    retry_max_delay: float = _setting("retry/max_delay", 30.0, "Longest wait in seconds between two tries.")
     web_url: str = _setting(
         "web/url", "",
         "Public base URL of the web tier (OAuth callback, launch links); empty: the address each request came to.",
@@ -219,6 +226,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("Settings web/workers and web/connections must be at least 1.")
     if config.runner_poll_interval <= 0:
         raise ConfigError("Setting runner/poll_interval must be more than 0.")
+    if config.retry_attempts < 1:
+        raise ConfigError("Setting retry/attempts must be at least 1 (1: never try again).")
 
 
 def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Config:

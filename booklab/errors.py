@@ -34,8 +34,20 @@ class CloneError(BooklabError):
     """git could not clone the project at the requested branch."""
 
 
+class CloneUnavailable(CloneError):
+    """git could not reach GitLab (network error, 5xx): worth retrying."""
+
+    transient = True
+
+
 class BuildError(BooklabError):
     """repo2docker could not build the repository's image."""
+
+
+class DockerUnavailable(BooklabError):
+    """The Docker Engine did not answer or answered 5xx: worth retrying."""
+
+    transient = True
 
 
 class LaunchError(BooklabError):

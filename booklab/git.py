@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from booklab.errors import CloneError
+from booklab.errors import CloneError, CloneUnavailable
 
 _FORBIDDEN_IN_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)")
 
@@ -75,8 +75,9 @@ def clone(url: str, branch: str, dest: Path, credentials: SshCredentials | Https
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stderr.close()
         if proc.returncode != 0:
-            raise CloneError(_explain(lines, branch))
+            raise _explain(lines, branch)
         if isinstance(credentials, SshCredentials):
             credentials.known_hosts = (private / "known_hosts").read_text()
     finally:
@@ -125,13 +126,26 @@ def _lines(stream) -> Iterator[str]:
         yield buf.decode(errors="replace")
 
 
-def _explain(lines: list[str], branch: str) -> str:
+#: what git and ssh print when GitLab could not be reached or failed on its side
+_UNREACHABLE = re.compile(
+    r"Could not resolve host|Failed to connect to|Connection refused|Connection timed out|Connection reset|"
+    r"Connection closed by|kex_exchange_identification|Operation timed out|early EOF|"
+    r"unexpected disconnect|RPC failed|returned error: 5\d\d|Empty reply from server"
+)
+_NO_ACCESS = "GitLab refused access to the repository: check that you can still read the project."
+
+
+def _explain(lines: list[str], branch: str) -> CloneError:
     text = "\n".join(lines[-5:])
     if "Remote branch" in text and "not found" in text:
-        return f"Branch {branch!r} was not found in the repository: pick an existing branch."
+        return CloneError(f"Branch {branch!r} was not found in the repository: pick an existing branch.")
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
-        return ("The GitLab server's SSH host key does not match the known one: check "
-                "gitlab/known_hosts in the configuration.")
-    if "Permission denied" in text or "Authentication failed" in text or "could not read" in text:
-        return "GitLab refused access to the repository: check that you can still read the project."
-    return f"git clone failed: {text}"
+        return CloneError("The GitLab server's SSH host key does not match the known one: check "
+                          "gitlab/known_hosts in the configuration.")
+    if "Permission denied" in text or "Authentication failed" in text or re.search(r"returned error: 40[134]", text):
+        return CloneError(_NO_ACCESS)
+    if _UNREACHABLE.search(text):
+        return CloneUnavailable(f"git could not reach GitLab: {text}")
+    if "could not read" in text:
+        return CloneError(_NO_ACCESS)
+    return CloneError(f"git clone failed: {text}")

@@ -19,6 +19,7 @@ import requests
 from docker.models.containers import Container
 
 from booklab.errors import LaunchError
+from booklab.transient import docker_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def launch(
     if not publish and not network:
         raise LaunchError("A notebook that is not published needs a network: set notebook/network.")
     token = secrets.token_hex(32)
+    _remove_leftover(client, name)
     try:
         container = client.containers.create(
             image,
@@ -74,6 +76,8 @@ def launch(
     except docker.errors.ImageNotFound as e:
         raise LaunchError(f"The image {image} is gone: deploy again to rebuild it.") from e
     except docker.errors.DockerException as e:
+        if docker_unavailable(e):
+            raise  # tried again
         raise LaunchError(
             f"The notebook container could not be created: {e}. Check the notebook/* settings."
         ) from e
@@ -82,6 +86,8 @@ def launch(
         container.reload()
     except docker.errors.DockerException as e:
         container.remove(force=True)
+        if docker_unavailable(e):
+            raise
         raise LaunchError(
             f"The notebook container could not start: {e}. "
             "Check notebook/network and notebook/host."
@@ -96,6 +102,15 @@ def launch(
         address = f"{container.attrs['NetworkSettings']['Networks'][network]['IPAddress']}:{PORT}"
     log.info("started notebook %s from %s on %s", name, image, address)
     return Notebook(container.id, name, f"http://{address}/", token, image)
+
+
+def _remove_leftover(client: docker.DockerClient, name: str) -> None:
+    """Remove the container an earlier try of the same deployment left under ``name``."""
+    try:
+        client.containers.get(name).remove(v=True, force=True)
+    except docker.errors.NotFound:
+        return
+    log.info("removed the container %s left by an earlier try", name)
 
 
 def wait_ready(notebook: Notebook, timeout: float) -> None:

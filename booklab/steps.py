@@ -18,7 +18,7 @@ from pathlib import Path
 from booklab import builder, git, launcher, metrics, schema
 from booklab.context import Context
 from booklab.deployment import Deployment
-from booklab.errors import BooklabError
+from booklab.errors import BooklabError, BuildError
 from booklab.gitlab_client import DeployKeyRefused
 from booklab.keys import generate_keypair
 from booklab.phases import Phase
@@ -83,26 +83,25 @@ def clone(ctx: Context, deployment_id: str, runner: str) -> None:
     dest = checkout_dir(ctx, deployment_id)
     shutil.rmtree(dest, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if record.get("clone_method") == "ssh":
-            known = ctx.config.gitlab_known_hosts or ctx.redis.hget(schema.CONF, KNOWN_HOSTS) or ""
-            credentials: git.SshCredentials | git.HttpsCredentials = git.SshCredentials(
-                ctx.vault.get(deployment_id, DEPLOY_KEY), known)
-            url = record["ssh_url"]
-        else:
-            credentials = git.HttpsCredentials(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
-            url = record["http_url"]
-        ctx.events.emit(deployment_id, Phase.FETCHING, f"Cloning {record['project']} at {record['ref']}...")
-        for line in git.clone(url, record["ref"], dest, credentials):
-            ctx.events.emit(deployment_id, Phase.FETCHING, line)
-        if isinstance(credentials, git.SshCredentials) and not ctx.config.gitlab_known_hosts:
-            ctx.redis.hset(schema.CONF, KNOWN_HOSTS, credentials.known_hosts)
-        commit = git.head_commit(dest)
-        if commit != record["commit"]:  # the branch moved since it was resolved
-            ctx.deployments.update(deployment_id, commit=commit, image=builder.image_name(
-                ctx.config.image_prefix, record["project"], commit))
-    finally:
-        revoke_secrets(ctx, deployment_id)
+    if record.get("clone_method") == "ssh":
+        known = ctx.config.gitlab_known_hosts or ctx.redis.hget(schema.CONF, KNOWN_HOSTS) or ""
+        credentials: git.SshCredentials | git.HttpsCredentials = git.SshCredentials(
+            ctx.vault.get(deployment_id, DEPLOY_KEY), known)
+        url = record["ssh_url"]
+    else:
+        credentials = git.HttpsCredentials(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
+        url = record["http_url"]
+    ctx.events.emit(deployment_id, Phase.FETCHING, f"Cloning {record['project']} at {record['ref']}...")
+    for line in git.clone(url, record["ref"], dest, credentials):
+        ctx.events.emit(deployment_id, Phase.FETCHING, line)
+    # a failed clone keeps the key for its next try; release() revokes it when none is left
+    revoke_secrets(ctx, deployment_id)
+    if isinstance(credentials, git.SshCredentials) and not ctx.config.gitlab_known_hosts:
+        ctx.redis.hset(schema.CONF, KNOWN_HOSTS, credentials.known_hosts)
+    commit = git.head_commit(dest)
+    if commit != record["commit"]:  # the branch moved since it was resolved
+        ctx.deployments.update(deployment_id, commit=commit, image=builder.image_name(
+            ctx.config.image_prefix, record["project"], commit))
 
 
 def build(ctx: Context, deployment_id: str, runner: str) -> None:
@@ -110,19 +109,23 @@ def build(ctx: Context, deployment_id: str, runner: str) -> None:
     record = ctx.deployments.record(deployment_id)
     image = record["image"]
     dest = checkout_dir(ctx, deployment_id)
+    if record.get("cached") or builder.image_exists(ctx.docker, image):
+        ctx.events.emit(deployment_id, Phase.BUILT, "Found built image, launching...")
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    ctx.events.emit(deployment_id, Phase.BUILDING, f"Building image {image}")
+    labels = {"booklab.project": record["project"], "booklab.commit": record["commit"]}
+    started = time.monotonic()
     try:
-        if record.get("cached") or builder.image_exists(ctx.docker, image):
-            ctx.events.emit(deployment_id, Phase.BUILT, "Found built image, launching...")
-            return
-        ctx.events.emit(deployment_id, Phase.BUILDING, f"Building image {image}")
-        labels = {"booklab.project": record["project"], "booklab.commit": record["commit"]}
-        started = time.monotonic()
         for line in builder.build_image(dest, image, timeout=ctx.config.build_timeout,
                                         memory_limit=ctx.config.build_memory, labels=labels):
             ctx.events.emit(deployment_id, Phase.BUILDING, line)
-        metrics.observe(ctx.redis, "build", time.monotonic() - started)
-    finally:
-        shutil.rmtree(dest, ignore_errors=True)
+    except BuildError:
+        ctx.docker.ping()  # a Docker Engine that went away is worth another try, a bad repository not
+        raise
+    metrics.observe(ctx.redis, "build", time.monotonic() - started)
+    # a failed build keeps the checkout for its next try; release() removes it when none is left
+    shutil.rmtree(dest, ignore_errors=True)
 
 
 def run(ctx: Context, deployment_id: str, runner: str) -> None:

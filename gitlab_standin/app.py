@@ -1,10 +1,15 @@
 """The stand-in's Flask application: the API, OAuth and git-over-HTTP blueprints, GitLab's
-JSON 404 for unknown API routes, and the request log kept in the store."""
+JSON 404 for unknown API routes, the faults a test injects, and the request log kept in
+the store."""
 
 from __future__ import annotations
 
+import json
+import time
+
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from gitlab_standin import api, git_http, oauth
 from gitlab_standin.context import Context
@@ -24,6 +29,19 @@ def create_app(ctx: Context) -> Flask:
         response = jsonify({"error": f"{exc.code} {exc.name}"})
         response.status_code = exc.code or 500
         return response
+
+    @app.before_request
+    def inject_fault() -> Response | None:
+        fault = ctx.store.take_fault(request.method, request.path)
+        if fault is None:
+            return None
+        time.sleep(fault.delay)
+        if not fault.status:
+            return None
+        message = f"{fault.status} {HTTP_STATUS_CODES.get(fault.status, 'Error')}"
+        if request.path.startswith("/api/"):
+            return Response(json.dumps({"message": message}), fault.status, mimetype="application/json")
+        return Response(f"<html><body><h1>{message}</h1></body></html>\n", fault.status, mimetype="text/html")
 
     @app.after_request
     def record(response: Response) -> Response:

@@ -15,6 +15,7 @@ Typical use::
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,7 +26,7 @@ from gitlab_standin.app import create_app
 from gitlab_standin.context import Context
 from gitlab_standin.git_ssh import SshServer
 from gitlab_standin.repos import Repositories, head_branch, local_branches
-from gitlab_standin.store import Project, RecordedRequest, Store, User
+from gitlab_standin.store import Fault, Project, RecordedRequest, Store, User
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class GitLabStandIn:
 
     def reset(self) -> None:
         """Forget users, projects (and delete their repositories), deploy keys, tokens and
-        the request log. OAuth applications stay registered; ids are never reused."""
+        the request log and pending faults. OAuth applications stay registered; ids are never reused."""
         self.store.reset()
         self.repos.delete_all()
         self._ssh_log_start = self.ssh.log_size()
@@ -162,6 +163,13 @@ class GitLabStandIn:
         project = self.add_project(project_path, members, default_branch)
         self.push(project_path, source)
         return project
+
+    def fail_next(self, path_pattern: str, status: int = 502, times: int = 1, method: str | None = None,
+                  delay: float = 0.0) -> None:
+        """Make the next ``times`` HTTP requests whose path matches the regular expression
+        ``path_pattern`` answer ``status`` after ``delay`` seconds, as a GitLab behind a
+        failing proxy would (status 0: answer normally, only late). API and git over HTTP alike."""
+        self.store.add_fault(Fault(re.compile(path_pattern), status, delay, times, method))
 
     def deploy_keys(self, project_path: str) -> list[dict]:
         """The project's deploy keys, as ``GET /projects/:id/deploy_keys`` returns them."""

@@ -138,6 +138,21 @@ class RecordedRequest:
     username: str | None
 
 
+@dataclass
+class Fault:
+    """The next ``remaining`` requests matching ``path`` (and ``method``) answer ``status``
+    after ``delay`` seconds; status 0 answers normally, only late."""
+
+    path: re.Pattern
+    status: int
+    delay: float
+    remaining: int
+    method: str | None = None
+
+    def applies_to(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and bool(self.path.search(path))
+
+
 class Store:
     """All state of one stand-in. ``on_keys_changed`` runs (under the lock) after every
     change of the deploy keys, so the SSH server can rewrite its authorized keys."""
@@ -157,9 +172,10 @@ class Store:
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[str, OAuthToken] = {}
         self._requests: list[RecordedRequest] = []
+        self._faults: list[Fault] = []
 
     def reset(self) -> None:
-        """Forget users, projects, keys, codes, tokens and the request log. OAuth
+        """Forget users, projects, keys, codes, tokens, faults and the request log. OAuth
         applications stay registered (they are instance configuration, like on GitLab)."""
         with self._lock:
             self._clear()
@@ -346,6 +362,23 @@ class Store:
             token = OAuthToken(secrets.token_hex(32), secrets.token_hex(32), user.id, client_id, scope, now())
             self._tokens[token.access_token] = token
             return token
+
+    # injected faults
+
+    def add_fault(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        """The first pending fault for this request, counted as used; None when none applies."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.applies_to(method, path):
+                    fault.remaining -= 1
+                    if not fault.remaining:
+                        self._faults.remove(fault)
+                    return fault
+            return None
 
     # request log
 

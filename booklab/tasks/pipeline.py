@@ -17,41 +17,67 @@ from booklab.errors import BooklabError
 from booklab.phases import Phase
 from booklab.queueing import leave_queue
 from booklab.tasks import app
+from booklab.transient import as_booklab_error, backoff
 
 log = logging.getLogger(__name__)
 
 Step = Callable[[Context, str, str], None]
 
 
-def _first_run(client: redis.Redis, task_id: str) -> bool:
-    """False when this message already ran (the broker gave it again)."""
-    return bool(client.set(schema.taskrun(task_id), "1", nx=True, ex=schema.TASKRUN_TTL))
+def _first_run(client: redis.Redis, task: Task) -> bool:
+    """False when this message already ran (the broker gave it again); each retry of a
+    step is a message of its own."""
+    key = schema.taskrun(f"{task.request.id}:{task.request.retries}")
+    return bool(client.set(key, "1", nx=True, ex=schema.TASKRUN_TTL))
 
 
 def _run_step(task: Task, step: Step, deployment_id: str, claim: bool = False) -> str:
     ctx = get_context()
     runner = task.request.hostname
-    if not _first_run(ctx.redis, task.request.id):
+    if not _first_run(ctx.redis, task):
         log.warning("%s for %s was delivered again; it already ran", task.name, deployment_id)
         raise Ignore()
-    if claim:
+    if claim and not task.request.retries:
         _claim(ctx, runner, deployment_id)
     if ctx.deployments.stop_requested(deployment_id):
         steps.release(ctx, deployment_id, runner, Phase.STOPPED, "Stopped on request.")
         raise Ignore()
     try:
         step(ctx, deployment_id, runner)
-    except BooklabError as e:
-        log.info("%s failed for %s: %s", task.name, deployment_id, e)
-        steps.release(ctx, deployment_id, runner, Phase.FAILED, str(e))
-        raise Ignore() from None
-    except Exception:
-        log.exception("%s crashed for %s", task.name, deployment_id)
-        steps.release(ctx, deployment_id, runner, Phase.FAILED,
-                      f"Booklab failed unexpectedly while running {task.name}: "
-                      "try again, and tell the operator if it happens again.")
+    except Exception as exc:  # every failure ends in a retry or in a final event
+        error = as_booklab_error(exc)
+        if error is None:
+            log.exception("%s crashed for %s", task.name, deployment_id)
+            steps.release(ctx, deployment_id, runner, Phase.FAILED,
+                          f"Booklab failed unexpectedly while running {task.name}: "
+                          "try again, and tell the operator if it happens again.")
+            raise Ignore() from None
+        message = str(error)
+        if error.transient:
+            _retry_later(task, ctx, deployment_id, runner, error)
+            message += f" Gave up after {ctx.config.retry_attempts} tries."
+        log.info("%s failed for %s: %s", task.name, deployment_id, message)
+        steps.release(ctx, deployment_id, runner, Phase.FAILED, message)
         raise Ignore() from None
     return deployment_id
+
+
+def _retry_later(task: Task, ctx: Context, deployment_id: str, runner: str, error: BooklabError) -> None:
+    """Send the step again to this runner after a backoff, telling the deployment's log;
+    returns only when the tries are used up (the error then ends the deployment)."""
+    tries, config = task.request.retries + 1, ctx.config
+    if tries >= config.retry_attempts:
+        return
+    delay = backoff(task.request.retries, config.retry_first_delay, config.retry_max_delay)
+    log.warning("%s for %s: %s; try %d of %d in %.1f s", task.name, deployment_id, error,
+                tries + 1, config.retry_attempts, delay)
+    phase = ctx.deployments.status(deployment_id)
+    if phase in (None, Phase.TODO):
+        phase = Phase.FETCHING
+    ctx.events.emit(deployment_id, phase,
+                    f"{error} Trying again in {delay:.1f} s (try {tries + 1} of {config.retry_attempts}).")
+    # shown in Flower as a retry of the task, with the error
+    raise task.retry(exc=error, countdown=delay, max_retries=None, queue=schema.runner_queue(runner))
 
 
 def _claim(ctx: Context, runner: str, deployment_id: str) -> None:

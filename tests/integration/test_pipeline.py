@@ -14,7 +14,8 @@ from booklab import schema, service
 from booklab.keys import generate_keypair
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import BRANCH_WITH_SLASH, MAINTAINER, PROJECT, notebook_repo_files, run_to_end
+from tests.fixtures.pipeline import (BRANCH_WITH_SLASH, MAINTAINER, PROJECT, messages, notebook_repo_files, phases,
+                                     run_to_end)
 from tests.fixtures.services import wait_until
 
 DEVELOPER = 30
@@ -22,14 +23,6 @@ DEVELOPER = 30
 
 def deploy_key_requests(gitlab, method: str) -> list:
     return [r for r in gitlab.request_log() if r.method == method and "/deploy_keys" in r.path]
-
-
-def phases(events: list[dict]) -> list[str]:
-    return [e["phase"] for e in events]
-
-
-def messages(events: list[dict]) -> str:
-    return "".join(e["message"] for e in events)
 
 
 def api_status(ready: dict, token: str | None) -> int:

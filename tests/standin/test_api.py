@@ -168,3 +168,21 @@ def test_guest_cannot_read_branches(gitlab):
     response = requests.get(f"{gitlab.url}/api/v4/projects/lab%2Fbook/repository/branches",
                             headers={"PRIVATE-TOKEN": guest.token}, timeout=10)
     assert response.status_code == 403 and response.json() == {"message": "403 Forbidden"}
+
+
+def test_injected_faults_answer_their_status_then_stop(gitlab):
+    alice = gitlab.add_user("alice")
+    gitlab.fail_next(r"^/api/v4/user$", status=502, times=2)
+    headers = {"PRIVATE-TOKEN": alice.token}
+    statuses = [requests.get(f"{gitlab.url}/api/v4/user", headers=headers, timeout=10) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [502, 502, 200]
+    assert statuses[0].json() == {"message": "502 Bad Gateway"}
+
+
+def test_a_slow_fault_answers_late_but_normally(gitlab):
+    alice = gitlab.add_user("alice")
+    gitlab.fail_next(r"^/api/v4/user$", status=0, delay=1.5)
+    with pytest.raises(requests.Timeout):
+        requests.get(f"{gitlab.url}/api/v4/user", headers={"PRIVATE-TOKEN": alice.token}, timeout=0.5)
+    assert requests.get(f"{gitlab.url}/api/v4/user", headers={"PRIVATE-TOKEN": alice.token},
+                        timeout=10).json()["username"] == "alice"
