@@ -1,15 +1,21 @@
-"""Clean-up after a lost runner: one declared in ``runners`` whose heartbeat expired
-(killed, or its host gone). What it held ends, ``failed`` while it was being prepared or
-``stopped`` when it served a notebook, its container is removed where this host can reach
-it, and the runner is forgotten. Every live runner looks at each check; one cleans up
-(a failed clean-up is tried again when the lock expires)."""
+"""Clean-up after a lost or restarted runner.
+
+A lost runner is one declared in ``runners`` whose heartbeat expired (killed, or its host
+gone). What it held ends, ``failed`` while it was being prepared or ``stopped`` when it
+served a notebook, its container is removed where this host can reach it, and the runner
+is forgotten. Every live runner looks at each check; one cleans up (a failed clean-up is
+tried again when the lock expires).
+
+A restarted runner (same name) calls :func:`resume` first: it adopts the notebook it
+served if that still answers, and removes whatever else it left behind."""
 
 from __future__ import annotations
 
 import logging
 
-from booklab import schema, steps
+from booklab import launcher, schema, steps
 from booklab.context import Context
+from booklab.deployment import Deployment
 from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
@@ -29,11 +35,41 @@ def reap(ctx: Context, runner: str) -> bool:
         return False
     deployment_id = ctx.runners.held(runner).get("deployment")
     if deployment_id:
-        if ctx.deployments.status(deployment_id) is Phase.READY:
-            phase, message = Phase.STOPPED, f"The runner {runner} serving this notebook was lost; launch it again."
-        else:
-            phase, message = Phase.FAILED, f"The runner {runner} was lost while preparing this notebook: retry."
         log.warning("runner %s lost; ending %s", runner, deployment_id)
-        steps.release(ctx, deployment_id, runner, phase, message)
+        _end_held(ctx, runner, deployment_id, "was lost")
     ctx.runners.retire(runner)
     return True
+
+
+def resume(ctx: Context, runner: str) -> str | None:
+    """At the start of ``runner``, after a restart: adopt the notebook it served if that
+    still answers, end what it was preparing, and remove every other container it left.
+    Returns the adopted deployment's id, or None when the runner is free."""
+    held = ctx.runners.held(runner)
+    deployment_id, adopted = held.get("deployment"), None
+    if deployment_id and _still_serving(ctx, deployment_id, held):
+        adopted = deployment_id
+        log.info("runner %s adopts the notebook of %s it served before its restart", runner, deployment_id)
+    elif deployment_id:
+        _end_held(ctx, runner, deployment_id, "restarted")
+    for container in launcher.find_notebooks(ctx.docker, {"booklab.runner": runner}):
+        if adopted and container.id == held.get("container"):
+            continue
+        log.info("runner %s removes the container %s it left", runner, container.name)
+        ctx.routes.remove(Deployment.from_id(container.labels["booklab.deployment"]).slug)
+        launcher.stop(ctx.docker, container.id)
+    return adopted
+
+
+def _still_serving(ctx: Context, deployment_id: str, held: dict[str, str]) -> bool:
+    token = ctx.deployments.token(deployment_id)
+    return (ctx.deployments.status(deployment_id) is Phase.READY and bool(held.get("url")) and token is not None
+            and launcher.api_status(held["url"], token) is not None)
+
+
+def _end_held(ctx: Context, runner: str, deployment_id: str, what: str) -> None:
+    if ctx.deployments.status(deployment_id) is Phase.READY:
+        phase, message = Phase.STOPPED, f"The runner {runner} serving this notebook {what}; launch it again."
+    else:
+        phase, message = Phase.FAILED, f"The runner {runner} {what} while preparing this notebook: retry."
+    steps.release(ctx, deployment_id, runner, phase, message)

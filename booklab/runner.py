@@ -2,7 +2,8 @@
 
 While it holds a deployment it consumes only its own queue (the rest of that deployment's
 chain); once the notebook is stopped, exits or is culled, it removes the container and
-consumes the shared ``deployments`` queue again. It refreshes its heartbeat all along.
+consumes the shared ``deployments`` queue again. It refreshes its heartbeat all along, and
+when it starts again under the same name it adopts or removes what it left (:mod:`booklab.recovery`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ class Supervisor(bootsteps.StartStopStep):
     def start(self, c):
         ctx = get_context()
         ctx.runners.beat(c.hostname)
+        try:
+            recovery.resume(ctx, c.hostname)
+        except Exception:  # Docker down: supervise() ends the held notebook if it is gone
+            log.exception("%s could not look for what it left before a restart", c.hostname)
+        if ctx.runners.held(c.hostname).get("deployment"):
+            c.cancel_task_queue(schema.DEPLOYMENTS_QUEUE)  # one notebook at a time, adopted ones too
         self._timer = c.timer.call_repeatedly(ctx.config.runner_poll_interval, self._tick, (c,), priority=10)
 
     def _tick(self, c):

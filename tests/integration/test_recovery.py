@@ -1,15 +1,17 @@
-"""A runner killed with SIGKILL mid-build: its deployment does not stay stuck in a phase."""
+"""Runners killed with SIGKILL: a lost runner's deployment does not stay stuck in a phase;
+a runner restarted under its name adopts the notebook it served or removes what it left."""
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
-from booklab import schema, service
+from booklab import launcher, schema, service
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import MAINTAINER, notebook_repo_files, run_to_end
+from tests.fixtures.pipeline import BRANCH_WITH_SLASH, MAINTAINER, notebook_repo_files, run_to_end
 from tests.fixtures.services import wait_until
 
 
@@ -46,3 +48,62 @@ def _processes_naming(text: str) -> list[int]:
         except OSError:  # it ended meanwhile
             pass
     return found
+
+
+def _kill(runner) -> None:
+    os.killpg(runner.proc.pid, signal.SIGKILL)
+    runner.proc.wait()
+
+
+def _containers_of(docker_engine, runner) -> list:
+    return launcher.find_notebooks(docker_engine, {"booklab.runner": runner.name})
+
+
+def test_a_restarted_runner_adopts_the_notebook_it_served(ctx, runners, docker_engine, alice, project):
+    runner, = runners(1)
+    first = service.request_deployment(ctx, project, "main", alice.token)
+    ready = run_to_end(ctx, first.id)[-1]
+    _kill(runner)
+
+    runner, = runners(names=[runner.name])
+    assert ctx.deployments.status(first.id) is Phase.READY
+    assert launcher.api_status(ready["url"], ready["token"]) is not None
+    assert [c.id for c in _containers_of(docker_engine, runner)] == [ctx.deployments.record(first.id)["container"]]
+    second = service.request_deployment(ctx, project, BRANCH_WITH_SLASH, alice.token)
+    time.sleep(3)  # a runner that did not adopt would have taken it within a second
+    assert ctx.deployments.status(second.id) is Phase.TODO
+
+    service.stop(ctx, first.id)
+    assert run_to_end(ctx, second.id)[-1]["phase"] == "ready"
+    assert ctx.deployments.status(first.id) is Phase.STOPPED
+
+
+def test_a_restarted_runner_removes_a_notebook_that_no_longer_answers(ctx, runners, docker_engine, alice, project):
+    runner, = runners(1)
+    first = service.request_deployment(ctx, project, "main", alice.token)
+    run_to_end(ctx, first.id)
+    _kill(runner)
+    docker_engine.containers.get(ctx.deployments.record(first.id)["container"]).kill()
+
+    runner, = runners(names=[runner.name])
+    wait_until(lambda: ctx.deployments.status(first.id) is Phase.STOPPED, 10, "the notebook to end")
+    assert f"runner {runner.name} serving this notebook restarted" in ctx.events.read(first.id)[-1].data["message"]
+    assert _containers_of(docker_engine, runner) == []
+    second = service.request_deployment(ctx, project, BRANCH_WITH_SLASH, alice.token)
+    assert run_to_end(ctx, second.id)[-1]["phase"] == "ready"
+
+
+def test_a_runner_restarted_during_a_build_fails_that_deployment_at_once(ctx, runners, gitlab, alice, base_image,
+                                                                          tmp_path):
+    repo = create_local_repo(tmp_path / "slow", {"main": notebook_repo_files(base_image, "RUN sleep 60\n")})
+    gitlab.add_project("demo/slow-build", members={"alice": MAINTAINER})
+    gitlab.push("demo/slow-build", repo)
+    runner, = runners(1)
+    request = service.request_deployment(ctx, "demo/slow-build", "main", alice.token)
+    wait_until(lambda: ctx.deployments.status(request.id) is Phase.BUILDING, 60, "the build")
+    _kill(runner)
+
+    runners(names=[runner.name])
+    events = run_to_end(ctx, request.id, timeout=10)  # long before its heartbeat would expire
+    assert events[-1]["phase"] == "failed"
+    assert "restarted while preparing this notebook: retry" in events[-1]["message"]
