@@ -98,10 +98,13 @@ class GitLabClient:
             raise
         return key.id
 
-    def delete_deploy_key(self, project_id: int, key_id: int) -> None:
-        """Remove a deploy key; one already gone is fine."""
+    def delete_deploy_keys_titled(self, project_id: int, title: str) -> int:
+        """Remove every deploy key of the project titled ``title``; returns how many."""
         proj = self._gl.projects.get(project_id, lazy=True)
-        try:
-            self._call("deleting a deploy key", lambda: proj.keys.delete(key_id))
-        except NotFound:
-            log.info("deploy key %s of project %s was already gone", key_id, project_id)
+        keys = self._call("listing deploy keys", lambda: [k for k in proj.keys.list(iterator=True) if k.title == title])
+        for key in keys:
+            try:
+                self._call("deleting a deploy key", lambda key_id=key.id: proj.keys.delete(key_id))
+            except NotFound:
+                log.info("deploy key %s of project %s was already gone", key.id, project_id)
+        return len(keys)

@@ -15,7 +15,7 @@ import uuid
 
 from celery import bootsteps
 
-from booklab import recovery, schema, steps
+from booklab import key_sweeper, recovery, schema, steps
 from booklab.config import Config
 from booklab.context import Context, get_context
 from booklab.culling import reason_to_end
@@ -30,10 +30,12 @@ def runner_name(config: Config) -> str:
 
 
 def supervise(ctx: Context, name: str, consumer) -> None:
-    """One check of the runner: heartbeat, lost runners, its notebook's life, the shared queue."""
+    """One check of the runner: heartbeat, lost runners, deploy keys to sweep, its notebook's
+    life, the shared queue."""
     ctx.runners.beat(name)
     for lost in recovery.lost_runners(ctx):
         recovery.reap(ctx, lost)
+    key_sweeper.sweep(ctx)
     held = ctx.runners.held(name)
     if held and held.get("deployment"):
         reason = reason_to_end(ctx, held)

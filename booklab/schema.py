@@ -15,6 +15,7 @@ PUBSUB events:<deployment>         each event, "<id> <json>", for live readers
 STR    token:<deployment>          the notebook's Jupyter token
 STR    stop:<deployment>           a stop was asked for; the runner acts on it
 STR    secret:<deployment>:<name>  an encrypted secret (private key, user token), with TTL
+ZSET   keysweep                    deploy keys to remove again, "<project id> <title>", by due time
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
 STR    reaping:<runner>            a live runner is cleaning up after this lost one
 STR    websession:<sha256>         a web login session (encrypted JSON), with TTL
@@ -32,6 +33,7 @@ and ``traefik/http/services/<slug>/...``, and one unused middleware that is neve
 RUNNERS = "runners"
 STATUS = "status"
 QUEUE = "queue"
+KEY_SWEEP = "keysweep"
 CONF = "conf"
 
 HEARTBEAT_TTL = 30

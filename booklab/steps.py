@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from booklab import builder, git, launcher, metrics, schema
+from booklab import builder, git, key_sweeper, launcher, metrics, schema
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError, BuildError
@@ -59,17 +59,20 @@ def provision_key(ctx: Context, deployment_id: str, runner: str) -> None:
     method = ctx.config.clone_method
     if method == "ssh":
         keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
-        title = f"Booklab {dep.user} {dep.ref} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+        # named before it exists, so that it can be removed whatever happens next
+        title = ctx.deployments.record(deployment_id).get("deploy_key_title") or (
+            f"Booklab {dep.user} {dep.ref} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}")
+        ctx.deployments.update(deployment_id, deploy_key_title=title)
         try:
-            key_id = gl.add_deploy_key(project, title, keys.public_openssh)
+            gl.add_deploy_key(project, title, keys.public_openssh)
         except DeployKeyRefused:
+            ctx.deployments.update(deployment_id, deploy_key_title="")
             ctx.events.emit(deployment_id, Phase.FETCHING,
                             "GitLab refused a deploy key (your role is below Maintainer): "
                             "cloning over HTTPS with your own token instead.")
             method = "https"
         else:
             ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)
-            ctx.deployments.update(deployment_id, deploy_key_id=str(key_id))
             ctx.events.emit(deployment_id, Phase.FETCHING, "Added a read-only deploy key to the project.")
     ctx.deployments.update(deployment_id, clone_method=method)
 
@@ -162,15 +165,17 @@ def register_token(ctx: Context, deployment_id: str, runner: str) -> None:
 
 
 def revoke_secrets(ctx: Context, deployment_id: str) -> None:
-    """Delete the deployment's deploy key from GitLab and its secrets from Redis."""
+    """Remove the deployment's deploy key from GitLab (or leave it to the key sweeper when
+    GitLab does not answer) and its secrets from Redis."""
     record = ctx.deployments.record(deployment_id)
     try:
-        if record.get("deploy_key_id"):
+        if record.get("deploy_key_title"):
             token = ctx.vault.get(deployment_id, GITLAB_TOKEN).decode()
-            ctx.gitlab(token).delete_deploy_key(int(record["project_id"]), int(record["deploy_key_id"]))
-            ctx.deployments.update(deployment_id, deploy_key_id="")
-    except BooklabError:
-        log.warning("could not delete the deploy key of %s; the key sweeper will", deployment_id)
+            key_sweeper.remove(ctx, int(record["project_id"]), record["deploy_key_title"], token)
+            ctx.deployments.update(deployment_id, deploy_key_title="")
+    except BooklabError as e:
+        log.error("deploy key %r of %s cannot be removed (%s): remove it by hand",
+                  record["deploy_key_title"], deployment_id, e)
     finally:
         ctx.vault.delete(deployment_id, GITLAB_TOKEN, DEPLOY_KEY)
 

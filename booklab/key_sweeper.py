@@ -1,0 +1,63 @@
+"""Deploy keys Booklab must not leave on GitLab.
+
+Every deploy key Booklab adds has a title unique to its deployment, written in the
+deployment's record before the key is added, so that the key can be removed by title even
+when Booklab never learnt its id (the runner died, or GitLab's answer was lost). When GitLab
+does not answer the removal, the key is swept later: the runners try again every
+``retry/max_delay`` seconds, with the user's token kept encrypted for that purpose until
+``keys/token_ttl`` runs out (then the key is named in an error log line, to remove by hand).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from booklab import schema
+from booklab.context import Context
+from booklab.errors import BooklabError, DeployKeyError
+
+log = logging.getLogger(__name__)
+
+SWEEP_TOKEN = "sweep-token"
+
+
+def remove(ctx: Context, project_id: int, title: str, token: str) -> None:
+    """Remove the project's deploy keys titled ``title``, now or, when GitLab fails to
+    answer, by a later sweep."""
+    if not _removed(ctx, project_id, title, token):
+        member = f"{project_id} {title}"
+        ctx.vault.put(member, SWEEP_TOKEN, token.encode(), ttl=ctx.config.token_ttl)
+        _due_again(ctx, member)
+
+
+def sweep(ctx: Context) -> None:
+    """Try again the removals that are due; each is taken by one runner only."""
+    for member in ctx.redis.zrangebyscore(schema.KEY_SWEEP, 0, time.time()):
+        if not ctx.redis.zrem(schema.KEY_SWEEP, member):
+            continue  # another runner took it
+        project_id, title = member.split(" ", 1)
+        try:
+            token = ctx.vault.get(member, SWEEP_TOKEN).decode()
+        except DeployKeyError:
+            log.error("deploy key %r of project %s could not be removed before the user's token "
+                      "expired: remove it by hand in the project's settings", title, project_id)
+            continue
+        if _removed(ctx, int(project_id), title, token):
+            ctx.vault.delete(member, SWEEP_TOKEN)
+        else:
+            _due_again(ctx, member)
+
+
+def _removed(ctx: Context, project_id: int, title: str, token: str) -> bool:
+    try:
+        count = ctx.gitlab(token).delete_deploy_keys_titled(project_id, title)
+    except BooklabError as e:
+        log.warning("could not remove deploy key %r of project %s (%s); it will be swept", title, project_id, e)
+        return False
+    log.info("removed %d deploy key(s) %r of project %s", count, title, project_id)
+    return True
+
+
+def _due_again(ctx: Context, member: str) -> None:
+    ctx.redis.zadd(schema.KEY_SWEEP, {member: time.time() + ctx.config.retry_max_delay})

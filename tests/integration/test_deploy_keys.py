@@ -1,0 +1,38 @@
+"""No deploy key outlives its clone: one GitLab added while its answer was lost is removed
+by its title, and one GitLab failed to remove is swept by the runners later."""
+
+from __future__ import annotations
+
+from booklab import schema, service
+from tests.fixtures.pipeline import messages, phases, run_to_end
+from tests.fixtures.services import wait_until
+
+DEPLOY_KEYS = r"/deploy_keys$"
+
+
+def requests_to(gitlab, method: str) -> list:
+    return [r for r in gitlab.request_log() if r.method == method and "/deploy_keys" in r.path]
+
+
+def test_a_key_added_while_gitlabs_answer_was_lost_is_removed(ctx, runners, gitlab, alice, project):
+    # the first POST outlives the client's timeout, but GitLab adds the key all the same
+    gitlab.fail_next(DEPLOY_KEYS, status=0, delay=2, method="POST")
+    runners(1, BOOKLAB_GITLAB_TIMEOUT="1", BOOKLAB_RETRY_FIRST_DELAY="3")
+    events = run_to_end(ctx, service.request_deployment(ctx, project, "main", alice.token).id)
+
+    assert phases(events)[-1] == "ready", messages(events)
+    assert len(requests_to(gitlab, "POST")) == 2
+    assert len(requests_to(gitlab, "DELETE")) == 2
+    assert gitlab.deploy_keys(project) == []
+
+
+def test_a_key_gitlab_failed_to_remove_is_swept_later(ctx, runners, gitlab, alice, project):
+    gitlab.fail_next(DEPLOY_KEYS, status=502, method="GET")  # the removal's listing
+    runners(1, BOOKLAB_RETRY_MAX_DELAY="2")
+    events = run_to_end(ctx, service.request_deployment(ctx, project, "main", alice.token).id)
+    assert phases(events)[-1] == "ready", messages(events)
+
+    wait_until(lambda: gitlab.deploy_keys(project) == [], 15, "the sweeper to remove the key")
+    assert [r.status for r in requests_to(gitlab, "GET")] == [502, 200]
+    assert ctx.redis.zcard(schema.KEY_SWEEP) == 0
+    assert ctx.redis.keys("secret:*") == []  # the user's token kept for the sweep is gone too
