@@ -4,8 +4,8 @@
 ``booklab config`` lists every setting with its default, environment variable and help.
 A bad setting stops them with one sentence.
 
-``booklab deploy PATH --ref BRANCH [--follow] [--json]``, ``booklab status`` and
-``booklab stop DEPLOYMENT`` talk to the web tier's JSON API (``--url`` or ``BOOKLAB_URL``),
+``booklab deploy PATH --ref BRANCH [--follow] [--json]``, ``booklab status``,
+``booklab stop DEPLOYMENT`` and ``booklab retry DEPLOYMENT [--follow]`` talk to the web tier's JSON API (``--url`` or ``BOOKLAB_URL``),
 authenticated by a GitLab personal access token (``BOOKLAB_GITLAB_TOKEN``, or
 ``--gitlab-token``, which other users of the machine can see in the process list).
 """
@@ -42,7 +42,7 @@ def _config(args: argparse.Namespace) -> int:
     current = config_module.load(args.config)
     for f in config_module.Config.settings():
         value = getattr(current, f.name)
-        shown = "<set>" if f.name in ("secret_key", "gitlab_consumer_secret") and value else value
+        shown = "<set>" if f.name in config_module.SECRETS and value else value
         alias = f" or {f.metadata['alias']}" if f.metadata["alias"] else ""
         print(f"{f.metadata['path']} = {shown!r}\n    {f.metadata['help']} "
               f"(env {config_module.env_name(f)}{alias})")
@@ -87,39 +87,48 @@ def _notebook_link(event: dict[str, Any]) -> str:
 
 def _deploy(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        created = client.deploy(args.path, args.ref)
-        if not args.follow:
-            if args.json:
-                _out(json.dumps(created))
-            else:
-                verb = "Launched" if created.get("started") else "Joined"
-                _out(f"{verb} {created['id']} ({created['status']}). Follow it on {created['page']} "
-                     f"or with `booklab deploy {args.path} --ref {args.ref} --follow`.")
-            return 0
-        if not args.json:
-            _out(f"Deploying {created['project']} at {created['ref']} as {created['user']} "
-                 f"(deployment {created['id']}); page: {created['page']}")
-        phase, last = None, None
-        for _, event in client.events(client.events_url(created["project"], created["ref"])):
-            last = event
-            if args.json:
-                _out(json.dumps(event))
-                continue
-            if event["phase"] != phase:
-                phase = event["phase"]
-                _out(f"==> {phase}")
-            for line in event.get("message", "").splitlines():
-                _out(f"    {line}")
-        if last is None:
-            print("booklab: the event stream ended without news: check `booklab status`.", file=sys.stderr)
-            return FAILED
-        if last["phase"] == Phase.READY.value:
-            if not args.json:
-                _out(f"Your notebook is ready: {_notebook_link(last)}")
-            return 0
-        if not args.json:
-            print(f"booklab: the deployment {last['phase']}: {last.get('message', '').strip()}", file=sys.stderr)
+        return _report(client, client.deploy(args.path, args.ref), args)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _report(client, client.retry(args.deployment), args)
+
+
+def _report(client, created: dict[str, Any], args: argparse.Namespace) -> int:
+    """Say what was launched (or joined), then with ``--follow`` its events until the end."""
+    if not args.follow:
+        if args.json:
+            _out(json.dumps(created))
+        else:
+            verb = "Launched" if created.get("started") else "Joined"
+            _out(f"{verb} {created['id']} ({created['status']}). Follow it on {created['page']} "
+                 f"or with `booklab deploy {created['project']} --ref {created['ref']} --follow`.")
+        return 0
+    if not args.json:
+        _out(f"Deploying {created['project']} at {created['ref']} as {created['user']} "
+             f"(deployment {created['id']}); page: {created['page']}")
+    phase, last = None, None
+    for _, event in client.events(client.events_url(created["project"], created["ref"])):
+        last = event
+        if args.json:
+            _out(json.dumps(event))
+            continue
+        if event["phase"] != phase:
+            phase = event["phase"]
+            _out(f"==> {phase}")
+        for line in event.get("message", "").splitlines():
+            _out(f"    {line}")
+    if last is None:
+        print("booklab: the event stream ended without news: check `booklab status`.", file=sys.stderr)
         return FAILED
+    if last["phase"] == Phase.READY.value:
+        if not args.json:
+            _out(f"Your notebook is ready: {_notebook_link(last)}")
+        return 0
+    if not args.json:
+        print(f"booklab: the deployment {last['phase']}: {last.get('message', '').strip()}", file=sys.stderr)
+    return FAILED
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -152,6 +161,11 @@ def _api_options() -> argparse.ArgumentParser:
     return common
 
 
+def _follow_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--follow", action="store_true", help="follow the deployment until it is ready or failed")
+    command.add_argument("--json", action="store_true", help="print JSON: one event per line with --follow")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="booklab", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="configuration file (default: $BOOKLAB_CONFIG or ./config.yml)")
@@ -170,9 +184,12 @@ def parser() -> argparse.ArgumentParser:
     deploy = sub.add_parser("deploy", parents=[common], help="launch a project's branch (or join its deployment)")
     deploy.add_argument("path", metavar="PATH", help="GitLab project path, e.g. group/project")
     deploy.add_argument("--ref", required=True, metavar="BRANCH", help="branch to deploy")
-    deploy.add_argument("--follow", action="store_true", help="follow the deployment until it is ready or failed")
-    deploy.add_argument("--json", action="store_true", help="print JSON: one event per line with --follow")
+    _follow_options(deploy)
     deploy.set_defaults(func=_deploy)
+    retry = sub.add_parser("retry", parents=[common], help="launch one of your failed or stopped deployments again")
+    retry.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
+    _follow_options(retry)
+    retry.set_defaults(func=_retry)
     status = sub.add_parser("status", parents=[common], help="list your deployments (or show one)")
     status.add_argument("deployment", nargs="?", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
     status.add_argument("--json", action="store_true", help="print one JSON object per deployment")

@@ -23,6 +23,10 @@ from booklab.errors import ConfigError
 CONFIG_FILE_ENV = "BOOKLAB_CONFIG"
 
 
+#: settings that are secrets: never printed
+SECRETS = frozenset({"secret_key", "gitlab_consumer_secret", "web_metrics_token"})
+
+
 def _setting(path: str, default: Any, help: str, alias: str | None = None) -> Any:
     return field(default=default, metadata={"path": path, "help": help, "alias": alias})
 
@@ -106,6 +110,15 @@ class Config:
         "Where runners reach Traefik's entrypoint to check a notebook answers through its route.",
     )
     routes_timeout: int = _setting("routes/timeout", 30, "Seconds Traefik has to serve a new route.")
+    routes_forward_auth: bool = _setting(
+        "routes/forward_auth", True,
+        "true: Traefik asks the web tier (forward-auth) before each notebook request, so only "
+        "the user who launched a notebook reaches it; false: Jupyter's token alone guards it.",
+    )
+    routes_auth_url: str = _setting(
+        "routes/auth_url", "",
+        "Where Traefik reaches the web tier for forward-auth (e.g. http://web:8080); empty: web/url.",
+    )
     key_ttl: int = _setting("keys/ttl", 600, "Seconds an encrypted private deploy key lives in Redis.")
     token_ttl: int = _setting(
         "keys/token_ttl", 86400,
@@ -141,6 +154,10 @@ class Config:
     )
     web_token_cache: int = _setting(
         "web/token_cache", 60, "Seconds the web tier trusts a personal access token GitLab accepted."
+    )
+    web_metrics_token: str = _setting(
+        "web/metrics_token", "",
+        "Token /metrics requires, sent as 'Authorization: Bearer <token>'; empty: /metrics is off.",
     )
 
     @classmethod
@@ -226,6 +243,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("Settings web/workers and web/connections must be at least 1.")
     if config.runner_poll_interval <= 0:
         raise ConfigError("Setting runner/poll_interval must be more than 0.")
+    if config.routes_auth_url:
+        url = urlsplit(config.routes_auth_url)
+        if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+            raise ConfigError(
+                f"Setting routes/auth_url must be a base URL such as http://web:8080, not {config.routes_auth_url!r}."
+            )
     if config.retry_attempts < 1:
         raise ConfigError("Setting retry/attempts must be at least 1 (1: never try again).")
 

@@ -7,28 +7,44 @@
   address the runner publishes the notebook on (runners on several hosts).
 - ``none``: no route; a notebook is reached at that address directly.
 
+With ``routes/forward_auth`` (on by default) each Traefik route also carries a
+forward-auth middleware, ``<slug>-auth``: before every request to the notebook, Traefik
+asks the web tier at ``<routes/auth_url>/auth/notebook/<slug>``
+(:mod:`booklab.web.notebook_auth`), which lets only the notebook's owner through. The
+headers in :data:`AUTH_RESPONSE_HEADERS` are set anew from the web tier's answer, so
+Booklab's own credentials (a personal access token, the notebook host's login cookie)
+never reach the notebook's code.
+
 A published route counts only once Traefik serves it: its API shows the router enabled and
-the notebook answers through Traefik's entrypoint with its token.
+the notebook answers through Traefik's entrypoint with its token (and, behind forward-auth,
+with a one-off value the web tier lets through: :data:`ROUTE_CHECK_HEADER`).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 import redis
 import requests
 
 from booklab import launcher, schema
 from booklab.config import Config
-from booklab.errors import RouteError
+from booklab.errors import ConfigError, RouteError
 from booklab.launcher import Notebook
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 POLL_INTERVAL = 0.1
+#: the web tier's forward-auth endpoint, followed by the notebook's slug
+AUTH_PATH = "/auth/notebook/"
+#: request headers Traefik replaces by the forward-auth answer's (removed when it has none)
+AUTH_RESPONSE_HEADERS = ("Authorization", "Private-Token", "Cookie")
+#: the header with which a runner passes forward-auth while it checks its new route
+ROUTE_CHECK_HEADER = "X-Booklab-Route-Check"
 
 
 def route_host(config: Config, slug: str) -> str:
@@ -69,6 +85,48 @@ def kv_pairs(config: Config, slug: str, backend_url: str) -> dict[str, str]:
     }
 
 
+def auth_middleware(slug: str) -> str:
+    """The name of the notebook's forward-auth middleware."""
+    return f"{slug}-auth"
+
+
+def auth_address(config: Config, slug: str) -> str:
+    """Where Traefik asks the web tier whether a request may reach the notebook ``slug``."""
+    base = config.routes_auth_url or config.web_url
+    if not base:
+        raise ConfigError(
+            "Setting routes/auth_url is missing: Traefik's forward-auth needs the address at which it "
+            "reaches the web tier (or web/url); set it in config.yml or in BOOKLAB_ROUTES_AUTH_URL, "
+            "or set routes/forward_auth to false to guard notebooks by their Jupyter token alone.")
+    return f"{base.rstrip('/')}{AUTH_PATH}{slug}"
+
+
+def auth_labels(config: Config, slug: str) -> dict[str, str]:
+    """The container labels of the notebook's forward-auth (none when ``routes/forward_auth`` is off)."""
+    if not config.routes_forward_auth:
+        return {}
+    name = auth_middleware(slug)
+    return {
+        f"traefik.http.middlewares.{name}.forwardauth.address": auth_address(config, slug),
+        f"traefik.http.middlewares.{name}.forwardauth.authResponseHeaders": ",".join(AUTH_RESPONSE_HEADERS),
+        f"traefik.http.routers.{slug}.middlewares": name,
+    }
+
+
+def auth_pairs(config: Config, slug: str, address: str | None = None) -> dict[str, str]:
+    """The Redis provider's keys of the notebook's forward-auth, asking at ``address``
+    (default: :func:`auth_address`)."""
+    name = auth_middleware(slug)
+    pairs = {
+        schema.traefik_router(slug, "middlewares/0"): name,
+        schema.traefik_middleware(name, "forwardAuth/address"):
+            auth_address(config, slug) if address is None else address,
+    }
+    for i, header in enumerate(AUTH_RESPONSE_HEADERS):
+        pairs[schema.traefik_middleware(name, f"forwardAuth/authResponseHeaders/{i}")] = header
+    return pairs
+
+
 class Routes:
     """No routes: a notebook is reached at the address its runner publishes it on."""
 
@@ -95,7 +153,17 @@ class TraefikRoutes(Routes):
 
     def publish(self, slug: str, notebook: Notebook) -> str:
         started = time.monotonic()
-        wait_served(self.config, slug, self.provider, notebook.token)
+        headers: dict[str, str] = {}
+        if self.config.routes_forward_auth:
+            # forward-auth lets this one value through while the route is checked, then never again
+            check = secrets.token_urlsafe(32)
+            self.redis.set(schema.route_check(slug), check, ex=self.config.routes_timeout + 10)
+            headers[ROUTE_CHECK_HEADER] = check
+        try:
+            wait_served(self.config, slug, self.provider, notebook.token, headers)
+        finally:
+            if headers:
+                self.redis.delete(schema.route_check(slug))
         log.info("%s answers through Traefik %.2f s after the notebook", slug, time.monotonic() - started)
         return public_url(self.config, slug)
 
@@ -106,7 +174,7 @@ class DockerLabelRoutes(TraefikRoutes):
     provider = "docker"
 
     def labels(self, slug: str) -> dict[str, str]:
-        return docker_labels(self.config, slug)
+        return {**docker_labels(self.config, slug), **auth_labels(self.config, slug)}
 
 
 class RedisRoutes(TraefikRoutes):
@@ -115,11 +183,12 @@ class RedisRoutes(TraefikRoutes):
     provider = "redis"
 
     def publish(self, slug: str, notebook: Notebook) -> str:
-        self.redis.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(self.config, slug, notebook.url)})
+        auth = auth_pairs(self.config, slug) if self.config.routes_forward_auth else {}
+        self.redis.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(self.config, slug, notebook.url), **auth})
         return super().publish(slug, notebook)
 
     def remove(self, slug: str) -> None:
-        self.redis.delete(*kv_pairs(self.config, slug, ""))
+        self.redis.delete(*kv_pairs(self.config, slug, ""), *auth_pairs(self.config, slug, ""))
 
 
 PUBLISHERS: dict[str, type[Routes]] = {"none": Routes, "docker": DockerLabelRoutes, "redis": RedisRoutes}
@@ -130,10 +199,11 @@ def make_routes(config: Config, client: redis.Redis) -> Routes:
     return PUBLISHERS[config.routes_publisher](config, client)
 
 
-def wait_served(config: Config, slug: str, provider: str, token: str) -> None:
+def wait_served(config: Config, slug: str, provider: str, token: str,
+                headers: Mapping[str, str] | None = None) -> None:
     """Return once Traefik's API shows the router ``<slug>@<provider>`` enabled and the
-    notebook answers through Traefik's entrypoint; raise :class:`RouteError` after
-    ``routes/timeout`` seconds."""
+    notebook answers through Traefik's entrypoint (asked with ``headers`` too); raise
+    :class:`RouteError` after ``routes/timeout`` seconds."""
     deadline = time.monotonic() + config.routes_timeout
     router = f"{slug}@{provider}"
     api = config.routes_traefik_api.rstrip("/")
@@ -141,10 +211,12 @@ def wait_served(config: Config, slug: str, provider: str, token: str) -> None:
           f"Traefik's API at {api} did not show the route {router} within {config.routes_timeout} s: "
           f"check that Traefik runs with its {provider} provider and that routes/traefik_api is its API.")
     entrypoint = config.routes_traefik_entrypoint_url.rstrip("/") + "/"
-    _wait(lambda: launcher.api_status(entrypoint, token, route_host(config, slug)) is not None, deadline,
+    behind_auth = (f", and that Traefik reaches the web tier for forward-auth at {auth_address(config, slug)} "
+                   "(routes/auth_url)") if config.routes_forward_auth else ""
+    _wait(lambda: _answers(entrypoint, token, route_host(config, slug), headers or {}), deadline,
           f"The notebook did not answer through Traefik at {entrypoint} within {config.routes_timeout} s: "
-          "check routes/traefik_entrypoint_url and routes/entrypoint, and that Traefik reaches "
-          "the notebook (notebook/network, notebook/host).")
+          "check routes/traefik_entrypoint_url and routes/entrypoint, that Traefik reaches "
+          f"the notebook (notebook/network, notebook/host){behind_auth}.")
 
 
 def _wait(check: Callable[[], bool], deadline: float, failure: str) -> None:
@@ -152,6 +224,18 @@ def _wait(check: Callable[[], bool], deadline: float, failure: str) -> None:
         if time.monotonic() > deadline:
             raise RouteError(failure)
         time.sleep(POLL_INTERVAL)
+
+
+def _answers(entrypoint: str, token: str, host: str, headers: Mapping[str, str]) -> bool:
+    """Whether Jupyter answers ``/api/status`` for ``host`` at Traefik's ``entrypoint``."""
+    if not headers:
+        return launcher.api_status(entrypoint, token, host) is not None
+    try:
+        response = requests.get(f"{entrypoint}api/status", timeout=launcher.HTTP_TIMEOUT, allow_redirects=False,
+                                headers={"Authorization": f"token {token}", "Host": host, **headers})
+        return response.status_code == 200 and isinstance(response.json(), dict)
+    except (requests.RequestException, ValueError):  # not routed yet, or not Jupyter
+        return False
 
 
 def _enabled(router_url: str) -> bool:

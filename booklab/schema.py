@@ -19,6 +19,10 @@ ZSET   keysweep                    deploy keys to remove again, "<project id> <t
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
 STR    reaping:<runner>            a live runner is cleaning up after this lost one
 STR    websession:<sha256>         a web login session (encrypted JSON), with TTL
+STR    slug:<slug>                 the deployment served at <slug>.<fqdn>
+STR    notebookgrant:<sha256>      a one-use code that opens a notebook host, 60 s
+STR    notebookpass:<sha256>       a notebook host's login (JSON), with TTL
+STR    routecheck:<slug>           the runner's pass through forward-auth to check a route
 HASH   metrics:<name>              a duration histogram: le=<bucket> counts, sum, count
 HASH   conf                        settings the web tier shares with runners
 =====  ==========================  =====================================================
@@ -26,8 +30,9 @@ HASH   conf                        settings the web tier shares with runners
 Celery's broker keys (``deployments``, ``runner.<name>``, ``unacked*``, ``_kombu*``) live
 beside these, and so do the notebooks' routes that Traefik's Redis provider reads
 (``routes/publisher: redis``, rootKey ``traefik``): STR ``traefik/http/routers/<slug>/...``
-and ``traefik/http/services/<slug>/...``, and one unused middleware that is never removed
-(:data:`TRAEFIK_ANCHOR`).
+and ``traefik/http/services/<slug>/...``, the forward-auth middleware of each route
+(``traefik/http/middlewares/<slug>-auth/...``), and one unused middleware that is never
+removed (:data:`TRAEFIK_ANCHOR`).
 """
 
 RUNNERS = "runners"
@@ -86,6 +91,27 @@ def websession(cookie_id_digest: str) -> str:
     return f"websession:{cookie_id_digest}"
 
 
+def slug(slug_: str) -> str:
+    """The deployment whose notebook is served at ``<slug>.<fqdn>`` (forward-auth's owner check)."""
+    return f"slug:{slug_}"
+
+
+def notebook_grant(code_digest: str) -> str:
+    """A one-use code the web tier hands a logged-in owner to open their notebook's host;
+    keyed by the SHA-256 of the code."""
+    return f"notebookgrant:{code_digest}"
+
+
+def notebook_pass(cookie_digest: str) -> str:
+    """The login of one notebook host (owner, slug, web session), keyed by the SHA-256 of its cookie."""
+    return f"notebookpass:{cookie_digest}"
+
+
+def route_check(slug_: str) -> str:
+    """A random value the runner sends through forward-auth while it checks the new route."""
+    return f"routecheck:{slug_}"
+
+
 def histogram(name: str) -> str:
     """A duration histogram every runner adds to: bucket counts, sum and count."""
     return f"metrics:{name}"
@@ -109,6 +135,11 @@ def traefik_router(slug: str, name: str) -> str:
 def traefik_service(slug: str, name: str) -> str:
     """One setting of a notebook's Traefik service (rootKey ``traefik``)."""
     return f"traefik/http/services/{slug}/{name}"
+
+
+def traefik_middleware(name: str, setting: str) -> str:
+    """One setting of a Traefik middleware (rootKey ``traefik``)."""
+    return f"traefik/http/middlewares/{name}/{setting}"
 
 
 def runner_queue(runner_name: str) -> str:

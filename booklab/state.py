@@ -36,6 +36,7 @@ class Deployments:
                     pipe.hset(key, mapping={"project": dep.project, "ref": dep.ref, "user": dep.user,
                                             "requested_at": f"{time.time():.3f}", **fields})
                     pipe.expire(key, schema.RECORD_TTL)
+                    pipe.set(schema.slug(dep.slug), dep.id, ex=schema.RECORD_TTL)
                     pipe.hset(schema.STATUS, dep.id, Phase.TODO.value)
                     pipe.zadd(schema.QUEUE, {dep.id: time.time()})
                     pipe.execute()
@@ -68,6 +69,21 @@ class Deployments:
                 mine.append((dep, status))
         return mine
 
+    def by_slug(self, slug: str) -> Deployment | None:
+        """The deployment whose notebook is served at ``<slug>.<fqdn>``, or None. A
+        deployment requested before the ``slug:`` keys existed is found among all of them
+        (and then remembered)."""
+        found = self.redis.get(schema.slug(slug))
+        if found is None:
+            found = next((d for d in self.redis.hkeys(schema.STATUS) if _slug_of(d) == slug), None)
+            if found is None:
+                return None
+            self.redis.set(schema.slug(slug), found, ex=schema.RECORD_TTL)
+        try:
+            return Deployment.from_id(found)
+        except InvalidDeployment:
+            return None
+
     def queue_position(self, deployment_id: str) -> int | None:
         """1 for the next deployment a runner will take; None when not queued."""
         rank = self.redis.zrank(schema.QUEUE, deployment_id)
@@ -95,6 +111,13 @@ class Deployments:
 
     def forget_token(self, deployment_id: str) -> None:
         self.redis.delete(schema.token(deployment_id))
+
+
+def _slug_of(deployment_id: str) -> str | None:
+    try:
+        return Deployment.from_id(deployment_id).slug
+    except InvalidDeployment:
+        return None
 
 
 class Runners:

@@ -61,7 +61,8 @@ Booklab's demo is running (started in {demo.started_in:g} s).
   Notebooks at  http://<slug>.localhost:{demo.traefik_port}/
   Flower        {demo.flower_url}  user {demo.flower_user}  password {demo.flower_password}
   Traefik       {demo.traefik_dashboard}
-  Health        {demo.url}/health  and  {demo.url}/metrics
+  Health        {demo.url}/health
+  Metrics       curl -H 'Authorization: Bearer {demo.metrics_token}' {demo.url}/metrics
   Runners       {len(demo.runners)}
   Logs          {demo.logs}/
 

@@ -5,7 +5,8 @@ and Flower. Every step registers its undoing on an :class:`~contextlib.ExitStack
 closing it stops all that was started, in reverse order, even after a failed start.
 
 Everything listens on 127.0.0.1. Traefik's one entrypoint serves the web tier at
-``localhost``, Flower at ``flower.localhost`` and each notebook at ``<slug>.localhost``.
+``localhost``, Flower at ``flower.localhost`` and each notebook at ``<slug>.localhost``,
+behind forward-auth to the web tier (only the user who launched a notebook reaches it).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Demo:
     flower_url: str
     flower_user: str
     flower_password: str
+    metrics_token: str
     traefik_port: int
     traefik_dashboard: str
     gitlab_url: str
@@ -215,10 +217,11 @@ class _Starter:
             BOOKLAB_ROUTES_ENTRYPOINT=traefik_config.ENTRYPOINT,
             BOOKLAB_ROUTES_TRAEFIK_API=self.api_url,
             BOOKLAB_ROUTES_TRAEFIK_ENTRYPOINT_URL=f"http://127.0.0.1:{self.port}",
+            BOOKLAB_ROUTES_AUTH_URL=f"http://127.0.0.1:{self.web_port}",  # Traefik's forward-auth
             BOOKLAB_NOTEBOOK_NETWORK=self.network,
         )
 
-    def booklab(self, gitlab: dict[str, Any], flower_password: str) -> None:
+    def booklab(self, gitlab: dict[str, Any], flower_password: str, metrics_token: str) -> None:
         """The web tier, the runners and Flower, started together; returns once all answer."""
         env = self.booklab_env(gitlab, self.scratch("runner-tmp"))
         children = self.tier()
@@ -228,7 +231,7 @@ class _Starter:
             return children[-1]
 
         cli = [sys.executable, "-m", "booklab.cli"]
-        web = start("web", [*cli, "web"])
+        web = start("web", [*cli, "web"], BOOKLAB_WEB_METRICS_TOKEN=metrics_token)
         runners = [start(name.split("@")[0], [*cli, "runner", "--name", name]) for name in self.runner_names]
         flower = start("flower", [sys.executable, "-m", "celery", "-A", "booklab.tasks", "--broker", self.redis_url,
                                   "flower"], FLOWER_ADDRESS="127.0.0.1", FLOWER_PORT=str(self.flower_port),
@@ -265,14 +268,14 @@ def start(options: Options, exits: ExitStack) -> tuple[Demo, Processes]:
     log.info("starting Redis, the GitLab stand-in and Traefik")
     gitlab = starter.services()
     log.info("starting the web tier, %d runner(s) and Flower", options.runners)
-    flower_password = secrets.token_urlsafe(12)
-    starter.booklab(gitlab, flower_password)
+    flower_password, metrics_token = secrets.token_urlsafe(12), secrets.token_urlsafe(24)
+    starter.booklab(gitlab, flower_password, metrics_token)
     user = gitlab["users"][DEMO_USER]
     demo = Demo(
         url=starter.url, username=DEMO_USER, password=user["password"], token=user["token"],
         projects=gitlab["projects"],
         flower_url=f"http://flower.{FQDN}:{starter.port}/", flower_user=FLOWER_USER,
-        flower_password=flower_password, traefik_port=starter.port,
+        flower_password=flower_password, metrics_token=metrics_token, traefik_port=starter.port,
         traefik_dashboard=f"{starter.api_url}/dashboard/", gitlab_url=gitlab["url"],
         network=starter.network, runners=starter.runner_names,
         processes={c.name: c.process.pid for c in starter.processes.children},

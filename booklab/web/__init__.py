@@ -3,7 +3,8 @@
 :func:`create_app` builds the app from Booklab's configuration (or from a ready
 :class:`~booklab.context.Context`) and registers one blueprint per concern: ``auth``
 (GitLab login), ``projects`` (home page, branch picker, Launch), ``deploy`` (deploy page,
-BinderHub launch links and event stream, badge) and ``api`` (JSON for scripts and the CLI).
+BinderHub launch links and event stream, badge), ``api`` (JSON for scripts and the CLI)
+and ``notebook_auth`` (Traefik's forward-auth: only a notebook's owner reaches it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,18 @@ from booklab import config as config_module
 from booklab.config import Config
 from booklab.context import Context, set_context
 from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NotFound
-from booklab.web import api, auth, csrf, deploy, health, projects, sessions
+from booklab.web import (
+    api,
+    auth,
+    csrf,
+    deploy,
+    health,
+    notebook_auth,
+    outage,
+    projects,
+    security,
+    sessions,
+)
 from booklab.web.gitlab import NoAccess, is_token_rejected
 
 log = logging.getLogger(__name__)
@@ -65,8 +77,11 @@ def create_app(config: Config | None = None, context: Context | None = None) -> 
     projects.init_app(app)
     deploy.init_app(app)
     api.init_app(app)
+    notebook_auth.init_app(app)
     health.init_app(app)
     _error_pages(app)
+    outage.init_app(app)
+    security.init_app(app)
     return app
 
 

@@ -5,6 +5,11 @@
 The browser therefore never holds the GitLab token, and logging out ends the session on
 the server too. The cookie is HttpOnly, SameSite=Lax, and Secure whenever the web tier
 is reached over https. A new id is given at login (:func:`regenerate`).
+
+While Redis does not answer, a request with a session cookie answers 503
+(:mod:`booklab.web.outage`) instead of going on as if logged out: the cookie is kept, so the
+user finds their session again once Redis is back, with no login loop in between. Static
+files and ``/health`` need no session and are served meanwhile.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +29,12 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
 from booklab import schema
+
+log = logging.getLogger(__name__)
+
+#: blueprints whose views need no session (as the app's static files)
+SESSIONLESS = ("health",)
+
 
 def session_key(sid: str) -> str:
     return schema.websession(hashlib.sha256(sid.encode()).hexdigest())
@@ -37,6 +49,8 @@ class ServerSession(CallbackDict, SessionMixin):
         self.sid = sid
         self.modified = False
         self.rotate = False
+        #: why Redis could not read this session (then it is empty and never saved)
+        self.unavailable: redis.RedisError | None = None
 
 
 class RedisSessionInterface(SessionInterface):
@@ -49,7 +63,12 @@ class RedisSessionInterface(SessionInterface):
     def open_session(self, app: Flask, request: Request) -> ServerSession:
         sid = request.cookies.get(self.get_cookie_name(app))
         if sid:
-            blob = self.redis.get(session_key(sid))
+            try:
+                blob = self.redis.get(session_key(sid))
+            except redis.RedisError as e:
+                unread = ServerSession(sid=sid)
+                unread.unavailable = e
+                return unread
             if blob is not None:
                 try:
                     return ServerSession(json.loads(self._fernet.decrypt(blob)), sid)
@@ -58,6 +77,18 @@ class RedisSessionInterface(SessionInterface):
         return ServerSession()
 
     def save_session(self, app: Flask, sess: ServerSession, response: Response) -> None:  # type: ignore[override]
+        if sess.unavailable is not None:
+            return  # never read, so never written: the cookie stays as it is
+        try:
+            self._save(app, sess, response)
+        except redis.RedisError as e:
+            log.warning("a web session could not be saved: Redis does not answer (%s)", type(e).__name__)
+            if sess.modified:  # a login, logout or new CSRF token that did not happen
+                from booklab.web.outage import replace_with_unavailable
+
+                replace_with_unavailable(response)
+
+    def _save(self, app: Flask, sess: ServerSession, response: Response) -> None:
         name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
         if not sess:
             if sess.sid is not None and sess.modified:
@@ -88,7 +119,16 @@ def regenerate() -> None:
     session.modified = True
 
 
+def _session_read() -> None:
+    """Before every view: a session Redis could not read ends the request with the outage's
+    503 (the error handler of :mod:`booklab.web.outage`)."""
+    unread = getattr(session, "unavailable", None)
+    if unread is not None and request.endpoint != "static" and request.blueprint not in SESSIONLESS:
+        raise unread
+
+
 def init_app(app: Flask) -> None:
     context = app.extensions["booklab"]
     app.session_interface = RedisSessionInterface(
         context.redis, context.config.secret_key, context.config.web_session_lifetime)
+    app.before_request(_session_read)

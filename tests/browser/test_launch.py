@@ -1,6 +1,7 @@
 """A person's first launch, in a real headless Chromium driven by Playwright: log in
 through GitLab's sign-in page, pick a project and a branch, click Launch, watch the build
-log arrive, and land on the notebook's tree page with the sample notebook.
+log arrive, and land on the notebook's tree page with the sample notebook, at its own host
+through Traefik, whose forward-auth lets the logged-in owner's browser through.
 
 Screenshots of the deploy page (desktop and phone) and of the notebook are saved in
 ``test-artifacts/``.
@@ -9,7 +10,6 @@ Screenshots of the deploy page (desktop and phone) and of the notebook are saved
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,31 +18,23 @@ from tests.fixtures.web import push_notebook_project
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PROJECT = "demo/browser"
 #: a build step that writes a line a second, so the log visibly arrives while it runs
 SLOW_STEP = 'RUN for i in 1 2 3 4 5 6; do echo "counting sheep $i"; sleep 1; done\n'
 
 
 @pytest.fixture
-def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.fail("Chromium is missing: run scripts/install-deps.sh (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+def web_env(web_env, web_port, traefik):
+    """The web tier at its own address (where Traefik's forward-auth asks, and sends browsers
+    to log in), notebook URLs on Traefik's port."""
+    return {**web_env, "BOOKLAB_WEB_URL": f"http://127.0.0.1:{web_port}", "BOOKLAB_ROUTES_PORT": str(traefik.port)}
 
 
-def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners, gitlab, alice, base_image,
+def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners, traefik, gitlab, alice, base_image,
                                                     tmp_path, ctx):
     push_notebook_project(gitlab, tmp_path / "browser", PROJECT, base_image, {alice.username: 40},
                           branches={"main": "", "slow": SLOW_STEP}, fixed_dates=False)
-    runners(1)
+    runners(1, **traefik.runner_env("docker", auth_url=web_server))
     ARTIFACTS.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -76,10 +68,27 @@ def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners
     phone_page.screenshot(path=ARTIFACTS / "deploy-page-phone.png")
     phone.close()
 
-    page.wait_for_url(re.compile(r"^http://127\.0\.0\.1:\d+/tree"), timeout=180_000)
+    page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/tree"), timeout=180_000)
     page.get_by_text("hello.ipynb").first.wait_for()
     page.screenshot(path=ARTIFACTS / "notebook.png")
     context.close()
 
-    phases = [event.data["phase"] for event in ctx.events.read(f"{PROJECT}:slow:alice")]
+    events = ctx.events.read(f"{PROJECT}:slow:alice")
+    phases = [event.data["phase"] for event in events]
     assert phases.count("waiting") == 1 and phases.count("launching") == 1 and phases[-1] == "ready"
+
+    # the notebook's link with its Jupyter token, leaked to another GitLab user: they are
+    # asked to log in, then told whose notebook it is; they never reach it
+    leaked = f"{events[-1].data['url']}?token={ctx.deployments.token(f'{PROJECT}:slow:alice')}"
+    bob = gitlab.add_user("bob")
+    stranger = browser.new_context()
+    other = stranger.new_page()
+    other.set_default_timeout(30_000)
+    other.goto(leaked)
+    other.get_by_label("Username or primary email").fill(bob.username)
+    other.get_by_label("Password").fill(bob.password)
+    other.get_by_role("button", name="Sign in").click()
+    other.get_by_text("belongs to the GitLab user alice, and you are logged in as bob").wait_for()
+    assert other.url.startswith(web_server + "/auth/notebook/grant/")
+    other.screenshot(path=ARTIFACTS / "notebook-refused.png")
+    stranger.close()

@@ -73,6 +73,9 @@ def test_a_failed_deployment_exits_non_zero_and_says_why(web_server, runners, al
     assert "==> failed" in done.stdout and "about-to-fail" in done.stdout + done.stderr
     assert "the deployment failed" in done.stderr
 
+    again = booklab(web_server, alice.token, "retry", f"{cli_project}:broken:alice", "--follow")
+    assert again.returncode == 1 and "about-to-fail" in again.stdout  # it ran again, and failed again
+
 
 def test_bad_token_unknown_branch_and_missing_settings_are_refused(web_server, alice, cli_project):
     bad = booklab(web_server, "glpat-wrong", "status")
@@ -81,3 +84,15 @@ def test_bad_token_unknown_branch_and_missing_settings_are_refused(web_server, a
     assert unknown.returncode == 1 and "Branch 'no-such-branch' does not exist" in unknown.stderr
     missing = booklab("", alice.token, "status")
     assert missing.returncode == 2 and "BOOKLAB_URL" in missing.stderr
+
+
+def test_config_lists_every_setting_and_hides_the_secrets(tmp_path):
+    from booklab.config import SECRETS, Config
+
+    secrets = {f"BOOKLAB_{f.metadata['path'].upper().replace('/', '_')}": f"s3cret-{f.name}"
+               for f in Config.settings() if f.name in SECRETS}
+    out = subprocess.run([sys.executable, "-m", "booklab.cli", "config"], env={**os.environ, **secrets},
+                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert all(f"{f.metadata['path']} = " in out for f in Config.settings())
+    assert out.count("'<set>'") == len(SECRETS) == 3
+    assert not any(value in out for value in secrets.values())

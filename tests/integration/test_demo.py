@@ -82,9 +82,11 @@ def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(docker_eng
         assert ready["phase"] == "ready", deployed.stdout
         notebook = urlsplit(ready["url"])
         assert notebook.hostname.endswith(".localhost") and notebook.port == info["traefik_port"]
+        jupyter = {"Host": notebook.hostname, "Authorization": f"token {ready['token']}"}
         status = requests.get(f"{entrypoint}/api/status", timeout=10,
-                              headers={"Host": notebook.hostname, "Authorization": f"token {ready['token']}"})
+                              headers={**jupyter, "PRIVATE-TOKEN": info["token"]})  # forward-auth: the owner
         assert status.status_code == 200, status.text
+        assert requests.get(f"{entrypoint}/api/status", headers=jupyter, timeout=10).status_code == 401
 
         flower = {"Host": urlsplit(info["flower_url"]).hostname}
         assert requests.get(f"{entrypoint}/", headers=flower, timeout=10).status_code == 401

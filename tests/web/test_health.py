@@ -11,6 +11,9 @@ from booklab.web import create_app
 from tests.fixtures.pipeline import run_to_end
 from tests.fixtures.services import free_port
 
+METRICS_TOKEN = "metrics-t0ken"
+AUTHORIZED = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
 
 def metric(text: str, line_start: str) -> float:
     """The value of the one sample whose line starts with ``line_start``."""
@@ -28,22 +31,28 @@ def test_health_is_503_without_a_live_runner_then_200(web_client, runners):
 
 
 def test_health_is_503_when_redis_does_not_answer(web_env):
-    env = {**web_env, "BOOKLAB_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env = {**web_env, "BOOKLAB_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "BOOKLAB_WEB_METRICS_TOKEN": METRICS_TOKEN}
     context = Context(config_module.load(os.devnull, environ=env))
     try:
         with create_app(context=context).test_client() as client:
             answer = client.get("/health")
             assert answer.status_code == 503 and answer.json["reason"] == "Redis does not answer."
-            assert client.get("/metrics").status_code == 503
+            assert client.get("/metrics", headers=AUTHORIZED).status_code == 503
     finally:
         context.close()
 
 
-def test_metrics_count_deployments_runners_queue_and_durations(web_client, ctx, runners, alice, project):
+def test_metrics_count_deployments_runners_queue_and_durations(web_env, ctx, runners, alice, project):
     runners(2)
     request = service.request_deployment(ctx, project, "main", alice.token)
     assert run_to_end(ctx, request.id)[-1]["phase"] == "ready"
-    text = web_client.get("/metrics").get_data(as_text=True)
+    context = Context(config_module.load(os.devnull, environ={**web_env, "BOOKLAB_WEB_METRICS_TOKEN": METRICS_TOKEN}))
+    try:
+        with create_app(context=context).test_client() as client:
+            text = client.get("/metrics", headers=AUTHORIZED).get_data(as_text=True)
+    finally:
+        context.close()
     assert metric(text, 'booklab_deployments{phase="ready"}') == 1
     assert metric(text, "booklab_queue_length") == 0
     assert metric(text, 'booklab_runners{state="busy"}') == 1

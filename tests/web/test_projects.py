@@ -118,6 +118,16 @@ def test_launch_queues_the_deployment_and_opens_its_page(logged_in, plain_projec
     ("/v2/gl/demo%2Fmissing/main", 404, "Project demo/missing was not found on GitLab"),
     ("/v2/gl/demo%2Fnotebooks/no-such-branch", 404, "Branch 'no-such-branch' does not exist in demo/notebooks"),
     ("/v2/gl/demo/notebooks/main", 404, "with the project path URL-escaped"),
+    # malformed links: a clear page, never a crash, nothing created
+    ("/v2/gl/demo%2Fnotebooks", 404, "Launch links look like"),
+    ("/v2/gl/demo%2Fnotebooks/", 404, "Launch links look like"),
+    ("/v2/gl/notebooks/main", 404, "Launch links look like"),
+    ("/v2/gl/demo%2Fnotebooks/--upload-pack=touch%20x", 404, "Branch '--upload-pack=touch x' does not exist"),
+    ("/v2/gl/demo%2F..%2F..%2Fetc/main", 404, "Project demo/../../etc was not found"),
+    ("/v2/gl/demo%2Fnot%FFebooks/main", 404, "was not found on GitLab"),
+    ("/v2/gl/demo%2Fnotebooks/ma%ZZin", 404, "Branch 'ma%ZZin' does not exist"),
+    ("/v2/gl/%00%2Fx/main", 400, "is not valid"),
+    ("/v2/gl/" + "a" * 3000 + "%2Fb/main", 404, "was not found on GitLab"),
 ])
 def test_a_launch_link_to_an_unknown_project_or_branch_says_which(logged_in, plain_project, gitlab,
                                                                    redis_client, link, status, says):
