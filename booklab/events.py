@@ -1,5 +1,5 @@
 """The deployment log: BinderHub-shaped events (``phase``, ``message``, extras) appended
-to ``log:<deployment>`` (capped), counted so each has a stable id, published for live
+to ``log:<deployment>`` (capped in events and in message length), counted so each has a stable id, published for live
 readers, and mirrored in the ``status`` hash.
 
 Writing is one atomic Lua call, so ids never repeat and readers that reconnect with the
@@ -17,6 +17,9 @@ import redis
 
 from booklab import schema
 from booklab.phases import Phase
+
+#: characters of one event's message kept; the rest is cut
+MAX_MESSAGE = 4000
 
 _EMIT = """
 local id = redis.call('INCR', KEYS[2])
@@ -53,6 +56,8 @@ class EventLog:
     def emit_in(self, client: redis.Redis, deployment_id: str, phase: Phase, message: str = "",
                 **extra: Any) -> Any:
         """:meth:`emit` through ``client``, which may be a pipeline in a transaction."""
+        if len(message) > MAX_MESSAGE:  # one line of a build, say, that would fill a page
+            message = f"{message[:MAX_MESSAGE]}... [{len(message) - MAX_MESSAGE} more characters cut]"
         if message and not message.endswith("\n"):
             message += "\n"
         data = json.dumps({"phase": phase.value, "message": message, **extra})

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 
 from celery import bootsteps
+from celery.worker import state as worker_state
 
 from booklab import key_sweeper, recovery, schema, steps
 from booklab.config import Config
@@ -23,26 +25,60 @@ from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
 
+#: seconds a deployment in preparation may have no step in hand before it is ended
+CHAIN_GAP = 15
+
 
 def runner_name(config: Config) -> str:
     """The configured name, or a new unique one."""
     return config.runner_name or f"runner-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
 
 
-def supervise(ctx: Context, name: str, consumer) -> None:
+class ChainWatch:
+    """Notices a deployment whose chain of steps died without a word: held by this runner,
+    not ready, and no step of it running, queued or scheduled here for :data:`CHAIN_GAP`
+    seconds (a step that failed while Redis did not answer could not even say so)."""
+
+    def __init__(self) -> None:
+        self.idle_since: float | None = None
+
+    def died(self, ctx: Context, deployment_id: str) -> bool:
+        if ctx.deployments.status(deployment_id) is Phase.READY or _steps_in_hand():
+            self.idle_since = None
+            return False
+        now = time.monotonic()
+        if self.idle_since is None:
+            self.idle_since = now
+        if now - self.idle_since < CHAIN_GAP:
+            return False
+        self.idle_since = None
+        return True
+
+
+def _steps_in_hand() -> bool:
+    return bool(worker_state.active_requests or worker_state.reserved_requests or worker_state.scheduled_requests)
+
+
+def supervise(ctx: Context, name: str, consumer, watch: ChainWatch) -> None:
     """One check of the runner: heartbeat, lost runners, deploy keys to sweep, its notebook's
-    life, the shared queue."""
+    life (or its preparation's), the shared queue."""
     ctx.runners.beat(name)
     for lost in recovery.lost_runners(ctx):
         recovery.reap(ctx, lost)
     key_sweeper.sweep(ctx)
     held = ctx.runners.held(name)
     if held and held.get("deployment"):
-        reason = reason_to_end(ctx, held)
-        if reason is None:
-            return
-        log.info("ending %s: %s", held["deployment"], reason)
-        steps.release(ctx, held["deployment"], name, Phase.STOPPED, reason)
+        if watch.died(ctx, held["deployment"]):
+            log.warning("the steps of %s ended without a word; ending it", held["deployment"])
+            steps.release(ctx, held["deployment"], name, Phase.FAILED,
+                          "Preparing this notebook stopped halfway (Booklab lost its state store "
+                          "for a moment): retry.")
+        else:
+            reason = reason_to_end(ctx, held)
+            if reason is None:
+                return
+            log.info("ending %s: %s", held["deployment"], reason)
+            steps.release(ctx, held["deployment"], name, Phase.STOPPED, reason)
     if not consumer.task_consumer.consuming_from(schema.DEPLOYMENTS_QUEUE):
         consumer.add_task_queue(schema.DEPLOYMENTS_QUEUE)
         log.info("%s is free and takes deployments again", name)
@@ -56,27 +92,37 @@ class Supervisor(bootsteps.StartStopStep):
     def __init__(self, parent, **kwargs):
         super().__init__(parent, **kwargs)
         self._timer = None
+        self._resumed = False
+        self._watch = ChainWatch()
 
     def start(self, c):
+        """At the runner's start, and again each time the consumer reconnects to the broker."""
         ctx = get_context()
         ctx.runners.beat(c.hostname)
-        try:
-            recovery.resume(ctx, c.hostname)
-        except Exception:  # Docker down: supervise() ends the held notebook if it is gone
-            log.exception("%s could not look for what it left before a restart", c.hostname)
+        if not self._resumed:  # this process just started: what did an earlier one leave?
+            try:
+                recovery.resume(ctx, c.hostname)
+            except Exception:  # Docker down: supervise() ends the held notebook if it is gone
+                log.exception("%s could not look for what it left before a restart", c.hostname)
+            self._resumed = True
         if ctx.runners.held(c.hostname).get("deployment"):
             c.cancel_task_queue(schema.DEPLOYMENTS_QUEUE)  # one notebook at a time, adopted ones too
         self._timer = c.timer.call_repeatedly(ctx.config.runner_poll_interval, self._tick, (c,), priority=10)
 
     def _tick(self, c):
         try:
-            supervise(get_context(), c.hostname, c)
+            supervise(get_context(), c.hostname, c, self._watch)
         except Exception:  # keep supervising: a Redis or Docker hiccup must not stop the runner
             log.exception("supervising %s failed", c.hostname)
 
-    def shutdown(self, c):
+    def stop(self, c):
+        """The consumer restarts (its broker connection was lost): start() runs again after."""
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
+
+    def shutdown(self, c):
+        self.stop(c)
         ctx = get_context()
         held = ctx.runners.held(c.hostname)
         if held.get("deployment"):

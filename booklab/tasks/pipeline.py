@@ -9,7 +9,8 @@ from typing import Callable
 
 import redis
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
+from kombu.exceptions import OperationalError
 
 from booklab import schema, steps
 from booklab.context import Context, get_context
@@ -22,6 +23,7 @@ from booklab.transient import as_booklab_error, backoff
 log = logging.getLogger(__name__)
 
 Step = Callable[[Context, str, str], None]
+CLAIM_TRIES = 3
 
 
 def _first_run(client: redis.Redis, task: Task) -> bool:
@@ -34,16 +36,23 @@ def _first_run(client: redis.Redis, task: Task) -> bool:
 def _run_step(task: Task, step: Step, deployment_id: str, claim: bool = False) -> str:
     ctx = get_context()
     runner = task.request.hostname
+    if claim and ctx.runners.held(runner).get("deployment") not in (None, deployment_id):
+        # taken in the instant a runner that serves a notebook reconnected to the broker
+        log.warning("%s serves a notebook already; %s goes back to the queue", runner, deployment_id)
+        _stop_taking_deployments(runner)
+        raise Reject("the runner serves a notebook already", requeue=True)
     if not _first_run(ctx.redis, task):
         log.warning("%s for %s was delivered again; it already ran", task.name, deployment_id)
         raise Ignore()
-    if claim and not task.request.retries:
-        _claim(ctx, runner, deployment_id)
-    if ctx.deployments.stop_requested(deployment_id):
-        steps.release(ctx, deployment_id, runner, Phase.STOPPED, "Stopped on request.")
-        raise Ignore()
     try:
+        if claim and not task.request.retries:
+            _claim(ctx, runner, deployment_id)
+        if ctx.deployments.stop_requested(deployment_id):
+            steps.release(ctx, deployment_id, runner, Phase.STOPPED, "Stopped on request.")
+            raise Ignore()
         step(ctx, deployment_id, runner)
+    except Ignore:
+        raise
     except Exception as exc:  # every failure ends in a retry or in a final event
         error = as_booklab_error(exc)
         if error is None:
@@ -86,7 +95,19 @@ def _claim(ctx: Context, runner: str, deployment_id: str) -> None:
         leave_queue(ctx, deployment_id)
         raise Ignore()  # stopped, or taken already, while it waited
     ctx.runners.hold(runner, deployment_id)
-    app.control.cancel_consumer(schema.DEPLOYMENTS_QUEUE, destination=[runner], reply=True, timeout=5)
+    _stop_taking_deployments(runner)
+
+
+def _stop_taking_deployments(runner: str) -> None:
+    """Make this runner's main process stop consuming the shared queue, now."""
+    for attempt in range(CLAIM_TRIES):  # a broker connection of the pool may have died with a Redis restart
+        try:
+            app.control.cancel_consumer(schema.DEPLOYMENTS_QUEUE, destination=[runner], reply=True, timeout=5)
+            return
+        except (redis.ConnectionError, ConnectionError, OperationalError):
+            if attempt == CLAIM_TRIES - 1:
+                raise
+            log.warning("the broker connection of %s broke; trying again", runner)
 
 
 @app.task(bind=True, name="booklab.provision_key", time_limit=180)

@@ -14,8 +14,15 @@ from booklab import schema, service
 from booklab.keys import generate_keypair
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import (BRANCH_WITH_SLASH, MAINTAINER, PROJECT, messages, notebook_repo_files, phases,
-                                     run_to_end)
+from tests.fixtures.pipeline import (
+    BRANCH_WITH_SLASH,
+    MAINTAINER,
+    PROJECT,
+    messages,
+    notebook_repo_files,
+    phases,
+    run_to_end,
+)
 from tests.fixtures.services import wait_until
 
 DEVELOPER = 30

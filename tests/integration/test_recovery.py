@@ -11,7 +11,12 @@ from pathlib import Path
 from booklab import launcher, schema, service
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import BRANCH_WITH_SLASH, MAINTAINER, notebook_repo_files, run_to_end
+from tests.fixtures.pipeline import (
+    BRANCH_WITH_SLASH,
+    MAINTAINER,
+    notebook_repo_files,
+    run_to_end,
+)
 from tests.fixtures.services import wait_until
 
 

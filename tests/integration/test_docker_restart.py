@@ -1,0 +1,26 @@
+"""The Docker daemon restarted while a notebook runs: its container stopped with the daemon,
+so the deployment ends (status ``stopped``, with the reason), nothing is left behind, and
+the runner serves the next deployment on the restarted daemon."""
+
+from __future__ import annotations
+
+from booklab import service
+from booklab.phases import Phase
+from tests.fixtures.pipeline import BRANCH_WITH_SLASH, phases, run_to_end
+from tests.fixtures.services import wait_until
+
+
+def test_after_a_docker_restart_the_status_reflects_reality(ctx, runners, docker_daemon, docker_engine, alice,
+                                                            project):
+    runner, = runners(1)
+    first = service.request_deployment(ctx, project, "main", alice.token)
+    assert phases(run_to_end(ctx, first.id))[-1] == "ready"
+
+    docker_daemon.restart()
+    wait_until(lambda: ctx.deployments.status(first.id) is Phase.STOPPED, 60, "the deployment to end")
+    assert "The notebook server ended (container exited)" in ctx.events.read(first.id)[-1].data["message"]
+    assert docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={first.id}"}) == []
+    wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+
+    second = service.request_deployment(ctx, project, BRANCH_WITH_SLASH, alice.token)
+    assert phases(run_to_end(ctx, second.id))[-1] == "ready"

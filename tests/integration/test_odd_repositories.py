@@ -1,0 +1,68 @@
+"""Repositories of odd shapes, deployed on a real runner: no notebook at all, a Dockerfile
+that exposes another port, one whose image runs as root, and a build that prints far more
+than a deployment log keeps (and a line longer than a log line may be)."""
+
+from __future__ import annotations
+
+import requests
+
+from booklab import service
+from tests.fixtures.gitlab import create_local_repo
+from tests.fixtures.pipeline import MAINTAINER, messages, phases, run_to_end
+from tests.fixtures.services import wait_until
+
+
+def deploy(ctx, gitlab, alice, tmp_path, path: str, files: dict[str, str]) -> list[dict]:
+    """The events of a deployment of ``files`` as project ``path``, as they came."""
+    repo = create_local_repo(tmp_path / path.replace("/", "-"), {"main": files})
+    gitlab.add_project(path, members={"alice": MAINTAINER})
+    gitlab.push(path, repo)
+    return run_to_end(ctx, service.request_deployment(ctx, path, "main", alice.token).id)
+
+
+def contents(ready: dict) -> list[str]:
+    answer = requests.get(ready["url"] + "api/contents", headers={"Authorization": f"token {ready['token']}"},
+                          timeout=10)
+    answer.raise_for_status()
+    return sorted(item["name"] for item in answer.json()["content"])
+
+
+def test_a_repository_without_a_notebook_opens_its_files(ctx, runners, gitlab, alice, base_image, tmp_path):
+    runners(1)
+    events = deploy(ctx, gitlab, alice, tmp_path, "odd/no-notebook", {
+        "Dockerfile": f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\n",
+        "README.md": "Only a README here.\n"})
+    assert phases(events)[-1] == "ready", messages(events)
+    assert contents(events[-1]) == ["Dockerfile", "README.md"]
+
+
+def test_a_dockerfile_exposing_another_port_still_serves_jupyter(ctx, runners, gitlab, alice, base_image,
+                                                                 tmp_path):
+    runners(1)
+    events = deploy(ctx, gitlab, alice, tmp_path, "odd/other-port", {
+        "Dockerfile": f"FROM {base_image}\nEXPOSE 9000\nCOPY --chown=1000:1000 . /home/jovyan/\n",
+        "hello.txt": "hi\n"})
+    assert phases(events)[-1] == "ready", messages(events)
+    assert "hello.txt" in contents(events[-1])
+
+
+def test_an_image_that_runs_as_root_fails_with_what_to_do(ctx, runners, gitlab, alice, base_image, tmp_path):
+    runner, = runners(1)
+    events = deploy(ctx, gitlab, alice, tmp_path, "odd/root", {"Dockerfile": f"FROM {base_image}\nUSER root\n"})
+    assert phases(events)[-1] == "failed"
+    assert "non-root user" in events[-1]["message"]
+    wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+
+
+def test_a_huge_build_log_is_capped_and_the_notebook_still_starts(ctx, runners, gitlab, alice, base_image,
+                                                                  tmp_path):
+    runners(1, BOOKLAB_LOG_MAX_EVENTS="500")
+    events = deploy(ctx, gitlab, alice, tmp_path, "odd/chatty", {"Dockerfile": (
+        f"FROM {base_image}\n"
+        "RUN seq 1 20000\n"
+        "RUN python3 -c \"print('x' * 3_000_000)\"\n")})
+    assert phases(events)[-1] == "ready", messages(events[-5:])
+    assert len(events) > 20000  # all of them were streamed live...
+    assert len(ctx.events.read("odd/chatty:main:alice")) == 500  # ...and the last 500 are kept
+    long_line, = [e["message"] for e in events if e["message"].startswith("xxxx")]
+    assert len(long_line) < 4100 and "more characters cut" in long_line
