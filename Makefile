@@ -4,7 +4,7 @@
 #   DEMO_REPOS=DIR (serve every git repository in DIR as the project demo/<its name>).
 PYTHON ?= python3
 
-.PHONY: deps test demo base-image runner-image
+.PHONY: deps test demo bench base-image runner-image
 
 deps:
 	scripts/install-deps.sh
@@ -21,3 +21,8 @@ test: deps
 demo: deps
 	$(PYTHON) -m booklab.demo $(if $(RUNNERS),--runners $(RUNNERS)) $(if $(DEMO_PORT),--port $(DEMO_PORT)) \
 		$(if $(DEMO_REPOS),--repos "$(DEMO_REPOS)")
+
+# Benchmarks against the real local stack; writes BENCHMARKS.md. Optional: FIGURES="relaunch route"
+# (some figures only), BENCH_ROUNDS=N (default 10; see python -m bench --help).
+bench: deps
+	$(PYTHON) -m bench $(FIGURES)
