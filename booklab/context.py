@@ -48,6 +48,8 @@ class Context:
         return GitLabClient(self.config.gitlab_host, token, self.config.gitlab_timeout)
 
     def close(self) -> None:
+        if self.events.fanout is not None:
+            self.events.fanout.close()
         self.redis.close()
         if "docker" in self.__dict__:
             self.docker.close()

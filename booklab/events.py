@@ -25,6 +25,8 @@ _EMIT = """
 local id = redis.call('INCR', KEYS[2])
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 redis.call('PUBLISH', KEYS[4], id .. ' ' .. ARGV[1])
 return id
@@ -46,6 +48,7 @@ class EventLog:
 
     def __init__(self, client: redis.Redis, max_events: int = 5000) -> None:
         self.redis = client
+        self.fanout: Any = None
         self.max_events = max_events
         self._emit = client.register_script(_EMIT)
 
@@ -64,7 +67,7 @@ class EventLog:
         return self._emit(
             keys=[schema.log(deployment_id), schema.logseq(deployment_id), schema.STATUS,
                   schema.events(deployment_id)],
-            args=[data, self.max_events, deployment_id, phase.status.value],
+            args=[data, self.max_events, deployment_id, phase.status.value, schema.RECORD_TTL],
             client=client,
         )
 
@@ -85,11 +88,12 @@ class EventLog:
     def follow(self, deployment_id: str, after: int = 0, timeout: float | None = None,
                until_final: bool = True) -> Iterator[Event]:
         """Every event after ``after``, then each new one as it is written, in order and
-        without repeats; ends after a final phase (ready, failed, stopped) or ``timeout``."""
+        without repeats; ends after a final phase (ready, failed, stopped) or ``timeout``.
+        New events come through the process's shared subscription when it has one
+        (:meth:`share_subscription`), else through one of their own."""
+        source = self.fanout.listen(deployment_id) if self.fanout else _Subscription(self.redis, deployment_id)
         deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(schema.events(deployment_id))
-        try:
+        with source:  # listening before the backlog is read: nothing falls in between
             last = after
             backlog = self.read(deployment_id, after)
             while True:
@@ -104,15 +108,48 @@ class EventLog:
                 wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
                 if wait <= 0:
                     return
-                message = pubsub.get_message(timeout=wait)
-                if message is None:
+                news = source.receive(wait)
+                if news is None:
                     continue
-                raw = message["data"]
-                raw = raw.decode() if isinstance(raw, bytes) else raw
-                event_id, _, data = raw.partition(" ")
-                if int(event_id) > last + 1:  # missed some (reader too slow): re-read the list
+                if news is RESYNC or news.id > last + 1:  # missed some: re-read the list
                     backlog = self.read(deployment_id, last)
                 else:
-                    backlog = [Event(int(event_id), json.loads(data))]
-        finally:
-            pubsub.close()
+                    backlog = [news]
+
+    def share_subscription(self) -> None:
+        """From now on, every :meth:`follow` of this process shares one subscription to all
+        deployments' events (for the web tier, which follows hundreds at once)."""
+        from booklab.event_fanout import EventFanout
+
+        if self.fanout is None:
+            self.fanout = EventFanout(self.redis)
+
+
+#: what a listener receives when events may have been missed: re-read the log
+RESYNC = Event(0, {})
+
+
+def parse(raw: str | bytes) -> Event:
+    """An event as published: ``"<id> <json>"``."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    event_id, _, data = text.partition(" ")
+    return Event(int(event_id), json.loads(data))
+
+
+class _Subscription:
+    """New events of one deployment through a subscription of its own."""
+
+    def __init__(self, client: redis.Redis, deployment_id: str) -> None:
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self.channel = schema.events(deployment_id)
+
+    def __enter__(self) -> _Subscription:
+        self.pubsub.subscribe(self.channel)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.pubsub.close()
+
+    def receive(self, wait: float) -> Event | None:
+        message = self.pubsub.get_message(timeout=wait)
+        return None if message is None else parse(message["data"])

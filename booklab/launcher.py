@@ -27,7 +27,7 @@ PORT = 8888
 COMMAND = ["jupyter", "notebook", "--ip=0.0.0.0", f"--port={PORT}", "--no-browser"]
 LOG_LINES = 20
 STOP_TIMEOUT = 5
-POLL_INTERVAL = 0.25
+POLL_INTERVAL = 0.05  # Jupyter answers about 1 s after its start: poll finely
 HTTP_TIMEOUT = 5
 
 

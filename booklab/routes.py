@@ -38,7 +38,7 @@ from booklab.launcher import Notebook
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
-POLL_INTERVAL = 0.1
+POLL_INTERVAL = 0.02
 #: the web tier's forward-auth endpoint, followed by the notebook's slug
 AUTH_PATH = "/auth/notebook/"
 #: request headers Traefik replaces by the forward-auth answer's (removed when it has none)

@@ -9,8 +9,8 @@ HASH   runner:<runner>             the deployment a runner serves and its contai
 HASH   status                      deployment -> current status (phases.Phase)
 HASH   deployment:<deployment>     project, ref, user, commit, image, runner, url, ...
 ZSET   queue                       deployments waiting for a runner, by arrival
-LIST   log:<deployment>            the deployment's events as JSON, oldest first, capped
-STR    logseq:<deployment>         how many events were ever written (the last event id)
+LIST   log:<deployment>            the deployment's events as JSON, oldest first, capped; 7 days
+STR    logseq:<deployment>         how many events were ever written (the last event id); 7 days
 PUBSUB events:<deployment>         each event, "<id> <json>", for live readers
 STR    token:<deployment>          the notebook's Jupyter token
 STR    stop:<deployment>           a stop was asked for; the runner acts on it

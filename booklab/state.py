@@ -47,6 +47,13 @@ class Deployments:
     def record(self, deployment_id: str) -> dict[str, str]:
         return self.redis.hgetall(schema.deployment(deployment_id))
 
+    def records(self, deployment_ids: list[str]) -> list[dict[str, str]]:
+        """The records of several deployments, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for deployment_id in deployment_ids:
+                pipe.hgetall(schema.deployment(deployment_id))
+            return pipe.execute()
+
     def update(self, deployment_id: str, **fields: str) -> None:
         self.redis.hset(schema.deployment(deployment_id), mapping=fields)
 

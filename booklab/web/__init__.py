@@ -48,10 +48,11 @@ def create_app(config: Config | None = None, context: Context | None = None) -> 
         set_context(context)
     config = context.config
     config.require("secret_key", "gitlab_consumer_key", "gitlab_consumer_secret")
-    # each open event stream holds one Redis connection (its pub/sub) for as long as it
-    # is open; redis-py's pool allows 100 by default
+    # each open event stream holds a thread, and may hold a Redis connection while it
+    # reads its backlog; redis-py's pool allows 100 by default
     pool = context.redis.connection_pool
     pool.max_connections = max(pool.max_connections or 0, config.web_connections + 64)
+    context.events.share_subscription()  # one Redis subscription for all of them
     from booklab.tasks import configure
 
     configure(config)

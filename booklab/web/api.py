@@ -40,10 +40,11 @@ def context() -> Context:
     return current_app.extensions["booklab"]
 
 
-def describe(dep: Deployment, status: Phase) -> dict[str, Any]:
-    """A deployment as the API shows it to its owner (never a token)."""
+def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = None) -> dict[str, Any]:
+    """A deployment as the API shows it to its owner (never a token); ``record``: its
+    record when the caller read it already."""
     ctx, base = context(), request.host_url.rstrip("/")
-    record = ctx.deployments.record(dep.id)
+    record = ctx.deployments.record(dep.id) if record is None else record
     out: dict[str, Any] = {"id": dep.id, "project": dep.project, "ref": dep.ref, "user": dep.user,
                            "status": status.value, "page": base + launch_path(dep.project, dep.ref),
                            "events": base + stream_path(dep.project, dep.ref)}
@@ -89,7 +90,10 @@ def whoami() -> Any:
 @bp.get("/deployments")
 def list_deployments() -> Any:
     user = auth.api_user()
-    mine = [describe(dep, status) for dep, status in context().deployments.of_user(user.username)]
+    deployments = context().deployments
+    found = deployments.of_user(user.username)
+    records = deployments.records([dep.id for dep, _ in found])
+    mine = [describe(dep, status, record) for (dep, status), record in zip(found, records)]
     return jsonify({"deployments": mine})
 
 

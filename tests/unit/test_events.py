@@ -51,3 +51,29 @@ def test_follow_resumes_after_an_id_and_sees_live_events_until_final(redis_clien
             writer.start()
     writer.join()
     assert seen == list(range(2, 202))
+
+
+def test_followers_sharing_one_subscription_each_get_their_own_events_without_loss(redis_client):
+    writer_log, shared = EventLog(redis_client), EventLog(redis_client)
+    shared.share_subscription()
+    deployments = [f"g/p{i}:main:alice" for i in range(20)]
+    for dep in deployments:
+        writer_log.emit(dep, Phase.BUILDING, "before anyone follows")
+    seen: dict[str, list[int]] = {dep: [] for dep in deployments}
+
+    def follow(dep: str) -> None:
+        seen[dep] = [event.id for event in shared.follow(dep, after=0, timeout=30)]
+
+    followers = [threading.Thread(target=follow, args=(dep,)) for dep in deployments]
+    for thread in followers:
+        thread.start()
+    for i in range(50):
+        for dep in deployments:
+            writer_log.emit(dep, Phase.BUILDING, f"{dep} line {i}")
+    for dep in deployments:
+        writer_log.emit(dep, Phase.READY, "done")
+    for thread in followers:
+        thread.join(30)
+    shared.fanout.close()
+    assert seen == {dep: list(range(1, 53)) for dep in deployments}
+    assert redis_client.execute_command("PUBSUB", "NUMPAT") == 0  # the shared one is closed
