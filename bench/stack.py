@@ -41,7 +41,7 @@ from gitlab_standin.server import GitLabStandIn
 from gitlab_standin.store import MAINTAINER, User
 from tests.fixtures.gitlab import GIT_IDENTITY, create_local_repo
 from tests.fixtures.pipeline import notebook_repo_files
-from tests.fixtures.services import BASE_IMAGE, ROOT, free_port, start_redis, wait_until
+from tests.fixtures.services import BASE_IMAGE, ROOT, free_port, start_redis, stop_process, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -187,15 +187,6 @@ def _remove_images(client: docker.DockerClient) -> None:
             log.warning("could not remove %s: %s", image.tags, e)
 
 
-def _stop_process(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=2).status_code == 200
@@ -230,7 +221,7 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
 
     (state / "redis").mkdir()
     redis_proc, redis_url = start_redis(state / "redis")
-    exits.callback(_stop_process, redis_proc)
+    exits.callback(stop_process, redis_proc)
 
     # the stand-in runs threads in this process: every child is started before it (see
     # booklab.demo.processes, whose children run code between fork and exec)

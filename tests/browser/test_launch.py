@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.web import push_notebook_project
+from tests.fixtures.web import log_in_with_the_browser, push_notebook_project, sign_in_on_the_page
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -40,12 +40,7 @@ def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners
     page = context.new_page()
     page.set_default_timeout(30_000)
 
-    page.goto(web_server + "/")
-    page.get_by_role("link", name="Log in with GitLab").click()
-    page.get_by_label("Username or primary email").fill(alice.username)
-    page.get_by_label("Password").fill(alice.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(web_server + "/")
+    log_in_with_the_browser(page, web_server, alice)
     assert page.locator(".user").inner_text().endswith("@alice")
 
     page.get_by_role("link", name=PROJECT).click()
@@ -85,9 +80,7 @@ def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners
     other = stranger.new_page()
     other.set_default_timeout(30_000)
     other.goto(leaked)
-    other.get_by_label("Username or primary email").fill(bob.username)
-    other.get_by_label("Password").fill(bob.password)
-    other.get_by_role("button", name="Sign in").click()
+    sign_in_on_the_page(other, bob)
     other.get_by_text("belongs to the GitLab user alice, and you are logged in as bob").wait_for()
     assert other.url.startswith(web_server + "/auth/notebook/grant/")
     other.screenshot(path=ARTIFACTS / "notebook-refused.png")

@@ -20,7 +20,7 @@ from booklab import service
 from booklab.context import Context
 from booklab.phases import Phase
 from booklab.web import create_app, csrf
-from tests.fixtures.web import csrf_token, log_in
+from tests.fixtures.web import csrf_token, log_in, log_in_with_the_browser
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 #: what csrf.py answers a request without its token (Flask-WTF's status; the message says why)
@@ -239,12 +239,7 @@ def test_a_real_browser_runs_the_pages_under_their_policy(browser, web_server, a
     page.on("console", lambda message: violations.append(message.text)
             if "Content Security Policy" in message.text else None)
 
-    page.goto(web_server + "/")
-    page.get_by_role("link", name="Log in with GitLab").click()
-    page.get_by_label("Username or primary email").fill(alice.username)
-    page.get_by_label("Password").fill(alice.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(web_server + "/")
+    log_in_with_the_browser(page, web_server, alice)
     page.get_by_role("link", name=plain_project).click()
     page.get_by_role("button", name="Launch").click()
     page.wait_for_url(web_server + "/v2/gl/demo%2Fnotebooks/main")
