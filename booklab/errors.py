@@ -31,13 +31,21 @@ class DeployKeyError(BooklabError):
 
 
 class CloneError(BooklabError):
-    """git could not clone the project at the requested branch."""
+    """git could not clone the project at the requested branch (or fetch from it, or push to it)."""
 
 
 class CloneUnavailable(CloneError):
     """git could not reach GitLab (network error, 5xx): worth retrying."""
 
     transient = True
+
+
+class PushRejected(CloneError):
+    """GitLab refused to update a branch: it exists already, or moved since."""
+
+
+class SaveError(BooklabError):
+    """A notebook's changes could not be saved back to GitLab; the notebook keeps them."""
 
 
 class BuildError(BooklabError):

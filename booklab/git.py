@@ -1,10 +1,12 @@
-"""Shallow ``git clone`` of one branch, over SSH with a deploy key or over HTTPS with a
-token, without ever putting a secret in argv, a URL or a log line.
+"""The git work of a deployment, without ever putting a secret in argv, a URL or a log
+line: a shallow ``git clone`` of one branch; and, to save a notebook's changes, a shallow
+fetch of one commit, a commit as the user and a push of a new branch.
 
-The key goes to git through ``GIT_SSH_COMMAND`` and a 0600 file in a private temporary
-directory that is always removed; a token goes in an HTTP header set through git's
-``GIT_CONFIG_*`` environment variables. The GitLab host's SSH key is always checked:
-against the configured known_hosts lines, or learned on first use and kept.
+Git talks to GitLab over SSH with a deploy key or over HTTPS with a token. The key goes to
+git through ``GIT_SSH_COMMAND`` and a 0600 file in a private temporary directory that is
+always removed; a token goes in an HTTP header set through git's ``GIT_CONFIG_*``
+environment variables. The GitLab host's SSH key is always checked: against the configured
+known_hosts lines, or learned on first use and kept.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from booklab.errors import CloneError, CloneUnavailable
+from booklab.errors import CloneError, CloneUnavailable, PushRejected
 
 _FORBIDDEN_IN_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)")
 
@@ -55,33 +57,84 @@ def clone(url: str, branch: str, dest: Path, credentials: SshCredentials | Https
           timeout: float = 600) -> Iterator[str]:
     """Clone ``branch`` of ``url`` into ``dest`` (depth 1), yielding git's progress lines."""
     check_branch_name(branch)
+    yield from _remote(["clone", "--progress", "--depth", "1", "--single-branch", f"--branch={branch}",
+                        "--", url, str(dest)], credentials, timeout, what="clone", branch=branch)
+
+
+def fetch_commit(url: str, commit: str, dest: Path, credentials: SshCredentials | HttpsCredentials,
+                 timeout: float = 600) -> None:
+    """A new repository at ``dest`` whose work tree holds ``commit`` of ``url`` (depth 1)."""
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
+        raise ValueError(f"{commit!r} is not a full commit SHA")
+    _local(dest.parent, "init", "--quiet", str(dest))
+    for _ in _remote(["-C", str(dest), "fetch", "--quiet", "--no-tags", "--depth", "1", "--", url, commit],
+                     credentials, timeout, what="fetch"):
+        pass
+    _local(dest, "checkout", "--quiet", "--detach", commit)
+
+
+def commit_all(checkout: Path, author: tuple[str, str], message: str) -> str | None:
+    """Commit every change of the work tree (what ``.gitignore`` ignores aside) as
+    ``author`` (name, e-mail); the new commit's SHA, or None when nothing changed."""
+    _local(checkout, "add", "--all")
+    if not _local(checkout, "status", "--porcelain").strip():
+        return None
+    name, email = author
+    identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+                "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+    _local(checkout, "commit", "--quiet", "--no-verify", "--file=-", stdin=message, env=identity)
+    return head_commit(checkout)
+
+
+def push(checkout: Path, url: str, branch: str, credentials: SshCredentials | HttpsCredentials,
+         timeout: float = 600) -> None:
+    """Push the checkout's HEAD to the branch ``branch`` of ``url``, never by force."""
+    check_branch_name(branch)
+    for _ in _remote(["-C", str(checkout), "push", "--porcelain", "--", url, f"HEAD:refs/heads/{branch}"],
+                     credentials, timeout, what="push", branch=branch):
+        pass
+
+
+def _remote(args: list[str], credentials: SshCredentials | HttpsCredentials, timeout: float,
+            what: str, branch: str = "") -> Iterator[str]:
+    """Run ``git <args>`` that talks to GitLab with ``credentials``, yielding its stderr lines;
+    learn GitLab's SSH host key into the credentials."""
     private = Path(tempfile.mkdtemp(prefix="booklab-git-"))
     try:
         env = _git_env(private, credentials)
-        cmd = ["git", "clone", "--progress", "--depth", "1", "--single-branch",
-               f"--branch={branch}", "--", url, str(dest)]
         lines: list[str] = []
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(["git", *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            for line in _lines(proc.stderr):
+            for line in _lines(proc.stdout):
                 lines.append(line)
                 yield line
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            raise CloneError(f"git clone took longer than {timeout:.0f} s: try again later.") from None
+            raise CloneError(f"git {what} took longer than {timeout:.0f} s: try again later.") from None
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            proc.stderr.close()
+            proc.stdout.close()
         if proc.returncode != 0:
-            raise _explain(lines, branch)
+            raise _explain(lines, what, branch)
         if isinstance(credentials, SshCredentials):
             credentials.known_hosts = (private / "known_hosts").read_text()
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def _local(checkout: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+    """Run a git command that stays on this machine; its output."""
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(checkout), "LANG": "C.UTF-8",
+            "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
+    done = subprocess.run(["git", "-C", str(checkout), *args], input=stdin, env={**base, **(env or {})},
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise CloneError(f"git {args[0]} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
 
 
 def head_commit(checkout: Path) -> str:
@@ -135,17 +188,22 @@ _UNREACHABLE = re.compile(
 _NO_ACCESS = "GitLab refused access to the repository: check that you can still read the project."
 
 
-def _explain(lines: list[str], branch: str) -> CloneError:
+def _explain(lines: list[str], what: str, branch: str) -> CloneError:
     text = "\n".join(lines[-5:])
     if "Remote branch" in text and "not found" in text:
         return CloneError(f"Branch {branch!r} was not found in the repository: pick an existing branch.")
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
         return CloneError("The GitLab server's SSH host key does not match the known one: check "
                           "gitlab/known_hosts in the configuration.")
+    if what == "push" and re.search(r"\[rejected\]|\[remote rejected\]|! \S+:refs/", text):
+        return PushRejected(f"GitLab refused the push to branch {branch!r}: {text}")
+    if what == "push" and re.search(r"not allowed to push|does not have write access|returned error: 403", text):
+        return CloneError(f"GitLab refused the push to branch {branch!r}: your role cannot push to "
+                          "this project.")
     if "Permission denied" in text or "Authentication failed" in text or re.search(r"returned error: 40[134]", text):
         return CloneError(_NO_ACCESS)
     if _UNREACHABLE.search(text):
         return CloneUnavailable(f"git could not reach GitLab: {text}")
     if "could not read" in text:
         return CloneError(_NO_ACCESS)
-    return CloneError(f"git clone failed: {text}")
+    return CloneError(f"git {what} failed: {text}")

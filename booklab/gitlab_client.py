@@ -31,6 +31,7 @@ class Project:
     ssh_url: str
     http_url: str
     default_branch: str | None
+    web_url: str = ""
 
 
 class GitLabClient:
@@ -65,6 +66,26 @@ class GitLabClient:
             return self._gl.user.username
         return self._call("reading the current user", fetch)
 
+    def identity(self) -> tuple[str, str]:
+        """(name, e-mail) the token's user commits as: GitLab's commit e-mail, else their
+        e-mail, else GitLab's no-reply address for them."""
+        def fetch() -> tuple[str, str]:
+            self._gl.auth()
+            user = self._gl.user
+            attrs = user.attributes
+            host = self.host.split("://", 1)[-1].split("/", 1)[0]
+            email = (attrs.get("commit_email") or attrs.get("email")
+                     or f"{user.id}-{user.username}@users.noreply.{host}")
+            return attrs.get("name") or user.username, email
+        return self._call("reading the current user", fetch)
+
+    def branch_exists(self, project: Project, branch: str) -> bool:
+        try:
+            self.branch_commit(project, branch)
+        except NotFound:
+            return False
+        return True
+
     def project(self, path: str) -> Project:
         try:
             p = self._call(f"looking up project {path}", lambda: self._gl.projects.get(path))
@@ -73,7 +94,8 @@ class GitLabClient:
                 f"Project {path} was not found on GitLab, or your account cannot read it: "
                 "check the path and that you are a member."
             ) from None
-        return Project(p.id, p.path_with_namespace, p.ssh_url_to_repo, p.http_url_to_repo, p.default_branch)
+        return Project(p.id, p.path_with_namespace, p.ssh_url_to_repo, p.http_url_to_repo, p.default_branch,
+                       getattr(p, "web_url", ""))
 
     def branch_commit(self, project: Project, branch: str) -> str:
         """The commit SHA the branch points to."""
@@ -86,12 +108,13 @@ class GitLabClient:
             ) from None
         return b.commit["id"]
 
-    def add_deploy_key(self, project: Project, title: str, public_key: str) -> int:
-        """Add a read-only deploy key; returns its id. Raises DeployKeyRefused on 403."""
+    def add_deploy_key(self, project: Project, title: str, public_key: str, can_push: bool = False) -> int:
+        """Add a deploy key, read-only unless ``can_push``; returns its id. Raises
+        DeployKeyRefused on 403."""
         proj = self._gl.projects.get(project.id, lazy=True)
         try:
             key: Any = self._call("adding a deploy key",
-                                  lambda: proj.keys.create({"title": title, "key": public_key, "can_push": False}))
+                                  lambda: proj.keys.create({"title": title, "key": public_key, "can_push": can_push}))
         except GitLabError as e:
             if getattr(e.__cause__, "response_code", None) == 403:
                 raise DeployKeyRefused(f"GitLab refused a deploy key on {project.path}.") from e

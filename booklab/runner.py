@@ -14,14 +14,16 @@ import socket
 import time
 import uuid
 
+import docker
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from booklab import key_sweeper, recovery, schema, steps
+from booklab import key_sweeper, recovery, save_back, schema, steps
 from booklab.config import Config
 from booklab.context import Context, get_context
 from booklab.culling import reason_to_end
 from booklab.phases import Phase
+from booklab.transient import as_booklab_error
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,18 @@ def _steps_in_hand() -> bool:
     return bool(worker_state.active_requests or worker_state.reserved_requests or worker_state.scheduled_requests)
 
 
+def _saves_back(ctx: Context, held: dict[str, str]) -> bool:
+    """Whether the held notebook's changes are to be saved before it ends (its container,
+    running or exited, is still there to read them from)."""
+    if not held.get("container") or not ctx.deployments.record(held["deployment"]).get("save_back"):
+        return False
+    try:
+        ctx.docker.containers.get(held["container"])
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
 def supervise(ctx: Context, name: str, consumer, watch: ChainWatch) -> None:
     """One check of the runner: heartbeat, lost runners, deploy keys to sweep, its notebook's
     life (or its preparation's), the shared queue."""
@@ -77,6 +91,10 @@ def supervise(ctx: Context, name: str, consumer, watch: ChainWatch) -> None:
             reason = reason_to_end(ctx, held)
             if reason is None:
                 return
+            if _saves_back(ctx, held):
+                if save_back.request(ctx, held["deployment"], then_end=reason):
+                    log.info("saving %s before it ends: %s", held["deployment"], reason)
+                return  # the save ends it, or keeps it when it fails
             log.info("ending %s: %s", held["deployment"], reason)
             steps.release(ctx, held["deployment"], name, Phase.STOPPED, reason)
     if not consumer.task_consumer.consuming_from(schema.DEPLOYMENTS_QUEUE):
@@ -125,9 +143,24 @@ class Supervisor(bootsteps.StartStopStep):
         self.stop(c)
         ctx = get_context()
         held = ctx.runners.held(c.hostname)
+        if held.get("deployment") and _saves_back(ctx, held) and not _saved_before_shutdown(ctx, held):
+            log.error("%s keeps the notebook of %s, whose changes could not be saved: start the "
+                      "runner again under the same name to serve it", c.hostname, held["deployment"])
+            return
         if held.get("deployment"):
             steps.release(ctx, held["deployment"], c.hostname, Phase.STOPPED, "The runner was shut down.")
         ctx.runners.retire(c.hostname)
+
+
+def _saved_before_shutdown(ctx: Context, held: dict[str, str]) -> bool:
+    try:
+        saved = save_back.save(ctx, held["deployment"])
+    except Exception as exc:  # the notebook and its work stay for the runner's next start
+        error = as_booklab_error(exc)
+        save_back.report_failed(ctx, held["deployment"], str(error or exc))
+        return False
+    save_back.report_saved(ctx, held["deployment"], saved)
+    return True
 
 
 def run_worker(config: Config, name: str | None = None, loglevel: str = "INFO") -> None:

@@ -14,6 +14,7 @@ STR    logseq:<deployment>         how many events were ever written (the last e
 PUBSUB events:<deployment>         each event, "<id> <json>", for live readers
 STR    token:<deployment>          the notebook's Jupyter token
 STR    stop:<deployment>           a stop was asked for; the runner acts on it
+STR    saving:<deployment>         a save back is queued or running ("saving"), or failed ("failed")
 STR    secret:<deployment>:<name>  an encrypted secret (private key, user token), with TTL
 ZSET   keysweep                    deploy keys to remove again, "<project id> <title>", by due time
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
@@ -76,6 +77,10 @@ def token(deployment_id: str) -> str:
 
 def stop(deployment_id: str) -> str:
     return f"stop:{deployment_id}"
+
+
+def saving(deployment_id: str) -> str:
+    return f"saving:{deployment_id}"
 
 
 def secret(deployment_id: str, name: str) -> str:

@@ -32,7 +32,7 @@ class Deployments:
                         pipe.reset()
                         return False
                     pipe.multi()
-                    pipe.delete(key, schema.stop(dep.id), schema.token(dep.id))
+                    pipe.delete(key, schema.stop(dep.id), schema.token(dep.id), schema.saving(dep.id))
                     pipe.hset(key, mapping={"project": dep.project, "ref": dep.ref, "user": dep.user,
                                             "requested_at": f"{time.time():.3f}", **fields})
                     pipe.expire(key, schema.RECORD_TTL)
@@ -106,6 +106,9 @@ class Deployments:
 
     def request_stop(self, deployment_id: str) -> None:
         self.redis.set(schema.stop(deployment_id), "1", ex=schema.RECORD_TTL)
+
+    def cancel_stop(self, deployment_id: str) -> None:
+        self.redis.delete(schema.stop(deployment_id))
 
     def stop_requested(self, deployment_id: str) -> bool:
         return bool(self.redis.exists(schema.stop(deployment_id)))

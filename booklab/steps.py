@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 GITLAB_TOKEN = "gitlab-token"
 DEPLOY_KEY = "deploy-key"
 NOTEBOOK_TOKEN = "notebook-token"
-SECRETS = (GITLAB_TOKEN, DEPLOY_KEY, NOTEBOOK_TOKEN)
+#: the user's GitLab token, kept while the notebook lives when its changes are to be saved back
+SAVE_TOKEN = "save-token"
+SECRETS = (GITLAB_TOKEN, DEPLOY_KEY, NOTEBOOK_TOKEN, SAVE_TOKEN)
 KNOWN_HOSTS = "known_hosts"
 
 
@@ -184,7 +186,7 @@ def release(ctx: Context, deployment_id: str, runner: str, phase: Phase, message
     """End the deployment in ``phase`` (failed or stopped): remove what it left behind and
     free the runner."""
     revoke_secrets(ctx, deployment_id)
-    ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN)
+    ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN, SAVE_TOKEN)
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
     ctx.routes.remove(Deployment.from_id(deployment_id).slug)
     container = ctx.deployments.record(deployment_id).get("container")

@@ -10,7 +10,7 @@ from booklab import schema
 from booklab.config import Config
 from booklab.context import set_context
 
-app = Celery("booklab", include=["booklab.tasks.pipeline"])
+app = Celery("booklab", include=["booklab.tasks.pipeline", "booklab.tasks.saving"])
 app.config_from_object("celeryconfig")
 
 

@@ -1,0 +1,198 @@
+"""Save back: commit a notebook's changed files as the user and push them to a new branch
+``booklab/<user>/<yyyymmdd-hhmm>`` of the project, with a link that opens a merge request.
+
+The runner that serves the notebook does it, on Stop and before it ends the notebook for
+any other reason (when the user chose it), and whenever the user asks ("Save now"). Later
+saves of the same notebook add commits to the branch of the first. The push uses a deploy
+key with write access added for that push only and removed after it, or the user's own
+token when their role cannot add deploy keys (or ``clone/method`` is ``https``). A save
+that fails keeps the notebook and its work: the user saves again, or stops and discards.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlencode
+
+import docker
+
+from booklab import git, key_sweeper, schema, workspace
+from booklab.steps import KNOWN_HOSTS, SAVE_TOKEN
+from booklab.context import Context
+from booklab.deployment import Deployment
+from booklab.errors import CloneError, DeployKeyError, PushRejected, SaveError
+from booklab.gitlab_client import DeployKeyRefused, GitLabClient, Project
+from booklab.keys import generate_keypair
+
+log = logging.getLogger(__name__)
+
+#: seconds a queued or running save holds off another
+SAVE_LOCK_TTL = 900
+SAVING, FAILED = "saving", "failed"
+#: seconds before a notebook whose save failed is tried again for an automatic end (culling)
+RETRY_AFTER = 300
+#: names tried for a new branch before giving up (``-2``, ``-3``, ... after the first)
+BRANCH_NAMES = 5
+
+
+@dataclass(frozen=True)
+class Saved:
+    branch: str
+    commit: str
+    merge_request_url: str
+
+
+def request(ctx: Context, deployment_id: str, then_end: str = "") -> bool:
+    """Have the runner that serves the deployment save its notebook's changes (and then end
+    it, with ``then_end`` as the reason). False when a save is queued or running already,
+    or failed less than :data:`RETRY_AFTER` s ago (see :func:`forget_failure`)."""
+    if not ctx.redis.set(schema.saving(deployment_id), SAVING, nx=True, ex=SAVE_LOCK_TTL):
+        return False
+    from booklab.tasks import app
+
+    runner = ctx.deployments.record(deployment_id).get("runner", "")
+    ctx.deployments.update(deployment_id, save_state=SAVING, save_message="Saving your changes to GitLab…")
+    app.send_task("booklab.save", args=[deployment_id, then_end], queue=schema.runner_queue(runner))
+    return True
+
+
+def forget_failure(ctx: Context, deployment_id: str) -> None:
+    """The user asks again: a save that failed may be tried at once."""
+    lock = schema.saving(deployment_id)
+    if ctx.redis.get(lock) == FAILED:
+        ctx.redis.delete(lock)
+
+
+def report_saved(ctx: Context, deployment_id: str, saved: Saved | None) -> str:
+    """Record a save that worked (or found nothing to save); the sentence that says so."""
+    if saved is None:
+        state, message = "unchanged", "No file changed since the last save: nothing was pushed."
+    else:
+        state, message = "saved", (f"Saved your changes to branch {saved.branch}; open a merge request: "
+                                   f"{saved.merge_request_url}")
+    ctx.deployments.update(deployment_id, save_state=state, save_message=message)
+    ctx.redis.delete(schema.saving(deployment_id))
+    return message
+
+
+def report_failed(ctx: Context, deployment_id: str, reason: str) -> None:
+    """Record a save that failed: the notebook keeps running with its work (a Stop that
+    asked for the save is undone), and an automatic end tries again after RETRY_AFTER s."""
+    message = (f"Your changes could not be saved to GitLab: {reason} The notebook keeps running "
+               "with your work: save again, or stop and discard your changes.")
+    ctx.deployments.update(deployment_id, save_state=FAILED, save_message=message)
+    ctx.deployments.cancel_stop(deployment_id)
+    ctx.redis.set(schema.saving(deployment_id), FAILED, ex=RETRY_AFTER)
+
+
+def branch_name(user: str, moment: datetime, attempt: int = 1) -> str:
+    name = f"booklab/{user}/{moment:%Y%m%d-%H%M}"
+    return name if attempt == 1 else f"{name}-{attempt}"
+
+
+def merge_request_url(project: Project, branch: str, target: str) -> str:
+    query = urlencode({"merge_request[source_branch]": branch, "merge_request[target_branch]": target})
+    return f"{project.web_url}/-/merge_requests/new?{query}"
+
+
+def save(ctx: Context, deployment_id: str) -> Saved | None:
+    """Commit and push what changed in the deployment's notebook since its start (on top of
+    its last save); None when nothing changed."""
+    record = ctx.deployments.record(deployment_id)
+    dep = Deployment.from_id(deployment_id)
+    try:
+        container = ctx.docker.containers.get(record.get("container") or "")
+    except docker.errors.NotFound:
+        raise SaveError("The notebook's container is gone: there is nothing left to save.") from None
+    found = workspace.changes(container)
+    if not found:
+        return None
+    token = _user_token(ctx, deployment_id)
+    gl = ctx.gitlab(token)
+    author = gl.identity()
+    project = gl.project(dep.project)
+    now = datetime.now(timezone.utc)
+    message = (f"Save notebook changes from Booklab\n\nSaved from {dep.project} at {dep.ref} "
+               f"({record['commit'][:12]}) on {now:%Y-%m-%d %H:%M} UTC.\n")
+    with tempfile.TemporaryDirectory(prefix="booklab-save-", dir=ctx.config.tmpdir) as work, \
+            _write_access(ctx, gl, project, deployment_id, token) as (url, credentials):
+        base, branch = record.get("saved_commit"), record.get("saved_branch")
+        checkout = Path(work) / "checkout"
+        try:
+            git.fetch_commit(url, base or record["commit"], checkout, credentials)
+        except CloneError as e:
+            if not base or e.transient:
+                raise
+            # the saved commit is gone from GitLab (its branch was deleted): start over
+            log.info("saved commit %s of %s is gone; saving on a new branch", base, deployment_id)
+            base, branch = None, None
+            git.fetch_commit(url, record["commit"], checkout, credentials)
+        workspace.copy_into(container, found, checkout)
+        commit = git.commit_all(checkout, author, message)
+        if commit is None:
+            return None
+        branch = _push(gl, project, checkout, url, credentials, branch, dep.user, now)
+    saved = Saved(branch, commit, merge_request_url(project, branch, dep.ref))
+    ctx.deployments.update(deployment_id, saved_branch=branch, saved_commit=commit,
+                           merge_request_url=saved.merge_request_url, saved_at=f"{now.timestamp():.3f}")
+    log.info("saved %s to branch %s at %s", deployment_id, branch, commit[:12])
+    return saved
+
+
+def _user_token(ctx: Context, deployment_id: str) -> str:
+    try:
+        return ctx.vault.get(deployment_id, SAVE_TOKEN).decode()
+    except DeployKeyError:
+        raise SaveError("Booklab no longer holds your GitLab login for this notebook: log in "
+                        "to Booklab again, then save.") from None
+
+
+def _push(gl: GitLabClient, project: Project, checkout: Path, url: str,
+          credentials: git.SshCredentials | git.HttpsCredentials, branch: str | None, user: str,
+          now: datetime) -> str:
+    """Push to ``branch`` (the notebook's earlier saves), or to the first free new branch
+    name; a branch that moved on GitLab meanwhile is left alone for a new one."""
+    if branch:
+        try:
+            git.push(checkout, url, branch, credentials)
+            return branch
+        except PushRejected:
+            log.info("branch %s moved on GitLab; saving to a new branch", branch)
+    for attempt in range(1, BRANCH_NAMES + 1):
+        name = branch_name(user, now, attempt)
+        if name == branch or gl.branch_exists(project, name):
+            continue
+        try:
+            git.push(checkout, url, name, credentials)
+            return name
+        except PushRejected:
+            continue  # created in the meantime
+    raise SaveError(f"Branches {branch_name(user, now)} to -{BRANCH_NAMES} all exist already: save again in a minute.")
+
+
+@contextmanager
+def _write_access(ctx: Context, gl: GitLabClient, project: Project, deployment_id: str,
+                  token: str) -> Iterator[tuple[str, git.SshCredentials | git.HttpsCredentials]]:
+    """(URL, credentials) that may push to the project: a new deploy key with write access,
+    removed on leaving, or else the user's token."""
+    if ctx.config.clone_method == "ssh":
+        keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
+        title = f"Booklab save {Deployment.from_id(deployment_id).user} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}"
+        try:
+            gl.add_deploy_key(project, title, keys.public_openssh, can_push=True)
+        except DeployKeyRefused:
+            log.info("GitLab refused a write deploy key on %s; pushing with the user's token", project.path)
+        else:
+            known = ctx.config.gitlab_known_hosts or ctx.redis.hget(schema.CONF, KNOWN_HOSTS) or ""
+            try:
+                yield project.ssh_url, git.SshCredentials(keys.private_openssh, known)
+            finally:
+                key_sweeper.remove(ctx, project.id, title, token)
+            return
+    yield project.http_url, git.HttpsCredentials(token)

@@ -1,0 +1,169 @@
+"""A notebook's work, read from its container: which files under the notebook's directory
+changed since the container started (Docker's own record of the container's layer), and a
+copy of those changes into a git checkout of the commit the notebook was built from.
+
+What Jupyter and Python leave behind (``.ipynb_checkpoints``, ``__pycache__``, new hidden
+files such as ``.local`` or ``.ipython``) is not the user's work and is never copied; a
+hidden file the repository tracks is. Paths are checked so that nothing is ever written
+outside the checkout, whatever the container holds.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from docker.models.containers import Container
+
+#: directory names whose content is never the user's work
+NEVER_SAVED = frozenset({".ipynb_checkpoints", "__pycache__", ".Trash-1000"})
+DEFAULT_ROOT = "/home/jovyan"
+_MODIFIED, _ADDED, _DELETED = 0, 1, 2
+_MODE_DIR = 1 << 31  # Go's os.ModeDir, as Docker reports a path's mode
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Paths relative to the notebook's directory ``root`` in the container."""
+
+    root: str
+    written: tuple[str, ...]
+    """added or modified files and symlinks (and directories, skipped when copied)"""
+    deleted: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.written or self.deleted)
+
+
+def notebook_root(container: Container) -> str:
+    """The directory Jupyter serves: the image's working directory, else its home."""
+    config = container.attrs.get("Config") or {}
+    if config.get("WorkingDir"):
+        return config["WorkingDir"].rstrip("/") or "/"
+    home = next((e.split("=", 1)[1] for e in config.get("Env") or [] if e.startswith("HOME=")), "")
+    return home.rstrip("/") or DEFAULT_ROOT
+
+
+def changes(container: Container) -> Changes:
+    """What changed under the notebook's directory since the container started."""
+    root = notebook_root(container)
+    written, deleted = [], []
+    for entry in container.diff() or []:
+        relative = _relative(entry["Path"], root)
+        if relative is None or not _may_be_work(relative, entry["Kind"]):
+            continue
+        (deleted if entry["Kind"] == _DELETED else written).append(relative)
+    return Changes(root, tuple(sorted(written)), tuple(sorted(deleted)))
+
+
+def copy_into(container: Container, found: Changes, checkout: Path) -> None:
+    """Apply ``found`` to the work tree ``checkout``: write what was written, remove what
+    was deleted. A hidden path counts only when the checkout tracks it already."""
+    for relative in found.deleted:
+        target = checkout / relative
+        if _through_symlink(checkout, relative) or (_hidden(relative) and not target.exists()):
+            continue
+        _remove(target)
+    for relative in found.written:
+        if _hidden(relative) and not (checkout / relative).exists():
+            continue
+        _copy_file(container, posixpath.join(found.root, relative), checkout, relative)
+
+
+def _relative(path: str, root: str) -> str | None:
+    """``path`` relative to ``root``, or None when outside it (or ``root`` itself)."""
+    prefix = root.rstrip("/") + "/"
+    if not path.startswith(prefix):
+        return None
+    relative = posixpath.normpath(path[len(prefix):])
+    if relative in (".", "") or relative.startswith("../") or relative == ".." or relative.startswith("/"):
+        return None
+    return relative
+
+
+def _may_be_work(relative: str, kind: int) -> bool:
+    parts = relative.split("/")
+    if any(part in NEVER_SAVED for part in parts):
+        return False
+    # a hidden path added since the start is Jupyter's or Python's, never the repository's
+    return not (kind == _ADDED and _hidden(relative))
+
+
+def _through_symlink(checkout: Path, relative: str) -> bool:
+    """Whether a parent of ``checkout/relative`` is a symlink (which may lead outside)."""
+    here = checkout
+    for part in relative.split("/")[:-1]:
+        here = here / part
+        if here.is_symlink():
+            return True
+    return False
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(".") for part in relative.split("/"))
+
+
+def _copy_file(container: Container, path: str, checkout: Path, relative: str) -> None:
+    chunks, stat = container.get_archive(path)
+    if stat["mode"] & _MODE_DIR:
+        chunks.close()  # its files are listed one by one; git keeps no empty directory
+        return
+    target = _writable(checkout, relative)
+    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks)), mode="r|") as archive:
+        member = next(iter(archive), None)
+        if member is None:
+            return
+        _remove(target)
+        if member.issym():
+            target.symlink_to(member.linkname)
+        elif member.isfile():
+            source = archive.extractfile(member)
+            assert source is not None
+            with target.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            target.chmod(0o755 if member.mode & 0o111 else 0o644)
+
+
+def _writable(checkout: Path, relative: str) -> Path:
+    """``checkout/relative`` with every parent a real directory inside ``checkout`` (a
+    symlink or a file in the way is removed, as the container has a directory there)."""
+    here = checkout
+    for part in relative.split("/")[:-1]:
+        here = here / part
+        if here.is_symlink() or (here.exists() and not here.is_dir()):
+            here.unlink()
+        here.mkdir(exist_ok=True)
+    return here / relative.rsplit("/", 1)[-1]
+
+
+def _remove(target: Path) -> None:
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():
+        shutil.rmtree(target)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable file over the chunks Docker streams."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            self._pending = next(self._chunks, b"")
+            if not self._pending:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size

@@ -1,0 +1,138 @@
+"""Save back: a notebook's changes, made through Jupyter's contents API in the real container,
+reach a new branch of the project on the GitLab stand-in over real git, pushed by a real
+runner; nothing is pushed when nothing changed, and a refused push loses nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime, timezone
+
+import requests
+
+from booklab import schema, service
+from booklab.phases import Phase
+from gitlab_standin.repos import git_env
+from tests.fixtures.pipeline import MAINTAINER, messages, phases, run_to_end
+from tests.fixtures.services import wait_until
+
+REPORTER = 20
+EDITED = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Edited in Booklab"]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def jupyter(ready: dict, method: str, path: str, body: dict | None = None) -> dict:
+    response = requests.request(method, ready["url"] + "api/contents/" + path, json=body, timeout=10,
+                                headers={"Authorization": f"token {ready['token']}"})
+    assert response.ok, response.text
+    return response.json() if response.content else {}
+
+
+def write_text(ready: dict, path: str, text: str) -> None:
+    jupyter(ready, "PUT", path, {"type": "file", "format": "text", "content": text})
+
+
+def stand_in_git(gitlab, project: str, *args: str) -> str:
+    done = subprocess.run(["git", "--git-dir", str(gitlab.repos.path(project)), *args], env=git_env(),
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def branches(gitlab, project: str) -> list[str]:
+    return stand_in_git(gitlab, project, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads").split()
+
+
+def deployed(ctx, runners, project, alice, save_back=True) -> tuple[str, dict]:
+    runners(1)
+    request = service.request_deployment(ctx, project, "main", alice.token, save_back=save_back)
+    events = run_to_end(ctx, request.id)
+    assert phases(events)[-1] == "ready", messages(events)
+    return request.id, events[-1]
+
+
+def stopped(ctx, deployment_id: str, **options) -> dict:
+    service.stop(ctx, deployment_id, **options)
+    wait_until(lambda: ctx.deployments.status(deployment_id) is Phase.STOPPED, 60, "the notebook to stop")
+    return ctx.events.read(deployment_id, 0)[-1].data
+
+
+def save_finished(ctx, deployment_id: str) -> dict:
+    wait_until(lambda: ctx.deployments.record(deployment_id).get("save_state") not in (None, "saving"),
+               60, "the save to end")
+    return ctx.deployments.record(deployment_id)
+
+
+def test_an_edited_notebook_is_pushed_to_a_new_branch_on_stop(ctx, runners, gitlab, alice, project, docker_engine):
+    deployment_id, ready = deployed(ctx, runners, project, alice)
+    jupyter(ready, "PUT", "hello.ipynb", {"type": "notebook", "content": EDITED})
+    jupyter(ready, "POST", "hello.ipynb/checkpoints")  # Jupyter's own copy: never saved
+    jupyter(ready, "PUT", "results", {"type": "directory"})
+    write_text(ready, "results/summary.txt", "42\n")
+    container = ctx.deployments.record(deployment_id)["container"]
+    before = datetime.now(timezone.utc)
+
+    final = stopped(ctx, deployment_id)
+
+    branch = f"booklab/alice/{before:%Y%m%d-%H%M}"
+    assert final["phase"] == "stopped"
+    assert branch in final["message"] and "merge_requests/new" in final["message"], final["message"]
+    assert branch in branches(gitlab, project)
+    saved = json.loads(stand_in_git(gitlab, project, "show", f"{branch}:hello.ipynb"))
+    assert saved["cells"][0]["source"] == ["# Edited in Booklab"]
+    assert stand_in_git(gitlab, project, "show", f"{branch}:results/summary.txt") == "42\n"
+    files = stand_in_git(gitlab, project, "ls-tree", "-r", "--name-only", branch).split()
+    assert not [f for f in files if ".ipynb_checkpoints" in f or f.startswith(".")], files
+    author = stand_in_git(gitlab, project, "log", "-1", "--format=%an <%ae>", branch).strip()
+    assert author == f"{alice.name} <{alice.email}>"
+    parent = stand_in_git(gitlab, project, "rev-parse", f"{branch}~1").strip()
+    assert parent == stand_in_git(gitlab, project, "rev-parse", "main").strip()
+    # pushed with a deploy key that could push, removed once the push was done
+    posts = [r for r in gitlab.request_log() if r.method == "POST" and "/deploy_keys" in r.path]
+    assert len(posts) == 2 and gitlab.deploy_keys(project) == []
+    assert not docker_engine.containers.list(all=True, filters={"id": container})
+    assert ctx.redis.keys("secret:*") == []
+
+
+def test_nothing_is_pushed_when_nothing_changed(ctx, runners, gitlab, alice, project):
+    deployment_id, ready = deployed(ctx, runners, project, alice)
+    jupyter(ready, "GET", "hello.ipynb")  # opened, not changed
+    before = branches(gitlab, project)
+
+    final = stopped(ctx, deployment_id)
+
+    assert final["phase"] == "stopped" and "nothing was pushed" in final["message"], final["message"]
+    assert branches(gitlab, project) == before
+    posts = [r for r in gitlab.request_log() if r.method == "POST" and "/deploy_keys" in r.path]
+    assert len(posts) == 1  # the clone's only
+
+
+def test_a_refused_push_keeps_the_notebook_until_a_save_works(ctx, runners, gitlab, alice, project, docker_engine):
+    deployment_id, ready = deployed(ctx, runners, project, alice)
+    write_text(ready, "notes.md", "kept safe\n")
+    gitlab.set_member(project, "alice", REPORTER)  # may no longer push, nor add deploy keys
+    before = branches(gitlab, project)
+
+    service.stop(ctx, deployment_id)
+    record = save_finished(ctx, deployment_id)
+
+    assert record["save_state"] == "failed", record
+    assert "could not be saved" in record["save_message"] and "push" in record["save_message"], record
+    assert ctx.deployments.status(deployment_id) is Phase.READY
+    assert not ctx.deployments.stop_requested(deployment_id)
+    assert docker_engine.containers.get(record["container"]).status == "running"
+    assert branches(gitlab, project) == before
+    assert jupyter(ready, "GET", "notes.md")["content"] == "kept safe\n"
+
+    gitlab.set_member(project, "alice", MAINTAINER)
+    assert service.save_now(ctx, deployment_id, alice.token)
+    record = save_finished(ctx, deployment_id)
+    assert record["save_state"] == "saved", record
+    assert stand_in_git(gitlab, project, "show", f"{record['saved_branch']}:notes.md") == "kept safe\n"
+    assert ctx.deployments.status(deployment_id) is Phase.READY  # Save now keeps it running
+
+    write_text(ready, "notes.md", "second thoughts\n")
+    final = stopped(ctx, deployment_id, discard=True)
+    assert "saved" not in final["message"].lower(), final["message"]
+    assert stand_in_git(gitlab, project, "show", f"{record['saved_branch']}:notes.md") == "kept safe\n"
+    assert ctx.redis.get(schema.saving(deployment_id)) is None
