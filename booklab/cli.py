@@ -4,8 +4,9 @@
 ``booklab config`` lists every setting with its default, environment variable and help.
 A bad setting stops them with one sentence.
 
-``booklab deploy PATH --ref BRANCH [--follow] [--json]``, ``booklab status``,
-``booklab stop DEPLOYMENT`` and ``booklab retry DEPLOYMENT [--follow]`` talk to the web tier's JSON API (``--url`` or ``BOOKLAB_URL``),
+``booklab deploy PATH --ref BRANCH [--save-back] [--follow] [--json]``, ``booklab status``,
+``booklab stop DEPLOYMENT [--discard]``, ``booklab save DEPLOYMENT`` and
+``booklab retry DEPLOYMENT [--follow]`` talk to the web tier's JSON API (``--url`` or ``BOOKLAB_URL``),
 authenticated by a GitLab personal access token (``BOOKLAB_GITLAB_TOKEN``, or
 ``--gitlab-token``, which other users of the machine can see in the process list).
 """
@@ -87,7 +88,7 @@ def _notebook_link(event: dict[str, Any]) -> str:
 
 def _deploy(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return _report(client, client.deploy(args.path, args.ref), args)
+        return _report(client, client.deploy(args.path, args.ref, save_back=args.save_back), args)
 
 
 def _retry(args: argparse.Namespace) -> int:
@@ -143,14 +144,38 @@ def _status(args: argparse.Namespace) -> int:
     for item in found:
         where = item.get("url") or (f"position {item['position']} in the queue" if item.get("position") else "")
         _out(f"{item['id']}  {item['status']}  {where}".rstrip())
+        if item.get("save"):
+            _out(f"    {_save_line(item['save'])}")
     return 0
+
+
+def _save_line(save: dict[str, Any]) -> str:
+    """The last save of a deployment in one line: its message, which names the branch and
+    the merge-request link once saved."""
+    return save.get("message") or save["state"]
 
 
 def _stop(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        stopped = client.stop(args.deployment)
-    _out(f"Stopping {stopped['id']} (it was {stopped['was']}).")
+        stopped = client.stop(args.deployment, discard=args.discard)
+    saving = " Your changes are saved to GitLab first." if stopped.get("save_back") and not args.discard else ""
+    _out(f"Stopping {stopped['id']} (it was {stopped['was']}).{saving}")
     return 0
+
+
+def _save(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.save(args.deployment)
+        _out(f"Saving the changes of {args.deployment} to GitLab...")
+        current = client.wait_saved(args.deployment)
+    save = current.get("save", {})
+    if args.json:
+        _out(json.dumps(save))
+    elif save.get("state") == "failed":
+        print(f"booklab: {_save_line(save)}", file=sys.stderr)
+    else:
+        _out(_save_line(save))
+    return FAILED if save.get("state") in ("failed", "saving") else 0
 
 
 def _api_options() -> argparse.ArgumentParser:
@@ -184,6 +209,8 @@ def parser() -> argparse.ArgumentParser:
     deploy = sub.add_parser("deploy", parents=[common], help="launch a project's branch (or join its deployment)")
     deploy.add_argument("path", metavar="PATH", help="GitLab project path, e.g. group/project")
     deploy.add_argument("--ref", required=True, metavar="BRANCH", help="branch to deploy")
+    deploy.add_argument("--save-back", action="store_true",
+                        help="when the notebook ends, push its changes to a new branch booklab/<you>/<date>")
     _follow_options(deploy)
     deploy.set_defaults(func=_deploy)
     retry = sub.add_parser("retry", parents=[common], help="launch one of your failed or stopped deployments again")
@@ -196,7 +223,13 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
     stop = sub.add_parser("stop", parents=[common], help="stop one of your deployments")
     stop.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
+    stop.add_argument("--discard", action="store_true", help="do not save the notebook's changes to GitLab")
     stop.set_defaults(func=_stop)
+    save = sub.add_parser("save", parents=[common],
+                          help="push a running notebook's changes to a new GitLab branch now, and wait")
+    save.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
+    save.add_argument("--json", action="store_true", help="print the save as JSON")
+    save.set_defaults(func=_save)
     return p
 
 

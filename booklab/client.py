@@ -76,12 +76,26 @@ class BooklabClient:
     def deployment(self, deployment_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/deployments/{self._id(deployment_id)}")
 
-    def deploy(self, project: str, ref: str) -> dict[str, Any]:
-        """Launch ``ref`` of ``project`` (or join it when it is queued, running or ready)."""
-        return self._call("POST", "/api/deployments", json={"project": project, "ref": ref})
+    def deploy(self, project: str, ref: str, save_back: bool = False) -> dict[str, Any]:
+        """Launch ``ref`` of ``project`` (or join it when it is queued, running or ready);
+        with ``save_back``, its changes are pushed to a new branch when it ends."""
+        return self._call("POST", "/api/deployments", json={"project": project, "ref": ref, "save_back": save_back})
 
-    def stop(self, deployment_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/stop")
+    def stop(self, deployment_id: str, discard: bool = False) -> dict[str, Any]:
+        return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/stop", json={"discard": discard})
+
+    def save(self, deployment_id: str) -> dict[str, Any]:
+        """Push the notebook's changes to GitLab now; the save goes on after the answer."""
+        return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/save")
+
+    def wait_saved(self, deployment_id: str, timeout: float = 900, interval: float = 1.0) -> dict[str, Any]:
+        """The deployment once its save under way ended (or ``timeout`` s passed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.deployment(deployment_id)
+            if current.get("save", {}).get("state") != "saving" or time.monotonic() > deadline:
+                return current
+            time.sleep(interval)
 
     def retry(self, deployment_id: str) -> dict[str, Any]:
         return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/retry")

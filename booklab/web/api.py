@@ -8,11 +8,17 @@ deployment answers 404, as one that does not exist.
 =======  ====================================  ==========================================
 GET      /api/user                             who the token or session belongs to
 GET      /api/deployments                      my deployments
-POST     /api/deployments                      {"project", "ref"}: launch (201) or join (200)
+POST     /api/deployments                      {"project", "ref", "save_back"}: launch (201) or join (200)
 GET      /api/deployments/<id>                 one of mine
-POST     /api/deployments/<id>/stop            stop it (202)
+POST     /api/deployments/<id>/stop            stop it (202); {"discard": true}: without saving
 POST     /api/deployments/<id>/retry           launch it again (201), or join it if active
+POST     /api/deployments/<id>/save            push its changes to GitLab now (202)
+POST     /api/deployments/<id>/save_back       {"enabled": bool}: save its changes when it ends
 =======  ====================================  ==========================================
+
+``save_back`` is whether the notebook's changes are pushed to a new branch when it ends;
+``save`` is the last save's ``state`` (saving, saved, unchanged, failed), ``message``,
+``branch``, ``merge_request_url`` and ``saved_at``.
 
 Deployment ids are ``<path>:<branch>:<username>``, URL-escaped in these paths.
 """
@@ -55,7 +61,28 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
     for name in ("requested_at", "ready_at"):
         if record.get(name):
             out[name] = float(record[name])
+    out["save_back"] = bool(record.get("save_back"))
+    if record.get("save_state"):
+        out["save"] = {"state": record["save_state"], "message": record.get("save_message", "")}
+        for name, field in (("branch", "saved_branch"), ("merge_request_url", "merge_request_url")):
+            if record.get(field):
+                out["save"][name] = record[field]
+        if record.get("saved_at"):
+            out["save"]["saved_at"] = float(record["saved_at"])
     return out
+
+
+def _body() -> dict[str, Any]:
+    """The request's JSON object (or form), empty when there is none."""
+    body = request.get_json(silent=True) if request.is_json else request.form.to_dict()
+    return body if isinstance(body, dict) else {}
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return value is True
 
 
 def _own(deployment_id: str, user: auth.WebUser) -> tuple[Deployment, Phase]:
@@ -69,11 +96,11 @@ def _own(deployment_id: str, user: auth.WebUser) -> tuple[Deployment, Phase]:
     return dep, status
 
 
-def _launch(user: auth.WebUser, project: str, ref: str) -> Any:
+def _launch(user: auth.WebUser, project: str, ref: str, save_back: bool = False) -> Any:
     refused = check_access(user, project, ref)
     if refused is not None:
         return refused
-    requested = service.request_deployment(context(), project, ref, user.token)
+    requested = service.request_deployment(context(), project, ref, user.token, save_back=save_back)
     log.info("%s launched %s through the API (%s)", user.username, requested.id,
              "new" if requested.started else "joined")
     status = context().deployments.status(requested.id) or Phase.TODO
@@ -100,13 +127,11 @@ def list_deployments() -> Any:
 @bp.post("/deployments")
 def create() -> Any:
     user = auth.api_user()
-    body = request.get_json(silent=True) if request.is_json else request.form.to_dict()
-    if not isinstance(body, dict):
-        body = {}
+    body = _body()
     project, ref = str(body.get("project") or "").strip(), str(body.get("ref") or "").strip()
     if not project or not ref:
         abort(400, 'Send {"project": "<group/project>", "ref": "<branch>"}.')
-    return _launch(user, project, ref)
+    return _launch(user, project, ref, save_back=_flag(body, "save_back"))
 
 
 @bp.get("/deployments/<path:deployment_id>")
@@ -120,8 +145,9 @@ def show(deployment_id: str) -> Any:
 def stop(deployment_id: str) -> Any:
     user = auth.api_user()
     dep, _ = _own(deployment_id, user)
-    was = service.stop(context(), dep.id)
-    log.info("%s stopped %s (was %s)", user.username, dep.id, was.value)
+    discard = _flag(_body(), "discard")
+    was = service.stop(context(), dep.id, discard=discard, gitlab_token=user.token)
+    log.info("%s stopped %s (was %s%s)", user.username, dep.id, was.value, ", discarding changes" if discard else "")
     return jsonify({**describe(dep, context().deployments.status(dep.id) or was), "was": was.value}), 202
 
 
@@ -130,6 +156,29 @@ def retry(deployment_id: str) -> Any:
     user = auth.api_user()
     dep, _ = _own(deployment_id, user)
     return _launch(user, dep.project, dep.ref)
+
+
+@bp.post("/deployments/<path:deployment_id>/save")
+def save(deployment_id: str) -> Any:
+    user = auth.api_user()
+    dep, _ = _own(deployment_id, user)
+    try:
+        started = service.save_now(context(), dep.id, user.token)
+    except service.NotRunning as e:
+        abort(409, str(e))
+    log.info("%s saves %s now%s", user.username, dep.id, "" if started else " (joined the save under way)")
+    return jsonify({**describe(dep, Phase.READY), "started": started}), 202
+
+
+@bp.post("/deployments/<path:deployment_id>/save_back")
+def save_back(deployment_id: str) -> Any:
+    user = auth.api_user()
+    dep, status = _own(deployment_id, user)
+    body = _body()
+    if "enabled" not in body:
+        abort(400, 'Send {"enabled": true} or {"enabled": false}.')
+    service.set_save_back(context(), dep.id, _flag(body, "enabled"), user.token)
+    return jsonify(describe(dep, status))
 
 
 def init_app(app: Flask) -> None:

@@ -96,3 +96,38 @@ def test_config_lists_every_setting_and_hides_the_secrets(tmp_path):
     assert all(f"{f.metadata['path']} = " in out for f in Config.settings())
     assert out.count("'<set>'") == len(SECRETS) == 3
     assert not any(value in out for value in secrets.values())
+
+
+def test_save_pushes_the_changes_and_prints_the_branch_and_merge_request_link(web_server, runners, ctx, alice,
+                                                                              cli_project, gitlab):
+    from tests.fixtures.services import wait_until
+    from tests.integration.test_save_back import stand_in_git
+
+    runners(1)
+    done = booklab(web_server, alice.token, "deploy", cli_project, "--ref", "main", "--save-back", "--follow")
+    assert done.returncode == 0, done.stdout + done.stderr
+    url, token = re.search(r"^Your notebook is ready: (\S+)\?token=(\S+)$", done.stdout, re.MULTILINE).groups()
+    requests.put(url + "api/contents/notes.md", json={"type": "file", "format": "text", "content": "from the CLI\n"},
+                 headers={"Authorization": f"token {token}"}, timeout=10).raise_for_status()
+    deployment = f"{cli_project}:main:alice"
+
+    saved = booklab(web_server, alice.token, "save", deployment)
+
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    found = re.search(r"Saved your changes to branch (booklab/alice/\d{8}-\d{4}); open a merge request: "
+                      r"(http\S+/demo/x/-/merge_requests/new\?\S+)$", saved.stdout, re.MULTILINE)
+    assert found, saved.stdout
+    assert stand_in_git(gitlab, cli_project, "show", f"{found.group(1)}:notes.md") == "from the CLI\n"
+    status = booklab(web_server, alice.token, "status", deployment)
+    assert found.group(1) in status.stdout and "merge_requests/new" in status.stdout
+    again = booklab(web_server, alice.token, "save", deployment)
+    assert again.returncode == 0 and "nothing was pushed" in again.stdout, again.stdout + again.stderr
+
+    stopped = booklab(web_server, alice.token, "stop", deployment)
+    assert "Your changes are saved to GitLab first." in stopped.stdout, stopped.stdout
+    wait_until(lambda: ctx.deployments.status(deployment) is Phase.STOPPED, 30, "the notebook to stop")
+
+
+def test_save_of_a_deployment_that_does_not_run_is_refused(web_server, ctx, alice, cli_project):
+    done = booklab(web_server, alice.token, "save", f"{cli_project}:main:alice")
+    assert done.returncode != 0 and "no deployment" in done.stderr.lower(), done.stderr
