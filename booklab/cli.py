@@ -82,8 +82,9 @@ def _out(line: str) -> None:
 
 
 def _notebook_link(event: dict[str, Any]) -> str:
-    url = event.get("url", "")
-    return f"{url}?token={event['token']}" if event.get("token") else url
+    """The notebook's address, at the page its repository asks to open (``urlpath``)."""
+    url = event.get("url", "") + event.get("urlpath", "")
+    return f"{url}{'&' if '?' in url else '?'}token={event['token']}" if event.get("token") else url
 
 
 def _deploy(args: argparse.Namespace) -> int:

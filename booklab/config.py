@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from booklab import notebook_settings
 from booklab.errors import ConfigError
 
 CONFIG_FILE_ENV = "BOOKLAB_CONFIG"
@@ -71,6 +72,16 @@ class Config:
     )
     notebook_max_lifetime: int = _setting(
         "notebook/max_lifetime", 43200, "Seconds a notebook may live at the most."
+    )
+    notebook_max_memory: str = _setting(
+        "notebook/max_memory", "8g", "Most memory a project's .booklab.yml may ask for (more is capped)."
+    )
+    notebook_max_cpus: float = _setting(
+        "notebook/max_cpus", 4.0, "Most CPUs a project's .booklab.yml may ask for (more is capped)."
+    )
+    notebook_max_idle_timeout: int = _setting(
+        "notebook/max_idle_timeout", 86400,
+        "Longest idle timeout in seconds a project's .booklab.yml may ask for (longer is capped).",
     )
     notebook_ready_timeout: int = _setting(
         "notebook/ready_timeout", 120, "Seconds a new notebook has to answer /api/status."
@@ -219,6 +230,7 @@ def _validate(config: Config) -> None:
                 f"Setting {_field(name).metadata['path']} must be a URL such as "
                 f"{_field(name).default}, not {getattr(config, name)!r}."
             )
+    notebook_settings.for_notebook(notebook_settings.NotebookSettings(), config)  # sizes and maxima make sense
     if not config.notebook_publish and not config.notebook_network:
         raise ConfigError("Setting notebook/publish is false, so notebook/network must name a Docker network.")
     if config.clone_method not in {"ssh", "https"}:

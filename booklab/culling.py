@@ -35,6 +35,7 @@ def reason_to_end(ctx: Context, held: dict[str, str], now: float | None = None) 
     activity = launcher.last_activity(Notebook(container, "", held["url"], token, ""))
     if activity is not None:
         idle = now - activity.astimezone(timezone.utc).timestamp()
-        if idle > ctx.config.notebook_idle_timeout:
-            return f"The notebook was idle for more than {ctx.config.notebook_idle_timeout} s."
+        limit = int(held.get("idle_timeout") or ctx.config.notebook_idle_timeout)  # the repository's own
+        if idle > limit:
+            return f"The notebook was idle for more than {limit} s."
     return None

@@ -48,7 +48,7 @@ def launch(
     *,
     name: str,
     labels: dict[str, str],
-    memory: str,
+    memory: int | str,
     cpus: float,
     network: str = "",
     host_ip: str = "127.0.0.1",

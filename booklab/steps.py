@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from booklab import builder, git, key_sweeper, launcher, metrics, schema
+from booklab import builder, git, key_sweeper, launcher, metrics, notebook_settings, schema
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError, BuildError
@@ -103,6 +103,9 @@ def clone(ctx: Context, deployment_id: str, runner: str) -> None:
     revoke_secrets(ctx, deployment_id)
     if isinstance(credentials, git.SshCredentials) and not ctx.config.gitlab_known_hosts:
         ctx.redis.hset(schema.CONF, KNOWN_HOSTS, credentials.known_hosts)
+    # checked before the build, which keeps them on the image
+    settings = notebook_settings.read(dest, notebook_settings.limits_of(ctx.config))
+    ctx.deployments.update(deployment_id, settings=settings.as_label())
     commit = git.head_commit(dest)
     if commit != record["commit"]:  # the branch moved since it was resolved
         ctx.deployments.update(deployment_id, commit=commit, image=builder.image_name(
@@ -119,7 +122,8 @@ def build(ctx: Context, deployment_id: str, runner: str) -> None:
         shutil.rmtree(dest, ignore_errors=True)
         return
     ctx.events.emit(deployment_id, Phase.BUILDING, f"Building image {image}")
-    labels = {"booklab.project": record["project"], "booklab.commit": record["commit"]}
+    labels = {"booklab.project": record["project"], "booklab.commit": record["commit"],
+              notebook_settings.LABEL: record.get("settings") or "{}"}
     started = time.monotonic()
     try:
         for line in builder.build_image(dest, image, timeout=ctx.config.build_timeout,
@@ -138,21 +142,33 @@ def run(ctx: Context, deployment_id: str, runner: str) -> None:
     until it answers through its route."""
     record = ctx.deployments.record(deployment_id)
     dep = Deployment.from_id(deployment_id)
+    settings = _notebook_settings(ctx, deployment_id, record["image"])
     ctx.events.emit(deployment_id, Phase.LAUNCHING, "Launching the notebook server...")
     started = time.monotonic()
     notebook = launcher.launch(
         ctx.docker, record["image"], name=f"booklab-{dep.slug}",
         labels={"booklab.deployment": deployment_id, "booklab.runner": runner, **ctx.routes.labels(dep.slug)},
-        memory=ctx.config.notebook_memory, cpus=ctx.config.notebook_cpus,
+        memory=settings.memory, cpus=settings.cpus,
         network=ctx.config.notebook_network, host_ip=ctx.config.notebook_host,
         publish=ctx.config.notebook_publish)
     ctx.runners.attach(runner, container=notebook.container_id, url=notebook.url,
-                       started_at=f"{time.time():.3f}")
+                       started_at=f"{time.time():.3f}", idle_timeout=str(settings.idle_timeout))
     ctx.deployments.update(deployment_id, container=notebook.container_id)
     ctx.vault.put(deployment_id, NOTEBOOK_TOKEN, notebook.token.encode())
     launcher.wait_ready(notebook, timeout=ctx.config.notebook_ready_timeout)
     ctx.deployments.update(deployment_id, url=ctx.routes.publish(dep.slug, notebook))
     metrics.observe(ctx.redis, "launch", time.monotonic() - started)
+
+
+def _notebook_settings(ctx: Context, deployment_id: str, image: str) -> notebook_settings.Effective:
+    """The settings the image's repository asked for, within the operator's maxima; says in
+    the log what it capped."""
+    label = ctx.docker.images.get(image).labels.get(notebook_settings.LABEL) or "{}"
+    settings = notebook_settings.for_notebook(notebook_settings.NotebookSettings.from_label(label), ctx.config)
+    for note in settings.notes:
+        ctx.events.emit(deployment_id, Phase.LAUNCHING, note[0].upper() + note[1:])
+    ctx.deployments.update(deployment_id, urlpath=settings.urlpath)
+    return settings
 
 
 def register_token(ctx: Context, deployment_id: str, runner: str) -> None:
@@ -162,8 +178,9 @@ def register_token(ctx: Context, deployment_id: str, runner: str) -> None:
     ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN)
     ctx.deployments.update(deployment_id, ready_at=f"{time.time():.3f}")
     # the token is added by whoever serves the event to its owner, never kept in the log
+    extra = {"urlpath": record["urlpath"]} if record.get("urlpath") else {}
     ctx.events.emit(deployment_id, Phase.READY, f"server running at {record['url']}",
-                    url=record["url"], image=record["image"])
+                    url=record["url"], image=record["image"], **extra)
 
 
 def revoke_secrets(ctx: Context, deployment_id: str) -> None:

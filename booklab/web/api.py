@@ -58,6 +58,8 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
         out["position"] = ctx.deployments.queue_position(dep.id)
     if status is Phase.READY and record.get("url"):
         out["url"] = record["url"]
+        if record.get("urlpath"):
+            out["urlpath"] = record["urlpath"]
     for name in ("requested_at", "ready_at"):
         if record.get(name):
             out[name] = float(record[name])

@@ -1,0 +1,420 @@
+"""Per-project notebook settings: what a repository asks for in an optional ``.booklab.yml``
+at its root, checked here, and bounded by the operator's limits.
+
+A repository may set, all optional::
+
+    memory: 2g                       # memory limit of the notebook: 512m, 1.5G, or bytes
+    cpus: 1.5                        # CPU limit
+    idle_timeout: 30m                # culled after this long without activity: 90s, 2h, or seconds
+    urlpath: tree/notebooks/intro.ipynb   # page to open inside the notebook server
+
+:func:`read` (or :func:`parse`) turns the file into :class:`NotebookSettings` and refuses an
+invalid file with a :class:`SettingsError` that names the file, the key and what is allowed.
+A value above the operator's maximum is *not* an error: :func:`effective` caps it and says so
+in a note for the deployment's log. A key left out (or left empty) takes the operator's
+default. :meth:`NotebookSettings.as_label` and :meth:`NotebookSettings.from_label` keep the
+settings on the built image, as a Docker label.
+
+Error messages show the offending value only, shortened; never the rest of the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import math
+import os
+import re
+import stat
+import unicodedata
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from booklab.errors import BooklabError, ConfigError
+
+if TYPE_CHECKING:
+    from booklab.config import Config
+
+FILE_NAME = ".booklab.yml"
+
+#: a larger file is refused unread
+MAX_FILE_SIZE = 64 * 1024
+
+#: the smallest values a repository may ask for; the largest are the operator's (:class:`Limits`)
+MIN_MEMORY = 128 * 1024**2
+MIN_CPUS = 0.1
+MIN_IDLE_TIMEOUT = 60
+
+MAX_URLPATH_LENGTH = 300
+
+#: a longer label is not ours (the longest urlpath, JSON-escaped, and the numbers fit)
+_MAX_LABEL_LENGTH = 8192
+
+#: an offending value is shown shortened to this many characters
+_SHOWN_CHARS = 40
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+_AMOUNT = r"(?P<amount>[0-9]{1,18}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})"
+_SIZE = re.compile(_AMOUNT + r"\s*(?P<unit>[kmg]?)b?", re.IGNORECASE)
+_DURATION = re.compile(_AMOUNT + r"\s*(?P<unit>[smh]?)", re.IGNORECASE)
+_NUMBER = re.compile(_AMOUNT)
+
+
+class SettingsError(BooklabError):
+    """The repository's ``.booklab.yml`` is invalid; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The operator's bounds on what a repository may ask for (from ``config.yml``)."""
+
+    max_memory: int  # bytes
+    max_cpus: float
+    max_idle_timeout: int  # seconds
+
+    def __post_init__(self) -> None:
+        for name, minimum, show in (
+            ("max_memory", MIN_MEMORY, format_size),
+            ("max_cpus", MIN_CPUS, _format_cpus),
+            ("max_idle_timeout", MIN_IDLE_TIMEOUT, format_duration),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum \
+                    or not math.isfinite(value):
+                raise ConfigError(f"Setting notebook/{name} must be at least {show(minimum)}, not {value!r}.")
+
+
+@dataclass(frozen=True)
+class NotebookSettings:
+    """What a repository asks for; ``None``: not set, the operator's default applies."""
+
+    memory: int | None = None  # bytes
+    cpus: float | None = None
+    idle_timeout: int | None = None  # seconds
+    urlpath: str | None = None  # relative, without a leading /
+
+    def as_label(self) -> str:
+        """The keys that are set, as compact JSON for a Docker image label (``{}``: none)."""
+        values = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return json.dumps(values, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_label(cls, text: str) -> NotebookSettings:
+        """The inverse of :meth:`as_label`; a label that is not valid gives ``NotebookSettings()``."""
+        try:
+            values = json.loads(text) if isinstance(text, str) and len(text) <= _MAX_LABEL_LENGTH else None
+            if not isinstance(values, dict):
+                return cls()
+            return _settings(values, origin="label", limits=None)
+        except (ValueError, SettingsError, RecursionError):
+            return cls()
+
+
+@dataclass(frozen=True)
+class Effective:
+    """The settings a notebook runs with, and why they differ from what was asked (``notes``)."""
+
+    memory: int  # bytes
+    cpus: float
+    idle_timeout: int  # seconds
+    urlpath: str
+    notes: tuple[str, ...] = ()
+
+
+#: the image label that keeps a repository's settings, so that a cached image has them too
+LABEL = "booklab.settings"
+
+
+def limits_of(config: Config) -> Limits:
+    """The operator's maxima (``notebook/max_*``); ConfigError when one is not valid."""
+    try:
+        max_memory = parse_size(config.notebook_max_memory)
+    except ValueError:
+        raise ConfigError("Setting notebook/max_memory must be a size such as 8g, "
+                          f"not {config.notebook_max_memory!r}.") from None
+    return Limits(max_memory, config.notebook_max_cpus, config.notebook_max_idle_timeout)
+
+
+def for_notebook(requested: NotebookSettings, config: Config) -> Effective:
+    """What a notebook runs with under ``config``: its repository's settings, else the
+    ``notebook/*`` defaults, capped at the ``notebook/max_*`` maxima."""
+    try:
+        memory = parse_size(config.notebook_memory)
+    except ValueError:
+        raise ConfigError(f"Setting notebook/memory must be a size such as 2g, not {config.notebook_memory!r}.") from None
+    return effective(requested, limits_of(config), memory=memory, cpus=config.notebook_cpus,
+                     idle_timeout=config.notebook_idle_timeout)
+
+
+def read(checkout_dir: str | os.PathLike, limits: Limits) -> NotebookSettings:
+    """The settings in ``.booklab.yml`` at the root of a checkout; none when there is no such file.
+
+    The file must be a regular file (a symbolic link is refused: it could point outside the
+    repository) of at most 64 KiB of UTF-8.
+    """
+    path = Path(checkout_dir) / FILE_NAME
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return NotebookSettings()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SettingsError(f"{FILE_NAME} must be a regular file, not a symbolic link: "
+                                f"put the settings themselves at the root of the repository.") from None
+        raise SettingsError(f"Cannot read {FILE_NAME}: {e.strerror}.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SettingsError(f"{FILE_NAME} must be a regular file at the root of the repository.")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_FILE_SIZE + 1)
+    if len(data) > MAX_FILE_SIZE:
+        raise _too_large()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{FILE_NAME} must be UTF-8 text.") from None
+    return parse(text, limits)
+
+
+def parse(text: str, limits: Limits) -> NotebookSettings:
+    """The settings in the text of a ``.booklab.yml``; an empty file sets nothing.
+
+    ``limits`` only words the messages: a value above a maximum is accepted here and capped
+    by :func:`effective`.
+    """
+    if len(text) > MAX_FILE_SIZE or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_SIZE:
+        raise _too_large()
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        where = f"line {e.problem_mark.line + 1}, column {e.problem_mark.column + 1}: " if e.problem_mark else ""
+        raise SettingsError(f"{FILE_NAME} is not valid YAML ({where}{_clean(e.problem or e.context)}).") from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise SettingsError(f"{FILE_NAME} is not valid YAML (line {line}: a control character "
+                            f"#x{e.character if isinstance(e.character, int) else 0:04x} is not allowed).") from None
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as e:
+        reason = "nested too deeply" if isinstance(e, RecursionError) else _clean(str(e))
+        raise SettingsError(f"{FILE_NAME} is not valid YAML ({reason}).") from None
+    if tree is None:
+        return NotebookSettings()
+    if not isinstance(tree, dict):
+        raise SettingsError(f"{FILE_NAME} must be a mapping of settings such as 'memory: 2g' "
+                            f"(one per line), not {_kind(tree)}.")
+    return _settings(tree, origin=FILE_NAME, limits=limits)
+
+
+def effective(requested: NotebookSettings, limits: Limits, *, memory: int, cpus: float,
+              idle_timeout: int, urlpath: str = "") -> Effective:
+    """The settings to run with: the requested ones, else the operator's defaults (``memory``,
+    ``cpus``, ``idle_timeout``, ``urlpath``), each capped at the operator's maximum, with a
+    note for each value that was capped."""
+    notes: list[str] = []
+
+    def capped(key: str, value: Any, maximum: Any, asked: bool, show: Any) -> Any:
+        if value <= maximum:
+            return value
+        origin = f"{key} {show(value)} from {FILE_NAME}" if asked else f"the default {key} {show(value)}"
+        notes.append(f"{origin} is above the maximum {show(maximum)}: using {show(maximum)}.")
+        return maximum
+
+    def pick(key: str, default: Any, maximum: Any, show: Any) -> Any:
+        asked = getattr(requested, key)
+        return capped(key, default if asked is None else asked, maximum, asked is not None, show)
+
+    return Effective(
+        memory=int(pick("memory", memory, limits.max_memory, format_size)),
+        cpus=float(pick("cpus", cpus, limits.max_cpus, _format_cpus)),
+        idle_timeout=int(pick("idle_timeout", idle_timeout, limits.max_idle_timeout, format_duration)),
+        urlpath=urlpath if requested.urlpath is None else requested.urlpath,
+        notes=tuple(notes),
+    )
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from a size such as ``2g``, ``512m``, ``1.5G``, ``64k``, ``2gb`` or ``1024``
+    (units k, m, g of 1024, either case); ``ValueError`` when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    match = _SIZE.fullmatch(value.strip())
+    if not match:
+        raise ValueError(value)
+    return int(Fraction(match["amount"]) * _SIZE_UNITS[match["unit"].lower()])
+
+
+def parse_duration(value: int | str) -> int:
+    """Whole seconds from a duration such as ``90s``, ``30m``, ``1.5h`` or ``600`` (seconds);
+    ``ValueError`` when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    match = _DURATION.fullmatch(value.strip())
+    if not match:
+        raise ValueError(value)
+    return int(Fraction(match["amount"]) * _DURATION_UNITS[match["unit"].lower()])
+
+
+def format_size(n: int) -> str:
+    """A size in bytes in the largest whole unit: 4294967296 -> ``4g``, 1610612736 -> ``1536m``."""
+    for unit in ("g", "m", "k"):
+        if n and n % _SIZE_UNITS[unit] == 0:
+            return f"{n // _SIZE_UNITS[unit]}{unit}"
+    return str(n)
+
+
+def format_duration(seconds: int) -> str:
+    """Seconds in the largest whole unit: 7200 -> ``2h``, 5400 -> ``90m``, 90 -> ``90s``."""
+    for unit in ("h", "m"):
+        if seconds and seconds % _DURATION_UNITS[unit] == 0:
+            return f"{seconds // _DURATION_UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def check_urlpath(value: str) -> str:
+    """``value`` as a path inside the notebook server, without its leading ``/``;
+    ``ValueError`` saying why when it is not one."""
+    if not isinstance(value, str):
+        raise ValueError(f"it is {_kind(value)}")
+    if len(value) > MAX_URLPATH_LENGTH:
+        raise ValueError(f"it is longer than {MAX_URLPATH_LENGTH} characters")
+    if any(unicodedata.category(c).startswith("C") for c in value):
+        raise ValueError("it holds a control character")
+    if "\\" in value:
+        raise ValueError("it holds a backslash")
+    if value.startswith("//"):
+        raise ValueError("it names another host")
+    value = value[1:] if value.startswith("/") else value
+    if value != value.strip():
+        raise ValueError("it starts or ends with a space")
+    path = re.split(r"[?#]", value, maxsplit=1)[0]
+    if ":" in path.split("/", 1)[0]:
+        raise ValueError("it has a scheme")
+    decoded = _unquote(path)
+    if any(c == "\\" or unicodedata.category(c).startswith("C") for c in decoded):
+        raise ValueError("it holds an escaped backslash or control character")
+    if ".." in decoded.split("/"):
+        raise ValueError("it has a '..' segment")
+    return value
+
+
+def _settings(values: dict, origin: str, limits: Limits | None) -> NotebookSettings:
+    """Check every key and value of a mapping; ``limits`` words the ranges in messages."""
+    known = [f.name for f in dataclasses.fields(NotebookSettings)]
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise SettingsError(f"{origin}: unknown key {_show(key)}; the known keys are "
+                                f"{', '.join(known[:-1])} and {known[-1]}.")
+        if value is not None:
+            checked[key] = _CHECKS[key](value, origin, limits)
+    return NotebookSettings(**checked)
+
+
+def _check_memory(value: Any, origin: str, limits: Limits | None) -> int:
+    try:
+        n = parse_size(value)
+    except ValueError:
+        n = None
+    if n is None or n < MIN_MEMORY:
+        top = f" and {format_size(limits.max_memory)}" if limits else ""
+        example = format_size(min(2 * 1024**3, limits.max_memory)) if limits else "2g"
+        raise SettingsError(f"{origin}: memory must be a size between {format_size(MIN_MEMORY)}{top} "
+                            f"(like {example}), not {_show(value)}.")
+    return n
+
+
+def _check_cpus(value: Any, origin: str, limits: Limits | None) -> float:
+    n: float | None = None
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            n = float(value)
+        elif isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            n = float(value)
+    except OverflowError:  # an integer too large for a float
+        pass
+    if n is None or not math.isfinite(n) or n < MIN_CPUS:
+        top = f" and {_format_cpus(limits.max_cpus)}" if limits else ""
+        example = _format_cpus(min(1.0, limits.max_cpus)) if limits else "1"
+        raise SettingsError(f"{origin}: cpus must be a number between {_format_cpus(MIN_CPUS)}{top} "
+                            f"(like {example}), not {_show(value)}.")
+    return n
+
+
+def _check_idle_timeout(value: Any, origin: str, limits: Limits | None) -> int:
+    try:
+        n = parse_duration(value)
+    except ValueError:
+        n = None
+    if n is None or n < MIN_IDLE_TIMEOUT:
+        top = f" and {format_duration(limits.max_idle_timeout)}" if limits else ""
+        example = format_duration(min(1800, limits.max_idle_timeout)) if limits else "30m"
+        raise SettingsError(f"{origin}: idle_timeout must be a duration between "
+                            f"{format_duration(MIN_IDLE_TIMEOUT)}{top} in seconds or with a unit s, m "
+                            f"or h (like {example}), not {_show(value)}.")
+    return n
+
+
+def _check_urlpath(value: Any, origin: str, limits: Limits | None) -> str:
+    try:
+        return check_urlpath(value)
+    except ValueError as e:
+        raise SettingsError(f"{origin}: urlpath must be a path inside the notebook server of at most "
+                            f"{MAX_URLPATH_LENGTH} characters (like lab or tree/notebooks/intro.ipynb), "
+                            f"not {_show(value)}: {e}.") from None
+
+
+_CHECKS = {
+    "memory": _check_memory,
+    "cpus": _check_cpus,
+    "idle_timeout": _check_idle_timeout,
+    "urlpath": _check_urlpath,
+}
+
+
+def _format_cpus(n: float) -> str:
+    return f"{n:g}"
+
+
+def _unquote(path: str) -> str:
+    """``path`` with its %XX escapes decoded, as a browser or server may read it."""
+    return re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m[1], 16)), path)
+
+
+def _kind(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", list: "a list", dict: "a mapping",
+             str: "a string"}
+    return next((kind for t, kind in kinds.items() if isinstance(value, t)), f"a {type(value).__name__} value")
+
+
+def _show(value: Any) -> str:
+    """A value for a message: shortened, escaped; containers by their kind only."""
+    if isinstance(value, bool):
+        return f"{_kind(value)} ({str(value).lower()})"
+    if isinstance(value, (list, dict, set, tuple)):
+        return _kind(value)
+    if isinstance(value, (int, float)):
+        return "a very large number" if isinstance(value, int) and value.bit_length() > 128 else repr(value)
+    text = value if isinstance(value, str) else str(value)
+    shown = repr(text[:_SHOWN_CHARS])
+    return shown[:-1] + "..." + shown[-1] if len(text) > _SHOWN_CHARS else shown
+
+
+def _clean(problem: Any) -> str:
+    """A YAML error's reason for a message: one short line of printable characters."""
+    text = "".join(c if c.isprintable() else " " for c in str(problem or "unknown error"))
+    return text[:100]
+
+
+def _too_large() -> SettingsError:
+    return SettingsError(f"{FILE_NAME} is larger than {MAX_FILE_SIZE // 1024} KiB: keep only the "
+                         f"settings (memory, cpus, idle_timeout, urlpath) in it.")
