@@ -86,10 +86,11 @@ def _bool(value: object) -> bool:
 
 @bp.get("/user")
 def current_user() -> Response:
+    """The authenticated user; ``commit_email`` is the primary email (the stand-in sets no other)."""
     user = g.user
     return jsonify({
         "id": user.id, "username": user.username, "name": user.name, "email": user.email,
-        "public_email": None, "state": "active", "locked": False, "avatar_url": None,
+        "commit_email": user.email, "public_email": None, "state": "active", "locked": False, "avatar_url": None,
         "web_url": f"{base_url()}/{user.username}", "created_at": iso(user.created_at),
         "bio": "", "bot": False, "two_factor_enabled": False, "external": False,
         "private_profile": False,

@@ -1,6 +1,6 @@
-"""The stand-in's Flask application: the API, OAuth and git-over-HTTP blueprints, GitLab's
-JSON 404 for unknown API routes, the faults a test injects, and the request log kept in
-the store."""
+"""The stand-in's Flask application: the API, OAuth, git-over-HTTP and web-page (new merge
+request) blueprints, GitLab's JSON 404 for unknown API routes, the faults a test injects,
+and the request log kept in the store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from gitlab_standin import api, git_http, oauth
+from gitlab_standin import api, git_http, oauth, web
 from gitlab_standin.context import Context
 from gitlab_standin.store import RecordedRequest
 
@@ -19,7 +19,7 @@ from gitlab_standin.store import RecordedRequest
 def create_app(ctx: Context) -> Flask:
     app = Flask(__name__)
     app.extensions["gitlab_standin"] = ctx
-    for blueprint in (api.bp, oauth.bp, git_http.bp):
+    for blueprint in (api.bp, oauth.bp, git_http.bp, web.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

@@ -1,66 +1,131 @@
-"""Git over smart HTTP for the stand-in, clone/fetch only: ``git http-backend`` run as a
-CGI behind ``/<path_with_namespace>.git/info/refs`` and ``.../git-upload-pack``.
+"""Git over smart HTTP for the stand-in: ``git http-backend`` run as a CGI, as the
+repositories' owner, behind ``/<path_with_namespace>.git/info/refs``,
+``.../git-upload-pack`` (clone, fetch) and ``.../git-receive-pack`` (push).
 
 Authentication is GitLab's documented form: HTTP basic with user ``oauth2`` and an OAuth
 access token (a personal access token is accepted too). No or bad credentials get 401
-with ``WWW-Authenticate: Basic``; a user who cannot read the code gets 404.
+with ``WWW-Authenticate: Basic``; a user who cannot read the code gets 404. Pushing needs
+Developer, and Maintainer for the default branch (GitLab's default branch protection):
+a push below that gets 403 with GitLab's message before anything is written.
 """
 
 from __future__ import annotations
 
-import subprocess
+import gzip
+import re
 
 from flask import Blueprint, Response, g, request
 
 from gitlab_standin.context import context
 from gitlab_standin.repos import git_env
-from gitlab_standin.store import REPORTER
+from gitlab_standin.store import DEVELOPER, MAINTAINER, REPORTER, Project, User
 
 bp = Blueprint("git_http", __name__)
 
+SERVICES = ("git-upload-pack", "git-receive-pack")
 NOT_FOUND = "The project you were looking for could not be found or you don't have permission to view it."
+NO_PUSH = "You are not allowed to push code to this project."
+NO_PROTECTED_PUSH = "You are not allowed to push code to protected branches on this project."
+MALFORMED_PUSH = "The push request is malformed."
+_OID = rb"[0-9a-f]{40}(?:[0-9a-f]{24})?"
+COMMAND = re.compile(rb"%s %s (\S+)" % (_OID, _OID))
+"""A ref update command of a push: ``<old id> <new id> <refname>``."""
 
 
 @bp.get("/<path:project>.git/info/refs")
 def info_refs(project: str) -> Response:
-    if request.args.get("service") != "git-upload-pack":
-        return Response("Only git-upload-pack (clone, fetch) is served over HTTP.\n", 403, mimetype="text/plain")
-    return _serve(project, "info/refs")
+    service = request.args.get("service")
+    if service not in SERVICES:
+        return _text("Only git-upload-pack (clone, fetch) and git-receive-pack (push) are served over HTTP.", 403)
+    return _serve(project, "info/refs", service)
 
 
 @bp.post("/<path:project>.git/git-upload-pack")
 def upload_pack(project: str) -> Response:
-    return _serve(project, "git-upload-pack")
+    return _serve(project, "git-upload-pack", "git-upload-pack")
 
 
-def _serve(project_path: str, tail: str) -> Response:
+@bp.post("/<path:project>.git/git-receive-pack")
+def receive_pack(project: str) -> Response:
+    return _serve(project, "git-receive-pack", "git-receive-pack")
+
+
+def _text(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(message + "\n", status, headers, mimetype="text/plain")
+
+
+def _serve(project_path: str, tail: str, service: str) -> Response:
     store = context().store
-    credentials = request.authorization
-    user = None
-    if credentials is not None and credentials.type == "basic" and credentials.username == "oauth2":
-        user = store.authenticate(bearer=credentials.password)
+    user = _basic_user()
     if user is None:
-        return Response("HTTP Basic: Access denied\n", 401, {"WWW-Authenticate": 'Basic realm="GitLab"'},
-                        mimetype="text/plain")
+        return _text("HTTP Basic: Access denied", 401, {"WWW-Authenticate": 'Basic realm="GitLab"'})
     g.user = user
     project = store.project(project_path)
-    if project is None or store.access_level(project, user) < REPORTER:
-        return Response(NOT_FOUND + "\n", 404, mimetype="text/plain")
+    level = store.access_level(project, user) if project is not None else 0
+    if level < REPORTER:
+        return _text(NOT_FOUND, 404)
+    refusal = _push_refusal(project, level) if service == "git-receive-pack" else None
+    if refusal is not None:
+        return _text(refusal, 403)
     return _http_backend(f"/{project.path_with_namespace}.git/{tail}", user.username)
+
+
+def _basic_user() -> User | None:
+    """The user whose token is the password of HTTP basic user ``oauth2``."""
+    credentials = request.authorization
+    if credentials is None or credentials.type != "basic" or credentials.username != "oauth2":
+        return None
+    return context().store.authenticate(bearer=credentials.password)
+
+
+def _push_refusal(project: Project, level: int) -> str | None:
+    """Why GitLab would refuse this push (advertisement or ref updates) from a member at
+    ``level``; None when it is allowed."""
+    if level < DEVELOPER:
+        return NO_PUSH
+    if level >= MAINTAINER or request.method != "POST":
+        return None
+    try:
+        refs = _updated_refs(_request_body())
+    except ValueError:
+        return MALFORMED_PUSH
+    return NO_PROTECTED_PUSH if f"refs/heads/{project.default_branch}".encode() in refs else None
+
+
+def _request_body() -> bytes:
+    body = request.get_data()
+    return gzip.decompress(body) if request.headers.get("Content-Encoding") == "gzip" else body
+
+
+def _updated_refs(body: bytes) -> list[bytes]:
+    """The refnames of the commands (pkt-lines ``old new refname``, the first one followed
+    by NUL and capabilities) a receive-pack request starts with, up to the flush packet.
+    ValueError when the request is not a sequence of pkt-lines ending in a flush."""
+    refs = []
+    while body[:4] != b"0000":
+        size = int(body[:4], 16)
+        if size < 4 or len(body) < size:
+            raise ValueError("bad pkt-line length")
+        match = COMMAND.fullmatch(body[4:size].split(b"\0")[0].rstrip(b"\n"))
+        if match:
+            refs.append(match[1])
+        body = body[size:]
+    return refs
 
 
 def _http_backend(path_info: str, username: str) -> Response:
     """Run ``git http-backend`` for this request and turn its CGI answer into a response."""
     body = request.get_data()
+    repos = context().repos
     env = {
-        **git_env(), "GIT_PROJECT_ROOT": str(context().repos.root), "GIT_HTTP_EXPORT_ALL": "1",
+        **git_env(), "GIT_PROJECT_ROOT": str(repos.root), "GIT_HTTP_EXPORT_ALL": "1",
         "PATH_INFO": path_info, "REQUEST_METHOD": request.method,
         "QUERY_STRING": request.query_string.decode(), "CONTENT_TYPE": request.content_type or "",
         "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": username, "REMOTE_ADDR": request.remote_addr or "",
         "HTTP_CONTENT_ENCODING": request.headers.get("Content-Encoding", ""),
         "HTTP_GIT_PROTOCOL": request.headers.get("Git-Protocol", ""),
     }
-    done = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False)
+    done = repos.run_as_owner(["git", "http-backend"], body, env)
     head, _, payload = done.stdout.partition(b"\r\n\r\n")
     response = Response(payload)
     for line in head.decode("latin-1").split("\r\n"):

@@ -4,7 +4,8 @@ repositories found in a directory (what ``--repos`` serves).
 
 Repositories belong to the SSH login user (``git``) so that pushes over SSH can write
 them; the stand-in itself (root) reaches them with ``safe.directory=*`` given in the
-environment, which git treats as command-line (trusted) configuration.
+environment, which git treats as command-line (trusted) configuration, and runs what
+writes them on behalf of a client (git over HTTP) as that user.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +140,20 @@ class Repositories:
             commit = Commit(sha, parents.split(), a_name, a_mail, a_date, c_name, c_mail, c_date, message)
             branches.append(Branch(name, commit, name in merged))
         return sorted(branches, key=lambda b: b.name)
+
+    def count_commits(self, project_path: str, branch: str, base: str) -> int:
+        """How many commits ``branch`` has that the branch ``base`` does not."""
+        return int(_git("-C", self.path(project_path), "rev-list", "--count",
+                        f"refs/heads/{branch}", "--not", f"refs/heads/{base}", "--"))
+
+    def run_as_owner(self, command: list[str], stdin: bytes, env: Mapping[str, str]) -> subprocess.CompletedProcess:
+        """Run ``command`` in ``root`` as the repositories' owner (with no supplementary
+        groups), so that what it writes stays theirs; output captured."""
+        identity = {}
+        if self._owner is not None:
+            identity = {"user": self._owner[0], "group": self._owner[1], "extra_groups": []}
+        return subprocess.run(command, input=stdin, env=env, cwd=self.root, capture_output=True, check=False,
+                              **identity)
 
     def _chown(self, repo: Path) -> None:
         if self._owner is None:

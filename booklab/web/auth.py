@@ -9,7 +9,9 @@ https), so the blueprint is built with ``OAuth2ConsumerBlueprint`` rather than
     Booklab adds a read-only deploy key to the project for the clone and deletes it right
     after (``POST``/``DELETE /projects/:id/deploy_keys``); GitLab allows that only with
     ``api``. The same scope covers reading the user, their projects and branches
-    (``read_user`` and ``read_api`` would be enough for those alone).
+    (``read_user`` and ``read_api`` would be enough for those alone), and adding a deploy
+    key with write access to push a notebook's saved changes (or, below Maintainer,
+    pushing them over HTTPS: ``api`` includes ``write_repository``).
 ``read_repository``
     Users below Maintainer cannot add deploy keys; Booklab then clones over HTTPS with
     the user's own token, which needs this scope.

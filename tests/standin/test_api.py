@@ -1,6 +1,7 @@
 """The stand-in's REST API v4 through python-gitlab and raw requests: authentication, the
-current user, membership listing with GitLab's pagination, projects by id or encoded
-path, privacy of non-member projects, and branches read from the real bare repository."""
+current user (with its commit email), membership listing with GitLab's pagination,
+projects by id or encoded path, privacy of non-member projects, and branches read from
+the real bare repository."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def test_current_user_with_personal_or_oauth_token(gitlab):
             assert (gl.user.id, gl.user.username, gl.user.name, gl.user.email, gl.user.state) == (
                 alice.id, "alice", "Alice Liddell", "alice@wonder.land", "active")
             assert gl.user.web_url == f"{gitlab.url}/alice"
+            assert gl.user.commit_email == "alice@wonder.land"  # the email, as GitLab when none is set
 
 
 @pytest.mark.parametrize("headers", [{}, {"PRIVATE-TOKEN": "glpat-wrong"}, {"Authorization": "Bearer wrong"}])

@@ -1,22 +1,63 @@
 """Git over the stand-in's smart HTTP with real git: ``oauth2:<token>`` clones for members,
-401 for a bad or missing token, 404 for non-members, and no pushes over HTTP."""
+401 for a bad or missing token, 404 for non-members; pushes from Developers (Maintainers
+for the default branch) that leave the repository pushable over SSH; and the new merge
+request page a pushed branch links to."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
+import pytest
 import requests
 
-from gitlab_standin.store import DEVELOPER, MAINTAINER
-from tests.fixtures.gitlab import create_local_repo
+from gitlab_standin.store import DEVELOPER, MAINTAINER, REPORTER
+from tests.fixtures.gitlab import GIT_IDENTITY, create_local_repo
+
+
+def git(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
+                          env={**os.environ, **GIT_IDENTITY, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1",
+                               **env})
+
+
+def with_token(url: str, token: str) -> str:
+    return url.replace("http://", f"http://oauth2:{token}@", 1)
 
 
 def clone(url: str, token: str, dest: Path) -> subprocess.CompletedProcess:
-    with_credentials = url.replace("http://", f"http://oauth2:{token}@", 1)
-    return subprocess.run(["git", "clone", with_credentials, str(dest)], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"})
+    return git("clone", with_token(url, token), str(dest))
+
+
+def commit_on(repo: Path, branch: str, name: str, content: str) -> str:
+    """Check out ``branch`` (made from HEAD when new), commit one file; returns the commit id."""
+    exists = git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", cwd=repo).returncode == 0
+    assert git("checkout", "--quiet", *([] if exists else ["-b"]), branch, cwd=repo).returncode == 0
+    (repo / name).write_text(content)
+    assert git("add", name, cwd=repo).returncode == 0
+    assert git("commit", "--quiet", "-m", f"Edit {name}", cwd=repo).returncode == 0
+    return git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+def push(url: str, token: str, repo: Path, branch: str) -> subprocess.CompletedProcess:
+    return git("push", with_token(url, token), f"refs/heads/{branch}:refs/heads/{branch}", cwd=repo)
+
+
+def branch_heads(gitlab, project: str, token: str) -> dict[str, str]:
+    response = requests.get(f"{gitlab.url}/api/v4/projects/{quote(project, safe='')}/repository/branches",
+                            headers={"PRIVATE-TOKEN": token}, timeout=10)
+    return {branch["name"]: branch["commit"]["id"] for branch in response.json()}
+
+
+@pytest.fixture
+def book(gitlab, tmp_path) -> Path:
+    """lab/book with a main branch; returns a local repository holding it."""
+    gitlab.add_project("lab/book")
+    source = create_local_repo(tmp_path / "src", {"main": {"index.ipynb": "{}"}})
+    gitlab.push("lab/book", source)
+    return source
 
 
 def test_member_clones_with_oauth_token(gitlab, tmp_path):
@@ -52,9 +93,95 @@ def test_bad_token_or_non_member_cannot_clone(gitlab, tmp_path):
     assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
 
 
-def test_push_over_http_is_refused(gitlab, tmp_path):
-    alice = gitlab.add_user("alice")
-    gitlab.add_project("lab/book", {"alice": MAINTAINER})
-    response = requests.get(f"{gitlab.url}/lab/book.git/info/refs", params={"service": "git-receive-pack"},
-                            auth=("oauth2", gitlab.issue_oauth_token(alice)), timeout=10)
-    assert response.status_code == 403
+def test_developer_pushes_a_new_branch(gitlab, book):
+    dave = gitlab.add_user("dave")
+    gitlab.set_member("lab/book", "dave", DEVELOPER)
+    pushed = commit_on(book, "booklab/edit", "index.ipynb", '{"cells": []}')
+
+    done = push(f"{gitlab.url}/lab/book.git", gitlab.issue_oauth_token(dave), book, "booklab/edit")
+    assert done.returncode == 0, done.stderr
+    assert branch_heads(gitlab, "lab/book", dave.token)["booklab/edit"] == pushed
+    pushes = [(r.method, r.username, r.status) for r in gitlab.request_log() if r.path.endswith("git-receive-pack")]
+    assert pushes == [("POST", "dave", 200)]
+
+    page = requests.get(f"{gitlab.url}/lab/book/-/merge_requests/new", timeout=10, params={
+        "merge_request[source_branch]": "booklab/edit", "merge_request[target_branch]": "main"})
+    assert page.status_code == 200 and "<title>New merge request" in page.text
+    assert ">booklab/edit</code>" in page.text and ">main</code>" in page.text and "1 commit." in page.text
+
+
+def test_reporter_or_stranger_cannot_push(gitlab, book):
+    reporter, stranger = gitlab.add_user("rita"), gitlab.add_user("mallory")
+    gitlab.set_member("lab/book", "rita", REPORTER)
+    commit_on(book, "booklab/edit", "notes.txt", "notes")
+    url = f"{gitlab.url}/lab/book.git"
+
+    refused = push(url, reporter.token, book, "booklab/edit")
+    assert refused.returncode != 0 and "You are not allowed to push code to this project." in refused.stderr
+    assert push(url, gitlab.issue_oauth_token(stranger), book, "booklab/edit").returncode != 0
+    bad = push(url, "not-a-token", book, "booklab/edit")
+    assert bad.returncode != 0 and "Authentication failed" in bad.stderr
+    assert "booklab/edit" not in branch_heads(gitlab, "lab/book", reporter.token)
+
+    def advertisement(auth):
+        return requests.get(f"{url}/info/refs", params={"service": "git-receive-pack"}, auth=auth, timeout=10)
+    assert advertisement(("oauth2", reporter.token)).status_code == 403
+    assert advertisement(("oauth2", stranger.token)).status_code == 404
+    anonymous = advertisement(None)
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_default_branch_needs_maintainer(gitlab, book):
+    dave, mary = gitlab.add_user("dave"), gitlab.add_user("mary")
+    gitlab.set_member("lab/book", "dave", DEVELOPER)
+    gitlab.set_member("lab/book", "mary", MAINTAINER)
+    before = branch_heads(gitlab, "lab/book", mary.token)["main"]
+    pushed = commit_on(book, "main", "index.ipynb", '{"cells": []}')
+    url = f"{gitlab.url}/lab/book.git"
+
+    refused = push(url, dave.token, book, "main")
+    assert refused.returncode != 0 and "HTTP 403" in refused.stderr  # git shows no body for a failed POST
+    assert branch_heads(gitlab, "lab/book", mary.token)["main"] == before
+    pushes = [(r.method, r.username, r.status) for r in gitlab.request_log() if r.path.endswith("git-receive-pack")]
+    assert pushes == [("POST", "dave", 403)]
+    command = f"{before} {pushed} refs/heads/main\0report-status\n".encode()
+    raw = requests.post(f"{url}/git-receive-pack", data=b"%04x%s0000" % (len(command) + 4, command),
+                        auth=("oauth2", dave.token), timeout=10)
+    assert raw.status_code == 403
+    assert raw.text == "You are not allowed to push code to protected branches on this project.\n"
+    done = push(url, mary.token, book, "main")
+    assert done.returncode == 0, done.stderr
+    assert branch_heads(gitlab, "lab/book", mary.token)["main"] == pushed
+
+
+def test_ssh_push_still_works_after_an_http_push(gitlab, book, tmp_path):
+    mary = gitlab.add_user("mary")
+    gitlab.set_member("lab/book", "mary", MAINTAINER)
+    commit_on(book, "booklab/edit", "a.txt", "over HTTP")
+    assert push(f"{gitlab.url}/lab/book.git", mary.token, book, "booklab/edit").returncode == 0
+    repo, account = gitlab.repos.path("lab/book"), gitlab.ssh.account
+    owners = {(path.stat().st_uid, path.stat().st_gid) for path in [repo, *repo.rglob("*")]}
+    assert owners == {(account.pw_uid, account.pw_gid)}  # the SSH login user's, as before
+
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    added = requests.post(f"{gitlab.url}/api/v4/projects/lab%2Fbook/deploy_keys", headers={"PRIVATE-TOKEN": mary.token},
+                          json={"title": "booklab", "key": key.with_suffix(".pub").read_text(), "can_push": True},
+                          timeout=10)
+    assert added.status_code == 201
+    (tmp_path / "known_hosts").write_text(gitlab.known_hosts_line + "\n")
+    pushed = commit_on(book, "booklab/edit", "b.txt", "over SSH")
+    ssh = (f"ssh -F /dev/null -i {key} -o IdentitiesOnly=yes -o BatchMode=yes "
+           f"-o UserKnownHostsFile={tmp_path / 'known_hosts'}")
+    done = git("push", gitlab.ssh_url("lab/book"), "booklab/edit", cwd=book, GIT_SSH_COMMAND=ssh)
+    assert done.returncode == 0, done.stderr
+    assert branch_heads(gitlab, "lab/book", mary.token)["booklab/edit"] == pushed
+
+
+def test_new_merge_request_page_needs_the_project_and_branch(gitlab, book):
+    def page(project: str, source: str) -> int:
+        return requests.get(f"{gitlab.url}/{project}/-/merge_requests/new", timeout=10,
+                            params={"merge_request[source_branch]": source}).status_code
+    assert page("lab/book", "main") == 200  # target: the default branch
+    assert page("lab/book", "absent") == 404
+    assert page("lab/other", "main") == 404
