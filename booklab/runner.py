@@ -160,6 +160,7 @@ def _saved_before_shutdown(ctx: Context, held: dict[str, str]) -> bool:
         save_back.report_failed(ctx, held["deployment"], str(error or exc))
         return False
     save_back.report_saved(ctx, held["deployment"], saved)
+    save_back.unlock(ctx, held["deployment"])
     return True
 
 

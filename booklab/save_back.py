@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 #: seconds a queued or running save holds off another
 SAVE_LOCK_TTL = 900
-SAVING, FAILED = "saving", "failed"
+#: the states of a deployment's last save (its record's ``save_state``)
+SAVING, SAVED, UNCHANGED, FAILED = "saving", "saved", "unchanged", "failed"
 #: seconds before a notebook whose save failed is tried again for an automatic end (culling)
 RETRY_AFTER = 300
 #: names tried for a new branch before giving up (``-2``, ``-3``, ... after the first)
@@ -57,9 +58,14 @@ def request(ctx: Context, deployment_id: str, then_end: str = "") -> bool:
     from booklab.tasks import app
 
     runner = ctx.deployments.record(deployment_id).get("runner", "")
-    ctx.deployments.update(deployment_id, save_state=SAVING, save_message="Saving your changes to GitLab…")
+    announce(ctx, deployment_id)
     app.send_task("booklab.save", args=[deployment_id, then_end], queue=schema.runner_queue(runner))
     return True
+
+
+def announce(ctx: Context, deployment_id: str) -> None:
+    """Show the deployment's save as under way (from the moment the user asks for it)."""
+    ctx.deployments.update(deployment_id, save_state=SAVING, save_message="Saving your changes to GitLab…")
 
 
 def forget_failure(ctx: Context, deployment_id: str) -> None:
@@ -70,15 +76,21 @@ def forget_failure(ctx: Context, deployment_id: str) -> None:
 
 
 def report_saved(ctx: Context, deployment_id: str, saved: Saved | None) -> str:
-    """Record a save that worked (or found nothing to save); the sentence that says so."""
+    """Record a save that worked (or found nothing to save); the sentence that says so.
+    :func:`unlock` follows."""
     if saved is None:
-        state, message = "unchanged", "No file changed since the last save: nothing was pushed."
+        state, message = UNCHANGED, "No file changed since the last save: nothing was pushed."
     else:
-        state, message = "saved", (f"Saved your changes to branch {saved.branch}; open a merge request: "
+        state, message = SAVED, (f"Saved your changes to branch {saved.branch}; open a merge request: "
                                    f"{saved.merge_request_url}")
     ctx.deployments.update(deployment_id, save_state=state, save_message=message)
-    ctx.redis.delete(schema.saving(deployment_id))
     return message
+
+
+def unlock(ctx: Context, deployment_id: str) -> None:
+    """The save is over: another may start (once an end it asked for is done, so that the
+    runner does not ask for a second save of a notebook being removed)."""
+    ctx.redis.delete(schema.saving(deployment_id))
 
 
 def report_failed(ctx: Context, deployment_id: str, reason: str) -> None:

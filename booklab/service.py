@@ -116,8 +116,10 @@ def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: 
     current = status(ctx, deployment_id)
     if discard:
         ctx.deployments.update(deployment_id, save_back="")
-    elif gitlab_token and ctx.deployments.record(deployment_id).get("save_back"):
-        _keep_token(ctx, deployment_id, gitlab_token)
+    elif ctx.deployments.record(deployment_id).get("save_back") and current is Phase.READY:
+        if gitlab_token:
+            _keep_token(ctx, deployment_id, gitlab_token)
+        save_back.announce(ctx, deployment_id)  # the runner saves it before it ends it
     save_back.forget_failure(ctx, deployment_id)
     if current.is_active:
         ctx.deployments.request_stop(deployment_id)

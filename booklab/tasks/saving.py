@@ -22,6 +22,7 @@ def save(self: Task, deployment_id: str, then_end: str = "") -> str:
     ctx, runner = get_context(), self.request.hostname
     if ctx.runners.held(runner).get("deployment") != deployment_id:
         log.info("%s no longer serves %s: nothing to save", runner, deployment_id)
+        save_back.unlock(ctx, deployment_id)
         return "gone"
     try:
         saved = save_back.save(ctx, deployment_id)
@@ -32,8 +33,9 @@ def save(self: Task, deployment_id: str, then_end: str = "") -> str:
         reason = str(error) if error else "Booklab failed unexpectedly (the operator finds why in the runner's log)."
         log.warning("saving %s failed: %s", deployment_id, reason)
         save_back.report_failed(ctx, deployment_id, reason)
-        return "failed"
+        return save_back.FAILED
     message = save_back.report_saved(ctx, deployment_id, saved)
     if then_end:
         steps.release(ctx, deployment_id, runner, Phase.STOPPED, f"{then_end} {message}")
-    return "saved" if saved else "unchanged"
+    save_back.unlock(ctx, deployment_id)
+    return save_back.SAVED if saved else save_back.UNCHANGED

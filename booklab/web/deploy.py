@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
-from booklab import service
+from booklab import save_back, service
 from booklab.context import Context
 from booklab.deployment import Deployment, InvalidDeployment
 from booklab.errors import BooklabError, GitLabError, NotFound
@@ -74,7 +74,9 @@ def _urlpath() -> str:
 @bp.get("/v2/gl/<path:_spec>")
 @auth.login_required
 def launch_page(_spec: str) -> Any:
-    """The deploy page. Its event stream starts the deployment unless it is running."""
+    """The deploy page. Its event stream starts the deployment unless it is running. A
+    notebook that is ready already when the page is asked for is not opened: the page shows
+    its link and its controls (save back, Save now, Stop) instead."""
     project, ref = split_spec("/v2/gl/")
     user = auth.session_user()
     assert user is not None
@@ -83,7 +85,8 @@ def launch_page(_spec: str) -> Any:
         return refused
     dep = Deployment(project, ref, user.username)
     base = request.host_url.rstrip("/")
-    status = context().deployments.status(dep.id)
+    deployments = context().deployments
+    status = deployments.status(dep.id)
     # queued or running: the page only follows it (it cannot start a second one even if
     # it ends before the page connects); else the page's stream launches it
     follow_only = "?last_event_id=0" if status is not None and status.is_active else ""
@@ -92,7 +95,12 @@ def launch_page(_spec: str) -> Any:
         stream_url=base + stream_path(project, ref) + follow_only,
         launch_link=base + launch_path(project, ref), urlpath=_urlpath(),
         steps=STEPS, step_of=STEP_OF, phases={p.name: p.value for p in Phase},
-        final=[p.value for p in Phase if p.is_final])
+        final=[p.value for p in Phase if p.is_final],
+        # ready already (the user came back to it): the page shows its controls instead
+        # of going to the notebook
+        ready_at_load=status is Phase.READY,
+        save_back=bool(deployments.record(dep.id).get("save_back")),
+        save_states={"SAVING": save_back.SAVING, "SAVED": save_back.SAVED, "FAILED": save_back.FAILED})
 
 
 def _last_event_id() -> int | None:

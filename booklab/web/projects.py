@@ -1,7 +1,8 @@
 """The home page and Launch: the user's GitLab projects (membership; searchable; paginated
 as GitLab paginates), a project's branch picker with its default branch preselected, and
 the Launch form, a POST with CSRF protection that checks access with the user's own
-token before anything is created or queued."""
+token before anything is created or queued (and, ticked, asks to save the notebook's changes
+back to GitLab when it stops)."""
 
 from __future__ import annotations
 
@@ -93,8 +94,10 @@ def launch() -> Any:
     checked = check_access(user, path, ref)
     if checked is not None:
         return checked
-    request_ = service.request_deployment(context(), path, ref, user.token)
-    log.info("%s launched %s (%s)", user.username, request_.id, "new" if request_.started else "joined")
+    save_back = request.form.get("save_back", "").strip().lower() in ("1", "on", "true", "yes")
+    request_ = service.request_deployment(context(), path, ref, user.token, save_back=save_back)
+    log.info("%s launched %s (%s%s)", user.username, request_.id, "new" if request_.started else "joined",
+             ", saving back" if save_back else "")
     return redirect(launch_path(path, ref), code=303)
 
 

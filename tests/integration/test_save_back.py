@@ -5,6 +5,7 @@ runner; nothing is pushed when nothing changed, and a refused push loses nothing
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from datetime import datetime, timezone
 
@@ -16,7 +17,7 @@ from gitlab_standin.repos import git_env
 from tests.fixtures.pipeline import MAINTAINER, messages, phases, run_to_end
 from tests.fixtures.services import wait_until
 
-REPORTER = 20
+REPORTER, DEVELOPER = 20, 30
 EDITED = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Edited in Booklab"]}],
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
@@ -43,9 +44,9 @@ def branches(gitlab, project: str) -> list[str]:
     return stand_in_git(gitlab, project, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads").split()
 
 
-def deployed(ctx, runners, project, alice, save_back=True) -> tuple[str, dict]:
+def deployed(ctx, runners, project, alice) -> tuple[str, dict]:
     runners(1)
-    request = service.request_deployment(ctx, project, "main", alice.token, save_back=save_back)
+    request = service.request_deployment(ctx, project, "main", alice.token, save_back=True)
     events = run_to_end(ctx, request.id)
     assert phases(events)[-1] == "ready", messages(events)
     return request.id, events[-1]
@@ -92,6 +93,9 @@ def test_an_edited_notebook_is_pushed_to_a_new_branch_on_stop(ctx, runners, gitl
     assert len(posts) == 2 and gitlab.deploy_keys(project) == []
     assert not docker_engine.containers.list(all=True, filters={"id": container})
     assert ctx.redis.keys("secret:*") == []
+    # the save is over: nothing waits on it (a relaunch could otherwise never stop)
+    wait_until(lambda: ctx.redis.get(schema.saving(deployment_id)) is None, 10, "the save's lock to go")
+    assert ctx.deployments.record(deployment_id)["save_state"] == "saved"
 
 
 def test_nothing_is_pushed_when_nothing_changed(ctx, runners, gitlab, alice, project):
@@ -136,3 +140,48 @@ def test_a_refused_push_keeps_the_notebook_until_a_save_works(ctx, runners, gitl
     assert "saved" not in final["message"].lower(), final["message"]
     assert stand_in_git(gitlab, project, "show", f"{record['saved_branch']}:notes.md") == "kept safe\n"
     assert ctx.redis.get(schema.saving(deployment_id)) is None
+
+
+def test_an_idle_notebook_is_saved_before_it_is_culled(ctx, runners, gitlab, alice, project):
+    runners(1, BOOKLAB_NOTEBOOK_IDLE_TIMEOUT="4")
+    request = service.request_deployment(ctx, project, "main", alice.token, save_back=True)
+    ready = run_to_end(ctx, request.id)[-1]
+    write_text(ready, "draft.md", "written just before a break\n")
+
+    wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the idle notebook to be culled")
+
+    final = ctx.events.read(request.id, 0)[-1].data
+    assert "idle" in final["message"] and "Saved your changes to branch" in final["message"], final["message"]
+    branch = ctx.deployments.record(request.id)["saved_branch"]
+    assert stand_in_git(gitlab, project, "show", f"{branch}:draft.md") == "written just before a break\n"
+
+
+def test_a_runner_shut_down_saves_the_notebook_first(ctx, runners, gitlab, alice, project):
+    runner, = runners(1)
+    deployment_id = service.request_deployment(ctx, project, "main", alice.token, save_back=True).id
+    ready = run_to_end(ctx, deployment_id)[-1]
+    write_text(ready, "draft.md", "the runner went away\n")
+
+    runner.proc.send_signal(signal.SIGTERM)
+    runner.proc.wait(60)
+
+    assert ctx.deployments.status(deployment_id) is Phase.STOPPED
+    branch = ctx.deployments.record(deployment_id)["saved_branch"]
+    assert stand_in_git(gitlab, project, "show", f"{branch}:draft.md") == "the runner went away\n"
+
+
+def test_a_developer_pushes_with_their_own_token(ctx, runners, gitlab, project):
+    dev = gitlab.add_user("dev")
+    gitlab.set_member(project, "dev", DEVELOPER)
+    runners(1)
+    request = service.request_deployment(ctx, project, "main", dev.token, save_back=True)
+    events = run_to_end(ctx, request.id)
+    assert phases(events)[-1] == "ready", messages(events)
+    write_text(events[-1], "mine.md", "pushed over HTTPS\n")
+
+    final = stopped(ctx, request.id)
+
+    branch = ctx.deployments.record(request.id)["saved_branch"]
+    assert branch.startswith("booklab/dev/") and branch in final["message"]
+    assert stand_in_git(gitlab, project, "show", f"{branch}:mine.md") == "pushed over HTTPS\n"
+    assert [r.status for r in gitlab.request_log() if r.method == "POST" and "/deploy_keys" in r.path] == [403, 403]

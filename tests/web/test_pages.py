@@ -1,6 +1,7 @@
 """What the pages are made of: one phase vocabulary from the runner to the page's script,
-nothing loaded from outside (the Bangers font is served by Booklab), the badge, and the
-``urlpath`` a launch link passes on to the notebook."""
+nothing loaded from outside (the Bangers font is served by Booklab), the badge, the
+``urlpath`` a launch link passes on to the notebook, and the choice to save a notebook's
+changes back to GitLab (on the launch form, and on the page of a notebook ready already)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from booklab import save_back
 from booklab.phases import Phase
+from tests.fixtures.web import csrf_token
 
 WEB = Path(__file__).resolve().parents[2] / "booklab" / "web"
 
@@ -76,3 +79,49 @@ def test_the_home_page_is_readable_without_login(web_client):
     assert page.status_code == 200
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page.text
     assert html.unescape(page.text).count("Booklab") >= 2
+
+
+def test_launch_asks_to_save_back_and_a_ready_notebooks_page_shows_its_controls(logged_in, plain_project, ctx):
+    project_page = logged_in.get("/projects/demo/notebooks").text
+    assert '<input type="checkbox" id="save_back" name="save_back" value="1"' in project_page
+    assert '<label class="check" for="save_back">' in project_page
+    assert "Save my changes to GitLab when I stop" in project_page
+    token = csrf_token(logged_in)
+    for ref, ticked in (("main", "1"), ("dev", None)):
+        form = {"project": plain_project, "ref": ref, "csrf_token": token, **({"save_back": ticked} if ticked else {})}
+        assert logged_in.post("/launch", data=form).status_code == 303
+    chosen, plain = f"{plain_project}:main:alice", f"{plain_project}:dev:alice"
+    assert ctx.deployments.record(chosen)["save_back"] == "1" and not ctx.deployments.record(plain).get("save_back")
+
+    # being prepared: the page goes to the notebook once it is ready
+    queued = logged_in.get("/v2/gl/demo%2Fnotebooks/main").text
+    assert deploy_config(queued)["readyAtLoad"] is False
+
+    # ready already (the user came back): the page shows its controls instead
+    ctx.events.emit(chosen, Phase.READY, "Ready.", url="http://notebooks-main-alice.booklab.localhost/")
+    ready = logged_in.get("/v2/gl/demo%2Fnotebooks/main").text
+    assert deploy_config(ready)["readyAtLoad"] is True
+    assert '<input type="checkbox" id="save-back" checked>' in ready
+    assert '<p class="save-status" id="save-status" role="status" aria-live="polite">' in ready
+    assert ">Save now</button>" in ready and ">Stop and discard my changes</button>" in ready
+    assert not re.search(r"<[^>]+\son[a-z]+=", ready)  # no inline handlers (CSP)
+
+    answer = logged_in.post(f"/api/deployments/{chosen}/save_back", json={"enabled": False},
+                            headers={"X-CSRF-Token": token})
+    assert answer.status_code == 200 and answer.json["save_back"] is False
+    assert '<input type="checkbox" id="save-back">' in logged_in.get("/v2/gl/demo%2Fnotebooks/main").text
+
+
+def test_the_deploy_page_knows_the_save_states_save_back_writes(logged_in, plain_project, ctx):
+    states = deploy_config(logged_in.get("/v2/gl/demo%2Fnotebooks/main").text)["saveStates"]
+    deployment = f"{plain_project}:main:alice"
+    written = set()
+    for saved in (None, save_back.Saved("booklab/alice/20260101-1200", "0" * 40, "http://mr")):
+        save_back.report_saved(ctx, deployment, saved)
+        written.add(ctx.deployments.record(deployment)["save_state"])
+    save_back.report_failed(ctx, deployment, "No.")
+    written.add(ctx.deployments.record(deployment)["save_state"])
+    assert set(states.values()) <= written | {save_back.SAVING}
+    assert (states["SAVING"], states["SAVED"], states["FAILED"]) == (save_back.SAVING, "saved", save_back.FAILED)
+    script = (WEB / "static" / "deploy.js").read_text()
+    assert all(f"S.{name}" in script for name in states)
