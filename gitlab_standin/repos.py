@@ -11,6 +11,7 @@ writes them on behalf of a client (git over HTTP) as that user.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -149,9 +150,10 @@ class Repositories:
     def run_as_owner(self, command: list[str], stdin: bytes, env: Mapping[str, str]) -> subprocess.CompletedProcess:
         """Run ``command`` in ``root`` as the repositories' owner (with no supplementary
         groups), so that what it writes stays theirs; output captured."""
-        identity = {}
+        identity: dict = {}
         if self._owner is not None:
             identity = {"user": self._owner[0], "group": self._owner[1], "extra_groups": []}
+            env = {**env, "HOME": pwd.getpwuid(self._owner[0]).pw_dir}  # not root's, which it cannot read
         return subprocess.run(command, input=stdin, env=env, cwd=self.root, capture_output=True, check=False,
                               **identity)
 
