@@ -1,64 +1,47 @@
 // The deploy page: follows the deployment's event stream (BinderHub's format), shows the
-// phase progress and the log, and goes to the notebook when it becomes ready. A notebook
-// that was ready already when the page was loaded (the user came back to it) is not
-// opened: the page shows its link and its controls (save the changes to GitLab when it
-// stops, Save now, Stop) and, the event stream being over, asks the API about it now and
-// then, to show its saves and notice its end. Phase names and save states come from the
-// server, never from this file.
+// phase progress and the log, and opens the notebook once it is ready. A notebook ready
+// already when the page loaded (the user came back to it) is not opened: the page shows
+// its link and controls (save back, Save now, Stop) and asks the API about it now and then,
+// to show its saves and notice its end. Phase names and save states come from the server.
 (function () {
   "use strict";
-  var cfg = JSON.parse(document.getElementById("deploy-config").textContent);
-  var P = cfg.phases;
-  var S = cfg.saveStates;
-  var logBox = document.getElementById("log");
-  var statusLine = document.getElementById("status");
+  function byId(id) { return document.getElementById(id); }
+  var cfg = JSON.parse(byId("deploy-config").textContent);
+  var P = cfg.phases;      // phase names, from the server
+  var S = cfg.saveStates;  // save states, from the server
+  var logBox = byId("log");
+  var statusLine = byId("status");
   var steps = document.querySelectorAll(".steps li");
-  var buttons = {
-    open: document.getElementById("open"),
-    retry: document.getElementById("retry"),
-    stop: document.getElementById("stop"),
-    saveNow: document.getElementById("save-now"),
-    discard: document.getElementById("discard")
-  };
-  var saving = {
-    box: document.getElementById("save-box"),
-    choice: document.getElementById("save-choice"),
-    checkbox: document.getElementById("save-back"),
-    line: document.getElementById("save-status"),
-    actions: document.getElementById("save-actions")
-  };
-  var source = null;
-  var lastEventId = 0;
+  var buttons = {open: byId("open"), retry: byId("retry"), stop: byId("stop"), saveNow: byId("save-now"),
+                 discard: byId("discard")};
+  var saving = {box: byId("save-box"), choice: byId("save-choice"), checkbox: byId("save-back"),
+                line: byId("save-status"), actions: byId("save-actions")};
   var MAX_LOG_CHARS = 2000000;
-  // milliseconds between two looks at a ready notebook: while a save or a stop is under
-  // way, and otherwise
-  var FAST_POLL = 2000;
-  var SLOW_POLL = 10000;
-  // a stop asked while the last save had failed: a failure seen this long after it is the
-  // stop's own save failing, even if the page never saw that save running
-  var STALE_FAILURE_MS = 30000;
-  var KEPT_RUNNING = "Your notebook keeps running: your changes could not be saved.";
-  // how long the page waits for the events that ended a notebook it was watching
-  var FINAL_EVENTS_MS = 10000;
+  var FAST_POLL = 2000;   // ms between two looks at a ready notebook while a save or stop runs
+  var SLOW_POLL = 10000;  // and otherwise
 
-  // the page saw the deployment being prepared: open the notebook once it is ready
-  var openOnReady = !cfg.readyAtLoad;
-  var watching = false;   // the notebook is ready and the page asks the API about it
+  var source = null;                   // the open EventSource
+  var lastEventId = 0;                 // the id of the last event the page saw
+  var openOnReady = !cfg.readyAtLoad;  // the page saw it being prepared: open it once ready
+  var watching = false;                // the notebook is ready and the page asks the API about it
   var pollTimer = null;
-  var stopping = null;    // {since, discard, failedBefore, sawSaving} while a stop is asked
-  var toggling = false;   // a change of the checkbox is on its way
-  var troubled = false;   // the last look at the notebook failed
-  var keptRunning = false; // the status line says a stop's save failed
-  var lastSave = null;
-  var shownSave = "";
-  var sent = 0;           // API answers are applied in the order they were asked for
-  var applied = 0;
+  var stopping = null;                 // {discard, saves} while a Stop of the ready notebook runs
+  var keptRunning = false;             // that Stop's save failed, and the save is still a failure
+  var troubled = false;                // the last look at the notebook failed
+  var lastSave = null;                 // the save as the API last described it
+  var shownSave = "";                  // the save on screen (JSON): an unchanged one is not redrawn
+  var sent = 0, applied = 0;           // API requests sent, and the last one whose answer was applied
 
   function show(element, visible) { element.classList.toggle("hidden", !visible); }
 
   function setStatus(text, kind) {
     statusLine.textContent = text;
     statusLine.className = "status" + (kind ? " " + kind : "");
+  }
+
+  function lastLine(message) {
+    var lines = (message || "").trim().split("\n");
+    return lines[lines.length - 1];
   }
 
   function setStep(phase) {
@@ -71,25 +54,21 @@
     });
   }
 
-  function markFailed() {
-    var current = document.querySelector(".steps li.current") || steps[0];
-    current.classList.remove("current");
-    current.classList.add("stuck");
+  // text at the end of parent, alone or as the text of a new element of that tag
+  function append(parent, text, tag) {
+    var node = tag ? document.createElement(tag) : document.createTextNode(text);
+    if (tag) { node.textContent = text; }
+    return parent.appendChild(node);
   }
 
   function appendLog(message) {
     if (!message) { return; }
     var atBottom = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 40;
-    logBox.appendChild(document.createTextNode(message));
+    append(logBox, message);
     if (logBox.textContent.length > MAX_LOG_CHARS) {
       logBox.textContent = logBox.textContent.slice(-MAX_LOG_CHARS / 2);
     }
     if (atBottom) { logBox.scrollTop = logBox.scrollHeight; }
-  }
-
-  function lastLine(message) {
-    var lines = (message || "").trim().split("\n");
-    return lines[lines.length - 1];
   }
 
   function notebookUrl(event) {
@@ -98,19 +77,89 @@
     return url.toString();
   }
 
+  // --- the event stream ----------------------------------------------------------------
+
+  // follows the events at url; onClosed: the stream failed for good (or had nothing more)
+  function follow(url, onClosed) {
+    close();
+    source = new EventSource(url);
+    source.onmessage = function (message) {
+      lastEventId = Number(message.lastEventId) || lastEventId;
+      handle(JSON.parse(message.data));
+    };
+    source.onerror = function (error) {  // the EventSource reconnects by itself unless CLOSED
+      if (error.target.readyState === EventSource.CLOSED) {
+        onClosed();
+      } else {
+        setStatus("Connection lost: reconnecting…");
+      }
+    };
+  }
+
   function close() {
     if (source) { source.close(); source = null; }
   }
 
+  function lostConnection() {
+    setStatus("Lost the connection to Booklab: reload the page to follow the deployment again.", "bad");
+  }
+
+  function handle(event) {
+    appendLog(event.message);
+    setStep(event.phase);
+    if (event.phase === P.READY) {
+      onReady(event);
+    } else if (event.phase === P.FAILED || event.phase === P.STOPPED) {
+      onEnd(event);
+    } else if (cfg.final.indexOf(event.phase) < 0) {
+      showProgress(event);
+    }
+  }
+
+  function showProgress(event) {
+    var queued = event.phase === P.WAITING && event.position;
+    setStatus(queued ? "Waiting for a free runner: position " + event.position + " in the queue."
+                     : lastLine(event.message) || event.phase);
+  }
+
+  function onReady(event) {
+    close();
+    var target = notebookUrl(event);
+    buttons.open.href = target;
+    show(buttons.open, true);
+    if (openOnReady) {
+      setStatus("Your notebook is ready: opening it…", "good");
+      window.location.assign(target);
+    } else {
+      watch();
+    }
+  }
+
+  function onEnd(event) {
+    close();
+    endControls();
+    if (event.phase === P.FAILED) {
+      var current = document.querySelector(".steps li.current") || steps[0];
+      current.classList.remove("current");
+      current.classList.add("stuck");
+      setStatus(lastLine(event.message) || "The deployment failed.", "bad");
+    } else {
+      steps.forEach(function (li) { li.classList.remove("current"); });
+      setStatus(lastLine(event.message) || "Stopped.", "bad");
+      buttons.retry.textContent = "Launch again";
+    }
+    show(buttons.open, false);
+    show(buttons.retry, true);
+    show(buttons.stop, false);
+  }
+
   // --- the last save to GitLab, as the API describes it -------------------------------
 
-  function webLink(url) {
+  function webLink(url) {  // links are http(s) only
     try {
       var parsed = new URL(url, window.location.href);
       return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.toString() : null;
-    } catch (e) {
-      return null;
-    }
+    } catch (e) { return null; }
   }
 
   function clock(seconds) {
@@ -120,38 +169,29 @@
 
   function renderSave(save) {
     var line = saving.line;
+    var saved = Boolean(save && save.state === S.SAVED && save.branch);
     line.textContent = "";
-    line.className = "save-status";
+    line.className = "save-status" + (saved ? " good" : save && save.state === S.FAILED ? " bad" : "");
     if (!save) { return; }
-    function text(value) { line.appendChild(document.createTextNode(value)); }
-    function branch(name) {
-      var code = document.createElement("code");
-      code.textContent = name;
-      line.appendChild(code);
-    }
-    if (save.state === S.SAVED && save.branch) {
-      text("Saved your changes to branch ");
-      branch(save.branch);
-      text(clock(save.saved_at) + ".");
-      line.classList.add("good");
+    if (saved) {
+      append(line, "Saved your changes to branch ");
+      append(line, save.branch, "code");
+      append(line, clock(save.saved_at) + ".");
     } else {
-      text(save.message || "");
+      append(line, save.message || "");
       if (save.branch && save.state !== S.SAVING) {
-        text(save.state === S.FAILED ? " Your earlier saves are on branch " : " Your saved changes are on branch ");
-        branch(save.branch);
-        text(".");
+        append(line, " Your " + (save.state === S.FAILED ? "earlier saves" : "saved changes") + " are on branch ");
+        append(line, save.branch, "code");
+        append(line, ".");
       }
-      if (save.state === S.FAILED) { line.classList.add("bad"); }
     }
     var url = save.state !== S.SAVING && save.merge_request_url && webLink(save.merge_request_url);
     if (url) {
-      var link = document.createElement("a");
+      append(line, " ");
+      var link = append(line, "Open a merge request", "a");
       link.href = url;
       link.rel = "noopener";
       link.target = "_blank";
-      link.textContent = "Open a merge request";
-      text(" ");
-      line.appendChild(link);
     }
   }
 
@@ -162,8 +202,9 @@
       shownSave = key;
       renderSave(lastSave);
     }
-    buttons.saveNow.disabled = Boolean(stopping) || Boolean(lastSave && lastSave.state === S.SAVING);
-    show(buttons.discard, watching && Boolean(lastSave && lastSave.state === S.FAILED));
+    var state = lastSave && lastSave.state;
+    buttons.saveNow.disabled = Boolean(stopping) || state === S.SAVING;
+    show(buttons.discard, watching && state === S.FAILED);
   }
 
   function saveTrouble(message) {
@@ -172,22 +213,15 @@
     saving.line.className = "save-status bad";
   }
 
+  // a notebook that ended saves nothing more: a save still said to be under way is
+  // shown as the last save that worked, if any
+  function lastWorkingSave(save) {
+    if (!save || save.state !== S.SAVING) { return save; }
+    return save.branch ? {state: S.SAVED, branch: save.branch, merge_request_url: save.merge_request_url,
+                          saved_at: save.saved_at} : null;
+  }
+
   // --- a ready notebook: its controls, and a look at it now and then ------------------
-
-  function runningStatus() {
-    if (!stopping) {
-      setStatus("Your notebook is ready.", "good");
-    } else if (stopping.discard) {
-      setStatus("Stopping without saving your changes…");
-    } else {
-      setStatus(saving.checkbox.checked ? "Saving your changes to GitLab, then stopping…" : "Stopping…");
-    }
-  }
-
-  function schedule(delay) {
-    clearTimeout(pollTimer);
-    pollTimer = watching ? setTimeout(refresh, delay) : null;
-  }
 
   function watch() {
     watching = true;
@@ -198,45 +232,70 @@
     refresh();
   }
 
+  function runningStatus() {
+    if (keptRunning) {
+      setStatus("Your notebook keeps running: your changes could not be saved.", "bad");
+    } else if (!stopping) {
+      setStatus("Your notebook is ready.", "good");
+    } else if (stopping.discard) {
+      setStatus("Stopping without saving your changes…");
+    } else {
+      setStatus(stopping.saves ? "Saving your changes to GitLab, then stopping…" : "Stopping…");
+    }
+  }
+
   function refresh() {
     call("GET", "").then(applyAnswer, function (error) {
       if (!watching) { return; }
       troubled = true;
       setStatus("Booklab did not answer (" + error.message + "): trying again…", "bad");
-      schedule(SLOW_POLL);
+      pollLater();
     });
   }
 
-  function followStop(save) {
-    var state = save && save.state;
-    if (state === S.SAVING) { stopping.sawSaving = true; }
-    if (state === S.FAILED && !stopping.discard &&
-        (stopping.sawSaving || !stopping.failedBefore || Date.now() - stopping.since > STALE_FAILURE_MS)) {
-      stopping = null;  // its save failed: the notebook keeps running, with its work
-      keptRunning = true;
-      setStatus(KEPT_RUNNING, "bad");
-    }
+  function pollLater() {
+    var busy = stopping || (lastSave && lastSave.state === S.SAVING);
+    clearTimeout(pollTimer);
+    pollTimer = watching ? setTimeout(refresh, busy && !troubled ? FAST_POLL : SLOW_POLL) : null;
   }
 
-  function update(deployment) {
-    if (!watching) { return; }
-    if (deployment.status === P.READY) {
-      if (!toggling) { saving.checkbox.checked = Boolean(deployment.save_back); }
-      if (stopping) { followStop(deployment.save); }
-      var failed = Boolean(deployment.save && deployment.save.state === S.FAILED);
-      if (troubled || (keptRunning && !failed)) {
-        troubled = false;
-        keptRunning = keptRunning && failed;
-        if (keptRunning) { setStatus(KEPT_RUNNING, "bad"); } else { runningStatus(); }
-      }
-      showSave(deployment.save);
-      var busy = stopping || (deployment.save && deployment.save.state === S.SAVING);
-      schedule(busy ? FAST_POLL : SLOW_POLL);
-    } else if (deployment.status === P.STOPPED || deployment.status === P.FAILED) {
-      ended(deployment);
+  function applyAnswer(answer) {
+    if (!answer) {
+      pollLater();  // stale: the look it replaced may have been this one
+    } else if (!watching) {
+      return;
+    } else if (answer.status === P.READY) {
+      updateReady(answer);
+    } else if (answer.status === P.STOPPED || answer.status === P.FAILED) {
+      ended(answer);
     } else {
       window.location.reload();  // launched again meanwhile (in another tab): follow that
     }
+  }
+
+  function updateReady(deployment) {
+    if (!saving.checkbox.disabled) {  // else the user's change of it is on its way
+      saving.checkbox.checked = Boolean(deployment.save_back);
+    }
+    // the server shows a Stop's save as under way at once: a failure seen after that
+    // Stop is its own, and the notebook keeps running
+    var failed = Boolean(deployment.save && deployment.save.state === S.FAILED);
+    var wasKept = keptRunning;
+    keptRunning = failed && (keptRunning || Boolean(stopping && stopping.saves));
+    if (keptRunning) { stopping = null; }
+    if (troubled || keptRunning !== wasKept) { runningStatus(); }
+    troubled = false;
+    showSave(deployment.save);
+    pollLater();
+  }
+
+  function ended(deployment) {
+    showSave(lastWorkingSave(deployment.save));
+    endControls();
+    // the events after the last one seen, the one that ended the notebook among them
+    follow(cfg.streamUrl.split("?")[0] + "?last_event_id=" + lastEventId, function () {
+      handle({phase: deployment.status, message: ""});
+    });
   }
 
   function endControls() {
@@ -249,133 +308,23 @@
     show(saving.box, Boolean(lastSave));  // the last save's branch and link stay
   }
 
-  function parseEvents(text) {
-    var events = [];
-    text.split(/\r?\n\r?\n/).forEach(function (block) {
-      var data = [];
-      var id = 0;
-      block.split(/\r?\n/).forEach(function (line) {
-        if (line.indexOf("data:") === 0) { data.push(line.slice(5).replace(/^ /, "")); }
-        if (line.indexOf("id:") === 0) { id = Number(line.slice(3).trim()) || 0; }
-      });
-      if (!data.length) { return; }
-      try { events.push(JSON.parse(data.join("\n"))); } catch (e) { return; }
-      if (id) { lastEventId = id; }
-    });
-    return events;
-  }
+  // --- the API and the buttons -------------------------------------------------------
 
-  // the events after the last one the page saw (the one that ended the notebook among
-  // them), read from the event stream, which ends after it; never one that launches
-  function finalEvents() {
-    var url = cfg.streamUrl.split("?")[0] + "?last_event_id=" + lastEventId;
-    var abort = window.AbortController ? new AbortController() : null;
-    var timer = setTimeout(function () { if (abort) { abort.abort(); } }, FINAL_EVENTS_MS);
-    return fetch(url, {
-      credentials: "same-origin", cache: "no-store", headers: {"Accept": "text/event-stream"},
-      signal: abort ? abort.signal : undefined
-    }).then(function (response) {
-      return response.status === 200 ? response.text() : "";
-    }).then(parseEvents, function () { return []; }).then(function (events) {
-      clearTimeout(timer);
-      return events;
-    });
-  }
-
-  // a notebook that ended saves nothing more: a save still said to be under way is
-  // shown as the last save that worked, if any
-  function lastWorkingSave(save) {
-    if (!save || save.state !== S.SAVING) { return save; }
-    return save.branch ? {state: S.SAVED, branch: save.branch, merge_request_url: save.merge_request_url,
-                          saved_at: save.saved_at} : null;
-  }
-
-  function ended(deployment) {
-    showSave(lastWorkingSave(deployment.save));
-    endControls();
-    finalEvents().then(function (events) {
-      var last = null;
-      events.forEach(function (event) {
-        if (event.phase === P.READY) { return; }
-        handle(event);
-        if (cfg.final.indexOf(event.phase) >= 0) { last = event; }
-      });
-      if (!last) { handle({phase: deployment.status, message: ""}); }
-    });
-  }
-
-  // --- the event stream ----------------------------------------------------------------
-
-  function handle(event) {
-    appendLog(event.message);
-    setStep(event.phase);
-    if (event.phase === P.WAITING && event.position) {
-      setStatus("Waiting for a free runner: position " + event.position + " in the queue.");
-    } else if (cfg.final.indexOf(event.phase) < 0) {
-      setStatus(lastLine(event.message) || event.phase);
-    }
-    if (event.phase === P.READY) {
-      close();
-      var target = notebookUrl(event);
-      buttons.open.href = target;
-      show(buttons.open, true);
-      if (openOnReady) {
-        setStatus("Your notebook is ready: opening it…", "good");
-        window.location.assign(target);
-      } else {
-        watch();
-      }
-    } else if (event.phase === P.FAILED) {
-      close();
-      endControls();
-      markFailed();
-      setStatus(lastLine(event.message) || "The deployment failed.", "bad");
-      show(buttons.open, false);
-      show(buttons.retry, true);
-      show(buttons.stop, false);
-    } else if (event.phase === P.STOPPED) {
-      close();
-      endControls();
-      steps.forEach(function (li) { li.classList.remove("current"); });
-      setStatus(lastLine(event.message) || "Stopped.", "bad");
-      buttons.retry.textContent = "Launch again";
-      show(buttons.open, false);
-      show(buttons.retry, true);
-      show(buttons.stop, false);
-    }
-  }
-
-  function follow() {
-    close();
-    source = new EventSource(cfg.streamUrl);
-    source.onmessage = function (message) {
-      lastEventId = Number(message.lastEventId) || lastEventId;
-      handle(JSON.parse(message.data));
-    };
-    source.onerror = function () {
-      if (source && source.readyState === EventSource.CLOSED) {
-        setStatus("Lost the connection to Booklab: reload the page to follow the deployment again.", "bad");
-      } else if (source) {
-        setStatus("Connection lost: reconnecting…");
-      }
-    };
-  }
-
-  // --- the buttons ---------------------------------------------------------------------
-
+  // Answers are applied in the order their requests were sent, and an action (a POST)
+  // makes the answers to earlier requests stale: a look sent before a Stop may still show
+  // an older failed save. A stale answer is null.
   function call(method, action, body) {
     var headers = {"Accept": "application/json"};
-    var init = {method: method, credentials: "same-origin", cache: "no-store", headers: headers};
     if (method !== "GET") { headers["X-CSRF-Token"] = cfg.csrf; }
-    if (body) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
+    if (body) { headers["Content-Type"] = "application/json"; }
+    var init = {method: method, credentials: "same-origin", cache: "no-store", headers: headers,
+                body: body ? JSON.stringify(body) : undefined};
     var order = ++sent;
+    if (method !== "GET") { applied = order; }
     return fetch(cfg.api + (action ? "/" + action : ""), init).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (answer) {
         if (!response.ok) { throw new Error(answer.error || ("Booklab answered " + response.status)); }
-        if (order < applied) { return {status: P.READY, stale: true}; }
+        if (order < applied) { return null; }
         applied = order;
         return answer;
       });
@@ -384,40 +333,44 @@
 
   function post(action, body) { return call("POST", action, body); }
 
-  function applyAnswer(answer) {
-    if (!answer.stale) { update(answer); }
-  }
-
-  function askToStop(discard) {
+  function askToStop(button, discard) {
+    button.disabled = true;
     if (watching) {
       keptRunning = false;
-      stopping = {since: Date.now(), discard: discard, sawSaving: false,
-                  failedBefore: Boolean(lastSave && lastSave.state === S.FAILED)};
+      stopping = {discard: discard, saves: !discard && saving.checkbox.checked};
       showSave(lastSave);
       runningStatus();
     } else {
       setStatus("Stopping…");
     }
-    return post("stop", discard ? {discard: true} : null).then(applyAnswer, function (error) {
+    post("stop", discard ? {discard: true} : null).then(applyAnswer, function (error) {
       stopping = null;
       showSave(lastSave);
       setStatus(error.message, "bad");
-    });
+    }).then(function () { button.disabled = false; });
   }
 
-  buttons.stop.addEventListener("click", function () {
-    buttons.stop.disabled = true;
-    askToStop(false).then(function () { buttons.stop.disabled = false; });
-  });
+  function startAgain() {
+    logBox.textContent = "";
+    lastEventId = 0;
+    openOnReady = true;
+    show(saving.box, false);
+    show(buttons.retry, false);
+    show(buttons.stop, true);
+    setStatus("Starting again…");
+    follow(cfg.streamUrl, lostConnection);
+  }
+
+  buttons.stop.addEventListener("click", function () { askToStop(buttons.stop, false); });
 
   buttons.discard.addEventListener("click", function () {
-    if (!window.confirm("Stop the notebook and lose the changes that are not saved to GitLab?")) { return; }
-    buttons.discard.disabled = true;
-    askToStop(true).then(function () { buttons.discard.disabled = false; });
+    if (window.confirm("Stop the notebook and lose the changes that are not saved to GitLab?")) {
+      askToStop(buttons.discard, true);
+    }
   });
 
   buttons.saveNow.addEventListener("click", function () {
-    buttons.saveNow.disabled = true;
+    buttons.saveNow.disabled = true;  // enabled again by the answer, once the save is over
     post("save").then(applyAnswer, function (error) {
       saveTrouble(error.message);
       buttons.saveNow.disabled = false;
@@ -426,13 +379,8 @@
 
   saving.checkbox.addEventListener("change", function () {
     var wanted = saving.checkbox.checked;
-    toggling = true;
-    saving.checkbox.disabled = true;
-    post("save_back", {enabled: wanted}).then(function (answer) {
-      toggling = false;
-      applyAnswer(answer);
-    }, function (error) {
-      toggling = false;
+    saving.checkbox.disabled = true;  // until the answer; the looks meanwhile leave it alone
+    post("save_back", {enabled: wanted}).then(applyAnswer, function (error) {
       saving.checkbox.checked = !wanted;
       saveTrouble(error.message);
     }).then(function () { saving.checkbox.disabled = false; });
@@ -440,18 +388,8 @@
 
   buttons.retry.addEventListener("click", function () {
     buttons.retry.disabled = true;
-    post("retry").then(function () {
-      logBox.textContent = "";
-      lastEventId = 0;
-      openOnReady = true;
-      show(saving.box, false);
-      show(buttons.retry, false);
-      show(buttons.stop, true);
-      setStatus("Starting again…");
-      follow();
-    }, function (error) {
-      setStatus(error.message, "bad");
-    }).then(function () { buttons.retry.disabled = false; });
+    post("retry").then(startAgain, function (error) { setStatus(error.message, "bad"); })
+      .then(function () { buttons.retry.disabled = false; });
   });
 
   // back to this page from the notebook, restored as it was left ("opening it…"):
@@ -460,5 +398,5 @@
     if (event.persisted) { window.location.reload(); }
   });
 
-  follow();
+  follow(cfg.streamUrl, lostConnection);
 })();
