@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
-from booklab import save_back, service
+from booklab import notebook_settings, save_back, service
 from booklab.context import Context
 from booklab.deployment import Deployment, InvalidDeployment
 from booklab.errors import BooklabError, GitLabError, NotFound
@@ -63,12 +63,12 @@ def split_spec(prefix: str) -> tuple[str, str]:
 
 
 def _urlpath() -> str:
-    """``?urlpath=`` as a path inside the notebook server (no scheme, no other host)."""
-    value = request.args.get("urlpath", "").strip()
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or value.startswith("//") or "\\" in value:
+    """``?urlpath=`` as a path inside the notebook server (no scheme, no other host, no
+    ``..``), by the rules of ``.booklab.yml``'s ``urlpath``; empty when it is not one."""
+    try:
+        return notebook_settings.check_urlpath(request.args.get("urlpath", "").strip())
+    except ValueError:
         return ""
-    return value.lstrip("/")
 
 
 @bp.get("/v2/gl/<path:_spec>")

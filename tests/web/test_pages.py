@@ -66,6 +66,7 @@ def test_the_badge_is_an_svg_image(web_client):
     ("/tree/hello.ipynb", "tree/hello.ipynb"),
     ("https://evil.example/steal", ""),
     ("//evil.example/steal", ""),
+    ("tree/../../../etc/passwd", ""),
 ])
 def test_urlpath_is_passed_on_only_as_a_path_in_the_notebook(logged_in, plain_project, urlpath, kept):
     from urllib.parse import quote
