@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from booklab import config as config_module
 from booklab.errors import ConfigError
@@ -83,8 +84,11 @@ def _out(line: str) -> None:
 
 def _notebook_link(event: dict[str, Any]) -> str:
     """The notebook's address, at the page its repository asks to open (``urlpath``)."""
-    url = event.get("url", "") + event.get("urlpath", "")
-    return f"{url}{'&' if '?' in url else '?'}token={event['token']}" if event.get("token") else url
+    url = urlsplit(event.get("url", "") + event.get("urlpath", ""))
+    if not event.get("token"):
+        return urlunsplit(url)
+    query = "&".join(filter(None, [url.query, urlencode({"token": event["token"]})]))
+    return urlunsplit(url._replace(query=query))
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -159,8 +163,16 @@ def _save_line(save: dict[str, Any]) -> str:
 def _stop(args: argparse.Namespace) -> int:
     with _client(args) as client:
         stopped = client.stop(args.deployment, discard=args.discard)
-    saving = " Your changes are saved to GitLab first." if stopped.get("save_back") and not args.discard else ""
-    _out(f"Stopping {stopped['id']} (it was {stopped['was']}).{saving}")
+        saving = stopped.get("save", {}).get("state") == "saving" and not args.discard
+        _out(f"Stopping {stopped['id']} (it was {stopped['was']})."
+             + (" Saving your changes to GitLab first..." if saving else ""))
+        if not saving:
+            return 0
+        save = client.wait_saved(args.deployment).get("save", {})
+    if save.get("state") == "failed":
+        print(f"booklab: {_save_line(save)} (`booklab stop --discard` stops it without saving.)", file=sys.stderr)
+        return FAILED
+    _out(_save_line(save))
     return 0
 
 

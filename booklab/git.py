@@ -64,35 +64,54 @@ def clone(url: str, branch: str, dest: Path, credentials: SshCredentials | Https
 def fetch_commit(url: str, commit: str, dest: Path, credentials: SshCredentials | HttpsCredentials,
                  timeout: float = 600) -> None:
     """A new repository at ``dest`` whose work tree holds ``commit`` of ``url`` (depth 1)."""
+    _local(dest.parent, "init", "--quiet", str(dest))
+    fetch_more(dest, url, commit, credentials, timeout)
+    _local(dest, *_inside(dest), "checkout", "--quiet", "--detach", commit)
+
+
+def fetch_more(checkout: Path, url: str, commit: str, credentials: SshCredentials | HttpsCredentials,
+               timeout: float = 600) -> None:
+    """Fetch one more commit of ``url`` (depth 1) into the repository ``checkout``."""
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
         raise ValueError(f"{commit!r} is not a full commit SHA")
-    _local(dest.parent, "init", "--quiet", str(dest))
-    for _ in _remote(["-C", str(dest), "fetch", "--quiet", "--no-tags", "--depth", "1", "--", url, commit],
+    for _ in _remote([*_inside(checkout), "fetch", "--quiet", "--no-tags", "--depth", "1", "--", url, commit],
                      credentials, timeout, what="fetch"):
         pass
-    _local(dest, "checkout", "--quiet", "--detach", commit)
 
 
-def commit_all(checkout: Path, author: tuple[str, str], message: str) -> str | None:
-    """Commit every change of the work tree (what ``.gitignore`` ignores aside) as
-    ``author`` (name, e-mail); the new commit's SHA, or None when nothing changed."""
-    _local(checkout, "add", "--all")
-    if not _local(checkout, "status", "--porcelain").strip():
+def tracked_files(checkout: Path) -> set[str]:
+    """The paths the checked-out commit tracks."""
+    return set(_local(checkout, *_inside(checkout), "ls-files", "-z").split("\0")) - {""}
+
+
+def commit_work_tree(checkout: Path, parent: str, author: tuple[str, str], message: str) -> str | None:
+    """A commit of the whole work tree (what ``.gitignore`` ignores aside) whose parent is
+    ``parent``, by ``author`` (name, e-mail); its SHA, or None when its tree is the parent's."""
+    inside = _inside(checkout)
+    _local(checkout, *inside, "add", "--all")
+    tree = _local(checkout, *inside, "write-tree").strip()
+    if tree == _local(checkout, *inside, "rev-parse", f"{parent}^{{tree}}").strip():
         return None
     name, email = author
     identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
                 "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
-    _local(checkout, "commit", "--quiet", "--no-verify", "--file=-", stdin=message, env=identity)
-    return head_commit(checkout)
+    return _local(checkout, *inside, "commit-tree", tree, "-p", parent, stdin=message, env=identity).strip()
 
 
-def push(checkout: Path, url: str, branch: str, credentials: SshCredentials | HttpsCredentials,
+def push(checkout: Path, url: str, commit: str, branch: str, credentials: SshCredentials | HttpsCredentials,
          timeout: float = 600) -> None:
-    """Push the checkout's HEAD to the branch ``branch`` of ``url``, never by force."""
+    """Push ``commit`` to the branch ``branch`` of ``url``, never by force."""
     check_branch_name(branch)
-    for _ in _remote(["-C", str(checkout), "push", "--porcelain", "--", url, f"HEAD:refs/heads/{branch}"],
+    for _ in _remote([*_inside(checkout), "push", "--porcelain", "--", url, f"{commit}:refs/heads/{branch}"],
                      credentials, timeout, what="push", branch=branch):
         pass
+
+
+def _inside(checkout: Path) -> list[str]:
+    """Options that pin git to the checkout's own repository and turn off every command a
+    repository's configuration could run (its files came from a notebook's container)."""
+    return ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+            f"--git-dir={checkout / '.git'}", f"--work-tree={checkout}"]
 
 
 def _remote(args: list[str], credentials: SshCredentials | HttpsCredentials, timeout: float,
@@ -127,13 +146,14 @@ def _remote(args: list[str], credentials: SshCredentials | HttpsCredentials, tim
 
 
 def _local(checkout: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-    """Run a git command that stays on this machine; its output."""
-    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(checkout), "LANG": "C.UTF-8",
+    """Run a git command that stays on this machine, with no user configuration; its output."""
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", "LANG": "C.UTF-8",
             "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
     done = subprocess.run(["git", "-C", str(checkout), *args], input=stdin, env={**base, **(env or {})},
                           capture_output=True, text=True, check=False)
     if done.returncode:
-        raise CloneError(f"git {args[0]} failed: {done.stderr.strip()[-500:]}")
+        command = next(a for a in args if not a.startswith("-") and "=" not in a)
+        raise CloneError(f"git {command} failed: {done.stderr.strip()[-500:]}")
     return done.stdout
 
 
@@ -195,8 +215,11 @@ def _explain(lines: list[str], what: str, branch: str) -> CloneError:
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
         return CloneError("The GitLab server's SSH host key does not match the known one: check "
                           "gitlab/known_hosts in the configuration.")
-    if what == "push" and re.search(r"\[rejected\]|\[remote rejected\]|! \S+:refs/", text):
-        return PushRejected(f"GitLab refused the push to branch {branch!r}: {text}")
+    if what == "push" and re.search(r"\[rejected\].*\((fetch first|non-fast-forward|already exists|stale info)\)", text):
+        return PushRejected(f"Branch {branch!r} moved on GitLab.")
+    if what == "push" and "[remote rejected]" in text:
+        remote = "\n".join(line for line in lines if line.startswith("remote:")) or text
+        return CloneError(f"GitLab refused the push to branch {branch!r}: {remote}")
     if what == "push" and re.search(r"not allowed to push|does not have write access|returned error: 403", text):
         return CloneError(f"GitLab refused the push to branch {branch!r}: your role cannot push to "
                           "this project.")

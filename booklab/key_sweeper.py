@@ -1,8 +1,9 @@
 """Deploy keys Booklab must not leave on GitLab.
 
-Every deploy key Booklab adds has a title unique to its deployment, written in the
-deployment's record before the key is added, so that the key can be removed by title even
-when Booklab never learnt its id (the runner died, or GitLab's answer was lost). When GitLab
+Every deploy key Booklab adds has a unique title, recorded before the key is added, so that
+the key can be removed by title even when Booklab never learnt its id (the runner died, or
+GitLab's answer was lost): a clone's key in its deployment's record, a save's key (which
+can push) here, as a sweep due when its save must be over (:func:`expect`). When GitLab
 does not answer the removal, the key is swept later: the runners try again every
 ``retry/max_delay`` seconds, with the user's token kept encrypted for that purpose until
 ``keys/token_ttl`` runs out (then the key is named in an error log line, to remove by hand).
@@ -22,13 +23,28 @@ log = logging.getLogger(__name__)
 SWEEP_TOKEN = "sweep-token"
 
 
+def expect(ctx: Context, project_id: int, title: str, token: str, due: float) -> None:
+    """A key titled ``title`` is about to be added: sweep it at ``due`` unless it was
+    removed (or :func:`forget` called) by then."""
+    member = f"{project_id} {title}"
+    ctx.vault.put(member, SWEEP_TOKEN, token.encode(), ttl=ctx.config.token_ttl)
+    ctx.redis.zadd(schema.KEY_SWEEP, {member: due})
+
+
+def forget(ctx: Context, project_id: int, title: str) -> None:
+    """No key titled ``title`` is left to sweep."""
+    member = f"{project_id} {title}"
+    ctx.redis.zrem(schema.KEY_SWEEP, member)
+    ctx.vault.delete(member, SWEEP_TOKEN)
+
+
 def remove(ctx: Context, project_id: int, title: str, token: str) -> None:
     """Remove the project's deploy keys titled ``title``, now or, when GitLab fails to
     answer, by a later sweep."""
-    if not _removed(ctx, project_id, title, token):
-        member = f"{project_id} {title}"
-        ctx.vault.put(member, SWEEP_TOKEN, token.encode(), ttl=ctx.config.token_ttl)
-        _due_again(ctx, member)
+    if _removed(ctx, project_id, title, token):
+        forget(ctx, project_id, title)
+        return
+    expect(ctx, project_id, title, token, due=time.time() + ctx.config.retry_max_delay)
 
 
 def sweep(ctx: Context) -> None:

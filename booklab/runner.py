@@ -23,7 +23,6 @@ from booklab.config import Config
 from booklab.context import Context, get_context
 from booklab.culling import reason_to_end
 from booklab.phases import Phase
-from booklab.transient import as_booklab_error
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +94,8 @@ def supervise(ctx: Context, name: str, consumer, watch: ChainWatch) -> None:
                 if save_back.request(ctx, held["deployment"], then_end=reason):
                     log.info("saving %s before it ends: %s", held["deployment"], reason)
                 return  # the save ends it, or keeps it when it fails
+            if save_back.under_way(ctx, held["deployment"]):
+                return  # a Save now still reads the container: end it after
             log.info("ending %s: %s", held["deployment"], reason)
             steps.release(ctx, held["deployment"], name, Phase.STOPPED, reason)
     if not consumer.task_consumer.consuming_from(schema.DEPLOYMENTS_QUEUE):
@@ -153,13 +154,10 @@ class Supervisor(bootsteps.StartStopStep):
 
 
 def _saved_before_shutdown(ctx: Context, held: dict[str, str]) -> bool:
-    try:
-        saved = save_back.save(ctx, held["deployment"])
-    except Exception as exc:  # the notebook and its work stay for the runner's next start
-        error = as_booklab_error(exc)
-        save_back.report_failed(ctx, held["deployment"], str(error or exc))
+    """Save the held notebook now (the runner stops taking tasks); False when that failed
+    and the notebook stays for the runner's next start."""
+    if save_back.save_and_report(ctx, held["deployment"]) is None:
         return False
-    save_back.report_saved(ctx, held["deployment"], saved)
     save_back.unlock(ctx, held["deployment"])
     return True
 

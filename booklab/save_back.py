@@ -1,18 +1,20 @@
 """Save back: commit a notebook's changed files as the user and push them to a new branch
 ``booklab/<user>/<yyyymmdd-hhmm>`` of the project, with a link that opens a merge request.
 
-The runner that serves the notebook does it, on Stop and before it ends the notebook for
-any other reason (when the user chose it), and whenever the user asks ("Save now"). Later
-saves of the same notebook add commits to the branch of the first. The push uses a deploy
-key with write access added for that push only and removed after it, or the user's own
-token when their role cannot add deploy keys (or ``clone/method`` is ``https``). A save
-that fails keeps the notebook and its work: the user saves again, or stops and discards.
+The runner that serves the notebook does it when the user chose it: on Stop, before
+culling (idle, too old, its container exited) and at the runner's shutdown; and whenever
+the user asks ("Save now"). Later saves of the same notebook add commits to the branch of
+the first. The push uses a deploy key with write access added for that push only and
+removed after it, or the user's own token when their role cannot add deploy keys (or
+``clone/method`` is ``https``). A save that fails keeps the notebook and its work: the user
+saves again, or stops and discards. (A runner that is lost, not shut down, saves nothing.)
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,17 +25,22 @@ from urllib.parse import urlencode
 import docker
 
 from booklab import git, key_sweeper, schema, workspace
-from booklab.steps import KNOWN_HOSTS, SAVE_TOKEN
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import CloneError, DeployKeyError, PushRejected, SaveError
 from booklab.gitlab_client import DeployKeyRefused, GitLabClient, Project
 from booklab.keys import generate_keypair
+from booklab.steps import KNOWN_HOSTS, SAVE_TOKEN
+from booklab.transient import as_booklab_error
 
 log = logging.getLogger(__name__)
 
-#: seconds a queued or running save holds off another
+#: seconds a queued or running save holds off another (and its task's hard time limit)
 SAVE_LOCK_TTL = 900
+#: seconds within which a runner takes a save that was asked for (it looks every runner/poll_interval)
+SAVE_PICKUP = 60
+#: seconds each git fetch or push of a save may take
+GIT_TIMEOUT = 120
 #: the states of a deployment's last save (its record's ``save_state``)
 SAVING, SAVED, UNCHANGED, FAILED = "saving", "saved", "unchanged", "failed"
 #: seconds before a notebook whose save failed is tried again for an automatic end (culling)
@@ -47,6 +54,14 @@ class Saved:
     branch: str
     commit: str
     merge_request_url: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    saved: Saved | None
+    """None when there was nothing to push"""
+    left_out: tuple[str, ...] = ()
+    """changed files not saved, each with the reason"""
 
 
 def request(ctx: Context, deployment_id: str, then_end: str = "") -> bool:
@@ -65,7 +80,13 @@ def request(ctx: Context, deployment_id: str, then_end: str = "") -> bool:
 
 def announce(ctx: Context, deployment_id: str) -> None:
     """Show the deployment's save as under way (from the moment the user asks for it)."""
-    ctx.deployments.update(deployment_id, save_state=SAVING, save_message="Saving your changes to GitLab…")
+    ctx.deployments.update(deployment_id, save_state=SAVING, save_message="Saving your changes to GitLab…",
+                           save_asked_at=f"{time.time():.3f}")
+
+
+def under_way(ctx: Context, deployment_id: str) -> bool:
+    """Whether a save of the deployment is queued or running."""
+    return ctx.redis.get(schema.saving(deployment_id)) == SAVING
 
 
 def forget_failure(ctx: Context, deployment_id: str) -> None:
@@ -75,14 +96,33 @@ def forget_failure(ctx: Context, deployment_id: str) -> None:
         ctx.redis.delete(lock)
 
 
-def report_saved(ctx: Context, deployment_id: str, saved: Saved | None) -> str:
+def save_and_report(ctx: Context, deployment_id: str) -> str | None:
+    """:func:`save`, then record how it went; the sentence that says it worked, or None
+    when it failed (the notebook is kept: :func:`report_failed`)."""
+    ctx.redis.set(schema.saving(deployment_id), SAVING, ex=SAVE_LOCK_TTL)  # from now, not from the request
+    try:
+        outcome = save(ctx, deployment_id)
+    except Exception as exc:  # whatever went wrong, the notebook and its work stay
+        error = as_booklab_error(exc)
+        if error is None:
+            log.exception("saving %s crashed", deployment_id)
+        reason = str(error) if error else "Booklab failed unexpectedly (the operator finds why in the runner's log)."
+        log.warning("saving %s failed: %s", deployment_id, reason)
+        report_failed(ctx, deployment_id, reason)
+        return None
+    return report_saved(ctx, deployment_id, outcome)
+
+
+def report_saved(ctx: Context, deployment_id: str, outcome: Outcome) -> str:
     """Record a save that worked (or found nothing to save); the sentence that says so.
     :func:`unlock` follows."""
-    if saved is None:
-        state, message = UNCHANGED, "No file changed since the last save: nothing was pushed."
+    if outcome.saved is None:
+        state, message = UNCHANGED, "Nothing to save since the last save: nothing was pushed."
     else:
-        state, message = SAVED, (f"Saved your changes to branch {saved.branch}; open a merge request: "
-                                   f"{saved.merge_request_url}")
+        state, message = SAVED, (f"Saved your changes to branch {outcome.saved.branch}; open a merge request: "
+                                 f"{outcome.saved.merge_request_url}")
+    if outcome.left_out:
+        message += f" Left out: {', '.join(outcome.left_out)}."
     ctx.deployments.update(deployment_id, save_state=state, save_message=message)
     return message
 
@@ -103,6 +143,29 @@ def report_failed(ctx: Context, deployment_id: str, reason: str) -> None:
     ctx.redis.set(schema.saving(deployment_id), FAILED, ex=RETRY_AFTER)
 
 
+def describe(ctx: Context, deployment_id: str, record: dict[str, str]) -> dict[str, object] | None:
+    """The deployment's last save as the API shows it; None before any."""
+    if not record.get("save_state"):
+        return None
+    state, message = record["save_state"], record.get("save_message", "")
+    if state == SAVING and _lost(ctx, deployment_id, record):
+        state, message = FAILED, "The save did not finish (its runner stopped meanwhile): save again."
+    out: dict[str, object] = {"state": state, "message": message}
+    for name, field in (("branch", "saved_branch"), ("merge_request_url", "merge_request_url")):
+        if record.get(field):
+            out[name] = record[field]
+    if record.get("saved_at"):
+        out["saved_at"] = float(record["saved_at"])
+    return out
+
+
+def _lost(ctx: Context, deployment_id: str, record: dict[str, str]) -> bool:
+    """A save shown as under way that no runner holds (its runner takes a save asked for
+    within :data:`SAVE_PICKUP` s)."""
+    asked = float(record.get("save_asked_at") or 0)
+    return time.time() - asked > SAVE_PICKUP and not ctx.redis.exists(schema.saving(deployment_id))
+
+
 def branch_name(user: str, moment: datetime, attempt: int = 1) -> str:
     name = f"booklab/{user}/{moment:%Y%m%d-%H%M}"
     return name if attempt == 1 else f"{name}-{attempt}"
@@ -113,9 +176,9 @@ def merge_request_url(project: Project, branch: str, target: str) -> str:
     return f"{project.web_url}/-/merge_requests/new?{query}"
 
 
-def save(ctx: Context, deployment_id: str) -> Saved | None:
-    """Commit and push what changed in the deployment's notebook since its start (on top of
-    its last save); None when nothing changed."""
+def save(ctx: Context, deployment_id: str) -> Outcome:
+    """Commit and push what changed in the deployment's notebook since its start, as a
+    commit on top of its last save (or of its own commit)."""
     record = ctx.deployments.record(deployment_id)
     dep = Deployment.from_id(deployment_id)
     try:
@@ -123,8 +186,8 @@ def save(ctx: Context, deployment_id: str) -> Saved | None:
     except docker.errors.NotFound:
         raise SaveError("The notebook's container is gone: there is nothing left to save.") from None
     found = workspace.changes(container)
-    if not found:
-        return None
+    if not found and not record.get("saved_commit"):  # (after a save, a file may have gone since)
+        return Outcome(None)
     token = _user_token(ctx, deployment_id)
     gl = ctx.gitlab(token)
     author = gl.identity()
@@ -134,27 +197,36 @@ def save(ctx: Context, deployment_id: str) -> Saved | None:
                f"({record['commit'][:12]}) on {now:%Y-%m-%d %H:%M} UTC.\n")
     with tempfile.TemporaryDirectory(prefix="booklab-save-", dir=ctx.config.tmpdir) as work, \
             _write_access(ctx, gl, project, deployment_id, token) as (url, credentials):
-        base, branch = record.get("saved_commit"), record.get("saved_branch")
         checkout = Path(work) / "checkout"
-        try:
-            git.fetch_commit(url, base or record["commit"], checkout, credentials)
-        except CloneError as e:
-            if not base or e.transient:
-                raise
-            # the saved commit is gone from GitLab (its branch was deleted): start over
-            log.info("saved commit %s of %s is gone; saving on a new branch", base, deployment_id)
-            base, branch = None, None
-            git.fetch_commit(url, record["commit"], checkout, credentials)
-        workspace.copy_into(container, found, checkout)
-        commit = git.commit_all(checkout, author, message)
+        # the notebook's own commit plus every change since its start: the tree to save
+        git.fetch_commit(url, record["commit"], checkout, credentials, GIT_TIMEOUT)
+        left_out = workspace.copy_into(container, found, checkout, git.tracked_files(checkout))
+        parent, branch = _last_save(checkout, url, credentials, record)
+        commit = git.commit_work_tree(checkout, parent, author, message)
         if commit is None:
-            return None
-        branch = _push(gl, project, checkout, url, credentials, branch, dep.user, now)
+            return Outcome(None, tuple(left_out))
+        branch = _push(gl, project, checkout, url, credentials, commit, branch, dep.user, now)
     saved = Saved(branch, commit, merge_request_url(project, branch, dep.ref))
     ctx.deployments.update(deployment_id, saved_branch=branch, saved_commit=commit,
                            merge_request_url=saved.merge_request_url, saved_at=f"{now.timestamp():.3f}")
     log.info("saved %s to branch %s at %s", deployment_id, branch, commit[:12])
-    return saved
+    return Outcome(saved, tuple(left_out))
+
+
+def _last_save(checkout: Path, url: str, credentials: git.SshCredentials | git.HttpsCredentials,
+               record: dict[str, str]) -> tuple[str, str | None]:
+    """(parent commit, branch) of this save: the notebook's last save and its branch, or,
+    before the first (or when its commit is gone from GitLab), the notebook's commit."""
+    if not record.get("saved_commit"):
+        return record["commit"], None
+    try:
+        git.fetch_more(checkout, url, record["saved_commit"], credentials, GIT_TIMEOUT)
+    except CloneError as e:
+        if e.transient:
+            raise
+        log.info("the last save %s is gone from GitLab; saving on a new branch", record["saved_commit"])
+        return record["commit"], None
+    return record["saved_commit"], record.get("saved_branch")
 
 
 def _user_token(ctx: Context, deployment_id: str) -> str:
@@ -166,13 +238,13 @@ def _user_token(ctx: Context, deployment_id: str) -> str:
 
 
 def _push(gl: GitLabClient, project: Project, checkout: Path, url: str,
-          credentials: git.SshCredentials | git.HttpsCredentials, branch: str | None, user: str,
+          credentials: git.SshCredentials | git.HttpsCredentials, commit: str, branch: str | None, user: str,
           now: datetime) -> str:
-    """Push to ``branch`` (the notebook's earlier saves), or to the first free new branch
-    name; a branch that moved on GitLab meanwhile is left alone for a new one."""
+    """Push ``commit`` to ``branch`` (the notebook's earlier saves), or to the first free new
+    branch name; a branch that moved on GitLab meanwhile is left alone for a new one."""
     if branch:
         try:
-            git.push(checkout, url, branch, credentials)
+            git.push(checkout, url, commit, branch, credentials, GIT_TIMEOUT)
             return branch
         except PushRejected:
             log.info("branch %s moved on GitLab; saving to a new branch", branch)
@@ -181,7 +253,7 @@ def _push(gl: GitLabClient, project: Project, checkout: Path, url: str,
         if name == branch or gl.branch_exists(project, name):
             continue
         try:
-            git.push(checkout, url, name, credentials)
+            git.push(checkout, url, commit, name, credentials, GIT_TIMEOUT)
             return name
         except PushRejected:
             continue  # created in the meantime
@@ -196,9 +268,12 @@ def _write_access(ctx: Context, gl: GitLabClient, project: Project, deployment_i
     if ctx.config.clone_method == "ssh":
         keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
         title = f"Booklab save {Deployment.from_id(deployment_id).user} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}"
+        # swept later unless removed below (the runner may die before; GitLab's answer may be lost)
+        key_sweeper.expect(ctx, project.id, title, token, due=time.time() + SAVE_LOCK_TTL)
         try:
             gl.add_deploy_key(project, title, keys.public_openssh, can_push=True)
         except DeployKeyRefused:
+            key_sweeper.forget(ctx, project.id, title)
             log.info("GitLab refused a write deploy key on %s; pushing with the user's token", project.path)
         else:
             known = ctx.config.gitlab_known_hosts or ctx.redis.hget(schema.CONF, KNOWN_HOSTS) or ""

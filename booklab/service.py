@@ -85,7 +85,8 @@ def status(ctx: Context, deployment_id: str) -> Phase:
 
 def set_save_back(ctx: Context, deployment_id: str, enabled: bool, gitlab_token: str) -> None:
     """Choose whether the deployment's changes are saved back to GitLab when it ends."""
-    status(ctx, deployment_id)
+    if not status(ctx, deployment_id).is_active:
+        raise NotRunning("This notebook has ended: there is nothing left to save.")
     ctx.deployments.update(deployment_id, save_back="1" if enabled else "")
     if enabled:
         _keep_token(ctx, deployment_id, gitlab_token)

@@ -4,8 +4,10 @@ copy of those changes into a git checkout of the commit the notebook was built f
 
 What Jupyter and Python leave behind (``.ipynb_checkpoints``, ``__pycache__``, new hidden
 files such as ``.local`` or ``.ipython``) is not the user's work and is never copied; a
-hidden file the repository tracks is. Paths are checked so that nothing is ever written
-outside the checkout, whatever the container holds.
+hidden file the repository tracks is. The container runs the repository's code, so nothing
+from it is trusted: no ``.git`` path is ever copied (it could configure commands for git
+to run), nothing is written or removed through a symlink, and a file larger than
+:data:`MAX_FILE_BYTES` is left out (and named).
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import docker
 from docker.models.containers import Container
 
 #: directory names whose content is never the user's work
 NEVER_SAVED = frozenset({".ipynb_checkpoints", "__pycache__", ".Trash-1000"})
 DEFAULT_ROOT = "/home/jovyan"
-_MODIFIED, _ADDED, _DELETED = 0, 1, 2
+#: GitLab.com's largest file; a larger one is left out of a save
+MAX_FILE_BYTES = 100 * 1024**2
+_ADDED, _DELETED = 1, 2  # docker diff's kinds (0: modified)
 _MODE_DIR = 1 << 31  # Go's os.ModeDir, as Docker reports a path's mode
 
 
@@ -61,18 +66,18 @@ def changes(container: Container) -> Changes:
     return Changes(root, tuple(sorted(written)), tuple(sorted(deleted)))
 
 
-def copy_into(container: Container, found: Changes, checkout: Path) -> None:
+def copy_into(container: Container, found: Changes, checkout: Path, tracked: set[str]) -> list[str]:
     """Apply ``found`` to the work tree ``checkout``: write what was written, remove what
-    was deleted. A hidden path counts only when the checkout tracks it already."""
+    was deleted; a hidden path counts only when ``tracked`` by the checked-out commit.
+    Returns what was left out, each with the reason."""
+    left_out: list[str] = []
     for relative in found.deleted:
-        target = checkout / relative
-        if _through_symlink(checkout, relative) or (_hidden(relative) and not target.exists()):
-            continue
-        _remove(target)
+        if not _through_symlink(checkout, relative) and (not _hidden(relative) or _is_tracked(relative, tracked)):
+            _remove(checkout / relative)
     for relative in found.written:
-        if _hidden(relative) and not (checkout / relative).exists():
-            continue
-        _copy_file(container, posixpath.join(found.root, relative), checkout, relative)
+        if not _hidden(relative) or _is_tracked(relative, tracked):
+            left_out += _copy_file(container, posixpath.join(found.root, relative), checkout, relative)
+    return left_out
 
 
 def _relative(path: str, root: str) -> str | None:
@@ -88,7 +93,7 @@ def _relative(path: str, root: str) -> str | None:
 
 def _may_be_work(relative: str, kind: int) -> bool:
     parts = relative.split("/")
-    if any(part in NEVER_SAVED for part in parts):
+    if any(part in NEVER_SAVED or part.casefold() == ".git" for part in parts):
         return False
     # a hidden path added since the start is Jupyter's or Python's, never the repository's
     return not (kind == _ADDED and _hidden(relative))
@@ -104,20 +109,33 @@ def _through_symlink(checkout: Path, relative: str) -> bool:
     return False
 
 
+def _is_tracked(relative: str, tracked: set[str]) -> bool:
+    return relative in tracked or any(path.startswith(relative + "/") for path in tracked)
+
+
 def _hidden(relative: str) -> bool:
     return any(part.startswith(".") for part in relative.split("/"))
 
 
-def _copy_file(container: Container, path: str, checkout: Path, relative: str) -> None:
-    chunks, stat = container.get_archive(path)
+def _copy_file(container: Container, path: str, checkout: Path, relative: str) -> list[str]:
+    """Copy one file or symlink from the container; what was left out (at most itself)."""
+    try:
+        chunks, stat = container.get_archive(path)
+    except docker.errors.NotFound:  # removed since the diff was read: removed it is
+        if not _through_symlink(checkout, relative):
+            _remove(checkout / relative)
+        return []
     if stat["mode"] & _MODE_DIR:
         chunks.close()  # its files are listed one by one; git keeps no empty directory
-        return
+        return []
+    if stat["size"] > MAX_FILE_BYTES:
+        chunks.close()
+        return [f"{relative} (larger than {MAX_FILE_BYTES // 1024**2} MB)"]
     target = _writable(checkout, relative)
     with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks)), mode="r|") as archive:
         member = next(iter(archive), None)
         if member is None:
-            return
+            return []
         _remove(target)
         if member.issym():
             target.symlink_to(member.linkname)
@@ -127,6 +145,7 @@ def _copy_file(container: Container, path: str, checkout: Path, relative: str) -
             with target.open("wb") as out:
                 shutil.copyfileobj(source, out)
             target.chmod(0o755 if member.mode & 0o111 else 0o644)
+    return []
 
 
 def _writable(checkout: Path, relative: str) -> Path:

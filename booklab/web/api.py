@@ -30,7 +30,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, abort, current_app, jsonify, request
 
-from booklab import service
+from booklab import save_back, service
 from booklab.context import Context
 from booklab.deployment import Deployment, InvalidDeployment
 from booklab.phases import Phase
@@ -64,13 +64,9 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
         if record.get(name):
             out[name] = float(record[name])
     out["save_back"] = bool(record.get("save_back"))
-    if record.get("save_state"):
-        out["save"] = {"state": record["save_state"], "message": record.get("save_message", "")}
-        for name, field in (("branch", "saved_branch"), ("merge_request_url", "merge_request_url")):
-            if record.get(field):
-                out["save"][name] = record[field]
-        if record.get("saved_at"):
-            out["save"]["saved_at"] = float(record["saved_at"])
+    save = save_back.describe(ctx, dep.id, record)
+    if save:
+        out["save"] = save
     return out
 
 
@@ -173,13 +169,16 @@ def save(deployment_id: str) -> Any:
 
 
 @bp.post("/deployments/<path:deployment_id>/save_back")
-def save_back(deployment_id: str) -> Any:
+def choose_save_back(deployment_id: str) -> Any:
     user = auth.api_user()
     dep, status = _own(deployment_id, user)
     body = _body()
     if "enabled" not in body:
         abort(400, 'Send {"enabled": true} or {"enabled": false}.')
-    service.set_save_back(context(), dep.id, _flag(body, "enabled"), user.token)
+    try:
+        service.set_save_back(context(), dep.id, _flag(body, "enabled"), user.token)
+    except service.NotRunning as e:
+        abort(409, str(e))
     return jsonify(describe(dep, status))
 
 

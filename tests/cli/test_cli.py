@@ -124,7 +124,8 @@ def test_save_pushes_the_changes_and_prints_the_branch_and_merge_request_link(we
     assert again.returncode == 0 and "nothing was pushed" in again.stdout, again.stdout + again.stderr
 
     stopped = booklab(web_server, alice.token, "stop", deployment)
-    assert "Your changes are saved to GitLab first." in stopped.stdout, stopped.stdout
+    assert "Saving your changes to GitLab first..." in stopped.stdout, stopped.stdout
+    assert stopped.returncode == 0 and "nothing was pushed" in stopped.stdout, stopped.stdout
     wait_until(lambda: ctx.deployments.status(deployment) is Phase.STOPPED, 30, "the notebook to stop")
 
 

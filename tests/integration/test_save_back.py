@@ -64,13 +64,21 @@ def save_finished(ctx, deployment_id: str) -> dict:
     return ctx.deployments.record(deployment_id)
 
 
-def test_an_edited_notebook_is_pushed_to_a_new_branch_on_stop(ctx, runners, gitlab, alice, project, docker_engine):
+def test_an_edited_notebook_is_pushed_to_a_new_branch_on_stop(ctx, runners, gitlab, alice, project, docker_engine,
+                                                               tmp_path):
     deployment_id, ready = deployed(ctx, runners, project, alice)
     jupyter(ready, "PUT", "hello.ipynb", {"type": "notebook", "content": EDITED})
     jupyter(ready, "POST", "hello.ipynb/checkpoints")  # Jupyter's own copy: never saved
     jupyter(ready, "PUT", "results", {"type": "directory"})
     write_text(ready, "results/summary.txt", "42\n")
     container = ctx.deployments.record(deployment_id)["container"]
+    # the notebook's code rewrites the repository's git configuration to run a command
+    # wherever git next runs in that repository: never on the runner
+    marker = tmp_path / "ran-on-the-runner"
+    hostile = f"[core]\n\tfsmonitor = touch {marker}\n[alias]\n\tcommit-tree = !touch {marker}\n"
+    exit_code, output = docker_engine.containers.get(container).exec_run(
+        ["sh", "-c", f"test -d .git && printf '{hostile}' >> .git/config"])
+    assert exit_code == 0, output
     before = datetime.now(timezone.utc)
 
     final = stopped(ctx, deployment_id)
@@ -93,6 +101,7 @@ def test_an_edited_notebook_is_pushed_to_a_new_branch_on_stop(ctx, runners, gitl
     assert len(posts) == 2 and gitlab.deploy_keys(project) == []
     assert not docker_engine.containers.list(all=True, filters={"id": container})
     assert ctx.redis.keys("secret:*") == []
+    assert not marker.exists()
     # the save is over: nothing waits on it (a relaunch could otherwise never stop)
     wait_until(lambda: ctx.redis.get(schema.saving(deployment_id)) is None, 10, "the save's lock to go")
     assert ctx.deployments.record(deployment_id)["save_state"] == "saved"
@@ -135,10 +144,19 @@ def test_a_refused_push_keeps_the_notebook_until_a_save_works(ctx, runners, gitl
     assert stand_in_git(gitlab, project, "show", f"{record['saved_branch']}:notes.md") == "kept safe\n"
     assert ctx.deployments.status(deployment_id) is Phase.READY  # Save now keeps it running
 
+    # a file saved, then deleted: the next save deletes it on the branch too
+    jupyter(ready, "DELETE", "notes.md")
+    assert service.save_now(ctx, deployment_id, alice.token)
+    record = save_finished(ctx, deployment_id)
+    assert record["save_state"] == "saved", record
+    files = stand_in_git(gitlab, project, "ls-tree", "--name-only", record["saved_branch"]).split()
+    assert "notes.md" not in files and "hello.ipynb" in files
+    assert stand_in_git(gitlab, project, "show", f"{record['saved_branch']}~1:notes.md") == "kept safe\n"
+
     write_text(ready, "notes.md", "second thoughts\n")
     final = stopped(ctx, deployment_id, discard=True)
     assert "saved" not in final["message"].lower(), final["message"]
-    assert stand_in_git(gitlab, project, "show", f"{record['saved_branch']}:notes.md") == "kept safe\n"
+    assert "notes.md" not in stand_in_git(gitlab, project, "ls-tree", "--name-only", record["saved_branch"])
     assert ctx.redis.get(schema.saving(deployment_id)) is None
 
 

@@ -32,6 +32,11 @@ def test_only_paths_under_the_notebook_directory_count(path, expected):
     (".ipython/profile_default/history.sqlite", 1, False),
     (".gitignore", 0, True),  # tracked by the repository: it existed in the image
     (".booklab.yml", 2, True),
+    # git's own files would let the notebook's code configure commands for the runner's git
+    (".git/config", 0, False),
+    (".git/hooks/pre-commit", 1, False),
+    (".GIT/config", 1, False),
+    ("sub/.git", 1, False),
 ])
 def test_jupyter_and_python_leftovers_are_not_work(relative, kind, counts):
     assert workspace._may_be_work(relative, kind) is counts
@@ -58,7 +63,21 @@ def test_a_deletion_through_a_symlink_is_ignored(tmp_path):
     (checkout / "link").symlink_to(outside)
     (checkout / "gone.txt").write_text("delete me")
 
-    workspace.copy_into(None, workspace.Changes(ROOT, (), ("gone.txt", "link/precious.txt")), checkout)
+    workspace.copy_into(None, workspace.Changes(ROOT, (), ("gone.txt", "link/precious.txt")), checkout,
+                        tracked={"gone.txt", "link"})
 
     assert (outside / "precious.txt").read_text() == "keep me"
     assert not (checkout / "gone.txt").exists()
+
+
+def test_a_hidden_file_the_repository_does_not_track_is_neither_written_nor_removed(tmp_path):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / ".env").write_text("the build's own")
+    (checkout / ".gitignore").write_text("*.tmp\n")
+
+    left_out = workspace.copy_into(None, workspace.Changes(ROOT, (), (".env", ".gitignore")), checkout,
+                                   tracked={".gitignore"})
+
+    assert left_out == []
+    assert (checkout / ".env").exists() and not (checkout / ".gitignore").exists()

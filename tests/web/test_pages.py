@@ -118,11 +118,11 @@ def test_the_deploy_page_knows_the_save_states_save_back_writes(logged_in, plain
     deployment = f"{plain_project}:main:alice"
     written = set()
     for saved in (None, save_back.Saved("booklab/alice/20260101-1200", "0" * 40, "http://mr")):
-        save_back.report_saved(ctx, deployment, saved)
+        save_back.report_saved(ctx, deployment, save_back.Outcome(saved))
         written.add(ctx.deployments.record(deployment)["save_state"])
     save_back.report_failed(ctx, deployment, "No.")
     written.add(ctx.deployments.record(deployment)["save_state"])
     assert set(states.values()) <= written | {save_back.SAVING}
-    assert (states["SAVING"], states["SAVED"], states["FAILED"]) == (save_back.SAVING, "saved", save_back.FAILED)
+    assert (states["SAVING"], states["SAVED"], states["FAILED"]) == (save_back.SAVING, "saved", "failed")
     script = (WEB / "static" / "deploy.js").read_text()
     assert all(f"S.{name}" in script for name in states)
