@@ -2,8 +2,9 @@
 
 A lost runner is one declared in ``runners`` whose heartbeat expired (killed, or its host
 gone). What it held ends, ``failed`` while it was being prepared or ``stopped`` when it
-served a notebook, its container is removed where this host can reach it, and the runner
-is forgotten. Every live runner looks at each check; one cleans up (a failed clean-up is
+served a notebook (saved first, when the user chose save back and this host reaches its
+container), its container is removed where this host can reach it, and the runner is
+forgotten. Every live runner looks at each check; one cleans up (a failed clean-up is
 tried again when the lock expires).
 
 A restarted runner (same name) calls :func:`resume` first: it adopts the notebook it
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from booklab import launcher, schema, steps
+from booklab import launcher, save_back, schema, steps
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.phases import Phase
@@ -29,11 +30,19 @@ def lost_runners(ctx: Context) -> list[str]:
     return sorted(declared - set(ctx.runners.alive()))
 
 
-def reap(ctx: Context, runner: str) -> bool:
-    """End what ``runner`` held and forget it; False when another runner does it."""
+def reap(ctx: Context, runner: str, by: str) -> bool:
+    """End what ``runner`` held and forget it; False when another runner does it. A
+    notebook whose changes are to be saved is saved first, by runner ``by``; the save ends
+    it, or keeps it (and the lost runner's record) while it fails."""
     if not ctx.redis.set(schema.reaping(runner), "1", nx=True, ex=REAP_LOCK_TTL):
         return False
-    deployment_id = ctx.runners.held(runner).get("deployment")
+    held = ctx.runners.held(runner)
+    deployment_id = held.get("deployment")
+    if deployment_id and save_back.wanted(ctx, held):
+        if save_back.request(ctx, deployment_id, then_end=f"The runner {runner} serving this notebook was lost.",
+                             worker=by):
+            log.warning("runner %s lost; %s saves %s before ending it", runner, by, deployment_id)
+        return True
     if deployment_id:
         log.warning("runner %s lost; ending %s", runner, deployment_id)
         _end_held(ctx, runner, deployment_id, "was lost")

@@ -14,7 +14,6 @@ import socket
 import time
 import uuid
 
-import docker
 from celery import bootsteps
 from celery.worker import state as worker_state
 
@@ -60,24 +59,12 @@ def _steps_in_hand() -> bool:
     return bool(worker_state.active_requests or worker_state.reserved_requests or worker_state.scheduled_requests)
 
 
-def _saves_back(ctx: Context, held: dict[str, str]) -> bool:
-    """Whether the held notebook's changes are to be saved before it ends (its container,
-    running or exited, is still there to read them from)."""
-    if not held.get("container") or not ctx.deployments.record(held["deployment"]).get("save_back"):
-        return False
-    try:
-        ctx.docker.containers.get(held["container"])
-    except docker.errors.NotFound:
-        return False
-    return True
-
-
 def supervise(ctx: Context, name: str, consumer, watch: ChainWatch) -> None:
     """One check of the runner: heartbeat, lost runners, deploy keys to sweep, its notebook's
     life (or its preparation's), the shared queue."""
     ctx.runners.beat(name)
     for lost in recovery.lost_runners(ctx):
-        recovery.reap(ctx, lost)
+        recovery.reap(ctx, lost, by=name)
     key_sweeper.sweep(ctx)
     held = ctx.runners.held(name)
     if held and held.get("deployment"):
@@ -90,7 +77,7 @@ def supervise(ctx: Context, name: str, consumer, watch: ChainWatch) -> None:
             reason = reason_to_end(ctx, held)
             if reason is None:
                 return
-            if _saves_back(ctx, held):
+            if save_back.wanted(ctx, held):
                 if save_back.request(ctx, held["deployment"], then_end=reason):
                     log.info("saving %s before it ends: %s", held["deployment"], reason)
                 return  # the save ends it, or keeps it when it fails
@@ -144,7 +131,7 @@ class Supervisor(bootsteps.StartStopStep):
         self.stop(c)
         ctx = get_context()
         held = ctx.runners.held(c.hostname)
-        if held.get("deployment") and _saves_back(ctx, held) and not _saved_before_shutdown(ctx, held):
+        if held.get("deployment") and save_back.wanted(ctx, held) and not _saved_before_shutdown(ctx, held):
             log.error("%s keeps the notebook of %s, whose changes could not be saved: start the "
                       "runner again under the same name to serve it", c.hostname, held["deployment"])
             return

@@ -7,7 +7,8 @@ the user asks ("Save now"). Later saves of the same notebook add commits to the 
 the first. The push uses a deploy key with write access added for that push only and
 removed after it, or the user's own token when their role cannot add deploy keys (or
 ``clone/method`` is ``https``). A save that fails keeps the notebook and its work: the user
-saves again, or stops and discards. (A runner that is lost, not shut down, saves nothing.)
+saves again, or stops and discards. The notebook of a lost runner is saved by the runner that
+finds it lost, when that one's Docker Engine reaches the container.
 """
 
 from __future__ import annotations
@@ -64,17 +65,31 @@ class Outcome:
     """changed files not saved, each with the reason"""
 
 
-def request(ctx: Context, deployment_id: str, then_end: str = "") -> bool:
-    """Have the runner that serves the deployment save its notebook's changes (and then end
-    it, with ``then_end`` as the reason). False when a save is queued or running already,
-    or failed less than :data:`RETRY_AFTER` s ago (see :func:`forget_failure`)."""
+def wanted(ctx: Context, held: dict[str, str]) -> bool:
+    """Whether the notebook a runner holds is to be saved before it ends: the user chose
+    it, and its container (running or exited) is there to read its changes from."""
+    if not held.get("container") or not ctx.deployments.record(held["deployment"]).get("save_back"):
+        return False
+    try:
+        ctx.docker.containers.get(held["container"])
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+def request(ctx: Context, deployment_id: str, then_end: str = "", worker: str = "") -> bool:
+    """Have the runner that serves the deployment (or ``worker``, for a lost one) save its
+    notebook's changes, and then end it with ``then_end`` as the reason. False when a save
+    is queued or running already, or failed less than :data:`RETRY_AFTER` s ago (see
+    :func:`forget_failure`)."""
     if not ctx.redis.set(schema.saving(deployment_id), SAVING, nx=True, ex=SAVE_LOCK_TTL):
         return False
     from booklab.tasks import app
 
-    runner = ctx.deployments.record(deployment_id).get("runner", "")
+    owner = ctx.deployments.record(deployment_id).get("runner", "")
     announce(ctx, deployment_id)
-    app.send_task("booklab.save", args=[deployment_id, then_end], queue=schema.runner_queue(runner))
+    app.send_task("booklab.save", args=[deployment_id, then_end, owner],
+                  queue=schema.runner_queue(worker or owner))
     return True
 
 

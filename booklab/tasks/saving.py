@@ -1,6 +1,7 @@
 """The Celery task that saves a notebook's changes back to GitLab (:mod:`booklab.save_back`),
-run by the runner that serves the notebook, on its own queue; and then, when the save was
-asked for by an end of the notebook (Stop, culling), ends it."""
+run by the runner that serves the notebook, on its own queue (or by the runner that found
+that one lost); and then, when the save was asked for by an end of the notebook (Stop,
+culling, a lost runner), ends it."""
 
 from __future__ import annotations
 
@@ -19,16 +20,20 @@ log = logging.getLogger(__name__)
 # the soft limit raises inside the save, whose clean-up (its deploy key) then runs
 @app.task(bind=True, name="booklab.save", soft_time_limit=save_back.SAVE_LOCK_TTL - 60,
           time_limit=save_back.SAVE_LOCK_TTL)
-def save(self: Task, deployment_id: str, then_end: str = "") -> str:
+def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "") -> str:
+    """``owner``: the runner that holds the notebook, when it is not this one (it was lost)."""
     ctx, runner = get_context(), self.request.hostname
-    if ctx.runners.held(runner).get("deployment") != deployment_id:
-        log.info("%s no longer serves %s: nothing to save", runner, deployment_id)
+    owner = owner or runner
+    if ctx.runners.held(owner).get("deployment") != deployment_id:
+        log.info("%s no longer serves %s: nothing to save", owner, deployment_id)
         save_back.unlock(ctx, deployment_id)
         return "gone"
     message = save_back.save_and_report(ctx, deployment_id)
     if message is None:
         return save_back.FAILED
     if then_end:
-        steps.release(ctx, deployment_id, runner, Phase.STOPPED, f"{then_end} {message}")
+        steps.release(ctx, deployment_id, owner, Phase.STOPPED, f"{then_end} {message}")
+        if owner != runner:
+            ctx.runners.retire(owner)  # reaped: saved and ended, the lost runner is forgotten
     save_back.unlock(ctx, deployment_id)
     return save_back.SAVED

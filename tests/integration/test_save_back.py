@@ -5,6 +5,7 @@ runner; nothing is pushed when nothing changed, and a refused push loses nothing
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from datetime import datetime, timezone
@@ -203,3 +204,21 @@ def test_a_developer_pushes_with_their_own_token(ctx, runners, gitlab, project):
     assert branch.startswith("booklab/dev/") and branch in final["message"]
     assert stand_in_git(gitlab, project, "show", f"{branch}:mine.md") == "pushed over HTTPS\n"
     assert [r.status for r in gitlab.request_log() if r.method == "POST" and "/deploy_keys" in r.path] == [403, 403]
+
+
+def test_a_lost_runners_notebook_is_saved_by_another_runner(ctx, runners, gitlab, alice, project):
+    started = runners(2)
+    deployment_id = service.request_deployment(ctx, project, "main", alice.token, save_back=True).id
+    ready = run_to_end(ctx, deployment_id)[-1]
+    write_text(ready, "draft.md", "the runner was lost\n")
+    lost = next(r for r in started if r.name == ctx.deployments.record(deployment_id)["runner"])
+
+    os.killpg(lost.proc.pid, signal.SIGKILL)  # no shutdown: its heartbeat simply stops
+    lost.proc.wait()
+
+    wait_until(lambda: ctx.deployments.status(deployment_id) is Phase.STOPPED, 120, "the lost notebook to end")
+    final = ctx.events.read(deployment_id, 0)[-1].data
+    assert "was lost" in final["message"] and "Saved your changes to branch" in final["message"], final["message"]
+    branch = ctx.deployments.record(deployment_id)["saved_branch"]
+    assert stand_in_git(gitlab, project, "show", f"{branch}:draft.md") == "the runner was lost\n"
+    wait_until(lambda: lost.name not in ctx.redis.smembers(schema.RUNNERS), 10, "the lost runner to be forgotten")
