@@ -64,7 +64,11 @@ def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners
     phone.close()
 
     page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/tree"), timeout=180_000)
-    page.get_by_text("hello.ipynb").first.wait_for()
+    try:  # Jupyter lists the files once its scripts loaded (slower on a cold first start)
+        page.locator("#notebook_list .item_name", has_text="hello.ipynb").wait_for(timeout=90_000)
+    except Exception:
+        page.screenshot(path=ARTIFACTS / "notebook-without-its-files.png")
+        raise
     page.screenshot(path=ARTIFACTS / "notebook.png")
     context.close()
 
