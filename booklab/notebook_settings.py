@@ -241,27 +241,25 @@ def effective(requested: NotebookSettings, limits: Limits, *, memory: int, cpus:
 def parse_size(value: int | str) -> int:
     """Bytes from a size such as ``2g``, ``512m``, ``1.5G``, ``64k``, ``2gb`` or ``1024``
     (units k, m, g of 1024, either case); ``ValueError`` when it is not one."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(value)
-    if isinstance(value, int):
-        return value
-    match = _SIZE.fullmatch(value.strip())
-    if not match:
-        raise ValueError(value)
-    return int(Fraction(match["amount"]) * _SIZE_UNITS[match["unit"].lower()])
+    return _amount(value, _SIZE, _SIZE_UNITS)
 
 
 def parse_duration(value: int | str) -> int:
     """Whole seconds from a duration such as ``90s``, ``30m``, ``1.5h`` or ``600`` (seconds);
     ``ValueError`` when it is not one."""
+    return _amount(value, _DURATION, _DURATION_UNITS)
+
+
+def _amount(value: int | str, pattern: re.Pattern[str], units: dict[str, int]) -> int:
+    """A whole number as is, or a number with one of ``units`` matched by ``pattern``."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(value)
     if isinstance(value, int):
         return value
-    match = _DURATION.fullmatch(value.strip())
+    match = pattern.fullmatch(value.strip())
     if not match:
         raise ValueError(value)
-    return int(Fraction(match["amount"]) * _DURATION_UNITS[match["unit"].lower()])
+    return int(Fraction(match["amount"]) * units[match["unit"].lower()])
 
 
 def format_size(n: int) -> str:
