@@ -10,24 +10,13 @@ Screenshots of the deploy page (desktop and phone) and of the notebook are saved
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
-
+from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.web import log_in_with_the_browser, push_notebook_project, sign_in_on_the_page
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 PROJECT = "demo/browser"
 #: a build step that writes a line a second, so the log visibly arrives while it runs
 SLOW_STEP = 'RUN for i in 1 2 3 4 5 6; do echo "counting sheep $i"; sleep 1; done\n'
-
-
-@pytest.fixture
-def web_env(web_env, web_port, traefik):
-    """The web tier at its own address (where Traefik's forward-auth asks, and sends browsers
-    to log in), notebook URLs on Traefik's port."""
-    return {**web_env, "BOOKLAB_WEB_URL": f"http://127.0.0.1:{web_port}", "BOOKLAB_ROUTES_PORT": str(traefik.port)}
 
 
 def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners, traefik, gitlab, alice, base_image,

@@ -14,29 +14,19 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 import requests
 
 from booklab.phases import Phase
+from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.pipeline import MAINTAINER
 from tests.fixtures.web import log_in_with_the_browser, push_notebook_project
 from tests.integration.test_save_back import EDITED, REPORTER, branches, stand_in_git
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 PROJECT = "demo/saveback"
 DEPLOY_PAGE = "/v2/gl/demo%2Fsaveback/main"
 SAVE_BACK = "Save my changes to GitLab when I stop"
-
-
-@pytest.fixture
-def web_env(web_env, web_port, traefik):
-    """The web tier at its own address (where Traefik's forward-auth asks, and sends browsers
-    to log in), notebook URLs on Traefik's port."""
-    return {**web_env, "BOOKLAB_WEB_URL": f"http://127.0.0.1:{web_port}", "BOOKLAB_ROUTES_PORT": str(traefik.port)}
 
 
 def put_content(traefik, notebook_url: str, jupyter_token: str, owner, path: str, body: dict) -> None:
