@@ -13,11 +13,13 @@ import os
 import socket
 import time
 import uuid
+from contextlib import closing
 
+import docker
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from booklab import key_sweeper, recovery, save_back, schema, steps
+from booklab import key_sweeper, notebook_network, recovery, save_back, schema, steps
 from booklab.config import Config
 from booklab.context import Context, get_context
 from booklab.culling import reason_to_end
@@ -149,12 +151,22 @@ def _saved_before_shutdown(ctx: Context, held: dict[str, str]) -> bool:
     return True
 
 
+def _check_notebook_network(config: Config) -> None:
+    """Refuse to start on a notebook network where notebooks reach each other."""
+    try:
+        with closing(docker.from_env()) as client:
+            notebook_network.check_isolated(client, config.notebook_network)
+    except docker.errors.DockerException as e:  # the runner waits for Docker as for any outage
+        log.warning("notebook/network was not checked: the Docker Engine did not answer (%s)", e)
+
+
 def run_worker(config: Config, name: str | None = None, loglevel: str = "INFO") -> None:
     """Start one runner in this process (blocks until it is stopped)."""
     from booklab.tasks import app, configure
 
     configure(config)
     name = name or runner_name(config)
+    _check_notebook_network(config)
     os.makedirs(config.tmpdir, exist_ok=True)
     app.steps["consumer"].add(Supervisor)
     app.worker_main([

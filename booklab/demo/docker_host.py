@@ -14,6 +14,7 @@ from pathlib import Path
 import docker
 import requests
 
+from booklab import notebook_network
 from booklab.demo.processes import Child, Processes
 from booklab.errors import DemoError
 
@@ -73,7 +74,8 @@ def ensure_base_image(client: docker.DockerClient, image: str, log_file: Path) -
 
 
 def create_network(client: docker.DockerClient, name: str) -> None:
-    client.networks.create(name, driver="bridge", labels={"booklab.demo": name})
+    """The demo's notebook network: notebooks on it cannot reach each other."""
+    notebook_network.create(client, name, labels={"booklab.demo": name})
 
 
 def remove_network(client: docker.DockerClient, name: str, runners: Iterable[str]) -> None:

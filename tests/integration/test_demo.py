@@ -1,6 +1,7 @@
 """The demo command (what ``make demo`` runs) end to end: it starts, prints the lines
-scripts pick up, serves a sample project's notebook through Traefik at its slug host and
-Flower behind basic auth, and a Ctrl-C leaves none of its processes, containers or
+scripts pick up, serves a sample project's notebook through Traefik at its slug host (a
+notebook whose code does not reach Traefik's API) and Flower behind
+basic auth, and a Ctrl-C leaves none of its processes, containers or
 network behind."""
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from booklab import notebook_network
 from booklab.demo import samples
 from tests.fixtures.pipeline import IMAGE_PREFIX
+from tests.fixtures.reach import connections_from, gateway
 from tests.fixtures.services import ROOT, wait_until
 
 
@@ -87,6 +90,11 @@ def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(docker_eng
                               headers={**jupyter, "PRIVATE-TOKEN": info["token"]})  # forward-auth: the owner
         assert status.status_code == 200, status.text
         assert requests.get(f"{entrypoint}/api/status", headers=jupyter, timeout=10).status_code == 401
+        # the notebook's code does not reach Traefik's API, on a network that isolates notebooks
+        assert notebook_network.isolates(docker_engine.networks.get(info["network"]))
+        container, = docker_engine.containers.list(filters={"network": info["network"]})
+        api = f"{gateway(container, info['network'])}:{urlsplit(info['traefik_dashboard']).port}"
+        assert connections_from(container, [api])[api] != "open"
 
         flower = {"Host": urlsplit(info["flower_url"]).hostname}
         assert requests.get(f"{entrypoint}/", headers=flower, timeout=10).status_code == 401

@@ -1,0 +1,64 @@
+"""The Docker network notebooks run on, and the one rule it must keep: notebooks cannot
+reach each other.
+
+A notebook runs a repository's code, so it must reach nothing of Booklab's but Traefik's
+entrypoint. Three things give that:
+
+- every Booklab service (Redis, the web tier, Flower, Traefik's API, the runners) listens on
+  the host's loopback or on a network notebooks do not join, so a notebook finds none of them
+  at its gateway address (Docker keeps bridge networks apart, and a container's 127.0.0.1 is
+  its own);
+- the notebook network is a bridge with inter-container communication off
+  (``com.docker.network.bridge.enable_icc=false``): a notebook cannot open a connection to
+  another notebook, while the host (Traefik, a runner watching its notebook) still reaches
+  each one;
+- :func:`check_isolated`, run when a runner starts, refuses a ``notebook/network`` that lets
+  notebooks talk to each other, saying how to create one that does not.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import docker
+
+from booklab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
+#: the driver options of a notebook network
+ISOLATED = {ICC_OPTION: "false"}
+
+
+def create(client: docker.DockerClient, name: str, labels: dict[str, str] | None = None):
+    """Create the bridge network ``name`` on which notebooks cannot reach each other."""
+    return client.networks.create(name, driver="bridge", options=ISOLATED, labels=labels or {})
+
+
+def isolates(network) -> bool:
+    """Whether ``network`` (a docker-py Network) keeps its containers from reaching each other."""
+    options = network.attrs.get("Options") or {}
+    return network.attrs.get("Driver") == "bridge" and options.get(ICC_OPTION) == "false"
+
+
+def check_isolated(client: docker.DockerClient, name: str) -> None:
+    """Raise :class:`ConfigError` unless the network ``name`` isolates notebooks from each
+    other; with no name (Docker's default bridge) only warn, since that is the Docker
+    Engine's own setting (``dockerd --icc=false``)."""
+    if not name:
+        bridge = client.networks.get("bridge")
+        if not isolates(bridge):
+            log.warning("notebooks run on Docker's default bridge, where they can reach each other: set "
+                        "notebook/network to a network created with -o %s=false", ICC_OPTION)
+        return
+    try:
+        network = client.networks.get(name)
+    except docker.errors.NotFound:
+        raise ConfigError(
+            f"Setting notebook/network names the Docker network {name!r}, which does not exist: create it "
+            f"with `docker network create -o {ICC_OPTION}=false {name}`.") from None
+    if not isolates(network):
+        raise ConfigError(
+            f"The Docker network {name!r} (notebook/network) lets notebooks reach each other: recreate it "
+            f"with `docker network create -o {ICC_OPTION}=false {name}`, or name another one.")
