@@ -87,7 +87,9 @@ class Config:
         "notebook/ready_timeout", 120, "Seconds a new notebook has to answer /api/status."
     )
     notebook_network: str = _setting(
-        "notebook/network", "", "Docker network for notebook containers; empty: the default bridge."
+        "notebook/network", "",
+        "Docker network for notebook containers, created by the first runner when missing (notebooks on it "
+        "cannot reach each other); empty: the default bridge.",
     )
     notebook_publish: bool = _setting(
         "notebook/publish",
@@ -113,7 +115,9 @@ class Config:
     )
     routes_entrypoint: str = _setting("routes/entrypoint", "web", "Traefik entrypoint of notebook routes.")
     routes_traefik_api: str = _setting(
-        "routes/traefik_api", "http://127.0.0.1:8080", "Traefik's API, where runners see their routes go live."
+        "routes/traefik_api", "http://127.0.0.1:8080",
+        "Traefik's API, where runners see their routes go live; empty: they wait on the entrypoint alone "
+        "(Traefik without an API).",
     )
     routes_traefik_entrypoint_url: str = _setting(
         "routes/traefik_entrypoint_url",
@@ -224,6 +228,8 @@ def _convert(f: dataclasses.Field, raw: Any, origin: str) -> Any:
 
 def _validate(config: Config) -> None:
     for name in ("gitlab_host", "redis_url", "routes_traefik_api", "routes_traefik_entrypoint_url"):
+        if name == "routes_traefik_api" and not config.routes_traefik_api:
+            continue  # no API: the entrypoint alone
         url = urlsplit(getattr(config, name))
         if not url.scheme or not url.netloc:
             raise ConfigError(

@@ -12,8 +12,9 @@ entrypoint. Three things give that:
   (``com.docker.network.bridge.enable_icc=false``): a notebook cannot open a connection to
   another notebook, while the host (Traefik, a runner watching its notebook) still reaches
   each one;
-- :func:`check_isolated`, run when a runner starts, refuses a ``notebook/network`` that lets
-  notebooks talk to each other, saying how to create one that does not.
+- :func:`ensure_isolated`, run when a runner starts, creates ``notebook/network`` so when it
+  is missing, and refuses one that lets notebooks talk to each other, saying how to create
+  one that does not.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ ISOLATED = {ICC_OPTION: "false"}
 
 def create(client: docker.DockerClient, name: str, labels: dict[str, str] | None = None):
     """Create the bridge network ``name`` on which notebooks cannot reach each other."""
-    return client.networks.create(name, driver="bridge", options=ISOLATED, labels=labels or {})
+    return client.networks.create(name, driver="bridge", options=ISOLATED, labels=labels or {},
+                                  check_duplicate=True)
 
 
 def isolates(network) -> bool:
@@ -42,10 +44,10 @@ def isolates(network) -> bool:
     return network.attrs.get("Driver") == "bridge" and options.get(ICC_OPTION) == "false"
 
 
-def check_isolated(client: docker.DockerClient, name: str) -> None:
-    """Raise :class:`ConfigError` unless the network ``name`` isolates notebooks from each
-    other; with no name (Docker's default bridge) only warn, since that is the Docker
-    Engine's own setting (``dockerd --icc=false``)."""
+def ensure_isolated(client: docker.DockerClient, name: str) -> None:
+    """Create the network ``name`` when it is missing; raise :class:`ConfigError` when it
+    lets notebooks reach each other. With no name (Docker's default bridge) only warn, since
+    that is the Docker Engine's own setting (``dockerd --icc=false``)."""
     if not name:
         bridge = client.networks.get("bridge")
         if not isolates(bridge):
@@ -55,9 +57,13 @@ def check_isolated(client: docker.DockerClient, name: str) -> None:
     try:
         network = client.networks.get(name)
     except docker.errors.NotFound:
-        raise ConfigError(
-            f"Setting notebook/network names the Docker network {name!r}, which does not exist: create it "
-            f"with `docker network create -o {ICC_OPTION}=false {name}`.") from None
+        try:
+            network = create(client, name)
+            log.info("created the notebook network %s", name)
+        except docker.errors.APIError as e:
+            if e.status_code != 409:
+                raise
+            network = client.networks.get(name)  # another runner created it meanwhile
     if not isolates(network):
         raise ConfigError(
             f"The Docker network {name!r} (notebook/network) lets notebooks reach each other: recreate it "

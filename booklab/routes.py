@@ -201,15 +201,16 @@ def make_routes(config: Config, client: redis.Redis) -> Routes:
 
 def wait_served(config: Config, slug: str, provider: str, token: str,
                 headers: Mapping[str, str] | None = None) -> None:
-    """Return once Traefik's API shows the router ``<slug>@<provider>`` enabled and the
-    notebook answers through Traefik's entrypoint (asked with ``headers`` too); raise
-    :class:`RouteError` after ``routes/timeout`` seconds."""
+    """Return once Traefik's API (when ``routes/traefik_api`` names one) shows the router
+    ``<slug>@<provider>`` enabled and the notebook answers through Traefik's entrypoint
+    (asked with ``headers`` too); raise :class:`RouteError` after ``routes/timeout`` seconds."""
     deadline = time.monotonic() + config.routes_timeout
-    router = f"{slug}@{provider}"
-    api = config.routes_traefik_api.rstrip("/")
-    _wait(lambda: _enabled(f"{api}/api/http/routers/{router}"), deadline,
-          f"Traefik's API at {api} did not show the route {router} within {config.routes_timeout} s: "
-          f"check that Traefik runs with its {provider} provider and that routes/traefik_api is its API.")
+    if config.routes_traefik_api:
+        router = f"{slug}@{provider}"
+        api = config.routes_traefik_api.rstrip("/")
+        _wait(lambda: _enabled(f"{api}/api/http/routers/{router}"), deadline,
+              f"Traefik's API at {api} did not show the route {router} within {config.routes_timeout} s: "
+              f"check that Traefik runs with its {provider} provider and that routes/traefik_api is its API.")
     entrypoint = config.routes_traefik_entrypoint_url.rstrip("/") + "/"
     behind_auth = (f", and that Traefik reaches the web tier for forward-auth at {auth_address(config, slug)} "
                    "(routes/auth_url)") if config.routes_forward_auth else ""

@@ -152,10 +152,10 @@ def _saved_before_shutdown(ctx: Context, held: dict[str, str]) -> bool:
 
 
 def _check_notebook_network(config: Config) -> None:
-    """Refuse to start on a notebook network where notebooks reach each other."""
+    """Create the notebook network when missing; refuse to start on one where notebooks reach each other."""
     try:
         with closing(docker.from_env()) as client:
-            notebook_network.check_isolated(client, config.notebook_network)
+            notebook_network.ensure_isolated(client, config.notebook_network)
     except docker.errors.DockerException as e:  # the runner waits for Docker as for any outage
         log.warning("notebook/network was not checked: the Docker Engine did not answer (%s)", e)
 
