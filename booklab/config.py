@@ -113,7 +113,11 @@ class Config:
     routes_port: int = _setting(
         "routes/port", 0, "Port of notebook URLs; 0: the scheme's default, left out of the URLs."
     )
-    routes_entrypoint: str = _setting("routes/entrypoint", "web", "Traefik entrypoint of notebook routes.")
+    routes_entrypoint: str = _setting(
+        "routes/entrypoint", "web",
+        "Traefik entrypoint(s) of notebook routes, comma-separated (with TLS, e.g. websecure,check: the public "
+        "one and a plain one on loopback where runners check new routes).",
+    )
     routes_traefik_api: str = _setting(
         "routes/traefik_api", "http://127.0.0.1:8080",
         "Traefik's API, where runners see their routes go live; empty: they wait on the entrypoint alone "

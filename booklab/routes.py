@@ -62,12 +62,17 @@ def public_url(config: Config, slug: str) -> str:
     return f"{config.routes_scheme}://{route_host(config, slug)}{suffix}/"
 
 
+def entrypoints(config: Config) -> list[str]:
+    """The Traefik entrypoints a notebook's route is on (``routes/entrypoint``, comma-separated)."""
+    return [name.strip() for name in config.routes_entrypoint.split(",") if name.strip()]
+
+
 def docker_labels(config: Config, slug: str) -> dict[str, str]:
     """The container labels by which Traefik's docker provider routes to the notebook."""
     labels = {
         "traefik.enable": "true",
         f"traefik.http.routers.{slug}.rule": rule(config, slug),
-        f"traefik.http.routers.{slug}.entrypoints": config.routes_entrypoint,
+        f"traefik.http.routers.{slug}.entrypoints": ",".join(entrypoints(config)),
         f"traefik.http.services.{slug}.loadbalancer.server.port": str(launcher.PORT),
     }
     if config.notebook_network:
@@ -79,7 +84,7 @@ def kv_pairs(config: Config, slug: str, backend_url: str) -> dict[str, str]:
     """The keys by which Traefik's Redis provider routes to the notebook at ``backend_url``."""
     return {
         schema.traefik_router(slug, "rule"): rule(config, slug),
-        schema.traefik_router(slug, "entrypoints/0"): config.routes_entrypoint,
+        **{schema.traefik_router(slug, f"entrypoints/{i}"): name for i, name in enumerate(entrypoints(config))},
         schema.traefik_router(slug, "service"): slug,
         schema.traefik_service(slug, "loadbalancer/servers/0/url"): backend_url.rstrip("/"),
     }

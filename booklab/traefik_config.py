@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 import requests
 
 ENTRYPOINT = "web"
+#: with TLS: the public HTTPS entrypoint, and a plain one on loopback where runners check new routes
+TLS_ENTRYPOINT = "websecure"
+CHECK_ENTRYPOINT = "check"
 DOCKER_SOCKET = "unix:///var/run/docker.sock"
 PROVIDERS_THROTTLE = "100ms"
 
@@ -47,6 +50,27 @@ def static_flags(entrypoint_address: str, api_address: str, *, docker_network: s
     if routes_file is not None:
         flags.append(f"--providers.file.filename={routes_file}")
     return flags
+
+
+def tls_flags(tls_address: str, check_address: str, entrypoint: str = ENTRYPOINT) -> list[str]:
+    """Traefik's flags for HTTPS: the entrypoint :data:`TLS_ENTRYPOINT` at ``tls_address``
+    terminates TLS for every router on it, ``entrypoint`` (plain HTTP) redirects there, and
+    :data:`CHECK_ENTRYPOINT` serves plain HTTP at ``check_address`` (bind it to loopback) for
+    the runners' route checks. The certificate comes from the dynamic configuration
+    (:func:`tls_certificate`)."""
+    return [
+        f"--entryPoints.{TLS_ENTRYPOINT}.address={tls_address}",
+        f"--entryPoints.{TLS_ENTRYPOINT}.http.tls=true",
+        f"--entryPoints.{entrypoint}.http.redirections.entryPoint.to={TLS_ENTRYPOINT}",
+        f"--entryPoints.{entrypoint}.http.redirections.entryPoint.scheme=https",
+        f"--entryPoints.{CHECK_ENTRYPOINT}.address={check_address}",
+    ]
+
+
+def tls_certificate(cert_file: str, key_file: str) -> dict[str, Any]:
+    """Dynamic configuration (file provider) that serves the certificate in ``cert_file``
+    (PEM, e.g. a wildcard one for ``*.<fqdn>`` and ``<fqdn>``) with its key in ``key_file``."""
+    return {"tls": {"stores": {"default": {"defaultCertificate": {"certFile": cert_file, "keyFile": key_file}}}}}
 
 
 def host_routes(routes: Mapping[str, tuple[str, str]], entrypoint: str = ENTRYPOINT) -> dict[str, Any]:
