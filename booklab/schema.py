@@ -20,7 +20,7 @@ ZSET   keysweep                    deploy keys to remove again, "<project id> <t
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
 STR    reaping:<runner>            a live runner is cleaning up after this lost one
 STR    websession:<sha256>         a web login session (encrypted JSON), with TTL
-STR    slug:<slug>                 the deployment served at <slug>.<fqdn>
+STR    slug:<slug>                 the live deployment served at <slug>.<fqdn>; gone when it ends
 STR    notebookgrant:<sha256>      a one-use code that opens a notebook host, 60 s
 STR    notebookpass:<sha256>       a notebook host's login (JSON), with TTL
 STR    routecheck:<slug>           the runner's pass through forward-auth to check a route
@@ -97,7 +97,8 @@ def websession(cookie_id_digest: str) -> str:
 
 
 def slug(slug_: str) -> str:
-    """The deployment whose notebook is served at ``<slug>.<fqdn>`` (forward-auth's owner check)."""
+    """The deployment whose notebook is served at ``<slug>.<fqdn>`` (forward-auth's owner check),
+    set when it is requested and removed when it ends; no other deployment takes it over."""
     return f"slug:{slug_}"
 
 
