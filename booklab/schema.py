@@ -6,9 +6,10 @@ TYPE   key                         meaning
 SET    runners                     runners declared
 STR    heartbeat:<runner>          set by a live runner, expires after 30 s
 HASH   runner:<runner>             the deployment a runner serves and its container
-HASH   status                      deployment -> current status (phases.Phase)
+HASH   status                      deployment -> current status (phases.Phase), until 7 days after its end
 HASH   deployment:<deployment>     project, ref, user, commit, image, runner, url, ...
 ZSET   queue                       deployments waiting for a runner, by arrival
+ZSET   ended                       deployments that ended, by time; status forgets them 7 days after
 LIST   log:<deployment>            the deployment's events as JSON, oldest first, capped; 7 days
 STR    logseq:<deployment>         how many events were ever written (the last event id); 7 days
 PUBSUB events:<deployment>         each event, "<id> <json>", for live readers
@@ -39,6 +40,7 @@ removed (:data:`TRAEFIK_ANCHOR`).
 RUNNERS = "runners"
 STATUS = "status"
 QUEUE = "queue"
+ENDED = "ended"
 KEY_SWEEP = "keysweep"
 CONF = "conf"
 

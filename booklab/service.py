@@ -127,6 +127,6 @@ def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: 
     if current is Phase.TODO:
         leave_queue(ctx, deployment_id)
         ctx.vault.delete(deployment_id, *steps.SECRETS)
-        ctx.deployments.forget_slug(ctx.slug(deployment_id), deployment_id)
+        ctx.deployments.ending(deployment_id, ctx.slug(deployment_id))
         ctx.events.emit(deployment_id, Phase.STOPPED, "Stopped before a runner took it.")
     return current

@@ -22,9 +22,25 @@ class SlugTaken(BooklabError):
     """Another live deployment holds the host name a new deployment would be served at."""
 
 
+#: how many statuses of long-ended deployments each end forgets at most
+PRUNE_BATCH = 100
+
+#: forgets the statuses of deployments that ended before ARGV[1] and are still ended
+FORGET_ENDED = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  local status = redis.call('HGET', KEYS[2], id)
+  if status == ARGV[3] or status == ARGV[4] then redis.call('HDEL', KEYS[2], id) end
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
+"""
+
+
 class Deployments:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._forget_ended = client.register_script(FORGET_ENDED)
 
     def start_or_join(self, dep: Deployment, slug: str, **fields: str) -> bool:
         """Queue ``dep``, to be served at ``<slug>.<fqdn>``, unless it is already queued,
@@ -52,6 +68,7 @@ class Deployments:
                     pipe.expire(key, schema.RECORD_TTL)
                     pipe.set(slug_key, dep.id, ex=schema.RECORD_TTL)
                     pipe.hset(schema.STATUS, dep.id, Phase.TODO.value)
+                    pipe.zrem(schema.ENDED, dep.id)
                     pipe.zadd(schema.QUEUE, {dep.id: time.time()})
                     pipe.execute()
                     return True
@@ -101,8 +118,17 @@ class Deployments:
         except InvalidDeployment:
             return None
 
-    def forget_slug(self, slug: str, deployment_id: str) -> None:
-        """Give ``slug`` up when the deployment ends, unless another deployment holds it now."""
+    def ending(self, deployment_id: str, slug: str, now: float | None = None) -> None:
+        """Just before the deployment's final event: give ``slug`` up, and note when it ended so
+        that its status is forgotten :data:`~booklab.schema.RECORD_TTL` later (its owner's list
+        shows it until then, like its log). Forgets the statuses of a few that ended before."""
+        now = time.time() if now is None else now
+        self.redis.zadd(schema.ENDED, {deployment_id: now})
+        self._forget_ended(keys=[schema.ENDED, schema.STATUS],
+                           args=[now - schema.RECORD_TTL, PRUNE_BATCH, Phase.FAILED.value, Phase.STOPPED.value])
+        self._forget_slug(slug, deployment_id)
+
+    def _forget_slug(self, slug: str, deployment_id: str) -> None:
         key = schema.slug(slug)
         with self.redis.pipeline() as pipe:
             try:

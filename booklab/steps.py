@@ -212,6 +212,6 @@ def release(ctx: Context, deployment_id: str, runner: str, phase: Phase, message
         launcher.stop(ctx.docker, container)
     ctx.deployments.forget_token(deployment_id)
     leave_queue(ctx, deployment_id)
-    ctx.deployments.forget_slug(slug, deployment_id)  # before its end, when a new request may take it again
+    ctx.deployments.ending(deployment_id, slug)  # before its end, when a new request may start it again
     ctx.events.emit(deployment_id, phase, message)
     ctx.runners.release(runner, deployment_id)

@@ -1,5 +1,8 @@
-"""A notebook's host name (its slug) belongs to one deployment: a second deployment whose
-slug collides is refused, and the first keeps its host."""
+"""Deployment state in Redis: a notebook's host name (its slug) belongs to one deployment
+(a second deployment whose slug collides is refused, the first keeps its host), and
+``status`` forgets deployments a while after they ended."""
+
+import time
 
 import pytest
 
@@ -32,5 +35,22 @@ def test_an_ended_deployment_gives_its_slug_up(redis_client):
     deployments.start_or_join(dep, slug)
     redis_client.hset(schema.STATUS, dep.id, Phase.STOPPED.value)
     assert deployments.by_slug(slug) is None  # a leftover key finds nothing once it ended
-    deployments.forget_slug(slug, dep.id)
+    deployments.ending(dep.id, slug)
     assert not redis_client.exists(schema.slug(slug))
+
+
+def test_statuses_are_forgotten_a_while_after_their_deployment_ended(redis_client):
+    deployments = Deployments(redis_client)
+    old, again, recent = (Deployment("g/p", ref, "alice") for ref in ("old", "again", "recent"))
+    for dep in (old, again, recent):
+        deployments.start_or_join(dep, dep.slug_with(KEY))
+    long_ago = time.time() - schema.RECORD_TTL - 60
+    for dep in (old, again):
+        deployments.ending(dep.id, dep.slug_with(KEY), now=long_ago)
+        redis_client.hset(schema.STATUS, dep.id, Phase.FAILED.value)  # as its final event does
+    deployments.start_or_join(again, again.slug_with(KEY))  # launched again since
+    deployments.ending(recent.id, recent.slug_with(KEY))
+    redis_client.hset(schema.STATUS, recent.id, Phase.STOPPED.value)
+    assert deployments.all_statuses() == {again.id: Phase.TODO, recent.id: Phase.STOPPED}
+    assert [(d.ref, status) for d, status in deployments.of_user("alice")] == [
+        ("again", Phase.TODO), ("recent", Phase.STOPPED)]
