@@ -33,7 +33,7 @@ def _seed(stack: Stack) -> str:
     stack.gitlab.set_member(PROJECT, READER, MAINTAINER)
     for k in range(DEPLOYMENTS):
         dep = Deployment(PROJECT, f"bench-api-{k}", READER)
-        if stack.ctx.deployments.start_or_join(dep):
+        if stack.ctx.deployments.start_or_join(dep, stack.ctx.slug(dep.id)):
             stack.ctx.deployments.dequeue(dep.id)
             stack.ctx.events.emit(dep.id, Phase.STOPPED, "Seeded by the benchmark.")
     return user.token

@@ -17,7 +17,6 @@ from bench.settings import Settings
 from bench.stack import PROJECT, Stack, ensure_image
 from bench.stats import Figure, median
 from booklab import schema
-from booklab.deployment import Deployment
 from gitlab_standin.store import MAINTAINER
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
     own: dict[str, int] = defaultdict(int)
     by_kind: dict[str, list[int]] = defaultdict(list)
     shared = status_growth
-    names = {dep_id: (dep_id, Deployment.from_id(dep_id).slug) for dep_id in ids}
+    names = {dep_id: (dep_id, stack.ctx.slug(dep_id)) for dep_id in ids}
     for key, size in sizes.items():
         owner = next((d for d, (dep_id, slug) in names.items() if dep_id in key or key.endswith(slug)), None)
         if owner is None:

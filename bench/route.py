@@ -26,6 +26,7 @@ from bench.stack import OWNER, PROJECT, Stack, ensure_image
 from bench.stats import Figure
 from booklab import launcher, routes, schema
 from booklab.deployment import Deployment
+from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,9 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
     config = stack.config(BOOKLAB_ROUTES_PUBLISHER=provider)
     publisher = routes.make_routes(config, ctx.redis)
     dep = Deployment(PROJECT, name, OWNER)
-    slug = dep.slug
-    ctx.redis.set(schema.slug(slug), dep.id, ex=600)  # forward-auth's owner check finds it
+    slug = ctx.slug(dep.id)
+    ctx.redis.set(schema.slug(slug), dep.id, ex=600)  # forward-auth's owner check finds it, live
+    ctx.redis.hset(schema.STATUS, dep.id, Phase.READY.value)
     notebook = launcher.launch(
         ctx.docker, image, name=f"booklab-bench-{slug}", labels={"booklab.bench": "route", **publisher.labels(slug)},
         memory=config.notebook_memory, cpus=config.notebook_cpus, network=config.notebook_network,
@@ -78,6 +80,7 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
     finally:
         publisher.remove(slug)
         ctx.redis.delete(schema.slug(slug), schema.route_check(slug))
+        ctx.redis.hdel(schema.STATUS, dep.id)
         ctx.docker.containers.get(notebook.container_id).remove(force=True)
 
 

@@ -1,5 +1,5 @@
 """The clients one process shares: configuration, Redis, the event log, the vault,
-state stores, the route publisher, Docker and GitLab. Built once per process, rebuilt
+state stores, the key of notebook host names, the route publisher, Docker and GitLab. Built once per process, rebuilt
 after a fork."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import redis
 
 from booklab import config as config_module
 from booklab.config import Config
+from booklab.deployment import Deployment
+from booklab.derived_keys import NOTEBOOK_SLUG, derive_key
 from booklab.events import EventLog
 from booklab.gitlab_client import GitLabClient
 from booklab.keys import Vault
@@ -35,6 +37,16 @@ class Context:
     def vault(self) -> Vault:
         self.config.require("secret_key")
         return Vault(self.redis, self.config.secret_key, self.config.key_ttl)
+
+    @functools.cached_property
+    def slug_key(self) -> bytes:
+        self.config.require("secret_key")
+        return derive_key(self.config.secret_key, NOTEBOOK_SLUG)
+
+    def slug(self, deployment_id: str) -> str:
+        """The DNS label of the deployment's notebook host (``<slug>.<fqdn>``), also naming
+        its container, route and checkout; keyed, so nobody can choose one that collides."""
+        return Deployment.from_id(deployment_id).slug_with(self.slug_key)
 
     @functools.cached_property
     def routes(self) -> Routes:

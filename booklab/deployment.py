@@ -3,15 +3,24 @@
 Its id is ``<path>:<branch>:<username>``; none of the three can hold a colon (GitLab
 forbids it in paths and usernames, git in branch names), so the id splits back
 unambiguously. Two collaborators never share a notebook.
+
+Its slug, the DNS label of its notebook's host, ends in a keyed hash of the id: without
+the key nobody can compute another deployment's slug, nor choose a name whose slug
+collides with it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 
 from booklab.errors import BooklabError
+
+
+#: hex digits of the keyed hash that ends a slug (64 bits)
+SLUG_SUFFIX_LENGTH = 16
 
 
 class InvalidDeployment(BooklabError):
@@ -43,11 +52,10 @@ class Deployment:
             )
         return cls(*parts)
 
-    @property
-    def slug(self) -> str:
+    def slug_with(self, key: bytes) -> str:
         """A DNS label (at most 63 characters, lowercase) readable from path, branch and
-        user, made unique by a short hash of the id."""
-        digest = hashlib.sha256(self.id.encode()).hexdigest()[:8]
+        user, made unique by 64 bits of HMAC-SHA256 of the id under ``key``."""
+        digest = hmac.new(key, self.id.encode(), hashlib.sha256).hexdigest()[:SLUG_SUFFIX_LENGTH]
         readable = "-".join(_label_part(p) for p in (self.project.rsplit("/", 1)[-1], self.ref, self.user))
         readable = re.sub(r"-+", "-", readable).strip("-")[: 63 - len(digest) - 1].rstrip("-")
         return f"{readable}-{digest}" if readable else digest

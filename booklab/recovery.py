@@ -16,7 +16,6 @@ import logging
 
 from booklab import launcher, save_back, schema, steps
 from booklab.context import Context
-from booklab.deployment import Deployment
 from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ def resume(ctx: Context, runner: str) -> str | None:
         if adopted and container.id == held.get("container"):
             continue
         log.info("runner %s removes the container %s it left", runner, container.name)
-        ctx.routes.remove(Deployment.from_id(container.labels["booklab.deployment"]).slug)
+        ctx.routes.remove(ctx.slug(container.labels["booklab.deployment"]))
         launcher.stop(ctx.docker, container.id)
     return adopted
 

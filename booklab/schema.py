@@ -6,9 +6,10 @@ TYPE   key                         meaning
 SET    runners                     runners declared
 STR    heartbeat:<runner>          set by a live runner, expires after 30 s
 HASH   runner:<runner>             the deployment a runner serves and its container
-HASH   status                      deployment -> current status (phases.Phase)
+HASH   status                      deployment -> current status (phases.Phase), until 7 days after its end
 HASH   deployment:<deployment>     project, ref, user, commit, image, runner, url, ...
 ZSET   queue                       deployments waiting for a runner, by arrival
+ZSET   ended                       deployments that ended, by time; status forgets them 7 days after
 LIST   log:<deployment>            the deployment's events as JSON, oldest first, capped; 7 days
 STR    logseq:<deployment>         how many events were ever written (the last event id); 7 days
 PUBSUB events:<deployment>         each event, "<id> <json>", for live readers
@@ -20,7 +21,7 @@ ZSET   keysweep                    deploy keys to remove again, "<project id> <t
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
 STR    reaping:<runner>            a live runner is cleaning up after this lost one
 STR    websession:<sha256>         a web login session (encrypted JSON), with TTL
-STR    slug:<slug>                 the deployment served at <slug>.<fqdn>
+STR    slug:<slug>                 the live deployment served at <slug>.<fqdn>; gone when it ends
 STR    notebookgrant:<sha256>      a one-use code that opens a notebook host, 60 s
 STR    notebookpass:<sha256>       a notebook host's login (JSON), with TTL
 STR    routecheck:<slug>           the runner's pass through forward-auth to check a route
@@ -39,6 +40,7 @@ removed (:data:`TRAEFIK_ANCHOR`).
 RUNNERS = "runners"
 STATUS = "status"
 QUEUE = "queue"
+ENDED = "ended"
 KEY_SWEEP = "keysweep"
 CONF = "conf"
 
@@ -97,7 +99,8 @@ def websession(cookie_id_digest: str) -> str:
 
 
 def slug(slug_: str) -> str:
-    """The deployment whose notebook is served at ``<slug>.<fqdn>`` (forward-auth's owner check)."""
+    """The deployment whose notebook is served at ``<slug>.<fqdn>`` (forward-auth's owner check),
+    set when it is requested and removed when it ends; no other deployment takes it over."""
     return f"slug:{slug_}"
 
 

@@ -50,7 +50,7 @@ def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str,
 
     user = ctx.gitlab(gitlab_token).username()
     dep = Deployment(project, ref, user)
-    if not ctx.deployments.start_or_join(dep, save_back="1" if save_back else ""):
+    if not ctx.deployments.start_or_join(dep, ctx.slug(dep.id), save_back="1" if save_back else ""):
         if save_back:
             set_save_back(ctx, dep.id, True, gitlab_token)
         return Request(dep, started=False)
@@ -127,5 +127,6 @@ def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: 
     if current is Phase.TODO:
         leave_queue(ctx, deployment_id)
         ctx.vault.delete(deployment_id, *steps.SECRETS)
+        ctx.deployments.ending(deployment_id, ctx.slug(deployment_id))
         ctx.events.emit(deployment_id, Phase.STOPPED, "Stopped before a runner took it.")
     return current

@@ -1,7 +1,8 @@
 """Deployment and runner state in Redis, on top of the key names in :mod:`booklab.schema`.
 
 ``Deployments`` keeps each deployment's record, status and place in the queue, and
-decides atomically whether a request starts a deployment or joins one. ``Runners`` keeps
+decides atomically whether a request starts a deployment or joins one; a live
+deployment holds its notebook's host name (its slug), which no other deployment takes over. ``Runners`` keeps
 which runners are alive and what each one holds.
 """
 
@@ -13,31 +14,61 @@ import redis
 
 from booklab import schema
 from booklab.deployment import Deployment, InvalidDeployment
+from booklab.errors import BooklabError
 from booklab.phases import Phase
+
+
+class SlugTaken(BooklabError):
+    """Another live deployment holds the host name a new deployment would be served at."""
+
+
+#: how many statuses of long-ended deployments each end forgets at most
+PRUNE_BATCH = 100
+
+#: forgets the statuses of deployments that ended before ARGV[1] and are still ended
+FORGET_ENDED = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  local status = redis.call('HGET', KEYS[2], id)
+  if status == ARGV[3] or status == ARGV[4] then redis.call('HDEL', KEYS[2], id) end
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
+"""
 
 
 class Deployments:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._forget_ended = client.register_script(FORGET_ENDED)
 
-    def start_or_join(self, dep: Deployment, **fields: str) -> bool:
-        """Queue ``dep`` unless it is already queued, running or ready; True when queued now."""
-        key = schema.deployment(dep.id)
+    def start_or_join(self, dep: Deployment, slug: str, **fields: str) -> bool:
+        """Queue ``dep``, to be served at ``<slug>.<fqdn>``, unless it is already queued,
+        running or ready; True when queued now. Raises :class:`SlugTaken` when another live
+        deployment holds ``slug``."""
+        key, slug_key = schema.deployment(dep.id), schema.slug(slug)
         while True:
             with self.redis.pipeline() as pipe:
                 try:
-                    pipe.watch(schema.STATUS)
+                    pipe.watch(schema.STATUS, slug_key)
                     current = pipe.hget(schema.STATUS, dep.id)
-                    if current is not None and Phase(current).is_active:
+                    if _is_active(current):
                         pipe.reset()
                         return False
+                    holder = pipe.get(slug_key)
+                    if holder not in (None, dep.id) and _is_active(pipe.hget(schema.STATUS, holder)):
+                        pipe.reset()
+                        raise SlugTaken(
+                            f"The notebook address {slug} is held by another notebook, so this one cannot "
+                            "be served there. This never happens by chance: tell your Booklab operator.")
                     pipe.multi()
                     pipe.delete(key, schema.stop(dep.id), schema.token(dep.id), schema.saving(dep.id))
                     pipe.hset(key, mapping={"project": dep.project, "ref": dep.ref, "user": dep.user,
                                             "requested_at": f"{time.time():.3f}", **fields})
                     pipe.expire(key, schema.RECORD_TTL)
-                    pipe.set(schema.slug(dep.slug), dep.id, ex=schema.RECORD_TTL)
+                    pipe.set(slug_key, dep.id, ex=schema.RECORD_TTL)
                     pipe.hset(schema.STATUS, dep.id, Phase.TODO.value)
+                    pipe.zrem(schema.ENDED, dep.id)
                     pipe.zadd(schema.QUEUE, {dep.id: time.time()})
                     pipe.execute()
                     return True
@@ -77,19 +108,38 @@ class Deployments:
         return mine
 
     def by_slug(self, slug: str) -> Deployment | None:
-        """The deployment whose notebook is served at ``<slug>.<fqdn>``, or None. A
-        deployment requested before the ``slug:`` keys existed is found among all of them
-        (and then remembered)."""
+        """The live deployment whose notebook is served at ``<slug>.<fqdn>``, or None; in
+        two O(1) lookups, whatever the number of deployments."""
         found = self.redis.get(schema.slug(slug))
-        if found is None:
-            found = next((d for d in self.redis.hkeys(schema.STATUS) if _slug_of(d) == slug), None)
-            if found is None:
-                return None
-            self.redis.set(schema.slug(slug), found, ex=schema.RECORD_TTL)
+        if found is None or not _is_active(self.redis.hget(schema.STATUS, found)):
+            return None
         try:
             return Deployment.from_id(found)
         except InvalidDeployment:
             return None
+
+    def ending(self, deployment_id: str, slug: str, now: float | None = None) -> None:
+        """Just before the deployment's final event: give ``slug`` up, and note when it ended so
+        that its status is forgotten :data:`~booklab.schema.RECORD_TTL` later (its owner's list
+        shows it until then, like its log). Forgets the statuses of a few that ended before."""
+        now = time.time() if now is None else now
+        self.redis.zadd(schema.ENDED, {deployment_id: now})
+        self._forget_ended(keys=[schema.ENDED, schema.STATUS],
+                           args=[now - schema.RECORD_TTL, PRUNE_BATCH, Phase.FAILED.value, Phase.STOPPED.value])
+        self._forget_slug(slug, deployment_id)
+
+    def _forget_slug(self, slug: str, deployment_id: str) -> None:
+        key = schema.slug(slug)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.get(key) != deployment_id:
+                    return
+                pipe.multi()
+                pipe.delete(key)
+                pipe.execute()
+            except redis.WatchError:
+                pass  # another deployment took it since
 
     def queue_position(self, deployment_id: str) -> int | None:
         """1 for the next deployment a runner will take; None when not queued."""
@@ -123,11 +173,8 @@ class Deployments:
         self.redis.delete(schema.token(deployment_id))
 
 
-def _slug_of(deployment_id: str) -> str | None:
-    try:
-        return Deployment.from_id(deployment_id).slug
-    except InvalidDeployment:
-        return None
+def _is_active(status: str | None) -> bool:
+    return status is not None and Phase(status).is_active
 
 
 class Runners:

@@ -36,7 +36,7 @@ KNOWN_HOSTS = "known_hosts"
 
 
 def checkout_dir(ctx: Context, deployment_id: str) -> Path:
-    return Path(ctx.config.tmpdir) / "booklab-checkouts" / Deployment.from_id(deployment_id).slug
+    return Path(ctx.config.tmpdir) / "booklab-checkouts" / ctx.slug(deployment_id)
 
 
 def provision_key(ctx: Context, deployment_id: str, runner: str) -> None:
@@ -141,13 +141,13 @@ def run(ctx: Context, deployment_id: str, runner: str) -> None:
     """Start the notebook container with a fresh token, wait until it answers, then
     until it answers through its route."""
     record = ctx.deployments.record(deployment_id)
-    dep = Deployment.from_id(deployment_id)
+    slug = ctx.slug(deployment_id)
     settings = _notebook_settings(ctx, deployment_id, record["image"])
     ctx.events.emit(deployment_id, Phase.LAUNCHING, "Launching the notebook server...")
     started = time.monotonic()
     notebook = launcher.launch(
-        ctx.docker, record["image"], name=f"booklab-{dep.slug}",
-        labels={"booklab.deployment": deployment_id, "booklab.runner": runner, **ctx.routes.labels(dep.slug)},
+        ctx.docker, record["image"], name=f"booklab-{slug}",
+        labels={"booklab.deployment": deployment_id, "booklab.runner": runner, **ctx.routes.labels(slug)},
         memory=settings.memory, cpus=settings.cpus,
         network=ctx.config.notebook_network, host_ip=ctx.config.notebook_host,
         publish=ctx.config.notebook_publish)
@@ -156,7 +156,7 @@ def run(ctx: Context, deployment_id: str, runner: str) -> None:
     ctx.deployments.update(deployment_id, container=notebook.container_id)
     ctx.vault.put(deployment_id, NOTEBOOK_TOKEN, notebook.token.encode())
     launcher.wait_ready(notebook, timeout=ctx.config.notebook_ready_timeout)
-    ctx.deployments.update(deployment_id, url=ctx.routes.publish(dep.slug, notebook))
+    ctx.deployments.update(deployment_id, url=ctx.routes.publish(slug, notebook))
     metrics.observe(ctx.redis, "launch", time.monotonic() - started)
 
 
@@ -205,11 +205,13 @@ def release(ctx: Context, deployment_id: str, runner: str, phase: Phase, message
     revoke_secrets(ctx, deployment_id)
     ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN, SAVE_TOKEN)
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
-    ctx.routes.remove(Deployment.from_id(deployment_id).slug)
+    slug = ctx.slug(deployment_id)
+    ctx.routes.remove(slug)
     container = ctx.deployments.record(deployment_id).get("container")
     if container:
         launcher.stop(ctx.docker, container)
     ctx.deployments.forget_token(deployment_id)
     leave_queue(ctx, deployment_id)
+    ctx.deployments.ending(deployment_id, slug)  # before its end, when a new request may start it again
     ctx.events.emit(deployment_id, phase, message)
     ctx.runners.release(runner, deployment_id)

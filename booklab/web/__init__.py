@@ -20,6 +20,7 @@ from booklab import config as config_module
 from booklab.config import Config
 from booklab.context import Context, set_context
 from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NotFound
+from booklab.state import SlugTaken
 from booklab.web import (
     api,
     auth,
@@ -143,6 +144,11 @@ def _error_pages(app: Flask) -> None:
         if isinstance(exc, GitLabUnavailable):
             return error_page(503, "GitLab is not answering", str(exc))
         return error_page(502, "GitLab refused", str(exc))
+
+    @app.errorhandler(SlugTaken)
+    def slug_taken(exc: SlugTaken) -> Any:
+        log.warning("%s", exc)  # only someone holding secret_key can make two slugs collide
+        return error_page(409, "Notebook address taken", str(exc))
 
     @app.errorhandler(ConfigError)
     def misconfigured(exc: ConfigError) -> Any:

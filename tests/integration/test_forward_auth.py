@@ -106,7 +106,8 @@ def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(ctx, runn
                                                                         bob, fwd_project, publisher, docker_engine):
     runners(1, **traefik.runner_env(publisher, auth_url=web_server))
     dep, ready = deploy(ctx, alice)
-    host, token = f"{dep.slug}.{ctx.config.fqdn}", ready["token"]
+    slug = ctx.slug(dep.id)
+    host, token = f"{slug}.{ctx.config.fqdn}", ready["token"]
     leaked_url = f"/api/status?token={token}"
 
     # the owner's personal access token, as the API takes it, next to Jupyter's token
@@ -123,7 +124,7 @@ def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(ctx, runn
     assert through_traefik(traefik, host, headers={"Authorization": f"token {token}"}).status_code == 401
     in_a_browser = through_traefik(traefik, host, leaked_url, {"Accept": "text/html"})
     assert in_a_browser.status_code == 302
-    assert in_a_browser.headers["Location"].startswith(f"{web_server}/auth/notebook/grant/{dep.slug}?next=")
+    assert in_a_browser.headers["Location"].startswith(f"{web_server}/auth/notebook/grant/{slug}?next=")
     assert token not in in_a_browser.headers["Location"]  # the path travels sealed
 
     # another GitLab user, or a token GitLab refuses
@@ -131,26 +132,27 @@ def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(ctx, runn
     assert other.status_code == 403 and "belongs to the GitLab user alice" in other.json()["error"]
     assert through_traefik(traefik, host, leaked_url, {"Authorization": "Bearer glpat-forged"}).status_code == 401
     # the runner's pass for checking its route is gone with the check
-    assert not ctx.redis.exists(schema.route_check(dep.slug))
+    assert not ctx.redis.exists(schema.route_check(slug))
     assert through_traefik(traefik, host, leaked_url, {"X-Booklab-Route-Check": "guess"}).status_code == 401
 
-    address = f"{web_server}/auth/notebook/{dep.slug}"
+    address = f"{web_server}/auth/notebook/{slug}"
     if publisher == "docker":
         container, = docker_engine.containers.list(filters={"label": f"booklab.deployment={dep.id}"})
-        assert container.labels[f"traefik.http.middlewares.{dep.slug}-auth.forwardauth.address"] == address
+        assert container.labels[f"traefik.http.middlewares.{slug}-auth.forwardauth.address"] == address
     else:
-        assert ctx.redis.get(schema.traefik_middleware(f"{dep.slug}-auth", "forwardAuth/address")) == address
+        assert ctx.redis.get(schema.traefik_middleware(f"{slug}-auth", "forwardAuth/address")) == address
     service.stop(ctx, dep.id)
     wait_until(lambda: ctx.deployments.status(dep.id) is Phase.STOPPED, 15, "the stop")
     wait_until(lambda: through_traefik(traefik, host).status_code == 404, 10, "Traefik to drop the route")
-    assert ctx.redis.keys(f"traefik/http/*/{dep.slug}*") == []
+    assert ctx.redis.keys(f"traefik/http/*/{slug}*") == []
+    assert not ctx.redis.exists(schema.slug(slug))  # the stopped notebook gave its host name up
 
 
 def test_the_owners_browser_session_opens_the_notebook_and_no_other_users(ctx, runners, traefik, web_server, alice,
                                                                          bob, fwd_project):
     runners(1, **traefik.runner_env("docker", auth_url=web_server))
     dep, ready = deploy(ctx, alice)
-    host, path = f"{dep.slug}.{ctx.config.fqdn}", f"/api/status?token={ready['token']}"
+    host, path = f"{ctx.slug(dep.id)}.{ctx.config.fqdn}", f"/api/status?token={ready['token']}"
 
     alices_browser = log_in_over_http(web_server, alice)
     cookie = open_in_browser(traefik, host, path, alices_browser, web_server)
@@ -179,7 +181,7 @@ def test_the_notebook_never_sees_booklabs_credentials(ctx, runners, traefik, web
                                                       publisher):
     runners(1, **traefik.runner_env(publisher, auth_url=web_server))
     dep, _ = deploy(ctx, alice, "echo")
-    host = f"{dep.slug}.{ctx.config.fqdn}"
+    host = f"{ctx.slug(dep.id)}.{ctx.config.fqdn}"
 
     def seen(headers: dict) -> dict[str, str]:
         response = through_traefik(traefik, host, "/echo", headers)
@@ -201,7 +203,7 @@ def test_with_forward_auth_off_jupyters_token_alone_opens_the_notebook(ctx, runn
                                                                        docker_engine):
     runners(1, **traefik.runner_env("docker"))  # no auth_url: BOOKLAB_ROUTES_FORWARD_AUTH=false
     dep, ready = deploy(ctx, alice)
-    host = f"{dep.slug}.{ctx.config.fqdn}"
+    host = f"{ctx.slug(dep.id)}.{ctx.config.fqdn}"
     assert through_traefik(traefik, host, f"/api/status?token={ready['token']}").status_code == 200
     assert through_traefik(traefik, host).status_code == 403  # Jupyter's own refusal
     container, = docker_engine.containers.list(filters={"label": f"booklab.deployment={dep.id}"})
@@ -213,10 +215,11 @@ def test_the_endpoint_answers_traefik_for_the_owner_only(ctx, web_app, alice, bo
     what each answer carries back for Traefik."""
     client = web_app.test_client(use_cookies=False)  # the Cookie header below as it is
     dep = Deployment(PROJECT, "main", alice.username)
-    assert ctx.deployments.start_or_join(dep)
-    url = f"/auth/notebook/{dep.slug}"
+    slug = ctx.slug(dep.id)
+    assert ctx.deployments.start_or_join(dep, slug)
+    url = f"/auth/notebook/{slug}"
     forwarded = {"X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http", "X-Forwarded-Uri": "/tree?token=abc",
-                 "X-Forwarded-Host": f"{dep.slug}.{ctx.config.fqdn}"}
+                 "X-Forwarded-Host": f"{slug}.{ctx.config.fqdn}"}
 
     owner = client.get(url, headers={**forwarded, "PRIVATE-TOKEN": alice.token, "Authorization": "token abc",
                                      "Cookie": "booklab_notebook=x; _xsrf=1; booklab_session=y; theme=dark"})
@@ -230,18 +233,15 @@ def test_the_endpoint_answers_traefik_for_the_owner_only(ctx, web_app, alice, bo
     browser = client.get(url, headers={**forwarded, "Accept": "text/html,application/xhtml+xml"})
     assert browser.status_code == 302 and "abc" not in browser.headers["Location"]
     web_url = web_app.extensions["booklab"].config.web_url
-    assert browser.headers["Location"].startswith(f"{web_url}/auth/notebook/grant/{dep.slug}?next=")
+    assert browser.headers["Location"].startswith(f"{web_url}/auth/notebook/grant/{slug}?next=")
     # a notebook's cookie opens that notebook only
     other = Deployment(PROJECT, "echo", alice.username)
-    ctx.deployments.start_or_join(other)
-    assert client.get(f"/auth/notebook/{other.slug}", headers={**forwarded, "Cookie": "booklab_notebook=x"}
+    ctx.deployments.start_or_join(other, ctx.slug(other.id))
+    assert client.get(f"/auth/notebook/{ctx.slug(other.id)}", headers={**forwarded, "Cookie": "booklab_notebook=x"}
                       ).status_code == 401
-    # unknown or malformed slugs; a deployment older than the slug keys is found all the same
-    assert client.get("/auth/notebook/nothing-here-0badc0de", headers=forwarded).status_code == 404
+    # unknown or malformed slugs
+    assert client.get("/auth/notebook/nothing-here-0123456789abcdef", headers=forwarded).status_code == 404
     assert client.get("/auth/notebook/Not_A_Slug", headers=forwarded).status_code == 404
-    ctx.redis.delete(schema.slug(dep.slug))
-    assert client.get(url, headers={**forwarded, "PRIVATE-TOKEN": alice.token}).status_code == 200
-    assert ctx.redis.get(schema.slug(dep.slug)) == dep.id
 
 
 def test_routes_ask_the_web_tier_before_every_notebook_request():

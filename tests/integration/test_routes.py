@@ -28,7 +28,7 @@ def test_a_notebook_is_served_at_its_slug_host_until_stopped(ctx, runners, traef
     events = run_to_end(ctx, request.id)
     ready = events[-1]
     assert ready["phase"] == "ready", events
-    slug = request.deployment.slug
+    slug = ctx.slug(request.id)
     host = f"{slug}.{ctx.config.fqdn}"
     assert DNS_LABEL.fullmatch(slug)
     assert ready["url"] == f"http://{host}:{traefik.port}/"
@@ -52,8 +52,8 @@ def test_a_route_traefik_does_not_serve_fails_the_deployment_and_is_removed(ctx,
     request = service.request_deployment(ctx, project, "main", alice.token)
     events = run_to_end(ctx, request.id)
     assert [e["phase"] for e in events][-2:] == ["launching", "failed"]
-    assert f"did not show the route {request.deployment.slug}@redis" in events[-1]["message"]
-    assert ctx.redis.keys(f"traefik/http/*/{request.deployment.slug}/*") == []
+    assert f"did not show the route {ctx.slug(request.id)}@redis" in events[-1]["message"]
+    assert ctx.redis.keys(f"traefik/http/*/{ctx.slug(request.id)}/*") == []
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
 
@@ -63,7 +63,7 @@ def test_a_notebook_not_published_on_the_host_is_reached_through_its_network(ctx
     request = service.request_deployment(ctx, project, "main", alice.token)
     ready = run_to_end(ctx, request.id)[-1]
     assert ready["phase"] == "ready"
-    host = f"{request.deployment.slug}.{ctx.config.fqdn}"
+    host = f"{ctx.slug(request.id)}.{ctx.config.fqdn}"
     assert through_traefik(traefik, host, ready["token"]) == 200
     container, = docker_engine.containers.list(filters={"label": f"booklab.deployment={request.id}"})
     assert container.attrs["HostConfig"]["PortBindings"] in ({}, None)  # nothing listens on the host

@@ -19,9 +19,21 @@ def test_malformed_ids_are_refused(bad):
         Deployment.from_id(bad)
 
 
+KEY = b"k" * 32
+
+
 def test_slug_is_a_dns_label_unique_per_user():
     long = Deployment("g/" + "p" * 200, "b" * 200, "alice")
     for dep in (Deployment("Group/My.Project", "feature/été", "alice"), long):
-        assert re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", dep.slug), dep.slug
-    assert Deployment("g/p", "main", "alice").slug != Deployment("g/p", "main", "bob").slug
-    assert Deployment("g/p", "main", "alice").slug.startswith("p-main-alice-")
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", dep.slug_with(KEY)), dep.slug_with(KEY)
+    assert Deployment("g/p", "main", "alice").slug_with(KEY) != Deployment("g/p", "main", "bob").slug_with(KEY)
+    assert Deployment("g/p", "main", "alice").slug_with(KEY).startswith("p-main-alice-")
+
+
+def test_slug_suffix_is_64_bits_of_a_keyed_hash():
+    dep = Deployment("g/p", "main", "alice")
+    suffix = dep.slug_with(KEY).rsplit("-", 1)[1]
+    assert re.fullmatch(r"[0-9a-f]{16,}", suffix), suffix
+    # without the key, nobody can compute (or choose a name that collides with) another's slug
+    assert dep.slug_with(b"another key" * 3) != dep.slug_with(KEY)
+    assert dep.slug_with(b"another key" * 3).startswith("p-main-alice-")

@@ -15,15 +15,17 @@ DOCKER_REFERENCE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9
                               r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 HOSTILE = ["group/my project", "grüppe/ñotebooks", "../../etc/passwd", "-rf/--help", "a/$(touch x);`id`|&",
            "g/" + "p" * 255, "---/___", "Ω/Ω", "a/b/c/d/e/f", "UPPER/Case.Mixed"]
+KEY = b"slug key of a test" * 2
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.mark.parametrize("path", HOSTILE)
 @pytest.mark.parametrize("ref", ["main", "feature/été", "x" * 255, "-dash", "$(id)"])
 def test_slugs_are_dns_labels_and_unique(path, ref):
-    dep = Deployment(path, ref, "alice")
-    assert DNS_LABEL.fullmatch(dep.slug), dep.slug
-    assert dep.slug != Deployment(path, ref, "bob").slug
+    slug = Deployment(path, ref, "alice").slug_with(KEY)
+    assert DNS_LABEL.fullmatch(slug), slug
+    assert re.search(r"-[0-9a-f]{16}$", slug), slug  # the keyed suffix is never cut short
+    assert slug != Deployment(path, ref, "bob").slug_with(KEY)
 
 
 @pytest.mark.parametrize("path", HOSTILE)

@@ -1,0 +1,14 @@
+"""Keys for one purpose each, derived from the installation's ``secret_key``: a key that
+leaks or is misused for one purpose opens nothing of another."""
+
+from __future__ import annotations
+
+import hashlib
+
+#: keys the suffix of notebook host names (:meth:`booklab.deployment.Deployment.slug_with`)
+NOTEBOOK_SLUG = "notebook slug"
+
+
+def derive_key(secret_key: str, purpose: str) -> bytes:
+    """32 bytes for ``purpose`` alone: SHA-256 of ``booklab <purpose>``, a NUL and the secret key."""
+    return hashlib.sha256(f"booklab {purpose}\0".encode() + secret_key.encode()).digest()
