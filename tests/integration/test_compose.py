@@ -60,10 +60,22 @@ def test_notebooks_reach_nothing_of_booklabs_but_traefiks_entrypoint():
     assert not any(flag.startswith("--api") for flag in traefik)
 
 
+def test_traefik_terminates_tls_and_runners_check_routes_on_loopback():
+    services = yaml.safe_load(compose_config(**SETTINGS).stdout)["services"]
+    traefik = {flag.lower() for flag in services["traefik"]["command"]}
+    # the flags test_https.py runs a real Traefik with: HTTPS on 443, HTTP redirected, the check entrypoint
+    assert {flag.lower() for flag in traefik_config.tls_flags(":443", "127.0.0.1:8000")} <= traefik
+    runner = services["runner"]["environment"]
+    assert (runner["BOOKLAB_ROUTES_SCHEME"], runner["BOOKLAB_ROUTES_ENTRYPOINT"]) == ("https", "websecure,check")
+    assert runner["BOOKLAB_ROUTES_TRAEFIK_ENTRYPOINT_URL"] == "http://127.0.0.1:8000"
+    assert services["web"]["environment"]["BOOKLAB_WEB_URL"] == "https://booklab.example.org"  # Secure cookies
+
+
 def test_compose_routes_file_routes_the_web_tier_and_flower_on_loopback(tmp_path):
-    """The file provider's routes, read by a real Traefik as docker-compose.yml mounts them."""
+    """The file provider's routes, read by a real Traefik as docker-compose.yml mounts them: over HTTPS only."""
     api = f"127.0.0.1:{free_port()}"
-    flags = traefik_config.static_flags(f"127.0.0.1:{free_port()}", api, routes_file=ROOT / "deploy" / "traefik-routes.yml")
+    flags = [*traefik_config.static_flags(f"127.0.0.1:{free_port()}", api, routes_file=ROOT / "deploy" / "traefik" / "routes.yml"),
+             *traefik_config.tls_flags(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")]
     with (tmp_path / "traefik.log").open("w") as log:
         traefik = subprocess.Popen(["traefik", *flags], env={**os.environ, "FQDN": "booklab.example.org"},
                                    stdout=log, stderr=subprocess.STDOUT)
@@ -71,9 +83,9 @@ def test_compose_routes_file_routes_the_web_tier_and_flower_on_loopback(tmp_path
         routers = wait_until(lambda: _routers(f"http://{api}"), 30, "Traefik to read the routes file")
     finally:
         stop_process(traefik)
-    assert {r["name"]: (r["rule"], r["service"]) for r in routers} == {
-        "booklab@file": ("Host(`booklab.example.org`)", "booklab"),
-        "flower@file": ("Host(`flower.booklab.example.org`)", "flower")}
+    assert {r["name"]: (r["rule"], r["service"], r["entryPoints"], "tls" in r) for r in routers} == {
+        "booklab@file": ("Host(`booklab.example.org`)", "booklab", ["websecure"], True),
+        "flower@file": ("Host(`flower.booklab.example.org`)", "flower", ["websecure"], True)}
 
 
 def _routers(api_url: str) -> list[dict]:

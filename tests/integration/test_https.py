@@ -22,9 +22,10 @@ def over_tls(traefik, host: str, path: str, headers: dict[str, str], ca_file: st
         return pool.request("GET", path, headers={"Host": host, **headers}, redirect=False)
 
 
+@pytest.mark.parametrize("publisher", ["docker", "redis"])
 def test_a_notebook_is_served_over_https_and_plain_http_is_redirected(ctx, runners, tls_traefik, web_server, alice,
-                                                                      project):
-    runners(1, **tls_traefik.runner_env("docker", auth_url=web_server))
+                                                                      project, publisher):
+    runners(1, **tls_traefik.runner_env(publisher, auth_url=web_server))
     request = service.request_deployment(ctx, project, "main", alice.token)
     ready = run_to_end(ctx, request.id)[-1]
     assert ready["phase"] == "ready", ready
