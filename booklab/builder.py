@@ -4,6 +4,13 @@ repo2docker runs as a subprocess with Booklab's ``booklab`` engine (Docker Engin
 buildx), from an empty working directory and with a trimmed environment, so that neither
 a ``repo2docker_config.py`` nor the runner's secrets are within its reach. Its output is
 yielded line by line while it builds.
+
+On the runner, repo2docker only reads the repository's files (``Dockerfile``, ``apt.txt``,
+``runtime.txt``, ``environment.yml``, ``Pipfile``, ``.dockerignore``, ...) and packs them
+into the build context as they are, links as links; it runs none of them: ``setup.py``,
+``postBuild``, ``install.R`` and ``start`` run in the build container. A symbolic link is
+thus the only way a repository could have the runner read its host, and
+:mod:`booklab.checkout_guard` refuses those that lead outside the checkout before the build.
 """
 
 from __future__ import annotations

@@ -58,6 +58,10 @@ class Config:
     secret_key: str = _setting(
         "secret_key", "", "Secret that encrypts private keys and tokens at rest; long and random."
     )
+    secret_key_file: str = _setting(
+        "secret_key_file", "",
+        "File holding secret_key instead (mode 0600), which keeps it out of the environment; not both.",
+    )
     fqdn: str = _setting("fqdn", "localhost", "Domain under which notebooks get <slug>.<fqdn>.", alias="FQDN")
     tmpdir: str = _setting(
         "tmpdir", tempfile.gettempdir(), "Where runners clone repositories.", alias="TMPDIR"
@@ -300,6 +304,30 @@ def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | Non
                 raw, origin = environ[var], f"from {var}"
         if raw is not None:
             values[f.name] = _convert(f, raw, origin)
+    if values.get("secret_key_file"):
+        if values.get("secret_key"):
+            raise ConfigError("Settings secret_key and secret_key_file are both set: keep only one "
+                              "(secret_key_file keeps the key out of the environment).")
+        values["secret_key"] = _read_secret_file(values["secret_key_file"])
     config = Config(**values)
     _validate(config)
     return config
+
+
+def _read_secret_file(path: str) -> str:
+    """The secret in the file ``path`` (surrounding white space left out), which only its owner may read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if mode & 0o077:
+                raise ConfigError(
+                    f"Setting secret_key_file names {path}, which others may read or write (mode "
+                    f"{mode & 0o777:04o}): make it readable by its owner only, with chmod 600 {path}."
+                )
+            secret = f.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or "it is not UTF-8 text"
+        raise ConfigError(f"Cannot read the secret key file {path} (setting secret_key_file): {reason}.") from None
+    if not secret:
+        raise ConfigError(f"The secret key file {path} (setting secret_key_file) is empty: put the key in it.")
+    return secret

@@ -52,6 +52,10 @@ class BuildError(BooklabError):
     """repo2docker could not build the repository's image."""
 
 
+class UnsafeCheckout(BooklabError):
+    """The checkout holds a symbolic link that leads outside it: it is not built."""
+
+
 class DockerUnavailable(BooklabError):
     """The Docker Engine did not answer or answered 5xx: worth retrying."""
 

@@ -9,13 +9,16 @@ left behind (deploy key, secrets, checkout, route, container) whatever step stop
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
-from booklab import builder, git, key_sweeper, launcher, metrics, notebook_settings, schema
+from booklab import builder, checkout_guard, git, key_sweeper, launcher, metrics, notebook_settings, schema
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError, BuildError
@@ -45,7 +48,9 @@ def provision_key(ctx: Context, deployment_id: str, runner: str) -> None:
     dep = Deployment.from_id(deployment_id)
     leave_queue(ctx, deployment_id)
     ctx.deployments.update(deployment_id, runner=runner, started_at=f"{time.time():.3f}")
-    ctx.events.emit(deployment_id, Phase.FETCHING, f"Runner {runner} took the deployment.")
+    log.info("%s took %s", runner, deployment_id)
+    # the runner's name tells its host: it stays in the record and the runner's own log
+    ctx.events.emit(deployment_id, Phase.FETCHING, "A runner took the deployment.")
     git.check_branch_name(dep.ref)
     gl = ctx.gitlab(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
     project = gl.project(dep.project)
@@ -97,12 +102,15 @@ def clone(ctx: Context, deployment_id: str, runner: str) -> None:
         credentials = git.HttpsCredentials(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
         url = record["http_url"]
     ctx.events.emit(deployment_id, Phase.FETCHING, f"Cloning {record['project']} at {record['ref']}...")
-    for line in git.clone(url, record["ref"], dest, credentials):
-        ctx.events.emit(deployment_id, Phase.FETCHING, line)
+    with _neutral_errors(dest):
+        for line in git.clone(url, record["ref"], dest, credentials):
+            ctx.events.emit(deployment_id, Phase.FETCHING, _neutral(line, dest))
     # a failed clone keeps the key for its next try; release() revokes it when none is left
     revoke_secrets(ctx, deployment_id)
     if isinstance(credentials, git.SshCredentials) and not ctx.config.gitlab_known_hosts:
         ctx.redis.hset(schema.CONF, KNOWN_HOSTS, credentials.known_hosts)
+    # before anything reads the checkout: a link out of it would have the runner read its own host
+    checkout_guard.check(dest)
     # checked before the build, which keeps them on the image
     settings = notebook_settings.read(dest, notebook_settings.limits_of(ctx.config))
     ctx.deployments.update(deployment_id, settings=settings.as_label())
@@ -126,15 +134,41 @@ def build(ctx: Context, deployment_id: str, runner: str) -> None:
               notebook_settings.LABEL: record.get("settings") or "{}"}
     started = time.monotonic()
     try:
-        for line in builder.build_image(dest, image, timeout=ctx.config.build_timeout,
-                                        memory_limit=ctx.config.build_memory, labels=labels):
-            ctx.events.emit(deployment_id, Phase.BUILDING, line)
+        with _neutral_errors(dest):
+            for line in builder.build_image(dest, image, timeout=ctx.config.build_timeout,
+                                            memory_limit=ctx.config.build_memory, labels=labels):
+                ctx.events.emit(deployment_id, Phase.BUILDING, _neutral(line, dest))
     except BuildError:
         ctx.docker.ping()  # a Docker Engine that went away is worth another try, a bad repository not
         raise
     metrics.observe(ctx.redis, "build", time.monotonic() - started)
     # a failed build keeps the checkout for its next try; release() removes it when none is left
     shutil.rmtree(dest, ignore_errors=True)
+
+
+#: what the log calls the checkout: its place on the runner's disk is none of its user's business
+CHECKOUT_NAME = "the repository"
+
+
+def _neutral(text: str, checkout: Path) -> str:
+    """``text`` (a line of git or repo2docker, an error) with the checkout's absolute path, as
+    given or with its links resolved, replaced by :data:`CHECKOUT_NAME`."""
+    for path in sorted({os.path.abspath(checkout), os.path.realpath(checkout)}, key=len, reverse=True):
+        text = text.replace(path, CHECKOUT_NAME)
+    return text
+
+
+@contextlib.contextmanager
+def _neutral_errors(checkout: Path) -> Iterator[None]:
+    """Re-raise a Booklab error raised inside, of the same kind, with its message :func:`_neutral`:
+    it ends up in the log too."""
+    try:
+        yield
+    except BooklabError as e:
+        told = _neutral(str(e), checkout)
+        if told == str(e):
+            raise
+        raise type(e)(told) from e
 
 
 def run(ctx: Context, deployment_id: str, runner: str) -> None:

@@ -62,3 +62,41 @@ def test_every_setting_is_documented_in_config_yml_with_its_default():
     for f in Config.settings():
         if f.name != "tmpdir":  # the file shows /tmp, the default is the machine's temp dir
             assert getattr(from_file, f.name) == f.default, f.metadata["path"]
+
+
+def secret_file(tmp_path, content: str = "  a-long-random-key\n", mode: int = 0o600) -> Path:
+    path = tmp_path / "booklab.key"
+    path.write_text(content)
+    path.chmod(mode)
+    return path
+
+
+def test_the_secret_key_comes_from_a_file_only_its_owner_reads(tmp_path):
+    path = secret_file(tmp_path)
+    config = load(None, environ={"BOOKLAB_SECRET_KEY_FILE": str(path)})
+    assert config.secret_key == "a-long-random-key"
+    config.require("secret_key")
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_secret_key_file_others_may_read_is_refused(tmp_path, mode):
+    path = secret_file(tmp_path, mode=mode)
+    with pytest.raises(ConfigError, match=rf"others may read or write \(mode 0{mode:o}\): .*chmod 600") as refused:
+        load(None, environ={"BOOKLAB_SECRET_KEY_FILE": str(path)})
+    assert "a-long-random-key" not in str(refused.value)
+
+
+@pytest.mark.parametrize("make, sentence", [
+    (lambda tmp_path: tmp_path / "missing.key", "Cannot read the secret key file .*No such file"),
+    (lambda tmp_path: secret_file(tmp_path, content="\n"), "is empty: put the key in it"),
+    (lambda tmp_path: tmp_path, "Cannot read the secret key file .*Is a directory"),
+])
+def test_an_unusable_secret_key_file_stops_with_one_sentence(tmp_path, make, sentence):
+    with pytest.raises(ConfigError, match=sentence):
+        load(None, environ={"BOOKLAB_SECRET_KEY_FILE": str(make(tmp_path))})
+
+
+def test_secret_key_and_secret_key_file_are_exclusive(tmp_path):
+    path = secret_file(tmp_path)
+    with pytest.raises(ConfigError, match="secret_key and secret_key_file are both set: keep only one"):
+        load(None, environ={"BOOKLAB_SECRET_KEY_FILE": str(path), "BOOKLAB_SECRET_KEY": "another"})
