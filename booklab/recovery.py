@@ -38,7 +38,7 @@ def reap(ctx: Context, runner: str, by: str) -> bool:
     held = ctx.runners.held(runner)
     deployment_id = held.get("deployment")
     if deployment_id and save_back.wanted(ctx, held):
-        if save_back.request(ctx, deployment_id, then_end=f"The runner {runner} serving this notebook was lost.",
+        if save_back.request(ctx, deployment_id, then_end="The runner serving this notebook was lost.",
                              worker=by):
             log.warning("runner %s lost; %s saves %s before ending it", runner, by, deployment_id)
         return True
@@ -77,7 +77,7 @@ def _still_serving(ctx: Context, deployment_id: str, held: dict[str, str]) -> bo
 
 def _end_held(ctx: Context, runner: str, deployment_id: str, what: str) -> None:
     if ctx.deployments.status(deployment_id) is Phase.READY:
-        phase, message = Phase.STOPPED, f"The runner {runner} serving this notebook {what}; launch it again."
+        phase, message = Phase.STOPPED, f"The runner serving this notebook {what}; launch it again."
     else:
-        phase, message = Phase.FAILED, f"The runner {runner} {what} while preparing this notebook: retry."
+        phase, message = Phase.FAILED, f"The runner preparing this notebook {what}: retry."
     steps.release(ctx, deployment_id, runner, phase, message)
