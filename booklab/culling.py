@@ -7,7 +7,7 @@ from datetime import timezone
 
 import docker
 
-from booklab import launcher
+from booklab import launcher, steps
 from booklab.context import Context
 from booklab.launcher import Notebook
 
@@ -29,7 +29,7 @@ def reason_to_end(ctx: Context, held: dict[str, str], now: float | None = None) 
     started = float(held.get("started_at") or now)
     if now - started > ctx.config.notebook_max_lifetime:
         return f"The notebook reached its maximum lifetime of {ctx.config.notebook_max_lifetime} s."
-    token = ctx.deployments.token(deployment_id)
+    token = steps.notebook_token(ctx, deployment_id)
     if token is None:
         return None  # not ready yet: no activity to judge
     activity = launcher.last_activity(Notebook(container, "", held["url"], token, ""))

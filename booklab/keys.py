@@ -49,6 +49,14 @@ class Vault:
     def put(self, deployment_id: str, name: str, value: bytes, ttl: int | None = None) -> None:
         self.redis.set(schema.secret(deployment_id, name), self._fernet.encrypt(value), ex=ttl or self.ttl)
 
+    def find(self, deployment_id: str, name: str) -> bytes | None:
+        """The secret, or None when there is none (or another ``secret_key`` sealed it)."""
+        token = self.redis.get(schema.secret(deployment_id, name))
+        try:
+            return None if token is None else self._fernet.decrypt(token)
+        except InvalidToken:
+            return None
+
     def get(self, deployment_id: str, name: str) -> bytes:
         token = self.redis.get(schema.secret(deployment_id, name))
         if token is None:

@@ -70,7 +70,7 @@ def resume(ctx: Context, runner: str) -> str | None:
 
 
 def _still_serving(ctx: Context, deployment_id: str, held: dict[str, str]) -> bool:
-    token = ctx.deployments.token(deployment_id)
+    token = steps.notebook_token(ctx, deployment_id)
     return (ctx.deployments.status(deployment_id) is Phase.READY and bool(held.get("url")) and token is not None
             and launcher.api_status(held["url"], token) is not None)
 

@@ -22,6 +22,7 @@ with a one-off value the web tier lets through: :data:`ROUTE_CHECK_HEADER`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
@@ -132,6 +133,17 @@ def auth_pairs(config: Config, slug: str, address: str | None = None) -> dict[st
     return pairs
 
 
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def route_check_passes(client: redis.Redis, slug: str, value: str) -> bool:
+    """Whether ``value`` is the one a runner is checking the route ``slug`` with (Redis holds
+    only its digest: a reader of Redis cannot pass forward-auth with it)."""
+    expected = client.get(schema.route_check(slug))
+    return expected is not None and secrets.compare_digest(_digest(value), expected)
+
+
 class Routes:
     """No routes: a notebook is reached at the address its runner publishes it on."""
 
@@ -162,7 +174,7 @@ class TraefikRoutes(Routes):
         if self.config.routes_forward_auth:
             # forward-auth lets this one value through while the route is checked, then never again
             check = secrets.token_urlsafe(32)
-            self.redis.set(schema.route_check(slug), check, ex=self.config.routes_timeout + 10)
+            self.redis.set(schema.route_check(slug), _digest(check), ex=self.config.routes_timeout + 10)
             headers[ROUTE_CHECK_HEADER] = check
         try:
             wait_served(self.config, slug, self.provider, notebook.token, headers)

@@ -13,10 +13,9 @@ ZSET   ended                       deployments that ended, by time; status forge
 LIST   log:<deployment>            the deployment's events as JSON, oldest first, capped; 7 days
 STR    logseq:<deployment>         how many events were ever written (the last event id); 7 days
 PUBSUB events:<deployment>         each event, "<id> <json>", for live readers
-STR    token:<deployment>          the notebook's Jupyter token
 STR    stop:<deployment>           a stop was asked for; the runner acts on it
 STR    saving:<deployment>         a save back is queued or running ("saving"), or failed ("failed")
-STR    secret:<deployment>:<name>  an encrypted secret (private key, user token), with TTL
+STR    secret:<deployment>:<name>  an encrypted secret (private key, user token, Jupyter token), with TTL
 ZSET   keysweep                    deploy keys to remove again, "<project id> <title>", by due time
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
 STR    reaping:<runner>            a live runner is cleaning up after this lost one
@@ -24,7 +23,7 @@ STR    websession:<sha256>         a web login session (encrypted JSON), with TT
 STR    slug:<slug>                 the live deployment served at <slug>.<fqdn>; gone when it ends
 STR    notebookgrant:<sha256>      a one-use code that opens a notebook host, 60 s
 STR    notebookpass:<sha256>       a notebook host's login (JSON), with TTL
-STR    routecheck:<slug>           the runner's pass through forward-auth to check a route
+STR    routecheck:<slug>           SHA-256 of the runner's pass through forward-auth to check a route
 HASH   metrics:<name>              a duration histogram: le=<bucket> counts, sum, count
 HASH   conf                        settings the web tier shares with runners
 =====  ==========================  =====================================================
@@ -71,10 +70,6 @@ def logseq(deployment_id: str) -> str:
 
 def events(deployment_id: str) -> str:
     return f"events:{deployment_id}"
-
-
-def token(deployment_id: str) -> str:
-    return f"token:{deployment_id}"
 
 
 def stop(deployment_id: str) -> str:

@@ -72,7 +72,7 @@ def follow(ctx: Context, deployment_id: str, after: int = 0, timeout: float | No
     for event in ctx.events.follow(deployment_id, after, timeout):
         data = dict(event.data)
         if event.phase is Phase.READY:
-            data["token"] = ctx.deployments.token(deployment_id)
+            data["token"] = steps.notebook_token(ctx, deployment_id)
         yield event.id, data
 
 

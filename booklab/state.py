@@ -62,7 +62,7 @@ class Deployments:
                             f"The notebook address {slug} is held by another notebook, so this one cannot "
                             "be served there. This never happens by chance: tell your Booklab operator.")
                     pipe.multi()
-                    pipe.delete(key, schema.stop(dep.id), schema.token(dep.id), schema.saving(dep.id))
+                    pipe.delete(key, schema.stop(dep.id), schema.saving(dep.id))
                     pipe.hset(key, mapping={"project": dep.project, "ref": dep.ref, "user": dep.user,
                                             "requested_at": f"{time.time():.3f}", **fields})
                     pipe.expire(key, schema.RECORD_TTL)
@@ -163,14 +163,6 @@ class Deployments:
     def stop_requested(self, deployment_id: str) -> bool:
         return bool(self.redis.exists(schema.stop(deployment_id)))
 
-    def set_token(self, deployment_id: str, token: str) -> None:
-        self.redis.set(schema.token(deployment_id), token, ex=schema.RECORD_TTL)
-
-    def token(self, deployment_id: str) -> str | None:
-        return self.redis.get(schema.token(deployment_id))
-
-    def forget_token(self, deployment_id: str) -> None:
-        self.redis.delete(schema.token(deployment_id))
 
 
 def _is_active(status: str | None) -> bool:

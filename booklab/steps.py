@@ -38,6 +38,13 @@ SECRETS = (GITLAB_TOKEN, DEPLOY_KEY, NOTEBOOK_TOKEN, SAVE_TOKEN)
 KNOWN_HOSTS = "known_hosts"
 
 
+def notebook_token(ctx: Context, deployment_id: str) -> str | None:
+    """The Jupyter token of the deployment's notebook, kept sealed in the vault; None
+    before its launch and after its end. Give it only to the deployment's owner."""
+    token = ctx.vault.find(deployment_id, NOTEBOOK_TOKEN)
+    return None if token is None else token.decode()
+
+
 def checkout_dir(ctx: Context, deployment_id: str) -> Path:
     return Path(ctx.config.tmpdir) / "booklab-checkouts" / ctx.slug(deployment_id)
 
@@ -188,7 +195,9 @@ def run(ctx: Context, deployment_id: str, runner: str) -> None:
     ctx.runners.attach(runner, container=notebook.container_id, url=notebook.url,
                        started_at=f"{time.time():.3f}", idle_timeout=str(settings.idle_timeout))
     ctx.deployments.update(deployment_id, container=notebook.container_id)
-    ctx.vault.put(deployment_id, NOTEBOOK_TOKEN, notebook.token.encode())
+    # sealed like every secret in Redis, for as long as the notebook may live: a reader of Redis
+    # does not learn it (register_token announces it to its owner only)
+    ctx.vault.put(deployment_id, NOTEBOOK_TOKEN, notebook.token.encode(), ttl=schema.RECORD_TTL)
     launcher.wait_ready(notebook, timeout=ctx.config.notebook_ready_timeout)
     ctx.deployments.update(deployment_id, url=ctx.routes.publish(slug, notebook))
     metrics.observe(ctx.redis, "launch", time.monotonic() - started)
@@ -208,8 +217,6 @@ def _notebook_settings(ctx: Context, deployment_id: str, image: str) -> notebook
 def register_token(ctx: Context, deployment_id: str, runner: str) -> None:
     """Publish the notebook's token and announce ``ready``."""
     record = ctx.deployments.record(deployment_id)
-    ctx.deployments.set_token(deployment_id, ctx.vault.get(deployment_id, NOTEBOOK_TOKEN).decode())
-    ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN)
     ctx.deployments.update(deployment_id, ready_at=f"{time.time():.3f}")
     # the token is added by whoever serves the event to its owner, never kept in the log
     extra = {"urlpath": record["urlpath"]} if record.get("urlpath") else {}
@@ -244,7 +251,6 @@ def release(ctx: Context, deployment_id: str, runner: str, phase: Phase, message
     container = ctx.deployments.record(deployment_id).get("container")
     if container:
         launcher.stop(ctx.docker, container)
-    ctx.deployments.forget_token(deployment_id)
     leave_queue(ctx, deployment_id)
     ctx.deployments.ending(deployment_id, slug)  # before its end, when a new request may start it again
     ctx.events.emit(deployment_id, phase, message)

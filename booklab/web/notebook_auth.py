@@ -57,7 +57,7 @@ from werkzeug.exceptions import Unauthorized
 from booklab import schema
 from booklab.context import Context
 from booklab.deployment import Deployment
-from booklab.routes import DEFAULT_PORTS, ROUTE_CHECK_HEADER, public_url, route_host
+from booklab.routes import DEFAULT_PORTS, ROUTE_CHECK_HEADER, public_url, route_check_passes, route_host
 from booklab.web import auth, sessions
 from booklab.web.projects import launch_path
 
@@ -184,10 +184,8 @@ def check(slug: str) -> Any:
     if path == GRANT_PATH:
         return _redeem(dep, slug, query)
     route_check = request.headers.get(ROUTE_CHECK_HEADER)
-    if route_check:
-        expected = context().redis.get(schema.route_check(slug))
-        if expected and secrets.compare_digest(route_check.encode(), expected.encode()):
-            return _allow()
+    if route_check and route_check_passes(context().redis, slug, route_check):
+        return _allow()
     if auth.header_token() is not None:
         try:
             user = auth.api_user()

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from booklab import steps
 from booklab.phases import Phase
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.pipeline import MAINTAINER
@@ -59,7 +60,7 @@ def test_save_now_and_stop_from_the_deploy_page_push_to_a_new_branch(browser, we
     page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/tree"), timeout=180_000)
     record = ctx.deployments.record(deployment)
     assert record["save_back"] == "1"
-    notebook_url, jupyter_token = record["url"], ctx.deployments.token(deployment)
+    notebook_url, jupyter_token = record["url"], steps.notebook_token(ctx, deployment)
     put_content(traefik, notebook_url, jupyter_token, alice, "hello.ipynb", {"type": "notebook", "content": EDITED})
 
     # back to the deploy page, as from "Your notebooks": it stays, with the notebook's controls

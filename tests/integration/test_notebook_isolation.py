@@ -1,7 +1,8 @@
 """A notebook reaches nothing of Booklab's: from inside a running notebook, as the
 repository's code would try, connections to Redis, the web tier, Traefik's API and another
 user's notebook fail, while the host itself answers on the notebook's network (so a failure
-is the network's doing, not the probe's)."""
+is the network's doing, not the probe's); and Redis holds no notebook's Jupyter token in
+clear."""
 
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ from tests.fixtures.services import ROOT
 from tests.fixtures.web import push_notebook_project
 
 PROJECT = "isolated/notebooks"
+
+
+def redis_dump(client) -> str:
+    """Every key and value Redis holds, as text."""
+    parts = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        value = {"string": client.get, "hash": client.hgetall, "list": lambda k: client.lrange(k, 0, -1),
+                 "set": client.smembers, "zset": lambda k: client.zrange(k, 0, -1)}[kind](key)
+        parts.append(f"{key} {value}")
+    return "\n".join(parts)
 
 
 @pytest.fixture
@@ -51,12 +63,15 @@ def test_a_notebook_reaches_neither_booklab_nor_another_notebook(ctx, runners, t
     bob = gitlab.add_user("bob")
     push_notebook_project(gitlab, tmp_path / "isolated", PROJECT, base_image, {alice.username: 40, bob.username: 40})
     runners(2, **traefik.runner_env("docker", auth_url=web_server))
-    containers = []
+    containers, tokens = [], []
     for user in (alice, bob):
         deployment_id = service.request_deployment(ctx, PROJECT, "main", user.token).id
         events = run_to_end(ctx, deployment_id)
         assert events[-1]["phase"] == "ready", events
+        tokens.append(events[-1]["token"])
         containers += docker_engine.containers.list(filters={"label": f"booklab.deployment={deployment_id}"})
+    # whoever reads Redis (a notebook could not, but a leaked dump could) learns no Jupyter token
+    assert [token for token in tokens if token in redis_dump(ctx.redis)] == []
     hostile, neighbour = containers
     host = gateway(hostile, traefik.network)
     targets = {

@@ -8,6 +8,7 @@ import time
 
 import requests
 
+from booklab import steps
 from booklab.phases import Phase
 
 
@@ -64,7 +65,7 @@ def test_a_reconnect_resumes_after_the_last_event_id_without_loss_or_repeat(web_
 
     second = Stream(build_url(web_server), alice.token, last_event_id=received[-1][0])
     received += [second.next_event() for _ in range(6)]  # lines 3 to 8
-    ctx.deployments.set_token(deployment, "the-notebook-token")
+    ctx.vault.put(deployment, steps.NOTEBOOK_TOKEN, b"the-notebook-token")
     ctx.events.emit(deployment, Phase.READY, "server running", url="http://127.0.0.1:1/", image="img")
     received.append(second.next_event())
     second.close()
