@@ -192,6 +192,13 @@ class _Starter:
         self.processes.wait_until(gitlab, info_file.exists, START_TIMEOUT, "the GitLab stand-in was ready")
         return json.loads(info_file.read_text())
 
+    def secret_key_file(self) -> Path:
+        """A new secret key in a file only its owner reads (out of the processes' environment)."""
+        path = self.state / "secret_key"
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(secrets.token_urlsafe(32))
+        return path
+
     def python_env(self, **settings: str) -> dict[str, str]:
         """The environment of the demo's Python children: this source tree first."""
         path = os.pathsep.join(filter(None, (str(SOURCE_ROOT), os.environ.get("PYTHONPATH"))))
@@ -202,7 +209,7 @@ class _Starter:
         return self.python_env(
             OAUTHLIB_INSECURE_TRANSPORT="1",  # the stand-in and the web tier speak plain http
             BOOKLAB_REDIS_URL=self.redis_url,
-            BOOKLAB_SECRET_KEY=secrets.token_urlsafe(32),
+            BOOKLAB_SECRET_KEY_FILE=str(self.secret_key_file()),
             BOOKLAB_GITLAB_HOST=gitlab["url"],
             BOOKLAB_GITLAB_KNOWN_HOSTS=gitlab["known_hosts"],
             BOOKLAB_GITLAB_CONSUMER_KEY=gitlab["oauth"]["client_id"],

@@ -14,7 +14,7 @@ import yaml
 from booklab import traefik_config
 from tests.fixtures.services import ROOT, free_port, stop_process, wait_until
 
-SETTINGS = {"FQDN": "booklab.example.org", "BOOKLAB_SECRET_KEY": "s3cret-key", "FLOWER_PASSWORD": "fl0wer",
+SETTINGS = {"FQDN": "booklab.example.org", "FLOWER_PASSWORD": "fl0wer",
             "REDIS_PASSWORD": "r3dis-pass",
             "BOOKLAB_GITLAB_CONSUMER_KEY": "app-id", "BOOKLAB_GITLAB_CONSUMER_SECRET": "app-s3cret"}
 
@@ -38,6 +38,12 @@ def test_the_stack_is_valid_with_scalable_runners_behind_traefik():
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "flower:fl0wer"
     for name, service in services.items():  # secrets go through the environment only
         assert not any(secret in " ".join(service.get("command") or []) for secret in SETTINGS.values()), name
+    assert not services["flower"].get("secrets")  # Flower needs no key
+    for name in ("web", "runner"):  # the secret key not even there: in a file only its owner reads
+        environment = services[name]["environment"]
+        assert "BOOKLAB_SECRET_KEY" not in environment, name
+        assert environment["BOOKLAB_SECRET_KEY_FILE"] == "/run/secrets/secret_key", name
+        assert [s["source"] if isinstance(s, dict) else s for s in services[name]["secrets"]] == ["secret_key"], name
 
 
 def test_notebooks_reach_nothing_of_booklabs_but_traefiks_entrypoint():
@@ -96,9 +102,9 @@ def _routers(api_url: str) -> list[dict]:
 
 
 def test_a_missing_secret_stops_compose_with_a_sentence():
-    result = compose_config(**{k: v for k, v in SETTINGS.items() if k != "BOOKLAB_SECRET_KEY"})
+    result = compose_config(**{k: v for k, v in SETTINGS.items() if k != "REDIS_PASSWORD"})
     assert result.returncode != 0
-    assert "set BOOKLAB_SECRET_KEY to a long random secret" in result.stderr
+    assert "set REDIS_PASSWORD to a long random password" in result.stderr
 
 
 def test_every_booklab_service_command_exists_in_the_runner_image(runner_image, docker_engine):
