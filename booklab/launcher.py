@@ -57,17 +57,15 @@ def launch(
 ) -> Notebook:
     """Start ``image`` detached as ``deployment_id``'s Jupyter notebook with its own token,
     within ``limits``, configured by :mod:`booklab.notebook_container` (which may refuse
-    the image). With
-    ``publish`` its port is published on a random port of ``host_ip``; without, it is
-    reached at its address on ``network`` only."""
+    the image). With ``publish`` its port is published on a random port of ``host_ip``;
+    without, it is reached at its address on ``network`` only."""
     if not publish and not network:
         raise LaunchError("A notebook that is not published needs a network: set notebook/network.")
     token = secrets.token_hex(32)
     try:
         attrs = client.images.get(image).attrs
         kwargs = notebook_container.create_kwargs(
-            attrs, name=name, deployment_id=deployment_id, labels=labels,
-            limits=limits,
+            attrs, name=name, deployment_id=deployment_id, labels=labels, limits=limits,
             environment={"JUPYTER_TOKEN": token}, network=network, host_ip=host_ip, publish=publish, port=PORT)
         _remove_leftover(client, name, deployment_id)
         container = client.containers.create(image, COMMAND, **kwargs)
@@ -80,8 +78,7 @@ def launch(
             f"The notebook container could not be created: {e}. Check the notebook/* settings."
         ) from e
     try:
-        if not limits.allow_root:
-            notebook_container.refuse_root_by_name(container, attrs["Config"].get("User") or "")
+        notebook_container.check_before_start(container, attrs, limits)
         container.start()
         container.reload()
     except (docker.errors.DockerException, LaunchError) as e:

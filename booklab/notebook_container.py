@@ -36,7 +36,8 @@ NUMBER = re.compile(r"[+-]?[0-9]+")
 
 @dataclass(frozen=True)
 class Limits:
-    """What the operator allows a notebook container."""
+    """What a notebook container gets: memory and CPUs (within the operator's maxima), at
+    most ``pids`` processes, and whether its image may run as root."""
 
     memory: int | str
     cpus: float
@@ -91,12 +92,13 @@ def refuse_root(user: str) -> None:
         raise _runs_as_root()
 
 
-def refuse_root_by_name(container: Container, user: str) -> None:
-    """Raise :class:`LaunchError` when ``container`` (created, not started) would run as
-    root because its user ``user`` is a name that its ``/etc/passwd`` maps to uid 0.
-    Numeric users were checked by :func:`refuse_root` already."""
-    name = user.split(":", 1)[0]
-    if NUMBER.fullmatch(name):
+def check_before_start(container: Container, image: Mapping[str, Any], limits: Limits) -> None:
+    """Raise :class:`LaunchError` when ``container`` (created from ``image``, not started)
+    would run as root because the image's user is a name that the container's
+    ``/etc/passwd`` maps to uid 0, unless ``limits`` allow root. Numeric users were
+    checked by :func:`create_kwargs` already."""
+    name = (image["Config"].get("User") or "").split(":", 1)[0]
+    if limits.allow_root or NUMBER.fullmatch(name):
         return
     try:
         stream, stat = container.get_archive("/etc/passwd")

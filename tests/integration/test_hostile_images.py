@@ -31,10 +31,11 @@ def deploy(ctx, gitlab, alice, tmp_path, path: str, dockerfile: str) -> tuple[st
     return deployment_id, run_to_end(ctx, deployment_id)
 
 
-def containers_created(docker_engine, deployment_id: str, since: float) -> list[dict]:
-    """The containers Docker created for ``deployment_id`` since ``since``, removed or not."""
+def containers_created(docker_engine, runner, deployment_id: str, since: float) -> list[dict]:
+    """The containers ``runner`` created for ``deployment_id`` since ``since``, removed or not."""
     return list(docker_engine.events(since=int(since), until=int(time.time()) + 1, decode=True, filters={
-        "type": "container", "event": "create", "label": f"booklab.deployment={deployment_id}"}))
+        "type": "container", "event": "create",
+        "label": [f"booklab.deployment={deployment_id}", f"booklab.runner={runner.name}"]}))
 
 
 def routers(traefik) -> list[str]:
@@ -52,7 +53,7 @@ def test_traefik_labels_of_a_repository_are_refused(ctx, runners, traefik, gitla
     message = events[-1]["message"]
     assert "traefik.http.routers.hijack.rule" in message and "LABEL" in message
     assert "booklab.localhost" not in message  # keys are named, not values
-    assert containers_created(docker_engine, deployment_id, since) == []
+    assert containers_created(docker_engine, runner, deployment_id, since) == []
     assert not [name for name in routers(traefik) if "hijack" in name]
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
@@ -87,7 +88,7 @@ def test_the_notebook_container_is_hardened(ctx, runners, project, alice, docker
     request = service.request_deployment(ctx, project, "main", alice.token)
     events = run_to_end(ctx, request.id)
     assert phases(events)[-1] == "ready", messages(events)
-    container, = docker_engine.containers.list(filters={"label": f"booklab.deployment={request.id}"})
+    container = docker_engine.containers.get(ctx.deployments.record(request.id)["container"])
 
     host = container.attrs["HostConfig"]
     assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]

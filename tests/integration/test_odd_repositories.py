@@ -62,7 +62,8 @@ def test_an_image_that_runs_as_root_fails_with_what_to_do(ctx, runners, gitlab, 
     assert phases(events)[-1] == "failed", messages(events)
     assert "runs as root" in events[-1]["message"] and "USER 1000" in events[-1]["message"]
     assert not list(docker_engine.events(since=int(since), until=int(time.time()) + 1, decode=True, filters={
-        "type": "container", "event": refused_before, "label": "booklab.deployment=odd/root:main:alice"}))
+        "type": "container", "event": refused_before,
+        "label": ["booklab.deployment=odd/root:main:alice", f"booklab.runner={runner.name}"]}))
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
 
