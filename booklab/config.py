@@ -68,9 +68,16 @@ class Config:
     )
     image_prefix: str = _setting("build/image_prefix", "booklab", "Images are named <prefix>/<project>:<sha>.")
     build_timeout: int = _setting("build/timeout", 1800, "Seconds a repo2docker build may take.")
-    build_memory: str = _setting("build/memory", "", "Memory limit of a build (e.g. 4g); empty: none.")
+    build_memory: str = _setting("build/memory", "4g", "Memory limit of a build (e.g. 4g); empty: none.")
     notebook_memory: str = _setting("notebook/memory", "2g", "Memory limit of a notebook container.")
     notebook_cpus: float = _setting("notebook/cpus", 1.0, "CPU limit of a notebook container.")
+    notebook_pids_limit: int = _setting(
+        "notebook/pids_limit", 512, "Most processes and threads a notebook container may run at once."
+    )
+    notebook_allow_root: bool = _setting(
+        "notebook/allow_root", False,
+        "true: run images whose user is root (still without capabilities); false: refuse them.",
+    )
     notebook_idle_timeout: int = _setting(
         "notebook/idle_timeout", 3600, "Seconds without activity before a notebook is culled."
     )
@@ -275,6 +282,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(
                 f"Setting routes/auth_url must be a base URL such as http://web:8080, not {config.routes_auth_url!r}."
             )
+    if config.notebook_pids_limit < 1:
+        raise ConfigError("Setting notebook/pids_limit must be at least 1.")
     if config.retry_attempts < 1:
         raise ConfigError("Setting retry/attempts must be at least 1 (1: never try again).")
 

@@ -18,6 +18,7 @@ import docker
 import requests
 from docker.models.containers import Container
 
+from booklab import notebook_container
 from booklab.errors import LaunchError
 from booklab.transient import docker_unavailable
 
@@ -47,32 +48,27 @@ def launch(
     image: str,
     *,
     name: str,
+    deployment_id: str,
     labels: dict[str, str],
-    memory: int | str,
-    cpus: float,
+    limits: notebook_container.Limits,
     network: str = "",
     host_ip: str = "127.0.0.1",
     publish: bool = True,
 ) -> Notebook:
-    """Start ``image`` detached as a Jupyter notebook with its own token, limited to
-    ``memory`` and ``cpus``. With ``publish`` its port is published on a random port of
-    ``host_ip``; without, it is reached at its address on ``network`` only."""
+    """Start ``image`` detached as ``deployment_id``'s Jupyter notebook with its own token,
+    within ``limits``, configured by :mod:`booklab.notebook_container` (which may refuse
+    the image). With ``publish`` its port is published on a random port of ``host_ip``;
+    without, it is reached at its address on ``network`` only."""
     if not publish and not network:
         raise LaunchError("A notebook that is not published needs a network: set notebook/network.")
     token = secrets.token_hex(32)
-    _remove_leftover(client, name)
     try:
-        container = client.containers.create(
-            image,
-            COMMAND,
-            name=name,
-            environment={"JUPYTER_TOKEN": token},
-            labels=labels,
-            mem_limit=memory,
-            nano_cpus=int(cpus * 1e9),
-            ports={f"{PORT}/tcp": (host_ip, None)} if publish else {},
-            network=network or None,
-        )
+        attrs = client.images.get(image).attrs
+        kwargs = notebook_container.create_kwargs(
+            attrs, name=name, deployment_id=deployment_id, labels=labels, limits=limits,
+            environment={"JUPYTER_TOKEN": token}, network=network, host_ip=host_ip, publish=publish, port=PORT)
+        _remove_leftover(client, name, deployment_id)
+        container = client.containers.create(image, COMMAND, **kwargs)
     except docker.errors.ImageNotFound as e:
         raise LaunchError(f"The image {image} is gone: deploy again to rebuild it.") from e
     except docker.errors.DockerException as e:
@@ -82,11 +78,12 @@ def launch(
             f"The notebook container could not be created: {e}. Check the notebook/* settings."
         ) from e
     try:
+        notebook_container.check_before_start(container, attrs, limits)
         container.start()
         container.reload()
-    except docker.errors.DockerException as e:
+    except (docker.errors.DockerException, LaunchError) as e:
         container.remove(force=True)
-        if docker_unavailable(e):
+        if isinstance(e, LaunchError) or docker_unavailable(e):
             raise
         raise LaunchError(
             f"The notebook container could not start: {e}. "
@@ -104,12 +101,17 @@ def launch(
     return Notebook(container.id, name, f"http://{address}/", token, image)
 
 
-def _remove_leftover(client: docker.DockerClient, name: str) -> None:
-    """Remove the container an earlier try of the same deployment left under ``name``."""
+def _remove_leftover(client: docker.DockerClient, name: str, deployment_id: str) -> None:
+    """Remove the container an earlier try of ``deployment_id`` left under ``name``; refuse
+    the launch when another deployment's container holds the name."""
     try:
-        client.containers.get(name).remove(v=True, force=True)
+        leftover = client.containers.get(name)
     except docker.errors.NotFound:
         return
+    if leftover.labels.get("booklab.deployment") != deployment_id:
+        raise LaunchError(f"The notebook name {name} is taken by another deployment: deploy again later, "
+                          "or ask the operator.")
+    leftover.remove(v=True, force=True)
     log.info("removed the container %s left by an earlier try", name)
 
 

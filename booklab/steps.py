@@ -18,7 +18,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from booklab import builder, checkout_guard, git, key_sweeper, launcher, metrics, notebook_settings, schema
+from booklab import (
+    builder,
+    checkout_guard,
+    git,
+    key_sweeper,
+    launcher,
+    metrics,
+    notebook_container,
+    notebook_settings,
+    schema,
+)
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError, BuildError
@@ -188,8 +198,9 @@ def run(ctx: Context, deployment_id: str, runner: str) -> None:
     started = time.monotonic()
     notebook = launcher.launch(
         ctx.docker, record["image"], name=f"booklab-{slug}",
-        labels={"booklab.deployment": deployment_id, "booklab.runner": runner, **ctx.routes.labels(slug)},
-        memory=settings.memory, cpus=settings.cpus,
+        deployment_id=deployment_id, labels={"booklab.runner": runner, **ctx.routes.labels(slug)},
+        limits=notebook_container.Limits(settings.memory, settings.cpus, ctx.config.notebook_pids_limit,
+                                         ctx.config.notebook_allow_root),
         network=ctx.config.notebook_network, host_ip=ctx.config.notebook_host,
         publish=ctx.config.notebook_publish)
     ctx.runners.attach(runner, container=notebook.container_id, url=notebook.url,

@@ -13,9 +13,10 @@ import requests
 from booklab.builder import build_image
 from booklab.errors import LaunchError
 from booklab.launcher import find_notebooks, last_activity, launch, stop, wait_ready
+from booklab.notebook_container import Limits
 
-MEMORY = "256m"
 CPUS = 0.5
+LIMITS = Limits(memory="256m", cpus=CPUS, pids=128)
 
 
 def build(docker_engine, path, base_image, *steps):
@@ -58,8 +59,8 @@ def start(docker_engine):
     started = []
 
     def start(image, **kwargs):
-        kwargs = {"name": f"booklab-test-{uuid.uuid4().hex[:12]}", "labels": labels,
-                  "memory": MEMORY, "cpus": CPUS} | kwargs
+        kwargs = {"name": f"booklab-test-{uuid.uuid4().hex[:12]}", "deployment_id": "test/notebooks:main:alice",
+                  "labels": labels, "limits": LIMITS} | kwargs
         notebook = launch(docker_engine, image, **kwargs)
         started.append(notebook.container_id)
         return notebook
@@ -141,3 +142,27 @@ def test_silent_notebook_fails_after_the_timeout(start, silent_image):
     notebook = start(silent_image)
     with pytest.raises(LaunchError, match="(?s)did not answer within 2 s.*silent-image"):
         wait_ready(notebook, timeout=2)
+
+
+def test_a_name_held_by_another_deployment_is_refused_and_its_container_kept(start, notebook_image,
+                                                                            docker_engine):
+    name = f"booklab-test-{uuid.uuid4().hex[:12]}"
+    victim = docker_engine.containers.create(notebook_image, ["sleep", "600"], name=name,
+                                             labels={"booklab.deployment": "victim/notebooks:main:victim"})
+    try:
+        with pytest.raises(LaunchError, match="taken by another deployment"):
+            start(notebook_image, name=name, deployment_id="attacker/notebooks:main:attacker")
+        victim.reload()  # still there
+    finally:
+        victim.remove(force=True)
+
+
+def test_a_container_an_earlier_try_of_the_same_deployment_left_is_replaced(start, notebook_image,
+                                                                           docker_engine):
+    name = f"booklab-test-{uuid.uuid4().hex[:12]}"
+    leftover = docker_engine.containers.create(notebook_image, ["sleep", "600"], name=name,
+                                               labels={"booklab.deployment": "same/notebooks:main:alice"})
+    notebook = start(notebook_image, name=name, deployment_id="same/notebooks:main:alice")
+    assert notebook.container_id != leftover.id
+    with pytest.raises(docker.errors.NotFound):
+        leftover.reload()

@@ -4,6 +4,9 @@ than a deployment log keeps (and a line longer than a log line may be)."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
 import requests
 
 from booklab import service
@@ -46,11 +49,21 @@ def test_a_dockerfile_exposing_another_port_still_serves_jupyter(ctx, runners, g
     assert "hello.txt" in contents(events[-1])
 
 
-def test_an_image_that_runs_as_root_fails_with_what_to_do(ctx, runners, gitlab, alice, base_image, tmp_path):
+@pytest.mark.parametrize("user_steps, refused_before", [
+    ("USER root\n", "create"),  # seen in the image's configuration
+    # root by another name: seen in the created container's /etc/passwd
+    ("USER root\nRUN useradd --non-unique --uid 0 --no-create-home admin\nUSER admin\n", "start"),
+], ids=["root", "uid-0-by-name"])
+def test_an_image_that_runs_as_root_fails_with_what_to_do(ctx, runners, gitlab, alice, base_image, tmp_path,
+                                                         docker_engine, user_steps, refused_before):
     runner, = runners(1)
-    events = deploy(ctx, gitlab, alice, tmp_path, "odd/root", {"Dockerfile": f"FROM {base_image}\nUSER root\n"})
-    assert phases(events)[-1] == "failed"
-    assert "non-root user" in events[-1]["message"]
+    since = time.time()
+    events = deploy(ctx, gitlab, alice, tmp_path, "odd/root", {"Dockerfile": f"FROM {base_image}\n{user_steps}"})
+    assert phases(events)[-1] == "failed", messages(events)
+    assert "runs as root" in events[-1]["message"] and "USER 1000" in events[-1]["message"]
+    assert not list(docker_engine.events(since=int(since), until=int(time.time()) + 1, decode=True, filters={
+        "type": "container", "event": refused_before,
+        "label": ["booklab.deployment=odd/root:main:alice", f"booklab.runner={runner.name}"]}))
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
 
