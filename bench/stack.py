@@ -36,6 +36,7 @@ from booklab.context import Context, set_context
 from booklab.demo import docker_host
 from booklab.demo.processes import Child, Processes
 from booklab.phases import Phase
+from booklab.routes import route_label
 from booklab.tasks import configure
 from gitlab_standin.server import GitLabStandIn
 from gitlab_standin.store import MAINTAINER, User
@@ -234,8 +235,10 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
     client_id, client_secret = gitlab.add_oauth_app([f"{web_url}/login/gitlab/authorized"])
 
     traefik_api = f"http://127.0.0.1:{api_port}"
+    secret_key = secrets.token_urlsafe(32)
     traefik = processes.start("traefik", ["traefik", *traefik_config.static_flags(
-        f"127.0.0.1:{traefik_port}", f"127.0.0.1:{api_port}", docker_network=network, redis_url=redis_url)])
+        f"127.0.0.1:{traefik_port}", f"127.0.0.1:{api_port}", docker_network=network,
+        route_label=route_label(secret_key), redis_url=redis_url)])
     exits.callback(processes.stop, [traefik])
 
     env = {
@@ -243,7 +246,7 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
         "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
         "OAUTHLIB_INSECURE_TRANSPORT": "1",  # the stand-in and the web tier speak plain http
         "BOOKLAB_REDIS_URL": redis_url,
-        "BOOKLAB_SECRET_KEY": secrets.token_urlsafe(32),
+        "BOOKLAB_SECRET_KEY": secret_key,
         "BOOKLAB_GITLAB_HOST": gitlab_url,
         "BOOKLAB_GITLAB_CONSUMER_KEY": client_id,
         "BOOKLAB_GITLAB_CONSUMER_SECRET": client_secret,

@@ -7,6 +7,8 @@ import hashlib
 
 #: keys the suffix of notebook host names (:meth:`booklab.deployment.Deployment.slug_with`)
 NOTEBOOK_SLUG = "notebook slug"
+#: the value of the label that admits a container to Traefik's docker provider (:mod:`booklab.routes`)
+TRAEFIK_ROUTE = "traefik route"
 
 
 def derive_key(secret_key: str, purpose: str) -> bytes:

@@ -64,7 +64,11 @@ def resume(ctx: Context, runner: str) -> str | None:
         if adopted and container.id == held.get("container"):
             continue
         log.info("runner %s removes the container %s it left", runner, container.name)
-        ctx.routes.remove(ctx.slug(container.labels["booklab.deployment"]))
+        deployment = container.labels.get("booklab.deployment", "")
+        # labels alone prove nothing (a repository's build containers carry its Dockerfile's):
+        # a route goes only with the container its deployment's record names
+        if deployment and ctx.deployments.record(deployment).get("container") == container.id:
+            ctx.routes.remove(ctx.slug(deployment))
         launcher.stop(ctx.docker, container.id)
     return adopted
 

@@ -33,6 +33,7 @@ import requests
 
 from booklab import launcher, schema
 from booklab.config import Config
+from booklab.derived_keys import TRAEFIK_ROUTE, derive_key
 from booklab.errors import ConfigError, RouteError
 from booklab.launcher import Notebook
 
@@ -46,6 +47,9 @@ AUTH_PATH = "/auth/notebook/"
 AUTH_RESPONSE_HEADERS = ("Authorization", "Private-Token", "Cookie")
 #: the header with which a runner passes forward-auth while it checks its new route
 ROUTE_CHECK_HEADER = "X-Booklab-Route-Check"
+#: Traefik's docker provider admits only containers whose label of this name has the value
+#: :func:`route_label` (its constraint: :func:`booklab.traefik_config.static_flags`)
+ROUTE_LABEL = "booklab.route"
 
 
 def route_host(config: Config, slug: str) -> str:
@@ -68,9 +72,17 @@ def entrypoints(config: Config) -> list[str]:
     return [name.strip() for name in config.routes_entrypoint.split(",") if name.strip()]
 
 
+def route_label(secret_key: str) -> str:
+    """The value of :data:`ROUTE_LABEL` on every container Booklab routes to: derived from
+    ``secret_key``, so a repository (whose Dockerfile's labels ride on its build
+    containers, and would on its notebook's) cannot know it."""
+    return derive_key(secret_key, TRAEFIK_ROUTE).hex()[:32]
+
+
 def docker_labels(config: Config, slug: str) -> dict[str, str]:
     """The container labels by which Traefik's docker provider routes to the notebook."""
     labels = {
+        ROUTE_LABEL: route_label(config.secret_key),  # secret_key is required by every runner
         "traefik.enable": "true",
         f"traefik.http.routers.{slug}.rule": rule(config, slug),
         f"traefik.http.routers.{slug}.entrypoints": ",".join(entrypoints(config)),

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from booklab.routes import ROUTE_LABEL
+
 ENTRYPOINT = "web"
 #: with TLS: the public HTTPS entrypoint, and a plain one on loopback where runners check new routes
 TLS_ENTRYPOINT = "websecure"
@@ -25,12 +27,15 @@ PROVIDERS_THROTTLE = "100ms"
 
 
 def static_flags(entrypoint_address: str, api_address: str, *, docker_network: str = "",
-                 redis_url: str = "", routes_file: Path | None = None,
+                 route_label: str = "", redis_url: str = "", routes_file: Path | None = None,
                  entrypoint: str = ENTRYPOINT) -> list[str]:
     """Traefik's flags: the entrypoint ``entrypoint`` at ``entrypoint_address``, the API,
     dashboard and ping at ``api_address`` (``host:port``), and the providers asked for:
-    docker (containers on ``docker_network``, exposed only by label), Redis (``redis_url``)
-    and file (``routes_file``, see :func:`host_routes`). No call leaves the machine."""
+    docker (containers on ``docker_network`` that carry Booklab's route label with the value
+    ``route_label``, :func:`booklab.routes.route_label`: no other container, a repository's
+    build containers among them, becomes a route whatever its labels), Redis
+    (``redis_url``) and file (``routes_file``, see :func:`host_routes`). No call leaves the
+    machine."""
     flags = [
         "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
         f"--entryPoints.{entrypoint}.address={entrypoint_address}",
@@ -41,8 +46,11 @@ def static_flags(entrypoint_address: str, api_address: str, *, docker_network: s
         f"--providers.providersThrottleDuration={PROVIDERS_THROTTLE}",
     ]
     if docker_network:
+        if not route_label:
+            raise ValueError("Traefik's docker provider needs Booklab's route label value")
         flags += [f"--providers.docker.endpoint={DOCKER_SOCKET}", "--providers.docker.exposedByDefault=false",
-                  f"--providers.docker.network={docker_network}"]
+                  f"--providers.docker.network={docker_network}",
+                  f"--providers.docker.constraints=Label(`{ROUTE_LABEL}`,`{route_label}`)"]
     if redis_url:
         redis = urlsplit(redis_url)
         flags += [f"--providers.redis.endpoints={redis.hostname}:{redis.port or 6379}",

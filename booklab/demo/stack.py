@@ -33,6 +33,7 @@ from booklab import schema, traefik_config
 from booklab.demo import docker_host, samples
 from booklab.demo.processes import Child, Processes, free_ports
 from booklab.errors import DemoError
+from booklab.routes import route_label
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class _Starter:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.base_image = os.environ.get("BOOKLAB_BASE_IMAGE", docker_host.BASE_IMAGE)
+        self.secret_key = secrets.token_urlsafe(32)
 
     def scratch(self, name: str) -> Path:
         """A directory of the state directory, removed when the demo stops."""
@@ -182,7 +184,7 @@ class _Starter:
         })))
         traefik = self.processes.start("traefik", ["traefik", *traefik_config.static_flags(
             f"127.0.0.1:{self.port}", f"127.0.0.1:{self.api_port}", docker_network=self.network,
-            routes_file=routes)])
+            route_label=route_label(self.secret_key), routes_file=routes)])
         services.append(traefik)
 
         with closing(redis.Redis.from_url(self.redis_url)) as client:
@@ -192,11 +194,11 @@ class _Starter:
         self.processes.wait_until(gitlab, info_file.exists, START_TIMEOUT, "the GitLab stand-in was ready")
         return json.loads(info_file.read_text())
 
-    def secret_key_file(self) -> Path:
-        """A new secret key in a file only its owner reads (out of the processes' environment)."""
+    def write_secret_key(self) -> Path:
+        """The demo's secret key in a file only its owner reads (out of the processes' environment)."""
         path = self.state / "secret_key"
         with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-            out.write(secrets.token_urlsafe(32))
+            out.write(self.secret_key)
         return path
 
     def python_env(self, **settings: str) -> dict[str, str]:
@@ -209,7 +211,7 @@ class _Starter:
         return self.python_env(
             OAUTHLIB_INSECURE_TRANSPORT="1",  # the stand-in and the web tier speak plain http
             BOOKLAB_REDIS_URL=self.redis_url,
-            BOOKLAB_SECRET_KEY_FILE=str(self.secret_key_file()),
+            BOOKLAB_SECRET_KEY_FILE=str(self.write_secret_key()),
             BOOKLAB_GITLAB_HOST=gitlab["url"],
             BOOKLAB_GITLAB_KNOWN_HOSTS=gitlab["known_hosts"],
             BOOKLAB_GITLAB_CONSUMER_KEY=gitlab["oauth"]["client_id"],

@@ -8,10 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 
+import redis
 import requests
 import yaml
 
-from booklab import traefik_config
+from booklab import schema, traefik_config
+from booklab.config import load
+from booklab.routes import kv_pairs
 from tests.fixtures.services import ROOT, free_port, stop_process, wait_until
 
 SETTINGS = {"FQDN": "booklab.example.org", "FLOWER_PASSWORD": "fl0wer",
@@ -58,45 +61,70 @@ def test_notebooks_reach_nothing_of_booklabs_but_traefiks_entrypoint():
     assert "requirepass" in redis_command and SETTINGS["REDIS_PASSWORD"] not in redis_command
     for name in ("web", "runner"):
         assert services[name]["environment"]["BOOKLAB_REDIS_URL"] == f"redis://:{SETTINGS['REDIS_PASSWORD']}@127.0.0.1:6379/0"
-    # notebooks on their own network (runners create it isolated); Traefik without an API
+    # notebooks on their own network (runners create it isolated); Traefik without an API or Docker socket
     assert services["runner"]["environment"]["BOOKLAB_NOTEBOOK_NETWORK"] == "booklab-notebooks"
     assert services["runner"]["environment"]["BOOKLAB_ROUTES_TRAEFIK_API"] == ""
-    traefik = services["traefik"]["command"]
-    assert "--providers.docker.network=booklab-notebooks" in traefik
-    assert not any(flag.startswith("--api") for flag in traefik)
+    traefik = services["traefik"]
+    assert "command" not in traefik and not any(name.startswith("TRAEFIK_API") for name in traefik["environment"])
+    assert not any("docker.sock" in str(volume) for volume in traefik["volumes"])
 
 
 def test_traefik_terminates_tls_and_runners_check_routes_on_loopback():
     services = yaml.safe_load(compose_config(**SETTINGS).stdout)["services"]
-    traefik = {flag.lower() for flag in services["traefik"]["command"]}
+    traefik = services["traefik"]["environment"]
     # the flags test_https.py runs a real Traefik with: HTTPS on 443, HTTP redirected, the check entrypoint
-    assert {flag.lower() for flag in traefik_config.tls_flags(":443", "127.0.0.1:8000")} <= traefik
+    assert as_environment(traefik_config.tls_flags(":443", "127.0.0.1:8000")).items() <= traefik.items()
     runner = services["runner"]["environment"]
     assert (runner["BOOKLAB_ROUTES_SCHEME"], runner["BOOKLAB_ROUTES_ENTRYPOINT"]) == ("https", "websecure,check")
     assert runner["BOOKLAB_ROUTES_TRAEFIK_ENTRYPOINT_URL"] == "http://127.0.0.1:8000"
     assert services["web"]["environment"]["BOOKLAB_WEB_URL"] == "https://booklab.example.org"  # Secure cookies
 
 
-def test_compose_routes_file_routes_the_web_tier_and_flower_on_loopback(tmp_path):
-    """The file provider's routes, read by a real Traefik as docker-compose.yml mounts them: over HTTPS only."""
+def as_environment(flags: list[str]) -> dict[str, str]:
+    """Traefik's command-line flags as the environment variables that say the same."""
+    pairs = (flag.removeprefix("--").split("=", 1) for flag in flags)
+    return {"TRAEFIK_" + name.upper().replace(".", "_"): value for name, value in pairs}
+
+
+def test_compose_traefik_reads_routes_from_redis_with_its_password_and_the_routes_file(tmp_path, own_redis):
+    """Traefik configured by docker-compose.yml's environment, its addresses moved to free
+    loopback ports and an API added to look: it reads the notebook routes the runners write
+    to Redis, logged in with the password, and the web tier's and Flower's from the file."""
+    client = redis.Redis.from_url(own_redis.url)
+    client.config_set("requirepass", SETTINGS["REDIS_PASSWORD"])
+    client = redis.Redis.from_url(own_redis.url, password=SETTINGS["REDIS_PASSWORD"])
+    config = load(os.devnull, environ={"BOOKLAB_FQDN": "booklab.example.org", "BOOKLAB_ROUTES_ENTRYPOINT": "websecure,check"})
+    client.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(config, "nb-1234", "http://127.0.0.1:9/")})
+
+    environment = yaml.safe_load(compose_config(**SETTINGS).stdout)["services"]["traefik"]["environment"]
     api = f"127.0.0.1:{free_port()}"
-    flags = [*traefik_config.static_flags(f"127.0.0.1:{free_port()}", api, routes_file=ROOT / "deploy" / "traefik" / "routes.yml"),
-             *traefik_config.tls_flags(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")]
+    environment |= {
+        "TRAEFIK_ENTRYPOINTS_WEB_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TRAEFIK_ENTRYPOINTS_WEBSECURE_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TRAEFIK_ENTRYPOINTS_CHECK_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TRAEFIK_PROVIDERS_REDIS_ENDPOINTS": f"127.0.0.1:{own_redis.port}",
+        "TRAEFIK_PROVIDERS_FILE_DIRECTORY": str(ROOT / "deploy" / "traefik"),
+        "TRAEFIK_API_INSECURE": "true", "TRAEFIK_ENTRYPOINTS_TRAEFIK_ADDRESS": api,
+    }
     with (tmp_path / "traefik.log").open("w") as log:
-        traefik = subprocess.Popen(["traefik", *flags], env={**os.environ, "FQDN": "booklab.example.org"},
+        traefik = subprocess.Popen(["traefik"], env={"PATH": os.environ["PATH"], **environment},
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
-        routers = wait_until(lambda: _routers(f"http://{api}"), 30, "Traefik to read the routes file")
+        routers = wait_until(lambda: len(_routers(f"http://{api}")) == 4 and _routers(f"http://{api}"), 30,
+                             "Traefik to read the routes file and Redis")
     finally:
         stop_process(traefik)
-    assert {r["name"]: (r["rule"], r["service"], r["entryPoints"], "tls" in r) for r in routers} == {
-        "booklab@file": ("Host(`booklab.example.org`)", "booklab", ["websecure"], True),
-        "flower@file": ("Host(`flower.booklab.example.org`)", "flower", ["websecure"], True)}
+    assert {r["name"]: (r["rule"], r["entryPoints"], "tls" in r) for r in routers} == {
+        "booklab@file": ("Host(`booklab.example.org`)", ["websecure"], True),
+        "flower@file": ("Host(`flower.booklab.example.org`)", ["websecure"], True),
+        "nb-1234@redis": ("Host(`nb-1234.booklab.example.org`)", ["check"], False),
+        "websecure-nb-1234@redis": ("Host(`nb-1234.booklab.example.org`)", ["websecure"], True)}
 
 
 def _routers(api_url: str) -> list[dict]:
     try:
-        return [r for r in requests.get(f"{api_url}/api/http/routers", timeout=2).json() if r["provider"] == "file"]
+        return [r for r in requests.get(f"{api_url}/api/http/routers", timeout=2).json()
+                if r["provider"] in ("file", "redis")]
     except requests.RequestException:
         return []
 

@@ -7,6 +7,7 @@ not root)."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 import pytest
@@ -56,6 +57,35 @@ def test_traefik_labels_of_a_repository_are_refused(ctx, runners, traefik, gitla
     assert containers_created(docker_engine, runner, deployment_id, since) == []
     assert not [name for name in routers(traefik) if "hijack" in name]
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+
+
+def test_traefik_labels_give_no_route_even_while_the_image_builds(ctx, runners, traefik, gitlab, alice, base_image,
+                                                                  tmp_path):
+    """The build's own containers carry the Dockerfile's labels, and a build step may serve
+    on Jupyter's port for as long as the build runs: Traefik must not route to them."""
+    runners(1, **traefik.runner_env("docker"))
+    serving = "RUN (timeout 8 python3 -u -m http.server 8888 || true)\n"
+    seen: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:  # what a visitor of the web tier's host would get while the build runs
+        while not done.is_set():
+            seen.extend(name for name in routers(traefik) if "hijack" in name)
+            answer = requests.get(f"{traefik.entrypoint_url}/", headers={"Host": "booklab.localhost"}, timeout=5)
+            if answer.status_code != 404:
+                seen.append(f"{answer.status_code} {answer.text[:80]}")
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        _, events = deploy(ctx, gitlab, alice, tmp_path, "hostile/labels-building", f"FROM {base_image}\n{HIJACK}{serving}")
+    finally:
+        done.set()
+        watcher.join()
+    assert "Serving HTTP on" in messages(events)  # the build did serve, for 8 seconds
+    assert phases(events)[-1] == "failed"
+    assert seen == []
 
 
 @pytest.fixture

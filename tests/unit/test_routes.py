@@ -5,7 +5,8 @@ import pytest
 from booklab.config import Config, load
 from booklab.errors import ConfigError
 from booklab.launcher import Notebook
-from booklab.routes import DockerLabelRoutes, RedisRoutes, Routes, docker_labels, kv_pairs, make_routes, public_url
+from booklab.routes import (ROUTE_LABEL, DockerLabelRoutes, RedisRoutes, Routes, docker_labels, kv_pairs, make_routes,
+                            public_url, route_label)
 
 SLUG = "notebooks-main-alice-5c12470e"
 
@@ -23,15 +24,27 @@ def test_public_url_leaves_out_the_schemes_default_port(scheme, port, url):
 
 
 def test_docker_labels_route_the_slug_host_to_jupyters_port():
-    config = Config(fqdn="example.org", routes_entrypoint="websecure")
+    config = Config(fqdn="example.org", routes_entrypoint="websecure", secret_key="the key")
     assert docker_labels(config, SLUG) == {
+        ROUTE_LABEL: route_label("the key"),
         "traefik.enable": "true",
         f"traefik.http.routers.{SLUG}.rule": f"Host(`{SLUG}.example.org`)",
         f"traefik.http.routers.{SLUG}.entrypoints": "websecure",
         f"traefik.http.services.{SLUG}.loadbalancer.server.port": "8888",
     }
-    with_network = docker_labels(Config(notebook_network="traefik"), SLUG)
+    with_network = docker_labels(Config(notebook_network="traefik", secret_key="the key"), SLUG)
     assert with_network["traefik.docker.network"] == "traefik"
+
+
+def test_the_route_label_is_known_only_with_the_secret_key():
+    assert len(route_label("the key")) == 32 and route_label("the key") != route_label("another key")
+
+
+def test_a_route_may_be_on_several_entrypoints():
+    config = Config(fqdn="example.org", routes_entrypoint="websecure, check", secret_key="k")
+    assert docker_labels(config, SLUG)[f"traefik.http.routers.{SLUG}.entrypoints"] == "websecure,check"
+    pairs = kv_pairs(config, SLUG, "http://10.0.0.7:8888/")
+    assert [pairs[f"traefik/http/routers/{SLUG}/entrypoints/{i}"] for i in (0, 1)] == ["websecure", "check"]
 
 
 def test_kv_pairs_route_the_slug_host_to_the_published_port():
