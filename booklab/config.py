@@ -58,13 +58,18 @@ class Config:
     secret_key: str = _setting(
         "secret_key", "", "Secret that encrypts private keys and tokens at rest; long and random."
     )
-    fqdn: str = _setting("fqdn", "localhost", "Domain under which notebooks get <slug>.<fqdn>.", alias="FQDN")
+    fqdn: str = _setting("fqdn", "localhost", "Domain of the web tier; notebooks get <slug>.<fqdn> unless notebook/domain is set.",
+                         alias="FQDN")
     tmpdir: str = _setting(
         "tmpdir", tempfile.gettempdir(), "Where runners clone repositories.", alias="TMPDIR"
     )
     image_prefix: str = _setting("build/image_prefix", "booklab", "Images are named <prefix>/<project>:<sha>.")
     build_timeout: int = _setting("build/timeout", 1800, "Seconds a repo2docker build may take.")
     build_memory: str = _setting("build/memory", "", "Memory limit of a build (e.g. 4g); empty: none.")
+    notebook_domain: str = _setting(
+        "notebook/domain", "",
+        "Domain under which notebooks get <slug>.<domain>, apart from the web tier's (safest: another registrable "
+        "domain); empty: <slug>.<fqdn>.")
     notebook_memory: str = _setting("notebook/memory", "2g", "Memory limit of a notebook container.")
     notebook_cpus: float = _setting("notebook/cpus", 1.0, "CPU limit of a notebook container.")
     notebook_idle_timeout: int = _setting(
