@@ -171,6 +171,19 @@ class Config:
     web_token_cache: int = _setting(
         "web/token_cache", 60, "Seconds the web tier trusts a personal access token GitLab accepted."
     )
+    web_proxy_hops: int = _setting(
+        "web/proxy_hops", 1,
+        "Proxies in front of the web tier that append to X-Forwarded-For (Traefik: 1); 0: the connection's address.",
+    )
+    web_rate_window: int = _setting("web/rate_window", 60, "Seconds of one window of the per-client rate limits.")
+    web_auth_rate_limit: int = _setting(
+        "web/auth_rate_limit", 120,
+        "Requests to /auth/notebook/* without a valid login a client may make per window; 0: no limit.",
+    )
+    web_token_rate_limit: int = _setting(
+        "web/token_rate_limit", 30,
+        "Checks of GitLab tokens not in the cache a client may cause per window; 0: no limit.",
+    )
     web_metrics_token: str = _setting(
         "web/metrics_token", "",
         "Token /metrics requires, sent as 'Authorization: Bearer <token>'; empty: /metrics is off.",

@@ -26,7 +26,11 @@ it came from: logging out of Booklab closes the notebooks too) and redirects to 
 first asked for.
 
 Answers: 200 for the owner; 302 to the login for a browser without credentials, 401 for
-a script; 403 for any other user; 404 for a slug no deployment has. A 200 hands Traefik
+a script; 403 for any other user; 404 for a slug no deployment has; 429 (with
+``Retry-After``) to a client that sent more than ``web/auth_rate_limit`` requests without
+a valid login in a window (:mod:`booklab.web.rate_limit`). A request without any
+credential is counted before anything else is looked up; one whose credential fails, once
+it has failed; the owner's requests are never counted, so they cost no more round trip. A 200 hands Traefik
 the request's ``Authorization``, ``Private-Token`` and ``Cookie`` headers back without
 Booklab's credentials (:data:`booklab.routes.AUTH_RESPONSE_HEADERS`): the notebook never
 sees the user's GitLab token or cookie. Jupyter still checks its own token.
@@ -54,13 +58,13 @@ from flask import (
     request,
     session,
 )
-from werkzeug.exceptions import Unauthorized
+from werkzeug.exceptions import TooManyRequests, Unauthorized
 
 from booklab import schema
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.routes import DEFAULT_PORTS, ROUTE_CHECK_HEADER, public_url, route_host
-from booklab.web import auth, cookies, sessions
+from booklab.web import auth, cookies, rate_limit, sessions
 from booklab.web.projects import launch_path
 
 log = logging.getLogger(__name__)
@@ -137,6 +141,12 @@ def _refuse(status: int, message: str) -> Response:
     return response
 
 
+def _too_many(exc: TooManyRequests) -> Response:
+    response = _refuse(429, exc.description or "Too many requests: wait and try again.")
+    response.headers.update({k: v for k, v in exc.get_headers() if k == "Retry-After"})
+    return response
+
+
 def _allow() -> Response:
     """200, with the headers Traefik sets anew on the request: Booklab's credentials left out."""
     response = Response(status=200)
@@ -184,9 +194,29 @@ def _pass_user(slug: str) -> str | None:
     return record.get("user")
 
 
+def _has_credentials() -> bool:
+    """The request carries something that may log it in (checked later)."""
+    return bool(request.cookies.get(_cookie_name()) or auth.header_token() or request.headers.get(ROUTE_CHECK_HEADER))
+
+
 @bp.get("/auth/notebook/<slug>")
 def check(slug: str) -> Any:
-    """Traefik's forward-auth question: may this request reach the notebook ``slug``?"""
+    """Traefik's forward-auth question: may this request reach the notebook ``slug``?
+    Requests without a valid login are rate limited per client."""
+    allowed = context().config.web_auth_rate_limit
+    try:
+        if not _has_credentials():
+            rate_limit.spend(rate_limit.AUTH, allowed)
+            return _answer(slug)
+        answer = _answer(slug)
+        if answer.status_code >= 400 or (answer.status_code == 302 and "Set-Cookie" not in answer.headers):
+            rate_limit.spend(rate_limit.AUTH, allowed)  # a credential that did not open it
+        return answer
+    except TooManyRequests as e:
+        return _too_many(e)
+
+
+def _answer(slug: str) -> Response:
     dep = _deployment(slug)
     if dep is None:
         return _not_served(slug)
