@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from booklab import config as config_module
 from booklab.context import Context
 from booklab.deployment import Deployment
+from booklab.routes import docker_labels, kv_pairs
 from booklab.web import create_app
 from tests.fixtures.web import log_in
 
@@ -50,6 +51,10 @@ def test_notebooks_on_their_own_domain_get_a_host_cookie_that_never_reaches_them
     dep = Deployment(plain_project, "main", alice.username)
     assert ctx.deployments.start_or_join(dep)
     host = f"{dep.slug}.{NOTEBOOK_DOMAIN}"
+    config = https_client.application.extensions["booklab"].config
+    rule = f"Host(`{host}`)"  # Traefik serves the notebook there, with either publisher
+    assert docker_labels(config, dep.slug)[f"traefik.http.routers.{dep.slug}.rule"] == rule
+    assert kv_pairs(config, dep.slug, "http://10.0.0.2:8888")[f"traefik/http/routers/{dep.slug}/rule"] == rule
 
     grant = https_client.get(f"/auth/notebook/grant/{dep.slug}")
     assert grant.status_code == 302
