@@ -30,8 +30,8 @@ a script; 403 for any other user; 404 for a slug no deployment has; 429 (with
 ``Retry-After``) to a client that sent more than ``web/auth_rate_limit`` requests without
 a valid login in a window (:mod:`booklab.web.rate_limit`). A request without any
 credential is counted before anything else is looked up; one whose credential fails, once
-it has failed; the owner's requests are never counted, so they cost no more round trip. A 200 hands Traefik
-the request's ``Authorization``, ``Private-Token`` and ``Cookie`` headers back without
+it has failed; the owner's requests are never counted, so they cost no more round trip.
+A 200 hands Traefik the request's ``Authorization``, ``Private-Token`` and ``Cookie`` headers back without
 Booklab's credentials (:data:`booklab.routes.AUTH_RESPONSE_HEADERS`): the notebook never
 sees the user's GitLab token or cookie. Jupyter still checks its own token.
 """
@@ -209,14 +209,17 @@ def check(slug: str) -> Any:
             rate_limit.spend(rate_limit.AUTH, allowed)
             return _answer(slug)
         answer = _answer(slug)
+        # a credential that did not open it: refused, or sent to log in (a redirect that
+        # sets no cookie: only a traded code sets one)
         if answer.status_code >= 400 or (answer.status_code == 302 and "Set-Cookie" not in answer.headers):
-            rate_limit.spend(rate_limit.AUTH, allowed)  # a credential that did not open it
+            rate_limit.spend(rate_limit.AUTH, allowed)
         return answer
     except TooManyRequests as e:
         return _too_many(e)
 
 
 def _answer(slug: str) -> Response:
+    """Forward-auth's answer for ``slug``, before any rate limit."""
     dep = _deployment(slug)
     if dep is None:
         return _not_served(slug)
