@@ -24,7 +24,10 @@ def test_a_launch_link_launches_on_a_click_only(browser, web_server, alice, plai
     context.route(SCRIPTED, lambda route: route.fulfill(content_type="text/html", body=(
         f"<script>window.location.href = {web_server + LAUNCH!r};</script>")))
     log_in_with_the_browser(page, web_server, alice)
-    status = lambda: ctx.deployments.status(Deployment(plain_project, "main", alice.username).id)  # noqa: E731
+    deployment_id = Deployment(plain_project, "main", alice.username).id
+
+    def status():
+        return ctx.deployments.status(deployment_id)
 
     page.goto(SCRIPTED)  # no click of the user's (Playwright's evaluate() would count as one)
     page.get_by_text("nothing was launched").wait_for()
