@@ -62,13 +62,18 @@ class Config:
         "secret_key_file", "",
         "File holding secret_key instead (mode 0600), which keeps it out of the environment; not both.",
     )
-    fqdn: str = _setting("fqdn", "localhost", "Domain under which notebooks get <slug>.<fqdn>.", alias="FQDN")
+    fqdn: str = _setting("fqdn", "localhost", "Domain of the web tier; notebooks get <slug>.<fqdn> unless notebook/domain is set.",
+                         alias="FQDN")
     tmpdir: str = _setting(
         "tmpdir", tempfile.gettempdir(), "Where runners clone repositories.", alias="TMPDIR"
     )
     image_prefix: str = _setting("build/image_prefix", "booklab", "Images are named <prefix>/<project>:<sha>.")
     build_timeout: int = _setting("build/timeout", 1800, "Seconds a repo2docker build may take.")
     build_memory: str = _setting("build/memory", "4g", "Memory limit of a build (e.g. 4g); empty: none.")
+    notebook_domain: str = _setting(
+        "notebook/domain", "",
+        "Domain under which notebooks get <slug>.<domain>, apart from the web tier's (safest: another registrable "
+        "domain); empty: <slug>.<fqdn>.")
     notebook_memory: str = _setting("notebook/memory", "2g", "Memory limit of a notebook container.")
     notebook_cpus: float = _setting("notebook/cpus", 1.0, "CPU limit of a notebook container.")
     notebook_pids_limit: int = _setting(
@@ -184,6 +189,19 @@ class Config:
     )
     web_token_cache: int = _setting(
         "web/token_cache", 60, "Seconds the web tier trusts a personal access token GitLab accepted."
+    )
+    web_proxy_hops: int = _setting(
+        "web/proxy_hops", 1,
+        "Proxies in front of the web tier that append to X-Forwarded-For (Traefik: 1); 0: the connection's address.",
+    )
+    web_rate_window: int = _setting("web/rate_window", 60, "Seconds of one window of the per-client rate limits.")
+    web_auth_rate_limit: int = _setting(
+        "web/auth_rate_limit", 120,
+        "Requests to /auth/notebook/* without a valid login a client may make per window; 0: no limit.",
+    )
+    web_token_rate_limit: int = _setting(
+        "web/token_rate_limit", 30,
+        "Checks of GitLab tokens not in the cache a client may cause per window; 0: no limit.",
     )
     web_metrics_token: str = _setting(
         "web/metrics_token", "",

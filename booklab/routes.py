@@ -1,5 +1,6 @@
-"""Routes from ``<slug>.<FQDN>`` to notebooks through Traefik, published the way
-``routes/publisher`` says, behind one small interface (:class:`Routes`):
+"""Routes from ``<slug>.<domain>`` to notebooks through Traefik (``notebook/domain``, by
+default the web tier's ``fqdn``), published the way ``routes/publisher`` says, behind one
+small interface (:class:`Routes`):
 
 - ``docker``: labels on the notebook container, read by Traefik's docker provider (one
   host); removing the container removes the route.
@@ -52,8 +53,13 @@ ROUTE_CHECK_HEADER = "X-Booklab-Route-Check"
 ROUTE_LABEL = "booklab.route"
 
 
+def notebook_domain(config: Config) -> str:
+    """The domain under which notebooks are served: ``notebook/domain``, else ``fqdn``."""
+    return config.notebook_domain or config.fqdn
+
+
 def route_host(config: Config, slug: str) -> str:
-    return f"{slug}.{config.fqdn}"
+    return f"{slug}.{notebook_domain(config)}"
 
 
 def rule(config: Config, slug: str) -> str:
@@ -61,7 +67,7 @@ def rule(config: Config, slug: str) -> str:
 
 
 def public_url(config: Config, slug: str) -> str:
-    """``<scheme>://<slug>.<fqdn>[:<port>]/``, the port left out when it is the scheme's default."""
+    """``<scheme>://<slug>.<domain>[:<port>]/``, the port left out when it is the scheme's default."""
     port = config.routes_port
     suffix = f":{port}" if port and port != DEFAULT_PORTS[config.routes_scheme] else ""
     return f"{config.routes_scheme}://{route_host(config, slug)}{suffix}/"
@@ -176,7 +182,7 @@ class Routes:
 
 
 class TraefikRoutes(Routes):
-    """Routes Traefik serves at ``<slug>.<fqdn>``, read by its provider ``provider``."""
+    """Routes Traefik serves at ``<slug>.<domain>``, read by its provider ``provider``."""
 
     provider = ""
 

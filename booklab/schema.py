@@ -24,6 +24,7 @@ STR    slug:<slug>                 the live deployment served at <slug>.<fqdn>; 
 STR    notebookgrant:<sha256>      a one-use code that opens a notebook host, 60 s
 STR    notebookpass:<sha256>       a notebook host's login (JSON), with TTL
 STR    routecheck:<slug>           SHA-256 of the runner's pass through forward-auth to check a route
+STR    ratelimit:<kind>:<client>:<window>  a client's requests of one kind in one window, with TTL
 HASH   metrics:<name>              a duration histogram: le=<bucket> counts, sum, count
 HASH   conf                        settings the web tier shares with runners
 =====  ==========================  =====================================================
@@ -113,6 +114,11 @@ def notebook_pass(cookie_digest: str) -> str:
 def route_check(slug_: str) -> str:
     """A random value the runner sends through forward-auth while it checks the new route."""
     return f"routecheck:{slug_}"
+
+
+def rate_limit(kind: str, client: str, window: int) -> str:
+    """How many requests of ``kind`` the web tier counted from ``client`` in the window numbered ``window``."""
+    return f"ratelimit:{kind}:{client}:{window}"
 
 
 def histogram(name: str) -> str:

@@ -24,6 +24,7 @@ from booklab.state import SlugTaken
 from booklab.web import (
     api,
     auth,
+    cookies,
     csrf,
     deploy,
     health,
@@ -61,12 +62,15 @@ def create_app(config: Config | None = None, context: Context | None = None) -> 
         logging.getLogger(name).setLevel(logging.INFO)
 
     app = Flask(__name__)
+    secure = config.web_url.startswith("https://")
     app.config.update(
         SECRET_KEY=config.secret_key,
-        SESSION_COOKIE_NAME="booklab_session",
+        SESSION_COOKIE_NAME=cookies.name(cookies.SESSION, secure),
+        SESSION_COOKIE_DOMAIN=None,  # host-only: see booklab.web.cookies
+        SESSION_COOKIE_PATH="/",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=config.web_url.startswith("https://"),
+        SESSION_COOKIE_SECURE=secure,
         PREFERRED_URL_SCHEME=urlsplit(config.web_url).scheme or "http",
         BOOKLAB_KEEPALIVE=25.0,
     )

@@ -50,7 +50,7 @@ from werkzeug.exceptions import Unauthorized
 
 from booklab.context import Context
 from booklab.errors import GitLabError
-from booklab.web import sessions
+from booklab.web import rate_limit, sessions
 from booklab.web.gitlab import TokenRejected, whoami
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,8 @@ def header_token() -> str | None:
 def api_user() -> WebUser:
     """The user of an API or event-stream request: by a GitLab token in a header
     (checked against GitLab's /api/v4/user, answer cached briefly), else by the session.
-    Raises 401."""
+    Raises 401, or 429 when this client asked GitLab about too many tokens lately
+    (:mod:`booklab.web.rate_limit`)."""
     if "Authorization" in request.headers or "PRIVATE-TOKEN" in request.headers:
         token = header_token()
         if token is None:
@@ -281,6 +282,7 @@ def api_user() -> WebUser:
         cache: TokenCache = current_app.extensions["booklab_token_cache"]
         known = cache.get(token)
         if known is None:
+            rate_limit.spend(rate_limit.TOKEN, context().config.web_token_rate_limit)
             try:
                 found = whoami(context(), token)
             except TokenRejected:

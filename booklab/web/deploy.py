@@ -7,6 +7,10 @@ comment every 25 s, the token only in the owner's ``ready`` event. A stream open
 without ``Last-Event-ID`` for a deployment that is not queued or running starts it (as
 BinderHub's ``/build`` does); a reconnecting one (``Last-Event-ID``) only resumes after the
 last event it saw, never starting a second build.
+
+The session cookie alone starts a deployment only for a request from a Booklab page or a
+launch link the user clicked (:mod:`booklab.web.fetch_site`): else the launch page asks for
+a click on Launch, and the event stream says why it starts nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from booklab.context import Context
 from booklab.deployment import Deployment, InvalidDeployment
 from booklab.errors import BooklabError, GitLabError, NotFound
 from booklab.phases import Phase
-from booklab.web import auth, gitlab
+from booklab.web import auth, csrf, fetch_site, gitlab
 from booklab.web.gitlab import NoAccess
 from booklab.web.projects import check_access, launch_path, stream_path
 
@@ -87,6 +91,8 @@ def launch_page(_spec: str) -> Any:
     base = request.host_url.rstrip("/")
     deployments = context().deployments
     status = deployments.status(dep.id)
+    if (status is None or not status.is_active) and not (fetch_site.from_booklab() or fetch_site.clicked_navigation()):
+        return render_template("confirm_launch.html", project=project, ref=ref), 200
     # queued or running: the page only follows it (it cannot start a second one even if
     # it ends before the page connects); else the page's stream launches it
     follow_only = "?last_event_id=0" if status is not None and status.is_active else ""
@@ -160,6 +166,10 @@ def build_stream(_spec: str) -> Response:
         # a reconnect after the final event: 204 tells an EventSource to stop reconnecting
         return Response(status=204)
     if after is None and (status is None or not status.is_active):
+        if not csrf.token_authenticated() and not fetch_site.from_booklab():
+            log.info("a request for %s from elsewhere (%s) started nothing", dep.id,
+                     request.headers.get("Sec-Fetch-Site") or "no Sec-Fetch-Site")
+            return _failed(fetch_site.refusal())
         try:
             gitlab.launchable(ctx, user.token, project, ref)
             service.request_deployment(ctx, project, ref, user.token)

@@ -2,30 +2,36 @@
 of notebook hosts.
 
 With ``routes/forward_auth`` (on by default), Traefik asks ``GET /auth/notebook/<slug>``
-before every request to ``<slug>.<fqdn>`` (the middleware :mod:`booklab.routes` puts on
-each route), with the request's headers; a 2xx answer lets the request through, any other
+before every request to ``<slug>.<domain>`` (the middleware :mod:`booklab.routes` puts on
+each route; ``<domain>`` is ``notebook/domain``, by default the web tier's ``fqdn``), with
+the request's headers; a 2xx answer lets the request through, any other
 goes back to the client as it is. Only the GitLab user who launched the notebook passes,
 even with the notebook's URL and Jupyter token in hand (a leaked link), by either of:
 
 - a GitLab personal access token, ``Authorization: Bearer <token>`` or ``PRIVATE-TOKEN:
   <token>``, as the API takes it (GitLab's answer cached ``web/token_cache`` seconds), so
   scripts keep working;
-- the notebook host's own login cookie, ``booklab_notebook``, that the owner's logged-in
-  Booklab session obtains for the browser.
+- the notebook host's own login cookie, ``booklab_notebook`` (``__Host-booklab_notebook``
+  over https: :mod:`booklab.web.cookies`), that the owner's logged-in Booklab session
+  obtains for the browser.
 
 Booklab's session cookie stays on the web tier's host: notebook hosts run the
 repository's code, which must never see it (and browsers do not share a ``localhost``
 cookie with ``<slug>.localhost`` anyway). A browser without the notebook's cookie is sent
 to ``/auth/notebook/grant/<slug>`` on the web tier which, after a GitLab login if need be,
 checks that its session's user owns the notebook and sends the browser back to
-``<slug>.<fqdn>/.booklab/grant`` with a one-use code (valid 60 s). Forward-auth trades the
+``<slug>.<domain>/.booklab/grant`` with a one-use code (valid 60 s). Forward-auth trades the
 code for the cookie (HttpOnly, SameSite=Lax, that host only, ended with the web session
 it came from: logging out of Booklab closes the notebooks too) and redirects to the page
 first asked for.
 
 Answers: 200 for the owner; 302 to the login for a browser without credentials, 401 for
-a script; 403 for any other user; 404 for a slug no deployment has. A 200 hands Traefik
-the request's ``Authorization``, ``Private-Token`` and ``Cookie`` headers back without
+a script; 403 for any other user; 404 for a slug no deployment has; 429 (with
+``Retry-After``) to a client that sent more than ``web/auth_rate_limit`` requests without
+a valid login in a window (:mod:`booklab.web.rate_limit`). A request without any
+credential is counted before anything else is looked up; one whose credential fails, once
+it has failed; the owner's requests are never counted, so they cost no more round trip.
+A 200 hands Traefik the request's ``Authorization``, ``Private-Token`` and ``Cookie`` headers back without
 Booklab's credentials (:data:`booklab.routes.AUTH_RESPONSE_HEADERS`): the notebook never
 sees the user's GitLab token or cookie. Jupyter still checks its own token.
 """
@@ -52,29 +58,27 @@ from flask import (
     request,
     session,
 )
-from werkzeug.exceptions import Unauthorized
+from werkzeug.exceptions import TooManyRequests, Unauthorized
 
 from booklab import schema
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.routes import DEFAULT_PORTS, ROUTE_CHECK_HEADER, public_url, route_check_passes, route_host
-from booklab.web import auth, sessions
+from booklab.web import auth, cookies, rate_limit, sessions
 from booklab.web.projects import launch_path
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("notebook_auth", __name__)
 
-#: the notebook host's login cookie
-COOKIE = "booklab_notebook"
 #: the path on a notebook host where forward-auth trades a one-use code for the cookie
 GRANT_PATH = "/.booklab/grant"
 #: seconds a one-use code is valid
 GRANT_TTL = 60
 #: seconds a sealed "where to go back to" stays valid
 NEXT_TTL = 3600
-#: Booklab's cookies, never handed on to a notebook
-BOOKLAB_COOKIES = frozenset({COOKIE, "booklab_session"})
+#: Booklab's cookies, under every name they take, never handed on to a notebook
+BOOKLAB_COOKIES = cookies.ALL
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -137,6 +141,12 @@ def _refuse(status: int, message: str) -> Response:
     return response
 
 
+def _too_many(exc: TooManyRequests) -> Response:
+    response = _refuse(429, exc.description or "Too many requests: wait and try again.")
+    response.headers.update({k: v for k, v in exc.get_headers() if k == "Retry-After"})
+    return response
+
+
 def _allow() -> Response:
     """200, with the headers Traefik sets anew on the request: Booklab's credentials left out."""
     response = Response(status=200)
@@ -155,9 +165,19 @@ def _not_served(slug: str) -> Response:
                         f"Launch it again at {web_base()}/.")
 
 
+def _forwarded_proto() -> str:
+    """The scheme the browser used for the notebook host, as Traefik forwards it."""
+    return request.headers.get("X-Forwarded-Proto", context().config.routes_scheme)
+
+
+def _cookie_name() -> str:
+    """The notebook host's login cookie: ``__Host-booklab_notebook`` over https."""
+    return cookies.name(cookies.NOTEBOOK, _forwarded_proto() == "https")
+
+
 def _pass_user(slug: str) -> str | None:
     """The user the request's notebook cookie logged in at this host, if it is still valid."""
-    value = request.cookies.get(COOKIE)
+    value = request.cookies.get(_cookie_name())
     if not value:
         return None
     redis = context().redis
@@ -174,9 +194,32 @@ def _pass_user(slug: str) -> str | None:
     return record.get("user")
 
 
+def _has_credentials() -> bool:
+    """The request carries something that may log it in (checked later)."""
+    return bool(request.cookies.get(_cookie_name()) or auth.header_token() or request.headers.get(ROUTE_CHECK_HEADER))
+
+
 @bp.get("/auth/notebook/<slug>")
 def check(slug: str) -> Any:
-    """Traefik's forward-auth question: may this request reach the notebook ``slug``?"""
+    """Traefik's forward-auth question: may this request reach the notebook ``slug``?
+    Requests without a valid login are rate limited per client."""
+    allowed = context().config.web_auth_rate_limit
+    try:
+        if not _has_credentials():
+            rate_limit.spend(rate_limit.AUTH, allowed)
+            return _answer(slug)
+        answer = _answer(slug)
+        # a credential that did not open it: refused, or sent to log in (a redirect that
+        # sets no cookie: only a traded code sets one)
+        if answer.status_code >= 400 or (answer.status_code == 302 and "Set-Cookie" not in answer.headers):
+            rate_limit.spend(rate_limit.AUTH, allowed)
+        return answer
+    except TooManyRequests as e:
+        return _too_many(e)
+
+
+def _answer(slug: str) -> Response:
+    """Forward-auth's answer for ``slug``, before any rate limit."""
     dep = _deployment(slug)
     if dep is None:
         return _not_served(slug)
@@ -208,7 +251,7 @@ def check(slug: str) -> Any:
 
 
 def _redeem(dep: Deployment, slug: str, query: str) -> Response:
-    """At ``<slug>.<fqdn>/.booklab/grant``: trade the one-use code for the host's cookie."""
+    """At ``<slug>.<domain>/.booklab/grant``: trade the one-use code for the host's cookie."""
     params = parse_qs(query)
     code, sealed = params.get("code", [""])[0], params.get("next", [""])[0]
     ctx = context()
@@ -221,14 +264,14 @@ def _redeem(dep: Deployment, slug: str, query: str) -> Response:
     value = secrets.token_urlsafe(32)
     lifetime = ctx.config.web_session_lifetime
     ctx.redis.set(schema.notebook_pass(_digest(value)), json.dumps(record), ex=lifetime)
-    proto = request.headers.get("X-Forwarded-Proto", ctx.config.routes_scheme)
+    proto = _forwarded_proto()
     host = request.headers.get("X-Forwarded-Host", "")
     if host.partition(":")[0].lower() == route_host(ctx.config, slug) and proto in DEFAULT_PORTS:
         origin = f"{proto}://{host}"
     else:
         origin = public_url(ctx.config, slug).rstrip("/")
     response = redirect(origin + _unseal(sealed), 302)
-    response.set_cookie(COOKIE, value, max_age=lifetime, path="/", httponly=True, samesite="Lax",
+    response.set_cookie(_cookie_name(), value, max_age=lifetime, path="/", httponly=True, samesite="Lax",
                         secure=proto == "https")
     log.info("%s opened the notebook %s in a browser", dep.user, slug)
     return response

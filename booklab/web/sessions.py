@@ -3,8 +3,10 @@
 ``secret_key``, and forgotten ``web/session_lifetime`` seconds after its last use.
 
 The browser therefore never holds the GitLab token, and logging out ends the session on
-the server too. The cookie is HttpOnly, SameSite=Lax, and Secure whenever the web tier
-is reached over https. A new id is given at login (:func:`regenerate`).
+the server too. The cookie is HttpOnly, SameSite=Lax, host-only (no ``Domain``, ``Path=/``),
+and Secure with the name ``__Host-booklab_session`` whenever ``web/url`` is https, so a
+notebook host cannot plant one (:mod:`booklab.web.cookies`). A new id is given at login
+(:func:`regenerate`).
 
 While Redis does not answer, a request with a session cookie answers 503
 (:mod:`booklab.web.outage`) instead of going on as if logged out: the cookie is kept, so the
@@ -89,7 +91,8 @@ class RedisSessionInterface(SessionInterface):
                 replace_with_unavailable(response)
 
     def _save(self, app: Flask, sess: ServerSession, response: Response) -> None:
-        name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
+        # host-only, Path=/: what a __Host- cookie needs (booklab.web.cookies)
+        name, domain, path = self.get_cookie_name(app), None, "/"
         if not sess:
             if sess.sid is not None and sess.modified:
                 self.redis.delete(session_key(sess.sid))

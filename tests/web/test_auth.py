@@ -21,8 +21,8 @@ from tests.fixtures.web import (
 )
 
 
-def cookie_header(response) -> str:
-    return next(v for k, v in response.headers.items() if k == "Set-Cookie" and v.startswith("booklab_session="))
+def cookie_header(response, name: str = "booklab_session") -> str:
+    return next(v for k, v in response.headers.items() if k == "Set-Cookie" and v.startswith(f"{name}="))
 
 
 def test_login_through_gitlab_shows_my_projects(web_client, gitlab, alice, plain_project, redis_client):
@@ -129,6 +129,6 @@ def test_under_https_the_cookie_is_secure_and_the_callback_uses_the_public_url(c
             start = client.get("/login/gitlab")
     finally:
         context.close()
-    assert "Secure" in cookie_header(start)
+    assert "Secure" in cookie_header(start, "__Host-booklab_session")
     query = parse_qs(urlsplit(start.headers["Location"]).query)
     assert query["redirect_uri"] == ["https://booklab.example.org/login/gitlab/authorized"]

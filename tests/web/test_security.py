@@ -38,9 +38,10 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def redis_snapshot(url: str) -> dict[bytes, bytes]:
-    """Every key of Booklab's Redis with its serialized value (not its TTL)."""
+    """Every key of Booklab's Redis with its serialized value (not its TTL), but the rate
+    limits' counters (a refused request counts, and changes nothing else)."""
     with redis.Redis.from_url(url) as raw:
-        return {key: raw.dump(key) for key in raw.scan_iter(count=1000)}
+        return {key: raw.dump(key) for key in raw.scan_iter(count=1000) if not key.startswith(b"ratelimit:")}
 
 
 def unsafe_routes(app: Flask) -> list[tuple[str, str, str]]:

@@ -1,0 +1,61 @@
+"""Per-client rate limits of the web tier's requests that cost it work without a valid
+login: anonymous requests to forward-auth (``/auth/notebook/*``) and checks of GitLab
+tokens not in the cache (each one a request to GitLab).
+
+One counter per client, kind and fixed window (``web/rate_window`` seconds) in Redis,
+``ratelimit:<kind>:<client>:<window>``, counted and given its TTL in one round trip. Over
+the limit, the answer is 429 with ``Retry-After`` (the seconds left in the window).
+
+The client is the address the nearest ``web/proxy_hops`` proxies saw: Traefik appends the
+address of whoever connected to it to ``X-Forwarded-For`` (and, without
+``forwardedHeaders.trustedIPs``, drops what the client sent), so with one hop the client is
+the last entry. This trusts that only those proxies reach the web tier: a client that
+connects directly could name any address in ``X-Forwarded-For``. With ``web/proxy_hops: 0``
+the connection's own address counts.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import current_app, request
+from werkzeug.exceptions import TooManyRequests
+
+from booklab import schema
+from booklab.context import Context
+
+#: anonymous (or refused) requests to forward-auth
+AUTH = "auth"
+#: GitLab token checks
+TOKEN = "token"
+
+
+def context() -> Context:
+    return current_app.extensions["booklab"]
+
+
+def client_address() -> str:
+    """The client's address, as the proxies in front of the web tier forwarded it."""
+    hops = context().config.web_proxy_hops
+    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
+    if hops > 0 and forwarded:
+        return forwarded[-min(hops, len(forwarded))]
+    return request.remote_addr or "unknown"
+
+
+def spend(kind: str, allowed: int) -> None:
+    """Count one request of ``kind`` from this client; raise 429 (with ``Retry-After``) once
+    it made more than ``allowed`` in this window (``allowed`` 0: no limit)."""
+    if allowed <= 0:
+        return
+    window = max(1, context().config.web_rate_window)
+    now = int(time.time())
+    key = schema.rate_limit(kind, client_address(), now // window)
+    with context().redis.pipeline(transaction=False) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, window, nx=True)
+        count, _ = pipe.execute()
+    if count > allowed:
+        retry_after = window - now % window
+        raise TooManyRequests(f"Too many requests from your address: wait {retry_after} s and try again.",
+                              retry_after=retry_after)
