@@ -18,6 +18,7 @@ from bench import (
     api,
     dispatch,
     first_deploy,
+    forward_auth,
     log_latency,
     machine,
     redis_memory,
@@ -41,6 +42,7 @@ FIGURES: dict[str, Callable[[stack.Stack, Settings], list[Figure]]] = {
     "log-latency": log_latency.run,
     "streams": open_streams.run,
     "api": api.run,
+    "forward-auth": forward_auth.run,
     "redis-memory": redis_memory.run,
 }
 TITLES = {"route": "route (docker labels and Redis KV)"}

@@ -28,6 +28,8 @@ class Settings:
     #: concurrent keep-alive clients and seconds of load of the API figure
     api_clients: int = 16
     api_seconds: float = 10.0
+    #: live deployments Redis holds while forward-auth is measured
+    auth_deployments: int = 100_000
     #: runner processes (one serves one notebook; the figures need one)
     runners: int = 1
 

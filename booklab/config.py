@@ -200,7 +200,7 @@ class Config:
         "Requests to /auth/notebook/* without a valid login a client may make per window; 0: no limit.",
     )
     web_token_rate_limit: int = _setting(
-        "web/token_rate_limit", 30,
+        "web/token_rate_limit", 120,
         "Checks of GitLab tokens not in the cache a client may cause per window; 0: no limit.",
     )
     web_metrics_token: str = _setting(

@@ -3,7 +3,7 @@ by its title, and one GitLab failed to remove is swept by the runners later."""
 
 from __future__ import annotations
 
-from booklab import schema, service
+from booklab import schema, service, steps
 from tests.fixtures.pipeline import messages, phases, run_to_end
 from tests.fixtures.services import wait_until
 
@@ -29,10 +29,12 @@ def test_a_key_added_while_gitlabs_answer_was_lost_is_removed(ctx, runners, gitl
 def test_a_key_gitlab_failed_to_remove_is_swept_later(ctx, runners, gitlab, alice, project):
     gitlab.fail_next(DEPLOY_KEYS, status=502, method="GET")  # the removal's listing
     runners(1, BOOKLAB_RETRY_MAX_DELAY="2")
-    events = run_to_end(ctx, service.request_deployment(ctx, project, "main", alice.token).id)
+    deployment_id = service.request_deployment(ctx, project, "main", alice.token).id
+    events = run_to_end(ctx, deployment_id)
     assert phases(events)[-1] == "ready", messages(events)
 
     wait_until(lambda: gitlab.deploy_keys(project) == [], 15, "the sweeper to remove the key")
     assert [r.status for r in requests_to(gitlab, "GET")] == [502, 200]
     assert ctx.redis.zcard(schema.KEY_SWEEP) == 0
-    assert ctx.redis.keys("secret:*") == []  # the user's token kept for the sweep is gone too
+    # the user's token kept for the sweep is gone too: only the notebook's own Jupyter token is left, sealed
+    assert ctx.redis.keys("secret:*") == [schema.secret(deployment_id, steps.NOTEBOOK_TOKEN)]

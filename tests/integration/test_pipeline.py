@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from booklab import schema, service
+from booklab import schema, service, steps
 from booklab.keys import generate_keypair
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
@@ -70,7 +70,8 @@ def test_the_deploy_key_lives_only_for_the_clone(ctx, runners, gitlab, alice, pr
     assert [r.status for r in deploy_key_requests(gitlab, "DELETE")] == [204]
     assert len(gitlab.ssh_logins()) == 1  # git really logged in over SSH with the deploy key
     assert gitlab.deploy_keys(project) == []
-    assert ctx.redis.keys("secret:*") == []
+    # of the secrets, only the running notebook's own Jupyter token is left, sealed
+    assert ctx.redis.keys("secret:*") == [schema.secret(request.id, steps.NOTEBOOK_TOKEN)]
 
 
 def test_a_second_deployment_of_the_same_commit_is_a_cache_hit(ctx, runners, gitlab, alice, project):
