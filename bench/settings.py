@@ -28,8 +28,9 @@ class Settings:
     #: concurrent keep-alive clients and seconds of load of the API figure
     api_clients: int = 16
     api_seconds: float = 10.0
-    #: live deployments Redis holds while forward-auth is measured
+    #: live deployments Redis holds while forward-auth is measured, and its concurrent clients
     auth_deployments: int = 100_000
+    auth_clients: int = 4
     #: runner processes (one serves one notebook; the figures need one)
     runners: int = 1
 

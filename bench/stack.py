@@ -261,6 +261,8 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
         "BOOKLAB_ROUTES_TRAEFIK_API": traefik_api,
         "BOOKLAB_ROUTES_TRAEFIK_ENTRYPOINT_URL": f"http://127.0.0.1:{traefik_port}",
         "BOOKLAB_ROUTES_AUTH_URL": web_url,
+        # the load comes from one address: no per-client limit, so that forward-auth's own work is measured
+        "BOOKLAB_WEB_AUTH_RATE_LIMIT": "0",
         "BOOKLAB_NOTEBOOK_NETWORK": network,
     }
     cli = [sys.executable, "-m", "booklab.cli"]

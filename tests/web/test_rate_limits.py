@@ -49,12 +49,16 @@ def assert_too_many(answer) -> None:
     assert "Too many requests from your address" in answer.get_data(as_text=True)
 
 
-def test_anonymous_requests_to_forward_auth_are_limited_per_client(limited_app, ctx, alice, plain_project):
-    dep = Deployment(plain_project, "main", alice.username)
+def queued_notebook(ctx, project: str, user) -> tuple[str, str, str]:
+    """A deployment of ``project`` for ``user``, queued: its slug, host and forward-auth URL."""
+    dep = Deployment(project, "main", user.username)
     slug = ctx.slug(dep.id)
     ctx.deployments.start_or_join(dep, slug)
-    host = f"{slug}.{ctx.config.fqdn}"
-    url = f"/auth/notebook/{slug}"
+    return slug, f"{slug}.{ctx.config.fqdn}", f"/auth/notebook/{slug}"
+
+
+def test_anonymous_requests_to_forward_auth_are_limited_per_client(limited_app, ctx, alice, plain_project):
+    _, host, url = queued_notebook(ctx, plain_project, alice)
     client = limited_app.test_client(use_cookies=False)
     for _ in range(LIMIT):
         assert client.get(url, headers=from_traefik(CLIENT, host)).status_code == 401
@@ -66,11 +70,7 @@ def test_anonymous_requests_to_forward_auth_are_limited_per_client(limited_app, 
 
 
 def test_the_owner_with_a_valid_pass_is_never_limited(limited_app, ctx, alice, plain_project):
-    dep = Deployment(plain_project, "main", alice.username)
-    slug = ctx.slug(dep.id)
-    ctx.deployments.start_or_join(dep, slug)
-    host = f"{slug}.{ctx.config.fqdn}"
-    url = f"/auth/notebook/{slug}"
+    slug, host, url = queued_notebook(ctx, plain_project, alice)
     with limited_app.test_client() as browser:
         browser.environ_base["HTTP_SEC_FETCH_SITE"] = "same-origin"
         log_in(browser, alice)
