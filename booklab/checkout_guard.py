@@ -7,7 +7,9 @@ files into the build's log. :func:`check` is the one place that decides: every s
 of the checkout must lead to a place inside the checkout, once every link on its way (a chain
 of links, a linked directory, ``..``) is followed; ``/proc``, ``/dev``, ``/sys`` and the
 rest of the runner's disk are outside. Links that stay inside keep working, and so do
-dangling links inside (opening one fails, and reads nothing).
+dangling links inside (opening one fails, and reads nothing). A link that cannot be
+resolved (a loop) and a path of :data:`MAX_PATH` bytes or more are refused too: deep
+enough, the kernel still follows a link that Python can no longer resolve.
 
 The whole tree is walked, ``.git`` included: repo2docker sends ``.git`` to the build too,
 and git itself never puts a link there, so a link there is refused like any other.
@@ -26,6 +28,9 @@ from booklab.errors import UnsafeCheckout
 
 #: links named in the refusal; the others are counted
 NAMED = 3
+#: bytes of an absolute path from which an entry is refused: past the system's limit (4096)
+#: the kernel still follows a link that Python can no longer resolve, so no path gets near it
+MAX_PATH = 1024
 
 
 def check(checkout: str | os.PathLike) -> None:
@@ -47,15 +52,40 @@ def check(checkout: str | os.PathLike) -> None:
 
 def links_leaving(checkout: str | os.PathLike) -> list[str]:
     """The symbolic links of ``checkout`` (relative paths, sorted) whose target, every link on
-    the way followed, is not inside ``checkout``. Linked directories are not entered."""
+    the way followed, is not inside ``checkout``, or cannot be told. Linked directories are
+    not entered. Raises :class:`UnsafeCheckout` for a path too long to judge."""
     root = os.path.realpath(checkout)
     leaving = []
-    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def unreadable(error: OSError) -> None:  # os.walk would skip a directory it cannot list
+        raise UnsafeCheckout(f"A folder of the repository cannot be read ({error.strerror}): "
+                             f"{_relative(error.filename or root, root)}. Make its path shorter.") from None
+
+    for directory, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
         for name in dirnames + filenames:
             path = os.path.join(directory, name)
-            if os.path.islink(path) and not _inside(os.path.realpath(path), root):
-                leaving.append(Path(path).relative_to(root).as_posix())
+            if len(os.fsencode(path)) >= MAX_PATH:
+                raise UnsafeCheckout(f"The repository holds a path too long to check: {_relative(path, root)[:80]}... "
+                                     "Make its folders' names shorter.")
+            if os.path.islink(path) and not _leads_inside(path, root):
+                leaving.append(_relative(path, root))
     return sorted(leaving)
+
+
+def _leads_inside(link: str, root: str) -> bool:
+    """Whether ``link``, resolved as the kernel would, ends inside ``root``. A link that
+    cannot be resolved (a loop, a name too long) counts as leading out: the system could
+    still follow it where Python cannot; a dangling one is judged by where it points."""
+    try:
+        return _inside(os.path.realpath(link, strict=True), root)
+    except FileNotFoundError:
+        return _inside(os.path.realpath(link), root)
+    except OSError:
+        return False
+
+
+def _relative(path: str, root: str) -> str:
+    return Path(path).relative_to(root).as_posix() if _inside(path, root) else path
 
 
 def _inside(path: str, root: str) -> bool:

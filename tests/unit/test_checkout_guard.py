@@ -45,7 +45,7 @@ def checkout(tmp_path):
     (["real/apt.txt"], {"binder": "real", "deep/apt.txt": "../binder/apt.txt"}, []),
     (["a.txt"], {"sub/a.txt": "../a.txt", "abs.txt": "{checkout}/a.txt"}, []),
     ([], {"later.txt": "not-yet.txt", "sub/later": "../nowhere/x"}, []),  # dangling inside
-    ([], {"loop-a": "loop-b", "loop-b": "loop-a"}, []),  # a loop reads nothing
+    ([], {"loop-a": "loop-b", "loop-b": "loop-a"}, ["loop-a", "loop-b"]),  # cannot be resolved: refused
     (["hello"], {".git/hooks/x": "/etc/passwd"}, [".git/hooks/x"]),  # .git is walked too
     (["hello"], {"deep/er/est": "/"}, ["deep/er/est"]),
 ])
@@ -81,3 +81,15 @@ def test_a_checkout_reached_through_a_link_is_judged_by_its_real_place(checkout,
     make_tree(checkout, ["a.txt"], {"b.txt": "a.txt"})
     os.symlink(checkout, tmp_path / "alias")
     assert links_leaving(tmp_path / "alias") == []
+
+
+def test_a_link_hidden_deeper_than_a_path_may_be_is_refused(checkout):
+    """Folders nested past the system's path length: the kernel still follows a link there
+    (step by step from inside the checkout) where Python could no longer resolve it."""
+    deep = "/".join(["d" * 250] * 16)
+    (checkout / deep).parent.mkdir(parents=True)
+    os.symlink("/etc", checkout / deep)
+    os.symlink(f"{deep}/passwd", checkout / "apt.txt")
+    assert "root:" in (checkout / "apt.txt").read_text()  # what the build would have read
+    with pytest.raises(UnsafeCheckout, match="path too long to check"):
+        check(checkout)
