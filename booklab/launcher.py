@@ -68,7 +68,8 @@ def launch(
             attrs, name=name, deployment_id=deployment_id, labels=labels, limits=limits,
             environment={"JUPYTER_TOKEN": token}, network=network, host_ip=host_ip, publish=publish, port=PORT)
         _remove_leftover(client, name, deployment_id)
-        container = client.containers.create(image, COMMAND, **kwargs)
+        # by the id of the image just checked: the name may be retagged meanwhile (a build of the same commit)
+        container = client.containers.create(attrs["Id"], COMMAND, **kwargs)
     except docker.errors.ImageNotFound as e:
         raise LaunchError(f"The image {image} is gone: deploy again to rebuild it.") from e
     except docker.errors.DockerException as e:

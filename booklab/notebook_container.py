@@ -31,6 +31,9 @@ OWN_LABELS = frozenset({"booklab.deployment", "booklab.runner"})
 #: the highest uid Docker accepts; a larger one may wrap around to root in the kernel
 MAX_UID = 2**31 - 1
 MAX_PASSWD_SIZE = 1 << 20
+#: what Go's strings.TrimSpace (and so Docker's passwd parser) trims: ASCII and Unicode spaces only
+GO_SPACE = (" \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+            "\u2028\u2029\u202f\u205f\u3000")
 NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
@@ -112,19 +115,23 @@ def check_before_start(container: Container, image: Mapping[str, Any], limits: L
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         member = tar.extractfile(tar.getmembers()[0])
         passwd = member.read().decode(errors="replace") if member else ""
-    uid = uid_of(name, passwd)
-    if uid is not None and is_root_uid(uid):
+    if any(is_root_uid(uid) for uid in uids_of(name, passwd)):
         raise _runs_as_root()
 
 
-def uid_of(name: str, passwd: str) -> str | None:
-    """The uid field of the first ``passwd`` entry named ``name``, as Docker picks it; None
-    when there is none (Docker then refuses to start the container)."""
+def uids_of(name: str, passwd: str) -> list[str]:
+    """The uid fields of every ``passwd`` line that Docker could take for ``name``: its own
+    parser keeps the first line whose name matches once the line is trimmed, and trimming
+    differs between Go and Python (Python also strips control characters such as ``\\x1c``),
+    so every line that matches either way counts. Empty when there is none (Docker then
+    refuses to start the container)."""
+    uids = []
     for line in passwd.split("\n"):  # Docker splits on newlines only, then trims each line
-        fields = line.strip().split(":")
-        if fields[0] == name:
-            return fields[2] if len(fields) > 2 else ""
-    return None
+        for trimmed in {line.strip(), line.strip(GO_SPACE)}:
+            fields = trimmed.split(":")
+            if fields[0] == name:
+                uids.append(fields[2] if len(fields) > 2 else "")
+    return uids
 
 
 def is_root_uid(uid: str) -> bool:

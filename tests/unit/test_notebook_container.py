@@ -4,7 +4,7 @@ and the hardening every notebook gets."""
 import pytest
 
 from booklab.errors import LaunchError
-from booklab.notebook_container import Limits, create_kwargs, is_root_uid, refuse_labels, refuse_root, uid_of
+from booklab.notebook_container import Limits, create_kwargs, is_root_uid, refuse_labels, refuse_root, uids_of
 
 LIMITS = Limits(memory="1g", cpus=0.5, pids=256)
 
@@ -64,14 +64,18 @@ def test_other_image_users_pass_and_root_passes_when_allowed(user):
 PASSWD = """root:x:0:0:root:/root:/bin/bash
 jovyan:x:1000:100::/home/jovyan:/bin/bash
  admin:x:0:0::/:/bin/sh
-jovyan:x:0:0:second entry, never used:/:/bin/sh
+twice:x:1000:100::/:/bin/sh
+twice:x:0:0:a second entry:/:/bin/sh
+\x1ccontrol:x:1000:100:Python trims the control character, Go does not:/:/bin/sh
+control:x:0:0:so Docker takes this one:/:/bin/sh
 odd:x:1000\fodd:x:2000
 """
 
 
-@pytest.mark.parametrize("name, uid", [("jovyan", "1000"), ("admin", "0"), ("odd", "1000\fodd"), ("nobody", None)])
-def test_a_named_user_is_looked_up_as_docker_does(name, uid):
-    assert uid_of(name, PASSWD) == uid
+@pytest.mark.parametrize("name, uids", [("jovyan", ["1000"]), ("admin", ["0"]), ("twice", ["1000", "0"]),
+                                        ("control", ["1000", "0"]), ("odd", ["1000\fodd"]), ("nobody", [])])
+def test_a_named_user_is_looked_up_every_way_docker_may_read_it(name, uids):
+    assert uids_of(name, PASSWD) == uids
 
 
 @pytest.mark.parametrize("uid, root", [("1000", False), ("1", False), ("2147483647", False), ("0", True),
