@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from booklab import notebook_settings
+from booklab import notebook_settings, schema
 from booklab.errors import ConfigError
 
 CONFIG_FILE_ENV = "BOOKLAB_CONFIG"
@@ -87,7 +87,7 @@ class Config:
         "notebook/idle_timeout", 3600, "Seconds without activity before a notebook is culled."
     )
     notebook_max_lifetime: int = _setting(
-        "notebook/max_lifetime", 43200, "Seconds a notebook may live at the most."
+        "notebook/max_lifetime", 43200, "Seconds a notebook may live at the most (less than 7 days)."
     )
     notebook_max_memory: str = _setting(
         "notebook/max_memory", "8g", "Most memory a project's .booklab.yml may ask for (more is capped)."
@@ -302,6 +302,9 @@ def _validate(config: Config) -> None:
             )
     if config.notebook_pids_limit < 1:
         raise ConfigError("Setting notebook/pids_limit must be at least 1.")
+    if config.notebook_max_lifetime >= schema.RECORD_TTL:
+        raise ConfigError(f"Setting notebook/max_lifetime must be less than {schema.RECORD_TTL} s (7 days, how long "
+                          f"a deployment's record lives), not {config.notebook_max_lifetime}.")
     if config.retry_attempts < 1:
         raise ConfigError("Setting retry/attempts must be at least 1 (1: never try again).")
 

@@ -26,6 +26,7 @@ from booklab import (
     launcher,
     metrics,
     notebook_container,
+    notebook_network,
     notebook_settings,
     schema,
 )
@@ -196,6 +197,8 @@ def run(ctx: Context, deployment_id: str, runner: str) -> None:
     settings = _notebook_settings(ctx, deployment_id, record["image"])
     ctx.events.emit(deployment_id, Phase.LAUNCHING, "Launching the notebook server...")
     started = time.monotonic()
+    if ctx.config.notebook_network:  # checked at the runner's start too, but Docker may not have answered then
+        notebook_network.ensure_isolated(ctx.docker, ctx.config.notebook_network)
     notebook = launcher.launch(
         ctx.docker, record["image"], name=f"booklab-{slug}",
         deployment_id=deployment_id, labels={"booklab.runner": runner, **ctx.routes.labels(slug)},

@@ -16,6 +16,7 @@ the connection's own address counts.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 from flask import current_app, request
@@ -35,12 +36,17 @@ def context() -> Context:
 
 
 def client_address() -> str:
-    """The client's address, as the proxies in front of the web tier forwarded it."""
+    """The client, as the proxies in front of the web tier forwarded its address: an IPv4
+    address, or the /64 network of an IPv6 one (one client holds a whole /64, and could
+    otherwise take a new address, and a new allowance, for each request)."""
     hops = context().config.web_proxy_hops
     forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
-    if hops > 0 and forwarded:
-        return forwarded[-min(hops, len(forwarded))]
-    return request.remote_addr or "unknown"
+    address = forwarded[-min(hops, len(forwarded))] if hops > 0 and forwarded else request.remote_addr or "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
 
 def spend(kind: str, allowed: int) -> None:

@@ -31,6 +31,7 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
     ({"BOOKLAB_NOTEBOOK_CPUS": "-1"}, "notebook/cpus (from BOOKLAB_NOTEBOOK_CPUS) must not be negative"),
     ({"BOOKLAB_NOTEBOOK_PUBLISH": "false"}, "notebook/publish is false, so notebook/network must name"),
     ({"BOOKLAB_NOTEBOOK_PUBLISH": "maybe"}, "notebook/publish (from BOOKLAB_NOTEBOOK_PUBLISH) must be a bool"),
+    ({"BOOKLAB_NOTEBOOK_MAX_LIFETIME": "604800"}, "notebook/max_lifetime must be less than 604800 s"),
 ])
 def test_invalid_settings_stop_with_one_sentence(tmp_path, environ, sentence):
     with pytest.raises(ConfigError, match=sentence.replace("(", r"\(").replace(")", r"\)")):

@@ -100,3 +100,12 @@ def test_checks_of_unknown_tokens_against_gitlab_are_limited_per_client(limited_
     # a token GitLab accepted a moment ago is in the cache: no check, no limit
     for _ in range(LIMIT):
         assert client.get("/api/user", headers={**address, "Authorization": f"Bearer {alice.token}"}).status_code == 200
+
+
+def test_an_ipv6_client_is_its_whole_64_network(limited_app, ctx, alice, plain_project):
+    _, host, url = queued_notebook(ctx, plain_project, alice)
+    client = limited_app.test_client(use_cookies=False)
+    for n in range(1, LIMIT + 1):  # a new address of its /64 for each request
+        assert client.get(url, headers=from_traefik(f"2001:db8:0:7::{n}", host)).status_code == 401
+    assert_too_many(client.get(url, headers=from_traefik("2001:db8:0:7::ffff", host)))
+    assert client.get(url, headers=from_traefik("2001:db8:0:8::1", host)).status_code == 401  # another network
