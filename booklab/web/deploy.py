@@ -25,14 +25,14 @@ from urllib.parse import unquote, urlsplit
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
-from booklab import notebook_settings, save_back, service
+from booklab import save_back, service
 from booklab.context import Context
 from booklab.deployment import Deployment, InvalidDeployment
 from booklab.errors import BooklabError, GitLabError, NotFound
 from booklab.phases import Phase
 from booklab.web import auth, csrf, fetch_site, gitlab
 from booklab.web.gitlab import NoAccess
-from booklab.web.projects import check_access, launch_path, stream_path
+from booklab.web.projects import check_access, checked_urlpath, launch_path, stream_path
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,7 @@ def split_spec(prefix: str) -> tuple[str, str]:
 def _urlpath() -> str:
     """``?urlpath=`` as a path inside the notebook server (no scheme, no other host, no
     ``..``), by the rules of ``.booklab.yml``'s ``urlpath``; empty when it is not one."""
-    try:
-        return notebook_settings.check_urlpath(request.args.get("urlpath", "").strip())
-    except ValueError:
-        return ""
+    return checked_urlpath(request.args.get("urlpath", ""))
 
 
 @bp.get("/v2/gl/<path:_spec>")
@@ -92,7 +89,7 @@ def launch_page(_spec: str) -> Any:
     deployments = context().deployments
     status = deployments.status(dep.id)
     if (status is None or not status.is_active) and not (fetch_site.from_booklab() or fetch_site.clicked_navigation()):
-        return render_template("confirm_launch.html", project=project, ref=ref), 200
+        return render_template("confirm_launch.html", project=project, ref=ref, urlpath=_urlpath()), 200
     # queued or running: the page only follows it (it cannot start a second one even if
     # it ends before the page connects); else the page's stream launches it
     follow_only = "?last_event_id=0" if status is not None and status.is_active else ""

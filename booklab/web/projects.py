@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from flask import (
     Blueprint,
@@ -20,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from booklab import service
+from booklab import notebook_settings, service
 from booklab.context import Context
 from booklab.deployment import Deployment, InvalidDeployment
 from booklab.errors import NotFound
@@ -39,6 +39,15 @@ def context() -> Context:
 def launch_path(project: str, ref: str) -> str:
     """The BinderHub-shaped launch link of a project's branch: /v2/gl/<escaped path>/<ref>."""
     return f"/v2/gl/{quote(project, safe='')}/{quote(ref, safe='/')}"
+
+
+def checked_urlpath(value: str) -> str:
+    """``value`` when it is a path inside the notebook server (no scheme, no other host, no
+    ``..``) by the rules of ``.booklab.yml``'s ``urlpath``; else empty."""
+    try:
+        return notebook_settings.check_urlpath(value.strip())
+    except ValueError:
+        return ""
 
 
 def stream_path(project: str, ref: str) -> str:
@@ -98,7 +107,9 @@ def launch() -> Any:
     request_ = service.request_deployment(context(), path, ref, user.token, save_back=save_back)
     log.info("%s launched %s (%s%s)", user.username, request_.id, "new" if request_.started else "joined",
              ", saving back" if save_back else "")
-    return redirect(launch_path(path, ref), code=303)
+    # the launch link's ?urlpath=, when the Launch button of a link opened without a click sent it
+    urlpath = checked_urlpath(request.form.get("urlpath", ""))
+    return redirect(launch_path(path, ref) + (f"?{urlencode({'urlpath': urlpath})}" if urlpath else ""), code=303)
 
 
 def check_access(user: auth.WebUser, path: str, ref: str) -> Any:

@@ -16,7 +16,7 @@ from booklab import config as config_module
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.web import create_app
-from tests.fixtures.web import log_in
+from tests.fixtures.web import csrf_token, log_in
 
 LAUNCH = "/v2/gl/demo%2Fnotebooks/main"
 STREAM = "/build/gl/demo%2Fnotebooks/main"
@@ -109,3 +109,15 @@ def test_over_https_the_session_cookie_is_host_only_and_cannot_be_planted(web_en
             assert client.get("/api/user").status_code == 401
     finally:
         context.close()
+
+
+def test_the_launch_button_keeps_the_links_urlpath(logged_in, alice, plain_project, ctx):
+    page = logged_in.get(f"{LAUNCH}?urlpath=tree/docs", headers=SCRIPTED_NAVIGATION)
+    assert 'name="urlpath" value="tree/docs"' in page.text
+    launched = logged_in.post("/launch", data={"csrf_token": csrf_token(logged_in), "project": "demo/notebooks",
+                                               "ref": "main", "urlpath": "tree/docs"})
+    assert launched.status_code == 303 and launched.headers["Location"] == f"{LAUNCH}?urlpath=tree%2Fdocs"
+    assert deployment_status(ctx, alice) is not None
+    hostile = logged_in.post("/launch", data={"csrf_token": csrf_token(logged_in), "project": "demo/notebooks",
+                                              "ref": "main", "urlpath": "//elsewhere.example/x"})
+    assert hostile.headers["Location"] == LAUNCH  # not a path inside the notebook: dropped
