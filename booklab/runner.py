@@ -85,6 +85,8 @@ def supervise(ctx: Context, name: str, consumer, watch: ChainWatch) -> None:
                 return  # the save ends it, or keeps it when it fails
             if save_back.under_way(ctx, held["deployment"]):
                 return  # a Save now still reads the container: end it after
+            if ctx.runners.held(name).get("deployment") != held["deployment"]:
+                return  # its save ended it since ``held`` was read (a save frees its lock only after that end)
             log.info("ending %s: %s", held["deployment"], reason)
             steps.release(ctx, held["deployment"], name, Phase.STOPPED, reason)
     if not consumer.task_consumer.consuming_from(schema.DEPLOYMENTS_QUEUE):
