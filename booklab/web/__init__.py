@@ -67,7 +67,7 @@ def create_app(config: Config | None = None, context: Context | None = None) -> 
         SECRET_KEY=config.secret_key,
         SESSION_COOKIE_NAME=cookies.name(cookies.SESSION, secure),
         SESSION_COOKIE_DOMAIN=None,  # host-only: see booklab.web.cookies
-        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_PATH="/",  # what a __Host- cookie needs, with no Domain
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=secure,

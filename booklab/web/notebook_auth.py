@@ -63,6 +63,7 @@ from werkzeug.exceptions import TooManyRequests, Unauthorized
 from booklab import schema
 from booklab.context import Context
 from booklab.deployment import Deployment
+from booklab.derived_keys import NOTEBOOK_NEXT, derive_key
 from booklab.routes import DEFAULT_PORTS, ROUTE_CHECK_HEADER, public_url, route_check_passes, route_host
 from booklab.web import auth, cookies, rate_limit, sessions
 from booklab.web.projects import launch_path
@@ -77,8 +78,6 @@ GRANT_PATH = "/.booklab/grant"
 GRANT_TTL = 60
 #: seconds a sealed "where to go back to" stays valid
 NEXT_TTL = 3600
-#: Booklab's cookies, under every name they take, never handed on to a notebook
-BOOKLAB_COOKIES = cookies.ALL
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -92,8 +91,7 @@ def _digest(value: str) -> str:
 
 def _fernet() -> Fernet:
     """Seals the notebook path (with its Jupyter token) while it travels through the web tier's URLs."""
-    digest = hashlib.sha256(b"booklab notebook next\0" + context().config.secret_key.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+    return Fernet(base64.urlsafe_b64encode(derive_key(context().config.secret_key, NOTEBOOK_NEXT)))
 
 
 def _local_path(value: str | None) -> str:
@@ -154,7 +152,7 @@ def _allow() -> Response:
     if authorization and authorization.partition(" ")[0].lower() != "bearer":
         response.headers["Authorization"] = authorization  # Jupyter's own "token <token>"
     kept = [part for part in request.headers.get("Cookie", "").split(";")
-            if part.strip() and part.partition("=")[0].strip() not in BOOKLAB_COOKIES]
+            if part.strip() and part.partition("=")[0].strip() not in cookies.ALL]
     if kept:
         response.headers["Cookie"] = ";".join(kept).strip()
     return response

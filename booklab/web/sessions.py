@@ -31,6 +31,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
 from booklab import schema
+from booklab.derived_keys import WEB_SESSION, derive_key
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,7 @@ class ServerSession(CallbackDict, SessionMixin):
 
 class RedisSessionInterface(SessionInterface):
     def __init__(self, client: redis.Redis, secret_key: str, lifetime: int) -> None:
-        digest = hashlib.sha256(b"booklab web session\0" + secret_key.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._fernet = Fernet(base64.urlsafe_b64encode(derive_key(secret_key, WEB_SESSION)))
         self.redis = client
         self.lifetime = lifetime
 
@@ -91,8 +91,7 @@ class RedisSessionInterface(SessionInterface):
                 replace_with_unavailable(response)
 
     def _save(self, app: Flask, sess: ServerSession, response: Response) -> None:
-        # host-only, Path=/: what a __Host- cookie needs (booklab.web.cookies)
-        name, domain, path = self.get_cookie_name(app), None, "/"
+        name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
         if not sess:
             if sess.sid is not None and sess.modified:
                 self.redis.delete(session_key(sess.sid))
