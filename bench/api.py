@@ -17,7 +17,6 @@ from bench.settings import Settings
 from bench.stack import PROJECT, Stack
 from bench.stats import Figure, median, percentile
 from booklab.deployment import Deployment
-from booklab.phases import Phase
 from gitlab_standin.store import MAINTAINER
 
 log = logging.getLogger(__name__)
@@ -33,9 +32,8 @@ def _seed(stack: Stack) -> str:
     stack.gitlab.set_member(PROJECT, READER, MAINTAINER)
     for k in range(DEPLOYMENTS):
         dep = Deployment(PROJECT, f"bench-api-{k}", READER)
-        if stack.ctx.deployments.start_or_join(dep, stack.ctx.slug(dep.id)):
-            stack.ctx.deployments.dequeue(dep.id)
-            stack.ctx.events.emit(dep.id, Phase.STOPPED, "Seeded by the benchmark.")
+        stack.ctx.lifecycle.request(dep, stack.ctx.slug(dep.id), {}, stack.ctx.vault.seal(b"unused"), 60)
+        stack.ctx.lifecycle.stop(dep.id)  # queued, so over at once
     return user.token
 
 

@@ -15,7 +15,7 @@ from bench.settings import Settings
 from bench.stack import Stack
 from bench.stats import Figure
 from bench.viewers import probe_message
-from bench.webtier import end_stream, viewer_stream
+from bench.webtier import end_stream, say, viewer_stream
 from booklab.phases import Phase
 from tests.fixtures.services import wait_until
 
@@ -33,7 +33,7 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         interval = 1 / settings.log_rate
         next_at = time.monotonic()
         for n in range(lines):
-            stack.ctx.events.emit(dep.id, Phase.BUILDING, probe_message(n))
+            say(stack, dep, Phase.BUILDING, probe_message(n))
             next_at += interval
             time.sleep(max(0.0, next_at - time.monotonic()))
         try:

@@ -13,7 +13,7 @@ from bench.settings import Settings
 from bench.stack import Stack
 from bench.stats import Figure
 from bench.viewers import probe_message
-from bench.webtier import end_stream, pss_mb, rss_mb, viewer_stream
+from bench.webtier import end_stream, pss_mb, rss_mb, say, viewer_stream
 from booklab.phases import Phase
 from tests.fixtures.services import wait_until
 
@@ -40,7 +40,7 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
             pss.append(pss_mb(stack))
             time.sleep(0.3)
         written = time.monotonic()
-        stack.ctx.events.emit(dep.id, Phase.BUILDING, probe_message(0))
+        say(stack, dep, Phase.BUILDING, probe_message(0))
         try:
             wait_until(lambda: viewers.received(0) == count, 10, "the line to reach every stream", interval=0.01)
         except AssertionError:

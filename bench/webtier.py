@@ -13,6 +13,9 @@ from booklab.deployment import Deployment
 from booklab.phases import Phase
 from booklab.web.projects import stream_path
 
+#: the runner the benchmark plays when it writes a run's events itself
+BENCH_RUNNER = "bench-runner"
+
 
 def _children(pid: int) -> list[int]:
     try:
@@ -48,18 +51,29 @@ def pss_mb(stack: Stack) -> float:
 
 
 def viewer_stream(stack: Stack, ref: str) -> tuple[Deployment, Viewers]:
-    """A deployment of the owner that no runner serves, with one event (so it is active
-    and each new viewer receives :data:`bench.viewers.OPENED` first), and viewers of its
-    event stream resuming after id 0 (so that opening one never starts a deployment)."""
+    """A run of the owner's deployment that the benchmark claims as its runner, with one
+    more event (so each new viewer receives :data:`bench.viewers.OPENED` first), and viewers
+    of its event stream resuming after the claim's event (so that opening one never starts a
+    deployment)."""
     dep = Deployment(PROJECT, ref, OWNER)
-    stack.ctx.events.clear(dep.id)
-    stack.ctx.events.emit(dep.id, Phase.FETCHING, OPENED.decode())
+    lifecycle = stack.ctx.lifecycle
+    _, run = lifecycle.request(dep, stack.ctx.slug(dep.id), {}, stack.ctx.vault.seal(b"unused"), 60)
+    assert lifecycle.claim(run, BENCH_RUNNER), f"{run} was not queued"
+    lifecycle.say(run, Phase.FETCHING, OPENED.decode())
     url = urlsplit(stack.web_url)
     viewers = Viewers(url.hostname or "127.0.0.1", url.port or 80, stream_path(dep.project, dep.ref),
-                      {"PRIVATE-TOKEN": stack.owner.token, "Last-Event-ID": "0"})
+                      {"PRIVATE-TOKEN": stack.owner.token, "Last-Event-ID": f"{run.number}.1"})
     return dep, viewers
+
+
+def say(stack: Stack, dep: Deployment, phase: Phase, message: str) -> None:
+    """An event of the run the benchmark holds, as its runner writes one."""
+    stack.ctx.lifecycle.say(stack.ctx.lifecycle.current(dep.id)[1], phase, message)
 
 
 def end_stream(stack: Stack, dep: Deployment) -> None:
     """The final event, which ends every open stream of ``dep``."""
-    stack.ctx.events.emit(dep.id, Phase.STOPPED, "The benchmark is over.")
+    run = stack.ctx.lifecycle.current(dep.id)[1]
+    claim = stack.ctx.lifecycle.claim_end(run, BENCH_RUNNER)
+    stack.ctx.lifecycle.finish(run, claim.token, Phase.STOPPED, "The benchmark is over.")
+    stack.ctx.runners.release(BENCH_RUNNER, dep.id)

@@ -5,7 +5,7 @@
 A bad setting stops them with one sentence.
 
 ``booklab deploy PATH --ref BRANCH [--save-back] [--follow] [--json]``, ``booklab status``,
-``booklab stop DEPLOYMENT [--discard]``, ``booklab save DEPLOYMENT`` and
+``booklab stop DEPLOYMENT [--discard] [--no-wait]``, ``booklab save DEPLOYMENT`` and
 ``booklab retry DEPLOYMENT [--follow]`` talk to the web tier's JSON API (``--url`` or ``BOOKLAB_URL``),
 authenticated by a GitLab personal access token (``BOOKLAB_GITLAB_TOKEN``, or
 ``--gitlab-token``, which other users of the machine can see in the process list).
@@ -115,7 +115,9 @@ def _report(client, created: dict[str, Any], args: argparse.Namespace) -> int:
         _out(f"Deploying {created['project']} at {created['ref']} as {created['user']} "
              f"(deployment {created['id']}); page: {created['page']}")
     phase, last = None, None
-    for _, event in client.events(client.events_url(created["project"], created["ref"])):
+    run = created.get("requested_run")
+    for _, event in client.events(client.events_url(created["project"], created["ref"]),
+                                  after=f"{run}.0" if run else ""):
         last = event
         if args.json:
             _out(json.dumps(event))
@@ -166,13 +168,20 @@ def _stop(args: argparse.Namespace) -> int:
         saving = stopped.get("save", {}).get("state") == "saving" and not args.discard
         _out(f"Stopping {stopped['id']} (it was {stopped['was']})."
              + (" Saving your changes to GitLab first..." if saving else ""))
-        if not saving:
+        if args.no_wait:
             return 0
-        save = client.wait_saved(args.deployment).get("save", {})
-    if save.get("state") == "failed":
-        print(f"booklab: {_save_line(save)} (`booklab stop --discard` stops it without saving.)", file=sys.stderr)
+        now = client.wait_stopped(args.deployment, stopped.get("run"))
+    save = now.get("save", {})
+    if now.get("run") == stopped.get("run") and now["status"] in (Phase.READY.value, Phase.STOPPING.value):
+        if saving and save.get("state") == "failed":
+            print(f"booklab: {_save_line(save)} (`booklab stop --discard` stops it without saving.)",
+                  file=sys.stderr)
+        else:
+            print(f"booklab: {stopped['id']} is still {now['status']}: check `booklab status`.", file=sys.stderr)
         return FAILED
-    _out(_save_line(save))
+    if saving and save and now.get("run") == stopped.get("run"):
+        _out(_save_line(save))
+    _out(f"Stopped {stopped['id']}.")
     return 0
 
 
@@ -237,6 +246,8 @@ def parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", parents=[common], help="stop one of your deployments")
     stop.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
     stop.add_argument("--discard", action="store_true", help="do not save the notebook's changes to GitLab")
+    stop.add_argument("--no-wait", action="store_true",
+                      help="return once the stop is asked for, without waiting until the notebook is gone")
     stop.set_defaults(func=_stop)
     save = sub.add_parser("save", parents=[common],
                           help="push a running notebook's changes to a new GitLab branch now, and wait")

@@ -88,6 +88,18 @@ class BooklabClient:
         """Push the notebook's changes to GitLab now; the save goes on after the answer."""
         return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/save")
 
+    def wait_stopped(self, deployment_id: str, run: int | None, timeout: float = 900,
+                     interval: float = 0.5) -> dict[str, Any]:
+        """The deployment once its run ``run`` ended, or its Stop was called off because the save
+        it asked for failed (or ``timeout`` s passed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.deployment(deployment_id)
+            if (current.get("run") != run or current["status"] != "stopping"
+                    or time.monotonic() > deadline):
+                return current
+            time.sleep(interval)
+
     def wait_saved(self, deployment_id: str, timeout: float = 900, interval: float = 1.0) -> dict[str, Any]:
         """The deployment once its save under way ended (or ``timeout`` s passed)."""
         deadline = time.monotonic() + timeout
@@ -104,8 +116,9 @@ class BooklabClient:
         """The event stream of the user's deployment of ``ref`` of ``project`` (BinderHub's shape)."""
         return f"{self.url}/build/gl/{quote(project, safe='')}/{quote(ref, safe='/')}"
 
-    def events(self, events_url: str, after: int = 0, reconnects: int = 10) -> Iterator[tuple[int, dict]]:
-        """The deployment's events after id ``after`` as (id, event), until a final phase;
+    def events(self, events_url: str, after: str = "", reconnects: int = 10) -> Iterator[tuple[str, dict]]:
+        """The events of a run after id ``after`` (``<run>.<event>``; ``<run>.0`` for all of
+        that run's, empty for the latest run's) as (id, event), until a final phase;
         reconnects up to ``reconnects`` times in a row when the connection drops."""
         last, failures = after, 0
         while True:
@@ -122,11 +135,11 @@ class BooklabClient:
                 failures += 1
                 if failures > reconnects:
                     raise ApiError(f"Lost the event stream of Booklab at {self.url} ({type(e).__name__}).") from None
-                log.info("event stream dropped (%s); resuming after event %d", type(e).__name__, last)
+                log.info("event stream dropped (%s); resuming after event %s", type(e).__name__, last)
                 time.sleep(min(2.0 * failures, 10.0))
 
-    def _stream(self, events_url: str, after: int) -> Iterator[tuple[int | None, dict]]:
-        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
+    def _stream(self, events_url: str, after: str) -> Iterator[tuple[str | None, dict]]:
+        headers = {"Accept": "text/event-stream", **({"Last-Event-ID": after} if after else {})}
         with self.http.get(events_url, headers=headers, stream=True, timeout=(self.timeout, 90)) as response:
             if response.status_code == 204:
                 return
@@ -137,7 +150,7 @@ class BooklabClient:
                     message = None
                 raise ApiError(message or f"Booklab answered {response.status_code} to the event stream.",
                                response.status_code)
-            event_id: int | None = None
+            event_id: str | None = None
             data: list[str] = []
             for line in response.iter_lines(decode_unicode=True):
                 if line == "":
@@ -151,5 +164,5 @@ class BooklabClient:
                     value = value.removeprefix(" ")
                     if field == "data":
                         data.append(value)
-                    elif field == "id" and value.isdigit():
-                        event_id = int(value)
+                    elif field == "id":
+                        event_id = value

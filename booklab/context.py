@@ -1,5 +1,5 @@
-"""The clients one process shares: configuration, Redis, the event log, the vault,
-state stores, the key of notebook host names, the route publisher, Docker and GitLab. Built once per process, rebuilt
+"""The clients one process shares: configuration, Redis, the event log, the lifecycle
+(every move of a status), the vault, state stores, the key of notebook host names, the route publisher, Docker and GitLab. Built once per process, rebuilt
 after a fork."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from booklab.derived_keys import NOTEBOOK_SLUG, derive_key
 from booklab.events import EventLog
 from booklab.gitlab_client import GitLabClient
 from booklab.keys import Vault
+from booklab.lifecycle import Lifecycle
 from booklab.routes import Routes, make_routes
 from booklab.state import Deployments, Runners
 
@@ -30,6 +31,7 @@ class Context:
         self.redis = redis.Redis.from_url(self.config.redis_url, decode_responses=True,
                                           health_check_interval=30)
         self.events = EventLog(self.redis, self.config.log_max_events)
+        self.lifecycle = Lifecycle(self.redis, self.events)
         self.deployments = Deployments(self.redis)
         self.runners = Runners(self.redis)
 

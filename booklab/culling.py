@@ -10,15 +10,18 @@ import docker
 from booklab import launcher, steps
 from booklab.context import Context
 from booklab.launcher import Notebook
+from booklab.phases import Phase
 
 
-def reason_to_end(ctx: Context, held: dict[str, str], now: float | None = None) -> str | None:
-    """Why the notebook a runner holds must end now, or None while it may live on."""
+def reason_to_end(ctx: Context, held: dict[str, str], status: Phase, now: float | None = None) -> str | None:
+    """Why the notebook a runner holds, in ``status``, must end now, or None while it may
+    live on. Only a ready notebook is judged: one being launched ends through its launch,
+    which says why it failed."""
     deployment_id, container = held["deployment"], held.get("container")
-    if ctx.deployments.stop_requested(deployment_id):
+    if status is Phase.STOPPING:
         return "Stopped on request."
-    if not container:
-        return None  # the chain is still preparing it
+    if status is not Phase.READY or not container:
+        return None
     now = time.time() if now is None else now
     try:
         state = ctx.docker.containers.get(container).status

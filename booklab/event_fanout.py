@@ -38,23 +38,23 @@ class EventFanout:
         self._thread: threading.Thread | None = None
         self._closing = False
 
-    def listen(self, deployment_id: str) -> Listener:
-        """A listener to the deployment's new events (use it with ``with``)."""
-        return Listener(self, deployment_id)
+    def listen(self, stream: str) -> Listener:
+        """A listener to the new events of a run (its stream, ``<deployment>#<n>``) (use it with ``with``)."""
+        return Listener(self, stream)
 
-    def _add(self, deployment_id: str, inbox: queue.SimpleQueue) -> None:
+    def _add(self, stream: str, inbox: queue.SimpleQueue) -> None:
         with self._lock:
-            self._listeners[deployment_id].add(inbox)
+            self._listeners[stream].add(inbox)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._read_forever, name="booklab-event-fanout", daemon=True)
                 self._thread.start()
         self._subscribed.wait(5)  # the first listener: do not read the backlog before the subscription
 
-    def _remove(self, deployment_id: str, inbox: queue.SimpleQueue) -> None:
+    def _remove(self, stream: str, inbox: queue.SimpleQueue) -> None:
         with self._lock:
-            self._listeners[deployment_id].discard(inbox)
-            if not self._listeners[deployment_id]:
-                del self._listeners[deployment_id]
+            self._listeners[stream].discard(inbox)
+            if not self._listeners[stream]:
+                del self._listeners[stream]
 
     def close(self) -> None:
         """Stop reading (before the Redis client is closed)."""
@@ -100,16 +100,16 @@ class EventFanout:
 class Listener:
     """One event stream's share of :class:`EventFanout`."""
 
-    def __init__(self, fanout: EventFanout, deployment_id: str) -> None:
-        self.fanout, self.deployment_id = fanout, deployment_id
+    def __init__(self, fanout: EventFanout, stream: str) -> None:
+        self.fanout, self.stream = fanout, stream
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
 
     def __enter__(self) -> Listener:
-        self.fanout._add(self.deployment_id, self.inbox)
+        self.fanout._add(self.stream, self.inbox)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.fanout._remove(self.deployment_id, self.inbox)
+        self.fanout._remove(self.stream, self.inbox)
 
     def receive(self, wait: float) -> Event | None:
         try:

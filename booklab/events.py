@@ -1,9 +1,10 @@
-"""The deployment log: BinderHub-shaped events (``phase``, ``message``, extras) appended
-to ``log:<deployment>`` (capped in events and in message length), counted so each has a stable id, published for live
-readers, and mirrored in the ``status`` hash.
+"""The log of each run of a deployment: BinderHub-shaped events (``phase``, ``message``,
+extras) kept in ``log:<run>`` (capped in events and in message length), counted so each has
+a stable id, and published for live readers. Events are written only by
+:mod:`booklab.lifecycle`, in the same atomic script that moves the deployment's status, so
+ids never repeat and readers that reconnect with the last id they saw miss nothing.
 
-Writing is one atomic Lua call, so ids never repeat and readers that reconnect with the
-last id they saw miss nothing.
+A run is named ``<deployment>#<n>`` here (its *stream*): a relaunch writes to a log of its own.
 """
 
 from __future__ import annotations
@@ -21,18 +22,6 @@ from booklab.phases import Phase
 #: characters of one event's message kept; the rest is cut
 MAX_MESSAGE = 4000
 
-_EMIT = """
-local id = redis.call('INCR', KEYS[2])
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-redis.call('PUBLISH', KEYS[4], id .. ' ' .. ARGV[1])
-return id
-"""
-
-
 @dataclass(frozen=True)
 class Event:
     id: int
@@ -43,59 +32,45 @@ class Event:
         return Phase(self.data["phase"])
 
 
+def encode(phase: Phase, message: str = "", **extra: Any) -> str:
+    """An event as the log keeps it: JSON, its message ending in a newline and cut at
+    :data:`MAX_MESSAGE` characters."""
+    if len(message) > MAX_MESSAGE:  # one line of a build, say, that would fill a page
+        message = f"{message[:MAX_MESSAGE]}... [{len(message) - MAX_MESSAGE} more characters cut]"
+    if message and not message.endswith("\n"):
+        message += "\n"
+    return json.dumps({"phase": phase.value, "message": message, **extra})
+
+
 class EventLog:
-    """Writes and reads one Redis's deployment logs."""
+    """Reads one Redis's run logs (and says how many events each keeps)."""
 
     def __init__(self, client: redis.Redis, max_events: int = 5000) -> None:
         self.redis = client
         self.fanout: Any = None
         self.max_events = max_events
-        self._emit = client.register_script(_EMIT)
 
-    def emit(self, deployment_id: str, phase: Phase, message: str = "", **extra: Any) -> int:
-        """Append one event and set the deployment's status from its phase; returns its id."""
-        return int(self.emit_in(self.redis, deployment_id, phase, message, **extra))
-
-    def emit_in(self, client: redis.Redis, deployment_id: str, phase: Phase, message: str = "",
-                **extra: Any) -> Any:
-        """:meth:`emit` through ``client``, which may be a pipeline in a transaction."""
-        if len(message) > MAX_MESSAGE:  # one line of a build, say, that would fill a page
-            message = f"{message[:MAX_MESSAGE]}... [{len(message) - MAX_MESSAGE} more characters cut]"
-        if message and not message.endswith("\n"):
-            message += "\n"
-        data = json.dumps({"phase": phase.value, "message": message, **extra})
-        return self._emit(
-            keys=[schema.log(deployment_id), schema.logseq(deployment_id), schema.STATUS,
-                  schema.events(deployment_id)],
-            args=[data, self.max_events, deployment_id, phase.status.value, schema.RECORD_TTL],
-            client=client,
-        )
-
-    def clear(self, deployment_id: str) -> None:
-        """Forget a deployment's log before it runs again (ids keep counting up)."""
-        self.redis.delete(schema.log(deployment_id))
-
-    def read(self, deployment_id: str, after: int = 0) -> list[Event]:
-        """The events still kept whose id is greater than ``after``."""
+    def read(self, stream: str, after: int = 0) -> list[Event]:
+        """The run's events still kept whose id is greater than ``after``."""
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.get(schema.logseq(deployment_id))
-            pipe.lrange(schema.log(deployment_id), 0, -1)
+            pipe.get(schema.logseq(stream))
+            pipe.lrange(schema.log(stream), 0, -1)
             last, items = pipe.execute()
         last = int(last or 0)
         first = last - len(items) + 1
         return [Event(first + i, json.loads(item)) for i, item in enumerate(items) if first + i > after]
 
-    def follow(self, deployment_id: str, after: int = 0, timeout: float | None = None,
+    def follow(self, stream: str, after: int = 0, timeout: float | None = None,
                until_final: bool = True) -> Iterator[Event]:
-        """Every event after ``after``, then each new one as it is written, in order and
+        """Every event of the run after ``after``, then each new one as it is written, in order and
         without repeats; ends after a final phase (ready, failed, stopped) or ``timeout``.
         New events come through the process's shared subscription when it has one
         (:meth:`share_subscription`), else through one of their own."""
-        source = self.fanout.listen(deployment_id) if self.fanout else _Subscription(self.redis, deployment_id)
+        source = self.fanout.listen(stream) if self.fanout else _Subscription(self.redis, stream)
         deadline = None if timeout is None else time.monotonic() + timeout
         with source:  # listening before the backlog is read: nothing falls in between
             last = after
-            backlog = self.read(deployment_id, after)
+            backlog = self.read(stream, after)
             while True:
                 for event in backlog:
                     if event.id <= last:
@@ -112,7 +87,7 @@ class EventLog:
                 if news is None:
                     continue
                 if news is RESYNC or news.id > last + 1:  # missed some: re-read the list
-                    backlog = self.read(deployment_id, last)
+                    backlog = self.read(stream, last)
                 else:
                     backlog = [news]
 
@@ -137,11 +112,11 @@ def parse(raw: str | bytes) -> Event:
 
 
 class _Subscription:
-    """New events of one deployment through a subscription of its own."""
+    """New events of one run through a subscription of its own."""
 
-    def __init__(self, client: redis.Redis, deployment_id: str) -> None:
+    def __init__(self, client: redis.Redis, stream: str) -> None:
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self.channel = schema.events(deployment_id)
+        self.channel = schema.events(stream)
 
     def __enter__(self) -> _Subscription:
         self.pubsub.subscribe(self.channel)

@@ -37,6 +37,17 @@ def generate_keypair(comment: str = "") -> KeyPair:
     return KeyPair(private, f"{public} {comment}".strip())
 
 
+#: the names of a deployment's secrets in the vault
+GITLAB_TOKEN = "gitlab-token"
+DEPLOY_KEY = "deploy-key"
+NOTEBOOK_TOKEN = "notebook-token"
+#: the user's GitLab token, kept while the notebook lives when its changes are to be saved back
+SAVE_TOKEN = "save-token"
+SECRETS = (GITLAB_TOKEN, DEPLOY_KEY, NOTEBOOK_TOKEN, SAVE_TOKEN)
+#: the prefix of the secrets of a run queued behind its deployment's end (they become its own when it starts)
+PENDING = "next-"
+
+
 class Vault:
     """Encrypted, expiring secrets per deployment in Redis."""
 
@@ -47,7 +58,11 @@ class Vault:
         self.ttl = ttl
 
     def put(self, deployment_id: str, name: str, value: bytes, ttl: int | None = None) -> None:
-        self.redis.set(schema.secret(deployment_id, name), self._fernet.encrypt(value), ex=ttl or self.ttl)
+        self.redis.set(schema.secret(deployment_id, name), self.seal(value), ex=ttl or self.ttl)
+
+    def seal(self, value: bytes) -> bytes:
+        """``value`` encrypted as the vault keeps it (for a script that stores it atomically with other writes)."""
+        return self._fernet.encrypt(value)
 
     def find(self, deployment_id: str, name: str) -> bytes | None:
         """The secret, or None when there is none (or another ``secret_key`` sealed it)."""

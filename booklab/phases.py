@@ -1,7 +1,9 @@
 """The one phase vocabulary, shared by the runner, Redis, the event stream and the pages.
 
 The event phases are BinderHub's; ``todo`` and ``stopped`` are statuses a deployment can
-have without an event of that name being the reason.
+have without an event of that name being the reason, and ``stopping`` is Booklab's own: the
+run is ending (on request, culled, failed), and a new request queues behind its end. Which
+phase may follow which is :mod:`booklab.lifecycle`'s table.
 """
 
 from enum import Enum
@@ -15,6 +17,7 @@ class Phase(str, Enum):
     BUILT = "built"
     LAUNCHING = "launching"
     READY = "ready"
+    STOPPING = "stopping"
     FAILED = "failed"
     STOPPED = "stopped"
 
@@ -30,8 +33,14 @@ class Phase(str, Enum):
 
     @property
     def is_active(self) -> bool:
-        """Queued, being prepared or serving: a new request for it joins it."""
+        """Queued, being prepared, serving or ending: not over yet."""
         return self not in (Phase.FAILED, Phase.STOPPED)
+
+    @property
+    def is_joinable(self) -> bool:
+        """Queued, being prepared or serving: a new request for it joins it (one for a
+        run that is ending queues behind that end)."""
+        return self.is_active and self is not Phase.STOPPING
 
 
 FINAL = frozenset({Phase.READY, Phase.FAILED, Phase.STOPPED})

@@ -11,7 +11,7 @@ import redis
 
 from booklab import schema
 from booklab.context import Context
-from booklab.phases import Phase
+from booklab.lifecycle import Run
 
 
 def announce_positions(ctx: Context, only: str | None = None) -> None:
@@ -24,9 +24,9 @@ def announce_positions(ctx: Context, only: str | None = None) -> None:
                 pipe.multi()
                 for position, deployment_id in enumerate(queued, start=1):
                     if only in (None, deployment_id):
-                        ctx.events.emit_in(pipe, deployment_id, Phase.WAITING,
-                                           f"Waiting for a free runner: position {position} in the queue.",
-                                           position=position)
+                        ctx.lifecycle.tell_waiting(pipe, deployment_id,
+                                                   f"Waiting for a free runner: position {position} in the queue.",
+                                                   position)
                 pipe.execute()
                 return
             except redis.WatchError:
@@ -37,3 +37,11 @@ def leave_queue(ctx: Context, deployment_id: str) -> None:
     """Take the deployment out of the queue; those behind it learn their new position."""
     if ctx.deployments.dequeue(deployment_id):
         announce_positions(ctx)
+
+
+def queue_run(ctx: Context, run: Run) -> None:
+    """Send the chain of a run just queued to the runners, and tell it its place."""
+    from booklab.tasks import deployment_chain
+
+    announce_positions(ctx, only=run.deployment)
+    deployment_chain(run).apply_async()

@@ -16,6 +16,7 @@ import logging
 
 from booklab import launcher, save_back, schema, steps
 from booklab.context import Context
+from booklab.lifecycle import Claim, Run
 from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,18 @@ def reap(ctx: Context, runner: str, by: str) -> bool:
     if not ctx.redis.set(schema.reaping(runner), "1", nx=True, ex=REAP_LOCK_TTL):
         return False
     held = ctx.runners.held(runner)
-    deployment_id = held.get("deployment")
-    if deployment_id and save_back.wanted(ctx, held):
-        if save_back.request(ctx, deployment_id, then_end="The runner serving this notebook was lost.",
-                             worker=by):
-            log.warning("runner %s lost; %s saves %s before ending it", runner, by, deployment_id)
+    run = _held_run(held)
+    claim = ctx.lifecycle.claim_end(run, by, take_over=True) if run else None
+    if run and claim and save_back.wanted(ctx, held):
+        if save_back.request(ctx, run.deployment, then_end="The runner serving this notebook was lost.",
+                             worker=by, run=run, claim=claim.token):
+            log.warning("runner %s lost; %s saves %s before ending it", runner, by, run)
+        else:
+            ctx.lifecycle.keep(run, claim.token)
         return True
-    if deployment_id:
-        log.warning("runner %s lost; ending %s", runner, deployment_id)
-        _end_held(ctx, runner, deployment_id, "was lost")
+    if run and claim:
+        log.warning("runner %s lost; ending %s", runner, run)
+        _end_held(ctx, runner, run, claim, "was lost")
     ctx.runners.retire(runner)
     return True
 
@@ -54,12 +58,16 @@ def resume(ctx: Context, runner: str) -> str | None:
     still answers, end what it was preparing, and remove every other container it left.
     Returns the adopted deployment's id, or None when the runner is free."""
     held = ctx.runners.held(runner)
-    deployment_id, adopted = held.get("deployment"), None
-    if deployment_id and _still_serving(ctx, deployment_id, held):
-        adopted = deployment_id
-        log.info("runner %s adopts the notebook of %s it served before its restart", runner, deployment_id)
-    elif deployment_id:
-        _end_held(ctx, runner, deployment_id, "restarted")
+    run, adopted = _held_run(held), None
+    if run and _still_serving(ctx, run, held):
+        adopted = run.deployment
+        log.info("runner %s adopts the notebook of %s it served before its restart", runner, run)
+    elif run:
+        claim = ctx.lifecycle.claim_end(run, runner, take_over=True)  # its earlier process is gone
+        if claim:
+            _end_held(ctx, runner, run, claim, "restarted")
+        else:
+            ctx.runners.release(runner, run.deployment)
     for container in launcher.find_notebooks(ctx.docker, {"booklab.runner": runner}):
         if adopted and container.id == held.get("container"):
             continue
@@ -73,15 +81,20 @@ def resume(ctx: Context, runner: str) -> str | None:
     return adopted
 
 
-def _still_serving(ctx: Context, deployment_id: str, held: dict[str, str]) -> bool:
-    token = steps.notebook_token(ctx, deployment_id)
-    return (ctx.deployments.status(deployment_id) is Phase.READY and bool(held.get("url")) and token is not None
-            and launcher.api_status(held["url"], token) is not None)
+def _held_run(held: dict[str, str]) -> Run | None:
+    return Run(held["deployment"], int(held.get("run") or 0)) if held.get("deployment") else None
 
 
-def _end_held(ctx: Context, runner: str, deployment_id: str, what: str) -> None:
-    if ctx.deployments.status(deployment_id) is Phase.READY:
+def _still_serving(ctx: Context, run: Run, held: dict[str, str]) -> bool:
+    status, current, ending = ctx.lifecycle.current(run.deployment)
+    token = steps.notebook_token(ctx, run.deployment)
+    return (status is Phase.READY and current == run and not ending and bool(held.get("url"))
+            and token is not None and launcher.api_status(held["url"], token) is not None)
+
+
+def _end_held(ctx: Context, runner: str, run: Run, claim: Claim, what: str) -> None:
+    if claim.before in (Phase.READY, Phase.STOPPING):
         phase, message = Phase.STOPPED, f"The runner serving this notebook {what}; launch it again."
     else:
         phase, message = Phase.FAILED, f"The runner preparing this notebook {what}: retry."
-    steps.release(ctx, deployment_id, runner, phase, message)
+    steps.release(ctx, run, runner, claim.token, phase, message)

@@ -23,6 +23,7 @@ from booklab import key_sweeper, notebook_network, recovery, save_back, schema, 
 from booklab.config import Config
 from booklab.context import Context, get_context
 from booklab.culling import reason_to_end
+from booklab.lifecycle import Run
 from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
@@ -37,15 +38,16 @@ def runner_name(config: Config) -> str:
 
 
 class ChainWatch:
-    """Notices a deployment whose chain of steps died without a word: held by this runner,
-    not ready, and no step of it running, queued or scheduled here for :data:`CHAIN_GAP`
-    seconds (a step that failed while Redis did not answer could not even say so)."""
+    """Notices a run whose chain of steps died without a word: held by this runner, being
+    prepared or ending, and no step of it running, queued or scheduled here for
+    :data:`CHAIN_GAP` seconds (a step that failed while Redis did not answer could not even
+    say so; a process killed while it ended the run left its claim)."""
 
     def __init__(self) -> None:
         self.idle_since: float | None = None
 
-    def died(self, ctx: Context, deployment_id: str) -> bool:
-        if ctx.deployments.status(deployment_id) is Phase.READY or _steps_in_hand():
+    def died(self, status: Phase) -> bool:
+        if status is Phase.READY or _steps_in_hand():
             self.idle_since = None
             return False
         now = time.monotonic()
@@ -69,29 +71,54 @@ def supervise(ctx: Context, name: str, consumer, watch: ChainWatch) -> None:
         recovery.reap(ctx, lost, by=name)
     key_sweeper.sweep(ctx)
     held = ctx.runners.held(name)
-    if held and held.get("deployment"):
-        if watch.died(ctx, held["deployment"]):
-            log.warning("the steps of %s ended without a word; ending it", held["deployment"])
-            steps.release(ctx, held["deployment"], name, Phase.FAILED,
-                          "Preparing this notebook stopped halfway (Booklab lost its state store "
-                          "for a moment): retry.")
-        else:
-            reason = reason_to_end(ctx, held)
-            if reason is None:
-                return
-            if save_back.wanted(ctx, held):
-                if save_back.request(ctx, held["deployment"], then_end=reason):
-                    log.info("saving %s before it ends: %s", held["deployment"], reason)
-                return  # the save ends it, or keeps it when it fails
-            if save_back.under_way(ctx, held["deployment"]):
-                return  # a Save now still reads the container: end it after
-            if ctx.runners.held(name).get("deployment") != held["deployment"]:
-                return  # its save ended it since ``held`` was read (a save frees its lock only after that end)
-            log.info("ending %s: %s", held["deployment"], reason)
-            steps.release(ctx, held["deployment"], name, Phase.STOPPED, reason)
+    if held.get("deployment") and _still_holds(ctx, name, held, watch):
+        return
     if not consumer.task_consumer.consuming_from(schema.DEPLOYMENTS_QUEUE):
         consumer.add_task_queue(schema.DEPLOYMENTS_QUEUE)
         log.info("%s is free and takes deployments again", name)
+
+
+def _still_holds(ctx: Context, name: str, held: dict[str, str], watch: ChainWatch) -> bool:
+    """Look after the run the runner holds: end it when it must end; False once the runner is free."""
+    run = Run(held["deployment"], int(held.get("run") or 0))
+    status, current, ending = ctx.lifecycle.current(run.deployment)
+    if current != run or status is None or not status.is_active:
+        log.warning("%s held %s, which is over; it is free again", name, run)
+        ctx.runners.release(name, run.deployment)
+        return False
+    if not ending and (status is Phase.READY or (status is Phase.STOPPING and not _steps_in_hand())):
+        watch.idle_since = None
+        return _end_if_due(ctx, name, held, run, status)
+    if watch.died(status):
+        log.warning("the steps of %s ended without a word; ending it", run)
+        steps.end(ctx, run, name, Phase.FAILED, "Preparing this notebook stopped halfway (Booklab lost its "
+                  "state store for a moment): retry.", take_over=True)
+        return False
+    return True
+
+
+def _end_if_due(ctx: Context, name: str, held: dict[str, str], run: Run, status: Phase) -> bool:
+    """End the runner's notebook if it was stopped, exited, idled or aged (saving it first when
+    asked); False once it ended."""
+    reason = reason_to_end(ctx, held, status)
+    if reason is None:
+        return True
+    deployment_id = held["deployment"]
+    saves = save_back.wanted(ctx, held)
+    if save_back.under_way(ctx, deployment_id) or (saves and save_back.locked(ctx, deployment_id)):
+        return True  # a save still reads the container (or failed a moment ago): end it after
+    claim = ctx.lifecycle.claim_end(run, name)
+    if claim is None:
+        return True
+    if saves:
+        if save_back.request(ctx, deployment_id, then_end=reason, run=run, claim=claim.token):
+            log.info("saving %s before it ends: %s", run, reason)
+        else:
+            ctx.lifecycle.keep(run, claim.token)  # a Save now started in between: end it after
+        return True  # the save ends it, or keeps it when it fails
+    log.info("ending %s: %s", run, reason)
+    steps.release(ctx, run, name, claim.token, Phase.STOPPED, reason)
+    return False
 
 
 class Supervisor(bootsteps.StartStopStep):
@@ -135,12 +162,16 @@ class Supervisor(bootsteps.StartStopStep):
         self.stop(c)
         ctx = get_context()
         held = ctx.runners.held(c.hostname)
-        if held.get("deployment") and save_back.wanted(ctx, held) and not _saved_before_shutdown(ctx, held):
+        run = Run(held["deployment"], int(held.get("run") or 0)) if held.get("deployment") else None
+        # its own steps are being stopped with it: their claim is taken over
+        claim = ctx.lifecycle.claim_end(run, c.hostname, take_over=True) if run else None
+        if run and claim and save_back.wanted(ctx, held) and not _saved_before_shutdown(ctx, held):
+            ctx.lifecycle.keep(run, claim.token)
             log.error("%s keeps the notebook of %s, whose changes could not be saved: start the "
                       "runner again under the same name to serve it", c.hostname, held["deployment"])
             return
-        if held.get("deployment"):
-            steps.release(ctx, held["deployment"], c.hostname, Phase.STOPPED, "The runner was shut down.")
+        if run and claim:
+            steps.release(ctx, run, c.hostname, claim.token, Phase.STOPPED, "The runner was shut down.")
         ctx.runners.retire(c.hostname)
 
 

@@ -30,8 +30,9 @@ from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import CloneError, DeployKeyError, PushRejected, SaveError
 from booklab.gitlab_client import DeployKeyRefused, GitLabClient, Project
-from booklab.keys import generate_keypair
-from booklab.steps import KNOWN_HOSTS, SAVE_TOKEN
+from booklab.keys import SAVE_TOKEN, generate_keypair
+from booklab.lifecycle import Run
+from booklab.steps import KNOWN_HOSTS
 from booklab.transient import as_booklab_error
 
 log = logging.getLogger(__name__)
@@ -77,18 +78,19 @@ def wanted(ctx: Context, held: dict[str, str]) -> bool:
     return True
 
 
-def request(ctx: Context, deployment_id: str, then_end: str = "", worker: str = "") -> bool:
+def request(ctx: Context, deployment_id: str, then_end: str = "", worker: str = "", run: Run | None = None,
+            claim: str = "") -> bool:
     """Have the runner that serves the deployment (or ``worker``, for a lost one) save its
-    notebook's changes, and then end it with ``then_end`` as the reason. False when a save
-    is queued or running already, or failed less than :data:`RETRY_AFTER` s ago (see
-    :func:`forget_failure`)."""
+    notebook's changes, and then end its ``run``, whose end ``claim`` holds, with ``then_end``
+    as the reason. False when a save is queued or running already, or failed less than
+    :data:`RETRY_AFTER` s ago (see :func:`forget_failure`)."""
     if not ctx.redis.set(schema.saving(deployment_id), SAVING, nx=True, ex=SAVE_LOCK_TTL):
         return False
     from booklab.tasks import app
 
     owner = ctx.deployments.record(deployment_id).get("runner", "")
     announce(ctx, deployment_id)
-    app.send_task("booklab.save", args=[deployment_id, then_end, owner],
+    app.send_task("booklab.save", args=[deployment_id, then_end, owner, run.id if run else "", claim],
                   queue=schema.runner_queue(worker or owner))
     return True
 
@@ -102,6 +104,11 @@ def announce(ctx: Context, deployment_id: str) -> None:
 def under_way(ctx: Context, deployment_id: str) -> bool:
     """Whether a save of the deployment is queued or running."""
     return ctx.redis.get(schema.saving(deployment_id)) == SAVING
+
+
+def locked(ctx: Context, deployment_id: str) -> bool:
+    """Whether a save is queued or running, or failed less than :data:`RETRY_AFTER` s ago."""
+    return bool(ctx.redis.exists(schema.saving(deployment_id)))
 
 
 def forget_failure(ctx: Context, deployment_id: str) -> None:
@@ -149,12 +156,12 @@ def unlock(ctx: Context, deployment_id: str) -> None:
 
 
 def report_failed(ctx: Context, deployment_id: str, reason: str) -> None:
-    """Record a save that failed: the notebook keeps running with its work (a Stop that
-    asked for the save is undone), and an automatic end tries again after RETRY_AFTER s."""
+    """Record a save that failed: the notebook keeps running with its work (the end that
+    asked for the save is called off by its claimant), and an automatic end tries again after
+    RETRY_AFTER s."""
     message = (f"Your changes could not be saved to GitLab: {reason} The notebook keeps running "
                "with your work: save again, or stop and discard your changes.")
     ctx.deployments.update(deployment_id, save_state=FAILED, save_message=message)
-    ctx.deployments.cancel_stop(deployment_id)
     ctx.redis.set(schema.saving(deployment_id), FAILED, ex=RETRY_AFTER)
 
 

@@ -6,14 +6,16 @@ TYPE   key                         meaning
 SET    runners                     runners declared
 STR    heartbeat:<runner>          set by a live runner, expires after 30 s
 HASH   runner:<runner>             the deployment a runner serves and its container
-HASH   status                      deployment -> current status (phases.Phase), until 7 days after its end
-HASH   deployment:<deployment>     project, ref, user, commit, image, runner, url, ...
+HASH   status                      deployment -> its current run's phase (phases.Phase), until 7 days after its end;
+                                   written only through booklab.lifecycle's checked moves
+HASH   deployment:<deployment>     the current run: run, project, ref, user, commit, image, runner, url, ending, ...
+STR    runseq:<deployment>         the number of the deployment's latest run (each launch is a new run)
+HASH   nextrun:<deployment>        a run requested while the current one ends, queued behind that end
 ZSET   queue                       deployments waiting for a runner, by arrival
 ZSET   ended                       deployments that ended, by time; status forgets them 7 days after
-LIST   log:<deployment>            the deployment's events as JSON, oldest first, capped; 7 days
-STR    logseq:<deployment>         how many events were ever written (the last event id); 7 days
-PUBSUB events:<deployment>         each event, "<id> <json>", for live readers
-STR    stop:<deployment>           a stop was asked for; the runner acts on it
+LIST   log:<run>                   a run's events as JSON, oldest first, capped; 7 days (<run>: "<deployment>#<n>")
+STR    logseq:<run>                how many events the run ever wrote (its last event id); 7 days
+PUBSUB events:<run>                each event of the run, "<id> <json>", for live readers
 STR    saving:<deployment>         a save back is queued or running ("saving"), or failed ("failed")
 STR    secret:<deployment>:<name>  an encrypted secret (private key, user token, Jupyter token), with TTL
 ZSET   keysweep                    deploy keys to remove again, "<project id> <title>", by due time
@@ -61,20 +63,30 @@ def deployment(deployment_id: str) -> str:
     return f"deployment:{deployment_id}"
 
 
-def log(deployment_id: str) -> str:
-    return f"log:{deployment_id}"
+def run_stream(deployment_id: str, number: int | str) -> str:
+    """The name of one run of a deployment, in the keys of its log: ``<deployment>#<n>``
+    (a deployment id ends with a user name, which holds no ``#``)."""
+    return f"{deployment_id}#{number}"
 
 
-def logseq(deployment_id: str) -> str:
-    return f"logseq:{deployment_id}"
+def log(stream: str) -> str:
+    return f"log:{stream}"
 
 
-def events(deployment_id: str) -> str:
-    return f"events:{deployment_id}"
+def logseq(stream: str) -> str:
+    return f"logseq:{stream}"
 
 
-def stop(deployment_id: str) -> str:
-    return f"stop:{deployment_id}"
+def events(stream: str) -> str:
+    return f"events:{stream}"
+
+
+def runseq(deployment_id: str) -> str:
+    return f"runseq:{deployment_id}"
+
+
+def next_run(deployment_id: str) -> str:
+    return f"nextrun:{deployment_id}"
 
 
 def saving(deployment_id: str) -> str:

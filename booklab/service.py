@@ -1,8 +1,9 @@
 """The programmatic entry to Booklab: request, follow, save and stop deployments.
 
 The web tier and the CLI call these; so do tests. Requesting checks the user's GitLab
-token, keeps it encrypted for the runner, and queues the deployment's chain, or joins the
-deployment when it is already queued, running or ready. When the user chose to save their
+token, keeps it encrypted for the runner, and queues a new run of the deployment, or joins
+its run already queued, running or ready; a request while the run is stopping queues a new
+run behind that end. When the user chose to save their
 changes back to GitLab, their token is kept (encrypted) while the notebook lives, and each
 of their requests refreshes it.
 """
@@ -17,8 +18,11 @@ from booklab import save_back, steps
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError
+from booklab.keys import SAVE_TOKEN, SECRETS
+from booklab.lifecycle import Outcome
+from booklab.lifecycle import Run
 from booklab.phases import Phase
-from booklab.queueing import announce_positions, leave_queue
+from booklab.queueing import announce_positions, queue_run
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,10 @@ class NotRunning(BooklabError):
 @dataclass(frozen=True)
 class Request:
     deployment: Deployment
-    #: False when the request joined a deployment already queued, running or ready
+    #: False when the request joined a run already queued, running or ready
     started: bool
+    #: the run it started or joined
+    run: Run
 
     @property
     def id(self) -> str:
@@ -44,35 +50,31 @@ class Request:
 
 def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str,
                        save_back: bool = False) -> Request:
-    """Deploy ``ref`` of ``project`` for the owner of ``gitlab_token``; with ``save_back``,
-    its changes are pushed to a new branch when it ends (a joined deployment too)."""
-    from booklab.tasks import deployment_chain
-
+    """Deploy ``ref`` of ``project`` for the owner of ``gitlab_token``: a new run, queued
+    (behind the end of the current run when that one is stopping), or the run already
+    queued or running; with ``save_back``, its changes are pushed to a new branch when it
+    ends (a joined run too)."""
     user = ctx.gitlab(gitlab_token).username()
     dep = Deployment(project, ref, user)
-    if not ctx.deployments.start_or_join(dep, ctx.slug(dep.id), save_back="1" if save_back else ""):
-        if save_back:
-            set_save_back(ctx, dep.id, True, gitlab_token)
-        return Request(dep, started=False)
-    if save_back:
-        _keep_token(ctx, dep.id, gitlab_token)
-    ctx.events.clear(dep.id)
-    ctx.vault.put(dep.id, steps.GITLAB_TOKEN, gitlab_token.encode(), ttl=ctx.config.token_ttl)
-    announce_positions(ctx, only=dep.id)
-    deployment_chain(dep.id).apply_async()
-    log.info("queued %s", dep.id)
-    return Request(dep, started=True)
+    token = gitlab_token.encode()
+    outcome, run = ctx.lifecycle.request(
+        dep, ctx.slug(dep.id), {"save_back": "1" if save_back else ""}, ctx.vault.seal(token), ctx.config.token_ttl,
+        ctx.vault.seal(token) if save_back else b"", ctx.config.token_ttl + ctx.config.notebook_max_lifetime)
+    if outcome is Outcome.STARTED:
+        queue_run(ctx, run)
+    log.info("%s %s", outcome.value, run)
+    return Request(dep, started=outcome is not Outcome.JOINED, run=run)
 
 
-def follow(ctx: Context, deployment_id: str, after: int = 0, timeout: float | None = None,
+def follow(ctx: Context, run: Run, after: int = 0, timeout: float | None = None,
            ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The deployment's events after id ``after`` as (id, event), live, until a final
-    phase or ``timeout``. The ``ready`` event carries the notebook's token; give this
-    only to the deployment's owner."""
-    for event in ctx.events.follow(deployment_id, after, timeout):
+    """The run's events after id ``after`` as (id, event), live, until a final phase or
+    ``timeout``. The ``ready`` event of the current run carries the notebook's token; give
+    this only to the deployment's owner."""
+    for event in ctx.events.follow(run.id, after, timeout):
         data = dict(event.data)
-        if event.phase is Phase.READY:
-            data["token"] = steps.notebook_token(ctx, deployment_id)
+        if event.phase is Phase.READY and ctx.lifecycle.current(run.deployment)[1] == run:
+            data["token"] = steps.notebook_token(ctx, run.deployment)
         yield event.id, data
 
 
@@ -85,13 +87,13 @@ def status(ctx: Context, deployment_id: str) -> Phase:
 
 def set_save_back(ctx: Context, deployment_id: str, enabled: bool, gitlab_token: str) -> None:
     """Choose whether the deployment's changes are saved back to GitLab when it ends."""
-    if not status(ctx, deployment_id).is_active:
+    if not status(ctx, deployment_id).is_joinable:
         raise NotRunning("This notebook has ended: there is nothing left to save.")
     ctx.deployments.update(deployment_id, save_back="1" if enabled else "")
     if enabled:
         _keep_token(ctx, deployment_id, gitlab_token)
     else:
-        ctx.vault.delete(deployment_id, steps.SAVE_TOKEN)
+        ctx.vault.delete(deployment_id, SAVE_TOKEN)
 
 
 def save_now(ctx: Context, deployment_id: str, gitlab_token: str) -> bool:
@@ -106,14 +108,15 @@ def save_now(ctx: Context, deployment_id: str, gitlab_token: str) -> bool:
 
 def _keep_token(ctx: Context, deployment_id: str, gitlab_token: str) -> None:
     """Keep the user's token for the saves of the deployment's whole life (its wait included)."""
-    ctx.vault.put(deployment_id, steps.SAVE_TOKEN, gitlab_token.encode(),
+    ctx.vault.put(deployment_id, SAVE_TOKEN, gitlab_token.encode(),
                   ttl=ctx.config.token_ttl + ctx.config.notebook_max_lifetime)
 
 
 def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: str | None = None) -> Phase:
-    """Stop a deployment: at once when still queued, else its runner stops the notebook
-    within ``runner/poll_interval`` seconds, after saving its changes when the user chose
-    that (unless ``discard``). Returns the status it had."""
+    """Stop a deployment: at once when still queued, else its run becomes ``stopping`` and
+    its runner ends it within ``runner/poll_interval`` seconds, after saving its changes when
+    the user chose that (unless ``discard``). A run queued behind an end is dropped too.
+    Returns the status it had."""
     current = status(ctx, deployment_id)
     if discard:
         ctx.deployments.update(deployment_id, save_back="")
@@ -122,11 +125,9 @@ def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: 
             _keep_token(ctx, deployment_id, gitlab_token)
         save_back.announce(ctx, deployment_id)  # the runner saves it before it ends it
     save_back.forget_failure(ctx, deployment_id)
-    if current.is_active:
-        ctx.deployments.request_stop(deployment_id)
-    if current is Phase.TODO:
-        leave_queue(ctx, deployment_id)
-        ctx.vault.delete(deployment_id, *steps.SECRETS)
-        ctx.deployments.ending(deployment_id, ctx.slug(deployment_id))
-        ctx.events.emit(deployment_id, Phase.STOPPED, "Stopped before a runner took it.")
-    return current
+    was, _ = ctx.lifecycle.stop(deployment_id)
+    if was is Phase.TODO:
+        ctx.vault.delete(deployment_id, *SECRETS)
+        ctx.deployments.forget_long_ended()
+        announce_positions(ctx)
+    return was or current

@@ -1,9 +1,9 @@
 """Deployment and runner state in Redis, on top of the key names in :mod:`booklab.schema`.
 
-``Deployments`` keeps each deployment's record, status and place in the queue, and
-decides atomically whether a request starts a deployment or joins one; a live
-deployment holds its notebook's host name (its slug), which no other deployment takes over. ``Runners`` keeps
-which runners are alive and what each one holds.
+``Deployments`` reads each deployment's record, status and place in the queue (their
+moves are :mod:`booklab.lifecycle`'s); a live deployment holds its notebook's host name (its
+slug), which no other deployment takes over. ``Runners`` keeps which runners are alive and
+what each one holds.
 """
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ import redis
 
 from booklab import schema
 from booklab.deployment import Deployment, InvalidDeployment
-from booklab.errors import BooklabError
 from booklab.phases import Phase
-
-
-class SlugTaken(BooklabError):
-    """Another live deployment holds the host name a new deployment would be served at."""
 
 
 #: how many statuses of long-ended deployments each end forgets at most
@@ -41,39 +36,6 @@ class Deployments:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._forget_ended = client.register_script(FORGET_ENDED)
-
-    def start_or_join(self, dep: Deployment, slug: str, **fields: str) -> bool:
-        """Queue ``dep``, to be served at ``<slug>.<fqdn>``, unless it is already queued,
-        running or ready; True when queued now. Raises :class:`SlugTaken` when another live
-        deployment holds ``slug``."""
-        key, slug_key = schema.deployment(dep.id), schema.slug(slug)
-        while True:
-            with self.redis.pipeline() as pipe:
-                try:
-                    pipe.watch(schema.STATUS, slug_key)
-                    current = pipe.hget(schema.STATUS, dep.id)
-                    if _is_active(current):
-                        pipe.reset()
-                        return False
-                    holder = pipe.get(slug_key)
-                    if holder not in (None, dep.id) and _is_active(pipe.hget(schema.STATUS, holder)):
-                        pipe.reset()
-                        raise SlugTaken(
-                            f"The notebook address {slug} is held by another notebook, so this one cannot "
-                            "be served there. This never happens by chance: tell your Booklab operator.")
-                    pipe.multi()
-                    pipe.delete(key, schema.stop(dep.id), schema.saving(dep.id))
-                    pipe.hset(key, mapping={"project": dep.project, "ref": dep.ref, "user": dep.user,
-                                            "requested_at": f"{time.time():.3f}", **fields})
-                    pipe.expire(key, schema.RECORD_TTL)
-                    pipe.set(slug_key, dep.id, ex=schema.RECORD_TTL)
-                    pipe.hset(schema.STATUS, dep.id, Phase.TODO.value)
-                    pipe.zrem(schema.ENDED, dep.id)
-                    pipe.zadd(schema.QUEUE, {dep.id: time.time()})
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue
 
     def record(self, deployment_id: str) -> dict[str, str]:
         return self.redis.hgetall(schema.deployment(deployment_id))
@@ -118,28 +80,12 @@ class Deployments:
         except InvalidDeployment:
             return None
 
-    def ending(self, deployment_id: str, slug: str, now: float | None = None) -> None:
-        """Just before the deployment's final event: give ``slug`` up, and note when it ended so
-        that its status is forgotten :data:`~booklab.schema.RECORD_TTL` later (its owner's list
-        shows it until then, like its log). Forgets the statuses of a few that ended before."""
+    def forget_long_ended(self, now: float | None = None) -> None:
+        """Forget the statuses of a few deployments that ended more than
+        :data:`~booklab.schema.RECORD_TTL` ago (their owner's list shows them until then, like their logs)."""
         now = time.time() if now is None else now
-        self.redis.zadd(schema.ENDED, {deployment_id: now})
         self._forget_ended(keys=[schema.ENDED, schema.STATUS],
                            args=[now - schema.RECORD_TTL, PRUNE_BATCH, Phase.FAILED.value, Phase.STOPPED.value])
-        self._forget_slug(slug, deployment_id)
-
-    def _forget_slug(self, slug: str, deployment_id: str) -> None:
-        key = schema.slug(slug)
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                if pipe.get(key) != deployment_id:
-                    return
-                pipe.multi()
-                pipe.delete(key)
-                pipe.execute()
-            except redis.WatchError:
-                pass  # another deployment took it since
 
     def queue_position(self, deployment_id: str) -> int | None:
         """1 for the next deployment a runner will take; None when not queued."""
@@ -153,16 +99,6 @@ class Deployments:
     def queued(self) -> list[str]:
         """The deployments waiting for a runner, next one first."""
         return self.redis.zrange(schema.QUEUE, 0, -1)
-
-    def request_stop(self, deployment_id: str) -> None:
-        self.redis.set(schema.stop(deployment_id), "1", ex=schema.RECORD_TTL)
-
-    def cancel_stop(self, deployment_id: str) -> None:
-        self.redis.delete(schema.stop(deployment_id))
-
-    def stop_requested(self, deployment_id: str) -> bool:
-        return bool(self.redis.exists(schema.stop(deployment_id)))
-
 
 
 def _is_active(status: str | None) -> bool:
@@ -190,10 +126,6 @@ class Runners:
             pipe.srem(schema.RUNNERS, name)
             pipe.delete(schema.heartbeat(name), schema.runner(name))
             pipe.execute()
-
-    def hold(self, name: str, deployment_id: str) -> None:
-        self.redis.hset(schema.runner(name), mapping={"deployment": deployment_id,
-                                                      "since": f"{time.time():.3f}"})
 
     def attach(self, name: str, **fields: str) -> None:
         self.redis.hset(schema.runner(name), mapping=fields)

@@ -3,8 +3,10 @@
 
 Each takes the process :class:`~booklab.context.Context`, the deployment id and the name
 of the runner doing the work; each reads and writes the deployment's record in Redis and
-writes its progress to the deployment's log. ``release`` undoes what the steps
-left behind (deploy key, secrets, checkout, route, container) whatever step stopped.
+writes its progress to the run's log (a step of a run that was stopped meanwhile finds out
+there: :class:`~booklab.lifecycle.Moved`). ``end`` claims a run's end and ``release`` undoes
+what the steps left behind (deploy key, secrets, checkout, route, container) whatever step
+stopped.
 """
 
 from __future__ import annotations
@@ -34,18 +36,13 @@ from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError, BuildError
 from booklab.gitlab_client import DeployKeyRefused
-from booklab.keys import generate_keypair
+from booklab.keys import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN, SAVE_TOKEN, generate_keypair
 from booklab.phases import Phase
-from booklab.queueing import leave_queue
+from booklab.lifecycle import Run
+from booklab.queueing import leave_queue, queue_run
 
 log = logging.getLogger(__name__)
 
-GITLAB_TOKEN = "gitlab-token"
-DEPLOY_KEY = "deploy-key"
-NOTEBOOK_TOKEN = "notebook-token"
-#: the user's GitLab token, kept while the notebook lives when its changes are to be saved back
-SAVE_TOKEN = "save-token"
-SECRETS = (GITLAB_TOKEN, DEPLOY_KEY, NOTEBOOK_TOKEN, SAVE_TOKEN)
 KNOWN_HOSTS = "known_hosts"
 
 
@@ -60,15 +57,14 @@ def checkout_dir(ctx: Context, deployment_id: str) -> Path:
     return Path(ctx.config.tmpdir) / "booklab-checkouts" / ctx.slug(deployment_id)
 
 
-def provision_key(ctx: Context, deployment_id: str, runner: str) -> None:
-    """Claim the deployment for ``runner``, resolve the branch to a commit and, unless the
+def provision_key(ctx: Context, run: Run, runner: str) -> None:
+    """Note that ``runner`` took the run (it claimed it), resolve the branch to a commit and, unless the
     commit's image exists already, add a read-only deploy key (or fall back to HTTPS)."""
+    deployment_id = run.deployment
     dep = Deployment.from_id(deployment_id)
-    leave_queue(ctx, deployment_id)
-    ctx.deployments.update(deployment_id, runner=runner, started_at=f"{time.time():.3f}")
-    log.info("%s took %s", runner, deployment_id)
     # the runner's name tells its host: it stays in the record and the runner's own log
-    ctx.events.emit(deployment_id, Phase.FETCHING, "A runner took the deployment.")
+    ctx.deployments.update(deployment_id, runner=runner, started_at=f"{time.time():.3f}")
+    log.info("%s took %s", runner, run)
     git.check_branch_name(dep.ref)
     gl = ctx.gitlab(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
     project = gl.project(dep.project)
@@ -80,7 +76,7 @@ def provision_key(ctx: Context, deployment_id: str, runner: str) -> None:
         ctx.deployments.update(deployment_id, cached="1")
         ctx.vault.delete(deployment_id, GITLAB_TOKEN)
         return
-    ctx.events.emit(deployment_id, Phase.FETCHING, f"Branch {dep.ref} is at commit {commit[:12]}.")
+    ctx.lifecycle.say(run, Phase.FETCHING, f"Branch {dep.ref} is at commit {commit[:12]}.")
     method = ctx.config.clone_method
     if method == "ssh":
         keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
@@ -92,19 +88,20 @@ def provision_key(ctx: Context, deployment_id: str, runner: str) -> None:
             gl.add_deploy_key(project, title, keys.public_openssh)
         except DeployKeyRefused:
             ctx.deployments.update(deployment_id, deploy_key_title="")
-            ctx.events.emit(deployment_id, Phase.FETCHING,
+            ctx.lifecycle.say(run, Phase.FETCHING,
                             "GitLab refused a deploy key (your role is below Maintainer): "
                             "cloning over HTTPS with your own token instead.")
             method = "https"
         else:
             ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)
-            ctx.events.emit(deployment_id, Phase.FETCHING, "Added a read-only deploy key to the project.")
+            ctx.lifecycle.say(run, Phase.FETCHING, "Added a read-only deploy key to the project.")
     ctx.deployments.update(deployment_id, clone_method=method)
 
 
-def clone(ctx: Context, deployment_id: str, runner: str) -> None:
+def clone(ctx: Context, run: Run, runner: str) -> None:
     """Clone the branch with the deploy key (or the user's token), then remove the key
     from GitLab and every secret from Redis."""
+    deployment_id = run.deployment
     record = ctx.deployments.record(deployment_id)
     if record.get("cached"):
         return
@@ -119,10 +116,10 @@ def clone(ctx: Context, deployment_id: str, runner: str) -> None:
     else:
         credentials = git.HttpsCredentials(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
         url = record["http_url"]
-    ctx.events.emit(deployment_id, Phase.FETCHING, f"Cloning {record['project']} at {record['ref']}...")
+    ctx.lifecycle.say(run, Phase.FETCHING, f"Cloning {record['project']} at {record['ref']}...")
     with _neutral_errors(dest):
         for line in git.clone(url, record["ref"], dest, credentials):
-            ctx.events.emit(deployment_id, Phase.FETCHING, _neutral(line, dest))
+            ctx.lifecycle.say(run, Phase.FETCHING, _neutral(line, dest))
     # a failed clone keeps the key for its next try; release() revokes it when none is left
     revoke_secrets(ctx, deployment_id)
     if isinstance(credentials, git.SshCredentials) and not ctx.config.gitlab_known_hosts:
@@ -138,16 +135,17 @@ def clone(ctx: Context, deployment_id: str, runner: str) -> None:
             ctx.config.image_prefix, record["project"], commit))
 
 
-def build(ctx: Context, deployment_id: str, runner: str) -> None:
+def build(ctx: Context, run: Run, runner: str) -> None:
     """Build the commit's image with repo2docker, unless it exists already."""
+    deployment_id = run.deployment
     record = ctx.deployments.record(deployment_id)
     image = record["image"]
     dest = checkout_dir(ctx, deployment_id)
     if record.get("cached") or builder.image_exists(ctx.docker, image):
-        ctx.events.emit(deployment_id, Phase.BUILT, "Found built image, launching...")
+        ctx.lifecycle.say(run, Phase.BUILT, "Found built image, launching...")
         shutil.rmtree(dest, ignore_errors=True)
         return
-    ctx.events.emit(deployment_id, Phase.BUILDING, f"Building image {image}")
+    ctx.lifecycle.say(run, Phase.BUILDING, f"Building image {image}")
     labels = {"booklab.project": record["project"], "booklab.commit": record["commit"],
               notebook_settings.LABEL: record.get("settings") or "{}"}
     started = time.monotonic()
@@ -155,7 +153,7 @@ def build(ctx: Context, deployment_id: str, runner: str) -> None:
         with _neutral_errors(dest):
             for line in builder.build_image(dest, image, timeout=ctx.config.build_timeout,
                                             memory_limit=ctx.config.build_memory, labels=labels):
-                ctx.events.emit(deployment_id, Phase.BUILDING, _neutral(line, dest))
+                ctx.lifecycle.say(run, Phase.BUILDING, _neutral(line, dest))
     except BuildError:
         ctx.docker.ping()  # a Docker Engine that went away is worth another try, a bad repository not
         raise
@@ -189,13 +187,14 @@ def _neutral_errors(checkout: Path) -> Iterator[None]:
         raise type(e)(told) from e
 
 
-def run(ctx: Context, deployment_id: str, runner: str) -> None:
+def run(ctx: Context, run: Run, runner: str) -> None:
     """Start the notebook container with a fresh token, wait until it answers, then
     until it answers through its route."""
+    deployment_id = run.deployment
     record = ctx.deployments.record(deployment_id)
     slug = ctx.slug(deployment_id)
-    settings = _notebook_settings(ctx, deployment_id, record["image"])
-    ctx.events.emit(deployment_id, Phase.LAUNCHING, "Launching the notebook server...")
+    settings = _notebook_settings(ctx, run, record["image"])
+    ctx.lifecycle.say(run, Phase.LAUNCHING, "Launching the notebook server...")
     started = time.monotonic()
     if ctx.config.notebook_network:  # checked at the runner's start too, but Docker may not have answered then
         notebook_network.ensure_isolated(ctx.docker, ctx.config.notebook_network)
@@ -217,24 +216,25 @@ def run(ctx: Context, deployment_id: str, runner: str) -> None:
     metrics.observe(ctx.redis, "launch", time.monotonic() - started)
 
 
-def _notebook_settings(ctx: Context, deployment_id: str, image: str) -> notebook_settings.Effective:
+def _notebook_settings(ctx: Context, run: Run, image: str) -> notebook_settings.Effective:
     """The settings the image's repository asked for, within the operator's maxima; says in
     the log what it capped."""
     label = ctx.docker.images.get(image).labels.get(notebook_settings.LABEL) or "{}"
     settings = notebook_settings.for_notebook(notebook_settings.NotebookSettings.from_label(label), ctx.config)
     for note in settings.notes:
-        ctx.events.emit(deployment_id, Phase.LAUNCHING, note[0].upper() + note[1:])
-    ctx.deployments.update(deployment_id, urlpath=settings.urlpath)
+        ctx.lifecycle.say(run, Phase.LAUNCHING, note[0].upper() + note[1:])
+    ctx.deployments.update(run.deployment, urlpath=settings.urlpath)
     return settings
 
 
-def register_token(ctx: Context, deployment_id: str, runner: str) -> None:
+def register_token(ctx: Context, run: Run, runner: str) -> None:
     """Publish the notebook's token and announce ``ready``."""
+    deployment_id = run.deployment
     record = ctx.deployments.record(deployment_id)
     ctx.deployments.update(deployment_id, ready_at=f"{time.time():.3f}")
     # the token is added by whoever serves the event to its owner, never kept in the log
     extra = {"urlpath": record["urlpath"]} if record.get("urlpath") else {}
-    ctx.events.emit(deployment_id, Phase.READY, f"server running at {record['url']}",
+    ctx.lifecycle.say(run, Phase.READY, f"server running at {record['url']}",
                     url=record["url"], image=record["image"], **extra)
 
 
@@ -254,18 +254,32 @@ def revoke_secrets(ctx: Context, deployment_id: str) -> None:
         ctx.vault.delete(deployment_id, GITLAB_TOKEN, DEPLOY_KEY)
 
 
-def release(ctx: Context, deployment_id: str, runner: str, phase: Phase, message: str) -> None:
-    """End the deployment in ``phase`` (failed or stopped): remove what it left behind and
-    free the runner."""
+def end(ctx: Context, run: Run, runner: str, phase: Phase, message: str, take_over: bool = False) -> bool:
+    """Claim the end of ``run``, which ``runner`` holds, and :func:`release` it in ``phase``;
+    False when someone else ends it (or it is over). ``take_over``: the claim of a lost or
+    restarted runner's process is taken over."""
+    claim = ctx.lifecycle.claim_end(run, runner, take_over=take_over)
+    if claim is None:
+        return False
+    release(ctx, run, runner, claim.token, phase, message)
+    return True
+
+
+def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, message: str) -> None:
+    """End the run whose end ``claim`` holds in ``phase`` (failed or stopped): remove what it
+    left behind, free its runner, and queue the run that waited for this end, if any."""
+    deployment_id = run.deployment
     revoke_secrets(ctx, deployment_id)
     ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN, SAVE_TOKEN)
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
-    slug = ctx.slug(deployment_id)
-    ctx.routes.remove(slug)
+    ctx.routes.remove(ctx.slug(deployment_id))
     container = ctx.deployments.record(deployment_id).get("container")
     if container:
         launcher.stop(ctx.docker, container)
     leave_queue(ctx, deployment_id)
-    ctx.deployments.ending(deployment_id, slug)  # before its end, when a new request may start it again
-    ctx.events.emit(deployment_id, phase, message)
+    behind = ctx.lifecycle.finish(run, claim, phase, message)
+    ctx.deployments.forget_long_ended()
     ctx.runners.release(runner, deployment_id)
+    if behind is not None:
+        log.info("%s ended; %s queued behind it starts", run, behind)
+        queue_run(ctx, behind)

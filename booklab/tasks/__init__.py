@@ -9,6 +9,7 @@ from celery.signals import worker_process_init
 from booklab import schema
 from booklab.config import Config
 from booklab.context import set_context
+from booklab.lifecycle import Run
 
 app = Celery("booklab", include=["booklab.tasks.pipeline", "booklab.tasks.saving"])
 app.config_from_object("celeryconfig")
@@ -42,12 +43,13 @@ def _forget_broker_connections() -> None:
     app.amqp._producer_pool = None
 
 
-def deployment_chain(deployment_id: str):
-    """provision key -> clone -> build -> run -> register token."""
+def deployment_chain(run: Run):
+    """provision key -> clone -> build -> run -> register token, for one run of a deployment
+    (each task carries the run's id, ``<deployment>#<n>``)."""
     from booklab.tasks import pipeline
 
     return chain(
-        pipeline.provision_key.s(deployment_id).set(queue=schema.DEPLOYMENTS_QUEUE),
+        pipeline.provision_key.s(run.id).set(queue=schema.DEPLOYMENTS_QUEUE),
         pipeline.clone.s(),
         pipeline.build.s(),
         pipeline.run.s(),

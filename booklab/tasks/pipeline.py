@@ -1,5 +1,6 @@
 """The thin Celery tasks of a deployment: each runs one step of :mod:`booklab.steps` for a
-deployment id and passes the id on; a failure ends the deployment with a ``failed``
+run (``<deployment>#<n>``) and passes the run's id on; a stopped run ends at its next step
+(or at its next event) with ``stopped``; a failure ends the deployment with a ``failed``
 event that says what to do, and frees the runner."""
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from booklab import schema, steps
 from booklab.context import Context, get_context
 from booklab.errors import BooklabError
 from booklab.phases import Phase
-from booklab.queueing import leave_queue
+from booklab.lifecycle import Moved, Run
+from booklab.queueing import announce_positions
 from booklab.tasks import app
 from booklab.transient import as_booklab_error, backoff
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[Context, str, str], None]
+Step = Callable[[Context, Run, str], None]
 CLAIM_TRIES = 3
 
 
@@ -33,68 +35,77 @@ def _first_run(client: redis.Redis, task: Task) -> bool:
     return bool(client.set(key, "1", nx=True, ex=schema.TASKRUN_TTL))
 
 
-def _run_step(task: Task, step: Step, deployment_id: str, claim: bool = False) -> str:
+def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
     ctx = get_context()
-    runner = task.request.hostname
-    if claim and ctx.runners.held(runner).get("deployment") not in (None, deployment_id):
+    runner, run = task.request.hostname, Run.parse(run_id)
+    if claim and ctx.runners.held(runner).get("deployment") not in (None, run.deployment):
         # taken in the instant a runner that serves a notebook reconnected to the broker
-        log.warning("%s serves a notebook already; %s goes back to the queue", runner, deployment_id)
+        log.warning("%s serves a notebook already; %s goes back to the queue", runner, run)
         _stop_taking_deployments(runner)
         raise Reject("the runner serves a notebook already", requeue=True)
     if not _first_run(ctx.redis, task):
-        log.warning("%s for %s was delivered again; it already ran", task.name, deployment_id)
+        log.warning("%s for %s was delivered again; it already ran", task.name, run)
         raise Ignore()
     try:
         if claim and not task.request.retries:
-            _claim(ctx, runner, deployment_id)
-        if ctx.deployments.stop_requested(deployment_id):
-            steps.release(ctx, deployment_id, runner, Phase.STOPPED, "Stopped on request.")
-            raise Ignore()
-        step(ctx, deployment_id, runner)
+            _claim(ctx, runner, run)
+        status, current, _ = ctx.lifecycle.current(run.deployment)
+        if current != run or status is None or not status.is_joinable:
+            _end_stopped(ctx, run, runner)
+        step(ctx, run, runner)
     except Ignore:
         raise
+    except Moved as moved:  # stopped while the step ran (or a move the table does not know: a bug)
+        if moved.current == run.number and moved.phase is Phase.STOPPING:
+            _end_stopped(ctx, run, runner)
+        if moved.current == run.number and moved.phase is not None and moved.phase.is_active:
+            steps.end(ctx, run, runner, Phase.FAILED, f"Booklab failed unexpectedly while running {task.name}: "
+                      "try again, and tell the operator if it happens again.")
+        raise Ignore() from None
     except Exception as exc:  # every failure ends in a retry or in a final event
         error = as_booklab_error(exc)
         if error is None:
-            log.exception("%s crashed for %s", task.name, deployment_id)
-            steps.release(ctx, deployment_id, runner, Phase.FAILED,
-                          f"Booklab failed unexpectedly while running {task.name}: "
-                          "try again, and tell the operator if it happens again.")
+            log.exception("%s crashed for %s", task.name, run)
+            steps.end(ctx, run, runner, Phase.FAILED,
+                      f"Booklab failed unexpectedly while running {task.name}: "
+                      "try again, and tell the operator if it happens again.")
             raise Ignore() from None
         message = str(error)
         if error.transient:
-            _retry_later(task, ctx, deployment_id, runner, error)
+            _retry_later(task, ctx, run, runner, error)
             message += f" Gave up after {ctx.config.retry_attempts} tries."
-        log.info("%s failed for %s: %s", task.name, deployment_id, message)
-        steps.release(ctx, deployment_id, runner, Phase.FAILED, message)
+        log.info("%s failed for %s: %s", task.name, run, message)
+        steps.end(ctx, run, runner, Phase.FAILED, message)
         raise Ignore() from None
-    return deployment_id
+    return run_id
 
 
-def _retry_later(task: Task, ctx: Context, deployment_id: str, runner: str, error: BooklabError) -> None:
-    """Send the step again to this runner after a backoff, telling the deployment's log;
-    returns only when the tries are used up (the error then ends the deployment)."""
+def _end_stopped(ctx: Context, run: Run, runner: str) -> None:
+    """The run was stopped (or is over): end it, unless someone else does; the chain goes no further."""
+    steps.end(ctx, run, runner, Phase.STOPPED, "Stopped on request.")
+    raise Ignore()
+
+
+def _retry_later(task: Task, ctx: Context, run: Run, runner: str, error: BooklabError) -> None:
+    """Send the step again to this runner after a backoff, telling the run's log; returns
+    only when the tries are used up (the error then ends the deployment)."""
     tries, config = task.request.retries + 1, ctx.config
     if tries >= config.retry_attempts:
         return
     delay = backoff(task.request.retries, config.retry_first_delay, config.retry_max_delay)
-    log.warning("%s for %s: %s; try %d of %d in %.1f s", task.name, deployment_id, error,
+    log.warning("%s for %s: %s; try %d of %d in %.1f s", task.name, run, error,
                 tries + 1, config.retry_attempts, delay)
-    phase = ctx.deployments.status(deployment_id)
-    if phase in (None, Phase.TODO):
-        phase = Phase.FETCHING
-    ctx.events.emit(deployment_id, phase,
-                    f"{error} Trying again in {delay:.1f} s (try {tries + 1} of {config.retry_attempts}).")
+    phase = ctx.deployments.status(run.deployment) or Phase.FETCHING
+    ctx.lifecycle.say(run, phase, f"{error} Trying again in {delay:.1f} s (try {tries + 1} of {config.retry_attempts}).")
     # shown in Flower as a retry of the task, with the error
     raise task.retry(exc=error, countdown=delay, max_retries=None, queue=schema.runner_queue(runner))
 
 
-def _claim(ctx: Context, runner: str, deployment_id: str) -> None:
-    """Hold the deployment and stop taking new ones until its notebook ends."""
-    if ctx.deployments.status(deployment_id) is not Phase.TODO:
-        leave_queue(ctx, deployment_id)
+def _claim(ctx: Context, runner: str, run: Run) -> None:
+    """Hold the run and stop taking new ones until its notebook ends."""
+    if not ctx.lifecycle.claim(run, runner):
         raise Ignore()  # stopped, or taken already, while it waited
-    ctx.runners.hold(runner, deployment_id)
+    announce_positions(ctx)
     _stop_taking_deployments(runner)
 
 
@@ -111,25 +122,25 @@ def _stop_taking_deployments(runner: str) -> None:
 
 
 @app.task(bind=True, name="booklab.provision_key", time_limit=180)
-def provision_key(self: Task, deployment_id: str) -> str:
-    return _run_step(self, steps.provision_key, deployment_id, claim=True)
+def provision_key(self: Task, run_id: str) -> str:
+    return _run_step(self, steps.provision_key, run_id, claim=True)
 
 
 @app.task(bind=True, name="booklab.clone", time_limit=900)
-def clone(self: Task, deployment_id: str) -> str:
-    return _run_step(self, steps.clone, deployment_id)
+def clone(self: Task, run_id: str) -> str:
+    return _run_step(self, steps.clone, run_id)
 
 
 @app.task(bind=True, name="booklab.build")
-def build(self: Task, deployment_id: str) -> str:
-    return _run_step(self, steps.build, deployment_id)
+def build(self: Task, run_id: str) -> str:
+    return _run_step(self, steps.build, run_id)
 
 
 @app.task(bind=True, name="booklab.run")
-def run(self: Task, deployment_id: str) -> str:
-    return _run_step(self, steps.run, deployment_id)
+def run(self: Task, run_id: str) -> str:
+    return _run_step(self, steps.run, run_id)
 
 
 @app.task(bind=True, name="booklab.register_token", time_limit=60)
-def register_token(self: Task, deployment_id: str) -> str:
-    return _run_step(self, steps.register_token, deployment_id)
+def register_token(self: Task, run_id: str) -> str:
+    return _run_step(self, steps.register_token, run_id)

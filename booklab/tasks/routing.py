@@ -1,19 +1,22 @@
 """Where each step's message goes: the first to every idle runner, the others to the
-runner that took the deployment (its clone is on that runner's disk)."""
+runner that took the run (its clone is on that runner's disk). Steps carry a run's id,
+``<deployment>#<n>``; a save names its queue itself."""
 
 from __future__ import annotations
 
 from booklab import schema
 from booklab.context import get_context
+from booklab.lifecycle import Run
 
 FIRST_STEP = "booklab.provision_key"
+LATER_STEPS = ("booklab.clone", "booklab.build", "booklab.run", "booklab.register_token")
 
 
 def route_step(name, args, kwargs, options, task=None, **kw):
     if name == FIRST_STEP:
         return {"queue": schema.DEPLOYMENTS_QUEUE}
-    if name.startswith("booklab.") and args:
-        runner = get_context().deployments.record(args[0]).get("runner")
+    if name in LATER_STEPS and args:
+        runner = get_context().deployments.record(Run.parse(args[0]).deployment).get("runner")
         if runner:
             return {"queue": schema.runner_queue(runner)}
     return None

@@ -11,6 +11,7 @@ from celery import Task
 
 from booklab import save_back, steps
 from booklab.context import get_context
+from booklab.lifecycle import Run
 from booklab.phases import Phase
 from booklab.tasks import app
 
@@ -20,19 +21,24 @@ log = logging.getLogger(__name__)
 # the soft limit raises inside the save, whose clean-up (its deploy key) then runs
 @app.task(bind=True, name="booklab.save", soft_time_limit=save_back.SAVE_LOCK_TTL - 60,
           time_limit=save_back.SAVE_LOCK_TTL)
-def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "") -> str:
-    """``owner``: the runner that holds the notebook, when it is not this one (it was lost)."""
+def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", run_id: str = "",
+         claim: str = "") -> str:
+    """``owner``: the runner that holds the notebook, when it is not this one (it was lost);
+    ``run_id`` and ``claim``: the run whose end waits for this save, and the claim of that end."""
     ctx, runner = get_context(), self.request.hostname
     owner = owner or runner
+    run = Run.parse(run_id) if run_id else None
     if ctx.runners.held(owner).get("deployment") != deployment_id:
         log.info("%s no longer serves %s: nothing to save", owner, deployment_id)
         save_back.unlock(ctx, deployment_id)
         return "gone"
     message = save_back.save_and_report(ctx, deployment_id)
     if message is None:
+        if run:
+            ctx.lifecycle.keep(run, claim)
         return save_back.FAILED
-    if then_end:
-        steps.release(ctx, deployment_id, owner, Phase.STOPPED, f"{then_end} {message}")
+    if then_end and run:
+        steps.release(ctx, run, owner, claim, Phase.STOPPED, f"{then_end} {message}")
         if owner != runner:
             ctx.runners.retire(owner)  # reaped: saved and ended, the lost runner is forgotten
     save_back.unlock(ctx, deployment_id)

@@ -20,7 +20,7 @@ from booklab import config as config_module
 from booklab.config import Config
 from booklab.context import Context, set_context
 from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NotFound
-from booklab.state import SlugTaken
+from booklab.lifecycle import SlugTaken
 from booklab.web import (
     api,
     auth,

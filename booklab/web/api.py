@@ -10,13 +10,17 @@ GET      /api/user                             who the token or session belongs 
 GET      /api/deployments                      my deployments
 POST     /api/deployments                      {"project", "ref", "save_back"}: launch (201) or join (200)
 GET      /api/deployments/<id>                 one of mine
-POST     /api/deployments/<id>/stop            stop it (202); {"discard": true}: without saving
+POST     /api/deployments/<id>/stop            stop it (202, status ``stopping`` until it is ``stopped``);
+                                               {"discard": true}: without saving
 POST     /api/deployments/<id>/retry           launch it again (201), or join it if active
 POST     /api/deployments/<id>/save            push its changes to GitLab now (202)
 POST     /api/deployments/<id>/save_back       {"enabled": bool}: save its changes when it ends
 =======  ====================================  ==========================================
 
-``save_back`` is whether the notebook's changes are pushed to a new branch when it ends;
+Each launch of a deployment is a *run*: ``run`` is the number of the current one, ``next_run``
+that of a run queued behind the end of a run that is stopping, and a launch answers the run
+it started or joined (``requested_run``); its events are ``events`` with ``Last-Event-ID:
+<run>.0``. ``save_back`` is whether the notebook's changes are pushed to a new branch when it ends;
 ``save`` is the last save's ``state`` (saving, saved, unchanged, failed), ``message``,
 ``branch``, ``merge_request_url`` and ``saved_at``.
 
@@ -54,6 +58,11 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
     out: dict[str, Any] = {"id": dep.id, "project": dep.project, "ref": dep.ref, "user": dep.user,
                            "status": status.value, "page": base + launch_path(dep.project, dep.ref),
                            "events": base + stream_path(dep.project, dep.ref)}
+    if record.get("run"):
+        out["run"] = int(record["run"])
+    pending = ctx.lifecycle.pending(dep.id)
+    if pending is not None:
+        out["next_run"] = pending.number
     if status is Phase.TODO:
         out["position"] = ctx.deployments.queue_position(dep.id)
     if status is Phase.READY and record.get("url"):
@@ -99,10 +108,11 @@ def _launch(user: auth.WebUser, project: str, ref: str, save_back: bool = False)
     if refused is not None:
         return refused
     requested = service.request_deployment(context(), project, ref, user.token, save_back=save_back)
-    log.info("%s launched %s through the API (%s)", user.username, requested.id,
+    log.info("%s launched %s through the API (%s)", user.username, requested.run,
              "new" if requested.started else "joined")
     status = context().deployments.status(requested.id) or Phase.TODO
-    body = {**describe(requested.deployment, status), "started": requested.started}
+    body = {**describe(requested.deployment, status), "started": requested.started,
+            "requested_run": requested.run.number}
     return jsonify(body), 201 if requested.started else 200
 
 

@@ -3,10 +3,12 @@
 and ``/badge.svg``.
 
 The event stream is BinderHub's: ``id:`` and ``data: {json}`` per event, a ``:keepalive``
-comment every 25 s, the token only in the owner's ``ready`` event. A stream opened
-without ``Last-Event-ID`` for a deployment that is not queued or running starts it (as
-BinderHub's ``/build`` does); a reconnecting one (``Last-Event-ID``) only resumes after the
-last event it saw, never starting a second build.
+comment every 25 s, the token only in the owner's ``ready`` event. It is the stream of one
+run: ids are ``<run>.<event>``. A stream opened without ``Last-Event-ID`` for a deployment
+that is not queued or running starts a new run (as BinderHub's ``/build`` does; behind the
+end of one that is stopping); a reconnecting one (``Last-Event-ID``) only resumes its run
+after the last event it saw, never starting a second build, and a run that ended meanwhile
+gives its final event.
 
 The session cookie alone starts a deployment only for a request from a Booklab page or a
 launch link the user clicked (:mod:`booklab.web.fetch_site`): else the launch page asks for
@@ -29,6 +31,7 @@ from booklab import save_back, service
 from booklab.context import Context
 from booklab.deployment import Deployment, InvalidDeployment
 from booklab.errors import BooklabError, GitLabError, NotFound
+from booklab.lifecycle import Run
 from booklab.phases import Phase
 from booklab.web import auth, csrf, fetch_site, gitlab
 from booklab.web.gitlab import NoAccess
@@ -88,11 +91,12 @@ def launch_page(_spec: str) -> Any:
     base = request.host_url.rstrip("/")
     deployments = context().deployments
     status = deployments.status(dep.id)
-    if (status is None or not status.is_active) and not (fetch_site.from_booklab() or fetch_site.clicked_navigation()):
+    if (status is None or not status.is_joinable) and not (fetch_site.from_booklab() or fetch_site.clicked_navigation()):
         return render_template("confirm_launch.html", project=project, ref=ref, urlpath=_urlpath()), 200
-    # queued or running: the page only follows it (it cannot start a second one even if
-    # it ends before the page connects); else the page's stream launches it
-    follow_only = "?last_event_id=0" if status is not None and status.is_active else ""
+    # queued or running: the page only follows its run (it cannot start a second one even if
+    # it ends before the page connects); else the page's stream launches one
+    latest = context().lifecycle.latest(dep.id)
+    follow_only = f"?last_event_id={latest.number}.0" if status is not None and status.is_joinable and latest else ""
     return render_template(
         "deploy.html", project=project, ref=ref, deployment_id=dep.id,
         stream_url=base + stream_path(project, ref) + follow_only,
@@ -106,32 +110,36 @@ def launch_page(_spec: str) -> Any:
         save_states={"SAVING": save_back.SAVING, "SAVED": save_back.SAVED, "FAILED": save_back.FAILED})
 
 
-def _last_event_id() -> int | None:
+def _last_event_id() -> tuple[int | None, int] | None:
+    """(run, event id) from ``Last-Event-ID`` (or ``?last_event_id=``): ``<run>.<event>``, or a bare
+    event id of the latest run; None when there is none."""
     value = request.headers.get("Last-Event-ID", "").strip() or request.args.get("last_event_id", "").strip()
-    return int(value) if value.isdigit() else None
+    run, dot, event = value.rpartition(".")
+    if dot and run.isdigit() and event.isdigit():
+        return int(run), int(event)
+    return (None, int(value)) if value.isdigit() else None
 
 
-def sse(data: dict[str, Any], event_id: int | None = None) -> str:
+def sse(data: dict[str, Any], event_id: str | None = None) -> str:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}data: {json.dumps(data)}\n\n"
 
 
-def event_stream(ctx: Context, deployment_id: str, after: int, keepalive: float,
-                 first: str = "") -> Iterator[str]:
-    """The deployment's events after ``after`` as server-sent events, and a keepalive
-    comment whenever ``keepalive`` seconds passed without sending anything, until a
+def event_stream(ctx: Context, run: Run, after: int, keepalive: float, first: str = "") -> Iterator[str]:
+    """The run's events after ``after`` as server-sent events (ids ``<run>.<event>``), and a
+    keepalive comment whenever ``keepalive`` seconds passed without sending anything, until a
     final phase. (A client that went away is noticed at the next write.)"""
     if first:
         yield first
     last, sent_at = after, time.monotonic()
     while True:
         wait = max(0.05, keepalive - (time.monotonic() - sent_at))
-        for event_id, data in service.follow(ctx, deployment_id, after=last, timeout=wait):
+        for event_id, data in service.follow(ctx, run, after=last, timeout=wait):
             last = event_id
             if Phase(data["phase"]).is_final:
-                yield sse({**data, "deployment": deployment_id}, event_id)
+                yield sse({**data, "deployment": run.deployment, "run": run.number}, f"{run.number}.{event_id}")
                 return
-            yield sse(data, event_id)
+            yield sse(data, f"{run.number}.{event_id}")
             sent_at = time.monotonic()
         if time.monotonic() - sent_at >= keepalive:
             yield ":keepalive\n\n"
@@ -157,19 +165,27 @@ def build_stream(_spec: str) -> Response:
         dep = Deployment(project, ref, user.username)
     except InvalidDeployment as e:
         return _failed(str(e))
-    after = _last_event_id()
-    status = ctx.deployments.status(dep.id)
-    if after is not None and (status is None or not status.is_active) and not ctx.events.read(dep.id, after):
-        # a reconnect after the final event: 204 tells an EventSource to stop reconnecting
-        return Response(status=204)
-    if after is None and (status is None or not status.is_active):
+    resume = _last_event_id()
+    status, current, _ = ctx.lifecycle.current(dep.id)
+    run = ctx.lifecycle.latest(dep.id)
+    if resume is not None:
+        number, after = resume
+        run = Run(dep.id, number) if number is not None else run
+        live = run is not None and ((run == current and status is not None and status.is_active)
+                                    or run == ctx.lifecycle.pending(dep.id))
+        if run is None or (not live and not ctx.events.read(run.id, after)):
+            # a reconnect after the final event: 204 tells an EventSource to stop reconnecting
+            return Response(status=204)
+        keepalive = float(current_app.config["BOOKLAB_KEEPALIVE"])
+        return _stream(event_stream(ctx, run, after, keepalive, first="retry: 2000\n\n"))
+    if status is None or not status.is_joinable:  # none, over, or ending: a new run
         if not csrf.token_authenticated() and not fetch_site.from_booklab():
             log.info("a request for %s from elsewhere (%s) started nothing", dep.id,
                      request.headers.get("Sec-Fetch-Site") or "no Sec-Fetch-Site")
             return _failed(fetch_site.refusal())
         try:
             gitlab.launchable(ctx, user.token, project, ref)
-            service.request_deployment(ctx, project, ref, user.token)
+            run = service.request_deployment(ctx, project, ref, user.token).run
         except (NotFound, NoAccess) as e:
             return _failed(str(e))
         except GitLabError as e:
@@ -178,8 +194,10 @@ def build_stream(_spec: str) -> Response:
             return _failed(str(e))
         except BooklabError as e:
             return _failed(str(e))
+    if run is None:
+        return _failed("This deployment has no run to follow: launch it again.")
     keepalive = float(current_app.config["BOOKLAB_KEEPALIVE"])
-    return _stream(event_stream(ctx, dep.id, after or 0, keepalive, first="retry: 2000\n\n"))
+    return _stream(event_stream(ctx, run, 0, keepalive, first="retry: 2000\n\n"))
 
 
 BADGE = """<svg xmlns="http://www.w3.org/2000/svg" width="109" height="20" role="img" aria-label="launch: booklab">

@@ -14,6 +14,7 @@ import re
 from booklab import steps
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.web import log_in_with_the_browser, push_notebook_project, sign_in_on_the_page
+from tests.fixtures.pipeline import events_of
 
 PROJECT = "demo/browser"
 #: a build step that writes a line a second, so the log visibly arrives while it runs
@@ -62,7 +63,7 @@ def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners
     page.screenshot(path=ARTIFACTS / "notebook.png")
     context.close()
 
-    events = ctx.events.read(f"{PROJECT}:slow:alice")
+    events = events_of(ctx, f"{PROJECT}:slow:alice")
     phases = [event.data["phase"] for event in events]
     assert phases.count("waiting") == 1 and phases.count("launching") == 1 and phases[-1] == "ready"
 

@@ -12,6 +12,7 @@ import sys
 import pytest
 import requests
 
+from booklab.launcher import api_status
 from booklab.phases import Phase
 from tests.fixtures.web import push_notebook_project
 
@@ -49,9 +50,18 @@ def test_deploy_follow_prints_the_phases_and_the_notebook_url(web_server, runner
     assert status.returncode == 0 and f"{deployment}  ready  {link.group(1)}" in status.stdout
     stopped = booklab(web_server, alice.token, "stop", deployment)
     assert stopped.returncode == 0 and f"Stopping {deployment} (it was ready)." in stopped.stdout
-    from tests.fixtures.services import wait_until
+    # it waited until the notebook was gone
+    assert f"Stopped {deployment}." in stopped.stdout and ctx.deployments.status(deployment) is Phase.STOPPED
+    assert api_status(link.group(1), link.group(2)) is None
 
-    wait_until(lambda: ctx.deployments.status(deployment) is Phase.STOPPED, 20, "the notebook to stop")
+    # launched again at once: a new run, with a log of its own and a new token
+    again = booklab(web_server, alice.token, "deploy", cli_project, "--ref", "main", "--follow")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Building image" not in again.stdout and re.findall(r"^==> (\w+)$", again.stdout, re.MULTILINE)[0] == "waiting"
+    relink = re.search(r"^Your notebook is ready: (http://127\.0\.0\.1:\d+/)\?token=(\S+)$", again.stdout, re.MULTILINE)
+    assert relink and relink.group(2) != link.group(2), again.stdout
+    no_wait = booklab(web_server, alice.token, "stop", "--no-wait", deployment)
+    assert no_wait.returncode == 0 and "Stopped" not in no_wait.stdout
 
 
 def test_deploy_json_prints_one_event_per_line_ending_with_ready(web_server, runners, alice, cli_project):

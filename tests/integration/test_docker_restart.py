@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from booklab import service
 from booklab.phases import Phase
-from tests.fixtures.pipeline import BRANCH_WITH_SLASH, phases, run_to_end
+from tests.fixtures.pipeline import events_of, BRANCH_WITH_SLASH, phases, run_to_end
 from tests.fixtures.services import wait_until
 
 
@@ -18,7 +18,7 @@ def test_after_a_docker_restart_the_status_reflects_reality(ctx, runners, docker
 
     docker_daemon.restart()
     wait_until(lambda: ctx.deployments.status(first.id) is Phase.STOPPED, 60, "the deployment to end")
-    assert "The notebook server ended (container exited)" in ctx.events.read(first.id)[-1].data["message"]
+    assert "The notebook server ended (container exited)" in events_of(ctx, first.id)[-1].data["message"]
     assert docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={first.id}"}) == []
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 

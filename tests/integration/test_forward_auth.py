@@ -19,7 +19,7 @@ from booklab.deployment import Deployment
 from booklab.errors import ConfigError
 from booklab.phases import Phase
 from booklab.routes import DockerLabelRoutes, auth_address, auth_pairs, docker_labels
-from tests.fixtures.pipeline import run_to_end
+from tests.fixtures.pipeline import queue_run, run_to_end
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import log_in_over_http, push_notebook_project
 
@@ -216,7 +216,7 @@ def test_the_endpoint_answers_traefik_for_the_owner_only(ctx, web_app, alice, bo
     client = web_app.test_client(use_cookies=False)  # the Cookie header below as it is
     dep = Deployment(PROJECT, "main", alice.username)
     slug = ctx.slug(dep.id)
-    assert ctx.deployments.start_or_join(dep, slug)
+    queue_run(ctx, dep)
     url = f"/auth/notebook/{slug}"
     forwarded = {"X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http", "X-Forwarded-Uri": "/tree?token=abc",
                  "X-Forwarded-Host": f"{slug}.{ctx.config.fqdn}"}
@@ -236,7 +236,7 @@ def test_the_endpoint_answers_traefik_for_the_owner_only(ctx, web_app, alice, bo
     assert browser.headers["Location"].startswith(f"{web_url}/auth/notebook/grant/{slug}?next=")
     # a notebook's cookie opens that notebook only
     other = Deployment(PROJECT, "echo", alice.username)
-    ctx.deployments.start_or_join(other, ctx.slug(other.id))
+    queue_run(ctx, other)
     assert client.get(f"/auth/notebook/{ctx.slug(other.id)}", headers={**forwarded, "Cookie": "booklab_notebook=x"}
                       ).status_code == 401
     # unknown or malformed slugs

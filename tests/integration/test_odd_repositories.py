@@ -11,7 +11,7 @@ import requests
 
 from booklab import service
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import MAINTAINER, messages, phases, run_to_end
+from tests.fixtures.pipeline import events_of, MAINTAINER, messages, phases, run_to_end
 from tests.fixtures.services import wait_until
 
 
@@ -76,6 +76,6 @@ def test_a_huge_build_log_is_capped_and_the_notebook_still_starts(ctx, runners, 
         "RUN python3 -c \"print('x' * 3_000_000)\"\n")})
     assert phases(events)[-1] == "ready", messages(events[-5:])
     assert len(events) > 20000  # all of them were streamed live...
-    assert len(ctx.events.read("odd/chatty:main:alice")) == 500  # ...and the last 500 are kept
+    assert len(events_of(ctx, "odd/chatty:main:alice")) == 500  # ...and the last 500 are kept
     long_line, = [e["message"] for e in events if e["message"].startswith("xxxx")]
     assert len(long_line) < 4100 and "more characters cut" in long_line

@@ -18,6 +18,7 @@ from tests.fixtures.pipeline import (
     BRANCH_WITH_SLASH,
     MAINTAINER,
     PROJECT,
+    events_of,
     messages,
     notebook_repo_files,
     phases,
@@ -193,7 +194,7 @@ def test_a_notebook_is_culled_and_the_runner_takes_work_again(ctx, runners, dock
     request = service.request_deployment(ctx, project, "main", alice.token)
     assert phases(run_to_end(ctx, request.id))[-1] == "ready"
     wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 30, "culling")
-    assert reason in ctx.events.read(request.id)[-1].data["message"]
+    assert reason in events_of(ctx, request.id)[-1].data["message"]
     assert docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={request.id}"}) == []
     wait_until(lambda: not ctx.runners.held(runner.name), 5, "the runner to be free")
 
@@ -208,7 +209,7 @@ def test_a_notebook_outliving_the_visibility_timeout_is_started_once(ctx, runner
     events = run_to_end(ctx, request.id)
     assert phases(events)[-1] == "ready"
     time.sleep(8)  # several visibility timeouts with the notebook alive
-    all_events = [e.data for e in ctx.events.read(request.id)]
+    all_events = [e.data for e in events_of(ctx, request.id)]
     assert phases(all_events).count("launching") == 1 and phases(all_events).count("ready") == 1
     assert len(docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={request.id}"})) == 1
     assert ctx.deployments.status(request.id) is Phase.READY

@@ -14,6 +14,7 @@ from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import (
     BRANCH_WITH_SLASH,
     MAINTAINER,
+    events_of,
     notebook_repo_files,
     run_to_end,
 )
@@ -92,7 +93,7 @@ def test_a_restarted_runner_removes_a_notebook_that_no_longer_answers(ctx, runne
 
     runner, = runners(names=[runner.name])
     wait_until(lambda: ctx.deployments.status(first.id) is Phase.STOPPED, 10, "the notebook to end")
-    assert ctx.events.read(first.id)[-1].data["message"] == (
+    assert events_of(ctx, first.id)[-1].data["message"] == (
         "The runner serving this notebook restarted; launch it again.\n")
     assert _containers_of(docker_engine, runner) == []
     second = service.request_deployment(ctx, project, BRANCH_WITH_SLASH, alice.token)

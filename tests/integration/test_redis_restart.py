@@ -15,6 +15,7 @@ from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import (
     BRANCH_WITH_SLASH,
     MAINTAINER,
+    events_of,
     messages,
     notebook_repo_files,
     phases,
@@ -59,7 +60,7 @@ def test_a_build_cut_off_by_a_redis_restart_ends_failed_not_stuck(ctx, runners, 
     gitlab.push("demo/ticking", repo)
     runner, = runners(1)
     request = service.request_deployment(ctx, "demo/ticking", "main", alice.token)
-    wait_until(lambda: "tick 2" in messages([e.data for e in ctx.events.read(request.id)]), 60, "the build")
+    wait_until(lambda: "tick 2" in messages([e.data for e in events_of(ctx, request.id)]), 60, "the build")
 
     own_redis.stop()  # the build's next log line cannot be written: its step ends
     time.sleep(3)

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from booklab import service
-from tests.fixtures.pipeline import messages, phases, run_to_end
+from tests.fixtures.pipeline import events_of, messages, phases, run_to_end
 from tests.fixtures.services import ROOT, free_port, wait_until
 
 DEVELOPER = 30
@@ -80,7 +80,7 @@ def test_a_docker_engine_that_does_not_answer_is_waited_for(ctx, runners, alice,
             BOOKLAB_RETRY_FIRST_DELAY="0.5", BOOKLAB_RETRY_MAX_DELAY="1")
     request = service.request_deployment(ctx, project, "main", alice.token)
     wait_until(lambda: "The Docker Engine did not answer" in messages(
-        [e.data for e in ctx.events.read(request.id)]), 60, "a retry for want of Docker")
+        [e.data for e in events_of(ctx, request.id)]), 60, "a retry for want of Docker")
 
     socket.symlink_to("/var/run/docker.sock")  # the daemon is back
     events = run_to_end(ctx, request.id)

@@ -8,7 +8,7 @@ import requests
 
 from booklab import schema, service
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import notebook_repo_files
+from tests.fixtures.pipeline import events_of, notebook_repo_files
 from tests.fixtures.services import wait_until
 
 
@@ -38,4 +38,4 @@ def test_a_runner_in_its_image_deploys_a_notebook(ctx, booklab_env, docker_engin
         runner.remove(force=True)
         for notebook in docker_engine.containers.list(all=True, filters={"label": f"booklab.runner={name}"}):
             notebook.remove(force=True)
-    assert "The runner was shut down" in ctx.events.read(request.id)[-1].data["message"], logs
+    assert "The runner was shut down" in events_of(ctx, request.id)[-1].data["message"], logs

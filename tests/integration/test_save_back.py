@@ -15,7 +15,7 @@ import requests
 from booklab import schema, service
 from booklab.phases import Phase
 from gitlab_standin.repos import git_env
-from tests.fixtures.pipeline import MAINTAINER, messages, phases, run_to_end
+from tests.fixtures.pipeline import events_of, MAINTAINER, messages, phases, run_to_end
 from tests.fixtures.services import wait_until
 
 REPORTER, DEVELOPER = 20, 30
@@ -56,7 +56,7 @@ def deployed(ctx, runners, project, alice) -> tuple[str, dict]:
 def stopped(ctx, deployment_id: str, **options) -> dict:
     service.stop(ctx, deployment_id, **options)
     wait_until(lambda: ctx.deployments.status(deployment_id) is Phase.STOPPED, 60, "the notebook to stop")
-    return ctx.events.read(deployment_id, 0)[-1].data
+    return events_of(ctx, deployment_id, 0)[-1].data
 
 
 def save_finished(ctx, deployment_id: str) -> dict:
@@ -132,8 +132,7 @@ def test_a_refused_push_keeps_the_notebook_until_a_save_works(ctx, runners, gitl
 
     assert record["save_state"] == "failed", record
     assert "could not be saved" in record["save_message"] and "push" in record["save_message"], record
-    assert ctx.deployments.status(deployment_id) is Phase.READY
-    assert not ctx.deployments.stop_requested(deployment_id)
+    assert ctx.lifecycle.current(deployment_id)[0::2] == (Phase.READY, "")  # the Stop is called off
     assert docker_engine.containers.get(record["container"]).status == "running"
     assert branches(gitlab, project) == before
     assert jupyter(ready, "GET", "notes.md")["content"] == "kept safe\n"
@@ -169,7 +168,7 @@ def test_an_idle_notebook_is_saved_before_it_is_culled(ctx, runners, gitlab, ali
 
     wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the idle notebook to be culled")
 
-    final = ctx.events.read(request.id, 0)[-1].data
+    final = events_of(ctx, request.id, 0)[-1].data
     assert "idle" in final["message"] and "Saved your changes to branch" in final["message"], final["message"]
     branch = ctx.deployments.record(request.id)["saved_branch"]
     assert stand_in_git(gitlab, project, "show", f"{branch}:draft.md") == "written just before a break\n"
@@ -217,7 +216,7 @@ def test_a_lost_runners_notebook_is_saved_by_another_runner(ctx, runners, gitlab
     lost.proc.wait()
 
     wait_until(lambda: ctx.deployments.status(deployment_id) is Phase.STOPPED, 120, "the lost notebook to end")
-    final = ctx.events.read(deployment_id, 0)[-1].data
+    final = events_of(ctx, deployment_id, 0)[-1].data
     assert "was lost" in final["message"] and "Saved your changes to branch" in final["message"], final["message"]
     branch = ctx.deployments.record(deployment_id)["saved_branch"]
     assert stand_in_git(gitlab, project, "show", f"{branch}:draft.md") == "the runner was lost\n"

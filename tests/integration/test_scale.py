@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from booklab import service
 from booklab.phases import Phase
-from tests.fixtures.pipeline import MAINTAINER, run_to_end
+from tests.fixtures.pipeline import events_of, MAINTAINER, run_to_end
 from tests.fixtures.services import wait_until
 
 
@@ -35,5 +35,5 @@ def test_four_runners_serve_four_of_eight_deployments_and_the_rest_wait_in_order
     positions = [e["position"] for e in events if e["phase"] == "waiting"]
     assert positions[-1] == 1 and positions == sorted(positions, reverse=True)
     assert [ctx.deployments.queue_position(r.id) for r in waiting[1:]] == [1, 2, 3]
-    last_told = [e.data for e in ctx.events.read(waiting[3].id) if e.data["phase"] == "waiting"][-1]
+    last_told = [e.data for e in events_of(ctx, waiting[3].id) if e.data["phase"] == "waiting"][-1]
     assert last_told["position"] == 3

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import requests
 
 from booklab.phases import Phase
-from tests.fixtures.pipeline import MAINTAINER, messages
+from tests.fixtures.pipeline import events_of, MAINTAINER, messages
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import push_notebook_project
 
@@ -31,7 +31,7 @@ def api(base: str, token: str, method: str, deployment_id: str, action: str = ""
 
 
 def all_messages(ctx, deployment_id: str) -> str:
-    return messages([e.data for e in ctx.events.read(deployment_id)])
+    return messages([e.data for e in events_of(ctx, deployment_id)])
 
 
 def test_fifty_requests_for_one_deployment_start_it_once(web_server, ctx, runners, docker_engine, gitlab, alice,

@@ -8,49 +8,55 @@ import pytest
 
 from booklab import schema
 from booklab.deployment import Deployment
+from booklab.events import EventLog
+from booklab.lifecycle import Lifecycle, Outcome, SlugTaken
 from booklab.phases import Phase
-from booklab.state import Deployments, SlugTaken
+from booklab.state import Deployments
 
 KEY = b"slug key of a test" * 2
+
+
+def request(redis_client, dep: Deployment) -> Outcome:
+    return Lifecycle(redis_client, EventLog(redis_client)).request(dep, dep.slug_with(KEY), {}, b"sealed", 60)[0]
 
 
 def test_a_slug_held_by_another_live_deployment_is_never_taken_over(redis_client):
     deployments = Deployments(redis_client)
     victim, attacker = Deployment("g/p", "main", "alice"), Deployment("g/p", "main", "mallory")
     slug = victim.slug_with(KEY)
-    assert deployments.start_or_join(victim, slug)
+    lifecycle = Lifecycle(redis_client, EventLog(redis_client))
+    assert lifecycle.request(victim, slug, {}, b"sealed", 60)[0] is Outcome.STARTED
     # as an attacker who found a user or branch name whose slug collides with the victim's
     with pytest.raises(SlugTaken, match="another notebook"):
-        deployments.start_or_join(attacker, slug)
+        lifecycle.request(attacker, slug, {}, b"sealed", 60)
     assert deployments.by_slug(slug) == victim
     assert deployments.status(attacker.id) is None and deployments.queued() == [victim.id]
     # the victim joins its own deployment as before
-    assert not deployments.start_or_join(victim, slug)
+    assert lifecycle.request(victim, slug, {}, b"sealed", 60)[0] is Outcome.JOINED
 
 
 def test_an_ended_deployment_gives_its_slug_up(redis_client):
     deployments = Deployments(redis_client)
+    lifecycle = Lifecycle(redis_client, EventLog(redis_client))
     dep = Deployment("g/p", "main", "alice")
     slug = dep.slug_with(KEY)
-    deployments.start_or_join(dep, slug)
-    redis_client.hset(schema.STATUS, dep.id, Phase.STOPPED.value)
-    assert deployments.by_slug(slug) is None  # a leftover key finds nothing once it ended
-    deployments.ending(dep.id, slug)
-    assert not redis_client.exists(schema.slug(slug))
+    lifecycle.request(dep, slug, {}, b"sealed", 60)
+    assert deployments.by_slug(slug) == dep
+    assert lifecycle.stop(dep.id)[0] is Phase.TODO  # stopped while queued: over at once
+    assert deployments.by_slug(slug) is None and not redis_client.exists(schema.slug(slug))
 
 
 def test_statuses_are_forgotten_a_while_after_their_deployment_ended(redis_client):
     deployments = Deployments(redis_client)
+    lifecycle = Lifecycle(redis_client, EventLog(redis_client))
     old, again, recent = (Deployment("g/p", ref, "alice") for ref in ("old", "again", "recent"))
     for dep in (old, again, recent):
-        deployments.start_or_join(dep, dep.slug_with(KEY))
+        request(redis_client, dep)
+        lifecycle.stop(dep.id)
     long_ago = time.time() - schema.RECORD_TTL - 60
-    for dep in (old, again):
-        deployments.ending(dep.id, dep.slug_with(KEY), now=long_ago)
-        redis_client.hset(schema.STATUS, dep.id, Phase.FAILED.value)  # as its final event does
-    deployments.start_or_join(again, again.slug_with(KEY))  # launched again since
-    deployments.ending(recent.id, recent.slug_with(KEY))
-    redis_client.hset(schema.STATUS, recent.id, Phase.STOPPED.value)
+    redis_client.zadd(schema.ENDED, {old.id: long_ago, again.id: long_ago})  # as if they ended long ago
+    request(redis_client, again)  # launched again since
+    deployments.forget_long_ended()
     assert deployments.all_statuses() == {again.id: Phase.TODO, recent.id: Phase.STOPPED}
     assert [(d.ref, status) for d, status in deployments.of_user("alice")] == [
         ("again", Phase.TODO), ("recent", Phase.STOPPED)]

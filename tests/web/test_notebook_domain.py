@@ -17,6 +17,7 @@ from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.routes import docker_labels, kv_pairs
 from booklab.web import create_app
+from tests.fixtures.pipeline import queue_run
 from tests.fixtures.web import log_in
 
 WEB_URL = "https://booklab.example.org"
@@ -50,7 +51,7 @@ def test_notebooks_on_their_own_domain_get_a_host_cookie_that_never_reaches_them
     log_in(https_client, alice)
     dep = Deployment(plain_project, "main", alice.username)
     slug = ctx.slug(dep.id)
-    assert ctx.deployments.start_or_join(dep, slug)
+    queue_run(ctx, dep)
     host = f"{slug}.{NOTEBOOK_DOMAIN}"
     config = https_client.application.extensions["booklab"].config
     rule = f"Host(`{host}`)"  # Traefik serves the notebook there, with either publisher

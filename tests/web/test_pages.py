@@ -14,6 +14,7 @@ import pytest
 
 from booklab import save_back
 from booklab.phases import Phase
+from tests.fixtures.pipeline import make_ready, take_run
 from tests.fixtures.web import csrf_token
 
 WEB = Path(__file__).resolve().parents[2] / "booklab" / "web"
@@ -99,7 +100,7 @@ def test_launch_asks_to_save_back_and_a_ready_notebooks_page_shows_its_controls(
     assert deploy_config(queued)["readyAtLoad"] is False
 
     # ready already (the user came back): the page shows its controls instead
-    ctx.events.emit(chosen, Phase.READY, "Ready.", url="http://notebooks-main-alice.booklab.localhost/")
+    make_ready(ctx, take_run(ctx, chosen), "http://notebooks-main-alice.booklab.localhost/")
     ready = logged_in.get("/v2/gl/demo%2Fnotebooks/main").text
     assert deploy_config(ready)["readyAtLoad"] is True
     assert '<input type="checkbox" id="save-back" checked>' in ready

@@ -16,6 +16,7 @@ from booklab import config as config_module
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.web import create_app
+from tests.fixtures.pipeline import queue_run
 from tests.fixtures.web import log_in
 
 LIMIT = 3
@@ -53,7 +54,7 @@ def queued_notebook(ctx, project: str, user) -> tuple[str, str, str]:
     """A deployment of ``project`` for ``user``, queued: its slug, host and forward-auth URL."""
     dep = Deployment(project, "main", user.username)
     slug = ctx.slug(dep.id)
-    ctx.deployments.start_or_join(dep, slug)
+    queue_run(ctx, dep)
     return slug, f"{slug}.{ctx.config.fqdn}", f"/auth/notebook/{slug}"
 
 

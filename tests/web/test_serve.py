@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 
 from booklab.phases import Phase
+from tests.fixtures.pipeline import take_run
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAMS = 300
@@ -61,7 +62,7 @@ def test_booklab_web_holds_hundreds_of_event_streams(web_env, web_port, ctx, ali
         seen = [read_until(sock, b'"phase": "waiting"') for sock in sockets]
         opened = time.monotonic() - started
 
-        ctx.events.emit(created.json()["id"], Phase.FETCHING, "to every stream")
+        ctx.lifecycle.say(take_run(ctx, created.json()["id"]), Phase.FETCHING, "to every stream")
         started = time.monotonic()
         for sock, before in zip(sockets, seen):
             read_until(sock, b"to every stream", before)

@@ -21,7 +21,8 @@
   var SLOW_POLL = 10000;  // and otherwise
 
   var source = null;                   // the open EventSource
-  var lastEventId = 0;                 // the id of the last event the page saw
+  var lastEventId = "";                // the id of the last event the page saw: "<run>.<event>"
+  var watchedRun = null;               // the run whose ready notebook the page watches
   var openOnReady = !cfg.readyAtLoad;  // the page saw it being prepared: open it once ready
   var watching = false;                // the notebook is ready and the page asks the API about it
   var pollTimer = null;
@@ -84,7 +85,7 @@
     close();
     source = new EventSource(url);
     source.onmessage = function (message) {
-      lastEventId = Number(message.lastEventId) || lastEventId;
+      lastEventId = message.lastEventId || lastEventId;
       handle(JSON.parse(message.data));
     };
     source.onerror = function (error) {  // the EventSource reconnects by itself unless CLOSED
@@ -264,13 +265,28 @@
       pollLater();  // stale: the look it replaced may have been this one
     } else if (!watching) {
       return;
+    } else if (watchedRun !== null && answer.run !== watchedRun) {
+      window.location.reload();  // launched again meanwhile (in another tab): follow that
     } else if (answer.status === P.READY) {
+      watchedRun = answer.run;
       updateReady(answer);
+    } else if (answer.status === P.STOPPING) {
+      watchedRun = answer.run;
+      stoppingAnswer(answer);
     } else if (answer.status === P.STOPPED || answer.status === P.FAILED) {
       ended(answer);
     } else {
       window.location.reload();  // launched again meanwhile (in another tab): follow that
     }
+  }
+
+  function stoppingAnswer(deployment) {  // ended by a Stop (here or elsewhere), a cull, or its runner
+    if (!stopping) {
+      stopping = {discard: false, saves: Boolean(deployment.save && deployment.save.state === S.SAVING)};
+      runningStatus();
+    }
+    showSave(deployment.save);
+    pollLater();
   }
 
   function updateReady(deployment) {
@@ -293,7 +309,8 @@
     showSave(lastWorkingSave(deployment.save));
     endControls();
     // the events after the last one seen, the one that ended the notebook among them
-    follow(cfg.streamUrl.split("?")[0] + "?last_event_id=" + lastEventId, function () {
+    var after = lastEventId || (deployment.run + ".0");
+    follow(cfg.streamUrl.split("?")[0] + "?last_event_id=" + encodeURIComponent(after), function () {
       handle({phase: deployment.status, message: ""});
     });
   }
@@ -350,15 +367,16 @@
     }).then(function () { button.disabled = false; });
   }
 
-  function startAgain() {
+  function startAgain(launched) {  // the API's answer: the run it started (or joined)
     logBox.textContent = "";
-    lastEventId = 0;
+    lastEventId = launched.requested_run + ".0";
+    watchedRun = null;
     openOnReady = true;
     show(saving.box, false);
     show(buttons.retry, false);
     show(buttons.stop, true);
     setStatus("Starting again…");
-    follow(cfg.streamUrl, lostConnection);
+    follow(cfg.streamUrl.split("?")[0] + "?last_event_id=" + encodeURIComponent(lastEventId), lostConnection);
   }
 
   buttons.stop.addEventListener("click", function () { askToStop(buttons.stop, false); });

@@ -1,0 +1,485 @@
+"""A deployment's life: its runs, the phases each run goes through, and the one table of
+which phase may follow which, and who moves it.
+
+Every launch of a deployment is a *run* with a number of its own (:class:`Run`); the
+deployment's record and status are those of its current run, and each run has its own
+event log. Every write of a status goes through this module, as one Lua script that checks
+the run and the phase it finds against :data:`MOVES` and writes the status, the record's
+fields and the run's event together, or nothing at all. A writer that finds the record in
+another run or phase than it expected does not write, and says so in its log
+(:class:`Moved`).
+
+A run ends in two moves. Whoever ends it (its steps on a failure, its runner's supervisor
+on a Stop, a cull or an exit, recovery for a lost runner, the runner's shutdown) first
+*claims the end* (:meth:`Lifecycle.claim_end`: the run is ``stopping`` and the claim
+names who holds it; one claimant wins, the others leave it alone), removes what the run
+left behind, and then *finishes* it (:meth:`Lifecycle.finish`: ``stopped`` or ``failed``).
+A request that arrives while a run is stopping starts a new run queued behind that end:
+it waits in ``nextrun:<deployment>`` and becomes the current run, queued, in the same
+script that writes the old run's final event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import redis
+
+from booklab import schema
+from booklab.deployment import Deployment
+from booklab.errors import BooklabError
+from booklab.events import EventLog, encode
+from booklab.keys import GITLAB_TOKEN, PENDING, SAVE_TOKEN
+from booklab.phases import Phase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One launch of a deployment."""
+
+    deployment: str
+    number: int
+
+    @property
+    def id(self) -> str:
+        """``<deployment>#<n>``: what the run's tasks carry and its log's keys are named by."""
+        return schema.run_stream(self.deployment, self.number)
+
+    @classmethod
+    def parse(cls, run_id: str) -> Run:
+        deployment, _, number = run_id.rpartition("#")
+        return cls(deployment, int(number))
+
+    def __str__(self) -> str:
+        return self.id
+
+
+@dataclass(frozen=True)
+class Move:
+    before: Phase | None
+    """None: the deployment has no run yet"""
+    after: Phase
+    by: str
+
+
+_PREPARING = (Phase.FETCHING, Phase.BUILDING, Phase.BUILT, Phase.LAUNCHING)
+_STEPS = "the run's steps, on its runner"
+_END = ("a Stop (web tier, CLI) asks for it; whoever ends the run claims it: its steps on a failure, "
+        "its runner's supervisor (Stop, cull, exit), recovery, the runner's shutdown")
+
+#: every move of a deployment's status there is; nothing else is ever written
+MOVES: tuple[Move, ...] = (
+    Move(None, Phase.TODO, "a request (web tier, API, CLI): a new run, queued"),
+    Move(Phase.STOPPED, Phase.TODO, "a request: a new run, queued"),
+    Move(Phase.FAILED, Phase.TODO, "a request: a new run, queued"),
+    Move(Phase.TODO, Phase.TODO, "the queue, telling each run its position"),
+    Move(Phase.TODO, Phase.FETCHING, "the runner that claims the run"),
+    Move(Phase.TODO, Phase.STOPPED, "a Stop while queued (no runner holds it)"),
+    Move(Phase.FETCHING, Phase.FETCHING, _STEPS),
+    Move(Phase.FETCHING, Phase.BUILDING, _STEPS),
+    Move(Phase.FETCHING, Phase.BUILT, _STEPS),
+    Move(Phase.BUILDING, Phase.BUILDING, _STEPS),
+    Move(Phase.BUILDING, Phase.LAUNCHING, _STEPS),
+    Move(Phase.BUILT, Phase.LAUNCHING, _STEPS),
+    Move(Phase.LAUNCHING, Phase.LAUNCHING, _STEPS),
+    Move(Phase.LAUNCHING, Phase.READY, _STEPS),
+    *(Move(before, Phase.STOPPING, _END) for before in (Phase.TODO, *_PREPARING, Phase.READY)),
+    Move(Phase.STOPPING, Phase.STOPPING, "whoever claimed the end, telling its progress"),
+    Move(Phase.STOPPING, Phase.STOPPED, "whoever claimed the end, once the run's container, route, "
+                                        "checkout and secrets are gone"),
+    Move(Phase.STOPPING, Phase.FAILED, "whoever claimed the end of a run that failed, after the same"),
+    Move(Phase.STOPPING, Phase.READY, "save back: the save that was to end the run failed, so the "
+                                      "notebook is kept with its work"),
+)
+
+ALLOWED: dict[Phase | None, frozenset[Phase]] = {
+    before: frozenset(m.after for m in MOVES if m.before is before) for before in dict.fromkeys(m.before for m in MOVES)}
+
+
+def allowed(before: Phase | None, after: Phase) -> bool:
+    return after in ALLOWED.get(before, frozenset())
+
+
+class Moved(BooklabError):
+    """The deployment was not in the run or phase a writer expected: nothing was written."""
+
+    def __init__(self, run: Run, wanted: str, phase: Phase | None, current: int | None) -> None:
+        self.run, self.phase, self.current = run, phase, current
+        super().__init__(f"{wanted} for run {run.number} of {run.deployment} was not written: it found "
+                         f"{phase.value if phase else 'no run'} in run {current}")
+
+
+class Outcome(str, Enum):
+    """What a request did."""
+
+    STARTED = "started"
+    """a new run, queued"""
+    JOINED = "joined"
+    """joined the run queued, being prepared or serving (or the one queued behind an end)"""
+    BEHIND = "behind"
+    """a new run, queued behind the end of the current one"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who ends a run: pass ``token`` to :meth:`Lifecycle.finish` (or :meth:`Lifecycle.keep`)."""
+
+    token: str
+    before: Phase
+    """the run's phase when its end was claimed"""
+
+
+class SlugTaken(BooklabError):
+    """Another live deployment holds the host name a new deployment would be served at."""
+
+
+def _lua_allowed() -> str:
+    def name(phase: Phase | None) -> str:
+        return phase.value if phase else ""
+
+    rows = ", ".join(f'["{name(b)}"] = {{{", ".join(f"{a.value} = true" for a in sorted(afters))}}}'
+                     for b, afters in ALLOWED.items())
+    return (f"local ALLOWED = {{{rows}}}\n"
+            f"local GITLAB_TOKEN, SAVE_TOKEN, PENDING = '{GITLAB_TOKEN}', '{SAVE_TOKEN}', '{PENDING}'")
+
+
+# KEYS[1] status, KEYS[2] the deployment's record; ARGV[1] deployment id, ARGV[2..4] the prefixes
+# of a run's log, log counter and channel, ARGV[5] events kept, ARGV[6] seconds records live
+_PRELUDE = _lua_allowed() + """
+local d, STATUS, RECORD = ARGV[1], KEYS[1], KEYS[2]
+local MAX, TTL = tonumber(ARGV[5]), tonumber(ARGV[6])
+local function emit(run, data)
+  local stream = d .. '#' .. run
+  local logkey, seq = ARGV[2] .. stream, ARGV[3] .. stream
+  local id = redis.call('INCR', seq)
+  redis.call('RPUSH', logkey, data)
+  redis.call('LTRIM', logkey, -MAX, -1)
+  redis.call('EXPIRE', logkey, TTL)
+  redis.call('EXPIRE', seq, TTL)
+  redis.call('PUBLISH', ARGV[4] .. stream, id .. ' ' .. data)
+  return id
+end
+local function current()
+  return redis.call('HGET', STATUS, d) or '', redis.call('HGET', RECORD, 'run') or ''
+end
+local function may(before, after)
+  local row = ALLOWED[before]
+  return row ~= nil and row[after] == true
+end
+local function set_secret(prefix, name, sealed, ttl)
+  if sealed ~= '' then redis.call('SET', prefix .. name, sealed, 'EX', ttl) end
+end
+local function over(status) return status == '' or status == 'failed' or status == 'stopped' end
+"""
+
+# ARGV[7] run ('*': the current one), ARGV[8] the new status, ARGV[9] the event
+_SAY = """
+local status, run = current()
+if (ARGV[7] ~= '*' and run ~= ARGV[7]) or not may(status, ARGV[8]) then return {0, status, run} end
+redis.call('HSET', STATUS, d, ARGV[8])
+return {1, emit(run, ARGV[9])}
+"""
+
+# KEYS[3] the runner's hold, KEYS[4] the queue; ARGV[7] run, ARGV[8] now, ARGV[9] the event
+_CLAIM = """
+local status, run = current()
+if status ~= 'todo' or run ~= ARGV[7] then return {0, status, run} end
+redis.call('HSET', KEYS[3], 'deployment', d, 'run', run, 'since', ARGV[8])
+redis.call('HSET', STATUS, d, 'fetching')
+redis.call('ZREM', KEYS[4], d)
+return {1, emit(run, ARGV[9])}
+"""
+
+# KEYS[3] slug, KEYS[4] run counter, KEYS[5] next run, KEYS[6] queue, KEYS[7] ended, KEYS[8] save lock;
+# ARGV[7] record fields (JSON), ARGV[8] now, ARGV[9] secrets' prefix, ARGV[10] sealed GitLab token,
+# ARGV[11] its TTL, ARGV[12] sealed save token or '', ARGV[13] its TTL, ARGV[14] the event of a run
+# queued behind an end
+_REQUEST = """
+local status, run = current()
+local fields = cjson.decode(ARGV[7])
+local prefix = ARGV[9]
+local function keep_save(hash, name_prefix)
+  if ARGV[12] ~= '' then
+    redis.call('HSET', hash, 'save_back', '1')
+    set_secret(prefix, name_prefix .. SAVE_TOKEN, ARGV[12], ARGV[13])
+  end
+end
+if status == 'stopping' then
+  local behind = redis.call('HGET', KEYS[5], 'run')
+  if behind then
+    keep_save(KEYS[5], PENDING)
+    return {'joined', behind}
+  end
+  local new = redis.call('INCR', KEYS[4])
+  redis.call('EXPIRE', KEYS[4], TTL)
+  for k, v in pairs(fields) do redis.call('HSET', KEYS[5], k, v) end
+  redis.call('HSET', KEYS[5], 'run', new)
+  redis.call('EXPIRE', KEYS[5], TTL)
+  set_secret(prefix, PENDING .. GITLAB_TOKEN, ARGV[10], ARGV[11])
+  keep_save(KEYS[5], PENDING)
+  emit(new, ARGV[14])
+  return {'behind', new}
+end
+if not over(status) then
+  keep_save(RECORD, '')
+  return {'joined', run}
+end
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= d and not over(redis.call('HGET', STATUS, holder) or '') then
+  return {'slug', ''}
+end
+local new = redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], TTL)
+redis.call('DEL', RECORD, KEYS[8])
+for k, v in pairs(fields) do redis.call('HSET', RECORD, k, v) end
+redis.call('HSET', RECORD, 'run', new)
+redis.call('EXPIRE', RECORD, TTL)
+redis.call('SET', KEYS[3], d, 'EX', TTL)
+redis.call('HSET', STATUS, d, 'todo')
+redis.call('ZREM', KEYS[7], d)
+redis.call('ZADD', KEYS[6], ARGV[8], d)
+set_secret(prefix, GITLAB_TOKEN, ARGV[10], ARGV[11])
+keep_save(RECORD, '')
+return {'started', new}
+"""
+
+# the end of a run that leaves nothing behind: frees its slug, notes when it ended
+_ENDED = """
+local function ended(ended_key, slug_prefix, now)
+  redis.call('ZADD', ended_key, now, d)
+  local slug = redis.call('HGET', RECORD, 'slug')
+  if slug and redis.call('GET', slug_prefix .. slug) == d then redis.call('DEL', slug_prefix .. slug) end
+end
+local function drop_next(next_key, prefix, data)
+  local behind = redis.call('HGET', next_key, 'run')
+  if behind then
+    emit(behind, data)
+    redis.call('DEL', next_key, prefix .. PENDING .. GITLAB_TOKEN, prefix .. PENDING .. SAVE_TOKEN)
+  end
+end
+"""
+
+# KEYS[3] queue, KEYS[4] ended, KEYS[5] slugs' prefix, KEYS[6] next run; ARGV[7] now, ARGV[8] the event of a
+# run stopped while queued, ARGV[9] the event of one being stopped, ARGV[10] secrets' prefix
+_STOP = _ENDED + """
+local status, run = current()
+if status == 'todo' then
+  redis.call('ZREM', KEYS[3], d)
+  redis.call('HSET', STATUS, d, 'stopped')
+  ended(KEYS[4], KEYS[5], ARGV[7])
+  emit(run, ARGV[8])
+  return {status, run}
+end
+if status == 'stopping' then drop_next(KEYS[6], ARGV[10], ARGV[8]) end
+if may(status, 'stopping') and status ~= 'stopping' then
+  redis.call('HSET', STATUS, d, 'stopping')
+  emit(run, ARGV[9])
+end
+return {status, run}
+"""
+
+# ARGV[7] run, ARGV[8] the claim, ARGV[9] '1' to take over a claim whose holder is gone
+_CLAIM_END = """
+local status, run = current()
+if run ~= ARGV[7] or over(status) then return {0, status, run} end
+local holder = redis.call('HGET', RECORD, 'ending') or ''
+if holder ~= '' and ARGV[9] ~= '1' then return {0, status, run} end
+redis.call('HSET', RECORD, 'ending', ARGV[8])
+redis.call('HSET', STATUS, d, 'stopping')
+return {1, status, run}
+"""
+
+# KEYS[3] next run, KEYS[4] queue, KEYS[5] ended, KEYS[6] slugs' prefix, KEYS[7] save lock; ARGV[7] run,
+# ARGV[8] the claim, ARGV[9] the final status, ARGV[10] its event, ARGV[11] now, ARGV[12] secrets' prefix
+_FINISH = _ENDED + """
+local status, run = current()
+if run ~= ARGV[7] or status ~= 'stopping' or (redis.call('HGET', RECORD, 'ending') or '') ~= ARGV[8] then
+  return {0, status, run}
+end
+redis.call('HSET', STATUS, d, ARGV[9])
+emit(run, ARGV[10])
+local behind = redis.call('HGETALL', KEYS[3])
+if #behind == 0 then
+  ended(KEYS[5], KEYS[6], ARGV[11])
+  return {1, status, run, 0}
+end
+redis.call('DEL', RECORD, KEYS[3], KEYS[7])
+redis.call('HSET', RECORD, unpack(behind))
+redis.call('EXPIRE', RECORD, TTL)
+local prefix = ARGV[12]
+for _, name in ipairs({GITLAB_TOKEN, SAVE_TOKEN}) do
+  if redis.call('EXISTS', prefix .. PENDING .. name) == 1 then
+    redis.call('RENAME', prefix .. PENDING .. name, prefix .. name)
+  end
+end
+redis.call('HSET', STATUS, d, 'todo')
+redis.call('ZADD', KEYS[4], ARGV[11], d)
+return {1, status, run, tonumber(redis.call('HGET', RECORD, 'run'))}
+"""
+
+# KEYS[3] next run; ARGV[7] run, ARGV[8] the claim, ARGV[9] the event of a run queued behind, ARGV[10] secrets' prefix
+_KEEP = _ENDED + """
+local status, run = current()
+if run ~= ARGV[7] or status ~= 'stopping' or (redis.call('HGET', RECORD, 'ending') or '') ~= ARGV[8] then
+  return {0, status, run}
+end
+redis.call('HSET', STATUS, d, 'ready')
+redis.call('HDEL', RECORD, 'ending')
+drop_next(KEYS[3], ARGV[10], ARGV[9])
+return {1, status, run}
+"""
+
+_SCRIPTS = {"say": _SAY, "claim": _CLAIM, "request": _REQUEST, "stop": _STOP, "claim_end": _CLAIM_END,
+            "finish": _FINISH, "keep": _KEEP}
+
+
+def _found(answer: list[Any]) -> tuple[Phase | None, int | None]:
+    return (Phase(answer[1]) if answer[1] else None), (int(answer[2]) if answer[2] else None)
+
+
+class Lifecycle:
+    """The checked moves of every deployment's runs (see the module's docstring)."""
+
+    def __init__(self, client: redis.Redis, events: EventLog) -> None:
+        self.redis, self.events = client, events
+        self._scripts = {name: client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()}
+
+    def _call(self, script: str, deployment_id: str, keys: list[str], args: list[Any],
+              client: Any = None) -> Any:
+        return self._scripts[script](
+            keys=[schema.STATUS, schema.deployment(deployment_id), *keys],
+            args=[deployment_id, schema.log(""), schema.logseq(""), schema.events(""), self.events.max_events,
+                  schema.RECORD_TTL, *args], client=client or self.redis)
+
+    def _refused(self, run: Run, wanted: str, answer: list[Any]) -> Moved:
+        phase, current = _found(answer)
+        moved = Moved(run, wanted, phase, current)
+        log.warning("%s", moved)
+        return moved
+
+    # -- reading ------------------------------------------------------------------------
+
+    def current(self, deployment_id: str) -> tuple[Phase | None, Run | None, str]:
+        """(status, current run, who claimed its end or '')."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hget(schema.STATUS, deployment_id)
+            pipe.hmget(schema.deployment(deployment_id), "run", "ending")
+            status, (run, ending) = pipe.execute()
+        return (Phase(status) if status else None, Run(deployment_id, int(run)) if run else None, ending or "")
+
+    def latest(self, deployment_id: str) -> Run | None:
+        """The deployment's newest run: the current one, or the one queued behind its end."""
+        number = self.redis.get(schema.runseq(deployment_id))
+        return None if number is None else Run(deployment_id, int(number))
+
+    def pending(self, deployment_id: str) -> Run | None:
+        """The run queued behind the end of the current one, if any."""
+        number = self.redis.hget(schema.next_run(deployment_id), "run")
+        return None if number is None else Run(deployment_id, int(number))
+
+    # -- a run's start ------------------------------------------------------------------
+
+    def request(self, dep: Deployment, slug: str, fields: dict[str, str], gitlab_token: bytes,
+                token_ttl: int, save_token: bytes = b"", save_ttl: int = 0) -> tuple[Outcome, Run]:
+        """Start a run of ``dep``, to be served at ``<slug>.<fqdn>``, unless one is queued,
+        being prepared or serving (join it), or queue one behind the end of a run that is
+        stopping. The tokens come sealed (:meth:`~booklab.keys.Vault.seal`): they are kept
+        for the run that starts, and the save token also for one joined. Raises
+        :class:`SlugTaken` when another live deployment holds ``slug``."""
+        now = f"{time.time():.3f}"
+        record = {"project": dep.project, "ref": dep.ref, "user": dep.user, "slug": slug, "requested_at": now,
+                  **fields}
+        waiting = encode(Phase.WAITING, "Waiting for the notebook's previous run to end.")
+        answer = self._call("request", dep.id, [
+            schema.slug(slug), schema.runseq(dep.id), schema.next_run(dep.id), schema.QUEUE, schema.ENDED,
+            schema.saving(dep.id)], [
+            json.dumps(record), now, schema.secret(dep.id, ""), gitlab_token, token_ttl, save_token,
+            save_ttl or token_ttl, waiting])
+        if answer[0] == "slug":
+            raise SlugTaken(f"The notebook address {slug} is held by another notebook, so this one cannot "
+                            "be served there. This never happens by chance: tell your Booklab operator.")
+        return Outcome(answer[0]), Run(dep.id, int(answer[1]))
+
+    def claim(self, run: Run, runner: str) -> bool:
+        """``runner`` takes the queued run (and holds it); False when it is no longer queued."""
+        answer = self._call("claim", run.deployment, [schema.runner(runner), schema.QUEUE], [
+            run.number, f"{time.time():.3f}", encode(Phase.FETCHING, "A runner took the deployment.")])
+        if not answer[0]:
+            self._refused(run, "the claim of a runner", answer)
+            return False
+        return True
+
+    # -- a run's progress ---------------------------------------------------------------
+
+    def say(self, run: Run, phase: Phase, message: str = "", **extra: Any) -> int:
+        """Append an event of ``phase`` to the run's log and make its status ``phase``'s;
+        raises :class:`Moved` when the run is over or moved where ``phase`` may not follow."""
+        answer = self._call("say", run.deployment, [], [run.number, phase.status.value,
+                                                       encode(phase, message, **extra)])
+        if not answer[0]:
+            raise self._refused(run, f"a {phase.value} event", answer)
+        return int(answer[1])
+
+    def tell_waiting(self, client: Any, deployment_id: str, message: str, position: int) -> None:
+        """Through ``client`` (a transaction), tell the current run of a queued deployment its
+        position; nothing when it is no longer queued."""
+        self._call("say", deployment_id, [], ["*", Phase.TODO.value,
+                                              encode(Phase.WAITING, message, position=position)], client=client)
+
+    # -- a run's end --------------------------------------------------------------------
+
+    def stop(self, deployment_id: str) -> tuple[Phase | None, Run | None]:
+        """Ask for the end of the deployment's current run: a queued one is stopped at once,
+        one being prepared or serving becomes ``stopping`` (its runner ends it). A run
+        queued behind an end is dropped. Returns the status it had and the run."""
+        answer = self._call("stop", deployment_id, [
+            schema.QUEUE, schema.ENDED, schema.slug(""), schema.next_run(deployment_id)], [
+            f"{time.time():.3f}", encode(Phase.STOPPED, "Stopped before a runner took it."),
+            encode(Phase.STOPPING, "Stopping the notebook..."), schema.secret(deployment_id, "")])
+        phase, number = (Phase(answer[0]) if answer[0] else None), answer[1]
+        return phase, (Run(deployment_id, int(number)) if number else None)
+
+    def claim_end(self, run: Run, claimant: str, take_over: bool = False) -> Claim | None:
+        """Claim the end of ``run`` for ``claimant``; None when the run is over, another run, or
+        another claimant's (unless ``take_over``: that claimant is gone, a lost or restarted
+        runner, or the process of a runner's steps that died)."""
+        token = f"{claimant} {uuid.uuid4().hex[:12]}"
+        answer = self._call("claim_end", run.deployment, [], [run.number, token, "1" if take_over else ""])
+        if not answer[0]:
+            self._refused(run, f"the end's claim by {claimant}", answer)
+            return None
+        return Claim(token, Phase(answer[1]))
+
+    def finish(self, run: Run, claim: str, phase: Phase, message: str) -> Run | None:
+        """End the claimed run in ``phase`` (failed or stopped); the run queued behind its end,
+        now queued itself, or None."""
+        answer = self._call("finish", run.deployment, [
+            schema.next_run(run.deployment), schema.QUEUE, schema.ENDED, schema.slug(""),
+            schema.saving(run.deployment)], [
+            run.number, claim, phase.value, encode(phase, message), f"{time.time():.3f}",
+            schema.secret(run.deployment, "")])
+        if not answer[0]:
+            self._refused(run, f"the {phase.value} event", answer)
+            return None
+        return Run(run.deployment, int(answer[3])) if answer[3] else None
+
+    def keep(self, run: Run, claim: str) -> bool:
+        """The claimed end is called off (the save that was to come first failed): the run is
+        ``ready`` again, and a run queued behind that end is dropped."""
+        answer = self._call("keep", run.deployment, [schema.next_run(run.deployment)], [
+            run.number, claim, encode(Phase.FAILED, "Your notebook's changes could not be saved, so it keeps "
+                                                    "running with your work: open it from your notebooks."),
+            schema.secret(run.deployment, "")])
+        if not answer[0]:
+            self._refused(run, "keeping the notebook", answer)
+            return False
+        return True
+

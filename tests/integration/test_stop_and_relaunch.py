@@ -1,0 +1,85 @@
+"""Stop means stopped, with real runners, Redis, Docker and the GitLab stand-in: a launch
+right after a Stop is a new run (its own log, a working URL), never the run being
+stopped; and a notebook whose container exits while it is launched fails with the
+launch's reason, whichever of the runner's checks sees the exit first."""
+
+from __future__ import annotations
+
+import requests
+
+from booklab import service
+from booklab.launcher import api_status
+from booklab.phases import Phase
+from tests.fixtures.gitlab import create_local_repo
+from tests.fixtures.pipeline import MAINTAINER, events_of, messages, phases, run_to_end
+from tests.fixtures.services import wait_until
+
+ROUNDS = 20
+
+
+def test_a_launch_right_after_a_stop_is_a_new_run_with_its_own_log_and_url(ctx, runners, alice, project,
+                                                                              docker_engine):
+    runners(1)
+    request = service.request_deployment(ctx, project, "main", alice.token)
+    ready = run_to_end(ctx, request.run)[-1]
+    assert ready["phase"] == "ready"
+    for _ in range(ROUNDS):
+        previous, old = request.run, ready
+        assert service.stop(ctx, request.id) is Phase.READY
+        request = service.request_deployment(ctx, project, "main", alice.token)  # at once: within 0.5 s
+        assert request.started and request.run.number == previous.number + 1  # never joined
+
+        events = run_to_end(ctx, request.run)
+        ready = events[-1]
+        assert phases(events)[0] == "waiting" and phases(events)[-1] == "ready", messages(events)
+        assert "Building image" not in messages(events) and "Stopping" not in messages(events)
+        assert ready["token"] != old["token"] and api_status(ready["url"], ready["token"]) is not None
+        assert api_status(ready["url"], old["token"]) is None
+        # the run that was stopped ended as stopped, in its own log, and its container is gone
+        assert [e.data["phase"] for e in ctx.events.read(previous.id)][-2:] == ["stopping", "stopped"]
+        assert len(docker_engine.containers.list(all=True, filters={
+            "label": f"booklab.deployment={request.id}"})) == 1
+    service.stop(ctx, request.id)
+
+
+def test_a_notebook_that_exits_while_it_launches_always_fails_with_the_launch_reason(
+        ctx, runners, gitlab, alice, base_image, tmp_path):
+    runner, = runners(1)
+    path = "odd/exits"
+    # the container starts, and exits a moment later, before Jupyter could answer
+    repo = create_local_repo(tmp_path / "exits", {"main": {"Dockerfile": (
+        f"FROM {base_image}\nENTRYPOINT [\"sh\", \"-c\", \"sleep 0.7; echo this notebook gives up; exit 3\"]\n")}})
+    gitlab.add_project(path, members={"alice": MAINTAINER})
+    gitlab.push(path, repo)
+    for _ in range(ROUNDS):
+        request = service.request_deployment(ctx, path, "main", alice.token)
+        events = run_to_end(ctx, request.run)
+        assert phases(events)[-1] == "failed", messages(events)
+        assert "exit code 3" in events[-1]["message"] and "this notebook gives up" in events[-1]["message"]
+        assert [e for e in phases(events) if e in ("stopped", "failed")] == ["failed"]
+        wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+    assert len(events_of(ctx, f"{path}:main:alice")) == len(events)  # the last run's log is its own
+
+
+def test_a_stop_while_the_image_builds_ends_the_build_and_a_relaunch_waits_for_that_end(
+        ctx, runners, gitlab, alice, base_image, tmp_path):
+    runners(1)
+    path = "odd/slow-build"
+    repo = create_local_repo(tmp_path / "slow", {"main": {"Dockerfile": (
+        f"FROM {base_image}\nRUN for i in $(seq 1 40); do echo tick $i; sleep 0.5; done\n")}})
+    gitlab.add_project(path, members={"alice": MAINTAINER})
+    gitlab.push(path, repo)
+    first = service.request_deployment(ctx, path, "main", alice.token)
+    wait_until(lambda: "tick 2" in messages([e.data for e in ctx.events.read(first.run.id)]), 120, "the build")
+    assert service.stop(ctx, first.id) is Phase.BUILDING
+    second = service.request_deployment(ctx, path, "main", alice.token)
+    assert second.run.number == first.run.number + 1
+    first_events = run_to_end(ctx, first.run, timeout=60)
+    assert phases(first_events)[-1] == "stopped" and "tick 40" not in messages(first_events)
+    # the second run builds from a checkout of its own: the first one's end removed its own
+    second_events = run_to_end(ctx, second.run, timeout=240)
+    assert phases(second_events)[-1] == "ready", messages(second_events)
+    assert "tick 40" in messages(second_events)
+    assert requests.get(second_events[-1]["url"] + "api/status", timeout=10, headers={
+        "Authorization": f"token {second_events[-1]['token']}"}).status_code == 200
+    service.stop(ctx, second.id)

@@ -1,0 +1,139 @@
+"""The lifecycle's checked moves on a real Redis: runs, stops that are not joined, one
+claimant per end, a run queued behind an end, and only the lifecycle writing a status."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from booklab import lifecycle as lifecycle_module
+from booklab import schema
+from booklab.deployment import Deployment
+from booklab.events import EventLog
+from booklab.keys import GITLAB_TOKEN, PENDING
+from booklab.lifecycle import MOVES, Lifecycle, Moved, Outcome, Run, allowed
+from booklab.phases import Phase
+
+DEP = Deployment("g/p", "main", "alice")
+SLUG = "slug-of-alice"
+
+
+@pytest.fixture
+def lifecycle(redis_client) -> Lifecycle:
+    return Lifecycle(redis_client, EventLog(redis_client))
+
+
+def ready(lifecycle: Lifecycle) -> Run:
+    """A run of DEP, taken by runner-1 and ready."""
+    outcome, run = lifecycle.request(DEP, SLUG, {}, b"sealed", 60)
+    assert outcome is Outcome.STARTED
+    assert lifecycle.claim(run, "runner-1")
+    for phase in (Phase.BUILDING, Phase.LAUNCHING, Phase.READY):
+        lifecycle.say(run, phase, phase.value)
+    return run
+
+
+def phases(lifecycle: Lifecycle, run: Run) -> list[str]:
+    return [e.data["phase"] for e in lifecycle.events.read(run.id)]
+
+
+def test_a_request_while_the_run_stops_starts_a_new_run_behind_it_and_never_joins(lifecycle, redis_client):
+    first = ready(lifecycle)
+    assert lifecycle.stop(DEP.id) == (Phase.READY, first)
+    outcome, second = lifecycle.request(DEP, SLUG, {}, b"sealed again", 60)
+    assert (outcome, second) == (Outcome.BEHIND, Run(DEP.id, 2))
+    assert lifecycle.request(DEP, SLUG, {}, b"x", 60) == (Outcome.JOINED, second)  # a third joins the second
+    assert redis_client.get(schema.secret(DEP.id, PENDING + GITLAB_TOKEN)) == "sealed again"
+    claim = lifecycle.claim_end(first, "runner-1")
+    assert claim is not None and claim.before is Phase.STOPPING
+    assert lifecycle.finish(first, claim.token, Phase.STOPPED, "Stopped on request.") == second
+    # the new run is queued with its own log, its token and its slug; the old log ends with its end
+    assert lifecycle.current(DEP.id) == (Phase.TODO, second, "")
+    assert redis_client.zrange(schema.QUEUE, 0, -1) == [DEP.id]
+    assert redis_client.get(schema.secret(DEP.id, GITLAB_TOKEN)) == "sealed again"
+    assert redis_client.get(schema.slug(SLUG)) == DEP.id
+    assert phases(lifecycle, first) == ["fetching", "building", "launching", "ready", "stopping", "stopped"]
+    assert phases(lifecycle, second) == ["waiting"]
+
+
+def test_a_step_of_a_stopped_run_writes_nothing(lifecycle):
+    _, run = lifecycle.request(DEP, SLUG, {}, b"sealed", 60)
+    lifecycle.claim(run, "runner-1")
+    lifecycle.say(run, Phase.BUILDING, "Step 1/3")
+    lifecycle.stop(DEP.id)
+    with pytest.raises(Moved, match="found stopping in run 1"):
+        lifecycle.say(run, Phase.BUILDING, "Step 2/3")
+    assert phases(lifecycle, run) == ["fetching", "building", "stopping"]
+
+
+def test_one_claimant_ends_a_run_and_a_second_end_writes_nothing(lifecycle):
+    run = ready(lifecycle)
+    claim = lifecycle.claim_end(run, "runner-1 supervisor")
+    assert claim is not None and claim.before is Phase.READY
+    assert lifecycle.claim_end(run, "runner-1 steps") is None
+    assert lifecycle.finish(run, "someone else's claim", Phase.FAILED, "failed") is None
+    assert lifecycle.finish(run, claim.token, Phase.STOPPED, "The notebook server ended.") is None
+    assert lifecycle.finish(run, claim.token, Phase.FAILED, "a second end") is None
+    assert phases(lifecycle, run)[-1:] == ["stopped"] and phases(lifecycle, run).count("stopped") == 1
+
+
+def test_a_lost_claimant_is_taken_over(lifecycle):
+    run = ready(lifecycle)
+    assert lifecycle.claim_end(run, "runner-1") is not None
+    taken = lifecycle.claim_end(run, "runner-2", take_over=True)
+    assert taken is not None
+    assert lifecycle.finish(run, taken.token, Phase.STOPPED, "The runner serving this notebook was lost.") is None
+    assert lifecycle.current(DEP.id)[0] is Phase.STOPPED
+
+
+def test_an_end_called_off_keeps_the_notebook_and_drops_the_run_behind_it(lifecycle, redis_client):
+    run = ready(lifecycle)
+    lifecycle.stop(DEP.id)
+    _, behind = lifecycle.request(DEP, SLUG, {}, b"sealed", 60)
+    claim = lifecycle.claim_end(run, "runner-1")
+    assert lifecycle.keep(run, claim.token)  # its save failed
+    assert lifecycle.current(DEP.id) == (Phase.READY, run, "")
+    assert lifecycle.pending(DEP.id) is None and phases(lifecycle, behind) == ["waiting", "failed"]
+    assert not redis_client.exists(schema.secret(DEP.id, PENDING + GITLAB_TOKEN))
+
+
+def test_a_queued_run_stops_at_once_and_its_chain_cannot_claim_it(lifecycle, redis_client):
+    _, run = lifecycle.request(DEP, SLUG, {}, b"sealed", 60)
+    assert lifecycle.stop(DEP.id) == (Phase.TODO, run)
+    assert not lifecycle.claim(run, "runner-1")
+    assert redis_client.zrange(schema.QUEUE, 0, -1) == [] and not redis_client.exists(schema.slug(SLUG))
+    _, again = lifecycle.request(DEP, SLUG, {}, b"sealed", 60)
+    assert again == Run(DEP.id, 2)
+    assert not lifecycle.claim(run, "runner-1")  # the first run's chain, delivered late
+    assert lifecycle.claim(again, "runner-1")
+
+
+def test_the_table_allows_no_move_out_of_a_final_phase_but_a_new_run():
+    for phase in (Phase.FAILED, Phase.STOPPED):
+        assert [m.after for m in MOVES if m.before is phase] == [Phase.TODO]
+    assert not allowed(Phase.READY, Phase.STOPPED)  # an end is claimed first (stopping)
+    assert not allowed(Phase.STOPPING, Phase.TODO)  # a new run waits for the end
+    assert all(m.by for m in MOVES)
+
+
+def test_only_the_lifecycle_writes_a_status():
+    """No module but booklab.lifecycle names the status hash in a write (state.py only reads
+    it, and forgets long-ended statuses)."""
+    package = Path(lifecycle_module.__file__).parent
+    writers = set()
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("hset", "hdel", "hsetnx", "hmset", "delete")
+                    and any(isinstance(a, ast.Attribute) and a.attr == "STATUS" for a in node.args)):
+                writers.add(path.relative_to(package).as_posix())
+    assert writers == set()
+    assert "'HSET', STATUS" in lifecycle_module._SAY
+
+
+def test_reliability_md_shows_the_table_as_it_is():
+    doc = (Path(lifecycle_module.__file__).parents[1] / "docs" / "RELIABILITY.md").read_text()
+    for move in MOVES:
+        before = move.before.value if move.before else "(no run)"
+        assert f"| {before} | {move.after.value} | {move.by} |" in doc, move
