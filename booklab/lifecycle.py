@@ -35,7 +35,7 @@ from booklab import schema
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError
 from booklab.events import EventLog, encode
-from booklab.keys import GITLAB_TOKEN, PENDING, SAVE_TOKEN
+from booklab.keys import GITLAB_TOKEN, PENDING, SAVE_TOKEN, SECRETS
 from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,10 @@ class Run:
 
     @classmethod
     def parse(cls, run_id: str) -> Run:
+        """The run ``<deployment>#<n>``; a bare deployment id (a task sent before runs were
+        numbered) is its run 0."""
         deployment, _, number = run_id.rpartition("#")
-        return cls(deployment, int(number))
+        return cls(deployment, int(number)) if deployment and number.isascii() and number.isdigit() else cls(run_id, 0)
 
     def __str__(self) -> str:
         return self.id
@@ -68,6 +70,9 @@ class Move:
     """None: the deployment has no run yet"""
     after: Phase
     by: str
+    said: bool = False
+    """a move of a run's own progress, made by an event (:meth:`Lifecycle.say`); every other
+    move has a script of its own, which checks more than the phase (a claim, the queue)"""
 
 
 _PREPARING = (Phase.FETCHING, Phase.BUILDING, Phase.BUILT, Phase.LAUNCHING)
@@ -80,19 +85,20 @@ MOVES: tuple[Move, ...] = (
     Move(None, Phase.TODO, "a request (web tier, API, CLI): a new run, queued"),
     Move(Phase.STOPPED, Phase.TODO, "a request: a new run, queued"),
     Move(Phase.FAILED, Phase.TODO, "a request: a new run, queued"),
-    Move(Phase.TODO, Phase.TODO, "the queue, telling each run its position"),
+    Move(Phase.TODO, Phase.TODO, "the queue, telling each run its position", said=True),
     Move(Phase.TODO, Phase.FETCHING, "the runner that claims the run"),
     Move(Phase.TODO, Phase.STOPPED, "a Stop while queued (no runner holds it)"),
-    Move(Phase.FETCHING, Phase.FETCHING, _STEPS),
-    Move(Phase.FETCHING, Phase.BUILDING, _STEPS),
-    Move(Phase.FETCHING, Phase.BUILT, _STEPS),
-    Move(Phase.BUILDING, Phase.BUILDING, _STEPS),
-    Move(Phase.BUILDING, Phase.LAUNCHING, _STEPS),
-    Move(Phase.BUILT, Phase.LAUNCHING, _STEPS),
-    Move(Phase.LAUNCHING, Phase.LAUNCHING, _STEPS),
-    Move(Phase.LAUNCHING, Phase.READY, _STEPS),
+    Move(Phase.FETCHING, Phase.FETCHING, _STEPS, said=True),
+    Move(Phase.FETCHING, Phase.BUILDING, _STEPS, said=True),
+    Move(Phase.FETCHING, Phase.BUILT, _STEPS, said=True),
+    Move(Phase.BUILDING, Phase.BUILDING, _STEPS, said=True),
+    Move(Phase.BUILDING, Phase.LAUNCHING, _STEPS, said=True),
+    Move(Phase.BUILT, Phase.LAUNCHING, _STEPS, said=True),
+    Move(Phase.LAUNCHING, Phase.LAUNCHING, _STEPS, said=True),
+    Move(Phase.LAUNCHING, Phase.READY, _STEPS, said=True),
     *(Move(before, Phase.STOPPING, _END) for before in (Phase.TODO, *_PREPARING, Phase.READY)),
-    Move(Phase.STOPPING, Phase.STOPPING, "whoever claimed the end, telling its progress"),
+    Move(Phase.STOPPING, Phase.STOPPING, "whoever claimed the end, telling its progress; a claim given "
+                                         "back (a Save now still runs: the end waits for it)", said=True),
     Move(Phase.STOPPING, Phase.STOPPED, "whoever claimed the end, once the run's container, route, "
                                         "checkout and secrets are gone"),
     Move(Phase.STOPPING, Phase.FAILED, "whoever claimed the end of a run that failed, after the same"),
@@ -102,6 +108,9 @@ MOVES: tuple[Move, ...] = (
 
 ALLOWED: dict[Phase | None, frozenset[Phase]] = {
     before: frozenset(m.after for m in MOVES if m.before is before) for before in dict.fromkeys(m.before for m in MOVES)}
+#: the moves an event of a run's own progress may make
+SAID: dict[Phase | None, frozenset[Phase]] = {
+    before: frozenset(m.after for m in MOVES if m.before is before and m.said) for before in ALLOWED}
 
 
 def allowed(before: Phase | None, after: Phase) -> bool:
@@ -141,19 +150,21 @@ class SlugTaken(BooklabError):
     """Another live deployment holds the host name a new deployment would be served at."""
 
 
-def _lua_allowed() -> str:
-    def name(phase: Phase | None) -> str:
-        return phase.value if phase else ""
+def _lua_table(name: str, moves: dict[Phase | None, frozenset[Phase]]) -> str:
+    rows = ", ".join(f'["{b.value if b else ""}"] = {{{", ".join(f"{a.value} = true" for a in sorted(afters))}}}'
+                     for b, afters in moves.items())
+    return f"local {name} = {{{rows}}}\n"
 
-    rows = ", ".join(f'["{name(b)}"] = {{{", ".join(f"{a.value} = true" for a in sorted(afters))}}}'
-                     for b, afters in ALLOWED.items())
-    return (f"local ALLOWED = {{{rows}}}\n"
-            f"local GITLAB_TOKEN, SAVE_TOKEN, PENDING = '{GITLAB_TOKEN}', '{SAVE_TOKEN}', '{PENDING}'")
+
+def _lua_constants() -> str:
+    return (_lua_table("ALLOWED", ALLOWED) + _lua_table("SAID", SAID)
+            + f"local GITLAB_TOKEN, SAVE_TOKEN, PENDING = '{GITLAB_TOKEN}', '{SAVE_TOKEN}', '{PENDING}'\n"
+            + f"local SECRETS = {{{', '.join(repr(name) for name in SECRETS)}}}")
 
 
 # KEYS[1] status, KEYS[2] the deployment's record; ARGV[1] deployment id, ARGV[2..4] the prefixes
 # of a run's log, log counter and channel, ARGV[5] events kept, ARGV[6] seconds records live
-_PRELUDE = _lua_allowed() + """
+_PRELUDE = _lua_constants() + """
 local d, STATUS, RECORD = ARGV[1], KEYS[1], KEYS[2]
 local MAX, TTL = tonumber(ARGV[5]), tonumber(ARGV[6])
 local function emit(run, data)
@@ -167,12 +178,20 @@ local function emit(run, data)
   redis.call('PUBLISH', ARGV[4] .. stream, id .. ' ' .. data)
   return id
 end
+-- a record from before runs were numbered is run 0
 local function current()
-  return redis.call('HGET', STATUS, d) or '', redis.call('HGET', RECORD, 'run') or ''
+  return redis.call('HGET', STATUS, d) or '', redis.call('HGET', RECORD, 'run') or '0'
 end
-local function may(before, after)
-  local row = ALLOWED[before]
+local function may(before, after, table)
+  local row = (table or ALLOWED)[before]
   return row ~= nil and row[after] == true
+end
+-- a new run's number, its log (kept 7 days after the end of a run of that number) cleared
+local function new_run(counter)
+  local n = redis.call('INCR', counter)
+  redis.call('EXPIRE', counter, TTL)
+  redis.call('DEL', ARGV[2] .. d .. '#' .. n, ARGV[3] .. d .. '#' .. n)
+  return n
 end
 local function set_secret(prefix, name, sealed, ttl)
   if sealed ~= '' then redis.call('SET', prefix .. name, sealed, 'EX', ttl) end
@@ -183,7 +202,10 @@ local function over(status) return status == '' or status == 'failed' or status 
 # ARGV[7] run ('*': the current one), ARGV[8] the new status, ARGV[9] the event
 _SAY = """
 local status, run = current()
-if (ARGV[7] ~= '*' and run ~= ARGV[7]) or not may(status, ARGV[8]) then return {0, status, run} end
+if (ARGV[7] == '*' and status ~= 'todo') or (ARGV[7] ~= '*' and run ~= ARGV[7])
+    or not may(status, ARGV[8], SAID) then
+  return {0, status, run}
+end
 redis.call('HSET', STATUS, d, ARGV[8])
 return {1, emit(run, ARGV[9])}
 """
@@ -192,6 +214,7 @@ return {1, emit(run, ARGV[9])}
 _CLAIM = """
 local status, run = current()
 if status ~= 'todo' or run ~= ARGV[7] then return {0, status, run} end
+redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[3], 'deployment', d, 'run', run, 'since', ARGV[8])
 redis.call('HSET', STATUS, d, 'fetching')
 redis.call('ZREM', KEYS[4], d)
@@ -215,11 +238,11 @@ end
 if status == 'stopping' then
   local behind = redis.call('HGET', KEYS[5], 'run')
   if behind then
+    set_secret(prefix, PENDING .. GITLAB_TOKEN, ARGV[10], ARGV[11])  -- the newest, for a wait that may be long
     keep_save(KEYS[5], PENDING)
     return {'joined', behind}
   end
-  local new = redis.call('INCR', KEYS[4])
-  redis.call('EXPIRE', KEYS[4], TTL)
+  local new = new_run(KEYS[4])
   for k, v in pairs(fields) do redis.call('HSET', KEYS[5], k, v) end
   redis.call('HSET', KEYS[5], 'run', new)
   redis.call('EXPIRE', KEYS[5], TTL)
@@ -236,8 +259,7 @@ local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= d and not over(redis.call('HGET', STATUS, holder) or '') then
   return {'slug', ''}
 end
-local new = redis.call('INCR', KEYS[4])
-redis.call('EXPIRE', KEYS[4], TTL)
+local new = new_run(KEYS[4])
 redis.call('DEL', RECORD, KEYS[8])
 for k, v in pairs(fields) do redis.call('HSET', RECORD, k, v) end
 redis.call('HSET', RECORD, 'run', new)
@@ -273,6 +295,7 @@ _STOP = _ENDED + """
 local status, run = current()
 if status == 'todo' then
   redis.call('ZREM', KEYS[3], d)
+  for _, name in ipairs(SECRETS) do redis.call('DEL', ARGV[10] .. name) end
   redis.call('HSET', STATUS, d, 'stopped')
   ended(KEYS[4], KEYS[5], ARGV[7])
   emit(run, ARGV[8])
@@ -286,12 +309,12 @@ end
 return {status, run}
 """
 
-# ARGV[7] run, ARGV[8] the claim, ARGV[9] '1' to take over a claim whose holder is gone
+# ARGV[7] run, ARGV[8] the claim, ARGV[9] the prefix of the claims that may be taken over ('': none)
 _CLAIM_END = """
 local status, run = current()
 if run ~= ARGV[7] or over(status) then return {0, status, run} end
 local holder = redis.call('HGET', RECORD, 'ending') or ''
-if holder ~= '' and ARGV[9] ~= '1' then return {0, status, run} end
+if holder ~= '' and (ARGV[9] == '' or holder:sub(1, #ARGV[9]) ~= ARGV[9]) then return {0, status, run} end
 redis.call('HSET', RECORD, 'ending', ARGV[8])
 redis.call('HSET', STATUS, d, 'stopping')
 return {1, status, run}
@@ -320,29 +343,33 @@ for _, name in ipairs({GITLAB_TOKEN, SAVE_TOKEN}) do
     redis.call('RENAME', prefix .. PENDING .. name, prefix .. name)
   end
 end
+local slug = redis.call('HGET', RECORD, 'slug')
+if slug then redis.call('SET', KEYS[6] .. slug, d, 'EX', TTL) end
 redis.call('HSET', STATUS, d, 'todo')
 redis.call('ZADD', KEYS[4], ARGV[11], d)
 return {1, status, run, tonumber(redis.call('HGET', RECORD, 'run'))}
 """
 
-# KEYS[3] next run; ARGV[7] run, ARGV[8] the claim, ARGV[9] the event of a run queued behind, ARGV[10] secrets' prefix
-_KEEP = _ENDED + """
+# KEYS[3] next run; ARGV[7] run, ARGV[8] the claim, ARGV[9] the status it goes back to, ARGV[10] the event
+# of a run queued behind (dropped when the notebook is kept), ARGV[11] secrets' prefix
+_GIVE_BACK = _ENDED + """
 local status, run = current()
-if run ~= ARGV[7] or status ~= 'stopping' or (redis.call('HGET', RECORD, 'ending') or '') ~= ARGV[8] then
+if run ~= ARGV[7] or status ~= 'stopping' or (redis.call('HGET', RECORD, 'ending') or '') ~= ARGV[8]
+    or not may(status, ARGV[9]) then
   return {0, status, run}
 end
-redis.call('HSET', STATUS, d, 'ready')
+redis.call('HSET', STATUS, d, ARGV[9])
 redis.call('HDEL', RECORD, 'ending')
-drop_next(KEYS[3], ARGV[10], ARGV[9])
+if ARGV[9] == 'ready' then drop_next(KEYS[3], ARGV[11], ARGV[10]) end
 return {1, status, run}
 """
 
 _SCRIPTS = {"say": _SAY, "claim": _CLAIM, "request": _REQUEST, "stop": _STOP, "claim_end": _CLAIM_END,
-            "finish": _FINISH, "keep": _KEEP}
+            "finish": _FINISH, "give_back": _GIVE_BACK}
 
 
 def _found(answer: list[Any]) -> tuple[Phase | None, int | None]:
-    return (Phase(answer[1]) if answer[1] else None), (int(answer[2]) if answer[2] else None)
+    return (Phase(answer[1]) if answer[1] else None), (int(answer[2]) if answer[1] else None)
 
 
 class Lifecycle:
@@ -373,12 +400,19 @@ class Lifecycle:
             pipe.hget(schema.STATUS, deployment_id)
             pipe.hmget(schema.deployment(deployment_id), "run", "ending")
             status, (run, ending) = pipe.execute()
-        return (Phase(status) if status else None, Run(deployment_id, int(run)) if run else None, ending or "")
+        if not status:
+            return None, None, ""
+        return Phase(status), Run(deployment_id, int(run or 0)), ending or ""  # run 0: a record from before runs
 
-    def latest(self, deployment_id: str) -> Run | None:
-        """The deployment's newest run: the current one, or the one queued behind its end."""
-        number = self.redis.get(schema.runseq(deployment_id))
-        return None if number is None else Run(deployment_id, int(number))
+    def holds(self, run: Run, claim: str) -> bool:
+        """Whether ``claim`` still holds the end of ``run``."""
+        number, ending = self.redis.hmget(schema.deployment(run.deployment), "run", "ending")
+        return int(number or 0) == run.number and ending == claim
+
+    def newest(self, deployment_id: str) -> Run | None:
+        """The run a new follower of the deployment follows: the one queued behind the end of the
+        current run, else the current run."""
+        return self.pending(deployment_id) or self.current(deployment_id)[1]
 
     def pending(self, deployment_id: str) -> Run | None:
         """The run queued behind the end of the current one, if any."""
@@ -447,12 +481,13 @@ class Lifecycle:
         phase, number = (Phase(answer[0]) if answer[0] else None), answer[1]
         return phase, (Run(deployment_id, int(number)) if number else None)
 
-    def claim_end(self, run: Run, claimant: str, take_over: bool = False) -> Claim | None:
-        """Claim the end of ``run`` for ``claimant``; None when the run is over, another run, or
-        another claimant's (unless ``take_over``: that claimant is gone, a lost or restarted
-        runner, or the process of a runner's steps that died)."""
+    def claim_end(self, run: Run, claimant: str, take_over_from: str = "") -> Claim | None:
+        """Claim the end of ``run`` for ``claimant`` (a runner's name); None when the run is
+        over, another run, or another claimant's, unless that claimant is the runner named
+        ``take_over_from``, known to be gone (lost, restarted, or its process that ended it died)."""
         token = f"{claimant} {uuid.uuid4().hex[:12]}"
-        answer = self._call("claim_end", run.deployment, [], [run.number, token, "1" if take_over else ""])
+        answer = self._call("claim_end", run.deployment, [], [
+            run.number, token, f"{take_over_from} " if take_over_from else ""])
         if not answer[0]:
             self._refused(run, f"the end's claim by {claimant}", answer)
             return None
@@ -471,15 +506,23 @@ class Lifecycle:
             return None
         return Run(run.deployment, int(answer[3])) if answer[3] else None
 
+    def give_back(self, run: Run, claim: Claim) -> bool:
+        """Give the claimed end back, as if it had not been claimed (a Save now took the
+        notebook in between: the end waits for it)."""
+        return self._give_back(run, claim.token, claim.before if claim.before is Phase.READY else Phase.STOPPING)
+
     def keep(self, run: Run, claim: str) -> bool:
         """The claimed end is called off (the save that was to come first failed): the run is
         ``ready`` again, and a run queued behind that end is dropped."""
-        answer = self._call("keep", run.deployment, [schema.next_run(run.deployment)], [
-            run.number, claim, encode(Phase.FAILED, "Your notebook's changes could not be saved, so it keeps "
-                                                    "running with your work: open it from your notebooks."),
-            schema.secret(run.deployment, "")])
+        return self._give_back(run, claim, Phase.READY)
+
+    def _give_back(self, run: Run, claim: str, status: Phase) -> bool:
+        answer = self._call("give_back", run.deployment, [schema.next_run(run.deployment)], [
+            run.number, claim, status.value,
+            encode(Phase.STOPPED, "Your notebook's changes could not be saved, so it keeps running with your "
+                                  "work: open it from your notebooks."), schema.secret(run.deployment, "")])
         if not answer[0]:
-            self._refused(run, "keeping the notebook", answer)
+            self._refused(run, f"giving the end back ({status.value})", answer)
             return False
         return True
 

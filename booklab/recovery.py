@@ -38,7 +38,7 @@ def reap(ctx: Context, runner: str, by: str) -> bool:
         return False
     held = ctx.runners.held(runner)
     run = _held_run(held)
-    claim = ctx.lifecycle.claim_end(run, by, take_over=True) if run else None
+    claim = ctx.lifecycle.claim_end(run, by, take_over_from=runner) if run else None
     if run and claim and save_back.wanted(ctx, held):
         if save_back.request(ctx, run.deployment, then_end="The runner serving this notebook was lost.",
                              worker=by, run=run, claim=claim.token):
@@ -62,12 +62,17 @@ def resume(ctx: Context, runner: str) -> str | None:
     if run and _still_serving(ctx, run, held):
         adopted = run.deployment
         log.info("runner %s adopts the notebook of %s it served before its restart", runner, run)
+        save_back.interrupted(ctx, run.deployment)  # a save it was running died with its process
+        if ctx.lifecycle.current(run.deployment)[2]:  # so did the end it had claimed: its supervisor ends it again
+            claim = ctx.lifecycle.claim_end(run, runner, take_over_from=runner)
+            if claim:
+                ctx.lifecycle.give_back(run, claim)
     elif run:
-        claim = ctx.lifecycle.claim_end(run, runner, take_over=True)  # its earlier process is gone
+        claim = ctx.lifecycle.claim_end(run, runner, take_over_from=runner)  # its earlier process is gone
         if claim:
             _end_held(ctx, runner, run, claim, "restarted")
         else:
-            ctx.runners.release(runner, run.deployment)
+            ctx.runners.release(runner, run.deployment, run.number)
     for container in launcher.find_notebooks(ctx.docker, {"booklab.runner": runner}):
         if adopted and container.id == held.get("container"):
             continue
@@ -86,9 +91,11 @@ def _held_run(held: dict[str, str]) -> Run | None:
 
 
 def _still_serving(ctx: Context, run: Run, held: dict[str, str]) -> bool:
-    status, current, ending = ctx.lifecycle.current(run.deployment)
+    """Whether the runner's notebook was served (ready, or being stopped since) and still answers."""
+    status, current, _ = ctx.lifecycle.current(run.deployment)
     token = steps.notebook_token(ctx, run.deployment)
-    return (status is Phase.READY and current == run and not ending and bool(held.get("url"))
+    served = status is Phase.READY or (status is Phase.STOPPING and ctx.deployments.record(run.deployment).get("ready_at"))
+    return (bool(served) and current == run and bool(held.get("url"))
             and token is not None and launcher.api_status(held["url"], token) is not None)
 
 

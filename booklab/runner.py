@@ -84,15 +84,19 @@ def _still_holds(ctx: Context, name: str, held: dict[str, str], watch: ChainWatc
     status, current, ending = ctx.lifecycle.current(run.deployment)
     if current != run or status is None or not status.is_active:
         log.warning("%s held %s, which is over; it is free again", name, run)
-        ctx.runners.release(name, run.deployment)
+        ctx.runners.release(name, run.deployment, run.number)
         return False
     if not ending and (status is Phase.READY or (status is Phase.STOPPING and not _steps_in_hand())):
         watch.idle_since = None
         return _end_if_due(ctx, name, held, run, status)
-    if watch.died(status):
+    if watch.died(status):  # its steps, or its own end, were cut off: a claim they left is this runner's
         log.warning("the steps of %s ended without a word; ending it", run)
-        steps.end(ctx, run, name, Phase.FAILED, "Preparing this notebook stopped halfway (Booklab lost its "
-                  "state store for a moment): retry.", take_over=True)
+        if ctx.deployments.record(run.deployment).get("ready_at"):
+            phase, message = Phase.STOPPED, "Stopping this notebook was cut off halfway; it is stopped now."
+        else:
+            phase, message = Phase.FAILED, ("Preparing this notebook stopped halfway (Booklab lost its state "
+                                            "store for a moment): retry.")
+        steps.end(ctx, run, name, phase, message, take_over_from=name)
         return False
     return True
 
@@ -114,7 +118,7 @@ def _end_if_due(ctx: Context, name: str, held: dict[str, str], run: Run, status:
         if save_back.request(ctx, deployment_id, then_end=reason, run=run, claim=claim.token):
             log.info("saving %s before it ends: %s", run, reason)
         else:
-            ctx.lifecycle.keep(run, claim.token)  # a Save now started in between: end it after
+            ctx.lifecycle.give_back(run, claim)  # a Save now started in between: end it after
         return True  # the save ends it, or keeps it when it fails
     log.info("ending %s: %s", run, reason)
     steps.release(ctx, run, name, claim.token, Phase.STOPPED, reason)
@@ -164,7 +168,7 @@ class Supervisor(bootsteps.StartStopStep):
         held = ctx.runners.held(c.hostname)
         run = Run(held["deployment"], int(held.get("run") or 0)) if held.get("deployment") else None
         # its own steps are being stopped with it: their claim is taken over
-        claim = ctx.lifecycle.claim_end(run, c.hostname, take_over=True) if run else None
+        claim = ctx.lifecycle.claim_end(run, c.hostname, take_over_from=c.hostname) if run else None
         if run and claim and save_back.wanted(ctx, held) and not _saved_before_shutdown(ctx, held):
             ctx.lifecycle.keep(run, claim.token)
             log.error("%s keeps the notebook of %s, whose changes could not be saved: start the "

@@ -111,6 +111,15 @@ def locked(ctx: Context, deployment_id: str) -> bool:
     return bool(ctx.redis.exists(schema.saving(deployment_id)))
 
 
+def interrupted(ctx: Context, deployment_id: str) -> None:
+    """The runner that ran a save of the deployment restarted: that save died with its process,
+    so another may start at once, and an end of the notebook waits no longer for it."""
+    if ctx.redis.get(schema.saving(deployment_id)) == SAVING:
+        ctx.redis.delete(schema.saving(deployment_id))
+        ctx.deployments.update(deployment_id, save_state=FAILED,
+                               save_message="The save did not finish (its runner restarted meanwhile): save again.")
+
+
 def forget_failure(ctx: Context, deployment_id: str) -> None:
     """The user asks again: a save that failed may be tried at once."""
     lock = schema.saving(deployment_id)

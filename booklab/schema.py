@@ -5,7 +5,7 @@ TYPE   key                         meaning
 =====  ==========================  =====================================================
 SET    runners                     runners declared
 STR    heartbeat:<runner>          set by a live runner, expires after 30 s
-HASH   runner:<runner>             the deployment a runner serves and its container
+HASH   runner:<runner>             the deployment and run a runner serves, and its container
 HASH   status                      deployment -> its current run's phase (phases.Phase), until 7 days after its end;
                                    written only through booklab.lifecycle's checked moves
 HASH   deployment:<deployment>     the current run: run, project, ref, user, commit, image, runner, url, ending, ...

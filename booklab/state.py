@@ -135,13 +135,14 @@ class Runners:
         ``container``, ``url``, ``started_at``; empty when it is free."""
         return self.redis.hgetall(schema.runner(name))
 
-    def release(self, name: str, deployment_id: str) -> None:
-        """Free the runner, if it still holds ``deployment_id``."""
+    def release(self, name: str, deployment_id: str, run: int | None = None) -> None:
+        """Free the runner, if it still holds ``deployment_id`` (its run ``run``, when given)."""
         key = schema.runner(name)
         with self.redis.pipeline() as pipe:
             try:
                 pipe.watch(key)
-                if pipe.hget(key, "deployment") != deployment_id:
+                deployment, held_run = pipe.hmget(key, "deployment", "run")
+                if deployment != deployment_id or (run is not None and int(held_run or 0) != run):
                     return
                 pipe.multi()
                 pipe.delete(key)

@@ -1,8 +1,8 @@
 """The five steps of a deployment, as plain functions a test can call directly:
 ``provision_key -> clone -> build -> run -> register_token``.
 
-Each takes the process :class:`~booklab.context.Context`, the deployment id and the name
-of the runner doing the work; each reads and writes the deployment's record in Redis and
+Each takes the process :class:`~booklab.context.Context`, the run (``<deployment>#<n>``)
+and the name of the runner doing the work; each reads and writes the deployment's record in Redis and
 writes its progress to the run's log (a step of a run that was stopped meanwhile finds out
 there: :class:`~booklab.lifecycle.Moved`). ``end`` claims a run's end and ``release`` undoes
 what the steps left behind (deploy key, secrets, checkout, route, container) whatever step
@@ -38,7 +38,7 @@ from booklab.errors import BooklabError, BuildError
 from booklab.gitlab_client import DeployKeyRefused
 from booklab.keys import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN, SAVE_TOKEN, generate_keypair
 from booklab.phases import Phase
-from booklab.lifecycle import Run
+from booklab.lifecycle import Moved, Run
 from booklab.queueing import leave_queue, queue_run
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,11 @@ def run(ctx: Context, run: Run, runner: str) -> None:
                                          ctx.config.notebook_allow_root),
         network=ctx.config.notebook_network, host_ip=ctx.config.notebook_host,
         publish=ctx.config.notebook_publish)
+    try:  # stopped (or taken over) while its container was created: that container is this step's to remove
+        ctx.lifecycle.say(run, Phase.LAUNCHING, "Waiting for the notebook server to answer...")
+    except Moved:
+        launcher.stop(ctx.docker, notebook.container_id)
+        raise
     ctx.runners.attach(runner, container=notebook.container_id, url=notebook.url,
                        started_at=f"{time.time():.3f}", idle_timeout=str(settings.idle_timeout))
     ctx.deployments.update(deployment_id, container=notebook.container_id)
@@ -254,21 +259,26 @@ def revoke_secrets(ctx: Context, deployment_id: str) -> None:
         ctx.vault.delete(deployment_id, GITLAB_TOKEN, DEPLOY_KEY)
 
 
-def end(ctx: Context, run: Run, runner: str, phase: Phase, message: str, take_over: bool = False) -> bool:
+def end(ctx: Context, run: Run, runner: str, phase: Phase, message: str, take_over_from: str = "") -> bool:
     """Claim the end of ``run``, which ``runner`` holds, and :func:`release` it in ``phase``;
-    False when someone else ends it (or it is over). ``take_over``: the claim of a lost or
-    restarted runner's process is taken over."""
-    claim = ctx.lifecycle.claim_end(run, runner, take_over=take_over)
+    False when someone else ends it (or it is over). ``take_over_from``: a runner known to
+    be gone whose claim is taken over."""
+    claim = ctx.lifecycle.claim_end(run, runner, take_over_from=take_over_from)
     if claim is None:
         return False
     release(ctx, run, runner, claim.token, phase, message)
     return True
 
 
-def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, message: str) -> None:
+def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, message: str) -> bool:
     """End the run whose end ``claim`` holds in ``phase`` (failed or stopped): remove what it
-    left behind, free its runner, and queue the run that waited for this end, if any."""
+    left behind, free its runner, and queue the run that waited for this end, if any. False,
+    touching nothing, when the claim no longer holds (taken over by a runner that found this
+    one gone)."""
     deployment_id = run.deployment
+    if not ctx.lifecycle.holds(run, claim):
+        log.warning("the end of %s is no longer claimed by %s: left to its new claimant", run, claim)
+        return False
     revoke_secrets(ctx, deployment_id)
     ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN, SAVE_TOKEN)
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
@@ -278,8 +288,9 @@ def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, messa
         launcher.stop(ctx.docker, container)
     leave_queue(ctx, deployment_id)
     behind = ctx.lifecycle.finish(run, claim, phase, message)
-    ctx.deployments.forget_long_ended()
-    ctx.runners.release(runner, deployment_id)
     if behind is not None:
         log.info("%s ended; %s queued behind it starts", run, behind)
         queue_run(ctx, behind)
+    ctx.runners.release(runner, deployment_id, run.number)
+    ctx.deployments.forget_long_ended()
+    return True

@@ -72,7 +72,10 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
             raise Ignore() from None
         message = str(error)
         if error.transient:
-            _retry_later(task, ctx, run, runner, error)
+            try:
+                _retry_later(task, ctx, run, runner, error)
+            except Moved:  # stopped meanwhile: no try left to tell about
+                _end_stopped(ctx, run, runner)
             message += f" Gave up after {ctx.config.retry_attempts} tries."
         log.info("%s failed for %s: %s", task.name, run, message)
         steps.end(ctx, run, runner, Phase.FAILED, message)

@@ -28,8 +28,9 @@ def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", ru
     ctx, runner = get_context(), self.request.hostname
     owner = owner or runner
     run = Run.parse(run_id) if run_id else None
-    if ctx.runners.held(owner).get("deployment") != deployment_id:
-        log.info("%s no longer serves %s: nothing to save", owner, deployment_id)
+    held = ctx.runners.held(owner)
+    if held.get("deployment") != deployment_id or (run and int(held.get("run") or 0) != run.number):
+        log.info("%s no longer serves %s: nothing to save", owner, run or deployment_id)
         save_back.unlock(ctx, deployment_id)
         return "gone"
     message = save_back.save_and_report(ctx, deployment_id)
@@ -37,8 +38,7 @@ def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", ru
         if run:
             ctx.lifecycle.keep(run, claim)
         return save_back.FAILED
-    if then_end and run:
-        steps.release(ctx, run, owner, claim, Phase.STOPPED, f"{then_end} {message}")
+    if then_end and run and steps.release(ctx, run, owner, claim, Phase.STOPPED, f"{then_end} {message}"):
         if owner != runner:
             ctx.runners.retire(owner)  # reaped: saved and ended, the lost runner is forgotten
     save_back.unlock(ctx, deployment_id)

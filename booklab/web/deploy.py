@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -95,8 +96,8 @@ def launch_page(_spec: str) -> Any:
         return render_template("confirm_launch.html", project=project, ref=ref, urlpath=_urlpath()), 200
     # queued or running: the page only follows its run (it cannot start a second one even if
     # it ends before the page connects); else the page's stream launches one
-    latest = context().lifecycle.latest(dep.id)
-    follow_only = f"?last_event_id={latest.number}.0" if status is not None and status.is_joinable and latest else ""
+    current = context().lifecycle.current(dep.id)[1]
+    follow_only = f"?last_event_id={current.number}.0" if status is not None and status.is_joinable and current else ""
     return render_template(
         "deploy.html", project=project, ref=ref, deployment_id=dep.id,
         stream_url=base + stream_path(project, ref) + follow_only,
@@ -110,14 +111,18 @@ def launch_page(_spec: str) -> Any:
         save_states={"SAVING": save_back.SAVING, "SAVED": save_back.SAVED, "FAILED": save_back.FAILED})
 
 
+#: ``Last-Event-ID``: ``<run>.<event>``, or a bare event id of the newest run
+EVENT_ID = re.compile(r"(?:(\d{1,9})\.)?(\d{1,12})", re.ASCII)
+
+
 def _last_event_id() -> tuple[int | None, int] | None:
-    """(run, event id) from ``Last-Event-ID`` (or ``?last_event_id=``): ``<run>.<event>``, or a bare
-    event id of the latest run; None when there is none."""
+    """(run, event id) from ``Last-Event-ID`` (or ``?last_event_id=``); None when there is none
+    (or it is not one)."""
     value = request.headers.get("Last-Event-ID", "").strip() or request.args.get("last_event_id", "").strip()
-    run, dot, event = value.rpartition(".")
-    if dot and run.isdigit() and event.isdigit():
-        return int(run), int(event)
-    return (None, int(value)) if value.isdigit() else None
+    found = EVENT_ID.fullmatch(value)
+    if found is None:
+        return None
+    return (int(found[1]) if found[1] else None), int(found[2])
 
 
 def sse(data: dict[str, Any], event_id: str | None = None) -> str:
@@ -167,7 +172,7 @@ def build_stream(_spec: str) -> Response:
         return _failed(str(e))
     resume = _last_event_id()
     status, current, _ = ctx.lifecycle.current(dep.id)
-    run = ctx.lifecycle.latest(dep.id)
+    run = ctx.lifecycle.newest(dep.id)
     if resume is not None:
         number, after = resume
         run = Run(dep.id, number) if number is not None else run

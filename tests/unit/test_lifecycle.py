@@ -42,15 +42,15 @@ def test_a_request_while_the_run_stops_starts_a_new_run_behind_it_and_never_join
     assert lifecycle.stop(DEP.id) == (Phase.READY, first)
     outcome, second = lifecycle.request(DEP, SLUG, {}, b"sealed again", 60)
     assert (outcome, second) == (Outcome.BEHIND, Run(DEP.id, 2))
-    assert lifecycle.request(DEP, SLUG, {}, b"x", 60) == (Outcome.JOINED, second)  # a third joins the second
-    assert redis_client.get(schema.secret(DEP.id, PENDING + GITLAB_TOKEN)) == "sealed again"
+    assert lifecycle.request(DEP, SLUG, {}, b"newest", 60) == (Outcome.JOINED, second)  # a third joins the second
+    assert redis_client.get(schema.secret(DEP.id, PENDING + GITLAB_TOKEN)) == "newest"  # the freshest token
     claim = lifecycle.claim_end(first, "runner-1")
     assert claim is not None and claim.before is Phase.STOPPING
     assert lifecycle.finish(first, claim.token, Phase.STOPPED, "Stopped on request.") == second
     # the new run is queued with its own log, its token and its slug; the old log ends with its end
     assert lifecycle.current(DEP.id) == (Phase.TODO, second, "")
     assert redis_client.zrange(schema.QUEUE, 0, -1) == [DEP.id]
-    assert redis_client.get(schema.secret(DEP.id, GITLAB_TOKEN)) == "sealed again"
+    assert redis_client.get(schema.secret(DEP.id, GITLAB_TOKEN)) == "newest"
     assert redis_client.get(schema.slug(SLUG)) == DEP.id
     assert phases(lifecycle, first) == ["fetching", "building", "launching", "ready", "stopping", "stopped"]
     assert phases(lifecycle, second) == ["waiting"]
@@ -77,10 +77,12 @@ def test_one_claimant_ends_a_run_and_a_second_end_writes_nothing(lifecycle):
     assert phases(lifecycle, run)[-1:] == ["stopped"] and phases(lifecycle, run).count("stopped") == 1
 
 
-def test_a_lost_claimant_is_taken_over(lifecycle):
+def test_only_a_claimant_known_to_be_gone_is_taken_over(lifecycle):
     run = ready(lifecycle)
     assert lifecycle.claim_end(run, "runner-1") is not None
-    taken = lifecycle.claim_end(run, "runner-2", take_over=True)
+    assert lifecycle.claim_end(run, "runner-2", take_over_from="runner-12") is None  # a name's prefix is not it
+    assert lifecycle.claim_end(run, "runner-3", take_over_from="runner-2") is None
+    taken = lifecycle.claim_end(run, "runner-2", take_over_from="runner-1")
     assert taken is not None
     assert lifecycle.finish(run, taken.token, Phase.STOPPED, "The runner serving this notebook was lost.") is None
     assert lifecycle.current(DEP.id)[0] is Phase.STOPPED
@@ -93,7 +95,7 @@ def test_an_end_called_off_keeps_the_notebook_and_drops_the_run_behind_it(lifecy
     claim = lifecycle.claim_end(run, "runner-1")
     assert lifecycle.keep(run, claim.token)  # its save failed
     assert lifecycle.current(DEP.id) == (Phase.READY, run, "")
-    assert lifecycle.pending(DEP.id) is None and phases(lifecycle, behind) == ["waiting", "failed"]
+    assert lifecycle.pending(DEP.id) is None and phases(lifecycle, behind) == ["waiting", "stopped"]
     assert not redis_client.exists(schema.secret(DEP.id, PENDING + GITLAB_TOKEN))
 
 
@@ -106,6 +108,58 @@ def test_a_queued_run_stops_at_once_and_its_chain_cannot_claim_it(lifecycle, red
     assert again == Run(DEP.id, 2)
     assert not lifecycle.claim(run, "runner-1")  # the first run's chain, delivered late
     assert lifecycle.claim(again, "runner-1")
+
+
+def test_an_event_cannot_undo_a_stop_or_revive_an_ended_run(lifecycle, redis_client):
+    run = ready(lifecycle)
+    lifecycle.stop(DEP.id)
+    for phase in (Phase.READY, Phase.LAUNCHING, Phase.STOPPED, Phase.FAILED):
+        with pytest.raises(Moved):
+            lifecycle.say(run, phase, "a step that did not see the stop")
+    claim = lifecycle.claim_end(run, "runner-1")
+    lifecycle.finish(run, claim.token, Phase.STOPPED, "Stopped on request.")
+    with redis_client.pipeline() as pipe:
+        lifecycle.tell_waiting(pipe, DEP.id, "position 1", 1)
+        pipe.execute()
+    assert lifecycle.current(DEP.id)[0] is Phase.STOPPED
+
+
+def test_a_claim_given_back_waits_for_its_supervisor_again(lifecycle):
+    run = ready(lifecycle)
+    lifecycle.stop(DEP.id)
+    claim = lifecycle.claim_end(run, "runner-1")
+    assert lifecycle.give_back(run, claim)  # a Save now took the notebook in between
+    assert lifecycle.current(DEP.id) == (Phase.STOPPING, run, "")  # the Stop still stands
+    culled = lifecycle.claim_end(run, "runner-1")
+    assert culled is not None and lifecycle.give_back(run, culled)
+    assert lifecycle.current(DEP.id) == (Phase.STOPPING, run, "")
+
+
+def test_a_queued_run_stopped_loses_its_secrets_in_the_same_move(lifecycle, redis_client):
+    lifecycle.request(DEP, SLUG, {}, b"sealed", 60)
+    lifecycle.stop(DEP.id)
+    assert redis_client.keys("secret:*") == []
+    _, again = lifecycle.request(DEP, SLUG, {}, b"sealed again", 60)
+    assert redis_client.get(schema.secret(DEP.id, GITLAB_TOKEN)) == "sealed again"
+
+
+def test_a_new_run_never_shows_an_old_log_of_its_number(lifecycle, redis_client):
+    first = ready(lifecycle)
+    redis_client.delete(schema.runseq(DEP.id))  # forgotten, as after 7 quiet days, while the old log is kept
+    lifecycle.stop(DEP.id)
+    claim = lifecycle.claim_end(first, "runner-1")
+    lifecycle.finish(first, claim.token, Phase.STOPPED, "Stopped.")
+    _, again = lifecycle.request(DEP, SLUG, {}, b"sealed", 60)
+    assert again.number == first.number and phases(lifecycle, again) == []
+
+
+def test_a_record_from_before_runs_is_run_0(lifecycle, redis_client):
+    redis_client.hset(schema.deployment(DEP.id), mapping={"project": "g/p", "ref": "main", "user": "alice"})
+    redis_client.hset(schema.STATUS, DEP.id, "ready")
+    assert lifecycle.current(DEP.id) == (Phase.READY, Run(DEP.id, 0), "")
+    assert lifecycle.request(DEP, SLUG, {}, b"sealed", 60) == (Outcome.JOINED, Run(DEP.id, 0))
+    assert Run.parse(DEP.id) == Run(DEP.id, 0) and Run.parse("g/p:feat#1:alice") == Run("g/p:feat#1:alice", 0)
+    assert Run.parse(f"{DEP.id}#7") == Run(DEP.id, 7)
 
 
 def test_the_table_allows_no_move_out_of_a_final_phase_but_a_new_run():
