@@ -404,6 +404,13 @@ class Lifecycle:
             return None, None, ""
         return Phase(status), Run(deployment_id, int(run or 0)), ending or ""  # run 0: a record from before runs
 
+    def expect(self, run: Run, phase: Phase) -> None:
+        """Raise :class:`Moved` unless ``run`` is the current run and in ``phase`` (a check
+        before a write that is not a move, such as recording a container)."""
+        status, current, _ = self.current(run.deployment)
+        if current != run or status is not phase:
+            raise Moved(run, f"{phase.value} work", status, current.number if current else None)
+
     def holds(self, run: Run, claim: str) -> bool:
         """Whether ``claim`` still holds the end of ``run``."""
         number, ending = self.redis.hmget(schema.deployment(run.deployment), "run", "ending")

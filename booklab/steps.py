@@ -206,7 +206,7 @@ def run(ctx: Context, run: Run, runner: str) -> None:
         network=ctx.config.notebook_network, host_ip=ctx.config.notebook_host,
         publish=ctx.config.notebook_publish)
     try:  # stopped (or taken over) while its container was created: that container is this step's to remove
-        ctx.lifecycle.say(run, Phase.LAUNCHING, "Waiting for the notebook server to answer...")
+        ctx.lifecycle.expect(run, Phase.LAUNCHING)
     except Moved:
         launcher.stop(ctx.docker, notebook.container_id)
         raise

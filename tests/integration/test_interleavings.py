@@ -20,7 +20,7 @@ import docker
 import pytest
 import redis
 import requests
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
@@ -88,7 +88,9 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
         assert answer.status_code in (200, 201), answer.text
 
     def containers(deployment_id: str) -> list:
-        return docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={deployment_id}"})
+        """The deployment's notebook containers, made by this test's runners."""
+        return [c for c in docker_engine.containers.list(all=True, filters={
+            "label": f"booklab.deployment={deployment_id}"}) if c.labels.get("booklab.runner") in fleet]
 
     def runs_of(deployment_id: str) -> int:
         return int(retrying(lambda: ctx.redis.get(schema.runseq(deployment_id))) or 0)
@@ -138,6 +140,23 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
             fleet[name].proc.wait(30)
             fleet[name], = runners(names=[name], **env)
 
+        @rule(seconds=st.sampled_from([0.3, 1.0, 3.0]))
+        def let_time_pass(self, seconds: float) -> None:
+            time.sleep(seconds)
+
+        @rule()
+        def settle(self) -> None:
+            """Every run ready or over, and none waiting behind an end, within a minute."""
+            def settled() -> bool:
+                for deployment_id in deployments.values():
+                    status, _, ending = retrying(lambda d=deployment_id: ctx.lifecycle.current(d))
+                    if (status not in (Phase.READY, Phase.STOPPED, Phase.FAILED) or ending
+                            or retrying(lambda d=deployment_id: ctx.lifecycle.pending(d))):
+                        return False
+                return True
+
+            wait_until(settled, UNHELD_AT_MOST, "every run to be ready or over")
+
         @rule()
         def restart_redis(self) -> None:
             own_redis.stop()
@@ -150,6 +169,7 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
             answer = post(ref, "stop")
             assert answer.status_code in (202, 404), answer.text
             if answer.status_code == 202 and run is not None and status is not None and status.is_active:
+                event(f"a run stopped while {status.value}")
                 self.stopping.append((run, container, time.monotonic()))
 
         # -- invariants -------------------------------------------------------------
@@ -165,6 +185,7 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
                 status, run, ending = retrying(lambda d=deployment_id: ctx.lifecycle.current(d))
                 if status is not Phase.READY or ending:
                     continue
+                event("a ready notebook was checked through Traefik")
                 token = retrying(lambda d=deployment_id: steps.notebook_token(ctx, d))
                 host = f"{ctx.slug(deployment_id)}.{ctx.config.fqdn}"
                 answer = requests.get(f"{traefik.entrypoint_url}/api/status", timeout=10, headers={

@@ -9,6 +9,7 @@ import pytest
 
 from booklab.phases import Phase
 from gitlab_standin.store import GUEST, MAINTAINER
+from tests.fixtures.pipeline import make_ready, take_run
 from tests.fixtures.web import csrf_token
 
 
@@ -85,6 +86,23 @@ def test_stop_and_retry_my_deployment(web_client, alice, plain_project, ctx, red
     assert ctx.deployments.status(created["id"]) is Phase.TODO
     shown = web_client.get(url_of(created["id"]), headers=bearer(alice))
     assert shown.json["status"] == "todo" and shown.json["ref"] == "feature/été"
+
+
+def test_a_stop_of_a_ready_notebook_answers_stopping_and_a_launch_meanwhile_queues_behind_it(
+        web_client, alice, plain_project, ctx):
+    created = web_client.post("/api/deployments", headers=bearer(alice),
+                              json={"project": plain_project, "ref": "main"}).json
+    make_ready(ctx, take_run(ctx, created["id"]), "http://127.0.0.1:1/")
+    stopped = web_client.post(url_of(created["id"]) + "/stop", headers=bearer(alice))
+    assert stopped.status_code == 202 and stopped.json["was"] == "ready" and stopped.json["status"] == "stopping"
+    assert "url" not in stopped.json  # no longer offered while it goes
+
+    again = web_client.post("/api/deployments", headers=bearer(alice), json={"project": plain_project, "ref": "main"})
+    assert again.status_code == 201 and again.json["started"] is True  # not joined to the run being stopped
+    assert again.json["requested_run"] == created["run"] + 1 == again.json["next_run"]
+    assert again.json["status"] == "stopping" and again.json["run"] == created["run"]
+    behind = ctx.events.read(f"{created['id']}#{again.json['requested_run']}")
+    assert [e.data["message"] for e in behind] == ["Waiting for the notebook's previous run to end.\n"]
 
 
 @pytest.mark.parametrize("level, status", [(None, 404), (GUEST, 403)])
