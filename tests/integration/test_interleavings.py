@@ -22,7 +22,14 @@ import redis
 import requests
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from booklab import schema, service, steps
 from booklab.deployment import Deployment
@@ -39,6 +46,8 @@ REFS = ("main", BRANCH_WITH_SLASH)
 STOPPED_WITHIN = 10
 #: seconds a deployment may be in a non-final phase with no runner holding it
 UNHELD_AT_MOST = 60
+#: runners killed and Redis restarts in one example (each costs seconds, and says little more a second time)
+MAX_OUTAGES = 1
 LIVE = (Phase.FETCHING, Phase.BUILDING, Phase.BUILT, Phase.LAUNCHING, Phase.READY, Phase.STOPPING)
 
 
@@ -105,8 +114,17 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
             self.stopping: list[tuple[Run, str, float]] = []  # run, its container, when its stop was asked
             self.unheld_since: dict[Run, float] = {}
             self.first_run = {ref: runs_of(deployments[ref]) + 1 for ref in REFS}
+            self.outages = 0  # runners killed and Redis restarts in this example
 
         # -- rules ------------------------------------------------------------------
+
+        @initialize(ready=st.booleans())
+        def notebooks(self, ready: bool) -> None:
+            """Each example starts with both launched, and ready or on their way."""
+            for ref in REFS:
+                launch(ref)
+            if ready:
+                self.settle()
 
         @rule(ref=st.sampled_from(REFS))
         def launch(self, ref: str) -> None:
@@ -132,9 +150,11 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
                 if retrying(lambda n=name: ctx.runners.held(n)).get("deployment") == deployments[ref]:
                     retrying(lambda n=name: ctx.redis.hset(schema.runner(n), "idle_timeout", "0"))
 
+        @precondition(lambda self: self.outages < MAX_OUTAGES)
         @rule(index=st.integers(0, 1))
         def kill_a_runner(self, index: int) -> None:
             """kill -9, then started again under its name (it adopts or ends what it held)."""
+            self.outages += 1
             name = sorted(fleet)[index]
             os.killpg(fleet[name].proc.pid, signal.SIGKILL)
             fleet[name].proc.wait(30)
@@ -150,15 +170,17 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
             def settled() -> bool:
                 for deployment_id in deployments.values():
                     status, _, ending = retrying(lambda d=deployment_id: ctx.lifecycle.current(d))
-                    if (status not in (Phase.READY, Phase.STOPPED, Phase.FAILED) or ending
+                    if (status not in (Phase.READY, Phase.STOPPED, Phase.FAILED) or (status is Phase.READY and ending)
                             or retrying(lambda d=deployment_id: ctx.lifecycle.pending(d))):
                         return False
                 return True
 
             wait_until(settled, UNHELD_AT_MOST, "every run to be ready or over")
 
+        @precondition(lambda self: self.outages < MAX_OUTAGES)
         @rule()
         def restart_redis(self) -> None:
+            self.outages += 1
             own_redis.stop()
             own_redis.start()
             retrying(ctx.redis.ping)

@@ -102,7 +102,7 @@ def test_a_request_for_a_queued_or_running_deployment_joins_it(ctx, runners, ali
     assert phases(events).count("waiting") == 1 and phases(events).count("launching") == 1
     after_ready = service.request_deployment(ctx, project, "main", alice.token)
     assert not after_ready.started
-    assert [e for _, e in service.follow(ctx, first.id, timeout=5)][-1]["url"] == events[-1]["url"]
+    assert [e for _, e in service.follow(ctx, first.run, timeout=5)][-1]["url"] == events[-1]["url"]
 
 
 def test_with_two_runners_a_third_deployment_waits_for_a_notebook_to_stop(ctx, runners, gitlab, alice, project):

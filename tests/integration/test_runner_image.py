@@ -25,7 +25,7 @@ def test_a_runner_in_its_image_deploys_a_notebook(ctx, booklab_env, docker_engin
     try:
         wait_until(lambda: ctx.redis.exists(schema.heartbeat(name)), 60, "the runner in its container")
         request = service.request_deployment(ctx, "demo/contained", "main", alice.token)
-        events = [event for _, event in service.follow(ctx, request.id, timeout=240)]
+        events = [event for _, event in service.follow(ctx, request.run, timeout=240)]
         assert events[-1]["phase"] == "ready", "".join(e["message"] for e in events)
         assert ctx.deployments.record(request.id)["runner"] == name
         ready = events[-1]

@@ -19,7 +19,7 @@ ROUNDS = 20
 
 def test_a_launch_right_after_a_stop_is_a_new_run_with_its_own_log_and_url(ctx, runners, alice, project,
                                                                               docker_engine):
-    runners(1)
+    runner, = runners(1)
     request = service.request_deployment(ctx, project, "main", alice.token)
     ready = run_to_end(ctx, request.run)[-1]
     assert ready["phase"] == "ready"
@@ -38,7 +38,7 @@ def test_a_launch_right_after_a_stop_is_a_new_run_with_its_own_log_and_url(ctx, 
         # the run that was stopped ended as stopped, in its own log, and its container is gone
         assert [e.data["phase"] for e in ctx.events.read(previous.id)][-2:] == ["stopping", "stopped"]
         assert len(docker_engine.containers.list(all=True, filters={
-            "label": f"booklab.deployment={request.id}"})) == 1
+            "label": [f"booklab.deployment={request.id}", f"booklab.runner={runner.name}"]})) == 1
     service.stop(ctx, request.id)
 
 
