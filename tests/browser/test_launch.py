@@ -61,6 +61,19 @@ def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners
         page.screenshot(path=ARTIFACTS / "notebook-without-its-files.png")
         raise
     page.screenshot(path=ARTIFACTS / "notebook.png")
+
+    # back on its page: Stop says "Stopping…" until the notebook is gone, then offers Launch
+    # again, which is a new run with a log of its own and opens the notebook again
+    first_run = ctx.lifecycle.current(f"{PROJECT}:slow:alice")[1]
+    page.goto(web_server + "/v2/gl/demo%2Fbrowser/slow")
+    page.get_by_role("button", name="Stop", exact=True).click()
+    status = page.locator("#status")
+    status.filter(has_text="Stopping").wait_for()
+    page.get_by_role("button", name="Launch again").wait_for(timeout=60_000)
+    assert "Stopped" in status.inner_text()
+    page.get_by_role("button", name="Launch again").click()
+    page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/tree"), timeout=120_000)
+    assert ctx.lifecycle.current(f"{PROJECT}:slow:alice")[1].number == first_run.number + 1
     context.close()
 
     events = events_of(ctx, f"{PROJECT}:slow:alice")
