@@ -24,6 +24,7 @@ from booklab.config import Config
 from booklab.context import Context, get_context
 from booklab.culling import reason_to_end
 from booklab.lifecycle import Run
+from booklab.queueing import queue_run
 from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,40 @@ class ChainWatch:
         return True
 
 
+class QueueWatch:
+    """Notices a queued run that no runner takes: first in the queue for :data:`CHAIN_GAP`
+    seconds while this runner was free to take it, so its chain was never sent (the process
+    that queued it, behind the end of the run before, died first). Sends it again: a second
+    chain of a run that is taken after all is refused by the claim."""
+
+    def __init__(self) -> None:
+        self.first: str | None = None
+        self.since = 0.0
+
+    def check(self, ctx: Context) -> None:
+        first = next(iter(ctx.redis.zrange(schema.QUEUE, 0, 0)), None)
+        now = time.monotonic()
+        if first != self.first:
+            self.first, self.since = first, now
+            return
+        if first is None or now - self.since < CHAIN_GAP:
+            return
+        self.since = now
+        status, run, _ = ctx.lifecycle.current(first)
+        if status is Phase.TODO and run is not None:
+            log.warning("%s waited first in the queue with no runner taking it; sending it again", run)
+            queue_run(ctx, run)
+
+    def pause(self) -> None:
+        """The runner holds a notebook: it is not free to take the first of the queue."""
+        self.first = None
+
+
 def _steps_in_hand() -> bool:
     return bool(worker_state.active_requests or worker_state.reserved_requests or worker_state.scheduled_requests)
 
 
-def supervise(ctx: Context, name: str, consumer, watch: ChainWatch) -> None:
+def supervise(ctx: Context, name: str, consumer, watch: ChainWatch, queue: QueueWatch) -> None:
     """One check of the runner: heartbeat, lost runners, deploy keys to sweep, its notebook's
     life (or its preparation's), the shared queue."""
     ctx.runners.beat(name)
@@ -72,10 +102,14 @@ def supervise(ctx: Context, name: str, consumer, watch: ChainWatch) -> None:
     key_sweeper.sweep(ctx)
     held = ctx.runners.held(name)
     if held.get("deployment") and _still_holds(ctx, name, held, watch):
+        queue.pause()
         return
     if not consumer.task_consumer.consuming_from(schema.DEPLOYMENTS_QUEUE):
         consumer.add_task_queue(schema.DEPLOYMENTS_QUEUE)
         log.info("%s is free and takes deployments again", name)
+        queue.pause()  # from now on
+    elif not _steps_in_hand():
+        queue.check(ctx)
 
 
 def _still_holds(ctx: Context, name: str, held: dict[str, str], watch: ChainWatch) -> bool:
@@ -135,6 +169,7 @@ class Supervisor(bootsteps.StartStopStep):
         self._timer = None
         self._resumed = False
         self._watch = ChainWatch()
+        self._queue = QueueWatch()
 
     def start(self, c):
         """At the runner's start, and again each time the consumer reconnects to the broker."""
@@ -152,7 +187,7 @@ class Supervisor(bootsteps.StartStopStep):
 
     def _tick(self, c):
         try:
-            supervise(get_context(), c.hostname, c, self._watch)
+            supervise(get_context(), c.hostname, c, self._watch, self._queue)
         except Exception:  # keep supervising: a Redis or Docker hiccup must not stop the runner
             log.exception("supervising %s failed", c.hostname)
 

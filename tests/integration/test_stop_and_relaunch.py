@@ -8,6 +8,8 @@ from __future__ import annotations
 import requests
 
 from booklab import service
+from booklab.deployment import Deployment
+from booklab.lifecycle import Outcome
 from booklab.launcher import api_status
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
@@ -83,3 +85,16 @@ def test_a_stop_while_the_image_builds_ends_the_build_and_a_relaunch_waits_for_t
     assert requests.get(second_events[-1]["url"] + "api/status", timeout=10, headers={
         "Authorization": f"token {second_events[-1]['token']}"}).status_code == 200
     service.stop(ctx, second.id)
+
+
+def test_a_queued_run_whose_chain_was_never_sent_is_served_all_the_same(ctx, runners, alice, project):
+    """As when the process that ended a run died right after the script that queued the run
+    waiting behind it: the run is first in the queue, and no message of its chain exists."""
+    runner, = runners(1)
+    dep = Deployment(project, "main", alice.username)
+    outcome, run = ctx.lifecycle.request(dep, ctx.slug(dep.id), {}, ctx.vault.seal(alice.token.encode()), 600)
+    assert outcome is Outcome.STARTED and ctx.deployments.queue_position(dep.id) == 1
+    events = run_to_end(ctx, run, timeout=120)  # a free runner notices within CHAIN_GAP seconds
+    assert phases(events)[-1] == "ready", messages(events)
+    assert "sending it again" in runner.output()
+    service.stop(ctx, dep.id)
