@@ -5,6 +5,7 @@ launch's reason, whichever of the runner's checks sees the exit first."""
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from booklab import service
@@ -44,20 +45,25 @@ def test_a_launch_right_after_a_stop_is_a_new_run_with_its_own_log_and_url(ctx, 
     service.stop(ctx, request.id)
 
 
-def test_a_notebook_that_exits_while_it_launches_always_fails_with_the_launch_reason(
-        ctx, runners, gitlab, alice, base_image, tmp_path):
-    runner, = runners(1)
-    path = "odd/exits"
+@pytest.mark.parametrize("steps, allow_root, reason", [
     # the container starts, and exits a moment later, before Jupyter could answer
-    repo = create_local_repo(tmp_path / "exits", {"main": {"Dockerfile": (
-        f"FROM {base_image}\nENTRYPOINT [\"sh\", \"-c\", \"sleep 0.7; echo this notebook gives up; exit 3\"]\n")}})
+    ("ENTRYPOINT [\"sh\", \"-c\", \"sleep 0.7; echo this notebook gives up; exit 3\"]\n", "false",
+     ["exit code 3", "this notebook gives up"]),
+    # an operator allows root: Jupyter itself refuses to run as root, and exits
+    ("USER root\n", "true", ["exit code 1", "non-root user", "Running as root is not recommended"]),
+], ids=["exits", "jupyter-refuses-root"])
+def test_a_notebook_that_exits_while_it_launches_always_fails_with_the_launch_reason(
+        ctx, runners, gitlab, alice, base_image, tmp_path, steps, allow_root, reason):
+    runner, = runners(1, BOOKLAB_NOTEBOOK_ALLOW_ROOT=allow_root)
+    path = f"odd/exits-{allow_root}"
+    repo = create_local_repo(tmp_path / "exits", {"main": {"Dockerfile": f"FROM {base_image}\n{steps}"}})
     gitlab.add_project(path, members={"alice": MAINTAINER})
     gitlab.push(path, repo)
     for _ in range(ROUNDS):
         request = service.request_deployment(ctx, path, "main", alice.token)
         events = run_to_end(ctx, request.run)
         assert phases(events)[-1] == "failed", messages(events)
-        assert "exit code 3" in events[-1]["message"] and "this notebook gives up" in events[-1]["message"]
+        assert all(part in events[-1]["message"] for part in reason), events[-1]["message"]
         assert [e for e in phases(events) if e in ("stopped", "failed")] == ["failed"]
         wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
     assert len(events_of(ctx, f"{path}:main:alice")) == len(events)  # the last run's log is its own
