@@ -75,6 +75,8 @@ def retrying(read):
             time.sleep(0.1)
 
 
+# a step takes a few seconds at most, a settle up to a minute
+@pytest.mark.timeout(300 + EXAMPLES * STEPS * 15)
 def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_server, alice, project, own_redis,
                                                 docker_engine):
     env = traefik.runner_env("docker", auth_url=web_server)
