@@ -24,9 +24,9 @@ import requests
 from bench.settings import Settings
 from bench.stack import OWNER, PROJECT, Stack, ensure_image
 from bench.stats import Figure
-from booklab import launcher, routes, schema
+from bench.webtier import end_stream, hold_run
+from booklab import launcher, notebook_container, routes, schema
 from booklab.deployment import Deployment
-from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,12 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
     publisher = routes.make_routes(config, ctx.redis)
     dep = Deployment(PROJECT, name, OWNER)
     slug = ctx.slug(dep.id)
-    ctx.redis.set(schema.slug(slug), dep.id, ex=600)  # forward-auth's owner check finds it, live
-    ctx.redis.hset(schema.STATUS, dep.id, Phase.READY.value)
+    hold_run(stack, dep)  # forward-auth's owner check finds it, live
     notebook = launcher.launch(
-        ctx.docker, image, name=f"booklab-bench-{slug}", labels={"booklab.bench": "route", **publisher.labels(slug)},
-        memory=config.notebook_memory, cpus=config.notebook_cpus, network=config.notebook_network,
-        host_ip=config.notebook_host, publish=config.notebook_publish)
+        ctx.docker, image, name=f"booklab-bench-{slug}", deployment_id=dep.id,
+        labels={"booklab.bench": "route", **publisher.labels(slug)},
+        limits=notebook_container.Limits(config.notebook_memory, config.notebook_cpus, config.notebook_pids_limit),
+        network=config.notebook_network, host_ip=config.notebook_host, publish=config.notebook_publish)
     try:
         deadline = time.monotonic() + TIMEOUT
         while launcher.api_status(notebook.url, notebook.token) is None:
@@ -79,9 +79,9 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
         return time.monotonic() - started
     finally:
         publisher.remove(slug)
-        ctx.redis.delete(schema.slug(slug), schema.route_check(slug))
-        ctx.redis.hdel(schema.STATUS, dep.id)
+        ctx.redis.delete(schema.route_check(slug))
         ctx.docker.containers.get(notebook.container_id).remove(force=True)
+        end_stream(stack, dep)
 
 
 def run(stack: Stack, settings: Settings) -> list[Figure]:

@@ -153,7 +153,7 @@ class Stack:
         request = service.request_deployment(self.ctx, PROJECT, ref, token or self.owner.token)
         last: dict = {}
         phases: dict[str, float] = {}
-        for _, event in service.follow(self.ctx, request.id, timeout=timeout):
+        for _, event in service.follow(self.ctx, request.run, timeout=timeout):
             last = event
             phases.setdefault(event["phase"], time.monotonic() - started)
         elapsed = time.monotonic() - started

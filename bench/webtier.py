@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from bench.stack import OWNER, PROJECT, Stack
 from bench.viewers import OPENED, Viewers
 from booklab.deployment import Deployment
+from booklab.lifecycle import Run
 from booklab.phases import Phase
 from booklab.web.projects import stream_path
 
@@ -56,14 +57,21 @@ def viewer_stream(stack: Stack, ref: str) -> tuple[Deployment, Viewers]:
     of its event stream resuming after the claim's event (so that opening one never starts a
     deployment)."""
     dep = Deployment(PROJECT, ref, OWNER)
-    lifecycle = stack.ctx.lifecycle
-    _, run = lifecycle.request(dep, stack.ctx.slug(dep.id), {}, stack.ctx.vault.seal(b"unused"), 60)
-    assert lifecycle.claim(run, BENCH_RUNNER), f"{run} was not queued"
-    lifecycle.say(run, Phase.FETCHING, OPENED.decode())
+    run = hold_run(stack, dep)
+    stack.ctx.lifecycle.say(run, Phase.FETCHING, OPENED.decode())
     url = urlsplit(stack.web_url)
     viewers = Viewers(url.hostname or "127.0.0.1", url.port or 80, stream_path(dep.project, dep.ref),
                       {"PRIVATE-TOKEN": stack.owner.token, "Last-Event-ID": f"{run.number}.1"})
     return dep, viewers
+
+
+def hold_run(stack: Stack, dep: Deployment) -> Run:
+    """A new run of ``dep``, taken by the benchmark as if it were its runner (live, and
+    left alone by the stack's runners)."""
+    lifecycle = stack.ctx.lifecycle
+    _, run = lifecycle.request(dep, stack.ctx.slug(dep.id), {}, stack.ctx.vault.seal(b"unused"), 60)
+    assert lifecycle.claim(run, BENCH_RUNNER), f"{run} was not queued"
+    return run
 
 
 def say(stack: Stack, dep: Deployment, phase: Phase, message: str) -> None:
@@ -72,7 +80,7 @@ def say(stack: Stack, dep: Deployment, phase: Phase, message: str) -> None:
 
 
 def end_stream(stack: Stack, dep: Deployment) -> None:
-    """The final event, which ends every open stream of ``dep``."""
+    """The final event of the run the benchmark holds, which ends every open stream of ``dep``."""
     run = stack.ctx.lifecycle.current(dep.id)[1]
     claim = stack.ctx.lifecycle.claim_end(run, BENCH_RUNNER)
     stack.ctx.lifecycle.finish(run, claim.token, Phase.STOPPED, "The benchmark is over.")
