@@ -90,7 +90,8 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
     finally:
         _unseed(stack, count, keys)
     log.info("forward-auth: owner p99 %.1f ms, anonymous p99 %.1f ms",
-             percentile([s * 1000 for s in owner.latencies], 99), percentile([s * 1000 for s in anonymous.latencies], 99))
+             percentile([s * 1000 for s in owner.latencies], 99),
+             percentile([s * 1000 for s in anonymous.latencies], 99))
     clients = settings.auth_clients
     return [_figure("forward-auth", f"forward-auth of the owner's request, {count} deployments", owner, count,
                     clients, "200 expected"),

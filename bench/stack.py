@@ -281,9 +281,9 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
     processes.wait_until(web, lambda: _answers(f"{web_url}/badge.svg"), START_TIMEOUT, "the web tier answered")
     with closing(redis.Redis.from_url(redis_url)) as check:
         for child, name in zip(runner_children, runner_names):
-            key, line = schema.heartbeat(name), f"{name} ready."
-            processes.wait_until(child, lambda k=key, c=child, l=line: bool(check.exists(k)) and (
-                l in c.log.read_text(errors="replace")), START_TIMEOUT, f"{name} was ready")
+            key, ready = schema.heartbeat(name), f"{name} ready."
+            processes.wait_until(child, lambda k=key, c=child, r=ready: bool(check.exists(k)) and (
+                r in c.log.read_text(errors="replace")), START_TIMEOUT, f"{name} was ready")
 
     ctx = Context(config_module.load(os.devnull, environ=env))
     configure(ctx.config)

@@ -62,7 +62,8 @@ class Config:
         "secret_key_file", "",
         "File holding secret_key instead (mode 0600), which keeps it out of the environment; not both.",
     )
-    fqdn: str = _setting("fqdn", "localhost", "Domain of the web tier; notebooks get <slug>.<fqdn> unless notebook/domain is set.",
+    fqdn: str = _setting("fqdn", "localhost",
+                         "Domain of the web tier; notebooks get <slug>.<fqdn> unless notebook/domain is set.",
                          alias="FQDN")
     tmpdir: str = _setting(
         "tmpdir", tempfile.gettempdir(), "Where runners clone repositories.", alias="TMPDIR"

@@ -1,6 +1,6 @@
 """The clients one process shares: configuration, Redis, the event log, the lifecycle
-(every move of a status), the vault, state stores, the key of notebook host names, the route publisher, Docker and GitLab. Built once per process, rebuilt
-after a fork."""
+(every move of a status), the vault, state stores, the key of notebook host names, the
+route publisher, Docker and GitLab. Built once per process, rebuilt after a fork."""
 
 from __future__ import annotations
 

@@ -215,7 +215,8 @@ def _explain(lines: list[str], what: str, branch: str) -> CloneError:
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
         return CloneError("The GitLab server's SSH host key does not match the known one: check "
                           "gitlab/known_hosts in the configuration.")
-    if what == "push" and re.search(r"\[rejected\].*\((fetch first|non-fast-forward|already exists|stale info)\)", text):
+    if what == "push" and re.search(
+            r"\[rejected\].*\((fetch first|non-fast-forward|already exists|stale info)\)", text):
         return PushRejected(f"Branch {branch!r} moved on GitLab.")
     if what == "push" and "[remote rejected]" in text:
         remote = "\n".join(line for line in lines if line.startswith("remote:")) or text

@@ -107,7 +107,8 @@ MOVES: tuple[Move, ...] = (
 )
 
 ALLOWED: dict[Phase | None, frozenset[Phase]] = {
-    before: frozenset(m.after for m in MOVES if m.before is before) for before in dict.fromkeys(m.before for m in MOVES)}
+    before: frozenset(m.after for m in MOVES if m.before is before)
+    for before in dict.fromkeys(m.before for m in MOVES)}
 #: the moves an event of a run's own progress may make
 SAID: dict[Phase | None, frozenset[Phase]] = {
     before: frozenset(m.after for m in MOVES if m.before is before and m.said) for before in ALLOWED}

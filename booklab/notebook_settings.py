@@ -147,7 +147,8 @@ def for_notebook(requested: NotebookSettings, config: Config) -> Effective:
     try:
         memory = parse_size(config.notebook_memory)
     except ValueError:
-        raise ConfigError(f"Setting notebook/memory must be a size such as 2g, not {config.notebook_memory!r}.") from None
+        raise ConfigError(
+            f"Setting notebook/memory must be a size such as 2g, not {config.notebook_memory!r}.") from None
     return effective(requested, limits_of(config), memory=memory, cpus=config.notebook_cpus,
                      idle_timeout=config.notebook_idle_timeout)
 

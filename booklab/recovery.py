@@ -94,7 +94,8 @@ def _still_serving(ctx: Context, run: Run, held: dict[str, str]) -> bool:
     """Whether the runner's notebook was served (ready, or being stopped since) and still answers."""
     status, current, _ = ctx.lifecycle.current(run.deployment)
     token = steps.notebook_token(ctx, run.deployment)
-    served = status is Phase.READY or (status is Phase.STOPPING and ctx.deployments.record(run.deployment).get("ready_at"))
+    served = status is Phase.READY or (
+        status is Phase.STOPPING and ctx.deployments.record(run.deployment).get("ready_at"))
     return (bool(served) and current == run and bool(held.get("url"))
             and token is not None and launcher.api_status(held["url"], token) is not None)
 

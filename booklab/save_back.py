@@ -298,7 +298,8 @@ def _write_access(ctx: Context, gl: GitLabClient, project: Project, deployment_i
     removed on leaving, or else the user's token."""
     if ctx.config.clone_method == "ssh":
         keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
-        title = f"Booklab save {Deployment.from_id(deployment_id).user} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}"
+        user = Deployment.from_id(deployment_id).user
+        title = f"Booklab save {user} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}"
         # swept later unless removed below (the runner may die before; GitLab's answer may be lost)
         key_sweeper.expect(ctx, project.id, title, token, due=time.time() + SAVE_LOCK_TTL)
         try:

@@ -5,7 +5,8 @@ stand-in for a local demo until interrupted (SIGINT or SIGTERM).
 Every ``--user`` becomes Maintainer of every project. ``--project`` makes an empty project;
 ``--repos DIR`` serves every git repository directly in DIR as the project
 ``<first user>/<directory name>`` (a personal project, as on GitLab; a bare ``name.git``
-gives ``name``) with all its branches and tags. ``--info FILE`` receives, once everything is set up, a JSON object (mode 0600)
+gives ``name``) with all its branches and tags. ``--info FILE`` receives, once everything is
+set up, a JSON object (mode 0600)
 with the stand-in's addresses and SSH host key, each user's password and personal access token, the
 projects with their branches, and the OAuth application of ``--redirect-uri``; without it,
 the passwords, tokens and OAuth client are logged.

@@ -99,7 +99,8 @@ def _retry_later(task: Task, ctx: Context, run: Run, runner: str, error: Booklab
     log.warning("%s for %s: %s; try %d of %d in %.1f s", task.name, run, error,
                 tries + 1, config.retry_attempts, delay)
     phase = ctx.deployments.status(run.deployment) or Phase.FETCHING
-    ctx.lifecycle.say(run, phase, f"{error} Trying again in {delay:.1f} s (try {tries + 1} of {config.retry_attempts}).")
+    ctx.lifecycle.say(run, phase,
+                      f"{error} Trying again in {delay:.1f} s (try {tries + 1} of {config.retry_attempts}).")
     # shown in Flower as a retry of the task, with the error
     raise task.retry(exc=error, countdown=delay, max_retries=None, queue=schema.runner_queue(runner))
 

@@ -92,7 +92,8 @@ def launch_page(_spec: str) -> Any:
     base = request.host_url.rstrip("/")
     deployments = context().deployments
     status = deployments.status(dep.id)
-    if (status is None or not status.is_joinable) and not (fetch_site.from_booklab() or fetch_site.clicked_navigation()):
+    clicked = fetch_site.from_booklab() or fetch_site.clicked_navigation()
+    if (status is None or not status.is_joinable) and not clicked:
         return render_template("confirm_launch.html", project=project, ref=ref, urlpath=_urlpath()), 200
     # queued or running: the page only follows its run (it cannot start a second one even if
     # it ends before the page connects); else the page's stream launches one

@@ -86,7 +86,8 @@ def project(project_path: str) -> Any:
     found = gitlab.project(context(), user.token, project_path)
     names, more = gitlab.branches(context(), user.token, found)
     return render_template("project.html", project=found, branches=names, more_branches=more,
-                           launch_link=request.host_url.rstrip("/") + launch_path(found.path, found.default_branch or ""))
+                           launch_link=request.host_url.rstrip("/")
+                           + launch_path(found.path, found.default_branch or ""))
 
 
 @bp.post("/launch")

@@ -93,7 +93,8 @@ def test_compose_traefik_reads_routes_from_redis_with_its_password_and_the_route
     client = redis.Redis.from_url(own_redis.url)
     client.config_set("requirepass", SETTINGS["REDIS_PASSWORD"])
     client = redis.Redis.from_url(own_redis.url, password=SETTINGS["REDIS_PASSWORD"])
-    config = load(os.devnull, environ={"BOOKLAB_FQDN": "booklab.example.org", "BOOKLAB_ROUTES_ENTRYPOINT": "websecure,check"})
+    config = load(os.devnull, environ={"BOOKLAB_FQDN": "booklab.example.org",
+                                       "BOOKLAB_ROUTES_ENTRYPOINT": "websecure,check"})
     client.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(config, "nb-1234", "http://127.0.0.1:9/")})
 
     environment = yaml.safe_load(compose_config(**SETTINGS).stdout)["services"]["traefik"]["environment"]

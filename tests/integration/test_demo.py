@@ -100,8 +100,9 @@ def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(docker_eng
         assert requests.get(f"{entrypoint}/", headers=flower, timeout=10).status_code == 401
         credentials = (info["flower_user"], info["flower_password"])
         assert requests.get(f"{entrypoint}/", headers=flower, auth=credentials, timeout=10).status_code == 200
-        wait_until(lambda: set(requests.get(f"{entrypoint}/api/workers?refresh=1", headers=flower, auth=credentials,
-                                            timeout=10).json()) == set(info["runners"]), 30, "Flower to show the runner")
+        workers = f"{entrypoint}/api/workers?refresh=1"
+        wait_until(lambda: set(requests.get(workers, headers=flower, auth=credentials, timeout=10).json())
+                   == set(info["runners"]), 30, "Flower to show the runner")
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGINT)  # as Ctrl-C in its terminal

@@ -90,7 +90,8 @@ def test_links_inside_the_checkout_build_and_the_log_tells_nothing_of_the_host(
     host = socket.gethostname()
     runner, = runners(names=[f"runner-hostile@{host}"])  # named as runner/name's default names it
     events = deploy(ctx, gitlab, alice, tmp_path, "hostile/inside", {
-        "Dockerfile": f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\nRUN cat /home/jovyan/docs/copy.ipynb\n",
+        "Dockerfile": (f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\n"
+                       "RUN cat /home/jovyan/docs/copy.ipynb\n"),
         "hello.ipynb": NOTEBOOK,
     }, {"docs/copy.ipynb": "../hello.ipynb", "latest.ipynb": "docs/copy.ipynb", "docs/later.txt": "not-yet.txt"})
     assert phases(events)[-1] == "ready", messages(events)

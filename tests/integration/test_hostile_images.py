@@ -79,7 +79,8 @@ def test_traefik_labels_give_no_route_even_while_the_image_builds(ctx, runners, 
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        _, events = deploy(ctx, gitlab, alice, tmp_path, "hostile/labels-building", f"FROM {base_image}\n{HIJACK}{serving}")
+        _, events = deploy(ctx, gitlab, alice, tmp_path, "hostile/labels-building",
+                           f"FROM {base_image}\n{HIJACK}{serving}")
     finally:
         done.set()
         watcher.join()

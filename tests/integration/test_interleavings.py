@@ -38,6 +38,8 @@ from booklab.phases import Phase
 from tests.fixtures.pipeline import BRANCH_WITH_SLASH, phases, run_to_end
 from tests.fixtures.services import wait_until
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("BOOKLAB_STATEFUL_EXAMPLES", "30"))
 STEPS = int(os.environ.get("BOOKLAB_STATEFUL_STEPS", "8"))
 RANDOM = os.environ.get("BOOKLAB_STATEFUL_RANDOM") == "1"

@@ -36,7 +36,8 @@ def test_a_runner_killed_during_the_build_is_noticed_and_its_deployment_fails(
     events = run_to_end(ctx, request.id, timeout=60)  # heartbeat expiry (30 s) + one check
 
     assert events[-1]["phase"] == "failed"
-    assert events[-1]["message"] == "The runner preparing this notebook was lost: retry.\n"  # its name (and host) are not the user's
+    # its name (and host) are not the user's
+    assert events[-1]["message"] == "The runner preparing this notebook was lost: retry.\n"
     assert victim.name not in ctx.redis.smembers(schema.RUNNERS)
     assert not ctx.runners.held(victim.name)
     assert survivor.name in ctx.runners.alive()

@@ -17,6 +17,8 @@ from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import MAINTAINER, events_of, messages, phases, run_to_end
 from tests.fixtures.services import wait_until
 
+pytestmark = pytest.mark.slow
+
 ROUNDS = 20
 
 

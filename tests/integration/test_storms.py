@@ -5,6 +5,8 @@ and none started twice."""
 
 from __future__ import annotations
 
+import pytest
+
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -14,6 +16,8 @@ from booklab.phases import Phase
 from tests.fixtures.pipeline import events_of, MAINTAINER, messages
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import push_notebook_project
+
+pytestmark = pytest.mark.slow
 
 STORM = 50
 

@@ -111,7 +111,8 @@ def test_every_state_changing_route_refuses_a_session_without_its_csrf_token(
 
 
 def test_a_gitlab_token_needs_no_csrf_token_even_beside_the_cookie(logged_in, alice, plain_project, ctx):
-    answer = logged_in.post("/api/deployments", headers=bearer(alice.token), json={"project": plain_project, "ref": "main"})
+    answer = logged_in.post("/api/deployments", headers=bearer(alice.token),
+                            json={"project": plain_project, "ref": "main"})
     assert answer.status_code == 201
     stopped = logged_in.post(f"/api/deployments/{quote(answer.json['id'], safe='')}/stop", headers=bearer(alice.token))
     assert stopped.status_code == 202 and ctx.deployments.status(answer.json["id"]) is Phase.STOPPED
