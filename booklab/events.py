@@ -60,8 +60,7 @@ class EventLog:
         first = last - len(items) + 1
         return [Event(first + i, json.loads(item)) for i, item in enumerate(items) if first + i > after]
 
-    def follow(self, stream: str, after: int = 0, timeout: float | None = None,
-               until_final: bool = True) -> Iterator[Event]:
+    def follow(self, stream: str, after: int = 0, timeout: float | None = None) -> Iterator[Event]:
         """Every event of the run after ``after``, then each new one as it is written, in order and
         without repeats; ends after a final phase (ready, failed, stopped) or ``timeout``.
         New events come through the process's shared subscription when it has one
@@ -77,7 +76,7 @@ class EventLog:
                         continue
                     last = event.id
                     yield event
-                    if until_final and event.phase.is_final:
+                    if event.phase.is_final:
                         return
                 backlog = []
                 wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())

@@ -16,9 +16,6 @@ from booklab.errors import GitLabError, GitLabUnavailable, NotFound
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: access level GitLab requires to add a deploy key (Maintainer)
-MAINTAINER = 40
-
 
 class DeployKeyRefused(GitLabError):
     """GitLab refused to add a deploy key (the user is below Maintainer)."""

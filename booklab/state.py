@@ -96,10 +96,6 @@ class Deployments:
         """Take it out of the queue; False when it was not queued."""
         return bool(self.redis.zrem(schema.QUEUE, deployment_id))
 
-    def queued(self) -> list[str]:
-        """The deployments waiting for a runner, next one first."""
-        return self.redis.zrange(schema.QUEUE, 0, -1)
-
 
 def _is_active(status: str | None) -> bool:
     return status is not None and Phase(status).is_active

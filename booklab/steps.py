@@ -1,4 +1,4 @@
-"""The five steps of a deployment, as plain functions a test can call directly:
+"""The five steps of a deployment's run, as plain functions:
 ``provision_key -> clone -> build -> run -> register_token``.
 
 Each takes the process :class:`~booklab.context.Context`, the run (``<deployment>#<n>``)

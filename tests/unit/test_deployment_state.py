@@ -30,7 +30,7 @@ def test_a_slug_held_by_another_live_deployment_is_never_taken_over(redis_client
     with pytest.raises(SlugTaken, match="another notebook"):
         lifecycle.request(attacker, slug, {}, b"sealed", 60)
     assert deployments.by_slug(slug) == victim
-    assert deployments.status(attacker.id) is None and deployments.queued() == [victim.id]
+    assert deployments.status(attacker.id) is None and redis_client.zrange(schema.QUEUE, 0, -1) == [victim.id]
     # the victim joins its own deployment as before
     assert lifecycle.request(victim, slug, {}, b"sealed", 60)[0] is Outcome.JOINED
 
