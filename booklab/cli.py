@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from booklab import config as config_module
 from booklab.errors import ConfigError
-from booklab.phases import Phase
+from booklab.phases import Phase, SaveState
 
 #: exit status when the deployment failed or was stopped, or the web tier refused
 FAILED = 1
@@ -165,7 +165,7 @@ def _save_line(save: dict[str, Any]) -> str:
 def _stop(args: argparse.Namespace) -> int:
     with _client(args) as client:
         stopped = client.stop(args.deployment, discard=args.discard)
-        saving = stopped.get("save", {}).get("state") == "saving" and not args.discard
+        saving = stopped.get("save", {}).get("state") == SaveState.SAVING and not args.discard
         _out(f"Stopping {stopped['id']} (it was {stopped['was']})."
              + (" Saving your changes to GitLab first..." if saving else ""))
         if args.no_wait:
@@ -173,7 +173,7 @@ def _stop(args: argparse.Namespace) -> int:
         now = client.wait_stopped(args.deployment, stopped.get("run"))
     save = now.get("save", {})
     if now.get("run") == stopped.get("run") and now["status"] in (Phase.READY.value, Phase.STOPPING.value):
-        if saving and save.get("state") == "failed":
+        if saving and save.get("state") == SaveState.FAILED:
             print(f"booklab: {_save_line(save)} (`booklab stop --discard` stops it without saving.)",
                   file=sys.stderr)
         else:
@@ -193,11 +193,11 @@ def _save(args: argparse.Namespace) -> int:
     save = current.get("save", {})
     if args.json:
         _out(json.dumps(save))
-    elif save.get("state") == "failed":
+    elif save.get("state") == SaveState.FAILED:
         print(f"booklab: {_save_line(save)}", file=sys.stderr)
     else:
         _out(_save_line(save))
-    return FAILED if save.get("state") in ("failed", "saving") else 0
+    return FAILED if save.get("state") in (SaveState.FAILED, SaveState.SAVING) else 0
 
 
 def _api_options() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import requests
 
 from booklab.errors import BooklabError
-from booklab.phases import Phase
+from booklab.phases import Phase, SaveState
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class BooklabClient:
         deadline = time.monotonic() + timeout
         while True:
             current = self.deployment(deployment_id)
-            if current.get("save", {}).get("state") != "saving" or time.monotonic() > deadline:
+            if current.get("save", {}).get("state") != SaveState.SAVING or time.monotonic() > deadline:
                 return current
             time.sleep(interval)
 

@@ -1,4 +1,5 @@
-"""The one phase vocabulary, shared by the runner, Redis, the event stream and the pages.
+"""The one phase vocabulary, shared by the runner, Redis, the event stream and the pages,
+and the states of a save back (:class:`SaveState`).
 
 The event phases are BinderHub's; ``todo`` and ``stopped`` are statuses a deployment can
 have without an event of that name being the reason, and ``stopping`` is Booklab's own: the
@@ -44,3 +45,13 @@ class Phase(str, Enum):
 
 
 FINAL = frozenset({Phase.READY, Phase.FAILED, Phase.STOPPED})
+
+
+class SaveState(str, Enum):
+    """The state of a notebook's last save back to GitLab (its record's ``save_state``, the
+    API's ``save.state``)."""
+
+    SAVING = "saving"
+    SAVED = "saved"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"

@@ -32,6 +32,7 @@ from booklab.errors import CloneError, DeployKeyError, PushRejected, SaveError
 from booklab.gitlab_client import DeployKeyRefused, GitLabClient, Project
 from booklab.keys import SAVE_TOKEN, generate_keypair
 from booklab.lifecycle import Run
+from booklab.phases import SaveState
 from booklab.steps import KNOWN_HOSTS
 from booklab.transient import as_booklab_error
 
@@ -43,8 +44,6 @@ SAVE_LOCK_TTL = 900
 SAVE_PICKUP = 60
 #: seconds each git fetch or push of a save may take
 GIT_TIMEOUT = 120
-#: the states of a deployment's last save (its record's ``save_state``)
-SAVING, SAVED, UNCHANGED, FAILED = "saving", "saved", "unchanged", "failed"
 #: seconds before a notebook whose save failed is tried again for an automatic end (culling)
 RETRY_AFTER = 300
 #: names tried for a new branch before giving up (``-2``, ``-3``, ... after the first)
@@ -84,7 +83,7 @@ def request(ctx: Context, deployment_id: str, then_end: str = "", worker: str = 
     notebook's changes, and then end its ``run``, whose end ``claim`` holds, with ``then_end``
     as the reason. False when a save is queued or running already, or failed less than
     :data:`RETRY_AFTER` s ago (see :func:`forget_failure`)."""
-    if not ctx.redis.set(schema.saving(deployment_id), SAVING, nx=True, ex=SAVE_LOCK_TTL):
+    if not ctx.redis.set(schema.saving(deployment_id), SaveState.SAVING, nx=True, ex=SAVE_LOCK_TTL):
         return False
     from booklab.tasks import app
 
@@ -97,13 +96,13 @@ def request(ctx: Context, deployment_id: str, then_end: str = "", worker: str = 
 
 def announce(ctx: Context, deployment_id: str) -> None:
     """Show the deployment's save as under way (from the moment the user asks for it)."""
-    ctx.deployments.update(deployment_id, save_state=SAVING, save_message="Saving your changes to GitLab…",
+    ctx.deployments.update(deployment_id, save_state=SaveState.SAVING, save_message="Saving your changes to GitLab…",
                            save_asked_at=f"{time.time():.3f}")
 
 
 def under_way(ctx: Context, deployment_id: str) -> bool:
     """Whether a save of the deployment is queued or running."""
-    return ctx.redis.get(schema.saving(deployment_id)) == SAVING
+    return ctx.redis.get(schema.saving(deployment_id)) == SaveState.SAVING
 
 
 def locked(ctx: Context, deployment_id: str) -> bool:
@@ -114,23 +113,23 @@ def locked(ctx: Context, deployment_id: str) -> bool:
 def interrupted(ctx: Context, deployment_id: str) -> None:
     """The runner that ran a save of the deployment restarted: that save died with its process,
     so another may start at once, and an end of the notebook waits no longer for it."""
-    if ctx.redis.get(schema.saving(deployment_id)) == SAVING:
+    if ctx.redis.get(schema.saving(deployment_id)) == SaveState.SAVING:
         ctx.redis.delete(schema.saving(deployment_id))
-        ctx.deployments.update(deployment_id, save_state=FAILED,
+        ctx.deployments.update(deployment_id, save_state=SaveState.FAILED,
                                save_message="The save did not finish (its runner restarted meanwhile): save again.")
 
 
 def forget_failure(ctx: Context, deployment_id: str) -> None:
     """The user asks again: a save that failed may be tried at once."""
     lock = schema.saving(deployment_id)
-    if ctx.redis.get(lock) == FAILED:
+    if ctx.redis.get(lock) == SaveState.FAILED:
         ctx.redis.delete(lock)
 
 
 def save_and_report(ctx: Context, deployment_id: str) -> str | None:
     """:func:`save`, then record how it went; the sentence that says it worked, or None
     when it failed (the notebook is kept: :func:`report_failed`)."""
-    ctx.redis.set(schema.saving(deployment_id), SAVING, ex=SAVE_LOCK_TTL)  # from now, not from the request
+    ctx.redis.set(schema.saving(deployment_id), SaveState.SAVING, ex=SAVE_LOCK_TTL)  # from now, not from the request
     try:
         outcome = save(ctx, deployment_id)
     except Exception as exc:  # whatever went wrong, the notebook and its work stay
@@ -148,10 +147,10 @@ def report_saved(ctx: Context, deployment_id: str, outcome: Outcome) -> str:
     """Record a save that worked (or found nothing to save); the sentence that says so.
     :func:`unlock` follows."""
     if outcome.saved is None:
-        state, message = UNCHANGED, "Nothing to save since the last save: nothing was pushed."
+        state, message = SaveState.UNCHANGED, "Nothing to save since the last save: nothing was pushed."
     else:
-        state, message = SAVED, (f"Saved your changes to branch {outcome.saved.branch}; open a merge request: "
-                                 f"{outcome.saved.merge_request_url}")
+        state, message = SaveState.SAVED, (f"Saved your changes to branch {outcome.saved.branch}; "
+                                           f"open a merge request: {outcome.saved.merge_request_url}")
     if outcome.left_out:
         message += f" Left out: {', '.join(outcome.left_out)}."
     ctx.deployments.update(deployment_id, save_state=state, save_message=message)
@@ -170,8 +169,8 @@ def report_failed(ctx: Context, deployment_id: str, reason: str) -> None:
     RETRY_AFTER s."""
     message = (f"Your changes could not be saved to GitLab: {reason} The notebook keeps running "
                "with your work: save again, or stop and discard your changes.")
-    ctx.deployments.update(deployment_id, save_state=FAILED, save_message=message)
-    ctx.redis.set(schema.saving(deployment_id), FAILED, ex=RETRY_AFTER)
+    ctx.deployments.update(deployment_id, save_state=SaveState.FAILED, save_message=message)
+    ctx.redis.set(schema.saving(deployment_id), SaveState.FAILED, ex=RETRY_AFTER)
 
 
 def describe(ctx: Context, deployment_id: str, record: dict[str, str]) -> dict[str, object] | None:
@@ -179,8 +178,8 @@ def describe(ctx: Context, deployment_id: str, record: dict[str, str]) -> dict[s
     if not record.get("save_state"):
         return None
     state, message = record["save_state"], record.get("save_message", "")
-    if state == SAVING and _lost(ctx, deployment_id, record):
-        state, message = FAILED, "The save did not finish (its runner stopped meanwhile): save again."
+    if state == SaveState.SAVING and _lost(ctx, deployment_id, record):
+        state, message = SaveState.FAILED, "The save did not finish (its runner stopped meanwhile): save again."
     out: dict[str, object] = {"state": state, "message": message}
     for name, field in (("branch", "saved_branch"), ("merge_request_url", "merge_request_url")):
         if record.get(field):

@@ -12,7 +12,7 @@ from celery import Task
 from booklab import save_back, steps
 from booklab.context import get_context
 from booklab.lifecycle import Run
-from booklab.phases import Phase
+from booklab.phases import Phase, SaveState
 from booklab.tasks import app
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,9 @@ def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", ru
     if message is None:
         if run:
             ctx.lifecycle.keep(run, claim)
-        return save_back.FAILED
+        return SaveState.FAILED.value
     if then_end and run and steps.release(ctx, run, owner, claim, Phase.STOPPED, f"{then_end} {message}"):
         if owner != runner:
             ctx.runners.retire(owner)  # reaped: saved and ended, the lost runner is forgotten
     save_back.unlock(ctx, deployment_id)
-    return save_back.SAVED
+    return SaveState.SAVED.value

@@ -28,12 +28,12 @@ from urllib.parse import unquote, urlsplit
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
-from booklab import save_back, service
+from booklab import service
 from booklab.context import Context
 from booklab.deployment import Deployment, InvalidDeployment
 from booklab.errors import BooklabError, GitLabError, NotFound
 from booklab.lifecycle import Run
-from booklab.phases import Phase
+from booklab.phases import Phase, SaveState
 from booklab.web import auth, csrf, fetch_site, gitlab
 from booklab.web.gitlab import NoAccess
 from booklab.web.projects import check_access, checked_urlpath, launch_path, stream_path
@@ -109,7 +109,7 @@ def launch_page(_spec: str) -> Any:
         # of going to the notebook
         ready_at_load=status is Phase.READY,
         save_back=bool(deployments.record(dep.id).get("save_back")),
-        save_states={"SAVING": save_back.SAVING, "SAVED": save_back.SAVED, "FAILED": save_back.FAILED})
+        save_states={state.name: state.value for state in SaveState})
 
 
 #: ``Last-Event-ID``: ``<run>.<event>``, or a bare event id of the newest run

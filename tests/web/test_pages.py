@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from booklab import save_back
-from booklab.phases import Phase
+from booklab.phases import Phase, SaveState
 from tests.fixtures.pipeline import make_ready, take_run
 from tests.fixtures.web import csrf_token
 
@@ -123,7 +123,7 @@ def test_the_deploy_page_knows_the_save_states_save_back_writes(logged_in, plain
         written.add(ctx.deployments.record(deployment)["save_state"])
     save_back.report_failed(ctx, deployment, "No.")
     written.add(ctx.deployments.record(deployment)["save_state"])
-    assert set(states.values()) <= written | {save_back.SAVING}
-    assert (states["SAVING"], states["SAVED"], states["FAILED"]) == (save_back.SAVING, "saved", "failed")
+    assert set(states.values()) <= written | {SaveState.SAVING.value}
+    assert (states["SAVING"], states["SAVED"], states["FAILED"]) == ("saving", "saved", "failed")
     script = (WEB / "static" / "deploy.js").read_text()
     assert all(f"S.{name}" in script for name in states)
