@@ -109,7 +109,7 @@ def launch_page(_spec: str) -> Any:
         # of going to the notebook
         ready_at_load=status is Phase.READY,
         save_back=bool(deployments.record(dep.id).get("save_back")),
-        save_states={state.name: state.value for state in SaveState})
+        save_states={state.name: state.value for state in (SaveState.SAVING, SaveState.SAVED, SaveState.FAILED)})
 
 
 #: ``Last-Event-ID``: ``<run>.<event>``, or a bare event id of the newest run
