@@ -17,18 +17,10 @@ from urllib.parse import quote
 
 import requests
 
-from booklab.errors import BooklabError
+from booklab.errors import ApiError
 from booklab.phases import Phase, SaveState
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(BooklabError):
-    """The web tier refused a request, or could not be reached."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class BooklabClient:

@@ -16,15 +16,11 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from booklab.errors import BooklabError
+from booklab.errors import InvalidDeployment
 
 
 #: hex digits of the keyed hash that ends a slug (64 bits)
 SLUG_SUFFIX_LENGTH = 16
-
-
-class InvalidDeployment(BooklabError):
-    """A deployment id, project path or branch name that cannot be valid."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,13 @@
 """The errors Booklab raises: one small hierarchy, each message telling the user what to do."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: the lifecycle raises Moved
+    from booklab.lifecycle import Run
+    from booklab.phases import Phase
+
 
 class BooklabError(Exception):
     """Base of every error Booklab raises on purpose."""
@@ -24,6 +32,10 @@ class GitLabUnavailable(GitLabError):
 
 class NotFound(GitLabError):
     """The project or branch does not exist, or the user cannot see it."""
+
+
+class BranchNotFound(NotFound):
+    """The project has no such branch."""
 
 
 class DeployKeyError(BooklabError):
@@ -72,3 +84,52 @@ class RouteError(BooklabError):
 
 class DemoError(BooklabError):
     """The local demo (``make demo``) could not start a part, or a part stopped."""
+
+
+class InvalidDeployment(BooklabError):
+    """A deployment id, project path or branch name that cannot be valid."""
+
+
+class UnknownDeployment(BooklabError):
+    """No deployment with that id exists."""
+
+
+class NotRunning(BooklabError):
+    """The deployment has no running notebook to act on."""
+
+
+class SlugTaken(BooklabError):
+    """Another live deployment holds the host name a new deployment would be served at."""
+
+
+class Moved(BooklabError):
+    """The deployment was not in the run or phase a writer expected: nothing was written."""
+
+    def __init__(self, run: Run, wanted: str, phase: Phase | None, current: int | None) -> None:
+        self.run, self.phase, self.current = run, phase, current
+        super().__init__(f"{wanted} for run {run.number} of {run.deployment} was not written: it found "
+                         f"{phase.value if phase else 'no run'} in run {current}")
+
+
+class DeployKeyRefused(GitLabError):
+    """GitLab refused to add a deploy key (the user is below Maintainer)."""
+
+
+class TokenRejected(GitLabError):
+    """GitLab no longer accepts the user's token (expired or revoked): log in again."""
+
+
+class NoAccess(GitLabError):
+    """The user can see the project but their role does not let them read its code."""
+
+
+class SettingsError(BooklabError):
+    """The repository's ``.booklab.yml`` is invalid; the message says what to change."""
+
+
+class ApiError(BooklabError):
+    """The web tier refused a request, or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

@@ -11,14 +11,10 @@ import gitlab
 import gitlab.exceptions
 import requests
 
-from booklab.errors import GitLabError, GitLabUnavailable, NotFound
+from booklab.errors import DeployKeyRefused, GitLabError, GitLabUnavailable, NotFound
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class DeployKeyRefused(GitLabError):
-    """GitLab refused to add a deploy key (the user is below Maintainer)."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import redis
 
 from booklab import schema
 from booklab.deployment import Deployment
-from booklab.errors import BooklabError
+from booklab.errors import Moved, SlugTaken
 from booklab.events import EventLog, encode
 from booklab.keys import GITLAB_TOKEN, PENDING, SAVE_TOKEN, SECRETS
 from booklab.phases import Phase
@@ -118,15 +118,6 @@ def allowed(before: Phase | None, after: Phase) -> bool:
     return after in ALLOWED.get(before, frozenset())
 
 
-class Moved(BooklabError):
-    """The deployment was not in the run or phase a writer expected: nothing was written."""
-
-    def __init__(self, run: Run, wanted: str, phase: Phase | None, current: int | None) -> None:
-        self.run, self.phase, self.current = run, phase, current
-        super().__init__(f"{wanted} for run {run.number} of {run.deployment} was not written: it found "
-                         f"{phase.value if phase else 'no run'} in run {current}")
-
-
 class Outcome(str, Enum):
     """What a request did."""
 
@@ -145,10 +136,6 @@ class Claim:
     token: str
     before: Phase
     """the run's phase when its end was claimed"""
-
-
-class SlugTaken(BooklabError):
-    """Another live deployment holds the host name a new deployment would be served at."""
 
 
 def _lua_table(name: str, moves: dict[Phase | None, frozenset[Phase]]) -> str:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from booklab.errors import BooklabError, ConfigError
+from booklab.errors import ConfigError, SettingsError
 
 if TYPE_CHECKING:
     from booklab.config import Config
@@ -64,10 +64,6 @@ _AMOUNT = r"(?P<amount>[0-9]{1,18}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})"
 _SIZE = re.compile(_AMOUNT + r"\s*(?P<unit>[kmg]?)b?", re.IGNORECASE)
 _DURATION = re.compile(_AMOUNT + r"\s*(?P<unit>[smh]?)", re.IGNORECASE)
 _NUMBER = re.compile(_AMOUNT)
-
-
-class SettingsError(BooklabError):
-    """The repository's ``.booklab.yml`` is invalid; the message says what to change."""
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ import docker
 from booklab import git, key_sweeper, schema, workspace
 from booklab.context import Context
 from booklab.deployment import Deployment
-from booklab.errors import CloneError, DeployKeyError, PushRejected, SaveError
-from booklab.gitlab_client import DeployKeyRefused, GitLabClient, Project
+from booklab.errors import CloneError, DeployKeyError, DeployKeyRefused, PushRejected, SaveError
+from booklab.gitlab_client import GitLabClient, Project
 from booklab.keys import SAVE_TOKEN, generate_keypair
 from booklab.lifecycle import Run
 from booklab.phases import SaveState

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from booklab import save_back, steps
 from booklab.context import Context
 from booklab.deployment import Deployment
-from booklab.errors import BooklabError
+from booklab.errors import NotRunning, UnknownDeployment
 from booklab.keys import SAVE_TOKEN
 from booklab.lifecycle import Outcome
 from booklab.lifecycle import Run
@@ -25,14 +25,6 @@ from booklab.phases import Phase
 from booklab.queueing import announce_positions, queue_run
 
 log = logging.getLogger(__name__)
-
-
-class UnknownDeployment(BooklabError):
-    """No deployment with that id exists."""
-
-
-class NotRunning(BooklabError):
-    """The deployment has no running notebook to act on."""
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ import time
 
 import redis
 
+from booklab.errors import InvalidDeployment
 from booklab import schema
-from booklab.deployment import Deployment, InvalidDeployment
+from booklab.deployment import Deployment
 from booklab.phases import Phase
 
 

@@ -34,11 +34,10 @@ from booklab import (
 )
 from booklab.context import Context
 from booklab.deployment import Deployment
-from booklab.errors import BooklabError, BuildError
-from booklab.gitlab_client import DeployKeyRefused
+from booklab.errors import BooklabError, BuildError, DeployKeyRefused, Moved
 from booklab.keys import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN, SAVE_TOKEN, generate_keypair
 from booklab.phases import Phase
-from booklab.lifecycle import Moved, Run
+from booklab.lifecycle import Run
 from booklab.queueing import leave_queue, queue_run
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from kombu.exceptions import OperationalError
 
 from booklab import schema, steps
 from booklab.context import Context, get_context
-from booklab.errors import BooklabError
+from booklab.errors import BooklabError, Moved
 from booklab.phases import Phase
-from booklab.lifecycle import Moved, Run
+from booklab.lifecycle import Run
 from booklab.queueing import announce_positions
 from booklab.tasks import app
 from booklab.transient import as_booklab_error, backoff

@@ -19,22 +19,9 @@ from werkzeug.exceptions import HTTPException
 from booklab import config as config_module
 from booklab.config import Config
 from booklab.context import Context, set_context
-from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NotFound
-from booklab.lifecycle import SlugTaken
-from booklab.web import (
-    api,
-    auth,
-    cookies,
-    csrf,
-    deploy,
-    health,
-    notebook_auth,
-    outage,
-    projects,
-    security,
-    sessions,
-)
-from booklab.web.gitlab import NoAccess, is_token_rejected
+from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NoAccess, NotFound, SlugTaken
+from booklab.web import api, auth, cookies, csrf, deploy, health, notebook_auth, outage, projects, security, sessions
+from booklab.web.gitlab import is_token_rejected
 
 log = logging.getLogger(__name__)
 

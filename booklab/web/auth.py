@@ -49,9 +49,9 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from booklab.context import Context
-from booklab.errors import GitLabError
+from booklab.errors import GitLabError, TokenRejected
 from booklab.web import rate_limit, sessions
-from booklab.web.gitlab import TokenRejected, whoami
+from booklab.web.gitlab import whoami
 
 log = logging.getLogger(__name__)
 

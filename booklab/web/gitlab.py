@@ -19,25 +19,13 @@ import gitlab.exceptions
 import requests
 
 from booklab.context import Context
-from booklab.errors import GitLabError, GitLabUnavailable, NotFound
+from booklab.errors import BranchNotFound, GitLabError, GitLabUnavailable, NoAccess, NotFound, TokenRejected
 from booklab.gitlab_client import GitLabClient, Project
 
 #: projects per page of the home page (GitLab's own default page size)
 PER_PAGE = 20
 #: branches shown in the branch picker at the most
 MAX_BRANCHES = 1000
-
-
-class TokenRejected(GitLabError):
-    """GitLab no longer accepts the user's token (expired or revoked): log in again."""
-
-
-class NoAccess(GitLabError):
-    """The user can see the project but their role does not let them read its code."""
-
-
-class BranchNotFound(NotFound):
-    """The project has no such branch."""
 
 
 @dataclass(frozen=True)

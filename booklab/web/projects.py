@@ -22,10 +22,9 @@ from flask import (
 
 from booklab import notebook_settings, service
 from booklab.context import Context
-from booklab.deployment import Deployment, InvalidDeployment
-from booklab.errors import NotFound
+from booklab.deployment import Deployment
+from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotFound
 from booklab.web import auth, gitlab
-from booklab.web.gitlab import BranchNotFound, NoAccess
 
 log = logging.getLogger(__name__)
 

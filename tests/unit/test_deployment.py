@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from booklab.deployment import Deployment, InvalidDeployment
+from booklab.errors import InvalidDeployment
+from booklab.deployment import Deployment
 
 
 def test_id_round_trips_with_slashes_and_non_ascii():

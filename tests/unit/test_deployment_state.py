@@ -6,10 +6,11 @@ import time
 
 import pytest
 
+from booklab.errors import SlugTaken
 from booklab import schema
 from booklab.deployment import Deployment
 from booklab.events import EventLog
-from booklab.lifecycle import Lifecycle, Outcome, SlugTaken
+from booklab.lifecycle import Lifecycle, Outcome
 from booklab.phases import Phase
 from booklab.state import Deployments
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from booklab.errors import Moved
 from booklab import lifecycle as lifecycle_module
 from booklab import schema
 from booklab.deployment import Deployment
 from booklab.events import EventLog
 from booklab.keys import GITLAB_TOKEN, PENDING
-from booklab.lifecycle import MOVES, Lifecycle, Moved, Outcome, Run, allowed
+from booklab.lifecycle import MOVES, Lifecycle, Outcome, Run, allowed
 from booklab.phases import Phase
 
 DEP = Deployment("g/p", "main", "alice")

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from booklab.errors import BooklabError, ConfigError
+from booklab.errors import BooklabError, ConfigError, SettingsError
 from booklab.notebook_settings import (
     FILE_NAME,
     MAX_FILE_SIZE,
@@ -15,7 +15,6 @@ from booklab.notebook_settings import (
     Effective,
     Limits,
     NotebookSettings,
-    SettingsError,
     effective,
     format_duration,
     format_size,
