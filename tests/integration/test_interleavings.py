@@ -100,10 +100,12 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
         answer = api.post(f"{web_server}/api/deployments", json={"project": project, "ref": ref}, timeout=60)
         assert answer.status_code in (200, 201), answer.text
 
-    def containers(deployment_id: str) -> list:
-        """The deployment's notebook containers, made by this test's runners."""
-        return [c for c in docker_engine.containers.list(all=True, filters={
-            "label": f"booklab.deployment={deployment_id}"}) if c.labels.get("booklab.runner") in fleet]
+    def containers(deployment_id: str) -> list[str]:
+        """The names of the deployment's notebook containers made by this test's runners, in one
+        call to Docker (``containers.list`` inspects each one after listing: one removed in
+        between raises)."""
+        found = docker_engine.api.containers(all=True, filters={"label": f"booklab.deployment={deployment_id}"})
+        return [c["Names"][0] for c in found if c["Labels"].get("booklab.runner") in fleet]
 
     def runs_of(deployment_id: str) -> int:
         return int(retrying(lambda: ctx.redis.get(schema.runseq(deployment_id))) or 0)
@@ -203,7 +205,8 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
         @invariant()
         def at_most_one_notebook_container_per_deployment(self) -> None:
             for deployment_id in deployments.values():
-                assert len(containers(deployment_id)) <= 1, [c.name for c in containers(deployment_id)]
+                found = containers(deployment_id)
+                assert len(found) <= 1, found
 
         @invariant()
         def a_ready_notebook_answers_its_owner_through_traefik(self) -> None:

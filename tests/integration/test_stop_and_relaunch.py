@@ -42,7 +42,7 @@ def test_a_launch_right_after_a_stop_is_a_new_run_with_its_own_log_and_url(ctx, 
         assert api_status(ready["url"], old["token"]) is None
         # the run that was stopped ended as stopped, in its own log, and its container is gone
         assert [e.data["phase"] for e in ctx.events.read(previous.id)][-2:] == ["stopping", "stopped"]
-        assert len(docker_engine.containers.list(all=True, filters={
+        assert len(docker_engine.api.containers(all=True, filters={  # one call: nothing inspected after
             "label": [f"booklab.deployment={request.id}", f"booklab.runner={runner.name}"]})) == 1
     service.stop(ctx, request.id)
 
