@@ -60,6 +60,12 @@ class Run:
         deployment, _, number = run_id.rpartition("#")
         return cls(deployment, int(number)) if deployment and number.isascii() and number.isdigit() else cls(run_id, 0)
 
+    @classmethod
+    def held(cls, hold: dict[str, str]) -> Run | None:
+        """The run a runner's hold (``runner:<name>``) names; None when it holds none (a hold
+        from before runs were numbered names run 0)."""
+        return cls(hold["deployment"], int(hold.get("run") or 0)) if hold.get("deployment") else None
+
     def __str__(self) -> str:
         return self.id
 

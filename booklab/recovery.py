@@ -37,7 +37,7 @@ def reap(ctx: Context, runner: str, by: str) -> bool:
     if not ctx.redis.set(schema.reaping(runner), "1", nx=True, ex=REAP_LOCK_TTL):
         return False
     held = ctx.runners.held(runner)
-    run = _held_run(held)
+    run = Run.held(held)
     claim = ctx.lifecycle.claim_end(run, by, take_over_from=runner) if run else None
     if run and claim and save_back.wanted(ctx, held):
         if save_back.request(ctx, run.deployment, then_end="The runner serving this notebook was lost.",
@@ -58,7 +58,7 @@ def resume(ctx: Context, runner: str) -> str | None:
     still answers, end what it was preparing, and remove every other container it left.
     Returns the adopted deployment's id, or None when the runner is free."""
     held = ctx.runners.held(runner)
-    run, adopted = _held_run(held), None
+    run, adopted = Run.held(held), None
     if run and _still_serving(ctx, run, held):
         adopted = run.deployment
         log.info("runner %s adopts the notebook of %s it served before its restart", runner, run)
@@ -84,10 +84,6 @@ def resume(ctx: Context, runner: str) -> str | None:
             ctx.routes.remove(ctx.slug(deployment))
         launcher.stop(ctx.docker, container.id)
     return adopted
-
-
-def _held_run(held: dict[str, str]) -> Run | None:
-    return Run(held["deployment"], int(held.get("run") or 0)) if held.get("deployment") else None
 
 
 def _still_serving(ctx: Context, run: Run, held: dict[str, str]) -> bool:

@@ -114,7 +114,7 @@ def supervise(ctx: Context, name: str, consumer, watch: ChainWatch, queue: Queue
 
 def _still_holds(ctx: Context, name: str, held: dict[str, str], watch: ChainWatch) -> bool:
     """Look after the run the runner holds: end it when it must end; False once the runner is free."""
-    run = Run(held["deployment"], int(held.get("run") or 0))
+    run = Run.held(held)
     status, current, ending = ctx.lifecycle.current(run.deployment)
     if current != run or status is None or not status.is_active:
         log.warning("%s held %s, which is over; it is free again", name, run)
@@ -201,7 +201,7 @@ class Supervisor(bootsteps.StartStopStep):
         self.stop(c)
         ctx = get_context()
         held = ctx.runners.held(c.hostname)
-        run = Run(held["deployment"], int(held.get("run") or 0)) if held.get("deployment") else None
+        run = Run.held(held)
         # its own steps are being stopped with it: their claim is taken over
         claim = ctx.lifecycle.claim_end(run, c.hostname, take_over_from=c.hostname) if run else None
         if run and claim and save_back.wanted(ctx, held) and not _saved_before_shutdown(ctx, held):

@@ -29,7 +29,7 @@ def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", ru
     owner = owner or runner
     run = Run.parse(run_id) if run_id else None
     held = ctx.runners.held(owner)
-    if held.get("deployment") != deployment_id or (run and int(held.get("run") or 0) != run.number):
+    if held.get("deployment") != deployment_id or (run and Run.held(held) != run):
         log.info("%s no longer serves %s: nothing to save", owner, run or deployment_id)
         save_back.unlock(ctx, deployment_id)
         return "gone"
