@@ -3,7 +3,7 @@
 (``PRIVATE-TOKEN``; GitLab's answer cached ``web/token_cache`` seconds by each worker),
 under ``BENCH_API_CLIENTS`` (16) concurrent keep-alive clients for ``BENCH_API_SECONDS``
 (10) after a 2-second warm-up. The user has 10 finished deployments, seeded through
-:class:`booklab.state.Deployments` and :class:`booklab.events.EventLog`. One sample per
+:class:`booklab.state.records.Deployments` and :class:`booklab.state.events.EventLog`. One sample per
 second of load.
 """
 
@@ -16,7 +16,7 @@ from bench import http_load
 from bench.settings import Settings
 from bench.stack import PROJECT, Stack
 from bench.stats import Figure, median, percentile
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from gitlab_standin.store import MAINTAINER
 
 log = logging.getLogger(__name__)

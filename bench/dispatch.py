@@ -1,6 +1,6 @@
 """Dispatch: milliseconds from a request accepted (the record's ``requested_at``, set when
 :func:`booklab.service.request_deployment` queues it) to the first step running on an idle
-runner (``started_at``, set by :func:`booklab.steps.provision_key` once the runner has
+runner (``started_at``, set by :func:`booklab.pipeline.steps.provision_key` once the runner has
 claimed the deployment and stopped taking others). Both are timestamps the product
 already keeps; nothing is added to it.
 

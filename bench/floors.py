@@ -4,7 +4,7 @@
   notebook's command, token, limits and network as a runner starts it) until Jupyter
   answers ``/api/status``, polled every :data:`POLL` seconds.
 - :func:`clone_build_run`: ``git clone`` of the branch over HTTPS (the cheapest clone by
-  hand), ``repo2docker --engine booklab --no-run`` as :func:`booklab.builder.build_image`
+  hand), ``repo2docker --engine booklab --no-run`` as :func:`booklab.pipeline.builder.build_image`
   calls it, then :func:`run_until_ready`.
 """
 
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import docker
 
-from booklab import builder, git, launcher
+from booklab.pipeline import builder
+from booklab.pipeline import git
+from booklab.pipeline import launcher
 from booklab.config import Config
 
 #: seconds between two /api/status questions of a floor: finer than any step of Booklab's

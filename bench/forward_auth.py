@@ -20,7 +20,7 @@ from bench import http_load
 from bench.settings import Settings
 from bench.stack import PROJECT, Stack
 from bench.stats import Figure, median, percentile
-from booklab import schema
+from booklab.state import schema
 from booklab.phases import Phase
 from gitlab_standin.store import MAINTAINER
 

@@ -1,5 +1,5 @@
 """Log latency: milliseconds from a log line written the way a runner writes it
-(:meth:`booklab.events.EventLog.emit`, timed before the call) to its arrival at each of
+(:meth:`booklab.state.events.EventLog.emit`, timed before the call) to its arrival at each of
 ``BENCH_VIEWERS`` (200) concurrent event-stream clients of the web tier (gunicorn, 2
 gthread workers, the owner's personal access token), one sample per line and viewer.
 Lines are written ``BENCH_LOG_RATE`` per second (20), ``BENCH_LOG_LINES`` of them (100).

@@ -16,7 +16,7 @@ from collections import defaultdict
 from bench.settings import Settings
 from bench.stack import PROJECT, Stack, ensure_image
 from bench.stats import Figure, median
-from booklab import schema
+from booklab.state import schema
 from gitlab_standin.store import MAINTAINER
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Route: milliseconds from the notebook answering at its own address to it answering
-through Traefik, as a runner waits for it (:meth:`booklab.routes.TraefikRoutes.publish`:
+through Traefik, as a runner waits for it (:meth:`booklab.pipeline.routes.TraefikRoutes.publish`:
 Traefik's API shows the router, then ``/api/status`` answers through the entrypoint with
 forward-auth to the web tier), for both publishers:
 
@@ -7,7 +7,7 @@ forward-auth to the web tier), for both publishers:
 - ``redis``: keys Traefik's Redis provider reads (written by ``publish``).
 
 Each round starts a notebook from the built image the way a runner does
-(:func:`booklab.launcher.launch`), waits until it answers directly (polled every 20 ms),
+(:func:`booklab.pipeline.launcher.launch`), waits until it answers directly (polled every 20 ms),
 then times ``publish``. Floor, alternated with it: the same, but instead of ``publish``
 the route is written (``redis``) and the entrypoint polled every 20 ms until it answers,
 without Booklab's polling of Traefik's API: what Traefik itself takes.
@@ -25,8 +25,11 @@ from bench.settings import Settings
 from bench.stack import OWNER, PROJECT, Stack, ensure_image
 from bench.stats import Figure
 from bench.webtier import end_stream, hold_run
-from booklab import launcher, notebook_container, routes, schema
-from booklab.deployment import Deployment
+from booklab.pipeline import launcher
+from booklab.pipeline import notebook_container
+from booklab.pipeline import routes
+from booklab.state import schema
+from booklab.state.deployment import Deployment
 
 log = logging.getLogger(__name__)
 

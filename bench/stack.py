@@ -1,7 +1,7 @@
 """The local stack the benchmarks measure, started as ``make demo`` and the test bed start
 theirs: the Docker Engine (dockerd when none answers; stopped at the end), the local base
 image, a Docker network of the run's own, Redis (``tests.fixtures.services.start_redis``),
-Traefik (docker and Redis providers, flags from :mod:`booklab.traefik_config` as in
+Traefik (docker and Redis providers, flags from :mod:`booklab.pipeline.traefik_config` as in
 ``tests/fixtures/traefik.py``), the web tier served by gunicorn (``booklab web``, the
 production defaults: 2 gthread workers), real runner processes (``booklab runner``) and
 the GitLab stand-in (in this process) serving one Dockerfile repository that builds
@@ -31,12 +31,14 @@ import redis
 import requests
 
 from booklab import config as config_module
-from booklab import schema, service, traefik_config
+from booklab import service
+from booklab.state import schema
+from booklab.pipeline import traefik_config
 from booklab.context import Context, set_context
 from booklab.demo import docker_host
 from booklab.demo.processes import Child, Processes
 from booklab.phases import Phase
-from booklab.routes import route_label
+from booklab.pipeline.routes import route_label
 from booklab.tasks import configure
 from gitlab_standin.server import GitLabStandIn
 from gitlab_standin.store import MAINTAINER, User
@@ -50,7 +52,7 @@ IMAGE_PREFIX = "booklab-bench"
 PROJECT = "bench/notebooks"
 OWNER = "alice"
 START_TIMEOUT = 60
-#: what a runner logs once it consumes the shared queue again (booklab.runner.supervise)
+#: what a runner logs once it consumes the shared queue again (booklab.runner.worker.supervise)
 FREE_LINE = "is free and takes deployments again"
 #: after that line, the runner's next BRPOP includes the shared queue (kombu polls every second)
 FREE_SETTLE = 1.2

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from bench.stack import OWNER, PROJECT, Stack
 from bench.viewers import OPENED, Viewers
-from booklab.deployment import Deployment
-from booklab.lifecycle import Run
+from booklab.state.deployment import Deployment
+from booklab.state.lifecycle import Run
 from booklab.phases import Phase
 from booklab.web.projects import stream_path
 

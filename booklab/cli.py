@@ -32,7 +32,7 @@ MISCONFIGURED = 2
 
 
 def _runner(args: argparse.Namespace) -> int:
-    from booklab.runner import run_worker
+    from booklab.runner.worker import run_worker
 
     config = config_module.load(args.config)
     config.require("secret_key")

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from booklab import notebook_settings, schema
+from booklab.pipeline import notebook_settings
+from booklab.state import schema
 from booklab.errors import ConfigError
 
 CONFIG_FILE_ENV = "BOOKLAB_CONFIG"

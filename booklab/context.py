@@ -12,14 +12,14 @@ import redis
 
 from booklab import config as config_module
 from booklab.config import Config
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from booklab.derived_keys import NOTEBOOK_SLUG, derive_key
-from booklab.events import EventLog
-from booklab.gitlab_client import GitLabClient
-from booklab.keys import Vault
-from booklab.lifecycle import Lifecycle
-from booklab.routes import Routes, make_routes
-from booklab.state import Deployments, Runners
+from booklab.state.events import EventLog
+from booklab.pipeline.gitlab_client import GitLabClient
+from booklab.state.vault import Vault
+from booklab.state.lifecycle import Lifecycle
+from booklab.pipeline.routes import Routes, make_routes
+from booklab.state.records import Deployments, Runners
 
 
 @dataclass

@@ -9,9 +9,9 @@ import hashlib
 WEB_SESSION = "web session"
 #: seals the notebook path that travels through the web tier's URLs (:mod:`booklab.web.notebook_auth`)
 NOTEBOOK_NEXT = "notebook next"
-#: keys the suffix of notebook host names (:meth:`booklab.deployment.Deployment.slug_with`)
+#: keys the suffix of notebook host names (:meth:`booklab.state.deployment.Deployment.slug_with`)
 NOTEBOOK_SLUG = "notebook slug"
-#: the value of the label that admits a container to Traefik's docker provider (:mod:`booklab.routes`)
+#: the value of the label that admits a container to Traefik's docker provider (:mod:`booklab.pipeline.routes`)
 TRAEFIK_ROUTE = "traefik route"
 
 

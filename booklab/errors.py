@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for annotations only: the lifecycle raises Moved
-    from booklab.lifecycle import Run
+    from booklab.state.lifecycle import Run
     from booklab.phases import Phase
 
 

@@ -4,7 +4,7 @@ and the states of a save back (:class:`SaveState`).
 The event phases are BinderHub's; ``todo`` and ``stopped`` are statuses a deployment can
 have without an event of that name being the reason, and ``stopping`` is Booklab's own: the
 run is ending (on request, culled, failed), and a new request queues behind its end. Which
-phase may follow which is :mod:`booklab.lifecycle`'s table.
+phase may follow which is :mod:`booklab.state.lifecycle`'s table.
 """
 
 from enum import Enum

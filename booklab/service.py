@@ -14,15 +14,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from booklab import save_back, steps
+from booklab.saveback import save_back
+from booklab.pipeline import steps
 from booklab.context import Context
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from booklab.errors import NotRunning, UnknownDeployment
-from booklab.keys import SAVE_TOKEN
-from booklab.lifecycle import Outcome
-from booklab.lifecycle import Run
+from booklab.state.vault import SAVE_TOKEN
+from booklab.state.lifecycle import Outcome
+from booklab.state.lifecycle import Run
 from booklab.phases import Phase
-from booklab.queueing import announce_positions, queue_run
+from booklab.state.queue import announce_positions, queue_run
 
 log = logging.getLogger(__name__)
 

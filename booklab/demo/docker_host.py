@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import requests
 
-from booklab import notebook_network
+from booklab.pipeline import notebook_network
 from booklab.demo.processes import Child, Processes
 from booklab.errors import DemoError
 

@@ -29,11 +29,12 @@ import redis
 import requests
 import yaml
 
-from booklab import schema, traefik_config
+from booklab.state import schema
+from booklab.pipeline import traefik_config
 from booklab.demo import docker_host, samples
 from booklab.demo.processes import Child, Processes, free_ports
 from booklab.errors import DemoError
-from booklab.routes import route_label
+from booklab.pipeline.routes import route_label
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from celery import Celery, chain
 from celery.signals import worker_process_init
 
-from booklab import schema
+from booklab.state import schema
 from booklab.config import Config
 from booklab.context import set_context
-from booklab.lifecycle import Run
+from booklab.state.lifecycle import Run
 
 app = Celery("booklab", include=["booklab.tasks.pipeline", "booklab.tasks.saving"])
-app.config_from_object("celeryconfig")
+app.config_from_object("booklab.tasks.settings")
 
 
 def configure(config: Config) -> Celery:

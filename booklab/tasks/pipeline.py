@@ -1,4 +1,4 @@
-"""The thin Celery tasks of a deployment: each runs one step of :mod:`booklab.steps` for a
+"""The thin Celery tasks of a deployment: each runs one step of :mod:`booklab.pipeline.steps` for a
 run (``<deployment>#<n>``) and passes the run's id on; a stopped run ends at its next step
 (or at its next event) with ``stopped``; a failure ends the deployment with a ``failed``
 event that says what to do, and frees the runner."""
@@ -13,14 +13,15 @@ from celery import Task
 from celery.exceptions import Ignore, Reject
 from kombu.exceptions import OperationalError
 
-from booklab import schema, steps
+from booklab.state import schema
+from booklab.pipeline import steps
 from booklab.context import Context, get_context
 from booklab.errors import BooklabError, Moved
 from booklab.phases import Phase
-from booklab.lifecycle import Run
-from booklab.queueing import announce_positions
+from booklab.state.lifecycle import Run
+from booklab.state.queue import announce_positions
 from booklab.tasks import app
-from booklab.transient import as_booklab_error, backoff
+from booklab.pipeline.transient import as_booklab_error, backoff
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ runner that took the run (its clone is on that runner's disk). Steps carry a run
 
 from __future__ import annotations
 
-from booklab import schema
+from booklab.state import schema
 from booklab.context import get_context
-from booklab.lifecycle import Run
+from booklab.state.lifecycle import Run
 
 FIRST_STEP = "booklab.provision_key"
 LATER_STEPS = ("booklab.clone", "booklab.build", "booklab.run", "booklab.register_token")

@@ -1,4 +1,4 @@
-"""The Celery task that saves a notebook's changes back to GitLab (:mod:`booklab.save_back`),
+"""The Celery task that saves a notebook's changes back to GitLab (:mod:`booklab.saveback.save_back`),
 run by the runner that serves the notebook, on its own queue (or by the runner that found
 that one lost); and then, when the save was asked for by an end of the notebook (Stop,
 culling, a lost runner), ends it."""
@@ -9,9 +9,10 @@ import logging
 
 from celery import Task
 
-from booklab import save_back, steps
+from booklab.saveback import save_back
+from booklab.pipeline import steps
 from booklab.context import get_context
-from booklab.lifecycle import Run
+from booklab.state.lifecycle import Run
 from booklab.phases import Phase, SaveState
 from booklab.tasks import app
 

@@ -35,9 +35,10 @@ from typing import Any
 from flask import Blueprint, Flask, abort, current_app, jsonify, request
 
 from booklab.errors import InvalidDeployment
-from booklab import save_back, service
+from booklab import service
+from booklab.saveback import save_back
 from booklab.context import Context
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from booklab.phases import Phase
 from booklab.web import auth
 from booklab.web.projects import check_access, launch_path, stream_path

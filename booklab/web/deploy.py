@@ -30,9 +30,9 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from booklab import service
 from booklab.context import Context
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from booklab.errors import BooklabError, GitLabError, InvalidDeployment, NoAccess, NotFound
-from booklab.lifecycle import Run
+from booklab.state.lifecycle import Run
 from booklab.phases import Phase, SaveState
 from booklab.web import auth, csrf, fetch_site, gitlab
 from booklab.web.projects import check_access, checked_urlpath, launch_path, stream_path

@@ -20,7 +20,7 @@ import requests
 
 from booklab.context import Context
 from booklab.errors import BranchNotFound, GitLabError, GitLabUnavailable, NoAccess, NotFound, TokenRejected
-from booklab.gitlab_client import GitLabClient, Project
+from booklab.pipeline.gitlab_client import GitLabClient, Project
 
 #: projects per page of the home page (GitLab's own default page size)
 PER_PAGE = 20

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from booklab.metrics import RedisCollector
+from booklab.state.metrics import RedisCollector
 
 bp = Blueprint("health", __name__)
 

@@ -20,9 +20,10 @@ from flask import (
     url_for,
 )
 
-from booklab import notebook_settings, service
+from booklab import service
+from booklab.pipeline import notebook_settings
 from booklab.context import Context
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotFound
 from booklab.web import auth, gitlab
 

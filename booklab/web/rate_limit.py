@@ -22,7 +22,7 @@ import time
 from flask import current_app, request
 from werkzeug.exceptions import TooManyRequests
 
-from booklab import schema
+from booklab.state import schema
 from booklab.context import Context
 
 #: anonymous (or refused) requests to forward-auth

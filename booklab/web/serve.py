@@ -2,7 +2,7 @@
 
 Worker class ``gthread``: each open event stream holds one thread of a worker while it
 waits for the deployment's next event (all streams of a worker share one Redis
-subscription, :mod:`booklab.event_fanout`), so every worker gets ``web/connections``
+subscription, :mod:`booklab.state.event_fanout`), so every worker gets ``web/connections``
 threads and accepts as many connections. Measured here with one
 worker: 500 open streams took 4 s to open, one new event reached all 500 in 0.4 s, and
 the worker used about 100 MB in all. gevent did as well (0.13 s) but needs Redis,

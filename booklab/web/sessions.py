@@ -30,7 +30,7 @@ from flask import Flask, Request, Response, request, session
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from booklab import schema
+from booklab.state import schema
 from booklab.derived_keys import WEB_SESSION, derive_key
 
 log = logging.getLogger(__name__)

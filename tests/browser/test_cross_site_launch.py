@@ -4,7 +4,7 @@ to a launch link without a click launches nothing and gets the Launch button ins
 
 from __future__ import annotations
 
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import log_in_with_the_browser
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from booklab import steps
+from booklab.pipeline import steps
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.web import log_in_with_the_browser, push_notebook_project, sign_in_on_the_page
 from tests.fixtures.pipeline import events_of

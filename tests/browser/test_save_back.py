@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from booklab import steps
+from booklab.pipeline import steps
 from booklab.phases import Phase
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.pipeline import MAINTAINER

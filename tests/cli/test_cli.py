@@ -12,7 +12,7 @@ import sys
 import pytest
 import requests
 
-from booklab.launcher import api_status
+from booklab.pipeline.launcher import api_status
 from booklab.phases import Phase
 from tests.fixtures.web import push_notebook_project
 

@@ -6,7 +6,7 @@ import uuid
 import docker
 import pytest
 
-from booklab.builder import build_image, image_exists
+from booklab.pipeline.builder import build_image, image_exists
 from booklab.errors import BuildError
 from tests.fixtures.services import wait_until
 

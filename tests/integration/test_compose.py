@@ -12,9 +12,10 @@ import redis
 import requests
 import yaml
 
-from booklab import schema, traefik_config
+from booklab.state import schema
+from booklab.pipeline import traefik_config
 from booklab.config import load
-from booklab.routes import kv_pairs
+from booklab.pipeline.routes import kv_pairs
 from tests.fixtures.services import ROOT, free_port, stop_process, wait_until
 
 SETTINGS = {"FQDN": "booklab.example.org", "FLOWER_PASSWORD": "fl0wer",

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from booklab import notebook_network
+from booklab.pipeline import notebook_network
 from booklab.demo import samples
 from tests.fixtures.pipeline import IMAGE_PREFIX
 from tests.fixtures.reach import connections_from, gateway

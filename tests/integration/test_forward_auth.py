@@ -13,12 +13,13 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from booklab import schema, service
+from booklab import service
+from booklab.state import schema
 from booklab.config import Config, load
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from booklab.errors import ConfigError
 from booklab.phases import Phase
-from booklab.routes import DockerLabelRoutes, auth_address, auth_pairs, docker_labels
+from booklab.pipeline.routes import DockerLabelRoutes, auth_address, auth_pairs, docker_labels
 from tests.fixtures.pipeline import queue_run, run_to_end
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import log_in_over_http, push_notebook_project

@@ -31,9 +31,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from booklab import schema, service, steps
-from booklab.deployment import Deployment
-from booklab.lifecycle import Run, allowed
+from booklab import service
+from booklab.state import schema
+from booklab.pipeline import steps
+from booklab.state.deployment import Deployment
+from booklab.state.lifecycle import Run, allowed
 from booklab.phases import Phase
 from tests.fixtures.pipeline import BRANCH_WITH_SLASH, phases, run_to_end
 from tests.fixtures.services import wait_until

@@ -10,10 +10,10 @@ import docker
 import pytest
 import requests
 
-from booklab.builder import build_image
+from booklab.pipeline.builder import build_image
 from booklab.errors import LaunchError
-from booklab.launcher import find_notebooks, last_activity, launch, stop, wait_ready
-from booklab.notebook_container import Limits
+from booklab.pipeline.launcher import find_notebooks, last_activity, launch, stop, wait_ready
+from booklab.pipeline.notebook_container import Limits
 
 CPUS = 0.5
 LIMITS = Limits(memory="256m", cpus=CPUS, pids=128)

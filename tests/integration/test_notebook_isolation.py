@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from booklab import notebook_network, service
+from booklab import service
+from booklab.pipeline import notebook_network
 from tests.fixtures.pipeline import run_to_end
 from tests.fixtures.reach import address, connections_from, gateway
 from tests.fixtures.services import ROOT

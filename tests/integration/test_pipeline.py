@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from booklab import schema, service, steps
-from booklab.keys import generate_keypair
+from booklab import service
+from booklab.state import schema
+from booklab.pipeline import steps
+from booklab.state.vault import generate_keypair
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import (

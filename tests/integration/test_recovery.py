@@ -8,7 +8,9 @@ import signal
 import time
 from pathlib import Path
 
-from booklab import launcher, schema, service
+from booklab import service
+from booklab.pipeline import launcher
+from booklab.state import schema
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import (

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from booklab import schema, service
+from booklab import service
+from booklab.state import schema
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import (

@@ -6,7 +6,8 @@ import os
 
 import requests
 
-from booklab import schema, service
+from booklab import service
+from booklab.state import schema
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import events_of, notebook_repo_files
 from tests.fixtures.services import wait_until

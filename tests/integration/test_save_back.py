@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 
 import requests
 
-from booklab import schema, service
+from booklab import service
+from booklab.state import schema
 from booklab.phases import Phase
 from gitlab_standin.repos import git_env
 from tests.fixtures.pipeline import events_of, MAINTAINER, messages, phases, run_to_end

@@ -9,9 +9,9 @@ import pytest
 import requests
 
 from booklab import service
-from booklab.deployment import Deployment
-from booklab.lifecycle import Outcome
-from booklab.launcher import api_status
+from booklab.state.deployment import Deployment
+from booklab.state.lifecycle import Outcome
+from booklab.pipeline.launcher import api_status
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import MAINTAINER, events_of, messages, phases, run_to_end

@@ -1,6 +1,6 @@
 """The environment repo2docker runs with holds none of Booklab's settings or secrets."""
 
-from booklab import builder
+from booklab.pipeline import builder
 
 
 def test_the_build_environment_holds_no_booklab_setting_and_no_secret(monkeypatch):

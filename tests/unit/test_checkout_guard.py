@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from booklab.checkout_guard import check, links_leaving
+from booklab.pipeline.checkout_guard import check, links_leaving
 from booklab.errors import UnsafeCheckout
 
 UP = "../" * 12

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from booklab.errors import InvalidDeployment
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 
 
 def test_id_round_trips_with_slashes_and_non_ascii():

@@ -7,12 +7,12 @@ import time
 import pytest
 
 from booklab.errors import SlugTaken
-from booklab import schema
-from booklab.deployment import Deployment
-from booklab.events import EventLog
-from booklab.lifecycle import Lifecycle, Outcome
+from booklab.state import schema
+from booklab.state.deployment import Deployment
+from booklab.state.events import EventLog
+from booklab.state.lifecycle import Lifecycle, Outcome
 from booklab.phases import Phase
-from booklab.state import Deployments
+from booklab.state.records import Deployments
 
 KEY = b"slug key of a test" * 2
 

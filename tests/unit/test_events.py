@@ -2,10 +2,10 @@
 
 import threading
 
-from booklab import schema
-from booklab.deployment import Deployment
-from booklab.events import EventLog
-from booklab.lifecycle import Lifecycle, Run
+from booklab.state import schema
+from booklab.state.deployment import Deployment
+from booklab.state.events import EventLog
+from booklab.state.lifecycle import Lifecycle, Run
 from booklab.phases import Phase
 from tests.fixtures.services import wait_until
 

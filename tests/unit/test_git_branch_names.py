@@ -3,7 +3,7 @@
 import pytest
 
 from booklab.errors import CloneError
-from booklab.git import check_branch_name
+from booklab.pipeline.git import check_branch_name
 
 
 @pytest.mark.parametrize("name", ["main", "feature/été", "release-1.2", "a_b+c"])

@@ -3,7 +3,7 @@ a push GitLab declines (say why), as git prints them."""
 
 from __future__ import annotations
 
-from booklab import git
+from booklab.pipeline import git
 from booklab.errors import CloneError, PushRejected
 
 BRANCH = "booklab/alice/20261126-0012"

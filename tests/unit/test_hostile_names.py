@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from booklab.builder import image_name
-from booklab.deployment import Deployment
+from booklab.pipeline.builder import image_name
+from booklab.state.deployment import Deployment
 from booklab.errors import CloneError
-from booklab.git import check_branch_name
+from booklab.pipeline.git import check_branch_name
 
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 DOCKER_REFERENCE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"

@@ -9,7 +9,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from repo2docker.utils import is_valid_docker_image_name
 
-from booklab.builder import image_name
+from booklab.pipeline.builder import image_name
 from booklab.errors import ConfigError
 
 SHA = "0123456789ABCDEF0123456789abcdef01234567"

@@ -3,9 +3,9 @@
 import pytest
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
-from booklab import schema
+from booklab.state import schema
 from booklab.errors import DeployKeyError
-from booklab.keys import Vault, generate_keypair
+from booklab.state.vault import Vault, generate_keypair
 
 
 def test_keypair_is_ed25519_openssh():

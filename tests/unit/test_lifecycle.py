@@ -2,17 +2,19 @@
 claimant per end, a run queued behind an end, and only the lifecycle writing a status."""
 
 import ast
+
+import booklab
 from pathlib import Path
 
 import pytest
 
 from booklab.errors import Moved
-from booklab import lifecycle as lifecycle_module
-from booklab import schema
-from booklab.deployment import Deployment
-from booklab.events import EventLog
-from booklab.keys import GITLAB_TOKEN, PENDING
-from booklab.lifecycle import MOVES, Lifecycle, Outcome, Run, allowed
+from booklab.state import lifecycle as lifecycle_module
+from booklab.state import schema
+from booklab.state.deployment import Deployment
+from booklab.state.events import EventLog
+from booklab.state.vault import GITLAB_TOKEN, PENDING
+from booklab.state.lifecycle import MOVES, Lifecycle, Outcome, Run, allowed
 from booklab.phases import Phase
 
 DEP = Deployment("g/p", "main", "alice")
@@ -172,9 +174,9 @@ def test_the_table_allows_no_move_out_of_a_final_phase_but_a_new_run():
 
 
 def test_only_the_lifecycle_writes_a_status():
-    """No module but booklab.lifecycle names the status hash in a write (state.py only reads
-    it, and forgets long-ended statuses)."""
-    package = Path(lifecycle_module.__file__).parent
+    """No module but booklab.state.lifecycle names the status hash in a write (state/records.py
+    only reads it, and forgets long-ended statuses)."""
+    package = Path(booklab.__file__).parent
     writers = set()
     for path in package.rglob("*.py"):
         tree = ast.parse(path.read_text())
@@ -188,7 +190,7 @@ def test_only_the_lifecycle_writes_a_status():
 
 
 def test_reliability_md_shows_the_table_as_it_is():
-    doc = (Path(lifecycle_module.__file__).parents[1] / "docs" / "RELIABILITY.md").read_text()
+    doc = (Path(booklab.__file__).parents[1] / "docs" / "RELIABILITY.md").read_text()
     for move in MOVES:
         before = move.before.value if move.before else "(no run)"
         assert f"| {before} | {move.after.value} | {move.by} |" in doc, move

@@ -4,7 +4,7 @@ and the hardening every notebook gets."""
 import pytest
 
 from booklab.errors import LaunchError
-from booklab.notebook_container import Limits, create_kwargs, is_root_uid, refuse_labels, refuse_root, uids_of
+from booklab.pipeline.notebook_container import Limits, create_kwargs, is_root_uid, refuse_labels, refuse_root, uids_of
 
 LIMITS = Limits(memory="1g", cpus=0.5, pids=256)
 

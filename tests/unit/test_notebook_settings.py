@@ -6,7 +6,7 @@ import os
 import pytest
 
 from booklab.errors import BooklabError, ConfigError, SettingsError
-from booklab.notebook_settings import (
+from booklab.pipeline.notebook_settings import (
     FILE_NAME,
     MAX_FILE_SIZE,
     MIN_CPUS,

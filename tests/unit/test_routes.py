@@ -4,9 +4,9 @@ import pytest
 
 from booklab.config import Config, load
 from booklab.errors import ConfigError
-from booklab.launcher import Notebook
-from booklab.routes import (ROUTE_LABEL, DockerLabelRoutes, RedisRoutes, Routes, docker_labels, kv_pairs, make_routes,
-                            public_url, route_label)
+from booklab.pipeline.launcher import Notebook
+from booklab.pipeline.routes import (ROUTE_LABEL, DockerLabelRoutes, RedisRoutes, Routes, docker_labels, kv_pairs,
+                                     make_routes, public_url, route_label)
 
 SLUG = "notebooks-main-alice-5c12470e"
 

@@ -8,9 +8,9 @@ import gc
 import docker
 import pytest
 
-from booklab import git
+from booklab.pipeline import git
 from booklab.errors import CloneError, CloneUnavailable, DockerUnavailable
-from booklab.transient import as_booklab_error, backoff
+from booklab.pipeline.transient import as_booklab_error, backoff
 from tests.fixtures.services import free_port
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from booklab import workspace
+from booklab.saveback import workspace
 
 ROOT = "/home/jovyan"
 

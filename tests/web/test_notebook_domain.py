@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 
 from booklab import config as config_module
 from booklab.context import Context
-from booklab.deployment import Deployment
-from booklab.routes import docker_labels, kv_pairs
+from booklab.state.deployment import Deployment
+from booklab.pipeline.routes import docker_labels, kv_pairs
 from booklab.web import create_app
 from tests.fixtures.pipeline import queue_run
 from tests.fixtures.web import log_in

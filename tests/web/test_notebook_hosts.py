@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from booklab import schema
+from booklab.state import schema
 from booklab.phases import Phase
 
 #: commands that read every deployment's status

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from booklab import save_back
+from booklab.saveback import save_back
 from booklab.phases import Phase, SaveState
 from tests.fixtures.pipeline import make_ready, take_run
 from tests.fixtures.web import csrf_token

@@ -14,7 +14,7 @@ from flask import Flask
 
 from booklab import config as config_module
 from booklab.context import Context
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from booklab.web import create_app
 from tests.fixtures.pipeline import queue_run
 from tests.fixtures.web import log_in

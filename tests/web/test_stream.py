@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from booklab.keys import NOTEBOOK_TOKEN
+from booklab.state.vault import NOTEBOOK_TOKEN
 from booklab.phases import Phase
 from tests.fixtures.pipeline import events_of, make_ready, take_run
 

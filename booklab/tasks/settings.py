@@ -1,4 +1,5 @@
-"""Celery settings of Booklab's runners and of whoever sends them work.
+"""Celery settings of Booklab's runners and of whoever sends them work (the app reads them in
+:mod:`booklab.tasks`).
 
 The broker URL and visibility timeout come from Booklab's own configuration
 (``redis/url``, ``broker/visibility_timeout``), set in :func:`booklab.tasks.configure`.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
-from booklab import schema
+from booklab.state import schema
 from booklab.context import Context
 from booklab.errors import BooklabError, DeployKeyError
 

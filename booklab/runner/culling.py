@@ -7,9 +7,10 @@ from datetime import timezone
 
 import docker
 
-from booklab import launcher, steps
+from booklab.pipeline import launcher
+from booklab.pipeline import steps
 from booklab.context import Context
-from booklab.launcher import Notebook
+from booklab.pipeline.launcher import Notebook
 from booklab.phases import Phase
 
 

@@ -7,7 +7,7 @@ SET    runners                     runners declared
 STR    heartbeat:<runner>          set by a live runner, expires after 30 s
 HASH   runner:<runner>             the deployment and run a runner serves, and its container
 HASH   status                      deployment -> its current run's phase (phases.Phase), until 7 days after its end;
-                                   written only through booklab.lifecycle's checked moves
+                                   written only through booklab.state.lifecycle's checked moves
 HASH   deployment:<deployment>     the current run: run, project, ref, user, commit, image, runner, url, ending, ...
 STR    runseq:<deployment>         the number of the deployment's latest run (each launch is a new run)
 HASH   nextrun:<deployment>        a run requested while the current one ends, queued behind that end

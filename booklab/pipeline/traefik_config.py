@@ -2,9 +2,9 @@
 the dynamic configuration that routes fixed hosts (the web tier, Flower) to services on
 the host through Traefik's file provider.
 
-The names agree with what :mod:`booklab.routes` publishes: notebook routes use the
+The names agree with what :mod:`booklab.pipeline.routes` publishes: notebook routes use the
 entrypoint ``routes/entrypoint`` (``web`` by default), and the Redis provider reads the
-keys under ``traefik/`` (:mod:`booklab.schema`).
+keys under ``traefik/`` (:mod:`booklab.state.schema`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from booklab.routes import ROUTE_LABEL
+from booklab.pipeline.routes import ROUTE_LABEL
 
 ENTRYPOINT = "web"
 #: with TLS: the public HTTPS entrypoint, and a plain one on loopback where runners check new routes
@@ -32,7 +32,7 @@ def static_flags(entrypoint_address: str, api_address: str, *, docker_network: s
     """Traefik's flags: the entrypoint ``entrypoint`` at ``entrypoint_address``, the API,
     dashboard and ping at ``api_address`` (``host:port``), and the providers asked for:
     docker (containers on ``docker_network`` that carry Booklab's route label with the value
-    ``route_label``, :func:`booklab.routes.route_label`: no other container, a repository's
+    ``route_label``, :func:`booklab.pipeline.routes.route_label`: no other container, a repository's
     build containers among them, becomes a route whatever its labels), Redis
     (``redis_url``) and file (``routes_file``, see :func:`host_routes`). No call leaves the
     machine."""

@@ -31,11 +31,11 @@ from typing import Any
 
 import redis
 
-from booklab import schema
-from booklab.deployment import Deployment
+from booklab.state import schema
+from booklab.state.deployment import Deployment
 from booklab.errors import Moved, SlugTaken
-from booklab.events import EventLog, encode
-from booklab.keys import GITLAB_TOKEN, PENDING, SAVE_TOKEN, SECRETS
+from booklab.state.events import EventLog, encode
+from booklab.state.vault import GITLAB_TOKEN, PENDING, SAVE_TOKEN, SECRETS
 from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
@@ -426,7 +426,7 @@ class Lifecycle:
                 token_ttl: int, save_token: bytes = b"", save_ttl: int = 0) -> tuple[Outcome, Run]:
         """Start a run of ``dep``, to be served at ``<slug>.<fqdn>``, unless one is queued,
         being prepared or serving (join it), or queue one behind the end of a run that is
-        stopping. The tokens come sealed (:meth:`~booklab.keys.Vault.seal`): they are kept
+        stopping. The tokens come sealed (:meth:`~booklab.state.vault.Vault.seal`): they are kept
         for the run that starts, and the save token also for one joined. Raises
         :class:`SlugTaken` when another live deployment holds ``slug``."""
         now = f"{time.time():.3f}"

@@ -10,7 +10,7 @@ On the runner, repo2docker only reads the repository's files (``Dockerfile``, ``
 into the build context as they are, links as links; it runs none of them: ``setup.py``,
 ``postBuild``, ``install.R`` and ``start`` run in the build container. A symbolic link is
 thus the only way a repository could have the runner read its host, and
-:mod:`booklab.checkout_guard` refuses those that lead outside the checkout before the build.
+:mod:`booklab.pipeline.checkout_guard` refuses those that lead outside the checkout before the build.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 While it holds a deployment it consumes only its own queue (the rest of that deployment's
 chain); once the notebook is stopped, exits or is culled, it removes the container and
 consumes the shared ``deployments`` queue again. It refreshes its heartbeat all along, and
-when it starts again under the same name it adopts or removes what it left (:mod:`booklab.recovery`).
+when it starts again under the same name it adopts or removes what it left (:mod:`booklab.runner.recovery`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,17 @@ import docker
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from booklab import key_sweeper, notebook_network, recovery, save_back, schema, steps
+from booklab.pipeline import key_sweeper
+from booklab.pipeline import notebook_network
+from booklab.runner import recovery
+from booklab.saveback import save_back
+from booklab.state import schema
+from booklab.pipeline import steps
 from booklab.config import Config
 from booklab.context import Context, get_context
-from booklab.culling import reason_to_end
-from booklab.lifecycle import Run
-from booklab.queueing import queue_run
+from booklab.runner.culling import reason_to_end
+from booklab.state.lifecycle import Run
+from booklab.state.queue import queue_run
 from booklab.phases import Phase
 
 log = logging.getLogger(__name__)

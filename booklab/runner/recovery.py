@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import logging
 
-from booklab import launcher, save_back, schema, steps
+from booklab.pipeline import launcher
+from booklab.saveback import save_back
+from booklab.state import schema
+from booklab.pipeline import steps
 from booklab.context import Context
-from booklab.lifecycle import Claim, Run
+from booklab.state.lifecycle import Claim, Run
 from booklab.phases import Phase
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import redis
 
-from booklab import schema
+from booklab.state import schema
 from booklab.context import Context
-from booklab.lifecycle import Run
+from booklab.state.lifecycle import Run
 
 
 def announce_positions(ctx: Context, only: str | None = None) -> None:

@@ -10,8 +10,8 @@ import redis
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from booklab import schema
-from booklab.state import Deployments, Runners
+from booklab.state import schema
+from booklab.state.records import Deployments, Runners
 
 #: upper bounds (seconds) of the duration buckets
 BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)

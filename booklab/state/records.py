@@ -1,7 +1,7 @@
-"""Deployment and runner state in Redis, on top of the key names in :mod:`booklab.schema`.
+"""Deployment and runner state in Redis, on top of the key names in :mod:`booklab.state.schema`.
 
 ``Deployments`` reads each deployment's record, status and place in the queue (their
-moves are :mod:`booklab.lifecycle`'s); a live deployment holds its notebook's host name (its
+moves are :mod:`booklab.state.lifecycle`'s); a live deployment holds its notebook's host name (its
 slug), which no other deployment takes over. ``Runners`` keeps which runners are alive and
 what each one holds.
 """
@@ -13,8 +13,8 @@ import time
 import redis
 
 from booklab.errors import InvalidDeployment
-from booklab import schema
-from booklab.deployment import Deployment
+from booklab.state import schema
+from booklab.state.deployment import Deployment
 from booklab.phases import Phase
 
 
@@ -83,7 +83,7 @@ class Deployments:
 
     def forget_long_ended(self, now: float | None = None) -> None:
         """Forget the statuses of a few deployments that ended more than
-        :data:`~booklab.schema.RECORD_TTL` ago (their owner's list shows them until then, like their logs)."""
+        :data:`~booklab.state.schema.RECORD_TTL` ago (their owner's list shows them until then, like their logs)."""
         now = time.time() if now is None else now
         self._forget_ended(keys=[schema.ENDED, schema.STATUS],
                            args=[now - schema.RECORD_TTL, PRUNE_BATCH, Phase.FAILED.value, Phase.STOPPED.value])

@@ -18,9 +18,9 @@ import docker
 import requests
 from docker.models.containers import Container
 
-from booklab import notebook_container
+from booklab.pipeline import notebook_container
 from booklab.errors import LaunchError
-from booklab.transient import docker_unavailable
+from booklab.pipeline.transient import docker_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def launch(
     publish: bool = True,
 ) -> Notebook:
     """Start ``image`` detached as ``deployment_id``'s Jupyter notebook with its own token,
-    within ``limits``, configured by :mod:`booklab.notebook_container` (which may refuse
+    within ``limits``, configured by :mod:`booklab.pipeline.notebook_container` (which may refuse
     the image). With ``publish`` its port is published on a random port of ``host_ip``;
     without, it is reached at its address on ``network`` only."""
     if not publish and not network:

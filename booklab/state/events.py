@@ -1,7 +1,7 @@
 """The log of each run of a deployment: BinderHub-shaped events (``phase``, ``message``,
 extras) kept in ``log:<run>`` (capped in events and in message length), counted so each has
 a stable id, and published for live readers. Events are written only by
-:mod:`booklab.lifecycle`, in the same atomic script that moves the deployment's status, so
+:mod:`booklab.state.lifecycle`, in the same atomic script that moves the deployment's status, so
 ids never repeat and readers that reconnect with the last id they saw miss nothing.
 
 A run is named ``<deployment>#<n>`` here (its *stream*): a relaunch writes to a log of its own.
@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import redis
 
-from booklab import schema
+from booklab.state import schema
 from booklab.phases import Phase
 
 #: characters of one event's message kept; the rest is cut
@@ -93,7 +93,7 @@ class EventLog:
     def share_subscription(self) -> None:
         """From now on, every :meth:`follow` of this process shares one subscription to all
         deployments' events (for the web tier, which follows hundreds at once)."""
-        from booklab.event_fanout import EventFanout
+        from booklab.state.event_fanout import EventFanout
 
         if self.fanout is None:
             self.fanout = EventFanout(self.redis)

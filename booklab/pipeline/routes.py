@@ -32,11 +32,12 @@ from collections.abc import Callable, Mapping
 import redis
 import requests
 
-from booklab import launcher, schema
+from booklab.pipeline import launcher
+from booklab.state import schema
 from booklab.config import Config
 from booklab.derived_keys import TRAEFIK_ROUTE, derive_key
 from booklab.errors import ConfigError, RouteError
-from booklab.launcher import Notebook
+from booklab.pipeline.launcher import Notebook
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ AUTH_RESPONSE_HEADERS = ("Authorization", "Private-Token", "Cookie")
 #: the header with which a runner passes forward-auth while it checks its new route
 ROUTE_CHECK_HEADER = "X-Booklab-Route-Check"
 #: Traefik's docker provider admits only containers whose label of this name has the value
-#: :func:`route_label` (its constraint: :func:`booklab.traefik_config.static_flags`)
+#: :func:`route_label` (its constraint: :func:`booklab.pipeline.traefik_config.static_flags`)
 ROUTE_LABEL = "booklab.route"
 
 

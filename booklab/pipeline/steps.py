@@ -4,7 +4,7 @@
 Each takes the process :class:`~booklab.context.Context`, the run (``<deployment>#<n>``)
 and the name of the runner doing the work; each reads and writes the deployment's record in Redis and
 writes its progress to the run's log (a step of a run that was stopped meanwhile finds out
-there: :class:`~booklab.lifecycle.Moved`). ``end`` claims a run's end and ``release`` undoes
+there: :class:`~booklab.state.lifecycle.Moved`). ``end`` claims a run's end and ``release`` undoes
 what the steps left behind (deploy key, secrets, checkout, route, container) whatever step
 stopped.
 """
@@ -20,25 +20,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from booklab import (
-    builder,
-    checkout_guard,
-    git,
-    key_sweeper,
-    launcher,
-    metrics,
-    notebook_container,
-    notebook_network,
-    notebook_settings,
-    schema,
-)
+from booklab.pipeline import builder
+from booklab.pipeline import checkout_guard
+from booklab.pipeline import git
+from booklab.pipeline import key_sweeper
+from booklab.pipeline import launcher
+from booklab.state import metrics
+from booklab.pipeline import notebook_container
+from booklab.pipeline import notebook_network
+from booklab.pipeline import notebook_settings
+from booklab.state import schema
 from booklab.context import Context
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from booklab.errors import BooklabError, BuildError, DeployKeyRefused, Moved
-from booklab.keys import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN, SAVE_TOKEN, generate_keypair
+from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN, SAVE_TOKEN, generate_keypair
 from booklab.phases import Phase
-from booklab.lifecycle import Run
-from booklab.queueing import leave_queue, queue_run
+from booklab.state.lifecycle import Run
+from booklab.state.queue import leave_queue, queue_run
 
 log = logging.getLogger(__name__)
 

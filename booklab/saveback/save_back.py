@@ -25,16 +25,19 @@ from urllib.parse import urlencode
 
 import docker
 
-from booklab import git, key_sweeper, schema, workspace
+from booklab.pipeline import git
+from booklab.pipeline import key_sweeper
+from booklab.state import schema
+from booklab.saveback import workspace
 from booklab.context import Context
-from booklab.deployment import Deployment
+from booklab.state.deployment import Deployment
 from booklab.errors import CloneError, DeployKeyError, DeployKeyRefused, PushRejected, SaveError
-from booklab.gitlab_client import GitLabClient, Project
-from booklab.keys import SAVE_TOKEN, generate_keypair
-from booklab.lifecycle import Run
+from booklab.pipeline.gitlab_client import GitLabClient, Project
+from booklab.state.vault import SAVE_TOKEN, generate_keypair
+from booklab.state.lifecycle import Run
 from booklab.phases import SaveState
-from booklab.steps import KNOWN_HOSTS
-from booklab.transient import as_booklab_error
+from booklab.pipeline.steps import KNOWN_HOSTS
+from booklab.pipeline.transient import as_booklab_error
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Save back: a notebook's changed files committed and pushed to GitLab as the user."""
