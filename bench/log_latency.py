@@ -1,5 +1,5 @@
 """Log latency: milliseconds from a log line written the way a runner writes it
-(:meth:`booklab.state.events.EventLog.emit`, timed before the call) to its arrival at each of
+(:meth:`booklab.state.lifecycle.Lifecycle.say`, timed before the call) to its arrival at each of
 ``BENCH_VIEWERS`` (200) concurrent event-stream clients of the web tier (gunicorn, 2
 gthread workers, the owner's personal access token), one sample per line and viewer.
 Lines are written ``BENCH_LOG_RATE`` per second (20), ``BENCH_LOG_LINES`` of them (100).
@@ -46,7 +46,7 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         errors = len(viewers.errors) + sum(v.closed for v in viewers.viewers)
     log.info("log latency: %d samples, %d lost", len(latencies), lost)
     figure = Figure(
-        "log-latency", f"log line written (`EventLog.emit`) -> received by an event-stream client, "
+        "log-latency", f"log line written (`Lifecycle.say`) -> received by an event-stream client, "
         f"{count} concurrent viewers", "ms", latencies,
         target="p99 <= 100 ms", meets=lambda f: f.p(99) <= 100 and lost == 0, show_p99=True)
     figure.notes.append(f"{lines} lines at {settings.log_rate:g} per second to {count} viewers: "

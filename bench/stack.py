@@ -39,7 +39,7 @@ from booklab.demo import docker_host
 from booklab.demo.processes import Child, Processes
 from booklab.phases import Phase
 from booklab.pipeline.routes import route_label
-from booklab.tasks import configure
+from booklab.dispatch.app import configure
 from gitlab_standin.server import GitLabStandIn
 from gitlab_standin.store import MAINTAINER, User
 from tests.fixtures.gitlab import GIT_IDENTITY, create_local_repo

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # for annotations only: the lifecycle raises Moved
-    from booklab.state.lifecycle import Run
+if TYPE_CHECKING:  # for annotations only
     from booklab.phases import Phase
 
 
@@ -38,11 +37,16 @@ class BranchNotFound(NotFound):
     """The project has no such branch."""
 
 
-class DeployKeyError(BooklabError):
-    """The deploy key could not be provisioned or was not found when needed."""
+class SecretUnavailable(BooklabError):
+    """A secret of a deployment (its deploy key, the user's token) expired before it was used, or
+    another ``secret_key`` sealed it."""
 
 
-class CloneError(BooklabError):
+class GitError(BooklabError):
+    """git failed on this machine (creating a checkout, committing to it)."""
+
+
+class CloneError(GitError):
     """git could not clone the project at the requested branch (or fetch from it, or push to it)."""
 
 
@@ -105,9 +109,9 @@ class SlugTaken(BooklabError):
 class Moved(BooklabError):
     """The deployment was not in the run or phase a writer expected: nothing was written."""
 
-    def __init__(self, run: Run, wanted: str, phase: Phase | None, current: int | None) -> None:
-        self.run, self.phase, self.current = run, phase, current
-        super().__init__(f"{wanted} for run {run.number} of {run.deployment} was not written: it found "
+    def __init__(self, deployment: str, number: int, wanted: str, phase: Phase | None, current: int | None) -> None:
+        self.phase, self.current = phase, current
+        super().__init__(f"{wanted} for run {number} of {deployment} was not written: it found "
                          f"{phase.value if phase else 'no run'} in run {current}")
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from booklab.saveback import save_back
-from booklab.pipeline import steps
 from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.errors import NotRunning, UnknownDeployment
@@ -23,7 +22,8 @@ from booklab.state.vault import SAVE_TOKEN
 from booklab.state.lifecycle import Outcome
 from booklab.state.lifecycle import Run
 from booklab.phases import Phase
-from booklab.state.queue import announce_positions, queue_run
+from booklab.dispatch.send import queue_run
+from booklab.state.queue import announce_positions
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def follow(ctx: Context, run: Run, after: int = 0, timeout: float | None = None,
     for event in ctx.events.follow(run.id, after, timeout):
         data = dict(event.data)
         if event.phase is Phase.READY and ctx.lifecycle.current(run.deployment)[1] == run:
-            data["token"] = steps.notebook_token(ctx, run.deployment)
+            data["token"] = ctx.vault.notebook_token(run.deployment)
         yield event.id, data
 
 

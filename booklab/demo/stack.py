@@ -243,8 +243,9 @@ class _Starter:
         cli = [sys.executable, "-m", "booklab.cli"]
         web = start("web", [*cli, "web"], BOOKLAB_WEB_METRICS_TOKEN=metrics_token)
         runners = [start(name.split("@")[0], [*cli, "runner", "--name", name]) for name in self.runner_names]
-        flower = start("flower", [sys.executable, "-m", "celery", "-A", "booklab.tasks", "--broker", self.redis_url,
-                                  "flower"], FLOWER_ADDRESS="127.0.0.1", FLOWER_PORT=str(self.flower_port),
+        flower = start("flower", [sys.executable, "-m", "celery", "-A", "booklab.dispatch.app",
+                                  "--broker", self.redis_url, "flower"],
+                       FLOWER_ADDRESS="127.0.0.1", FLOWER_PORT=str(self.flower_port),
                        FLOWER_BASIC_AUTH=f"{FLOWER_USER}:{flower_password}")
 
         entrypoint = f"http://127.0.0.1:{self.port}/"

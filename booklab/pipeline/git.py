@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from booklab.errors import CloneError, CloneUnavailable, PushRejected
+from booklab.errors import CloneError, CloneUnavailable, GitError, PushRejected
 
 _FORBIDDEN_IN_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)")
 
@@ -153,7 +153,7 @@ def _local(checkout: Path, *args: str, stdin: str | None = None, env: dict[str, 
                           capture_output=True, text=True, check=False)
     if done.returncode:
         command = next(a for a in args if not a.startswith("-") and "=" not in a)
-        raise CloneError(f"git {command} failed: {done.stderr.strip()[-500:]}")
+        raise GitError(f"git {command} failed: {done.stderr.strip()[-500:]}")
     return done.stdout
 
 

@@ -16,7 +16,7 @@ import time
 
 from booklab.state import schema
 from booklab.context import Context
-from booklab.errors import BooklabError, DeployKeyError
+from booklab.errors import BooklabError, SecretUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def sweep(ctx: Context) -> None:
         project_id, title = member.split(" ", 1)
         try:
             token = ctx.vault.get(member, SWEEP_TOKEN).decode()
-        except DeployKeyError:
+        except SecretUnavailable:
             log.error("deploy key %r of project %s could not be removed before the user's token "
                       "expired: remove it by hand in the project's settings", title, project_id)
             continue

@@ -4,9 +4,8 @@
 Each takes the process :class:`~booklab.context.Context`, the run (``<deployment>#<n>``)
 and the name of the runner doing the work; each reads and writes the deployment's record in Redis and
 writes its progress to the run's log (a step of a run that was stopped meanwhile finds out
-there: :class:`~booklab.state.lifecycle.Moved`). ``end`` claims a run's end and ``release`` undoes
-what the steps left behind (deploy key, secrets, checkout, route, container) whatever step
-stopped.
+there: :class:`~booklab.errors.Moved`). Whatever step stops, :mod:`booklab.pipeline.teardown`
+ends the run and undoes what the steps left behind.
 """
 
 from __future__ import annotations
@@ -16,14 +15,12 @@ import logging
 import os
 import shutil
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from booklab.pipeline import builder
+from booklab.pipeline import access, builder
 from booklab.pipeline import checkout_guard
 from booklab.pipeline import git
-from booklab.pipeline import key_sweeper
 from booklab.pipeline import launcher
 from booklab.state import metrics
 from booklab.pipeline import notebook_container
@@ -32,22 +29,12 @@ from booklab.pipeline import notebook_settings
 from booklab.state import schema
 from booklab.context import Context
 from booklab.state.deployment import Deployment
-from booklab.errors import BooklabError, BuildError, DeployKeyRefused, Moved
-from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN, SAVE_TOKEN, generate_keypair
+from booklab.errors import BooklabError, BuildError, Moved
+from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN
 from booklab.phases import Phase
 from booklab.state.lifecycle import Run
-from booklab.state.queue import leave_queue, queue_run
 
 log = logging.getLogger(__name__)
-
-KNOWN_HOSTS = "known_hosts"
-
-
-def notebook_token(ctx: Context, deployment_id: str) -> str | None:
-    """The Jupyter token of the deployment's notebook, kept sealed in the vault; None
-    before its launch and after its end. Give it only to the deployment's owner."""
-    token = ctx.vault.find(deployment_id, NOTEBOOK_TOKEN)
-    return None if token is None else token.decode()
 
 
 def checkout_dir(ctx: Context, deployment_id: str) -> Path:
@@ -76,14 +63,11 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
     ctx.lifecycle.say(run, Phase.FETCHING, f"Branch {dep.ref} is at commit {commit[:12]}.")
     method = ctx.config.clone_method
     if method == "ssh":
-        keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
         # named before it exists, so that it can be removed whatever happens next
-        title = ctx.deployments.record(deployment_id).get("deploy_key_title") or (
-            f"Booklab {dep.user} {dep.ref} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}")
+        title = ctx.deployments.record(deployment_id).get("deploy_key_title") or access.key_title(dep.user, dep.ref)
         ctx.deployments.update(deployment_id, deploy_key_title=title)
-        try:
-            gl.add_deploy_key(project, title, keys.public_openssh)
-        except DeployKeyRefused:
+        keys = access.add_deploy_key(ctx, gl, project, title)
+        if keys is None:
             ctx.deployments.update(deployment_id, deploy_key_title="")
             ctx.lifecycle.say(run, Phase.FETCHING,
                             "GitLab refused a deploy key (your role is below Maintainer): "
@@ -106,21 +90,18 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
     shutil.rmtree(dest, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if record.get("clone_method") == "ssh":
-        known = ctx.config.gitlab_known_hosts or ctx.redis.hget(schema.CONF, KNOWN_HOSTS) or ""
-        credentials: git.SshCredentials | git.HttpsCredentials = git.SshCredentials(
-            ctx.vault.get(deployment_id, DEPLOY_KEY), known)
+        credentials: access.Credentials = access.ssh(ctx, ctx.vault.get(deployment_id, DEPLOY_KEY))
         url = record["ssh_url"]
     else:
-        credentials = git.HttpsCredentials(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
+        credentials = access.https(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
         url = record["http_url"]
     ctx.lifecycle.say(run, Phase.FETCHING, f"Cloning {record['project']} at {record['ref']}...")
     with _neutral_errors(dest):
         for line in git.clone(url, record["ref"], dest, credentials):
             ctx.lifecycle.say(run, Phase.FETCHING, _neutral(line, dest))
     # a failed clone keeps the key for its next try; release() revokes it when none is left
-    revoke_secrets(ctx, deployment_id)
-    if isinstance(credentials, git.SshCredentials) and not ctx.config.gitlab_known_hosts:
-        ctx.redis.hset(schema.CONF, KNOWN_HOSTS, credentials.known_hosts)
+    access.revoke(ctx, deployment_id)
+    access.learn_host_key(ctx, credentials)
     # before anything reads the checkout: a link out of it would have the runner read its own host
     checkout_guard.check(dest)
     # checked before the build, which keeps them on the image
@@ -238,56 +219,3 @@ def register_token(ctx: Context, run: Run, runner: str) -> None:
     extra = {"urlpath": record["urlpath"]} if record.get("urlpath") else {}
     ctx.lifecycle.say(run, Phase.READY, f"server running at {record['url']}",
                     url=record["url"], image=record["image"], **extra)
-
-
-def revoke_secrets(ctx: Context, deployment_id: str) -> None:
-    """Remove the deployment's deploy key from GitLab (or leave it to the key sweeper when
-    GitLab does not answer) and its secrets from Redis."""
-    record = ctx.deployments.record(deployment_id)
-    try:
-        if record.get("deploy_key_title"):
-            token = ctx.vault.get(deployment_id, GITLAB_TOKEN).decode()
-            key_sweeper.remove(ctx, int(record["project_id"]), record["deploy_key_title"], token)
-            ctx.deployments.update(deployment_id, deploy_key_title="")
-    except BooklabError as e:
-        log.error("deploy key %r of %s cannot be removed (%s): remove it by hand",
-                  record["deploy_key_title"], deployment_id, e)
-    finally:
-        ctx.vault.delete(deployment_id, GITLAB_TOKEN, DEPLOY_KEY)
-
-
-def end(ctx: Context, run: Run, runner: str, phase: Phase, message: str, take_over_from: str = "") -> bool:
-    """Claim the end of ``run``, which ``runner`` holds, and :func:`release` it in ``phase``;
-    False when someone else ends it (or it is over). ``take_over_from``: a runner known to
-    be gone whose claim is taken over."""
-    claim = ctx.lifecycle.claim_end(run, runner, take_over_from=take_over_from)
-    if claim is None:
-        return False
-    release(ctx, run, runner, claim.token, phase, message)
-    return True
-
-
-def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, message: str) -> bool:
-    """End the run whose end ``claim`` holds in ``phase`` (failed or stopped): remove what it
-    left behind, free its runner, and queue the run that waited for this end, if any. False,
-    touching nothing, when the claim no longer holds (taken over by a runner that found this
-    one gone)."""
-    deployment_id = run.deployment
-    if not ctx.lifecycle.holds(run, claim):
-        log.warning("the end of %s is no longer claimed by %s: left to its new claimant", run, claim)
-        return False
-    revoke_secrets(ctx, deployment_id)
-    ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN, SAVE_TOKEN)
-    shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
-    ctx.routes.remove(ctx.slug(deployment_id))
-    container = ctx.deployments.record(deployment_id).get("container")
-    if container:
-        launcher.stop(ctx.docker, container)
-    leave_queue(ctx, deployment_id)
-    behind = ctx.lifecycle.finish(run, claim, phase, message)
-    if behind is not None:
-        log.info("%s ended; %s queued behind it starts", run, behind)
-        queue_run(ctx, behind)
-    ctx.runners.release(runner, deployment_id, run.number)
-    ctx.deployments.forget_long_ended()
-    return True

@@ -8,7 +8,6 @@ from datetime import timezone
 import docker
 
 from booklab.pipeline import launcher
-from booklab.pipeline import steps
 from booklab.context import Context
 from booklab.pipeline.launcher import Notebook
 from booklab.phases import Phase
@@ -33,7 +32,7 @@ def reason_to_end(ctx: Context, held: dict[str, str], status: Phase, now: float 
     started = float(held.get("started_at") or now)
     if now - started > ctx.config.notebook_max_lifetime:
         return f"The notebook reached its maximum lifetime of {ctx.config.notebook_max_lifetime} s."
-    token = steps.notebook_token(ctx, deployment_id)
+    token = ctx.vault.notebook_token(deployment_id)
     if token is None:
         return None  # not ready yet: no activity to judge
     activity = launcher.last_activity(Notebook(container, "", held["url"], token, ""))

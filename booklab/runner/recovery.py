@@ -17,7 +17,7 @@ import logging
 from booklab.pipeline import launcher
 from booklab.saveback import save_back
 from booklab.state import schema
-from booklab.pipeline import steps
+from booklab.pipeline import teardown
 from booklab.context import Context
 from booklab.state.lifecycle import Claim, Run
 from booklab.phases import Phase
@@ -92,7 +92,7 @@ def resume(ctx: Context, runner: str) -> str | None:
 def _still_serving(ctx: Context, run: Run, held: dict[str, str]) -> bool:
     """Whether the runner's notebook was served (ready, or being stopped since) and still answers."""
     status, current, _ = ctx.lifecycle.current(run.deployment)
-    token = steps.notebook_token(ctx, run.deployment)
+    token = ctx.vault.notebook_token(run.deployment)
     served = status is Phase.READY or (
         status is Phase.STOPPING and ctx.deployments.record(run.deployment).get("ready_at"))
     return (bool(served) and current == run and bool(held.get("url"))
@@ -104,4 +104,4 @@ def _end_held(ctx: Context, runner: str, run: Run, claim: Claim, what: str) -> N
         phase, message = Phase.STOPPED, f"The runner serving this notebook {what}; launch it again."
     else:
         phase, message = Phase.FAILED, f"The runner preparing this notebook {what}: retry."
-    steps.release(ctx, run, runner, claim.token, phase, message)
+    teardown.release(ctx, run, runner, claim.token, phase, message)

@@ -24,12 +24,14 @@ from booklab.pipeline import notebook_network
 from booklab.runner import recovery
 from booklab.saveback import save_back
 from booklab.state import schema
-from booklab.pipeline import steps
+from booklab.pipeline import teardown
 from booklab.config import Config
 from booklab.context import Context, get_context
 from booklab.runner.culling import reason_to_end
 from booklab.state.lifecycle import Run
-from booklab.state.queue import queue_run
+from booklab.dispatch.app import app, configure
+from booklab.dispatch.queues import CONCURRENCY, DEPLOYMENTS_QUEUE, runner_queue
+from booklab.dispatch.send import queue_run
 from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
@@ -109,8 +111,8 @@ def supervise(ctx: Context, name: str, consumer, watch: ChainWatch, queue: Queue
     if held.get("deployment") and _still_holds(ctx, name, held, watch):
         queue.pause()
         return
-    if not consumer.task_consumer.consuming_from(schema.DEPLOYMENTS_QUEUE):
-        consumer.add_task_queue(schema.DEPLOYMENTS_QUEUE)
+    if not consumer.task_consumer.consuming_from(DEPLOYMENTS_QUEUE):
+        consumer.add_task_queue(DEPLOYMENTS_QUEUE)
         log.info("%s is free and takes deployments again", name)
         queue.pause()  # from now on
     elif not _steps_in_hand():
@@ -135,7 +137,7 @@ def _still_holds(ctx: Context, name: str, held: dict[str, str], watch: ChainWatc
         else:
             phase, message = Phase.FAILED, ("Preparing this notebook stopped halfway (Booklab lost its state "
                                             "store for a moment): retry.")
-        steps.end(ctx, run, name, phase, message, take_over_from=name)
+        teardown.end(ctx, run, name, phase, message, take_over_from=name)
         return False
     return True
 
@@ -160,7 +162,7 @@ def _end_if_due(ctx: Context, name: str, held: dict[str, str], run: Run, status:
             ctx.lifecycle.give_back(run, claim)  # a Save now started in between: end it after
         return True  # the save ends it, or keeps it when it fails
     log.info("ending %s: %s", run, reason)
-    steps.release(ctx, run, name, claim.token, Phase.STOPPED, reason)
+    teardown.release(ctx, run, name, claim.token, Phase.STOPPED, reason)
     return False
 
 
@@ -187,7 +189,7 @@ class Supervisor(bootsteps.StartStopStep):
                 log.exception("%s could not look for what it left before a restart", c.hostname)
             self._resumed = True
         if ctx.runners.held(c.hostname).get("deployment"):
-            c.cancel_task_queue(schema.DEPLOYMENTS_QUEUE)  # one notebook at a time, adopted ones too
+            c.cancel_task_queue(DEPLOYMENTS_QUEUE)  # one notebook at a time, adopted ones too
         self._timer = c.timer.call_repeatedly(ctx.config.runner_poll_interval, self._tick, (c,), priority=10)
 
     def _tick(self, c):
@@ -215,7 +217,7 @@ class Supervisor(bootsteps.StartStopStep):
                       "runner again under the same name to serve it", c.hostname, held["deployment"])
             return
         if run and claim:
-            steps.release(ctx, run, c.hostname, claim.token, Phase.STOPPED, "The runner was shut down.")
+            teardown.release(ctx, run, c.hostname, claim.token, Phase.STOPPED, "The runner was shut down.")
         ctx.runners.retire(c.hostname)
 
 
@@ -239,15 +241,13 @@ def _check_notebook_network(config: Config) -> None:
 
 def run_worker(config: Config, name: str | None = None, loglevel: str = "INFO") -> None:
     """Start one runner in this process (blocks until it is stopped)."""
-    from booklab.tasks import app, configure
-
     configure(config)
     name = name or runner_name(config)
     _check_notebook_network(config)
     os.makedirs(config.tmpdir, exist_ok=True)
     app.steps["consumer"].add(Supervisor)
     app.worker_main([
-        "worker", "--hostname", name, "--concurrency", "1", "--pool", "prefork",
-        "--queues", f"{schema.DEPLOYMENTS_QUEUE},{schema.runner_queue(name)}",
+        "worker", "--hostname", name, "--concurrency", str(CONCURRENCY), "--pool", "prefork",
+        "--queues", f"{DEPLOYMENTS_QUEUE},{runner_queue(name)}",
         "--loglevel", loglevel, "--task-events", "--without-gossip", "--without-mingle",
     ])

@@ -25,18 +25,18 @@ from urllib.parse import urlencode
 
 import docker
 
-from booklab.pipeline import git
+from booklab.pipeline import access, git
 from booklab.pipeline import key_sweeper
 from booklab.state import schema
 from booklab.saveback import workspace
 from booklab.context import Context
+from booklab.dispatch import send
 from booklab.state.deployment import Deployment
-from booklab.errors import CloneError, DeployKeyError, DeployKeyRefused, PushRejected, SaveError
+from booklab.errors import CloneError, SecretUnavailable, PushRejected, SaveError
 from booklab.pipeline.gitlab_client import GitLabClient, Project
-from booklab.state.vault import SAVE_TOKEN, generate_keypair
+from booklab.state.vault import SAVE_TOKEN
 from booklab.state.lifecycle import Run
 from booklab.phases import SaveState
-from booklab.pipeline.steps import KNOWN_HOSTS
 from booklab.pipeline.transient import as_booklab_error
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,9 @@ def request(ctx: Context, deployment_id: str, then_end: str = "", worker: str = 
     :data:`RETRY_AFTER` s ago (see :func:`forget_failure`)."""
     if not ctx.redis.set(schema.saving(deployment_id), SaveState.SAVING, nx=True, ex=SAVE_LOCK_TTL):
         return False
-    from booklab.tasks import app
-
     owner = ctx.deployments.record(deployment_id).get("runner", "")
     announce(ctx, deployment_id)
-    app.send_task("booklab.save", args=[deployment_id, then_end, owner, run.id if run else "", claim],
-                  queue=schema.runner_queue(worker or owner))
+    send.save(worker or owner, deployment_id, then_end, owner, run.id if run else "", claim)
     return True
 
 
@@ -265,7 +262,7 @@ def _last_save(checkout: Path, url: str, credentials: git.SshCredentials | git.H
 def _user_token(ctx: Context, deployment_id: str) -> str:
     try:
         return ctx.vault.get(deployment_id, SAVE_TOKEN).decode()
-    except DeployKeyError:
+    except SecretUnavailable:
         raise SaveError("Booklab no longer holds your GitLab login for this notebook: log in "
                         "to Booklab again, then save.") from None
 
@@ -299,21 +296,17 @@ def _write_access(ctx: Context, gl: GitLabClient, project: Project, deployment_i
     """(URL, credentials) that may push to the project: a new deploy key with write access,
     removed on leaving, or else the user's token."""
     if ctx.config.clone_method == "ssh":
-        keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
-        user = Deployment.from_id(deployment_id).user
-        title = f"Booklab save {user} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}"
+        title = access.key_title("save", Deployment.from_id(deployment_id).user)
         # swept later unless removed below (the runner may die before; GitLab's answer may be lost)
         key_sweeper.expect(ctx, project.id, title, token, due=time.time() + SAVE_LOCK_TTL)
-        try:
-            gl.add_deploy_key(project, title, keys.public_openssh, can_push=True)
-        except DeployKeyRefused:
+        keys = access.add_deploy_key(ctx, gl, project, title, can_push=True)
+        if keys is None:
             key_sweeper.forget(ctx, project.id, title)
             log.info("GitLab refused a write deploy key on %s; pushing with the user's token", project.path)
         else:
-            known = ctx.config.gitlab_known_hosts or ctx.redis.hget(schema.CONF, KNOWN_HOSTS) or ""
             try:
-                yield project.ssh_url, git.SshCredentials(keys.private_openssh, known)
+                yield project.ssh_url, access.ssh(ctx, keys.private_openssh)
             finally:
                 key_sweeper.remove(ctx, project.id, title, token)
             return
-    yield project.http_url, git.HttpsCredentials(token)
+    yield project.http_url, access.https(token)

@@ -5,7 +5,7 @@ The web tier holds hundreds of open event streams. With a subscription each, eve
 event was read and parsed once per stream, by as many threads contending for the
 interpreter. Here one thread reads ``events:*`` and parses each event once, then puts it
 in the queue of each stream that listens to its deployment. After a lost connection it
-subscribes again and tells every listener to re-read its log (:data:`~booklab.state.events.RESYNC`),
+subscribes again and tells every listener to re-read its log (:data:`~booklab.state.event.RESYNC`),
 so no event is lost.
 """
 
@@ -20,7 +20,7 @@ from collections import defaultdict
 import redis
 
 from booklab.state import schema
-from booklab.state.events import RESYNC, Event, parse
+from booklab.state.event import RESYNC, Event, parse
 
 log = logging.getLogger(__name__)
 

@@ -11,36 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import redis
 
 from booklab.state import schema
-from booklab.phases import Phase
-
-#: characters of one event's message kept; the rest is cut
-MAX_MESSAGE = 4000
-
-@dataclass(frozen=True)
-class Event:
-    id: int
-    data: dict[str, Any]
-
-    @property
-    def phase(self) -> Phase:
-        return Phase(self.data["phase"])
-
-
-def encode(phase: Phase, message: str = "", **extra: Any) -> str:
-    """An event as the log keeps it: JSON, its message ending in a newline and cut at
-    :data:`MAX_MESSAGE` characters."""
-    if len(message) > MAX_MESSAGE:  # one line of a build, say, that would fill a page
-        message = f"{message[:MAX_MESSAGE]}... [{len(message) - MAX_MESSAGE} more characters cut]"
-    if message and not message.endswith("\n"):
-        message += "\n"
-    return json.dumps({"phase": phase.value, "message": message, **extra})
-
+from booklab.state.event import RESYNC, Event, parse
+from booklab.state.event_fanout import EventFanout
 
 class EventLog:
     """Reads one Redis's run logs (and says how many events each keeps)."""
@@ -93,21 +70,8 @@ class EventLog:
     def share_subscription(self) -> None:
         """From now on, every :meth:`follow` of this process shares one subscription to all
         deployments' events (for the web tier, which follows hundreds at once)."""
-        from booklab.state.event_fanout import EventFanout
-
         if self.fanout is None:
             self.fanout = EventFanout(self.redis)
-
-
-#: what a listener receives when events may have been missed: re-read the log
-RESYNC = Event(0, {})
-
-
-def parse(raw: str | bytes) -> Event:
-    """An event as published: ``"<id> <json>"``."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    event_id, _, data = text.partition(" ")
-    return Event(int(event_id), json.loads(data))
 
 
 class _Subscription:

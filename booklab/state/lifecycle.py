@@ -34,7 +34,8 @@ import redis
 from booklab.state import schema
 from booklab.state.deployment import Deployment
 from booklab.errors import Moved, SlugTaken
-from booklab.state.events import EventLog, encode
+from booklab.state.event import encode
+from booklab.state.events import EventLog
 from booklab.state.vault import GITLAB_TOKEN, PENDING, SAVE_TOKEN, SECRETS
 from booklab.phases import Phase
 
@@ -382,7 +383,7 @@ class Lifecycle:
 
     def _refused(self, run: Run, wanted: str, answer: list[Any]) -> Moved:
         phase, current = _found(answer)
-        moved = Moved(run, wanted, phase, current)
+        moved = Moved(run.deployment, run.number, wanted, phase, current)
         log.warning("%s", moved)
         return moved
 
@@ -403,7 +404,7 @@ class Lifecycle:
         before a write that is not a move, such as recording a container)."""
         status, current, _ = self.current(run.deployment)
         if current != run or status is not phase:
-            raise Moved(run, f"{phase.value} work", status, current.number if current else None)
+            raise Moved(run.deployment, run.number, f"{phase.value} work", status, current.number if current else None)
 
     def holds(self, run: Run, claim: str) -> bool:
         """Whether ``claim`` still holds the end of ``run``."""

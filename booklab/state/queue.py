@@ -11,7 +11,6 @@ import redis
 
 from booklab.state import schema
 from booklab.context import Context
-from booklab.state.lifecycle import Run
 
 
 def announce_positions(ctx: Context, only: str | None = None) -> None:
@@ -37,11 +36,3 @@ def leave_queue(ctx: Context, deployment_id: str) -> None:
     """Take the deployment out of the queue; those behind it learn their new position."""
     if ctx.deployments.dequeue(deployment_id):
         announce_positions(ctx)
-
-
-def queue_run(ctx: Context, run: Run) -> None:
-    """Send the chain of a run just queued to the runners, and tell it its place."""
-    from booklab.tasks import deployment_chain
-
-    announce_positions(ctx, only=run.deployment)
-    deployment_chain(run).apply_async()

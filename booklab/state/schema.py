@@ -1,4 +1,5 @@
-"""The Redis schema: every key Booklab reads or writes is named here, and only here.
+"""The Redis schema: every key Booklab reads or writes is named here, and only here, but for
+the broker's queues (Celery's lists, named in :mod:`booklab.dispatch.queues`).
 
 =====  ==========================  =====================================================
 TYPE   key                         meaning
@@ -161,12 +162,3 @@ def traefik_service(slug: str, name: str) -> str:
 def traefik_middleware(name: str, setting: str) -> str:
     """One setting of a Traefik middleware (rootKey ``traefik``)."""
     return f"traefik/http/middlewares/{name}/{setting}"
-
-
-def runner_queue(runner_name: str) -> str:
-    """The Celery queue only this runner consumes."""
-    return f"runner.{runner_name}"
-
-
-#: the Celery queue every idle runner consumes
-DEPLOYMENTS_QUEUE = "deployments"

@@ -1,40 +1,16 @@
-"""Secrets of one deployment: ed25519 deploy key pairs, and a vault that keeps a secret
-(a private key, a user's token) in Redis encrypted with Fernet, for a short time only."""
+"""Secrets of one deployment: a vault that keeps a secret (a private key, a user's token) in
+Redis encrypted with Fernet, for a short time only."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
 
 import redis
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from booklab.state import schema
-from booklab.errors import DeployKeyError
-
-
-@dataclass(frozen=True)
-class KeyPair:
-    private_openssh: bytes
-    public_openssh: str
-
-    def __repr__(self) -> str:  # never show the private half
-        return f"KeyPair(public_openssh={self.public_openssh!r})"
-
-
-def generate_keypair(comment: str = "") -> KeyPair:
-    """A new ed25519 key pair in OpenSSH formats."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
-    return KeyPair(private, f"{public} {comment}".strip())
+from booklab.errors import SecretUnavailable
 
 
 #: the names of a deployment's secrets in the vault
@@ -72,17 +48,23 @@ class Vault:
         except InvalidToken:
             return None
 
+    def notebook_token(self, deployment_id: str) -> str | None:
+        """The Jupyter token of the deployment's notebook; None before its launch and after its
+        end. Give it only to the deployment's owner."""
+        token = self.find(deployment_id, NOTEBOOK_TOKEN)
+        return None if token is None else token.decode()
+
     def get(self, deployment_id: str, name: str) -> bytes:
         token = self.redis.get(schema.secret(deployment_id, name))
         if token is None:
-            raise DeployKeyError(
+            raise SecretUnavailable(
                 f"The {name} of this deployment expired before it was used "
                 "(the runner waited too long): start the deployment again."
             )
         try:
             return self._fernet.decrypt(token)
         except InvalidToken:
-            raise DeployKeyError(
+            raise SecretUnavailable(
                 f"The {name} of this deployment cannot be decrypted: the web tier and the "
                 "runners must share the same secret_key."
             ) from None

@@ -14,13 +14,14 @@ from celery.exceptions import Ignore, Reject
 from kombu.exceptions import OperationalError
 
 from booklab.state import schema
-from booklab.pipeline import steps
+from booklab.pipeline import steps, teardown
 from booklab.context import Context, get_context
 from booklab.errors import BooklabError, Moved
 from booklab.phases import Phase
 from booklab.state.lifecycle import Run
 from booklab.state.queue import announce_positions
-from booklab.tasks import app
+from booklab.dispatch.app import app
+from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, runner_queue
 from booklab.pipeline.transient import as_booklab_error, backoff
 
 log = logging.getLogger(__name__)
@@ -60,14 +61,14 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
         if moved.current == run.number and moved.phase is Phase.STOPPING:
             _end_stopped(ctx, run, runner)
         if moved.current == run.number and moved.phase is not None and moved.phase.is_active:
-            steps.end(ctx, run, runner, Phase.FAILED, f"Booklab failed unexpectedly while running {task.name}: "
+            teardown.end(ctx, run, runner, Phase.FAILED, f"Booklab failed unexpectedly while running {task.name}: "
                       "try again, and tell the operator if it happens again.")
         raise Ignore() from None
     except Exception as exc:  # every failure ends in a retry or in a final event
         error = as_booklab_error(exc)
         if error is None:
             log.exception("%s crashed for %s", task.name, run)
-            steps.end(ctx, run, runner, Phase.FAILED,
+            teardown.end(ctx, run, runner, Phase.FAILED,
                       f"Booklab failed unexpectedly while running {task.name}: "
                       "try again, and tell the operator if it happens again.")
             raise Ignore() from None
@@ -79,14 +80,14 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
                 _end_stopped(ctx, run, runner)
             message += f" Gave up after {ctx.config.retry_attempts} tries."
         log.info("%s failed for %s: %s", task.name, run, message)
-        steps.end(ctx, run, runner, Phase.FAILED, message)
+        teardown.end(ctx, run, runner, Phase.FAILED, message)
         raise Ignore() from None
     return run_id
 
 
 def _end_stopped(ctx: Context, run: Run, runner: str) -> None:
     """The run was stopped (or is over): end it, unless someone else does; the chain goes no further."""
-    steps.end(ctx, run, runner, Phase.STOPPED, "Stopped on request.")
+    teardown.end(ctx, run, runner, Phase.STOPPED, "Stopped on request.")
     raise Ignore()
 
 
@@ -103,7 +104,7 @@ def _retry_later(task: Task, ctx: Context, run: Run, runner: str, error: Booklab
     ctx.lifecycle.say(run, phase,
                       f"{error} Trying again in {delay:.1f} s (try {tries + 1} of {config.retry_attempts}).")
     # shown in Flower as a retry of the task, with the error
-    raise task.retry(exc=error, countdown=delay, max_retries=None, queue=schema.runner_queue(runner))
+    raise task.retry(exc=error, countdown=delay, max_retries=None, queue=runner_queue(runner))
 
 
 def _claim(ctx: Context, runner: str, run: Run) -> None:
@@ -118,7 +119,7 @@ def _stop_taking_deployments(runner: str) -> None:
     """Make this runner's main process stop consuming the shared queue, now."""
     for attempt in range(CLAIM_TRIES):  # a broker connection of the pool may have died with a Redis restart
         try:
-            app.control.cancel_consumer(schema.DEPLOYMENTS_QUEUE, destination=[runner], reply=True, timeout=5)
+            app.control.cancel_consumer(DEPLOYMENTS_QUEUE, destination=[runner], reply=True, timeout=5)
             return
         except (redis.ConnectionError, ConnectionError, OperationalError):
             if attempt == CLAIM_TRIES - 1:

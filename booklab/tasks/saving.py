@@ -10,11 +10,11 @@ import logging
 from celery import Task
 
 from booklab.saveback import save_back
-from booklab.pipeline import steps
+from booklab.pipeline import teardown
 from booklab.context import get_context
 from booklab.state.lifecycle import Run
 from booklab.phases import Phase, SaveState
-from booklab.tasks import app
+from booklab.dispatch.app import app
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", ru
         if run:
             ctx.lifecycle.keep(run, claim)
         return SaveState.FAILED.value
-    if then_end and run and steps.release(ctx, run, owner, claim, Phase.STOPPED, f"{then_end} {message}"):
+    if then_end and run and teardown.release(ctx, run, owner, claim, Phase.STOPPED, f"{then_end} {message}"):
         if owner != runner:
             ctx.runners.retire(owner)  # reaped: saved and ended, the lost runner is forgotten
     save_back.unlock(ctx, deployment_id)

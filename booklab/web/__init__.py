@@ -42,7 +42,7 @@ def create_app(config: Config | None = None, context: Context | None = None) -> 
     pool = context.redis.connection_pool
     pool.max_connections = max(pool.max_connections or 0, config.web_connections + 64)
     context.events.share_subscription()  # one Redis subscription for all of them
-    from booklab.tasks import configure
+    from booklab.dispatch.app import configure
 
     configure(config)
     for name in _CHATTY_LOGGERS:

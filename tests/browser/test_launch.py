@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 
-from booklab.pipeline import steps
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.web import log_in_with_the_browser, push_notebook_project, sign_in_on_the_page
 from tests.fixtures.pipeline import events_of
@@ -82,7 +81,7 @@ def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners
 
     # the notebook's link with its Jupyter token, leaked to another GitLab user: they are
     # asked to log in, then told whose notebook it is; they never reach it
-    leaked = f"{events[-1].data['url']}?token={steps.notebook_token(ctx, f'{PROJECT}:slow:alice')}"
+    leaked = f"{events[-1].data['url']}?token={ctx.vault.notebook_token(f'{PROJECT}:slow:alice')}"
     bob = gitlab.add_user("bob")
     stranger = browser.new_context()
     other = stranger.new_page()

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import requests
 
-from booklab.pipeline import steps
 from booklab.phases import Phase
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.pipeline import MAINTAINER
@@ -60,7 +59,7 @@ def test_save_now_and_stop_from_the_deploy_page_push_to_a_new_branch(browser, we
     page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/tree"), timeout=180_000)
     record = ctx.deployments.record(deployment)
     assert record["save_back"] == "1"
-    notebook_url, jupyter_token = record["url"], steps.notebook_token(ctx, deployment)
+    notebook_url, jupyter_token = record["url"], ctx.vault.notebook_token(deployment)
     put_content(traefik, notebook_url, jupyter_token, alice, "hello.ipynb", {"type": "notebook", "content": EDITED})
 
     # back to the deploy page, as from "Your notebooks": it stays, with the notebook's controls

@@ -33,7 +33,6 @@ from hypothesis.stateful import (
 
 from booklab import service
 from booklab.state import schema
-from booklab.pipeline import steps
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run, allowed
 from booklab.phases import Phase
@@ -217,7 +216,7 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
                 if status is not Phase.READY or ending:
                     continue
                 event("a ready notebook was checked through Traefik")
-                token = retrying(lambda d=deployment_id: steps.notebook_token(ctx, d))
+                token = retrying(lambda d=deployment_id: ctx.vault.notebook_token(d))
                 host = f"{ctx.slug(deployment_id)}.{ctx.config.fqdn}"
                 answer = requests.get(f"{traefik.entrypoint_url}/api/status", timeout=10, headers={
                     "Host": host, "PRIVATE-TOKEN": alice.token, "Authorization": f"token {token}"})

@@ -13,7 +13,7 @@ import requests
 from booklab import service
 from booklab.state import schema
 from booklab.pipeline import steps
-from booklab.state.vault import generate_keypair
+from booklab.pipeline.access import generate_keypair
 from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import (

@@ -101,7 +101,7 @@ def flower(redis_url, tmp_path):
     port, auth = free_port(), ("flower", "test-password")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWER_BASIC_AUTH": ":".join(auth)}
     with (tmp_path / "flower.log").open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "booklab.tasks", "--broker", redis_url,
+        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "booklab.dispatch.app", "--broker", redis_url,
                                  "flower", "--address=127.0.0.1", f"--port={port}"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -4,8 +4,9 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
 from booklab.state import schema
-from booklab.errors import DeployKeyError
-from booklab.state.vault import Vault, generate_keypair
+from booklab.errors import SecretUnavailable
+from booklab.pipeline.access import generate_keypair
+from booklab.state.vault import Vault
 
 
 def test_keypair_is_ed25519_openssh():
@@ -23,11 +24,11 @@ def test_vault_stores_ciphertext_with_ttl(redis_client):
     assert 0 < redis_client.ttl(schema.secret("g/p:main:alice", "deploy-key")) <= 60
     assert vault.get("g/p:main:alice", "deploy-key") == b"PRIVATE KEY BYTES"
     vault.delete("g/p:main:alice", "deploy-key")
-    with pytest.raises(DeployKeyError, match="expired"):
+    with pytest.raises(SecretUnavailable, match="expired"):
         vault.get("g/p:main:alice", "deploy-key")
 
 
 def test_vault_with_another_secret_cannot_read(redis_client):
     Vault(redis_client, "one", ttl=60).put("d:b:u", "x", b"v")
-    with pytest.raises(DeployKeyError, match="same secret_key"):
+    with pytest.raises(SecretUnavailable, match="same secret_key"):
         Vault(redis_client, "two", ttl=60).get("d:b:u", "x")

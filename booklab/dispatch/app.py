@@ -1,0 +1,47 @@
+"""Booklab's Celery app, configured from :mod:`booklab.dispatch.settings` and Booklab's own
+configuration (:func:`configure`)."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from booklab.config import Config
+from booklab.context import set_context
+
+app = Celery("booklab", include=["booklab.tasks.pipeline", "booklab.tasks.saving"])
+app.config_from_object("booklab.dispatch.settings")
+
+
+def configure(config: Config) -> Celery:
+    """Point the app at Booklab's Redis and apply the configured limits."""
+    if app.conf.broker_url != config.redis_url:
+        _forget_broker_connections()
+    app.conf.broker_url = config.redis_url
+    timeout = config.broker_visibility_timeout
+    app.conf.broker_transport_options = {
+        # a message not acknowledged within the timeout (its runner died) is given again,
+        # looked for every few seconds by the runners that poll
+        "visibility_timeout": timeout,
+        "unacked_restore_interval": max(1, min(10, timeout // 2)),
+        "unacked_restore_throttle": 1,
+    }
+    app.conf.task_annotations = {
+        "booklab.build": {"time_limit": config.build_timeout + 120},
+        "booklab.run": {"time_limit": config.notebook_ready_timeout + config.routes_timeout + 120},
+    }
+    return app
+
+
+def _forget_broker_connections() -> None:
+    """Stop using the connection pools of another broker (in a process that configures the
+    app again for another Redis, as tests do): the next message takes the new broker's.
+    The old pools stay open: kombu keeps them by address and hands them out again."""
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@worker_process_init.connect
+def _fresh_clients_after_fork(**_):
+    """Redis and Docker connections must not be shared with the parent process."""
+    set_context(None)

@@ -1,0 +1,35 @@
+"""The messages Booklab sends to the runners, by task name: the chain of a run just queued,
+and a save."""
+
+from __future__ import annotations
+
+from celery import chain
+
+from booklab.context import Context
+from booklab.dispatch.app import app
+from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, runner_queue
+from booklab.state.lifecycle import Run
+from booklab.state.queue import announce_positions
+
+#: the steps of a run, in order (:mod:`booklab.tasks.pipeline`)
+STEPS = ("booklab.provision_key", "booklab.clone", "booklab.build", "booklab.run", "booklab.register_token")
+SAVE = "booklab.save"
+
+
+def deployment_chain(run: Run) -> chain:
+    """provision key -> clone -> build -> run -> register token, for one run of a deployment
+    (each task carries the run's id, ``<deployment>#<n>``, and passes it on)."""
+    first, *later = STEPS
+    return chain(app.signature(first, args=(run.id,), queue=DEPLOYMENTS_QUEUE),
+                 *(app.signature(name) for name in later))
+
+
+def queue_run(ctx: Context, run: Run) -> None:
+    """Send the chain of a run just queued to the runners, and tell it its place."""
+    announce_positions(ctx, only=run.deployment)
+    deployment_chain(run).apply_async()
+
+
+def save(runner: str, deployment_id: str, then_end: str, owner: str, run_id: str, claim: str) -> None:
+    """Have ``runner`` save the deployment's notebook (:mod:`booklab.tasks.saving`)."""
+    app.send_task(SAVE, args=[deployment_id, then_end, owner, run_id, claim], queue=runner_queue(runner))

@@ -1,0 +1,100 @@
+"""How Booklab reaches a project's repository, for a clone and for a save alike: a new
+ed25519 deploy key (read-only to clone, with write access to save), or the user's own token
+over HTTPS when GitLab refuses a deploy key; and the GitLab host's SSH key, configured
+(``gitlab/known_hosts``) or learnt at the first SSH clone and kept."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from booklab.context import Context
+from booklab.errors import BooklabError, DeployKeyRefused
+from booklab.pipeline import key_sweeper
+from booklab.pipeline.git import HttpsCredentials, SshCredentials
+from booklab.pipeline.gitlab_client import GitLabClient, Project
+from booklab.state import schema
+from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN
+
+log = logging.getLogger(__name__)
+
+Credentials = SshCredentials | HttpsCredentials
+
+#: the field of Booklab's shared settings (``schema.CONF``) that keeps a learnt host key
+KNOWN_HOSTS = "known_hosts"
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_openssh: bytes
+    public_openssh: str
+
+    def __repr__(self) -> str:  # never show the private half
+        return f"KeyPair(public_openssh={self.public_openssh!r})"
+
+
+def generate_keypair(comment: str = "") -> KeyPair:
+    """A new ed25519 key pair in OpenSSH formats."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    return KeyPair(private, f"{public} {comment}".strip())
+
+
+def key_title(*words: str) -> str:
+    """A deploy key's title, unique by its time to the microsecond: ``Booklab <words> <UTC time>``.
+    Booklab removes its keys by title, so a key is named before it is added."""
+    return f"Booklab {' '.join(words)} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}"
+
+
+def add_deploy_key(ctx: Context, gl: GitLabClient, project: Project, title: str,
+                   can_push: bool = False) -> KeyPair | None:
+    """A new key pair whose public half the project now has as a deploy key titled ``title``;
+    None when GitLab refuses a deploy key (the user's role is below Maintainer): then the
+    user's token over HTTPS (:func:`https`) is the way in."""
+    keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
+    try:
+        gl.add_deploy_key(project, title, keys.public_openssh, can_push=can_push)
+    except DeployKeyRefused:
+        return None
+    return keys
+
+
+def ssh(ctx: Context, private_key: bytes) -> SshCredentials:
+    """Credentials of a deploy key, with the GitLab host keys known so far."""
+    return SshCredentials(private_key, ctx.config.gitlab_known_hosts or ctx.redis.hget(schema.CONF, KNOWN_HOSTS) or "")
+
+
+def https(token: str) -> HttpsCredentials:
+    """Credentials of the user's own token."""
+    return HttpsCredentials(token)
+
+
+def learn_host_key(ctx: Context, credentials: Credentials) -> None:
+    """Keep the GitLab host key an SSH clone learnt, unless the operator configured them."""
+    if isinstance(credentials, SshCredentials) and not ctx.config.gitlab_known_hosts:
+        ctx.redis.hset(schema.CONF, KNOWN_HOSTS, credentials.known_hosts)
+
+
+def revoke(ctx: Context, deployment_id: str) -> None:
+    """Remove the deployment's clone key from GitLab (or leave it to the key sweeper when
+    GitLab does not answer) and the secrets that reach its repository from Redis."""
+    record = ctx.deployments.record(deployment_id)
+    try:
+        if record.get("deploy_key_title"):
+            token = ctx.vault.get(deployment_id, GITLAB_TOKEN).decode()
+            key_sweeper.remove(ctx, int(record["project_id"]), record["deploy_key_title"], token)
+            ctx.deployments.update(deployment_id, deploy_key_title="")
+    except BooklabError as e:
+        log.error("deploy key %r of %s cannot be removed (%s): remove it by hand",
+                  record["deploy_key_title"], deployment_id, e)
+    finally:
+        ctx.vault.delete(deployment_id, GITLAB_TOKEN, DEPLOY_KEY)

@@ -1,0 +1,57 @@
+"""The end of a run, whatever step or whoever ends it (its chain on a failure, its runner's
+supervisor on a Stop, a cull or an exit, recovery, a runner's shutdown, a save before the
+end): :func:`end` claims it, :func:`release` undoes what the steps left behind (deploy key,
+secrets, checkout, route, container), frees the runner and starts the run queued behind."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+from booklab.context import Context
+from booklab.dispatch.send import queue_run
+from booklab.phases import Phase
+from booklab.pipeline import access, launcher
+from booklab.pipeline.steps import checkout_dir
+from booklab.state.lifecycle import Run
+from booklab.state.queue import leave_queue
+from booklab.state.vault import NOTEBOOK_TOKEN, SAVE_TOKEN
+
+log = logging.getLogger(__name__)
+
+
+def end(ctx: Context, run: Run, runner: str, phase: Phase, message: str, take_over_from: str = "") -> bool:
+    """Claim the end of ``run``, which ``runner`` holds, and :func:`release` it in ``phase``;
+    False when someone else ends it (or it is over). ``take_over_from``: a runner known to
+    be gone whose claim is taken over."""
+    claim = ctx.lifecycle.claim_end(run, runner, take_over_from=take_over_from)
+    if claim is None:
+        return False
+    release(ctx, run, runner, claim.token, phase, message)
+    return True
+
+
+def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, message: str) -> bool:
+    """End the run whose end ``claim`` holds in ``phase`` (failed or stopped): remove what it
+    left behind, free its runner, and queue the run that waited for this end, if any. False,
+    touching nothing, when the claim no longer holds (taken over by a runner that found this
+    one gone)."""
+    deployment_id = run.deployment
+    if not ctx.lifecycle.holds(run, claim):
+        log.warning("the end of %s is no longer claimed by %s: left to its new claimant", run, claim)
+        return False
+    access.revoke(ctx, deployment_id)
+    ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN, SAVE_TOKEN)
+    shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
+    ctx.routes.remove(ctx.slug(deployment_id))
+    container = ctx.deployments.record(deployment_id).get("container")
+    if container:
+        launcher.stop(ctx.docker, container)
+    leave_queue(ctx, deployment_id)
+    behind = ctx.lifecycle.finish(run, claim, phase, message)
+    if behind is not None:
+        log.info("%s ended; %s queued behind it starts", run, behind)
+        queue_run(ctx, behind)
+    ctx.runners.release(runner, deployment_id, run.number)
+    ctx.deployments.forget_long_ended()
+    return True
