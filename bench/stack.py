@@ -52,7 +52,7 @@ IMAGE_PREFIX = "booklab-bench"
 PROJECT = "bench/notebooks"
 OWNER = "alice"
 START_TIMEOUT = 60
-#: what a runner logs once it consumes the shared queue again (booklab.runner.worker.supervise)
+#: what a runner logs once it consumes the shared queue again (booklab.runner.worker.Supervisor)
 FREE_LINE = "is free and takes deployments again"
 #: after that line, the runner's next BRPOP includes the shared queue (kombu polls every second)
 FREE_SETTLE = 1.2

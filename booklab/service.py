@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from booklab.saveback import save_back
+from booklab.saveback import protocol
 from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.errors import NotRunning, UnknownDeployment
@@ -95,8 +95,8 @@ def save_now(ctx: Context, deployment_id: str, gitlab_token: str) -> bool:
     if status(ctx, deployment_id) is not Phase.READY:
         raise NotRunning("Only a running notebook can be saved: launch it first.")
     _keep_token(ctx, deployment_id, gitlab_token)
-    save_back.forget_failure(ctx, deployment_id)
-    return save_back.request(ctx, deployment_id)
+    protocol.forget_failure(ctx, deployment_id)
+    return protocol.request(ctx, deployment_id)
 
 
 def _keep_token(ctx: Context, deployment_id: str, gitlab_token: str) -> None:
@@ -116,8 +116,8 @@ def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: 
     elif ctx.deployments.record(deployment_id).get("save_back") and current is Phase.READY:
         if gitlab_token:
             _keep_token(ctx, deployment_id, gitlab_token)
-        save_back.announce(ctx, deployment_id)  # the runner saves it before it ends it
-    save_back.forget_failure(ctx, deployment_id)
+        protocol.announce(ctx, deployment_id)  # the runner saves it before it ends it
+    protocol.forget_failure(ctx, deployment_id)
     was, _ = ctx.lifecycle.stop(deployment_id)
     if was is Phase.TODO:  # over at once, its secrets gone with it
         ctx.deployments.forget_long_ended()

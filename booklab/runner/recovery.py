@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from booklab.pipeline import launcher
-from booklab.saveback import save_back
+from booklab.saveback import protocol
 from booklab.state import schema
 from booklab.pipeline import teardown
 from booklab.context import Context
@@ -42,8 +42,8 @@ def reap(ctx: Context, runner: str, by: str) -> bool:
     held = ctx.runners.held(runner)
     run = Run.held(held)
     claim = ctx.lifecycle.claim_end(run, by, take_over_from=runner) if run else None
-    if run and claim and save_back.wanted(ctx, held):
-        if save_back.request(ctx, run.deployment, then_end="The runner serving this notebook was lost.",
+    if run and claim and protocol.wanted(ctx, held):
+        if protocol.request(ctx, run.deployment, then_end="The runner serving this notebook was lost.",
                              worker=by, run=run, claim=claim.token):
             log.warning("runner %s lost; %s saves %s before ending it", runner, by, run)
         else:
@@ -65,7 +65,7 @@ def resume(ctx: Context, runner: str) -> str | None:
     if run and _still_serving(ctx, run, held):
         adopted = run.deployment
         log.info("runner %s adopts the notebook of %s it served before its restart", runner, run)
-        save_back.interrupted(ctx, run.deployment)  # a save it was running died with its process
+        protocol.interrupted(ctx, run.deployment)  # a save it was running died with its process
         if ctx.lifecycle.current(run.deployment)[2]:  # so did the end it had claimed: its supervisor ends it again
             claim = ctx.lifecycle.claim_end(run, runner, take_over_from=runner)
             if claim:

@@ -1,4 +1,4 @@
-"""The Celery task that saves a notebook's changes back to GitLab (:mod:`booklab.saveback.save_back`),
+"""The Celery task that saves a notebook's changes back to GitLab (:mod:`booklab.saveback`),
 run by the runner that serves the notebook, on its own queue (or by the runner that found
 that one lost); and then, when the save was asked for by an end of the notebook (Stop,
 culling, a lost runner), ends it."""
@@ -9,19 +9,18 @@ import logging
 
 from celery import Task
 
-from booklab.saveback import save_back
-from booklab.pipeline import teardown
+from booklab.saveback import protocol
 from booklab.context import get_context
 from booklab.state.lifecycle import Run
-from booklab.phases import Phase, SaveState
+from booklab.phases import SaveState
 from booklab.dispatch.app import app
 
 log = logging.getLogger(__name__)
 
 
 # the soft limit raises inside the save, whose clean-up (its deploy key) then runs
-@app.task(bind=True, name="booklab.save", soft_time_limit=save_back.SAVE_LOCK_TTL - 60,
-          time_limit=save_back.SAVE_LOCK_TTL)
+@app.task(bind=True, name="booklab.save", soft_time_limit=protocol.SAVE_LOCK_TTL - 60,
+          time_limit=protocol.SAVE_LOCK_TTL)
 def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", run_id: str = "",
          claim: str = "") -> str:
     """``owner``: the runner that holds the notebook, when it is not this one (it was lost);
@@ -32,15 +31,14 @@ def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", ru
     held = ctx.runners.held(owner)
     if held.get("deployment") != deployment_id or (run and Run.held(held) != run):
         log.info("%s no longer serves %s: nothing to save", owner, run or deployment_id)
-        save_back.unlock(ctx, deployment_id)
+        protocol.unlock(ctx, deployment_id)
         return "gone"
-    message = save_back.save_and_report(ctx, deployment_id)
-    if message is None:
-        if run:
-            ctx.lifecycle.keep(run, claim)
-        return SaveState.FAILED.value
-    if then_end and run and teardown.release(ctx, run, owner, claim, Phase.STOPPED, f"{then_end} {message}"):
-        if owner != runner:
+    if then_end and run:
+        ended = protocol.save_then_end(ctx, run, owner, claim, then_end)
+        if ended and owner != runner:
             ctx.runners.retire(owner)  # reaped: saved and ended, the lost runner is forgotten
-    save_back.unlock(ctx, deployment_id)
+        return (SaveState.FAILED if ended is None else SaveState.SAVED).value
+    if protocol.save_and_report(ctx, deployment_id) is None:
+        return SaveState.FAILED.value
+    protocol.unlock(ctx, deployment_id)
     return SaveState.SAVED.value

@@ -36,7 +36,7 @@ from flask import Blueprint, Flask, abort, current_app, jsonify, request
 
 from booklab.errors import InvalidDeployment
 from booklab import service
-from booklab.saveback import save_back
+from booklab.saveback import protocol
 from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.phases import Phase
@@ -75,7 +75,7 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
         if record.get(name):
             out[name] = float(record[name])
     out["save_back"] = bool(record.get("save_back"))
-    save = save_back.describe(ctx, dep.id, record)
+    save = protocol.describe(ctx, dep.id, record)
     if save:
         out["save"] = save
     return out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from booklab.saveback import save_back
+from booklab.saveback import protocol, push
 from booklab.phases import Phase, SaveState
 from tests.fixtures.pipeline import make_ready, take_run
 from tests.fixtures.web import csrf_token
@@ -118,10 +118,10 @@ def test_the_deploy_page_knows_the_save_states_save_back_writes(logged_in, plain
     states = deploy_config(logged_in.get("/v2/gl/demo%2Fnotebooks/main").text)["saveStates"]
     deployment = f"{plain_project}:main:alice"
     written = set()
-    for saved in (None, save_back.Saved("booklab/alice/20260101-1200", "0" * 40, "http://mr")):
-        save_back.report_saved(ctx, deployment, save_back.Outcome(saved))
+    for saved in (None, push.Saved("booklab/alice/20260101-1200", "0" * 40, "http://mr")):
+        protocol.report_saved(ctx, deployment, push.Outcome(saved))
         written.add(ctx.deployments.record(deployment)["save_state"])
-    save_back.report_failed(ctx, deployment, "No.")
+    protocol.report_failed(ctx, deployment, "No.")
     written.add(ctx.deployments.record(deployment)["save_state"])
     assert set(states.values()) <= written | {SaveState.SAVING.value}
     assert (states["SAVING"], states["SAVED"], states["FAILED"]) == ("saving", "saved", "failed")
