@@ -66,6 +66,7 @@ from booklab.state.deployment import Deployment
 from booklab.derived_keys import NOTEBOOK_NEXT, derive_key
 from booklab.pipeline.routes import DEFAULT_PORTS, ROUTE_CHECK_HEADER, public_url, route_check_passes, route_host
 from booklab.web import auth, cookies, rate_limit, sessions
+from booklab.web.pages import error_page
 from booklab.web.projects import launch_path
 
 log = logging.getLogger(__name__)
@@ -279,8 +280,6 @@ def _redeem(dep: Deployment, slug: str, query: str) -> Response:
 @auth.login_required
 def grant(slug: str) -> Any:
     """On the web tier: the logged-in owner's browser gets a one-use code for the notebook host."""
-    from booklab.web import error_page
-
     user = auth.session_user()
     assert user is not None  # login_required
     dep = _deployment(slug)
