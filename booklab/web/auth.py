@@ -145,7 +145,8 @@ def _login_failed(blueprint: GitLabLogin, error: Any = None, error_description: 
 
 
 def safe_next(url: Any) -> str | None:
-    """``url`` when it is a path on this site, else None (no open redirects)."""
+    """``url`` when it is a path on this site, else None (no open redirects): the one check
+    of a path to send a browser back to, also on a notebook's host (:mod:`booklab.web.notebook_auth`)."""
     if isinstance(url, str) and url.startswith("/") and not url.startswith(("//", "/\\")):
         return url
     return None

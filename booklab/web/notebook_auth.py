@@ -96,10 +96,8 @@ def _fernet() -> Fernet:
 
 
 def _local_path(value: str | None) -> str:
-    """``value`` when it is a path (with its query), else ``/``."""
-    if value and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value
-    return "/"
+    """``value`` when it is a path (with its query) on the same host, else ``/``."""
+    return auth.safe_next(value) or "/"
 
 
 def _seal(path: str) -> str:
