@@ -64,7 +64,8 @@ from booklab.state import schema
 from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.derived_keys import NOTEBOOK_NEXT, derive_key
-from booklab.pipeline.routes import DEFAULT_PORTS, ROUTE_CHECK_HEADER, public_url, route_check_passes, route_host
+from booklab.pipeline.routes import (DEFAULT_PORTS, ROUTE_CHECK_HEADER, port_suffix, public_url, route_check_passes,
+                                     route_host)
 from booklab.web import auth, cookies, rate_limit, sessions
 from booklab.web.pages import error_page
 from booklab.web.projects import launch_path
@@ -120,9 +121,7 @@ def web_base() -> str:
     config = context().config
     if config.web_url:
         return config.web_url.rstrip("/")
-    port = config.routes_port
-    suffix = f":{port}" if port and port != DEFAULT_PORTS[config.routes_scheme] else ""
-    return f"{config.routes_scheme}://{config.fqdn}{suffix}"
+    return f"{config.routes_scheme}://{config.fqdn}{port_suffix(config)}"
 
 
 def _is_browser() -> bool:
