@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from dataclasses import dataclass
 
 import redis
@@ -13,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from booklab.state import schema
+from booklab.derived_keys import vault_key
 from booklab.errors import DeployKeyError
 
 
@@ -52,8 +52,7 @@ class Vault:
     """Encrypted, expiring secrets per deployment in Redis."""
 
     def __init__(self, client: redis.Redis, secret_key: str, ttl: int) -> None:
-        digest = hashlib.sha256(secret_key.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._fernet = Fernet(base64.urlsafe_b64encode(vault_key(secret_key)))
         self.redis = client
         self.ttl = ttl
 
