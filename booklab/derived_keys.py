@@ -1,5 +1,6 @@
 """Keys for one purpose each, derived from the installation's ``secret_key``: a key that
-leaks or is misused for one purpose opens nothing of another."""
+leaks or is misused for one purpose opens nothing of another. Every key Booklab derives
+from ``secret_key`` is derived here (:func:`derive_key`, and :func:`vault_key` kept as it was)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,10 @@ TRAEFIK_ROUTE = "traefik route"
 def derive_key(secret_key: str, purpose: str) -> bytes:
     """32 bytes for ``purpose`` alone: SHA-256 of ``booklab <purpose>``, a NUL and the secret key."""
     return hashlib.sha256(f"booklab {purpose}\0".encode() + secret_key.encode()).digest()
+
+
+def vault_key(secret_key: str) -> bytes:
+    """The vault's 32 bytes (:class:`booklab.state.vault.Vault`): SHA-256 of the secret key
+    alone, without a purpose. The one derivation kept from before :func:`derive_key`, for
+    compatibility: secrets sealed before an upgrade must stay readable after it."""
+    return hashlib.sha256(secret_key.encode()).digest()

@@ -67,11 +67,15 @@ def rule(config: Config, slug: str) -> str:
     return f"Host(`{route_host(config, slug)}`)"
 
 
+def port_suffix(config: Config) -> str:
+    """``:<port>`` of ``routes/port`` for a public URL, empty when it is unset or the scheme's default."""
+    port = config.routes_port
+    return f":{port}" if port and port != DEFAULT_PORTS[config.routes_scheme] else ""
+
+
 def public_url(config: Config, slug: str) -> str:
     """``<scheme>://<slug>.<domain>[:<port>]/``, the port left out when it is the scheme's default."""
-    port = config.routes_port
-    suffix = f":{port}" if port and port != DEFAULT_PORTS[config.routes_scheme] else ""
-    return f"{config.routes_scheme}://{route_host(config, slug)}{suffix}/"
+    return f"{config.routes_scheme}://{route_host(config, slug)}{port_suffix(config)}/"
 
 
 def entrypoints(config: Config) -> list[str]:

@@ -4,12 +4,12 @@ Redis encrypted with Fernet, for a short time only."""
 from __future__ import annotations
 
 import base64
-import hashlib
 
 import redis
 from cryptography.fernet import Fernet, InvalidToken
 
 from booklab.state import schema
+from booklab.derived_keys import vault_key
 from booklab.errors import SecretUnavailable
 
 
@@ -28,8 +28,7 @@ class Vault:
     """Encrypted, expiring secrets per deployment in Redis."""
 
     def __init__(self, client: redis.Redis, secret_key: str, ttl: int) -> None:
-        digest = hashlib.sha256(secret_key.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._fernet = Fernet(base64.urlsafe_b64encode(vault_key(secret_key)))
         self.redis = client
         self.ttl = ttl
 

@@ -13,15 +13,17 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from booklab import config as config_module
 from booklab.config import Config
 from booklab.context import Context, set_context
 from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NoAccess, NotFound, SlugTaken
+from booklab.dispatch.app import configure
 from booklab.web import api, auth, cookies, csrf, deploy, health, notebook_auth, outage, projects, security, sessions
 from booklab.web.gitlab import is_token_rejected
+from booklab.web.pages import error_page
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,6 @@ def create_app(config: Config | None = None, context: Context | None = None) -> 
     pool = context.redis.connection_pool
     pool.max_connections = max(pool.max_connections or 0, config.web_connections + 64)
     context.events.share_subscription()  # one Redis subscription for all of them
-    from booklab.dispatch.app import configure
-
     configure(config)
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
@@ -97,19 +97,6 @@ class PublicURL:
             if path.startswith(self.prefix + "/") or path == self.prefix:
                 environ["PATH_INFO"] = path[len(self.prefix):]
         return self.app(environ, start_response)
-
-
-def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path.startswith("/build/")
-
-
-def error_page(status: int, title: str, message: str, link: tuple[str, str] | None = None,
-               ) -> tuple[Response | str, int]:
-    """An error as JSON for the API and event streams, else as a page that says what to do
-    (``link``: the (URL, label) of where to go next; else back to the projects)."""
-    if wants_json():
-        return jsonify({"error": message}), status
-    return render_template("error.html", title=title, message=message, link=link), status
 
 
 def _error_pages(app: Flask) -> None:

@@ -52,6 +52,7 @@ from booklab.context import Context
 from booklab.errors import GitLabError, TokenRejected
 from booklab.web import rate_limit, sessions
 from booklab.web.gitlab import whoami
+from booklab.web.pages import error_page, wants_json
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ def _login_failed(blueprint: GitLabLogin, error: Any = None, error_description: 
 
 
 def safe_next(url: Any) -> str | None:
-    """``url`` when it is a path on this site, else None (no open redirects)."""
+    """``url`` when it is a path on this site, else None (no open redirects): the one check
+    of a path to send a browser back to, also on a notebook's host (:mod:`booklab.web.notebook_auth`)."""
     if isinstance(url, str) and url.startswith("/") and not url.startswith(("//", "/\\")):
         return url
     return None
@@ -214,8 +216,6 @@ def login_required(view: Callable) -> Callable:
 
 def log_in_again(message: str) -> Any:
     """GitLab refused the user's token: pages log in again, the API answers 401."""
-    from booklab.web import wants_json
-
     if wants_json():
         raise unauthorized(message)
     _forget_login()
@@ -320,8 +320,6 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(OAuth2Error)
     def login_refused(exc: OAuth2Error) -> Any:
-        from booklab.web import error_page
-
         if isinstance(exc, InsecureTransportError):
             log.error("OAuth over plain http refused: %s", exc.description)
             return error_page(500, "Login needs https", (

@@ -64,8 +64,10 @@ from booklab.state import schema
 from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.derived_keys import NOTEBOOK_NEXT, derive_key
-from booklab.pipeline.routes import DEFAULT_PORTS, ROUTE_CHECK_HEADER, public_url, route_check_passes, route_host
+from booklab.pipeline.routes import (DEFAULT_PORTS, ROUTE_CHECK_HEADER, port_suffix, public_url, route_check_passes,
+                                     route_host)
 from booklab.web import auth, cookies, rate_limit, sessions
+from booklab.web.pages import error_page
 from booklab.web.projects import launch_path
 
 log = logging.getLogger(__name__)
@@ -95,10 +97,8 @@ def _fernet() -> Fernet:
 
 
 def _local_path(value: str | None) -> str:
-    """``value`` when it is a path (with its query), else ``/``."""
-    if value and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value
-    return "/"
+    """``value`` when it is a path (with its query) on the same host, else ``/``."""
+    return auth.safe_next(value) or "/"
 
 
 def _seal(path: str) -> str:
@@ -121,9 +121,7 @@ def web_base() -> str:
     config = context().config
     if config.web_url:
         return config.web_url.rstrip("/")
-    port = config.routes_port
-    suffix = f":{port}" if port and port != DEFAULT_PORTS[config.routes_scheme] else ""
-    return f"{config.routes_scheme}://{config.fqdn}{suffix}"
+    return f"{config.routes_scheme}://{config.fqdn}{port_suffix(config)}"
 
 
 def _is_browser() -> bool:
@@ -279,8 +277,6 @@ def _redeem(dep: Deployment, slug: str, query: str) -> Response:
 @auth.login_required
 def grant(slug: str) -> Any:
     """On the web tier: the logged-in owner's browser gets a one-use code for the notebook host."""
-    from booklab.web import error_page
-
     user = auth.session_user()
     assert user is not None  # login_required
     dep = _deployment(slug)

@@ -18,6 +18,8 @@ import redis
 from flask import Flask, Response, current_app, request
 from kombu.exceptions import OperationalError
 
+from booklab.web.pages import error_page
+
 log = logging.getLogger(__name__)
 
 TITLE = "Booklab is unavailable"
@@ -28,8 +30,6 @@ RETRY_AFTER = 5
 
 def unavailable() -> Response:
     """The 503 answer: a page, or JSON for the API and event streams."""
-    from booklab.web import error_page
-
     response = current_app.make_response(error_page(503, TITLE, MESSAGE))
     response.headers["Retry-After"] = str(RETRY_AFTER)
     response.headers["Cache-Control"] = "no-store"

@@ -26,6 +26,7 @@ from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotFound
 from booklab.web import auth, gitlab
+from booklab.web.pages import error_page
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,6 @@ def launch() -> Any:
     assert user is not None
     path, ref = request.form.get("project", "").strip(), request.form.get("ref", "").strip()
     if not path or not ref:
-        from booklab.web import error_page
-
         return error_page(400, "Pick a project and a branch", "Launch needs a project and a branch.")
     checked = check_access(user, path, ref)
     if checked is not None:
@@ -116,8 +115,6 @@ def launch() -> Any:
 def check_access(user: auth.WebUser, path: str, ref: str) -> Any:
     """None when the user may launch ``ref`` of ``path``; else the error page (or JSON)
     that says which of the two is wrong."""
-    from booklab.web import error_page
-
     try:
         Deployment(path, ref, user.username)
         gitlab.launchable(context(), user.token, path, ref)

@@ -17,6 +17,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from booklab.config import Config
+from booklab.web import create_app
 
 WORKER_CLASS = "gthread"
 KEEPALIVE_ROOM = 100
@@ -51,8 +52,6 @@ class WebServer(BaseApplication):
             self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
-        from booklab.web import create_app
-
         return create_app(self.booklab_config)
 
 

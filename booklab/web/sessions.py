@@ -32,6 +32,7 @@ from werkzeug.datastructures import CallbackDict
 
 from booklab.state import schema
 from booklab.derived_keys import WEB_SESSION, derive_key
+from booklab.web.outage import replace_with_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ class RedisSessionInterface(SessionInterface):
         except redis.RedisError as e:
             log.warning("a web session could not be saved: Redis does not answer (%s)", type(e).__name__)
             if sess.modified:  # a login, logout or new CSRF token that did not happen
-                from booklab.web.outage import replace_with_unavailable
-
                 replace_with_unavailable(response)
 
     def _save(self, app: Flask, sess: ServerSession, response: Response) -> None:

@@ -3,6 +3,7 @@
 import pytest
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
+from booklab.derived_keys import vault_key
 from booklab.state import schema
 from booklab.errors import SecretUnavailable
 from booklab.pipeline.access import generate_keypair
@@ -32,3 +33,8 @@ def test_vault_with_another_secret_cannot_read(redis_client):
     Vault(redis_client, "one", ttl=60).put("d:b:u", "x", b"v")
     with pytest.raises(SecretUnavailable, match="same secret_key"):
         Vault(redis_client, "two", ttl=60).get("d:b:u", "x")
+
+
+def test_the_vault_key_is_the_one_derived_before_upgrades():
+    """SHA-256 of the secret key alone, byte for byte: secrets sealed before an upgrade stay readable."""
+    assert vault_key("s3cret") == bytes.fromhex("1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0")

@@ -6,7 +6,7 @@ from booklab.config import Config, load
 from booklab.errors import ConfigError
 from booklab.pipeline.launcher import Notebook
 from booklab.pipeline.routes import (ROUTE_LABEL, DockerLabelRoutes, RedisRoutes, Routes, docker_labels, kv_pairs,
-                                     make_routes, public_url, route_label)
+                                     make_routes, port_suffix, public_url, route_label)
 
 SLUG = "notebooks-main-alice-5c12470e"
 
@@ -21,6 +21,11 @@ SLUG = "notebooks-main-alice-5c12470e"
 ])
 def test_public_url_leaves_out_the_schemes_default_port(scheme, port, url):
     assert public_url(Config(fqdn="example.org", routes_scheme=scheme, routes_port=port), SLUG) == url
+
+
+def test_the_port_suffix_names_only_a_port_that_is_not_the_schemes_default():
+    ports = [("http", 0), ("http", 80), ("https", 443), ("https", 80), ("http", 8000)]
+    assert [port_suffix(Config(routes_scheme=s, routes_port=p)) for s, p in ports] == ["", "", "", ":80", ":8000"]
 
 
 def test_docker_labels_route_the_slug_host_to_jupyters_port():

@@ -7,12 +7,13 @@ import os
 import time
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 
 from booklab import config as config_module
 from booklab.context import Context
 from booklab.web import create_app
-from booklab.web.auth import TOKEN_KEY
+from booklab.web.auth import TOKEN_KEY, safe_next
 from tests.fixtures.web import (
     TEST_CLIENT_CALLBACK,
     csrf_token,
@@ -132,3 +133,17 @@ def test_under_https_the_cookie_is_secure_and_the_callback_uses_the_public_url(c
     assert "Secure" in cookie_header(start, "__Host-booklab_session")
     query = parse_qs(urlsplit(start.headers["Location"]).query)
     assert query["redirect_uri"] == ["https://booklab.example.org/login/gitlab/authorized"]
+
+
+@pytest.mark.parametrize("url, safe", [
+    ("/v2/gl/g%2Fp/main?urlpath=lab", "/v2/gl/g%2Fp/main?urlpath=lab"),
+    ("/", "/"),
+    ("//evil.example/steal", None),
+    ("/\\evil.example/steal", None),
+    ("https://evil.example/", None),
+    ("", None),
+    (None, None),
+    (["/"], None),
+])
+def test_only_a_path_on_this_site_is_a_place_to_go_back_to(url, safe):
+    assert safe_next(url) == safe
