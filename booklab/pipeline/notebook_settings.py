@@ -30,25 +30,30 @@ import stat
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from booklab.errors import ConfigError, SettingsError
+from booklab.config import (
+    MIN_NOTEBOOK_CPUS,
+    MIN_NOTEBOOK_IDLE_TIMEOUT,
+    MIN_NOTEBOOK_MEMORY,
+    Config,
+    check_notebook_maxima,
+)
+from booklab.errors import SettingsError
 from booklab.units import NUMBER, format_duration, format_size, parse_duration, parse_size
-
-if TYPE_CHECKING:
-    from booklab.config import Config
 
 FILE_NAME = ".booklab.yml"
 
 #: a larger file is refused unread
 MAX_FILE_SIZE = 64 * 1024
 
-#: the smallest values a repository may ask for; the largest are the operator's (:class:`Limits`)
-MIN_MEMORY = 128 * 1024**2
-MIN_CPUS = 0.1
-MIN_IDLE_TIMEOUT = 60
+#: the smallest values a repository may ask for (the configuration's floor of its maxima); the largest
+#: are the operator's (:class:`Limits`)
+MIN_MEMORY = MIN_NOTEBOOK_MEMORY  # bytes
+MIN_CPUS = MIN_NOTEBOOK_CPUS
+MIN_IDLE_TIMEOUT = MIN_NOTEBOOK_IDLE_TIMEOUT  # seconds
 
 MAX_URLPATH_LENGTH = 300
 
@@ -68,15 +73,7 @@ class Limits:
     max_idle_timeout: int  # seconds
 
     def __post_init__(self) -> None:
-        for name, minimum, show in (
-            ("max_memory", MIN_MEMORY, format_size),
-            ("max_cpus", MIN_CPUS, _format_cpus),
-            ("max_idle_timeout", MIN_IDLE_TIMEOUT, format_duration),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum \
-                    or not math.isfinite(value):
-                raise ConfigError(f"Setting notebook/{name} must be at least {show(minimum)}, not {value!r}.")
+        check_notebook_maxima(self.max_memory, self.max_cpus, self.max_idle_timeout)
 
 
 @dataclass(frozen=True)
@@ -122,22 +119,13 @@ LABEL = "booklab.settings"
 
 def limits_of(config: Config) -> Limits:
     """The operator's maxima (``notebook/max_*``); ConfigError when one is not valid."""
-    try:
-        max_memory = parse_size(config.notebook_max_memory)
-    except ValueError:
-        raise ConfigError("Setting notebook/max_memory must be a size such as 8g, "
-                          f"not {config.notebook_max_memory!r}.") from None
-    return Limits(max_memory, config.notebook_max_cpus, config.notebook_max_idle_timeout)
+    return Limits(config.bytes_of("notebook_max_memory"), config.notebook_max_cpus, config.notebook_max_idle_timeout)
 
 
 def for_notebook(requested: NotebookSettings, config: Config) -> Effective:
     """What a notebook runs with under ``config``: its repository's settings, else the
     ``notebook/*`` defaults, capped at the ``notebook/max_*`` maxima."""
-    try:
-        memory = parse_size(config.notebook_memory)
-    except ValueError:
-        raise ConfigError(
-            f"Setting notebook/memory must be a size such as 2g, not {config.notebook_memory!r}.") from None
+    memory = config.bytes_of("notebook_memory")
     return effective(requested, limits_of(config), memory=memory, cpus=config.notebook_cpus,
                      idle_timeout=config.notebook_idle_timeout)
 
