@@ -9,6 +9,7 @@ such as ``FQDN`` or ``TMPDIR``). ``booklab config`` prints them all.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from booklab.pipeline import notebook_settings
+from booklab import units
 from booklab.state import schema
 from booklab.errors import ConfigError
 
@@ -27,6 +28,11 @@ CONFIG_FILE_ENV = "BOOKLAB_CONFIG"
 
 #: settings that are secrets: never printed
 SECRETS = frozenset({"secret_key", "gitlab_consumer_secret", "web_metrics_token"})
+
+#: the smallest notebook: a repository's .booklab.yml may ask for no less, so notebook/max_* may be no lower
+MIN_NOTEBOOK_MEMORY = 128 * 1024**2  # bytes
+MIN_NOTEBOOK_CPUS = 0.1
+MIN_NOTEBOOK_IDLE_TIMEOUT = 60  # seconds
 
 
 def _setting(path: str, default: Any, help: str, alias: str | None = None) -> Any:
@@ -224,6 +230,29 @@ class Config:
                     f"or in the environment variable {env_name(f)}."
                 )
 
+    def bytes_of(self, name: str) -> int:
+        """The size setting ``name`` (such as ``notebook_memory``) in bytes; ConfigError when it is not a size."""
+        value = getattr(self, name)
+        try:
+            return units.parse_size(value)
+        except ValueError:
+            f = _field(name)
+            raise ConfigError(f"Setting {f.metadata['path']} must be a size such as {f.default}, "
+                              f"not {value!r}.") from None
+
+
+def check_notebook_maxima(max_memory: int, max_cpus: float, max_idle_timeout: int) -> None:
+    """ConfigError unless each of notebook/max_* (bytes, CPUs, seconds) is a finite number, at least
+    the smallest notebook's."""
+    for name, value, minimum, show in (
+        ("max_memory", max_memory, MIN_NOTEBOOK_MEMORY, units.format_size),
+        ("max_cpus", max_cpus, MIN_NOTEBOOK_CPUS, "{:g}".format),
+        ("max_idle_timeout", max_idle_timeout, MIN_NOTEBOOK_IDLE_TIMEOUT, units.format_duration),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum \
+                or not math.isfinite(value):
+            raise ConfigError(f"Setting notebook/{name} must be at least {show(minimum)}, not {value!r}.")
+
 
 def _field(name: str) -> dataclasses.Field:
     return next(f for f in dataclasses.fields(Config) if f.name == name)
@@ -271,7 +300,9 @@ def _validate(config: Config) -> None:
                 f"Setting {_field(name).metadata['path']} must be a URL such as "
                 f"{_field(name).default}, not {getattr(config, name)!r}."
             )
-    notebook_settings.for_notebook(notebook_settings.NotebookSettings(), config)  # sizes and maxima make sense
+    config.bytes_of("notebook_memory")  # sizes and maxima make sense
+    check_notebook_maxima(config.bytes_of("notebook_max_memory"), config.notebook_max_cpus,
+                          config.notebook_max_idle_timeout)
     if not config.notebook_publish and not config.notebook_network:
         raise ConfigError("Setting notebook/publish is false, so notebook/network must name a Docker network.")
     if config.clone_method not in {"ssh", "https"}:

@@ -29,26 +29,31 @@ import re
 import stat
 import unicodedata
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from booklab.errors import ConfigError, SettingsError
-
-if TYPE_CHECKING:
-    from booklab.config import Config
+from booklab.config import (
+    MIN_NOTEBOOK_CPUS,
+    MIN_NOTEBOOK_IDLE_TIMEOUT,
+    MIN_NOTEBOOK_MEMORY,
+    Config,
+    check_notebook_maxima,
+)
+from booklab.errors import SettingsError
+from booklab.units import NUMBER, format_duration, format_size, parse_duration, parse_size
 
 FILE_NAME = ".booklab.yml"
 
 #: a larger file is refused unread
 MAX_FILE_SIZE = 64 * 1024
 
-#: the smallest values a repository may ask for; the largest are the operator's (:class:`Limits`)
-MIN_MEMORY = 128 * 1024**2
-MIN_CPUS = 0.1
-MIN_IDLE_TIMEOUT = 60
+#: the smallest values a repository may ask for (the configuration's floor of its maxima); the largest
+#: are the operator's (:class:`Limits`)
+MIN_MEMORY = MIN_NOTEBOOK_MEMORY  # bytes
+MIN_CPUS = MIN_NOTEBOOK_CPUS
+MIN_IDLE_TIMEOUT = MIN_NOTEBOOK_IDLE_TIMEOUT  # seconds
 
 MAX_URLPATH_LENGTH = 300
 
@@ -57,13 +62,6 @@ _MAX_LABEL_LENGTH = 8192
 
 #: an offending value is shown shortened to this many characters
 _SHOWN_CHARS = 40
-
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
-_AMOUNT = r"(?P<amount>[0-9]{1,18}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})"
-_SIZE = re.compile(_AMOUNT + r"\s*(?P<unit>[kmg]?)b?", re.IGNORECASE)
-_DURATION = re.compile(_AMOUNT + r"\s*(?P<unit>[smh]?)", re.IGNORECASE)
-_NUMBER = re.compile(_AMOUNT)
 
 
 @dataclass(frozen=True)
@@ -75,15 +73,7 @@ class Limits:
     max_idle_timeout: int  # seconds
 
     def __post_init__(self) -> None:
-        for name, minimum, show in (
-            ("max_memory", MIN_MEMORY, format_size),
-            ("max_cpus", MIN_CPUS, _format_cpus),
-            ("max_idle_timeout", MIN_IDLE_TIMEOUT, format_duration),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum \
-                    or not math.isfinite(value):
-                raise ConfigError(f"Setting notebook/{name} must be at least {show(minimum)}, not {value!r}.")
+        check_notebook_maxima(self.max_memory, self.max_cpus, self.max_idle_timeout)
 
 
 @dataclass(frozen=True)
@@ -129,22 +119,13 @@ LABEL = "booklab.settings"
 
 def limits_of(config: Config) -> Limits:
     """The operator's maxima (``notebook/max_*``); ConfigError when one is not valid."""
-    try:
-        max_memory = parse_size(config.notebook_max_memory)
-    except ValueError:
-        raise ConfigError("Setting notebook/max_memory must be a size such as 8g, "
-                          f"not {config.notebook_max_memory!r}.") from None
-    return Limits(max_memory, config.notebook_max_cpus, config.notebook_max_idle_timeout)
+    return Limits(config.bytes_of("notebook_max_memory"), config.notebook_max_cpus, config.notebook_max_idle_timeout)
 
 
 def for_notebook(requested: NotebookSettings, config: Config) -> Effective:
     """What a notebook runs with under ``config``: its repository's settings, else the
     ``notebook/*`` defaults, capped at the ``notebook/max_*`` maxima."""
-    try:
-        memory = parse_size(config.notebook_memory)
-    except ValueError:
-        raise ConfigError(
-            f"Setting notebook/memory must be a size such as 2g, not {config.notebook_memory!r}.") from None
+    memory = config.bytes_of("notebook_memory")
     return effective(requested, limits_of(config), memory=memory, cpus=config.notebook_cpus,
                      idle_timeout=config.notebook_idle_timeout)
 
@@ -235,46 +216,6 @@ def effective(requested: NotebookSettings, limits: Limits, *, memory: int, cpus:
     )
 
 
-def parse_size(value: int | str) -> int:
-    """Bytes from a size such as ``2g``, ``512m``, ``1.5G``, ``64k``, ``2gb`` or ``1024``
-    (units k, m, g of 1024, either case); ``ValueError`` when it is not one."""
-    return _amount(value, _SIZE, _SIZE_UNITS)
-
-
-def parse_duration(value: int | str) -> int:
-    """Whole seconds from a duration such as ``90s``, ``30m``, ``1.5h`` or ``600`` (seconds);
-    ``ValueError`` when it is not one."""
-    return _amount(value, _DURATION, _DURATION_UNITS)
-
-
-def _amount(value: int | str, pattern: re.Pattern[str], units: dict[str, int]) -> int:
-    """A whole number as is, or a number with one of ``units`` matched by ``pattern``."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(value)
-    if isinstance(value, int):
-        return value
-    match = pattern.fullmatch(value.strip())
-    if not match:
-        raise ValueError(value)
-    return int(Fraction(match["amount"]) * units[match["unit"].lower()])
-
-
-def format_size(n: int) -> str:
-    """A size in bytes in the largest whole unit: 4294967296 -> ``4g``, 1610612736 -> ``1536m``."""
-    for unit in ("g", "m", "k"):
-        if n and n % _SIZE_UNITS[unit] == 0:
-            return f"{n // _SIZE_UNITS[unit]}{unit}"
-    return str(n)
-
-
-def format_duration(seconds: int) -> str:
-    """Seconds in the largest whole unit: 7200 -> ``2h``, 5400 -> ``90m``, 90 -> ``90s``."""
-    for unit in ("h", "m"):
-        if seconds and seconds % _DURATION_UNITS[unit] == 0:
-            return f"{seconds // _DURATION_UNITS[unit]}{unit}"
-    return f"{seconds}s"
-
-
 def check_urlpath(value: str) -> str:
     """``value`` as a path inside the notebook server, without its leading ``/``;
     ``ValueError`` saying why when it is not one."""
@@ -333,7 +274,7 @@ def _check_cpus(value: Any, origin: str, limits: Limits | None) -> float:
     try:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             n = float(value)
-        elif isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        elif isinstance(value, str) and NUMBER.fullmatch(value.strip()):
             n = float(value)
     except OverflowError:  # an integer too large for a float
         pass

@@ -32,6 +32,11 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
     ({"BOOKLAB_NOTEBOOK_PUBLISH": "false"}, "notebook/publish is false, so notebook/network must name"),
     ({"BOOKLAB_NOTEBOOK_PUBLISH": "maybe"}, "notebook/publish (from BOOKLAB_NOTEBOOK_PUBLISH) must be a bool"),
     ({"BOOKLAB_NOTEBOOK_MAX_LIFETIME": "604800"}, "notebook/max_lifetime must be less than 604800 s"),
+    ({"BOOKLAB_NOTEBOOK_MEMORY": "lots"}, "notebook/memory must be a size such as 2g, not 'lots'"),
+    ({"BOOKLAB_NOTEBOOK_MAX_MEMORY": "2t"}, "notebook/max_memory must be a size such as 8g, not '2t'"),
+    ({"BOOKLAB_NOTEBOOK_MAX_MEMORY": "64m"}, "notebook/max_memory must be at least 128m, not 67108864"),
+    ({"BOOKLAB_NOTEBOOK_MAX_CPUS": "inf"}, "notebook/max_cpus must be at least 0.1, not inf"),
+    ({"BOOKLAB_NOTEBOOK_MAX_IDLE_TIMEOUT": "30"}, "notebook/max_idle_timeout must be at least 1m, not 30"),
 ])
 def test_invalid_settings_stop_with_one_sentence(tmp_path, environ, sentence):
     with pytest.raises(ConfigError, match=sentence.replace("(", r"\(").replace(")", r"\)")):

@@ -16,8 +16,6 @@ from booklab.pipeline.notebook_settings import (
     Limits,
     NotebookSettings,
     effective,
-    format_duration,
-    format_size,
     parse,
     read,
 )
@@ -295,19 +293,7 @@ def test_messages_use_the_operator_limits():
         parse("idle_timeout: 0\n", small)
 
 
-# formats and the image label ---------------------------------------------------------------
-
-@pytest.mark.parametrize("n, text", [
-    (4 * G, "4g"), (1536 * M, "1536m"), (128 * M, "128m"), (64 * 1024, "64k"), (1000, "1000"), (0, "0"),
-])
-def test_format_size_uses_the_largest_whole_unit(n, text):
-    assert format_size(n) == text
-
-
-@pytest.mark.parametrize("n, text", [(7200, "2h"), (5400, "90m"), (90, "90s"), (60, "1m"), (0, "0s")])
-def test_format_duration_uses_the_largest_whole_unit(n, text):
-    assert format_duration(n) == text
-
+# the image label ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("settings", [
     NotebookSettings(),
