@@ -28,11 +28,8 @@ BRANCH = "fresh"
 def run(stack: Stack, settings: Settings) -> list[Figure]:
     ensure_image(stack)  # the runner is warm, as it is for a user's first deploy
     config = stack.ctx.config
-    gl = stack.ctx.gitlab(stack.owner.token)
-    try:
+    with stack.ctx.gitlab(stack.owner.token) as gl:
         http_url = gl.project(PROJECT).http_url
-    finally:
-        gl.close()
     runs: list[Deployed] = []
     floor: list[float] = []
     parts: list[tuple[float, float, float]] = []

@@ -124,7 +124,8 @@ class TokenRejected(GitLabError):
 
 
 class NoAccess(GitLabError):
-    """The user can see the project but their role does not let them read its code."""
+    """GitLab refused a request for the user's role (403): they can see the project, say, but
+    not read its code."""
 
 
 class SettingsError(BooklabError):

@@ -47,7 +47,8 @@ def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str,
     (behind the end of the current run when that one is stopping), or the run already
     queued or running; with ``save_back``, its changes are pushed to a new branch when it
     ends (a joined run too)."""
-    user = ctx.gitlab(gitlab_token).username()
+    with ctx.gitlab(gitlab_token) as gl:
+        user = gl.username()
     dep = Deployment(project, ref, user)
     token = gitlab_token.encode()
     outcome, run = ctx.lifecycle.request(

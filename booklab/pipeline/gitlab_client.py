@@ -1,5 +1,14 @@
-"""The few GitLab REST API v4 calls Booklab makes, through python-gitlab, with GitLab's
-errors turned into Booklab's (and never a token in a message)."""
+"""GitLab's REST API v4 as Booklab uses it, through python-gitlab, always with one user's own
+token (an OAuth access token or a personal access token): for the web tier, who the token
+belongs to, a page of the user's projects (GitLab's offset pagination, as GitLab answers
+it), a project's branches and the check that the user may launch a branch; for the steps
+and save back, a project, a branch's commit, the user's commit identity and deploy keys.
+
+GitLab's answers become Booklab's errors in one place (:func:`_translate`), never with a
+token in a message. Only documented endpoints: ``/user``, ``/projects?membership=true``,
+``/projects/:id``, ``/projects/:id/repository/branches[/:branch]`` and
+``/projects/:id/deploy_keys``.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +20,23 @@ import gitlab
 import gitlab.exceptions
 import requests
 
-from booklab.errors import DeployKeyRefused, GitLabError, GitLabUnavailable, NotFound
+from booklab.errors import (
+    BranchNotFound,
+    DeployKeyRefused,
+    GitLabError,
+    GitLabUnavailable,
+    NoAccess,
+    NotFound,
+    TokenRejected,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: projects per page of the home page (GitLab's own default page size)
+PER_PAGE = 20
+#: branches shown in the branch picker at the most
+MAX_BRANCHES = 1000
 
 
 @dataclass(frozen=True)
@@ -27,12 +49,56 @@ class Project:
     web_url: str = ""
 
 
+@dataclass(frozen=True)
+class GitLabUser:
+    username: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    page: int
+    next_page: int | None
+    prev_page: int | None
+    #: None when GitLab does not count (it stops counting past 10,000 items)
+    total_pages: int | None
+    total: int | None
+
+
+def _translate(e: Exception, what: str, host: str) -> GitLabError:
+    """The Booklab error for GitLab's answer ``e`` to a request made ``what``."""
+    if isinstance(e, gitlab.exceptions.GitlabAuthenticationError):
+        return TokenRejected(f"GitLab did not accept your token while {what}: log in again.")
+    if isinstance(e, gitlab.exceptions.GitlabError):
+        code = e.response_code or 0
+        if code >= 500:
+            return GitLabUnavailable(f"GitLab answered {code} while {what}; try again shortly.")
+        if code == 404:
+            return NotFound(f"GitLab found nothing while {what}.")
+        if code == 403:
+            return NoAccess(f"GitLab refused {what}: your role does not allow it.")
+        return GitLabError(f"GitLab refused {what} ({code}).")
+    return GitLabUnavailable(f"GitLab at {host} did not answer while {what}; try again shortly.")
+
+
+def _int_header(response: requests.Response, name: str) -> int | None:
+    value = response.headers.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
 class GitLabClient:
-    """GitLab as one user sees it (their OAuth token or personal access token)."""
+    """GitLab as one user sees it; a context manager that closes its HTTP connections."""
 
     def __init__(self, host: str, token: str, timeout: float = 15.0) -> None:
         self.host = host.rstrip("/")
         self._gl = gitlab.Gitlab(self.host, oauth_token=token, timeout=timeout, retry_transient_errors=False)
+
+    def __enter__(self) -> GitLabClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the client's HTTP connections."""
@@ -41,16 +107,18 @@ class GitLabClient:
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except gitlab.exceptions.GitlabAuthenticationError as e:
-            raise GitLabError(f"GitLab did not accept the token while {what}: log in again.") from e
-        except gitlab.exceptions.GitlabError as e:
-            if e.response_code and e.response_code >= 500:
-                raise GitLabUnavailable(f"GitLab answered {e.response_code} while {what}; try again shortly.") from e
-            if e.response_code == 404:
-                raise NotFound(f"GitLab found nothing while {what}.") from e
-            raise GitLabError(f"GitLab refused {what} ({e.response_code}).") from e
-        except (requests.ConnectionError, requests.Timeout) as e:
-            raise GitLabUnavailable(f"GitLab at {self.host} did not answer while {what}; try again shortly.") from e
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as e:
+            raise _translate(e, what, self.host) from e
+
+    def _get(self, path: str, what: str, **params: Any) -> requests.Response:
+        return self._call(what, lambda: self._gl.http_request("get", path, query_data=params))
+
+    # -- the user ---------------------------------------------------------------------
+
+    def whoami(self) -> GitLabUser:
+        """Who the token belongs to."""
+        data = self._get("/user", "reading your account").json()
+        return GitLabUser(data["username"], data.get("name") or data["username"])
 
     def username(self) -> str:
         """The username the token belongs to."""
@@ -72,12 +140,18 @@ class GitLabClient:
             return attrs.get("name") or user.username, email
         return self._call("reading the current user", fetch)
 
-    def branch_exists(self, project: Project, branch: str) -> bool:
-        try:
-            self.branch_commit(project, branch)
-        except NotFound:
-            return False
-        return True
+    # -- projects and branches ----------------------------------------------------------
+
+    def projects(self, search: str = "", page: int = 1, per_page: int = PER_PAGE) -> Page:
+        """One page of the projects the user is a member of, most recently active first."""
+        params: dict[str, Any] = {"membership": "true", "simple": "true", "order_by": "last_activity_at",
+                                  "sort": "desc", "page": page, "per_page": per_page}
+        if search:
+            params["search"] = search
+        response = self._get("/projects", "listing your projects", **params)
+        return Page(response.json(), _int_header(response, "X-Page") or page,
+                    _int_header(response, "X-Next-Page"), _int_header(response, "X-Prev-Page"),
+                    _int_header(response, "X-Total-Pages"), _int_header(response, "X-Total"))
 
     def project(self, path: str) -> Project:
         try:
@@ -90,6 +164,22 @@ class GitLabClient:
         return Project(p.id, p.path_with_namespace, p.ssh_url_to_repo, p.http_url_to_repo, p.default_branch,
                        getattr(p, "web_url", ""))
 
+    def branches(self, project: Project, limit: int = MAX_BRANCHES) -> tuple[list[str], bool]:
+        """The project's branch names, default branch first, and whether there were more than ``limit``."""
+        names: list[str] = []
+        page: int | None = 1
+        while page and len(names) < limit:
+            response = self._get(f"/projects/{project.id}/repository/branches",
+                                 f"listing the branches of {project.path}", page=page, per_page=100)
+            names += [b["name"] for b in response.json()]
+            page = _int_header(response, "X-Next-Page")
+        more = bool(page) or len(names) > limit
+        names = names[:limit]
+        if project.default_branch in names:
+            names.remove(project.default_branch)
+            names.insert(0, project.default_branch)
+        return names, more
+
     def branch_commit(self, project: Project, branch: str) -> str:
         """The commit SHA the branch points to."""
         try:
@@ -101,17 +191,39 @@ class GitLabClient:
             ) from None
         return b.commit["id"]
 
+    def branch_exists(self, project: Project, branch: str) -> bool:
+        try:
+            self.branch_commit(project, branch)
+        except NotFound:
+            return False
+        return True
+
+    def launchable(self, path: str, ref: str) -> Project:
+        """The project, when the token's owner can read ``path`` and its branch ``ref`` exists.
+
+        Raises NotFound (no such project, or not visible to the user), BranchNotFound,
+        NoAccess (visible, but the role does not let them read the code), TokenRejected."""
+        project = self.project(path)
+        try:
+            self.branch_commit(project, ref)
+        except NoAccess:
+            raise NoAccess(f"Your role on {project.path} does not let you read its code: "
+                           "ask a maintainer for Reporter access or more.") from None
+        except NotFound as e:
+            raise BranchNotFound(str(e)) from None
+        return project
+
+    # -- deploy keys --------------------------------------------------------------------
+
     def add_deploy_key(self, project: Project, title: str, public_key: str, can_push: bool = False) -> int:
         """Add a deploy key, read-only unless ``can_push``; returns its id. Raises
-        DeployKeyRefused on 403."""
+        DeployKeyRefused when GitLab refuses it (403: the user is below Maintainer)."""
         proj = self._gl.projects.get(project.id, lazy=True)
         try:
             key: Any = self._call("adding a deploy key",
                                   lambda: proj.keys.create({"title": title, "key": public_key, "can_push": can_push}))
-        except GitLabError as e:
-            if getattr(e.__cause__, "response_code", None) == 403:
-                raise DeployKeyRefused(f"GitLab refused a deploy key on {project.path}.") from e
-            raise
+        except NoAccess as e:
+            raise DeployKeyRefused(f"GitLab refused a deploy key on {project.path}.") from e
         return key.id
 
     def delete_deploy_keys_titled(self, project_id: int, title: str) -> int:

@@ -67,7 +67,8 @@ def sweep(ctx: Context) -> None:
 
 def _removed(ctx: Context, project_id: int, title: str, token: str) -> bool:
     try:
-        count = ctx.gitlab(token).delete_deploy_keys_titled(project_id, title)
+        with ctx.gitlab(token) as gl:
+            count = gl.delete_deploy_keys_titled(project_id, title)
     except BooklabError as e:
         log.warning("could not remove deploy key %r of project %s (%s); it will be swept", title, project_id, e)
         return False

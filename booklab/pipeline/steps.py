@@ -50,33 +50,33 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
     ctx.deployments.update(deployment_id, runner=runner, started_at=f"{time.time():.3f}")
     log.info("%s took %s", runner, run)
     git.check_branch_name(dep.ref)
-    gl = ctx.gitlab(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
-    project = gl.project(dep.project)
-    commit = gl.branch_commit(project, dep.ref)
-    image = builder.image_name(ctx.config.image_prefix, project.path, commit)
-    ctx.deployments.update(deployment_id, project_id=str(project.id), commit=commit, image=image,
-                           ssh_url=project.ssh_url, http_url=project.http_url)
-    if builder.image_exists(ctx.docker, image):
-        ctx.deployments.update(deployment_id, cached="1")
-        ctx.vault.delete(deployment_id, GITLAB_TOKEN)
-        return
-    ctx.lifecycle.say(run, Phase.FETCHING, f"Branch {dep.ref} is at commit {commit[:12]}.")
-    method = ctx.config.clone_method
-    if method == "ssh":
-        # named before it exists, so that it can be removed whatever happens next
-        title = ctx.deployments.record(deployment_id).get("deploy_key_title") or access.key_title(dep.user, dep.ref)
-        ctx.deployments.update(deployment_id, deploy_key_title=title)
-        keys = access.add_deploy_key(ctx, gl, project, title)
-        if keys is None:
-            ctx.deployments.update(deployment_id, deploy_key_title="")
-            ctx.lifecycle.say(run, Phase.FETCHING,
-                            "GitLab refused a deploy key (your role is below Maintainer): "
-                            "cloning over HTTPS with your own token instead.")
-            method = "https"
-        else:
-            ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)
-            ctx.lifecycle.say(run, Phase.FETCHING, "Added a read-only deploy key to the project.")
-    ctx.deployments.update(deployment_id, clone_method=method)
+    with ctx.gitlab(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode()) as gl:
+        project = gl.project(dep.project)
+        commit = gl.branch_commit(project, dep.ref)
+        image = builder.image_name(ctx.config.image_prefix, project.path, commit)
+        ctx.deployments.update(deployment_id, project_id=str(project.id), commit=commit, image=image,
+                               ssh_url=project.ssh_url, http_url=project.http_url)
+        if builder.image_exists(ctx.docker, image):
+            ctx.deployments.update(deployment_id, cached="1")
+            ctx.vault.delete(deployment_id, GITLAB_TOKEN)
+            return
+        ctx.lifecycle.say(run, Phase.FETCHING, f"Branch {dep.ref} is at commit {commit[:12]}.")
+        method = ctx.config.clone_method
+        if method == "ssh":
+            # named before it exists, so that it can be removed whatever happens next
+            title = ctx.deployments.record(deployment_id).get("deploy_key_title") or access.key_title(dep.user, dep.ref)
+            ctx.deployments.update(deployment_id, deploy_key_title=title)
+            keys = access.add_deploy_key(ctx, gl, project, title)
+            if keys is None:
+                ctx.deployments.update(deployment_id, deploy_key_title="")
+                ctx.lifecycle.say(run, Phase.FETCHING,
+                                  "GitLab refused a deploy key (your role is below Maintainer): "
+                                  "cloning over HTTPS with your own token instead.")
+                method = "https"
+            else:
+                ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)
+                ctx.lifecycle.say(run, Phase.FETCHING, "Added a read-only deploy key to the project.")
+        ctx.deployments.update(deployment_id, clone_method=method)
 
 
 def clone(ctx: Context, run: Run, runner: str) -> None:

@@ -75,23 +75,23 @@ def save(ctx: Context, deployment_id: str) -> Outcome:
     if not found and not record.get("saved_commit"):  # (after a save, a file may have gone since)
         return Outcome(None)
     token = _user_token(ctx, deployment_id)
-    gl = ctx.gitlab(token)
-    author = gl.identity()
-    project = gl.project(dep.project)
-    now = datetime.now(timezone.utc)
-    message = (f"Save notebook changes from Booklab\n\nSaved from {dep.project} at {dep.ref} "
-               f"({record['commit'][:12]}) on {now:%Y-%m-%d %H:%M} UTC.\n")
-    with tempfile.TemporaryDirectory(prefix="booklab-save-", dir=ctx.config.tmpdir) as work, \
-            _write_access(ctx, gl, project, deployment_id, token) as (url, credentials):
-        checkout = Path(work) / "checkout"
-        # the notebook's own commit plus every change since its start: the tree to save
-        git.fetch_commit(url, record["commit"], checkout, credentials, GIT_TIMEOUT)
-        left_out = workspace.copy_into(container, found, checkout, git.tracked_files(checkout))
-        parent, branch = _last_save(checkout, url, credentials, record)
-        commit = git.commit_work_tree(checkout, parent, author, message)
-        if commit is None:
-            return Outcome(None, tuple(left_out))
-        branch = _push(gl, project, checkout, url, credentials, commit, branch, dep.user, now)
+    with ctx.gitlab(token) as gl:
+        author = gl.identity()
+        project = gl.project(dep.project)
+        now = datetime.now(timezone.utc)
+        message = (f"Save notebook changes from Booklab\n\nSaved from {dep.project} at {dep.ref} "
+                   f"({record['commit'][:12]}) on {now:%Y-%m-%d %H:%M} UTC.\n")
+        with tempfile.TemporaryDirectory(prefix="booklab-save-", dir=ctx.config.tmpdir) as work, \
+                _write_access(ctx, gl, project, deployment_id, token) as (url, credentials):
+            checkout = Path(work) / "checkout"
+            # the notebook's own commit plus every change since its start: the tree to save
+            git.fetch_commit(url, record["commit"], checkout, credentials, GIT_TIMEOUT)
+            left_out = workspace.copy_into(container, found, checkout, git.tracked_files(checkout))
+            parent, branch = _last_save(checkout, url, credentials, record)
+            commit = git.commit_work_tree(checkout, parent, author, message)
+            if commit is None:
+                return Outcome(None, tuple(left_out))
+            branch = _push(gl, project, checkout, url, credentials, commit, branch, dep.user, now)
     saved = Saved(branch, commit, merge_request_url(project, branch, dep.ref))
     ctx.deployments.update(deployment_id, saved_branch=branch, saved_commit=commit,
                            merge_request_url=saved.merge_request_url, saved_at=f"{now.timestamp():.3f}")

@@ -19,10 +19,9 @@ from werkzeug.exceptions import HTTPException
 from booklab import config as config_module
 from booklab.config import Config
 from booklab.context import Context, set_context
-from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NoAccess, NotFound, SlugTaken
+from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NoAccess, NotFound, SlugTaken, TokenRejected
 from booklab.dispatch.app import configure
 from booklab.web import api, auth, cookies, csrf, deploy, health, notebook_auth, outage, projects, security, sessions
-from booklab.web.gitlab import is_token_rejected
 from booklab.web.pages import error_page
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,7 @@ def _error_pages(app: Flask) -> None:
 
     @app.errorhandler(GitLabError)
     def gitlab_error(exc: GitLabError) -> Any:
-        if is_token_rejected(exc):
+        if isinstance(exc, TokenRejected):
             return auth.log_in_again("GitLab no longer accepts your login: log in again.")
         if isinstance(exc, NotFound):
             return error_page(404, "Not found", str(exc))

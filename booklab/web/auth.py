@@ -51,7 +51,7 @@ from werkzeug.exceptions import Unauthorized
 from booklab.context import Context
 from booklab.errors import GitLabError, TokenRejected
 from booklab.web import rate_limit, sessions
-from booklab.web.gitlab import whoami
+from booklab.pipeline.gitlab_client import GitLabUser
 from booklab.web.pages import error_page, wants_json
 
 log = logging.getLogger(__name__)
@@ -119,13 +119,18 @@ def context_of(app: Flask) -> Context:
     return app.extensions["booklab"]
 
 
+def _whoami(token: str) -> GitLabUser:
+    with context().gitlab(token) as gl:
+        return gl.whoami()
+
+
 def _logged_in(blueprint: GitLabLogin, token: dict | None) -> Any:
     """After GitLab's redirect: learn who the user is, start a fresh session, go on."""
     if not token or "access_token" not in token:
         flash("GitLab did not log you in: try again.")
         return redirect(url_for("projects.home"))
     try:
-        user = whoami(context(), token["access_token"])
+        user = _whoami(token["access_token"])
     except GitLabError as e:
         flash(f"GitLab did not tell who you are: {e}")
         return redirect(url_for("projects.home"))
@@ -284,7 +289,7 @@ def api_user() -> WebUser:
         if known is None:
             rate_limit.spend(rate_limit.TOKEN, context().config.web_token_rate_limit)
             try:
-                found = whoami(context(), token)
+                found = _whoami(token)
             except TokenRejected:
                 raise unauthorized("GitLab did not accept this token: check it, its expiry and its "
                                    "scopes (api).") from None

@@ -31,10 +31,10 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from booklab import service
 from booklab.context import Context
 from booklab.state.deployment import Deployment
-from booklab.errors import BooklabError, GitLabError, InvalidDeployment, NoAccess, NotFound
+from booklab.errors import BooklabError, GitLabError, InvalidDeployment, NoAccess, NotFound, TokenRejected
 from booklab.state.lifecycle import Run
 from booklab.phases import Phase, SaveState
-from booklab.web import auth, csrf, fetch_site, gitlab
+from booklab.web import auth, csrf, fetch_site
 from booklab.web.projects import check_access, checked_urlpath, launch_path, stream_path
 
 log = logging.getLogger(__name__)
@@ -189,13 +189,14 @@ def build_stream(_spec: str) -> Response:
                      request.headers.get("Sec-Fetch-Site") or "no Sec-Fetch-Site")
             return _failed(fetch_site.refusal())
         try:
-            gitlab.launchable(ctx, user.token, project, ref)
+            with ctx.gitlab(user.token) as gl:
+                gl.launchable(project, ref)
             run = service.request_deployment(ctx, project, ref, user.token).run
+        except TokenRejected:
+            raise
         except (NotFound, NoAccess) as e:
             return _failed(str(e))
         except GitLabError as e:
-            if gitlab.is_token_rejected(e):
-                raise
             return _failed(str(e))
         except BooklabError as e:
             return _failed(str(e))

@@ -25,7 +25,7 @@ from booklab.pipeline import notebook_settings
 from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotFound
-from booklab.web import auth, gitlab
+from booklab.web import auth
 from booklab.web.pages import error_page
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def home() -> Any:
     if user is None:
         return render_template("landing.html")
     search = request.args.get("search", "").strip()
-    page = gitlab.projects(context(), user.token, search=search, page=_page_number())
+    with context().gitlab(user.token) as gl:
+        page = gl.projects(search=search, page=_page_number())
     return render_template("home.html", page=page, search=search,
                            deployments=_my_deployments(user.username))
 
@@ -84,8 +85,9 @@ def _my_deployments(username: str) -> list[dict[str, str]]:
 def project(project_path: str) -> Any:
     user = auth.session_user()
     assert user is not None
-    found = gitlab.project(context(), user.token, project_path)
-    names, more = gitlab.branches(context(), user.token, found)
+    with context().gitlab(user.token) as gl:
+        found = gl.project(project_path)
+        names, more = gl.branches(found)
     return render_template("project.html", project=found, branches=names, more_branches=more,
                            launch_link=request.host_url.rstrip("/")
                            + launch_path(found.path, found.default_branch or ""))
@@ -117,7 +119,8 @@ def check_access(user: auth.WebUser, path: str, ref: str) -> Any:
     that says which of the two is wrong."""
     try:
         Deployment(path, ref, user.username)
-        gitlab.launchable(context(), user.token, path, ref)
+        with context().gitlab(user.token) as gl:
+            gl.launchable(path, ref)
     except InvalidDeployment as e:
         return error_page(400, "Not a project and branch", str(e))
     except NoAccess as e:
