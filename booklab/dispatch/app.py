@@ -15,8 +15,6 @@ app.config_from_object("booklab.dispatch.settings")
 
 def configure(config: Config) -> Celery:
     """Point the app at Booklab's Redis and apply the configured limits."""
-    if app.conf.broker_url != config.redis_url:
-        _forget_broker_connections()
     app.conf.broker_url = config.redis_url
     timeout = config.broker_visibility_timeout
     app.conf.broker_transport_options = {
@@ -31,14 +29,6 @@ def configure(config: Config) -> Celery:
         "booklab.run": {"time_limit": config.notebook_ready_timeout + config.routes_timeout + 120},
     }
     return app
-
-
-def _forget_broker_connections() -> None:
-    """Stop using the connection pools of another broker (in a process that configures the
-    app again for another Redis, as tests do): the next message takes the new broker's.
-    The old pools stay open: kombu keeps them by address and hands them out again."""
-    app._pool = None
-    app.amqp._producer_pool = None
 
 
 @worker_process_init.connect
