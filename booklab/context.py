@@ -19,6 +19,7 @@ from booklab.pipeline.gitlab_client import GitLabClient
 from booklab.state.vault import Vault
 from booklab.state.lifecycle import Lifecycle
 from booklab.pipeline.routes import Routes, make_routes
+from booklab.state.queue import Queue
 from booklab.state.records import Deployments, Runners
 
 
@@ -34,6 +35,7 @@ class Context:
         self.lifecycle = Lifecycle(self.redis, self.events)
         self.deployments = Deployments(self.redis)
         self.runners = Runners(self.redis)
+        self.queue = Queue(self.redis, self.lifecycle, self.deployments)
 
     @functools.cached_property
     def vault(self) -> Vault:

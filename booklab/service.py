@@ -23,7 +23,6 @@ from booklab.state.lifecycle import Outcome
 from booklab.state.lifecycle import Run
 from booklab.phases import Phase
 from booklab.dispatch.send import queue_run
-from booklab.state.queue import announce_positions
 
 log = logging.getLogger(__name__)
 
@@ -122,5 +121,5 @@ def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: 
     was, _ = ctx.lifecycle.stop(deployment_id)
     if was is Phase.TODO:  # over at once, its secrets gone with it
         ctx.deployments.forget_long_ended()
-        announce_positions(ctx)
+        ctx.queue.announce_positions()
     return was or current

@@ -9,7 +9,6 @@ from booklab.context import Context
 from booklab.dispatch.app import app
 from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, runner_queue
 from booklab.state.lifecycle import Run
-from booklab.state.queue import announce_positions
 
 #: the steps of a run, in order (:mod:`booklab.tasks.pipeline`)
 STEPS = ("booklab.provision_key", "booklab.clone", "booklab.build", "booklab.run", "booklab.register_token")
@@ -26,7 +25,7 @@ def deployment_chain(run: Run) -> chain:
 
 def queue_run(ctx: Context, run: Run) -> None:
     """Send the chain of a run just queued to the runners, and tell it its place."""
-    announce_positions(ctx, only=run.deployment)
+    ctx.queue.announce_positions(only=run.deployment)
     deployment_chain(run).apply_async()
 
 

@@ -14,7 +14,6 @@ from booklab.phases import Phase
 from booklab.pipeline import access, launcher
 from booklab.pipeline.steps import checkout_dir
 from booklab.state.lifecycle import Run
-from booklab.state.queue import leave_queue
 from booklab.state.vault import NOTEBOOK_TOKEN, SAVE_TOKEN
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, messa
     container = ctx.deployments.record(deployment_id).get("container")
     if container:
         launcher.stop(ctx.docker, container)
-    leave_queue(ctx, deployment_id)
+    ctx.queue.leave(deployment_id)
     behind = ctx.lifecycle.finish(run, claim, phase, message)
     if behind is not None:
         log.info("%s ended; %s queued behind it starts", run, behind)

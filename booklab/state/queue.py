@@ -10,29 +10,35 @@ from __future__ import annotations
 import redis
 
 from booklab.state import schema
-from booklab.context import Context
+from booklab.state.lifecycle import Lifecycle
+from booklab.state.records import Deployments
 
 
-def announce_positions(ctx: Context, only: str | None = None) -> None:
-    """Tell each queued deployment (or just ``only``) its position in the queue."""
-    while True:
-        with ctx.redis.pipeline() as pipe:
-            try:
-                pipe.watch(schema.QUEUE)
-                queued = pipe.zrange(schema.QUEUE, 0, -1)
-                pipe.multi()
-                for position, deployment_id in enumerate(queued, start=1):
-                    if only in (None, deployment_id):
-                        ctx.lifecycle.tell_waiting(pipe, deployment_id,
-                                                   f"Waiting for a free runner: position {position} in the queue.",
-                                                   position)
-                pipe.execute()
-                return
-            except redis.WatchError:
-                continue
+class Queue:
+    """The queue in one Redis (``ctx.queue``)."""
 
+    def __init__(self, client: redis.Redis, lifecycle: Lifecycle, deployments: Deployments) -> None:
+        self.redis, self.lifecycle, self.deployments = client, lifecycle, deployments
 
-def leave_queue(ctx: Context, deployment_id: str) -> None:
-    """Take the deployment out of the queue; those behind it learn their new position."""
-    if ctx.deployments.dequeue(deployment_id):
-        announce_positions(ctx)
+    def announce_positions(self, only: str | None = None) -> None:
+        """Tell each queued deployment (or just ``only``) its position in the queue."""
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(schema.QUEUE)
+                    queued = pipe.zrange(schema.QUEUE, 0, -1)
+                    pipe.multi()
+                    for position, deployment_id in enumerate(queued, start=1):
+                        if only in (None, deployment_id):
+                            self.lifecycle.tell_waiting(
+                                pipe, deployment_id, f"Waiting for a free runner: position {position} in the queue.",
+                                position)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def leave(self, deployment_id: str) -> None:
+        """Take the deployment out of the queue; those behind it learn their new position."""
+        if self.deployments.dequeue(deployment_id):
+            self.announce_positions()

@@ -19,7 +19,6 @@ from booklab.context import Context, get_context
 from booklab.errors import BooklabError, Moved
 from booklab.phases import Phase
 from booklab.state.lifecycle import Run
-from booklab.state.queue import announce_positions
 from booklab.dispatch.app import app
 from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, runner_queue
 from booklab.pipeline.transient import as_booklab_error, backoff
@@ -111,7 +110,7 @@ def _claim(ctx: Context, runner: str, run: Run) -> None:
     """Hold the run and stop taking new ones until its notebook ends."""
     if not ctx.lifecycle.claim(run, runner):
         raise Ignore()  # stopped, or taken already, while it waited
-    announce_positions(ctx)
+    ctx.queue.announce_positions()
     _stop_taking_deployments(runner)
 
 
