@@ -83,8 +83,7 @@ def _answers(entrypoint: str, token: str, host: str, headers: Mapping[str, str])
     if not headers:
         return launcher.api_status(entrypoint, token, host) is not None
     try:
-        response = requests.get(f"{entrypoint}api/status", timeout=launcher.HTTP_TIMEOUT, allow_redirects=False,
-                                headers={"Authorization": f"token {token}", "Host": host, **headers})
+        response = launcher.ask_status(entrypoint, token, host, headers, allow_redirects=False)
         return response.status_code == 200 and isinstance(response.json(), dict)
     except (requests.RequestException, ValueError):  # not routed yet, or not Jupyter
         return False
