@@ -52,7 +52,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    current_app,
     jsonify,
     redirect,
     request,
@@ -61,13 +60,12 @@ from flask import (
 from werkzeug.exceptions import TooManyRequests, Unauthorized
 
 from booklab.state import schema
-from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.derived_keys import NOTEBOOK_NEXT, derive_key
 from booklab.pipeline.routes.names import DEFAULT_PORTS, port_suffix, public_url, route_host
 from booklab.pipeline.routes.waiting import ROUTE_CHECK_HEADER, route_check_passes
 from booklab.web import auth, cookies, rate_limit, sessions
-from booklab.web.pages import error_page
+from booklab.web.pages import context, error_page
 from booklab.web.projects import launch_path
 
 log = logging.getLogger(__name__)
@@ -81,10 +79,6 @@ GRANT_TTL = 60
 #: seconds a sealed "where to go back to" stays valid
 NEXT_TTL = 3600
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-
-
-def context() -> Context:
-    return current_app.extensions["booklab"]
 
 
 def _digest(value: str) -> str:
