@@ -1,5 +1,5 @@
 """Route: milliseconds from the notebook answering at its own address to it answering
-through Traefik, as a runner waits for it (:meth:`booklab.pipeline.routes.TraefikRoutes.publish`:
+through Traefik, as a runner waits for it (:meth:`booklab.pipeline.routes.publishers.TraefikRoutes.publish`:
 Traefik's API shows the router, then ``/api/status`` answers through the entrypoint with
 forward-auth to the web tier), for both publishers:
 
@@ -27,7 +27,7 @@ from bench.stats import Figure
 from bench.webtier import end_stream, hold_run
 from booklab.pipeline import launcher
 from booklab.pipeline import notebook_container
-from booklab.pipeline import routes
+from booklab.pipeline.routes import names, publishers, waiting
 from booklab.state import schema
 from booklab.state.deployment import Deployment
 
@@ -40,7 +40,7 @@ TIMEOUT = 30
 def _answers_through_traefik(entrypoint: str, host: str, token: str, check: str) -> bool:
     try:
         response = requests.get(f"{entrypoint}/api/status", timeout=2, allow_redirects=False, headers={
-            "Host": host, "Authorization": f"token {token}", routes.ROUTE_CHECK_HEADER: check})
+            "Host": host, "Authorization": f"token {token}", waiting.ROUTE_CHECK_HEADER: check})
         return response.status_code == 200
     except requests.RequestException:
         return False
@@ -50,7 +50,7 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
     """One notebook: seconds from answering directly to answering through Traefik."""
     ctx = stack.ctx
     config = stack.config(BOOKLAB_ROUTES_PUBLISHER=provider)
-    publisher = routes.make_routes(config, ctx.redis)
+    publisher = publishers.make_routes(config, ctx.redis)
     dep = Deployment(PROJECT, name, OWNER)
     slug = ctx.slug(dep.id)
     hold_run(stack, dep)  # forward-auth's owner check finds it, live
@@ -72,9 +72,9 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
         check = secrets.token_urlsafe(32)
         ctx.redis.set(schema.route_check(slug), check, ex=TIMEOUT + 10)
         if provider == "redis":
-            ctx.redis.mset({schema.TRAEFIK_ANCHOR: "1", **routes.kv_pairs(config, slug, notebook.url),
-                            **routes.auth_pairs(config, slug)})
-        host = routes.route_host(config, slug)
+            ctx.redis.mset({schema.TRAEFIK_ANCHOR: "1", **names.kv_pairs(config, slug, notebook.url),
+                            **names.auth_pairs(config, slug)})
+        host = names.route_host(config, slug)
         while not _answers_through_traefik(config.routes_traefik_entrypoint_url, host, notebook.token, check):
             if time.monotonic() > deadline + TIMEOUT:
                 raise RuntimeError(f"Traefik did not serve {host} within {TIMEOUT} s")

@@ -38,7 +38,7 @@ from booklab.context import Context, set_context
 from booklab.demo import docker_host
 from booklab.demo.processes import Child, Processes
 from booklab.phases import Phase
-from booklab.pipeline.routes import route_label
+from booklab.pipeline.routes.names import route_label
 from booklab.dispatch.app import configure
 from gitlab_standin.server import GitLabStandIn
 from gitlab_standin.store import MAINTAINER, User

@@ -18,7 +18,7 @@ from booklab.state.events import EventLog
 from booklab.pipeline.gitlab_client import GitLabClient
 from booklab.state.vault import Vault
 from booklab.state.lifecycle import Lifecycle
-from booklab.pipeline.routes import Routes, make_routes
+from booklab.pipeline.routes.publishers import Routes, make_routes
 from booklab.state.queue import Queue
 from booklab.state.records import Deployments, Runners
 

@@ -12,7 +12,7 @@ WEB_SESSION = "web session"
 NOTEBOOK_NEXT = "notebook next"
 #: keys the suffix of notebook host names (:meth:`booklab.state.deployment.Deployment.slug_with`)
 NOTEBOOK_SLUG = "notebook slug"
-#: the value of the label that admits a container to Traefik's docker provider (:mod:`booklab.pipeline.routes`)
+#: the value of the label that admits a container to Traefik's docker provider (:mod:`booklab.pipeline.routes.names`)
 TRAEFIK_ROUTE = "traefik route"
 
 

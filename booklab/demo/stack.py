@@ -34,7 +34,7 @@ from booklab.pipeline import traefik_config
 from booklab.demo import docker_host, samples
 from booklab.demo.processes import Child, Processes, free_ports
 from booklab.errors import DemoError
-from booklab.pipeline.routes import route_label
+from booklab.pipeline.routes.names import route_label
 
 log = logging.getLogger(__name__)
 

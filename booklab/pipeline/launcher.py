@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -166,12 +167,20 @@ def find_notebooks(client: docker.DockerClient, labels: dict[str, str]) -> list[
     return client.containers.list(all=True, filters=filters)
 
 
+def ask_status(url: str, token: str, host: str | None = None, headers: Mapping[str, str] | None = None,
+               *, allow_redirects: bool = True) -> requests.Response:
+    """Ask Jupyter's ``/api/status`` under base ``url`` with ``token`` (as ``host`` when
+    given, through a proxy, and with ``headers`` besides), within :data:`HTTP_TIMEOUT`;
+    raises what :func:`requests.get` raises."""
+    return requests.get(f"{url}api/status", timeout=HTTP_TIMEOUT, allow_redirects=allow_redirects, headers={
+        "Authorization": f"token {token}", **({"Host": host} if host else {}), **(headers or {})})
+
+
 def api_status(url: str, token: str, host: str | None = None) -> dict | None:
     """Jupyter's ``/api/status`` under base ``url``, asked with ``token`` (and as ``host``
     when given, through a proxy); None unless it answers 200."""
-    headers = {"Authorization": f"token {token}", **({"Host": host} if host else {})}
     try:
-        response = requests.get(f"{url}api/status", headers=headers, timeout=HTTP_TIMEOUT)
+        response = ask_status(url, token, host)
         return response.json() if response.status_code == 200 else None
     except requests.RequestException:  # not up yet, gone, or not Jupyter
         return None

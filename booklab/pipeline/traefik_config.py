@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from booklab.pipeline.routes import ROUTE_LABEL
+from booklab.pipeline.routes.names import ROUTE_LABEL
 
 ENTRYPOINT = "web"
 #: with TLS: the public HTTPS entrypoint, and a plain one on loopback where runners check new routes
@@ -32,7 +32,7 @@ def static_flags(entrypoint_address: str, api_address: str, *, docker_network: s
     """Traefik's flags: the entrypoint ``entrypoint`` at ``entrypoint_address``, the API,
     dashboard and ping at ``api_address`` (``host:port``), and the providers asked for:
     docker (containers on ``docker_network`` that carry Booklab's route label with the value
-    ``route_label``, :func:`booklab.pipeline.routes.route_label`: no other container, a repository's
+    ``route_label``, :func:`booklab.pipeline.routes.names.route_label`: no other container, a repository's
     build containers among them, becomes a route whatever its labels), Redis
     (``redis_url``) and file (``routes_file``, see :func:`host_routes`). No call leaves the
     machine."""

@@ -32,24 +32,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, abort, current_app, jsonify, request
+from flask import Blueprint, Flask, abort, jsonify, request
 
 from booklab.errors import InvalidDeployment
 from booklab import service
 from booklab.saveback import protocol
-from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.phases import Phase
 from booklab.web import auth
+from booklab.web.pages import context
 from booklab.web.projects import check_access, launch_path, stream_path
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def context() -> Context:
-    return current_app.extensions["booklab"]
 
 
 def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = None) -> dict[str, Any]:

@@ -48,11 +48,10 @@ from oauthlib.oauth2 import InsecureTransportError, OAuth2Error
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from booklab.context import Context
 from booklab.errors import GitLabError, TokenRejected
 from booklab.web import rate_limit, sessions
 from booklab.pipeline.gitlab_client import GitLabUser
-from booklab.web.pages import error_page, wants_json
+from booklab.web.pages import context, context_of, error_page, wants_json
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +95,6 @@ class GitLabLogin(OAuth2ConsumerBlueprint):
             made.close()
 
 
-def context() -> Context:
-    return current_app.extensions["booklab"]
-
-
 def _login_blueprint(app: Flask) -> GitLabLogin:
     config = context_of(app).config
     host = config.gitlab_host.rstrip("/")
@@ -113,10 +108,6 @@ def _login_blueprint(app: Flask) -> GitLabLogin:
     oauth_authorized.connect(_logged_in, sender=login, weak=False)
     oauth_error.connect(_login_failed, sender=login, weak=False)
     return login
-
-
-def context_of(app: Flask) -> Context:
-    return app.extensions["booklab"]
 
 
 def _whoami(token: str) -> GitLabUser:

@@ -35,6 +35,7 @@ from booklab.errors import BooklabError, GitLabError, InvalidDeployment, NoAcces
 from booklab.state.lifecycle import Run
 from booklab.phases import Phase, SaveState
 from booklab.web import auth, csrf, fetch_site
+from booklab.web.pages import context
 from booklab.web.projects import check_access, checked_urlpath, launch_path, stream_path
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,6 @@ bp = Blueprint("deploy", __name__)
 #: the steps the deploy page shows, in order; ``built`` (a cache hit) ends the build step
 STEPS = [Phase.WAITING, Phase.FETCHING, Phase.BUILDING, Phase.LAUNCHING, Phase.READY]
 STEP_OF = {**{p.value: i for i, p in enumerate(STEPS)}, Phase.TODO.value: 0, Phase.BUILT.value: 2}
-
-
-def context() -> Context:
-    return current_app.extensions["booklab"]
 
 
 def split_spec(prefix: str) -> tuple[str, str]:

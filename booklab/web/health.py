@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from booklab.state.metrics import RedisCollector
+from booklab.web.pages import context, context_of
 
 bp = Blueprint("health", __name__)
 
@@ -25,7 +26,7 @@ METRICS_REFUSED = "/metrics needs the token of web/metrics_token, sent as 'Autho
 
 @bp.get("/health")
 def health() -> Any:
-    ctx = current_app.extensions["booklab"]
+    ctx = context()
     try:
         alive = ctx.runners.alive()
     except redis.RedisError:
@@ -41,7 +42,7 @@ def _digest(value: str) -> bytes:
 
 def _metrics_refused() -> Any:
     """None when the request carries the metrics token; else the answer that says why not."""
-    expected = current_app.extensions["booklab"].config.web_metrics_token
+    expected = context().config.web_metrics_token
     if not expected:
         return jsonify({"error": METRICS_OFF}), 404
     kind, _, sent = request.headers.get("Authorization", "").partition(" ")
@@ -64,6 +65,6 @@ def metrics() -> Any:
 
 def init_app(app: Flask) -> None:
     registry = CollectorRegistry()
-    registry.register(RedisCollector(app.extensions["booklab"].redis))
+    registry.register(RedisCollector(context_of(app).redis))
     app.extensions["booklab_metrics"] = registry
     app.register_blueprint(bp)

@@ -2,7 +2,7 @@
 of notebook hosts.
 
 With ``routes/forward_auth`` (on by default), Traefik asks ``GET /auth/notebook/<slug>``
-before every request to ``<slug>.<domain>`` (the middleware :mod:`booklab.pipeline.routes` puts on
+before every request to ``<slug>.<domain>`` (the middleware :mod:`booklab.pipeline.routes.names` puts on
 each route; ``<domain>`` is ``notebook/domain``, by default the web tier's ``fqdn``), with
 the request's headers; a 2xx answer lets the request through, any other
 goes back to the client as it is. Only the GitLab user who launched the notebook passes,
@@ -32,7 +32,7 @@ a valid login in a window (:mod:`booklab.web.rate_limit`). A request without any
 credential is counted before anything else is looked up; one whose credential fails, once
 it has failed; the owner's requests are never counted, so they cost no more round trip.
 A 200 hands Traefik the request's ``Authorization``, ``Private-Token`` and ``Cookie`` headers back without
-Booklab's credentials (:data:`booklab.pipeline.routes.AUTH_RESPONSE_HEADERS`): the notebook never
+Booklab's credentials (:data:`booklab.pipeline.routes.names.AUTH_RESPONSE_HEADERS`): the notebook never
 sees the user's GitLab token or cookie. Jupyter still checks its own token.
 """
 
@@ -52,7 +52,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    current_app,
     jsonify,
     redirect,
     request,
@@ -61,13 +60,12 @@ from flask import (
 from werkzeug.exceptions import TooManyRequests, Unauthorized
 
 from booklab.state import schema
-from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.derived_keys import NOTEBOOK_NEXT, derive_key
-from booklab.pipeline.routes import (DEFAULT_PORTS, ROUTE_CHECK_HEADER, port_suffix, public_url, route_check_passes,
-                                     route_host)
+from booklab.pipeline.routes.names import DEFAULT_PORTS, port_suffix, public_url, route_host
+from booklab.pipeline.routes.waiting import ROUTE_CHECK_HEADER, route_check_passes
 from booklab.web import auth, cookies, rate_limit, sessions
-from booklab.web.pages import error_page
+from booklab.web.pages import context, error_page
 from booklab.web.projects import launch_path
 
 log = logging.getLogger(__name__)
@@ -81,10 +79,6 @@ GRANT_TTL = 60
 #: seconds a sealed "where to go back to" stays valid
 NEXT_TTL = 3600
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-
-
-def context() -> Context:
-    return current_app.extensions["booklab"]
 
 
 def _digest(value: str) -> str:

@@ -1,9 +1,22 @@
-"""What every blueprint answers with: an error as a page that says what to do, or as JSON
-for the API and event streams (:func:`wants_json`)."""
+"""What every blueprint uses: the process's context the app keeps (:func:`context`), and
+what it answers with: an error as a page that says what to do, or as JSON for the API and
+event streams (:func:`wants_json`)."""
 
 from __future__ import annotations
 
-from flask import Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
+
+from booklab.context import Context
+
+
+def context_of(app: Flask) -> Context:
+    """The process's context (configuration, Redis, state stores) that the app factory gave ``app``."""
+    return app.extensions["booklab"]
+
+
+def context() -> Context:
+    """The context of the app handling this request (:func:`context_of`)."""
+    return context_of(current_app)
 
 
 def wants_json() -> bool:

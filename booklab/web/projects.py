@@ -13,7 +13,6 @@ from urllib.parse import quote, urlencode
 from flask import (
     Blueprint,
     Flask,
-    current_app,
     redirect,
     render_template,
     request,
@@ -22,19 +21,14 @@ from flask import (
 
 from booklab import service
 from booklab.pipeline import notebook_settings
-from booklab.context import Context
 from booklab.state.deployment import Deployment
 from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotFound
 from booklab.web import auth
-from booklab.web.pages import error_page
+from booklab.web.pages import context, error_page
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("projects", __name__)
-
-
-def context() -> Context:
-    return current_app.extensions["booklab"]
 
 
 def launch_path(project: str, ref: str) -> str:

@@ -19,20 +19,16 @@ from __future__ import annotations
 import ipaddress
 import time
 
-from flask import current_app, request
+from flask import request
 from werkzeug.exceptions import TooManyRequests
 
 from booklab.state import schema
-from booklab.context import Context
+from booklab.web.pages import context
 
 #: anonymous (or refused) requests to forward-auth
 AUTH = "auth"
 #: GitLab token checks
 TOKEN = "token"
-
-
-def context() -> Context:
-    return current_app.extensions["booklab"]
 
 
 def client_address() -> str:

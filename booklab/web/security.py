@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 
 from booklab.config import Config
+from booklab.web.pages import context_of
 
 #: one year, the usual minimum for HSTS
 HSTS_MAX_AGE = 31536000
@@ -83,5 +84,5 @@ class SecurityHeaders:
 
 
 def init_app(app: Flask) -> None:
-    config = app.extensions["booklab"].config
+    config = context_of(app).config
     app.wsgi_app = SecurityHeaders(app.wsgi_app, security_headers(config))  # type: ignore[method-assign]

@@ -33,6 +33,7 @@ from werkzeug.datastructures import CallbackDict
 from booklab.state import schema
 from booklab.derived_keys import WEB_SESSION, derive_key
 from booklab.web.outage import replace_with_unavailable
+from booklab.web.pages import context_of
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def _session_read() -> None:
 
 
 def init_app(app: Flask) -> None:
-    context = app.extensions["booklab"]
+    context = context_of(app)
     app.session_interface = RedisSessionInterface(
         context.redis, context.config.secret_key, context.config.web_session_lifetime)
     app.before_request(_session_read)

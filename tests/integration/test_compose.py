@@ -15,7 +15,7 @@ import yaml
 from booklab.state import schema
 from booklab.pipeline import traefik_config
 from booklab.config import load
-from booklab.pipeline.routes import kv_pairs
+from booklab.pipeline.routes.names import kv_pairs
 from tests.fixtures.services import ROOT, free_port, stop_process, wait_until
 
 SETTINGS = {"FQDN": "booklab.example.org", "FLOWER_PASSWORD": "fl0wer",

@@ -19,7 +19,8 @@ from booklab.config import Config, load
 from booklab.state.deployment import Deployment
 from booklab.errors import ConfigError
 from booklab.phases import Phase
-from booklab.pipeline.routes import DockerLabelRoutes, auth_address, auth_pairs, docker_labels
+from booklab.pipeline.routes.names import auth_address, auth_pairs, docker_labels
+from booklab.pipeline.routes.publishers import DockerLabelRoutes
 from tests.fixtures.pipeline import queue_run, run_to_end
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import log_in_over_http, push_notebook_project

@@ -5,8 +5,8 @@ import pytest
 from booklab.config import Config, load
 from booklab.errors import ConfigError
 from booklab.pipeline.launcher import Notebook
-from booklab.pipeline.routes import (ROUTE_LABEL, DockerLabelRoutes, RedisRoutes, Routes, docker_labels, kv_pairs,
-                                     make_routes, port_suffix, public_url, route_label)
+from booklab.pipeline.routes.names import ROUTE_LABEL, docker_labels, kv_pairs, port_suffix, public_url, route_label
+from booklab.pipeline.routes.publishers import DockerLabelRoutes, RedisRoutes, Routes, make_routes
 
 SLUG = "notebooks-main-alice-5c12470e"
 

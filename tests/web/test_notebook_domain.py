@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from booklab import config as config_module
 from booklab.context import Context
 from booklab.state.deployment import Deployment
-from booklab.pipeline.routes import docker_labels, kv_pairs
+from booklab.pipeline.routes.names import docker_labels, kv_pairs
 from booklab.web import create_app
 from tests.fixtures.pipeline import queue_run
 from tests.fixtures.web import log_in

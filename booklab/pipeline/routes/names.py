@@ -1,0 +1,123 @@
+"""What a notebook's route is named and made of: its host, Traefik rule and public URL,
+the container labels Traefik's docker provider reads, the keys its Redis provider reads,
+and those of the route's forward-auth middleware (:mod:`booklab.pipeline.routes`)."""
+
+from __future__ import annotations
+
+from booklab.pipeline import launcher
+from booklab.state import schema
+from booklab.config import Config
+from booklab.derived_keys import TRAEFIK_ROUTE, derive_key
+from booklab.errors import ConfigError
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+#: the web tier's forward-auth endpoint, followed by the notebook's slug
+AUTH_PATH = "/auth/notebook/"
+#: request headers Traefik replaces by the forward-auth answer's (removed when it has none)
+AUTH_RESPONSE_HEADERS = ("Authorization", "Private-Token", "Cookie")
+#: Traefik's docker provider admits only containers whose label of this name has the value
+#: :func:`route_label` (its constraint: :func:`booklab.pipeline.traefik_config.static_flags`)
+ROUTE_LABEL = "booklab.route"
+
+
+def notebook_domain(config: Config) -> str:
+    """The domain under which notebooks are served: ``notebook/domain``, else ``fqdn``."""
+    return config.notebook_domain or config.fqdn
+
+
+def route_host(config: Config, slug: str) -> str:
+    return f"{slug}.{notebook_domain(config)}"
+
+
+def rule(config: Config, slug: str) -> str:
+    return f"Host(`{route_host(config, slug)}`)"
+
+
+def port_suffix(config: Config) -> str:
+    """``:<port>`` of ``routes/port`` for a public URL, empty when it is unset or the scheme's default."""
+    port = config.routes_port
+    return f":{port}" if port and port != DEFAULT_PORTS[config.routes_scheme] else ""
+
+
+def public_url(config: Config, slug: str) -> str:
+    """``<scheme>://<slug>.<domain>[:<port>]/``, the port left out when it is the scheme's default."""
+    return f"{config.routes_scheme}://{route_host(config, slug)}{port_suffix(config)}/"
+
+
+def entrypoints(config: Config) -> list[str]:
+    """The Traefik entrypoints a notebook's route is on (``routes/entrypoint``, comma-separated)."""
+    return [name.strip() for name in config.routes_entrypoint.split(",") if name.strip()]
+
+
+def route_label(secret_key: str) -> str:
+    """The value of :data:`ROUTE_LABEL` on every container Booklab routes to: derived from
+    ``secret_key``, so a repository (whose Dockerfile's labels ride on its build
+    containers, and would on its notebook's) cannot know it."""
+    return derive_key(secret_key, TRAEFIK_ROUTE).hex()[:32]
+
+
+def docker_labels(config: Config, slug: str) -> dict[str, str]:
+    """The container labels by which Traefik's docker provider routes to the notebook."""
+    labels = {
+        ROUTE_LABEL: route_label(config.secret_key),  # secret_key is required by every runner
+        "traefik.enable": "true",
+        f"traefik.http.routers.{slug}.rule": rule(config, slug),
+        f"traefik.http.routers.{slug}.entrypoints": ",".join(entrypoints(config)),
+        f"traefik.http.services.{slug}.loadbalancer.server.port": str(launcher.PORT),
+    }
+    if config.notebook_network:
+        labels["traefik.docker.network"] = config.notebook_network
+    return labels
+
+
+def kv_pairs(config: Config, slug: str, backend_url: str) -> dict[str, str]:
+    """The keys by which Traefik's Redis provider routes to the notebook at ``backend_url``."""
+    return {
+        schema.traefik_router(slug, "rule"): rule(config, slug),
+        **{schema.traefik_router(slug, f"entrypoints/{i}"): name for i, name in enumerate(entrypoints(config))},
+        schema.traefik_router(slug, "service"): slug,
+        schema.traefik_service(slug, "loadbalancer/servers/0/url"): backend_url.rstrip("/"),
+    }
+
+
+def auth_middleware(slug: str) -> str:
+    """The name of the notebook's forward-auth middleware."""
+    return f"{slug}-auth"
+
+
+def auth_address(config: Config, slug: str) -> str:
+    """Where Traefik asks the web tier whether a request may reach the notebook ``slug``."""
+    base = config.routes_auth_url or config.web_url
+    if not base:
+        raise ConfigError(
+            "Setting routes/auth_url is missing: Traefik's forward-auth needs the address at which it "
+            "reaches the web tier (or web/url); set it in config.yml or in BOOKLAB_ROUTES_AUTH_URL, "
+            "or set routes/forward_auth to false to guard notebooks by their Jupyter token alone.")
+    return f"{base.rstrip('/')}{AUTH_PATH}{slug}"
+
+
+def auth_labels(config: Config, slug: str) -> dict[str, str]:
+    """The container labels of the notebook's forward-auth (none when ``routes/forward_auth`` is off)."""
+    if not config.routes_forward_auth:
+        return {}
+    name = auth_middleware(slug)
+    return {
+        f"traefik.http.middlewares.{name}.forwardauth.address": auth_address(config, slug),
+        f"traefik.http.middlewares.{name}.forwardauth.authResponseHeaders": ",".join(AUTH_RESPONSE_HEADERS),
+        f"traefik.http.routers.{slug}.middlewares": name,
+    }
+
+
+def auth_pairs(config: Config, slug: str, address: str | None = None) -> dict[str, str]:
+    """The Redis provider's keys of the notebook's forward-auth, asking at ``address``
+    (default: :func:`auth_address`)."""
+    name = auth_middleware(slug)
+    pairs = {
+        schema.traefik_router(slug, "middlewares/0"): name,
+        schema.traefik_middleware(name, "forwardAuth/address"):
+            auth_address(config, slug) if address is None else address,
+    }
+    for i, header in enumerate(AUTH_RESPONSE_HEADERS):
+        pairs[schema.traefik_middleware(name, f"forwardAuth/authResponseHeaders/{i}")] = header
+    return pairs
+

@@ -1,0 +1,80 @@
+"""The route publishers, one for each value of ``routes/publisher``: none, Traefik's docker
+provider (labels on the notebook container) and its Redis provider (keys under
+``traefik/``), behind one interface, :class:`Routes` (:mod:`booklab.pipeline.routes`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+from booklab.state import schema
+from booklab.config import Config
+from booklab.pipeline.launcher import Notebook
+from booklab.pipeline.routes.names import auth_labels, auth_pairs, docker_labels, kv_pairs, public_url
+from booklab.pipeline.routes.waiting import run_route_check
+
+log = logging.getLogger(__name__)
+
+
+class Routes:
+    """No routes: a notebook is reached at the address its runner publishes it on."""
+
+    def __init__(self, config: Config, client: redis.Redis) -> None:
+        self.config = config
+        self.redis = client
+
+    def labels(self, slug: str) -> dict[str, str]:
+        """Labels the notebook container carries for its route."""
+        return {}
+
+    def publish(self, slug: str, notebook: Notebook) -> str:
+        """Route to the running ``notebook``; return its URL once it answers there."""
+        return notebook.url
+
+    def remove(self, slug: str) -> None:
+        """Take the route down; nothing happens when there is none."""
+
+
+class TraefikRoutes(Routes):
+    """Routes Traefik serves at ``<slug>.<domain>``, read by its provider ``provider``."""
+
+    provider = ""
+
+    def publish(self, slug: str, notebook: Notebook) -> str:
+        started = time.monotonic()
+        run_route_check(self.config, self.redis, slug, self.provider, notebook.token)
+        log.info("%s answers through Traefik %.2f s after the notebook", slug, time.monotonic() - started)
+        return public_url(self.config, slug)
+
+
+class DockerLabelRoutes(TraefikRoutes):
+    """Labels on the notebook container (one host): the route goes with the container."""
+
+    provider = "docker"
+
+    def labels(self, slug: str) -> dict[str, str]:
+        return {**docker_labels(self.config, slug), **auth_labels(self.config, slug)}
+
+
+class RedisRoutes(TraefikRoutes):
+    """Keys for Traefik's Redis provider, to the port the runner publishes (several hosts)."""
+
+    provider = "redis"
+
+    def publish(self, slug: str, notebook: Notebook) -> str:
+        auth = auth_pairs(self.config, slug) if self.config.routes_forward_auth else {}
+        self.redis.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(self.config, slug, notebook.url), **auth})
+        return super().publish(slug, notebook)
+
+    def remove(self, slug: str) -> None:
+        self.redis.delete(*kv_pairs(self.config, slug, ""), *auth_pairs(self.config, slug, ""))
+
+
+PUBLISHERS: dict[str, type[Routes]] = {"none": Routes, "docker": DockerLabelRoutes, "redis": RedisRoutes}
+
+
+def make_routes(config: Config, client: redis.Redis) -> Routes:
+    """The publisher ``routes/publisher`` names."""
+    return PUBLISHERS[config.routes_publisher](config, client)

@@ -1,0 +1,97 @@
+"""Waiting until Traefik serves a published route (:mod:`booklab.pipeline.routes`): its
+API shows the router enabled and the notebook answers through Traefik's entrypoint with its
+token; behind forward-auth, the runner passes with a one-off value (the route check,
+:data:`ROUTE_CHECK_HEADER`) that the web tier lets through while the check runs."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Mapping
+
+import redis
+import requests
+
+from booklab.pipeline import launcher
+from booklab.state import schema
+from booklab.config import Config
+from booklab.errors import RouteError
+from booklab.pipeline.routes.names import auth_address, route_host
+
+POLL_INTERVAL = 0.02
+#: the header with which a runner passes forward-auth while it checks its new route
+ROUTE_CHECK_HEADER = "X-Booklab-Route-Check"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def route_check_passes(client: redis.Redis, slug: str, value: str) -> bool:
+    """Whether ``value`` is the one a runner is checking the route ``slug`` with (Redis holds
+    only its digest: a reader of Redis cannot pass forward-auth with it)."""
+    expected = client.get(schema.route_check(slug))
+    return expected is not None and secrets.compare_digest(_digest(value), expected)
+
+
+def run_route_check(config: Config, client: redis.Redis, slug: str, provider: str, token: str) -> None:
+    """:func:`wait_served`; with ``routes/forward_auth``, asked with a one-off value that
+    forward-auth lets through while the route is checked, then never again."""
+    headers: dict[str, str] = {}
+    if config.routes_forward_auth:
+        check = secrets.token_urlsafe(32)
+        client.set(schema.route_check(slug), _digest(check), ex=config.routes_timeout + 10)
+        headers[ROUTE_CHECK_HEADER] = check
+    try:
+        wait_served(config, slug, provider, token, headers)
+    finally:
+        if headers:
+            client.delete(schema.route_check(slug))
+
+
+def wait_served(config: Config, slug: str, provider: str, token: str,
+                headers: Mapping[str, str] | None = None) -> None:
+    """Return once Traefik's API (when ``routes/traefik_api`` names one) shows the router
+    ``<slug>@<provider>`` enabled and the notebook answers through Traefik's entrypoint
+    (asked with ``headers`` too); raise :class:`RouteError` after ``routes/timeout`` seconds."""
+    deadline = time.monotonic() + config.routes_timeout
+    if config.routes_traefik_api:
+        router = f"{slug}@{provider}"
+        api = config.routes_traefik_api.rstrip("/")
+        _wait(lambda: _enabled(f"{api}/api/http/routers/{router}"), deadline,
+              f"Traefik's API at {api} did not show the route {router} within {config.routes_timeout} s: "
+              f"check that Traefik runs with its {provider} provider and that routes/traefik_api is its API.")
+    entrypoint = config.routes_traefik_entrypoint_url.rstrip("/") + "/"
+    behind_auth = (f", and that Traefik reaches the web tier for forward-auth at {auth_address(config, slug)} "
+                   "(routes/auth_url)") if config.routes_forward_auth else ""
+    _wait(lambda: _answers(entrypoint, token, route_host(config, slug), headers or {}), deadline,
+          f"The notebook did not answer through Traefik at {entrypoint} within {config.routes_timeout} s: "
+          "check routes/traefik_entrypoint_url and routes/entrypoint, that Traefik reaches "
+          f"the notebook (notebook/network, notebook/host){behind_auth}.")
+
+
+def _wait(check: Callable[[], bool], deadline: float, failure: str) -> None:
+    while not check():
+        if time.monotonic() > deadline:
+            raise RouteError(failure)
+        time.sleep(POLL_INTERVAL)
+
+
+def _answers(entrypoint: str, token: str, host: str, headers: Mapping[str, str]) -> bool:
+    """Whether Jupyter answers ``/api/status`` for ``host`` at Traefik's ``entrypoint``."""
+    if not headers:
+        return launcher.api_status(entrypoint, token, host) is not None
+    try:
+        response = launcher.ask_status(entrypoint, token, host, headers, allow_redirects=False)
+        return response.status_code == 200 and isinstance(response.json(), dict)
+    except (requests.RequestException, ValueError):  # not routed yet, or not Jupyter
+        return False
+
+
+def _enabled(router_url: str) -> bool:
+    try:
+        response = requests.get(router_url, timeout=launcher.HTTP_TIMEOUT)
+        return response.status_code == 200 and response.json().get("status") == "enabled"
+    except (requests.RequestException, ValueError):  # Traefik not up, or not its API
+        return False

@@ -1,0 +1,68 @@
+"""How Booklab asks a Jupyter server's ``/api/status`` (directly, or through Traefik as
+the notebook's host): a real HTTP server on loopback that records what it is asked."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from booklab.pipeline.launcher import ask_status
+
+TOKEN = "0123abcd"
+
+
+class Status(BaseHTTPRequestHandler):
+    """``/api/status`` answers the host it was asked as (and keeps every request's
+    headers); ``/moved/api/status`` redirects there."""
+
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers))
+        if self.path == "/moved/api/status":
+            self.send_response(302)
+            self.send_header("Location", "/api/status")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = json.dumps({"path": self.path, "host": self.headers["Host"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def jupyter() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    Status.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_status_is_asked_with_the_token_as_the_host_and_with_the_extra_headers(jupyter):
+    response = ask_status(jupyter, TOKEN, "nb.example.org", {"X-Booklab-Route-Check": "once"})
+    assert response.status_code == 200 and response.json() == {"path": "/api/status", "host": "nb.example.org"}
+    asked = Status.seen[-1]
+    assert asked["Authorization"] == f"token {TOKEN}" and asked["X-Booklab-Route-Check"] == "once"
+
+
+def test_without_a_host_status_is_asked_of_the_address_itself(jupyter):
+    assert ask_status(jupyter, TOKEN).json()["host"] == jupyter.removeprefix("http://").rstrip("/")
+
+
+def test_redirects_are_followed_unless_told_not_to(jupyter):
+    assert ask_status(f"{jupyter}moved/", TOKEN).status_code == 200
+    assert ask_status(f"{jupyter}moved/", TOKEN, allow_redirects=False).status_code == 302
