@@ -30,7 +30,7 @@ import stat
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -257,16 +257,8 @@ def _settings(values: dict, origin: str, limits: Limits | None) -> NotebookSetti
 
 
 def _check_memory(value: Any, origin: str, limits: Limits | None) -> int:
-    try:
-        n = parse_size(value)
-    except ValueError:
-        n = None
-    if n is None or n < MIN_MEMORY:
-        top = f" and {format_size(limits.max_memory)}" if limits else ""
-        example = format_size(min(2 * 1024**3, limits.max_memory)) if limits else "2g"
-        raise SettingsError(f"{origin}: memory must be a size between {format_size(MIN_MEMORY)}{top} "
-                            f"(like {example}), not {_show(value)}.")
-    return n
+    return _at_least(_parsed(parse_size, value), MIN_MEMORY, limits and limits.max_memory, format_size,
+                     2 * 1024**3, "memory must be a size", "", origin, value)
 
 
 def _check_cpus(value: Any, origin: str, limits: Limits | None) -> float:
@@ -278,25 +270,34 @@ def _check_cpus(value: Any, origin: str, limits: Limits | None) -> float:
             n = float(value)
     except OverflowError:  # an integer too large for a float
         pass
-    if n is None or not math.isfinite(n) or n < MIN_CPUS:
-        top = f" and {_format_cpus(limits.max_cpus)}" if limits else ""
-        example = _format_cpus(min(1.0, limits.max_cpus)) if limits else "1"
-        raise SettingsError(f"{origin}: cpus must be a number between {_format_cpus(MIN_CPUS)}{top} "
-                            f"(like {example}), not {_show(value)}.")
-    return n
+    if n is not None and not math.isfinite(n):
+        n = None
+    return _at_least(n, MIN_CPUS, limits and limits.max_cpus, _format_cpus, 1.0, "cpus must be a number", "",
+                     origin, value)
 
 
 def _check_idle_timeout(value: Any, origin: str, limits: Limits | None) -> int:
+    return _at_least(_parsed(parse_duration, value), MIN_IDLE_TIMEOUT, limits and limits.max_idle_timeout,
+                     format_duration, 1800, "idle_timeout must be a duration", " in seconds or with a unit s, m or h",
+                     origin, value)
+
+
+def _parsed(parse: Callable[[Any], int], value: Any) -> int | None:
     try:
-        n = parse_duration(value)
+        return parse(value)
     except ValueError:
-        n = None
-    if n is None or n < MIN_IDLE_TIMEOUT:
-        top = f" and {format_duration(limits.max_idle_timeout)}" if limits else ""
-        example = format_duration(min(1800, limits.max_idle_timeout)) if limits else "30m"
-        raise SettingsError(f"{origin}: idle_timeout must be a duration between "
-                            f"{format_duration(MIN_IDLE_TIMEOUT)}{top} in seconds or with a unit s, m "
-                            f"or h (like {example}), not {_show(value)}.")
+        return None
+
+
+def _at_least(n: Any, minimum: Any, maximum: Any, show: Callable[[Any], str], typical: Any, what: str, unit: str,
+              origin: str, value: Any) -> Any:
+    """``n``, unless it is None or below ``minimum``: then the error that says ``what`` between
+    ``minimum`` and the operator's ``maximum`` (when known) it must be, like a ``typical`` one."""
+    if n is None or n < minimum:
+        top = f" and {show(maximum)}" if maximum is not None else ""
+        example = show(typical if maximum is None else min(typical, maximum))
+        raise SettingsError(f"{origin}: {what} between {show(minimum)}{top}{unit} (like {example}), "
+                            f"not {_show(value)}.")
     return n
 
 
