@@ -9,7 +9,8 @@ import pytest
 from booklab import service
 from booklab.dispatch.queues import DEPLOYMENTS_QUEUE
 from booklab.phases import Phase
-from booklab.pipeline import access, routes, teardown
+from booklab.pipeline import access, teardown
+from booklab.pipeline.routes.names import kv_pairs
 from booklab.pipeline.steps import checkout_dir
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Outcome
@@ -39,15 +40,14 @@ def test_an_end_leaves_nothing_behind_and_starts_the_run_queued_behind_it(redis_
     checkout = checkout_dir(redis_ctx, DEP.id)
     (checkout / ".git").mkdir(parents=True)
     slug = redis_ctx.slug(DEP.id)
-    route = routes.kv_pairs(redis_ctx.config, slug, URL)
+    route = kv_pairs(redis_ctx.config, slug, URL)
     redis_ctx.redis.mset(route)
     redis_ctx.vault.put(DEP.id, NOTEBOOK_TOKEN, b"the notebook's token")
     redis_ctx.vault.put(DEP.id, SAVE_TOKEN, alice.token.encode())
     make_ready(redis_ctx, run, URL)
     # the user stops it and launches it again at once: the new run waits for this end
     service.stop(redis_ctx, DEP.id)
-    outcome, behind = redis_ctx.lifecycle.request(DEP, slug, {}, redis_ctx.vault.seal(b"the second launch's token"),
-                                                  60)
+    outcome, behind = redis_ctx.lifecycle.request(DEP, slug, {}, redis_ctx.vault.seal(b"the second launch's token"), 60)
     assert outcome is Outcome.BEHIND
 
     claim = redis_ctx.lifecycle.claim_end(run, RUNNER)
