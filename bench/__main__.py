@@ -50,12 +50,21 @@ TITLES = {"route": "route (docker labels and Redis KV)"}
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     counts = ", ".join(f"BENCH_{f.name.upper()} (default {f.default})" for f in fields(Settings))
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
-                                     epilog=f"Counts from the environment: {counts}.")
-    parser.add_argument("figures", nargs="*", choices=[[], *FIGURES], metavar="FIGURE",
-                        help=f"figures to measure (default: all): {', '.join(FIGURES)}")
-    parser.add_argument("--rounds", type=int, help="rounds of relaunch and route (BENCH_ROUNDS, default 10); "
-                                                   "scales the build, dispatch and memory counts")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.split("\n\n")[0], epilog=f"Counts from the environment: {counts}."
+    )
+    parser.add_argument(
+        "figures",
+        nargs="*",
+        choices=[[], *FIGURES],
+        metavar="FIGURE",
+        help=f"figures to measure (default: all): {', '.join(FIGURES)}",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of relaunch and route (BENCH_ROUNDS, default 10); scales the build, dispatch and memory counts",
+    )
     parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"), help="report (default BENCHMARKS.md)")
     parser.add_argument("--keep", action="store_true", help="keep the run's state directory and logs")
     return parser.parse_args(argv)

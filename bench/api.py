@@ -40,21 +40,29 @@ def _seed(stack: Stack) -> str:
 def run(stack: Stack, settings: Settings) -> list[Figure]:
     token = _seed(stack)
     url = urlsplit(stack.web_url)
-    request = (f"GET /api/deployments HTTP/1.1\r\nHost: {url.netloc}\r\nPRIVATE-TOKEN: {token}\r\n"
-               "Accept: application/json\r\n\r\n").encode()
-    result = http_load.run((url.hostname or "127.0.0.1", url.port or 80), request, settings.api_clients,
-                           WARMUP, settings.api_seconds)
+    request = (
+        f"GET /api/deployments HTTP/1.1\r\nHost: {url.netloc}\r\nPRIVATE-TOKEN: {token}\r\n"
+        "Accept: application/json\r\n\r\n"
+    ).encode()
+    result = http_load.run(
+        (url.hostname or "127.0.0.1", url.port or 80), request, settings.api_clients, WARMUP, settings.api_seconds
+    )
     total = len(stack.ctx.deployments.all_statuses())
     log.info("api: %.0f requests/s (median), %d errors", median(result.per_second), result.errors)
     figure = Figure(
-        "api", f"`GET /api/deployments` with a personal access token, {settings.api_clients} concurrent clients",
-        "req/s", result.per_second, target=">= 500 requests/s on 2 cores",
-        meets=lambda f: f.median >= 500 and result.errors == 0)
+        "api",
+        f"`GET /api/deployments` with a personal access token, {settings.api_clients} concurrent clients",
+        "req/s",
+        result.per_second,
+        target=">= 500 requests/s on 2 cores",
+        meets=lambda f: f.median >= 500 and result.errors == 0,
+    )
     latencies = [s * 1000 for s in result.latencies]
     figure.notes.append(
         f"One sample per second of load. Latency median {median(latencies):.1f} ms, p99 "
         f"{percentile(latencies, 99):.1f} ms; {result.errors} errors (statuses {result.statuses}); "
         f"{result.closed_by_server} of the answers closed their connection (no keep-alive), so a request "
         "often includes a new TCP connection; "
-        f"the user has {DEPLOYMENTS} deployments, Redis holds {total}. The load client shares the 2 cores.")
+        f"the user has {DEPLOYMENTS} deployments, Redis holds {total}. The load client shares the 2 cores."
+    )
     return [figure]

@@ -42,14 +42,21 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         image = f"{IMAGE_PREFIX}/floor:{secrets.token_hex(6)}"
         parts.append(clone_build_run(stack.docker, http_url, BRANCH, stack.owner.token, image, stack.state, config))
         floor.append(sum(parts[-1]))
-        log.info("first deploy %d/%d: %.2f s (floor %.2f s)", i + 1, settings.build_rounds, runs[-1].elapsed,
-                 floor[-1])
+        log.info("first deploy %d/%d: %.2f s (floor %.2f s)", i + 1, settings.build_rounds, runs[-1].elapsed, floor[-1])
     figure = Figure(
-        "first-deploy", "first deploy of a Dockerfile repository: request -> `ready`", "s", [r.elapsed for r in runs],
-        target="ratio <= 1.15", meets=lambda f: f.ratio is not None and f.ratio <= 1.15,
-        floor=floor, floor_title="`git clone` + `repo2docker --no-run` + `docker run` until `/api/status`")
+        "first-deploy",
+        "first deploy of a Dockerfile repository: request -> `ready`",
+        "s",
+        [r.elapsed for r in runs],
+        target="ratio <= 1.15",
+        meets=lambda f: f.ratio is not None and f.ratio <= 1.15,
+        floor=floor,
+        floor_title="`git clone` + `repo2docker --no-run` + `docker run` until `/api/status`",
+    )
     clone, build, start = zip(*parts)
     figure.notes.append(split_note(runs))
-    figure.notes.append(f"The floor's parts (medians): clone {median(clone):.2f} s, build {median(build):.2f} s, "
-                        f"run until it answers {median(start):.2f} s.")
+    figure.notes.append(
+        f"The floor's parts (medians): clone {median(clone):.2f} s, build {median(build):.2f} s, "
+        f"run until it answers {median(start):.2f} s."
+    )
     return [figure]

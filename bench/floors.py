@@ -17,10 +17,8 @@ from pathlib import Path
 
 import docker
 
-from booklab.pipeline import builder
-from booklab.pipeline import git
-from booklab.pipeline import launcher
 from booklab.config import Config
+from booklab.pipeline import builder, git, launcher
 
 #: seconds between two /api/status questions of a floor: finer than any step of Booklab's
 POLL = 0.02
@@ -31,10 +29,16 @@ def run_until_ready(client: docker.DockerClient, image: str, config: Config, tim
     token = secrets.token_hex(32)
     started = time.monotonic()
     container = client.containers.run(
-        image, launcher.COMMAND, detach=True, environment={"JUPYTER_TOKEN": token},
-        labels={"booklab.bench": "floor"}, mem_limit=config.notebook_memory,
+        image,
+        launcher.COMMAND,
+        detach=True,
+        environment={"JUPYTER_TOKEN": token},
+        labels={"booklab.bench": "floor"},
+        mem_limit=config.notebook_memory,
         nano_cpus=int(config.notebook_cpus * 1e9),
-        ports={f"{launcher.PORT}/tcp": (config.notebook_host, None)}, network=config.notebook_network or None)
+        ports={f"{launcher.PORT}/tcp": (config.notebook_host, None)},
+        network=config.notebook_network or None,
+    )
     try:
         container.reload()
         port = container.ports[f"{launcher.PORT}/tcp"][0]["HostPort"]
@@ -48,8 +52,9 @@ def run_until_ready(client: docker.DockerClient, image: str, config: Config, tim
         container.remove(force=True)
 
 
-def clone_build_run(client: docker.DockerClient, http_url: str, branch: str, token: str, image: str,
-                    workdir: Path, config: Config) -> tuple[float, float, float]:
+def clone_build_run(
+    client: docker.DockerClient, http_url: str, branch: str, token: str, image: str, workdir: Path, config: Config
+) -> tuple[float, float, float]:
     """Clone, build and run by hand; returns the seconds of (clone, build, run until ready)."""
     dest = workdir / "floor-checkout"
     shutil.rmtree(dest, ignore_errors=True)

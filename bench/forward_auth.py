@@ -20,8 +20,8 @@ from bench import http_load
 from bench.settings import Settings
 from bench.stack import PROJECT, Stack
 from bench.stats import Figure, median, percentile
-from booklab.state import schema
 from booklab.phases import Phase
+from booklab.state import schema
 from gitlab_standin.store import MAINTAINER
 
 log = logging.getLogger(__name__)
@@ -52,27 +52,37 @@ def _unseed(stack: Stack, count: int, keys: list[str]) -> None:
     ids = [f"bench/forward-auth-{n}:main:{OWNER}" for n in range(count)]
     with stack.ctx.redis.pipeline(transaction=False) as pipe:
         for start in range(0, count, BATCH):
-            pipe.hdel(schema.STATUS, *ids[start:start + BATCH])
-            pipe.delete(*keys[start:start + BATCH])
+            pipe.hdel(schema.STATUS, *ids[start : start + BATCH])
+            pipe.delete(*keys[start : start + BATCH])
         pipe.execute()
 
 
 def _request(netloc: str, slug: str, fqdn: str, token: str | None) -> bytes:
     credential = f"PRIVATE-TOKEN: {token}\r\n" if token else ""
-    return (f"GET /auth/notebook/{slug} HTTP/1.1\r\nHost: {netloc}\r\nX-Forwarded-Method: GET\r\n"
-            f"X-Forwarded-Proto: http\r\nX-Forwarded-Host: {slug}.{fqdn}\r\nX-Forwarded-Uri: /api/status\r\n"
-            f"{credential}Accept: application/json\r\n\r\n").encode()
+    return (
+        f"GET /auth/notebook/{slug} HTTP/1.1\r\nHost: {netloc}\r\nX-Forwarded-Method: GET\r\n"
+        f"X-Forwarded-Proto: http\r\nX-Forwarded-Host: {slug}.{fqdn}\r\nX-Forwarded-Uri: /api/status\r\n"
+        f"{credential}Accept: application/json\r\n\r\n"
+    ).encode()
 
 
 def _figure(key: str, title: str, result: http_load.LoadResult, count: int, clients: int, expected: str) -> Figure:
     latencies = [s * 1000 for s in result.latencies]
-    figure = Figure(key, title, "ms", latencies, target=f"p99 < {TARGET_MS:g} ms", show_p99=True,
-                    meets=lambda f: f.p(99) < TARGET_MS)
+    figure = Figure(
+        key,
+        title,
+        "ms",
+        latencies,
+        target=f"p99 < {TARGET_MS:g} ms",
+        show_p99=True,
+        meets=lambda f: f.p(99) < TARGET_MS,
+    )
     figure.notes.append(
         f"{count} live deployments in Redis; {len(latencies)} requests from {clients} keep-alive clients, "
         f"{median(result.per_second):.0f} per second "
         f"(median), p99 {percentile(latencies, 99):.1f} ms; answers {result.statuses} ({expected}). "
-        "The load client shares the 2 cores.")
+        "The load client shares the 2 cores."
+    )
     return figure
 
 
@@ -83,17 +93,39 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         url = urlsplit(stack.web_url)
         address = (url.hostname or "127.0.0.1", url.port or 80)
         fqdn = stack.ctx.config.fqdn
-        owner = http_load.run(address, _request(url.netloc, slug, fqdn, token), settings.auth_clients, WARMUP,
-                              settings.api_seconds)
-        anonymous = http_load.run(address, _request(url.netloc, "no-such-notebook-0123456789abcdef", fqdn, None),
-                                  settings.auth_clients, WARMUP, settings.api_seconds)
+        owner = http_load.run(
+            address, _request(url.netloc, slug, fqdn, token), settings.auth_clients, WARMUP, settings.api_seconds
+        )
+        anonymous = http_load.run(
+            address,
+            _request(url.netloc, "no-such-notebook-0123456789abcdef", fqdn, None),
+            settings.auth_clients,
+            WARMUP,
+            settings.api_seconds,
+        )
     finally:
         _unseed(stack, count, keys)
-    log.info("forward-auth: owner p99 %.1f ms, anonymous p99 %.1f ms",
-             percentile([s * 1000 for s in owner.latencies], 99),
-             percentile([s * 1000 for s in anonymous.latencies], 99))
+    log.info(
+        "forward-auth: owner p99 %.1f ms, anonymous p99 %.1f ms",
+        percentile([s * 1000 for s in owner.latencies], 99),
+        percentile([s * 1000 for s in anonymous.latencies], 99),
+    )
     clients = settings.auth_clients
-    return [_figure("forward-auth", f"forward-auth of the owner's request, {count} deployments", owner, count,
-                    clients, "200 expected"),
-            _figure("forward-auth-anonymous", f"forward-auth of an anonymous request for an unknown host, {count} "
-                    "deployments", anonymous, count, clients, "404 expected")]
+    return [
+        _figure(
+            "forward-auth",
+            f"forward-auth of the owner's request, {count} deployments",
+            owner,
+            count,
+            clients,
+            "200 expected",
+        ),
+        _figure(
+            "forward-auth-anonymous",
+            f"forward-auth of an anonymous request for an unknown host, {count} deployments",
+            anonymous,
+            count,
+            clients,
+            "404 expected",
+        ),
+    ]

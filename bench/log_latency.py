@@ -46,10 +46,17 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         errors = len(viewers.errors) + sum(v.closed for v in viewers.viewers)
     log.info("log latency: %d samples, %d lost", len(latencies), lost)
     figure = Figure(
-        "log-latency", f"log line written (`Lifecycle.say`) -> received by an event-stream client, "
-        f"{count} concurrent viewers", "ms", latencies,
-        target="p99 <= 100 ms", meets=lambda f: f.p(99) <= 100 and lost == 0, show_p99=True)
-    figure.notes.append(f"{lines} lines at {settings.log_rate:g} per second to {count} viewers: "
-                        f"{len(latencies)} samples, {lost} lines lost, {errors} stream errors; "
-                        f"max {max(latencies, default=0):.0f} ms; the {count} streams opened in {opened_in:.1f} s.")
+        "log-latency",
+        f"log line written (`Lifecycle.say`) -> received by an event-stream client, {count} concurrent viewers",
+        "ms",
+        latencies,
+        target="p99 <= 100 ms",
+        meets=lambda f: f.p(99) <= 100 and lost == 0,
+        show_p99=True,
+    )
+    figure.notes.append(
+        f"{lines} lines at {settings.log_rate:g} per second to {count} viewers: "
+        f"{len(latencies)} samples, {lost} lines lost, {errors} stream errors; "
+        f"max {max(latencies, default=0):.0f} ms; the {count} streams opened in {opened_in:.1f} s."
+    )
     return [figure]

@@ -70,18 +70,24 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
     samples = [(own[d] + shared / count) / 1024 for d in ids]
     kinds = ", ".join(
         f"`{kind}` {sum(v) / count:.0f} B (TTL {_ttl(min(ttls[k] for k in new_keys if _kind(k) == kind))})"
-        for kind, v in sorted(by_kind.items(), key=lambda item: -sum(item[1])))
+        for kind, v in sorted(by_kind.items(), key=lambda item: -sum(item[1]))
+    )
     logs = [size for key, size in sizes.items() if key.startswith(schema.log(""))] or [0]
     figure = Figure(
-        "redis-memory", "Redis memory per finished deployment (relaunched, then stopped)", "KiB", samples,
-        target="<= 64 KiB", meets=lambda f: f.median <= 64)
+        "redis-memory",
+        "Redis memory per finished deployment (relaunched, then stopped)",
+        "KiB",
+        samples,
+        target="<= 64 KiB",
+        meets=lambda f: f.median <= 64,
+    )
     figure.notes.append(
         f"{count} deployments; per deployment: {kinds}, and {status_growth / count:.0f} B of the `status` hash. "
         f"Cross-check: the server-wide `used_memory` moved by {(after_used - before_used) / count / 1024:.1f} KiB "
         f"per deployment, too noisy to use (client buffers and Celery's own traffic move it by more than "
         f"these keys weigh). Keys without TTL stay forever. A deployment's log is capped at `log/max_events` "
         f"({stack.ctx.config.log_max_events}) events, so one with a long build log weighs more: "
-        f"median log of a run here {median(logs) / 1024:.1f} KiB.")
+        f"median log of a run here {median(logs) / 1024:.1f} KiB."
+    )
     log.info("redis memory: %.1f KiB per finished deployment", median(samples))
     return [figure]
-

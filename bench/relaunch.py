@@ -27,9 +27,11 @@ def split_note(runs: list[Deployed]) -> str:
     dispatch, prepare, launch = zip(*(run.split() for run in runs))
     phases = sorted({p for run in runs for p in run.phases}, key=lambda p: median([r.phases.get(p, 0) for r in runs]))
     seen = ", ".join(f"{p} {median([r.phases[p] for r in runs if p in r.phases]):.2f} s" for p in phases)
-    return (f"Booklab's time by the record's timestamps (medians): dispatch {median(dispatch) * 1000:.0f} ms, "
-            f"first step -> container started {median(prepare):.2f} s, container started -> `ready` "
-            f"{median(launch):.2f} s. First event of each phase as the client saw it: {seen}.")
+    return (
+        f"Booklab's time by the record's timestamps (medians): dispatch {median(dispatch) * 1000:.0f} ms, "
+        f"first step -> container started {median(prepare):.2f} s, container started -> `ready` "
+        f"{median(launch):.2f} s. First event of each phase as the client saw it: {seen}."
+    )
 
 
 def run(stack: Stack, settings: Settings) -> list[Figure]:
@@ -43,8 +45,14 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         log.info("relaunch %d/%d: %.2f s (floor %.2f s)", i + 1, settings.rounds, runs[-1].elapsed, floor[-1])
         stack.stop(runs[-1].id)
     figure = Figure(
-        "relaunch", "relaunch, image already built: request -> `ready`", "s", [r.elapsed for r in runs],
-        target="ratio <= 1.15", meets=lambda f: f.ratio is not None and f.ratio <= 1.15,
-        floor=floor, floor_title="`docker run` until `/api/status` answers")
+        "relaunch",
+        "relaunch, image already built: request -> `ready`",
+        "s",
+        [r.elapsed for r in runs],
+        target="ratio <= 1.15",
+        meets=lambda f: f.ratio is not None and f.ratio <= 1.15,
+        floor=floor,
+        floor_title="`docker run` until `/api/status` answers",
+    )
     figure.notes.append(split_note(runs))
     return [figure]

@@ -17,8 +17,10 @@ from pathlib import Path
 from bench.stats import Figure
 
 KEPT = "<!-- Everything below this line is written by hand; `make bench` keeps it. -->"
-HEADER = ("| figure | n | median | p90 | p99 | floor, same run (median) | ratio | target | met | measured |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| figure | n | median | p90 | p99 | floor, same run (median) | ratio | target | met | measured |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
+)
 ROW = re.compile(r"^\| `([a-z0-9-]+)`")
 NOTE = re.compile(r"^- `([a-z0-9-]+)`")
 
@@ -58,15 +60,22 @@ def _number(value: float | None, unit: str) -> str:
 
 def row(figure: Figure, measured: str) -> str:
     unit = figure.unit
-    floor = (f"{_number(figure.floor_median, unit)} {unit}: {figure.floor_title}" if figure.floor
-             else "none")
+    floor = f"{_number(figure.floor_median, unit)} {unit}: {figure.floor_title}" if figure.floor else "none"
     met = {True: "yes", False: "**no**", None: ""}[figure.met()]
     ratio = f"{figure.ratio:.2f}" if figure.ratio is not None else ""
     p99 = f"{_number(figure.p(99), unit)} {unit}" if figure.show_p99 and figure.samples else ""
-    cells = [f"`{figure.key}`: {figure.title}", str(len(figure.samples)),
-             f"{_number(figure.median, unit)} {unit}" if figure.samples else "did not run",
-             f"{_number(figure.p(90), unit)} {unit}" if figure.samples else "", p99, floor, ratio,
-             figure.target, met, measured]
+    cells = [
+        f"`{figure.key}`: {figure.title}",
+        str(len(figure.samples)),
+        f"{_number(figure.median, unit)} {unit}" if figure.samples else "did not run",
+        f"{_number(figure.p(90), unit)} {unit}" if figure.samples else "",
+        p99,
+        floor,
+        ratio,
+        figure.target,
+        met,
+        measured,
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -85,8 +94,9 @@ def _previous(path: Path) -> tuple[dict[str, str], dict[str, str], str]:
     return rows, notes, tail.strip("\n")
 
 
-def write(path: Path, figures: list[Figure], order: list[str], machine: dict[str, str], settings: str,
-          elapsed: float) -> None:
+def write(
+    path: Path, figures: list[Figure], order: list[str], machine: dict[str, str], settings: str, elapsed: float
+) -> None:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows, notes, tail = _previous(path)
     for figure in figures:
@@ -96,25 +106,29 @@ def write(path: Path, figures: list[Figure], order: list[str], machine: dict[str
             notes[figure.key] = note(figure)
     ordered = sorted(rows, key=lambda key: next((i for i, k in enumerate(order) if key.startswith(k)), len(order)))
     machine_line = ", ".join(f"{name} {value}" for name, value in machine.items())
-    text = "\n".join([
-        "# Benchmarks",
-        "",
-        (f"Written by `make bench` (`python -m bench`). Last run: {now}, {elapsed / 60:.1f} minutes, "
-         f"figures {', '.join(f'`{f.key}`' for f in figures)}; {settings}."),
-        "",
-        f"**Machine**: {machine_line}.",
-        "",
-        HEADER,
-        *(rows[key] for key in ordered),
-        "",
-        "### Notes",
-        "",
-        *(notes[key] for key in ordered if key in notes),
-        "",
-        READING,
-        KEPT,
-        "",
-        tail,
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            (
+                f"Written by `make bench` (`python -m bench`). Last run: {now}, {elapsed / 60:.1f} minutes, "
+                f"figures {', '.join(f'`{f.key}`' for f in figures)}; {settings}."
+            ),
+            "",
+            f"**Machine**: {machine_line}.",
+            "",
+            HEADER,
+            *(rows[key] for key in ordered),
+            "",
+            "### Notes",
+            "",
+            *(notes[key] for key in ordered if key in notes),
+            "",
+            READING,
+            KEPT,
+            "",
+            tail,
+            "",
+        ]
+    )
     path.write_text(re.sub(r"\n{3,}", "\n\n", text))

@@ -25,8 +25,7 @@ from bench.settings import Settings
 from bench.stack import OWNER, PROJECT, Stack, ensure_image
 from bench.stats import Figure
 from bench.webtier import end_stream, hold_run
-from booklab.pipeline import launcher
-from booklab.pipeline import notebook_container
+from booklab.pipeline import launcher, notebook_container
 from booklab.pipeline.routes import names, publishers, waiting
 from booklab.state import schema
 from booklab.state.deployment import Deployment
@@ -39,8 +38,12 @@ TIMEOUT = 30
 
 def _answers_through_traefik(entrypoint: str, host: str, token: str, check: str) -> bool:
     try:
-        response = requests.get(f"{entrypoint}/api/status", timeout=2, allow_redirects=False, headers={
-            "Host": host, "Authorization": f"token {token}", waiting.ROUTE_CHECK_HEADER: check})
+        response = requests.get(
+            f"{entrypoint}/api/status",
+            timeout=2,
+            allow_redirects=False,
+            headers={"Host": host, "Authorization": f"token {token}", waiting.ROUTE_CHECK_HEADER: check},
+        )
         return response.status_code == 200
     except requests.RequestException:
         return False
@@ -55,10 +58,16 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
     slug = ctx.slug(dep.id)
     hold_run(stack, dep)  # forward-auth's owner check finds it, live
     notebook = launcher.launch(
-        ctx.docker, image, name=f"booklab-bench-{slug}", deployment_id=dep.id,
+        ctx.docker,
+        image,
+        name=f"booklab-bench-{slug}",
+        deployment_id=dep.id,
         labels={"booklab.bench": "route", **publisher.labels(slug)},
         limits=notebook_container.Limits(config.notebook_memory, config.notebook_cpus, config.notebook_pids_limit),
-        network=config.notebook_network, host_ip=config.notebook_host, publish=config.notebook_publish)
+        network=config.notebook_network,
+        host_ip=config.notebook_host,
+        publish=config.notebook_publish,
+    )
     try:
         deadline = time.monotonic() + TIMEOUT
         while launcher.api_status(notebook.url, notebook.token) is None:
@@ -72,8 +81,13 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
         check = secrets.token_urlsafe(32)
         ctx.redis.set(schema.route_check(slug), check, ex=TIMEOUT + 10)
         if provider == "redis":
-            ctx.redis.mset({schema.TRAEFIK_ANCHOR: "1", **names.kv_pairs(config, slug, notebook.url),
-                            **names.auth_pairs(config, slug)})
+            ctx.redis.mset(
+                {
+                    schema.TRAEFIK_ANCHOR: "1",
+                    **names.kv_pairs(config, slug, notebook.url),
+                    **names.auth_pairs(config, slug),
+                }
+            )
         host = names.route_host(config, slug)
         while not _answers_through_traefik(config.routes_traefik_entrypoint_url, host, notebook.token, check):
             if time.monotonic() > deadline + TIMEOUT:
@@ -95,11 +109,25 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         for i in range(settings.rounds):
             floor.append(_round(stack, image, provider, f"bench-route-floor-{provider}-{i}", booklab=False) * 1000)
             booklab.append(_round(stack, image, provider, f"bench-route-{provider}-{i}", booklab=True) * 1000)
-            log.info("route (%s) %d/%d: %.0f ms (Traefik alone %.0f ms)", provider, i + 1, settings.rounds,
-                     booklab[-1], floor[-1])
-        figures.append(Figure(
-            f"route-{provider}", f"route ({'docker labels' if provider == 'docker' else 'Redis KV'}): "
-            "notebook answers -> answers through Traefik", "ms", booklab,
-            target="p50 <= 300 ms", meets=lambda f: f.median <= 300,
-            floor=floor, floor_title="Traefik alone: entrypoint polled every 20 ms (none in the issue)"))
+            log.info(
+                "route (%s) %d/%d: %.0f ms (Traefik alone %.0f ms)",
+                provider,
+                i + 1,
+                settings.rounds,
+                booklab[-1],
+                floor[-1],
+            )
+        figures.append(
+            Figure(
+                f"route-{provider}",
+                f"route ({'docker labels' if provider == 'docker' else 'Redis KV'}): "
+                "notebook answers -> answers through Traefik",
+                "ms",
+                booklab,
+                target="p50 <= 300 ms",
+                meets=lambda f: f.median <= 300,
+                floor=floor,
+                floor_title="Traefik alone: entrypoint polled every 20 ms (none in the issue)",
+            )
+        )
     return figures

@@ -43,8 +43,9 @@ class Settings:
         rounds = overrides.get("rounds") or environ.get("BENCH_ROUNDS")
         if rounds:
             rounds = int(rounds)
-            values.update(rounds=rounds, build_rounds=max(2, rounds // 2), dispatch_rounds=3 * rounds,
-                          memory_deployments=rounds)
+            values.update(
+                rounds=rounds, build_rounds=max(2, rounds // 2), dispatch_rounds=3 * rounds, memory_deployments=rounds
+            )
         for f in fields(cls):
             raw = environ.get(f"BENCH_{f.name.upper()}")
             if raw and f.name != "rounds":

@@ -32,14 +32,14 @@ import requests
 
 from booklab import config as config_module
 from booklab import service
-from booklab.state import schema
-from booklab.pipeline import traefik_config
 from booklab.context import Context, set_context
 from booklab.demo import docker_host
 from booklab.demo.processes import Child, Processes
-from booklab.phases import Phase
-from booklab.pipeline.routes.names import route_label
 from booklab.dispatch.app import configure
+from booklab.phases import Phase
+from booklab.pipeline import traefik_config
+from booklab.pipeline.routes.names import route_label
+from booklab.state import schema
 from gitlab_standin.server import GitLabStandIn
 from gitlab_standin.store import MAINTAINER, User
 from tests.fixtures.gitlab import GIT_IDENTITY, create_local_repo
@@ -115,11 +115,13 @@ class Stack:
         env = {**os.environ, **GIT_IDENTITY}
 
         def run(*args: str) -> None:
-            subprocess.run(["git", *args], cwd=self.repo, env=env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                ["git", *args], cwd=self.repo, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
 
-        existing = subprocess.run(["git", "branch", "--list", branch], cwd=self.repo, capture_output=True,
-                                  text=True, check=True).stdout.strip()
+        existing = subprocess.run(
+            ["git", "branch", "--list", branch], cwd=self.repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
         run("checkout", "--quiet", *([branch] if existing else ["-b", branch, "main"]))
         for name, content in files.items():
             (self.repo / name).write_text(content)
@@ -138,8 +140,9 @@ class Stack:
             key, seen = schema.runner(name), (since or {}).get(runner.name, 0)
             wait_until(lambda k=key: not self.redis.exists(k), timeout, f"{name} to be free")
             if since is not None:
-                wait_until(lambda r=runner, n=seen: self.free_count(r) > n, timeout,
-                           f"{name} to take deployments again")
+                wait_until(
+                    lambda r=runner, n=seen: self.free_count(r) > n, timeout, f"{name} to take deployments again"
+                )
         time.sleep(FREE_SETTLE)
 
     def free_counts(self) -> dict[str, int]:
@@ -160,8 +163,10 @@ class Stack:
             phases.setdefault(event["phase"], time.monotonic() - started)
         elapsed = time.monotonic() - started
         if last.get("phase") != Phase.READY.value:
-            raise RuntimeError(f"{request.id} ended {last.get('phase')!r}: {last.get('message')!r}; "
-                               f"runner logs in {self.processes.log_dir}")
+            raise RuntimeError(
+                f"{request.id} ended {last.get('phase')!r}: {last.get('message')!r}; "
+                f"runner logs in {self.processes.log_dir}"
+            )
         record = self.ctx.deployments.record(request.id)
         held = self.ctx.runners.held(record["runner"])
         return Deployed(request.id, elapsed, record, phases, float(held.get("started_at") or 0))
@@ -170,8 +175,11 @@ class Stack:
         """Stop a deployment and wait until its runner takes deployments again."""
         before = self.free_counts()
         service.stop(self.ctx, deployment_id)
-        wait_until(lambda: self.ctx.deployments.status(deployment_id) in (Phase.STOPPED, Phase.FAILED),
-                   timeout, f"{deployment_id} to stop")
+        wait_until(
+            lambda: self.ctx.deployments.status(deployment_id) in (Phase.STOPPED, Phase.FAILED),
+            timeout,
+            f"{deployment_id} to stop",
+        )
         self.wait_free(before, timeout)
 
 
@@ -238,9 +246,19 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
 
     traefik_api = f"http://127.0.0.1:{api_port}"
     secret_key = secrets.token_urlsafe(32)
-    traefik = processes.start("traefik", ["traefik", *traefik_config.static_flags(
-        f"127.0.0.1:{traefik_port}", f"127.0.0.1:{api_port}", docker_network=network,
-        route_label=route_label(secret_key), redis_url=redis_url)])
+    traefik = processes.start(
+        "traefik",
+        [
+            "traefik",
+            *traefik_config.static_flags(
+                f"127.0.0.1:{traefik_port}",
+                f"127.0.0.1:{api_port}",
+                docker_network=network,
+                route_label=route_label(secret_key),
+                redis_url=redis_url,
+            ),
+        ],
+    )
     exits.callback(processes.stop, [traefik])
 
     env = {
@@ -269,8 +287,10 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
     }
     cli = [sys.executable, "-m", "booklab.cli"]
     web = processes.start("web", [*cli, "web"], env=env, cwd=state)
-    runner_children = [processes.start(name.split("@")[0], [*cli, "runner", "--name", name], env=env, cwd=state)
-                       for name in runner_names]
+    runner_children = [
+        processes.start(name.split("@")[0], [*cli, "runner", "--name", name], env=env, cwd=state)
+        for name in runner_names
+    ]
     exits.callback(processes.stop, [web, *runner_children])
 
     gitlab.start()
@@ -284,16 +304,37 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
     with closing(redis.Redis.from_url(redis_url)) as check:
         for child, name in zip(runner_children, runner_names):
             key, ready = schema.heartbeat(name), f"{name} ready."
-            processes.wait_until(child, lambda k=key, c=child, r=ready: bool(check.exists(k)) and (
-                r in c.log.read_text(errors="replace")), START_TIMEOUT, f"{name} was ready")
+            processes.wait_until(
+                child,
+                lambda k=key, c=child, r=ready: bool(check.exists(k)) and (r in c.log.read_text(errors="replace")),
+                START_TIMEOUT,
+                f"{name} was ready",
+            )
 
     ctx = Context(config_module.load(os.devnull, environ=env))
     configure(ctx.config)
     set_context(ctx)
     exits.callback(ctx.close)
     exits.callback(set_context, None)
-    return Stack(state, processes, client, redis_url, gitlab, network, traefik_port, traefik_api, web_url, web,
-                 runner_children, env, ctx, owner, repo, base_image, _engine_version(client))
+    return Stack(
+        state,
+        processes,
+        client,
+        redis_url,
+        gitlab,
+        network,
+        traefik_port,
+        traefik_api,
+        web_url,
+        web,
+        runner_children,
+        env,
+        ctx,
+        owner,
+        repo,
+        base_image,
+        _engine_version(client),
+    )
 
 
 def ensure_image(stack: Stack) -> str:

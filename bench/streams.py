@@ -50,11 +50,17 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         end_stream(stack, dep)
     log.info("streams: %d open, %.0f MB RSS, %d errors", count, max(samples), errors)
     figure = Figure(
-        "streams", f"web tier holding {count} open event streams: RSS of its processes", "MB", samples,
-        target="RSS <= 512 MB, no error", meets=lambda f: max(f.samples) <= 512 and errors == 0)
+        "streams",
+        f"web tier holding {count} open event streams: RSS of its processes",
+        "MB",
+        samples,
+        target="RSS <= 512 MB, no error",
+        meets=lambda f: max(f.samples) <= 512 and errors == 0,
+    )
     figure.notes.append(
         f"{errors} errors; idle before: {idle_rss:.0f} MB RSS ({idle_pss:.0f} MB PSS); with the streams open: "
         f"max {max(samples):.0f} MB RSS, {max(pss):.0f} MB PSS (shared pages split between the master and its "
         f"workers); the {count} streams opened in {opened_in:.1f} s and one new line reached all of them in "
-        f"{reached_in * 1000:.0f} ms.")
+        f"{reached_in * 1000:.0f} ms."
+    )
     return [figure]

@@ -41,8 +41,12 @@ class Viewers:
 
     def __init__(self, host: str, port: int, path: str, headers: dict[str, str]) -> None:
         self.address = (host, port)
-        lines = [f"GET {path} HTTP/1.0", f"Host: {host}:{port}", "Accept: text/event-stream",
-                 *(f"{k}: {v}" for k, v in headers.items())]
+        lines = [
+            f"GET {path} HTTP/1.0",
+            f"Host: {host}:{port}",
+            "Accept: text/event-stream",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         self.request = ("\r\n".join(lines) + "\r\n\r\n").encode()
         self.viewers: list[Viewer] = []
         self.latencies: list[float] = []
@@ -93,11 +97,11 @@ class Viewers:
             end = viewer.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return
-            status_line = bytes(viewer.buffer[:viewer.buffer.find(b"\r\n")])
+            status_line = bytes(viewer.buffer[: viewer.buffer.find(b"\r\n")])
             viewer.status = int(status_line.split()[1])
             if viewer.status != 200:
                 self.errors.append(f"status {viewer.status}")
-            del viewer.buffer[:end + 4]
+            del viewer.buffer[: end + 4]
         *lines, rest = bytes(viewer.buffer).split(b"\n")
         viewer.buffer = bytearray(rest)
         for line in lines:

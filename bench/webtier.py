@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 from bench.stack import OWNER, PROJECT, Stack
 from bench.viewers import OPENED, Viewers
+from booklab.phases import Phase
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
-from booklab.phases import Phase
 from booklab.web.projects import stream_path
 
 #: the runner the benchmark plays when it writes a run's events itself
@@ -60,8 +60,12 @@ def viewer_stream(stack: Stack, ref: str) -> tuple[Deployment, Viewers]:
     run = hold_run(stack, dep)
     stack.ctx.lifecycle.say(run, Phase.FETCHING, OPENED.decode())
     url = urlsplit(stack.web_url)
-    viewers = Viewers(url.hostname or "127.0.0.1", url.port or 80, stream_path(dep.project, dep.ref),
-                      {"PRIVATE-TOKEN": stack.owner.token, "Last-Event-ID": f"{run.number}.1"})
+    viewers = Viewers(
+        url.hostname or "127.0.0.1",
+        url.port or 80,
+        stream_path(dep.project, dep.ref),
+        {"PRIVATE-TOKEN": stack.owner.token, "Last-Event-ID": f"{run.number}.1"},
+    )
     return dep, viewers
 
 

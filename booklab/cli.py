@@ -46,8 +46,7 @@ def _config(args: argparse.Namespace) -> int:
         value = getattr(current, f.name)
         shown = "<set>" if f.name in config_module.SECRETS and value else value
         alias = f" or {f.metadata['alias']}" if f.metadata["alias"] else ""
-        print(f"{f.metadata['path']} = {shown!r}\n    {f.metadata['help']} "
-              f"(env {config_module.env_name(f)}{alias})")
+        print(f"{f.metadata['path']} = {shown!r}\n    {f.metadata['help']} (env {config_module.env_name(f)}{alias})")
     return 0
 
 
@@ -72,8 +71,9 @@ def _client(args: argparse.Namespace):
     if not url:
         raise ConfigError("Name the web tier with --url or BOOKLAB_URL (for example http://localhost:8080).")
     if not token:
-        raise ConfigError("Give a GitLab personal access token (scope api) in BOOKLAB_GITLAB_TOKEN "
-                          "or with --gitlab-token.")
+        raise ConfigError(
+            "Give a GitLab personal access token (scope api) in BOOKLAB_GITLAB_TOKEN or with --gitlab-token."
+        )
     return BooklabClient(url, token)
 
 
@@ -108,16 +108,21 @@ def _report(client, created: dict[str, Any], args: argparse.Namespace) -> int:
             _out(json.dumps(created))
         else:
             verb = "Launched" if created.get("started") else "Joined"
-            _out(f"{verb} {created['id']} ({created['status']}). Follow it on {created['page']} "
-                 f"or with `booklab deploy {created['project']} --ref {created['ref']} --follow`.")
+            _out(
+                f"{verb} {created['id']} ({created['status']}). Follow it on {created['page']} "
+                f"or with `booklab deploy {created['project']} --ref {created['ref']} --follow`."
+            )
         return 0
     if not args.json:
-        _out(f"Deploying {created['project']} at {created['ref']} as {created['user']} "
-             f"(deployment {created['id']}); page: {created['page']}")
+        _out(
+            f"Deploying {created['project']} at {created['ref']} as {created['user']} "
+            f"(deployment {created['id']}); page: {created['page']}"
+        )
     phase, last = None, None
     run = created.get("requested_run")
-    for _, event in client.events(client.events_url(created["project"], created["ref"]),
-                                  after=f"{run}.0" if run else ""):
+    for _, event in client.events(
+        client.events_url(created["project"], created["ref"]), after=f"{run}.0" if run else ""
+    ):
         last = event
         if args.json:
             _out(json.dumps(event))
@@ -166,16 +171,17 @@ def _stop(args: argparse.Namespace) -> int:
     with _client(args) as client:
         stopped = client.stop(args.deployment, discard=args.discard)
         saving = stopped.get("save", {}).get("state") == SaveState.SAVING and not args.discard
-        _out(f"Stopping {stopped['id']} (it was {stopped['was']})."
-             + (" Saving your changes to GitLab first..." if saving else ""))
+        _out(
+            f"Stopping {stopped['id']} (it was {stopped['was']})."
+            + (" Saving your changes to GitLab first..." if saving else "")
+        )
         if args.no_wait:
             return 0
         now = client.wait_stopped(args.deployment, stopped.get("run"))
     save = now.get("save", {})
     if now.get("run") == stopped.get("run") and now["status"] in (Phase.READY.value, Phase.STOPPING.value):
         if saving and save.get("state") == SaveState.FAILED:
-            print(f"booklab: {_save_line(save)} (`booklab stop --discard` stops it without saving.)",
-                  file=sys.stderr)
+            print(f"booklab: {_save_line(save)} (`booklab stop --discard` stops it without saving.)", file=sys.stderr)
         else:
             print(f"booklab: {stopped['id']} is still {now['status']}: check `booklab status`.", file=sys.stderr)
         return FAILED
@@ -203,8 +209,11 @@ def _save(args: argparse.Namespace) -> int:
 def _api_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="base URL of Booklab's web tier (default: $BOOKLAB_URL)")
-    common.add_argument("--gitlab-token", help="GitLab personal access token (default: $BOOKLAB_GITLAB_TOKEN, "
-                        "the safer way: options show in the process list)")
+    common.add_argument(
+        "--gitlab-token",
+        help="GitLab personal access token (default: $BOOKLAB_GITLAB_TOKEN, "
+        "the safer way: options show in the process list)",
+    )
     return common
 
 
@@ -231,8 +240,11 @@ def parser() -> argparse.ArgumentParser:
     deploy = sub.add_parser("deploy", parents=[common], help="launch a project's branch (or join its deployment)")
     deploy.add_argument("path", metavar="PATH", help="GitLab project path, e.g. group/project")
     deploy.add_argument("--ref", required=True, metavar="BRANCH", help="branch to deploy")
-    deploy.add_argument("--save-back", action="store_true",
-                        help="when the notebook ends, push its changes to a new branch booklab/<you>/<date>")
+    deploy.add_argument(
+        "--save-back",
+        action="store_true",
+        help="when the notebook ends, push its changes to a new branch booklab/<you>/<date>",
+    )
     _follow_options(deploy)
     deploy.set_defaults(func=_deploy)
     retry = sub.add_parser("retry", parents=[common], help="launch one of your failed or stopped deployments again")
@@ -246,11 +258,15 @@ def parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", parents=[common], help="stop one of your deployments")
     stop.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
     stop.add_argument("--discard", action="store_true", help="do not save the notebook's changes to GitLab")
-    stop.add_argument("--no-wait", action="store_true",
-                      help="return once the stop is asked for, without waiting until the notebook is gone")
+    stop.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once the stop is asked for, without waiting until the notebook is gone",
+    )
     stop.set_defaults(func=_stop)
-    save = sub.add_parser("save", parents=[common],
-                          help="push a running notebook's changes to a new GitLab branch now, and wait")
+    save = sub.add_parser(
+        "save", parents=[common], help="push a running notebook's changes to a new GitLab branch now, and wait"
+    )
     save.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
     save.add_argument("--json", action="store_true", help="print the save as JSON")
     save.set_defaults(func=_save)

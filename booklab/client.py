@@ -43,16 +43,18 @@ class BooklabClient:
         try:
             response = self.http.request(method, self.url + path, timeout=self.timeout, **kwargs)
         except requests.RequestException as e:
-            raise ApiError(f"Booklab at {self.url} did not answer ({type(e).__name__}): "
-                           "check --url or BOOKLAB_URL.") from None
+            raise ApiError(
+                f"Booklab at {self.url} did not answer ({type(e).__name__}): check --url or BOOKLAB_URL."
+            ) from None
         try:
             body = response.json()
         except ValueError:
             body = {}
         if not response.ok:
             message = body.get("error") if isinstance(body, dict) else None
-            raise ApiError(message or f"Booklab answered {response.status_code} to {method} {path}.",
-                           response.status_code)
+            raise ApiError(
+                message or f"Booklab answered {response.status_code} to {method} {path}.", response.status_code
+            )
         return body
 
     @staticmethod
@@ -80,15 +82,15 @@ class BooklabClient:
         """Push the notebook's changes to GitLab now; the save goes on after the answer."""
         return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/save")
 
-    def wait_stopped(self, deployment_id: str, run: int | None, timeout: float = 900,
-                     interval: float = 0.5) -> dict[str, Any]:
+    def wait_stopped(
+        self, deployment_id: str, run: int | None, timeout: float = 900, interval: float = 0.5
+    ) -> dict[str, Any]:
         """The deployment once its run ``run`` ended, or its Stop was called off because the save
         it asked for failed (or ``timeout`` s passed)."""
         deadline = time.monotonic() + timeout
         while True:
             current = self.deployment(deployment_id)
-            if (current.get("run") != run or current["status"] != "stopping"
-                    or time.monotonic() > deadline):
+            if current.get("run") != run or current["status"] != "stopping" or time.monotonic() > deadline:
                 return current
             time.sleep(interval)
 
@@ -140,8 +142,9 @@ class BooklabClient:
                     message = response.json().get("error")
                 except ValueError:
                     message = None
-                raise ApiError(message or f"Booklab answered {response.status_code} to the event stream.",
-                               response.status_code)
+                raise ApiError(
+                    message or f"Booklab answered {response.status_code} to the event stream.", response.status_code
+                )
             event_id: str | None = None
             data: list[str] = []
             for line in response.iter_lines(decode_unicode=True):

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from booklab import units
-from booklab.state import schema
 from booklab.errors import ConfigError
+from booklab.state import schema
 
 CONFIG_FILE_ENV = "BOOKLAB_CONFIG"
 
@@ -66,29 +66,34 @@ class Config:
         "secret_key", "", "Secret that encrypts private keys and tokens at rest; long and random."
     )
     secret_key_file: str = _setting(
-        "secret_key_file", "",
+        "secret_key_file",
+        "",
         "File holding secret_key instead (mode 0600), which keeps it out of the environment; not both.",
     )
-    fqdn: str = _setting("fqdn", "localhost",
-                         "Domain of the web tier; notebooks get <slug>.<fqdn> unless notebook/domain is set.",
-                         alias="FQDN")
-    tmpdir: str = _setting(
-        "tmpdir", tempfile.gettempdir(), "Where runners clone repositories.", alias="TMPDIR"
+    fqdn: str = _setting(
+        "fqdn",
+        "localhost",
+        "Domain of the web tier; notebooks get <slug>.<fqdn> unless notebook/domain is set.",
+        alias="FQDN",
     )
+    tmpdir: str = _setting("tmpdir", tempfile.gettempdir(), "Where runners clone repositories.", alias="TMPDIR")
     image_prefix: str = _setting("build/image_prefix", "booklab", "Images are named <prefix>/<project>:<sha>.")
     build_timeout: int = _setting("build/timeout", 1800, "Seconds a repo2docker build may take.")
     build_memory: str = _setting("build/memory", "4g", "Memory limit of a build (e.g. 4g); empty: none.")
     notebook_domain: str = _setting(
-        "notebook/domain", "",
+        "notebook/domain",
+        "",
         "Domain under which notebooks get <slug>.<domain>, apart from the web tier's (safest: another registrable "
-        "domain); empty: <slug>.<fqdn>.")
+        "domain); empty: <slug>.<fqdn>.",
+    )
     notebook_memory: str = _setting("notebook/memory", "2g", "Memory limit of a notebook container.")
     notebook_cpus: float = _setting("notebook/cpus", 1.0, "CPU limit of a notebook container.")
     notebook_pids_limit: int = _setting(
         "notebook/pids_limit", 512, "Most processes and threads a notebook container may run at once."
     )
     notebook_allow_root: bool = _setting(
-        "notebook/allow_root", False,
+        "notebook/allow_root",
+        False,
         "true: run images whose user is root (still without capabilities); false: refuse them.",
     )
     notebook_idle_timeout: int = _setting(
@@ -104,14 +109,16 @@ class Config:
         "notebook/max_cpus", 4.0, "Most CPUs a project's .booklab.yml may ask for (more is capped)."
     )
     notebook_max_idle_timeout: int = _setting(
-        "notebook/max_idle_timeout", 86400,
+        "notebook/max_idle_timeout",
+        86400,
         "Longest idle timeout in seconds a project's .booklab.yml may ask for (longer is capped).",
     )
     notebook_ready_timeout: int = _setting(
         "notebook/ready_timeout", 120, "Seconds a new notebook has to answer /api/status."
     )
     notebook_network: str = _setting(
-        "notebook/network", "",
+        "notebook/network",
+        "",
         "Docker network for notebook containers, created by the first runner when missing (notebooks on it "
         "cannot reach each other); empty: the default bridge.",
     )
@@ -138,12 +145,14 @@ class Config:
         "routes/port", 0, "Port of notebook URLs; 0: the scheme's default, left out of the URLs."
     )
     routes_entrypoint: str = _setting(
-        "routes/entrypoint", "web",
+        "routes/entrypoint",
+        "web",
         "Traefik entrypoint(s) of notebook routes, comma-separated (with TLS, e.g. websecure,check: the public "
         "one and a plain one on loopback where runners check new routes).",
     )
     routes_traefik_api: str = _setting(
-        "routes/traefik_api", "http://127.0.0.1:8080",
+        "routes/traefik_api",
+        "http://127.0.0.1:8080",
         "Traefik's API, where runners see their routes go live; empty: they wait on the entrypoint alone "
         "(Traefik without an API).",
     )
@@ -154,17 +163,20 @@ class Config:
     )
     routes_timeout: int = _setting("routes/timeout", 30, "Seconds Traefik has to serve a new route.")
     routes_forward_auth: bool = _setting(
-        "routes/forward_auth", True,
+        "routes/forward_auth",
+        True,
         "true: Traefik asks the web tier (forward-auth) before each notebook request, so only "
         "the user who launched a notebook reaches it; false: Jupyter's token alone guards it.",
     )
     routes_auth_url: str = _setting(
-        "routes/auth_url", "",
+        "routes/auth_url",
+        "",
         "Where Traefik reaches the web tier for forward-auth (e.g. http://web:8080); empty: web/url.",
     )
     key_ttl: int = _setting("keys/ttl", 600, "Seconds an encrypted private deploy key lives in Redis.")
     token_ttl: int = _setting(
-        "keys/token_ttl", 86400,
+        "keys/token_ttl",
+        86400,
         "Seconds a queued deployment keeps the user's encrypted GitLab token (its longest wait).",
     )
     log_max_events: int = _setting("log/max_events", 5000, "Events kept per deployment log.")
@@ -183,7 +195,8 @@ class Config:
     )
     retry_max_delay: float = _setting("retry/max_delay", 30.0, "Longest wait in seconds between two tries.")
     web_url: str = _setting(
-        "web/url", "",
+        "web/url",
+        "",
         "Public base URL of the web tier (OAuth callback, launch links); empty: the address each request came to.",
     )
     web_host: str = _setting("web/host", "127.0.0.1", "Address `booklab web` listens on.")
@@ -192,27 +205,29 @@ class Config:
     web_connections: int = _setting(
         "web/connections", 1000, "Connections each web worker holds at once, open event streams included."
     )
-    web_session_lifetime: int = _setting(
-        "web/session_lifetime", 604800, "Seconds a web login lasts when unused."
-    )
+    web_session_lifetime: int = _setting("web/session_lifetime", 604800, "Seconds a web login lasts when unused.")
     web_token_cache: int = _setting(
         "web/token_cache", 60, "Seconds the web tier trusts a personal access token GitLab accepted."
     )
     web_proxy_hops: int = _setting(
-        "web/proxy_hops", 1,
+        "web/proxy_hops",
+        1,
         "Proxies in front of the web tier that append to X-Forwarded-For (Traefik: 1); 0: the connection's address.",
     )
     web_rate_window: int = _setting("web/rate_window", 60, "Seconds of one window of the per-client rate limits.")
     web_auth_rate_limit: int = _setting(
-        "web/auth_rate_limit", 120,
+        "web/auth_rate_limit",
+        120,
         "Requests to /auth/notebook/* without a valid login a client may make per window; 0: no limit.",
     )
     web_token_rate_limit: int = _setting(
-        "web/token_rate_limit", 120,
+        "web/token_rate_limit",
+        120,
         "Checks of GitLab tokens not in the cache a client may cause per window; 0: no limit.",
     )
     web_metrics_token: str = _setting(
-        "web/metrics_token", "",
+        "web/metrics_token",
+        "",
         "Token /metrics requires, sent as 'Authorization: Bearer <token>'; empty: /metrics is off.",
     )
 
@@ -237,8 +252,9 @@ class Config:
             return units.parse_size(value)
         except ValueError:
             f = _field(name)
-            raise ConfigError(f"Setting {f.metadata['path']} must be a size such as {f.default}, "
-                              f"not {value!r}.") from None
+            raise ConfigError(
+                f"Setting {f.metadata['path']} must be a size such as {f.default}, not {value!r}."
+            ) from None
 
 
 def check_notebook_maxima(max_memory: int, max_cpus: float, max_idle_timeout: int) -> None:
@@ -249,8 +265,12 @@ def check_notebook_maxima(max_memory: int, max_cpus: float, max_idle_timeout: in
         ("max_cpus", max_cpus, MIN_NOTEBOOK_CPUS, "{:g}".format),
         ("max_idle_timeout", max_idle_timeout, MIN_NOTEBOOK_IDLE_TIMEOUT, units.format_duration),
     ):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum \
-                or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not value >= minimum
+            or not math.isfinite(value)
+        ):
             raise ConfigError(f"Setting notebook/{name} must be at least {show(minimum)}, not {value!r}.")
 
 
@@ -282,9 +302,7 @@ def _convert(f: dataclasses.Field, raw: Any, origin: str) -> Any:
             return bool(raw)
         value = kind(raw)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"Setting {f.metadata['path']} ({origin}) must be a {kind.__name__}, not {raw!r}."
-        ) from None
+        raise ConfigError(f"Setting {f.metadata['path']} ({origin}) must be a {kind.__name__}, not {raw!r}.") from None
     if isinstance(value, (int, float)) and value < 0:
         raise ConfigError(f"Setting {f.metadata['path']} ({origin}) must not be negative.")
     return value
@@ -301,16 +319,15 @@ def _validate(config: Config) -> None:
                 f"{_field(name).default}, not {getattr(config, name)!r}."
             )
     config.bytes_of("notebook_memory")  # sizes and maxima make sense
-    check_notebook_maxima(config.bytes_of("notebook_max_memory"), config.notebook_max_cpus,
-                          config.notebook_max_idle_timeout)
+    check_notebook_maxima(
+        config.bytes_of("notebook_max_memory"), config.notebook_max_cpus, config.notebook_max_idle_timeout
+    )
     if not config.notebook_publish and not config.notebook_network:
         raise ConfigError("Setting notebook/publish is false, so notebook/network must name a Docker network.")
     if config.clone_method not in {"ssh", "https"}:
         raise ConfigError(f"Setting clone/method must be ssh or https, not {config.clone_method!r}.")
     if config.routes_publisher not in {"none", "docker", "redis"}:
-        raise ConfigError(
-            f"Setting routes/publisher must be none, docker or redis, not {config.routes_publisher!r}."
-        )
+        raise ConfigError(f"Setting routes/publisher must be none, docker or redis, not {config.routes_publisher!r}.")
     if config.routes_scheme not in {"http", "https"}:
         raise ConfigError(f"Setting routes/scheme must be http or https, not {config.routes_scheme!r}.")
     if config.routes_port > 65535:
@@ -336,8 +353,10 @@ def _validate(config: Config) -> None:
     if config.notebook_pids_limit < 1:
         raise ConfigError("Setting notebook/pids_limit must be at least 1.")
     if config.notebook_max_lifetime >= schema.RECORD_TTL:
-        raise ConfigError(f"Setting notebook/max_lifetime must be less than {schema.RECORD_TTL} s (7 days, how long "
-                          f"a deployment's record lives), not {config.notebook_max_lifetime}.")
+        raise ConfigError(
+            f"Setting notebook/max_lifetime must be less than {schema.RECORD_TTL} s (7 days, how long "
+            f"a deployment's record lives), not {config.notebook_max_lifetime}."
+        )
     if config.retry_attempts < 1:
         raise ConfigError("Setting retry/attempts must be at least 1 (1: never try again).")
 
@@ -369,8 +388,10 @@ def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | Non
             values[f.name] = _convert(f, raw, origin)
     if values.get("secret_key_file"):
         if values.get("secret_key"):
-            raise ConfigError("Settings secret_key and secret_key_file are both set: keep only one "
-                              "(secret_key_file keeps the key out of the environment).")
+            raise ConfigError(
+                "Settings secret_key and secret_key_file are both set: keep only one "
+                "(secret_key_file keeps the key out of the environment)."
+            )
         values["secret_key"] = _read_secret_file(values["secret_key_file"])
     config = Config(**values)
     _validate(config)

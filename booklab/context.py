@@ -12,15 +12,15 @@ import redis
 
 from booklab import config as config_module
 from booklab.config import Config
-from booklab.state.deployment import Deployment
 from booklab.derived_keys import NOTEBOOK_SLUG, derive_key
-from booklab.state.events import EventLog
 from booklab.pipeline.gitlab_client import GitLabClient
-from booklab.state.vault import Vault
-from booklab.state.lifecycle import Lifecycle
 from booklab.pipeline.routes.publishers import Routes, make_routes
+from booklab.state.deployment import Deployment
+from booklab.state.events import EventLog
+from booklab.state.lifecycle import Lifecycle
 from booklab.state.queue import Queue
 from booklab.state.records import Deployments, Runners
+from booklab.state.vault import Vault
 
 
 @dataclass
@@ -29,8 +29,7 @@ class Context:
     redis: redis.Redis = field(init=False)
 
     def __post_init__(self) -> None:
-        self.redis = redis.Redis.from_url(self.config.redis_url, decode_responses=True,
-                                          health_check_interval=30)
+        self.redis = redis.Redis.from_url(self.config.redis_url, decode_responses=True, health_check_interval=30)
         self.events = EventLog(self.redis, self.config.log_max_events)
         self.lifecycle = Lifecycle(self.redis, self.events)
         self.deployments = Deployments(self.redis)

@@ -111,8 +111,10 @@ class Moved(BooklabError):
 
     def __init__(self, deployment: str, number: int, wanted: str, phase: Phase | None, current: int | None) -> None:
         self.phase, self.current = phase, current
-        super().__init__(f"{wanted} for run {number} of {deployment} was not written: it found "
-                         f"{phase.value if phase else 'no run'} in run {current}")
+        super().__init__(
+            f"{wanted} for run {number} of {deployment} was not written: it found "
+            f"{phase.value if phase else 'no run'} in run {current}"
+        )
 
 
 class DeployKeyRefused(GitLabError):

@@ -14,15 +14,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from booklab.saveback import protocol
 from booklab.context import Context
-from booklab.state.deployment import Deployment
-from booklab.errors import NotRunning, UnknownDeployment
-from booklab.state.vault import SAVE_TOKEN
-from booklab.state.lifecycle import Outcome
-from booklab.state.lifecycle import Run
-from booklab.phases import Phase
 from booklab.dispatch.send import queue_run
+from booklab.errors import NotRunning, UnknownDeployment
+from booklab.phases import Phase
+from booklab.saveback import protocol
+from booklab.state.deployment import Deployment
+from booklab.state.lifecycle import Outcome, Run
+from booklab.state.vault import SAVE_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,7 @@ class Request:
         return self.deployment.id
 
 
-def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str,
-                       save_back: bool = False) -> Request:
+def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str, save_back: bool = False) -> Request:
     """Deploy ``ref`` of ``project`` for the owner of ``gitlab_token``: a new run, queued
     (behind the end of the current run when that one is stopping), or the run already
     queued or running; with ``save_back``, its changes are pushed to a new branch when it
@@ -51,16 +49,26 @@ def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str,
     dep = Deployment(project, ref, user)
     token = gitlab_token.encode()
     outcome, run = ctx.lifecycle.request(
-        dep, ctx.slug(dep.id), {"save_back": "1" if save_back else ""}, ctx.vault.seal(token), ctx.config.token_ttl,
-        ctx.vault.seal(token) if save_back else b"", ctx.config.token_ttl + ctx.config.notebook_max_lifetime)
+        dep,
+        ctx.slug(dep.id),
+        {"save_back": "1" if save_back else ""},
+        ctx.vault.seal(token),
+        ctx.config.token_ttl,
+        ctx.vault.seal(token) if save_back else b"",
+        ctx.config.token_ttl + ctx.config.notebook_max_lifetime,
+    )
     if outcome is Outcome.STARTED:
         queue_run(ctx, run)
     log.info("%s %s", outcome.value, run)
     return Request(dep, started=outcome is not Outcome.JOINED, run=run)
 
 
-def follow(ctx: Context, run: Run, after: int = 0, timeout: float | None = None,
-           ) -> Iterator[tuple[int, dict[str, Any]]]:
+def follow(
+    ctx: Context,
+    run: Run,
+    after: int = 0,
+    timeout: float | None = None,
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """The run's events after id ``after`` as (id, event), live, until a final phase or
     ``timeout``. The ``ready`` event of the current run carries the notebook's token; give
     this only to the deployment's owner."""
@@ -101,8 +109,9 @@ def save_now(ctx: Context, deployment_id: str, gitlab_token: str) -> bool:
 
 def _keep_token(ctx: Context, deployment_id: str, gitlab_token: str) -> None:
     """Keep the user's token for the saves of the deployment's whole life (its wait included)."""
-    ctx.vault.put(deployment_id, SAVE_TOKEN, gitlab_token.encode(),
-                  ttl=ctx.config.token_ttl + ctx.config.notebook_max_lifetime)
+    ctx.vault.put(
+        deployment_id, SAVE_TOKEN, gitlab_token.encode(), ttl=ctx.config.token_ttl + ctx.config.notebook_max_lifetime
+    )
 
 
 def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: str | None = None) -> Phase:

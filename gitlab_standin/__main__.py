@@ -38,11 +38,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ssh-port", type=int, default=0, help="SSH port (default: a free one)")
     parser.add_argument("--user", action="append", default=[], help="create this user (repeatable)")
     parser.add_argument("--project", action="append", default=[], help="create this empty project (repeatable)")
-    parser.add_argument("--repos", action="append", default=[], type=Path, metavar="DIR",
-                        help="serve every git repository in DIR as <first user>/<its name> (repeatable)")
+    parser.add_argument(
+        "--repos",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="serve every git repository in DIR as <first user>/<its name> (repeatable)",
+    )
     parser.add_argument("--redirect-uri", help="register an OAuth application with this callback")
-    parser.add_argument("--info", type=Path, metavar="FILE",
-                        help="write addresses, credentials and projects there as JSON once ready")
+    parser.add_argument(
+        "--info", type=Path, metavar="FILE", help="write addresses, credentials and projects there as JSON once ready"
+    )
     args = parser.parse_args(argv)
     if args.repos and not args.user:
         parser.error("--repos needs a --user to own the projects")
@@ -82,9 +89,10 @@ def main(argv: list[str] | None = None) -> None:
             gitlab.add_project(path, members)
         _serve_repositories(gitlab, args.repos, members)
         client_id, secret = gitlab.add_oauth_app(args.redirect_uri) if args.redirect_uri else ("", "")
-        projects = {p.path_with_namespace: [b.name for b in gitlab.repos.branches(p.path_with_namespace,
-                                                                                 p.default_branch)]
-                    for p in gitlab.store.all_projects()}
+        projects = {
+            p.path_with_namespace: [b.name for b in gitlab.repos.branches(p.path_with_namespace, p.default_branch)]
+            for p in gitlab.store.all_projects()
+        }
         info = {
             "url": gitlab.url,
             "ssh_port": gitlab.ssh_port,

@@ -25,8 +25,12 @@ bp = Blueprint("api", __name__, url_prefix="/api/v4")
 
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 20, 100
 PROJECT_ORDER = {
-    "id": lambda p: p.id, "created_at": lambda p: p.id, "updated_at": lambda p: p.id,
-    "last_activity_at": lambda p: p.id, "name": lambda p: p.path.lower(), "path": lambda p: p.path,
+    "id": lambda p: p.id,
+    "created_at": lambda p: p.id,
+    "updated_at": lambda p: p.id,
+    "last_activity_at": lambda p: p.id,
+    "name": lambda p: p.path.lower(),
+    "path": lambda p: p.path,
 }
 
 
@@ -58,7 +62,7 @@ def paginate(items: Sequence, serialize: Callable[[object], dict]) -> Response:
     page = max(_int_arg("page", 1), 1)
     per_page = min(max(_int_arg("per_page", DEFAULT_PER_PAGE), 1), MAX_PER_PAGE)
     total_pages = math.ceil(len(items) / per_page)
-    response = jsonify([serialize(item) for item in items[(page - 1) * per_page:page * per_page]])
+    response = jsonify([serialize(item) for item in items[(page - 1) * per_page : page * per_page]])
 
     def link(number: int, rel: str) -> str:
         query = {**request.args.to_dict(), "page": number, "per_page": per_page}
@@ -67,11 +71,17 @@ def paginate(items: Sequence, serialize: Callable[[object], dict]) -> Response:
     links = [link(page - 1, "prev")] if page > 1 else []
     links += [link(page + 1, "next")] if page < total_pages else []
     links += [link(1, "first"), link(max(total_pages, 1), "last")]
-    response.headers.update({
-        "X-Total": str(len(items)), "X-Total-Pages": str(total_pages), "X-Page": str(page),
-        "X-Per-Page": str(per_page), "X-Next-Page": str(page + 1) if page < total_pages else "",
-        "X-Prev-Page": str(page - 1) if page > 1 else "", "Link": ", ".join(links),
-    })
+    response.headers.update(
+        {
+            "X-Total": str(len(items)),
+            "X-Total-Pages": str(total_pages),
+            "X-Page": str(page),
+            "X-Per-Page": str(per_page),
+            "X-Next-Page": str(page + 1) if page < total_pages else "",
+            "X-Prev-Page": str(page - 1) if page > 1 else "",
+            "Link": ", ".join(links),
+        }
+    )
     return response
 
 
@@ -88,13 +98,26 @@ def _bool(value: object) -> bool:
 def current_user() -> Response:
     """The authenticated user; ``commit_email`` is the primary email (the stand-in sets no other)."""
     user = g.user
-    return jsonify({
-        "id": user.id, "username": user.username, "name": user.name, "email": user.email,
-        "commit_email": user.email, "public_email": None, "state": "active", "locked": False, "avatar_url": None,
-        "web_url": f"{base_url()}/{user.username}", "created_at": iso(user.created_at),
-        "bio": "", "bot": False, "two_factor_enabled": False, "external": False,
-        "private_profile": False,
-    })
+    return jsonify(
+        {
+            "id": user.id,
+            "username": user.username,
+            "name": user.name,
+            "email": user.email,
+            "commit_email": user.email,
+            "public_email": None,
+            "state": "active",
+            "locked": False,
+            "avatar_url": None,
+            "web_url": f"{base_url()}/{user.username}",
+            "created_at": iso(user.created_at),
+            "bio": "",
+            "bot": False,
+            "two_factor_enabled": False,
+            "external": False,
+            "private_profile": False,
+        }
+    )
 
 
 @bp.get("/projects")
@@ -119,22 +142,38 @@ def project_json(project: Project, simple: bool = False) -> dict:
     owner = ctx.store.user(project.namespace_path)
     namespace_name = owner.name if owner else project.namespace_path.replace("/", " / ")
     data = {
-        "id": project.id, "description": "", "name": project.path,
-        "name_with_namespace": f"{namespace_name} / {project.path}", "path": project.path,
-        "path_with_namespace": full, "created_at": iso(project.created_at),
-        "default_branch": project.default_branch, "tag_list": [], "topics": [],
-        "ssh_url_to_repo": f"{ctx.ssh_base}/{full}.git", "http_url_to_repo": f"{base}/{full}.git",
-        "web_url": f"{base}/{full}", "readme_url": None, "avatar_url": None, "forks_count": 0,
-        "star_count": 0, "last_activity_at": iso(project.created_at),
+        "id": project.id,
+        "description": "",
+        "name": project.path,
+        "name_with_namespace": f"{namespace_name} / {project.path}",
+        "path": project.path,
+        "path_with_namespace": full,
+        "created_at": iso(project.created_at),
+        "default_branch": project.default_branch,
+        "tag_list": [],
+        "topics": [],
+        "ssh_url_to_repo": f"{ctx.ssh_base}/{full}.git",
+        "http_url_to_repo": f"{base}/{full}.git",
+        "web_url": f"{base}/{full}",
+        "readme_url": None,
+        "avatar_url": None,
+        "forks_count": 0,
+        "star_count": 0,
+        "last_activity_at": iso(project.created_at),
         "namespace": _namespace_json(project.namespace_path, owner.name if owner else None),
     }
     if not simple:
         level = ctx.store.access_level(project, g.user)
-        data.update({
-            "visibility": "private", "archived": False,
-            "permissions": {"project_access": {"access_level": level, "notification_level": 3},
-                            "group_access": None},
-        })
+        data.update(
+            {
+                "visibility": "private",
+                "archived": False,
+                "permissions": {
+                    "project_access": {"access_level": level, "notification_level": 3},
+                    "group_access": None,
+                },
+            }
+        )
     return data
 
 
@@ -142,9 +181,13 @@ def _namespace_json(full_path: str, owner_name: str | None) -> dict:
     store, base = context().store, base_url()
     parent, _, path = full_path.rpartition("/")
     return {
-        "id": store.namespace_id(full_path), "name": owner_name or path, "path": path,
-        "kind": "user" if owner_name else "group", "full_path": full_path,
-        "parent_id": store.namespace_id(parent) if parent else None, "avatar_url": None,
+        "id": store.namespace_id(full_path),
+        "name": owner_name or path,
+        "path": path,
+        "kind": "user" if owner_name else "group",
+        "full_path": full_path,
+        "parent_id": store.namespace_id(parent) if parent else None,
+        "avatar_url": None,
         "web_url": f"{base}/{full_path}" if owner_name else f"{base}/groups/{full_path}",
     }
 
@@ -195,17 +238,30 @@ def _branch_json(project: Project, branch: Branch, level: int) -> dict:
     base, full, commit = base_url(), project.path_with_namespace, branch.commit
     default = branch.name == project.default_branch
     return {
-        "name": branch.name, "merged": branch.merged, "protected": default, "default": default,
-        "developers_can_push": False, "developers_can_merge": False,
+        "name": branch.name,
+        "merged": branch.merged,
+        "protected": default,
+        "default": default,
+        "developers_can_push": False,
+        "developers_can_merge": False,
         "can_push": level >= (MAINTAINER if default else DEVELOPER),
         "web_url": f"{base}/{full}/-/tree/{quote(branch.name)}",
         "commit": {
-            "id": commit.id, "short_id": commit.id[:8], "created_at": commit.committed_date,
-            "parent_ids": commit.parent_ids, "title": commit.title, "message": commit.message,
-            "author_name": commit.author_name, "author_email": commit.author_email,
-            "authored_date": commit.authored_date, "committer_name": commit.committer_name,
-            "committer_email": commit.committer_email, "committed_date": commit.committed_date,
-            "trailers": {}, "extended_trailers": {}, "web_url": f"{base}/{full}/-/commit/{commit.id}",
+            "id": commit.id,
+            "short_id": commit.id[:8],
+            "created_at": commit.committed_date,
+            "parent_ids": commit.parent_ids,
+            "title": commit.title,
+            "message": commit.message,
+            "author_name": commit.author_name,
+            "author_email": commit.author_email,
+            "authored_date": commit.authored_date,
+            "committer_name": commit.committer_name,
+            "committer_email": commit.committer_email,
+            "committed_date": commit.committed_date,
+            "trailers": {},
+            "extended_trailers": {},
+            "web_url": f"{base}/{full}/-/commit/{commit.id}",
         },
     }
 
@@ -245,7 +301,8 @@ def _add_deploy_key(project: Project) -> Response:
             expires_at = expires_at.replace(tzinfo=timezone.utc)
     try:
         key, can_push = context().store.add_deploy_key(
-            project, str(params["title"]), str(params["key"]), _bool(params.get("can_push", False)), expires_at)
+            project, str(params["title"]), str(params["key"]), _bool(params.get("can_push", False)), expires_at
+        )
     except ValueError:
         return error(400, {"key": ["is invalid"]})
     response = jsonify(key.as_json(can_push))

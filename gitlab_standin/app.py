@@ -46,8 +46,15 @@ def create_app(ctx: Context) -> Flask:
     @app.after_request
     def record(response: Response) -> Response:
         user = g.get("user")
-        ctx.store.record(RecordedRequest(request.method, request.path, request.query_string.decode(),
-                                         response.status_code, user.username if user else None))
+        ctx.store.record(
+            RecordedRequest(
+                request.method,
+                request.path,
+                request.query_string.decode(),
+                response.status_code,
+                user.username if user else None,
+            )
+        )
         return response
 
     return app

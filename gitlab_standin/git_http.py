@@ -118,10 +118,16 @@ def _http_backend(path_info: str, username: str) -> Response:
     body = request.get_data()
     repos = context().repos
     env = {
-        **git_env(), "GIT_PROJECT_ROOT": str(repos.root), "GIT_HTTP_EXPORT_ALL": "1",
-        "PATH_INFO": path_info, "REQUEST_METHOD": request.method,
-        "QUERY_STRING": request.query_string.decode(), "CONTENT_TYPE": request.content_type or "",
-        "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": username, "REMOTE_ADDR": request.remote_addr or "",
+        **git_env(),
+        "GIT_PROJECT_ROOT": str(repos.root),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": path_info,
+        "REQUEST_METHOD": request.method,
+        "QUERY_STRING": request.query_string.decode(),
+        "CONTENT_TYPE": request.content_type or "",
+        "CONTENT_LENGTH": str(len(body)),
+        "REMOTE_USER": username,
+        "REMOTE_ADDR": request.remote_addr or "",
         "HTTP_CONTENT_ENCODING": request.headers.get("Content-Encoding", ""),
         "HTTP_GIT_PROTOCOL": request.headers.get("Git-Protocol", ""),
     }

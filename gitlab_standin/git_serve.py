@@ -17,8 +17,7 @@ import os
 import shlex
 import sys
 
-NOT_FOUND = ("GitLab: The project you were looking for could not be found "
-             "or you don't have permission to view it.")
+NOT_FOUND = "GitLab: The project you were looking for could not be found or you don't have permission to view it."
 NO_WRITE = "GitLab: This deploy key does not have write access to this project."
 SERVICES = ("git-upload-pack", "git-receive-pack")
 

@@ -69,8 +69,12 @@ def ensure_login_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(LOGIN_USER)
     except KeyError:
-        created = subprocess.run(["useradd", "--system", "--create-home", "--shell", "/bin/sh",
-                                  "--password", "*", LOGIN_USER], capture_output=True, text=True, check=False)
+        created = subprocess.run(
+            ["useradd", "--system", "--create-home", "--shell", "/bin/sh", "--password", "*", LOGIN_USER],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     try:
         return pwd.getpwnam(LOGIN_USER)  # also when a concurrent session created it first
     except KeyError:
@@ -109,18 +113,27 @@ class SshServer:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
         host_key = self._state / "host_ed25519"
         if not host_key.exists():
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gitlab-standin",
-                            "-f", str(host_key)], check=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gitlab-standin", "-f", str(host_key)], check=True
+            )
         shutil.copyfile(git_serve.__file__, self._script)
         self._script.chmod(0o755)
         self.write_authorized_keys([])
         self._check_login_user_reach()
         config = self._state / "sshd_config"
-        config.write_text(_CONFIG.format(host=self.host, port=self.port, host_key=host_key,
-                                         authorized_keys=self._authorized_keys, user=self.account.pw_name))
+        config.write_text(
+            _CONFIG.format(
+                host=self.host,
+                port=self.port,
+                host_key=host_key,
+                authorized_keys=self._authorized_keys,
+                user=self.account.pw_name,
+            )
+        )
         with open(self._state / "sshd.log", "ab") as sshd_log:
-            self._process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
-                                             stdin=subprocess.DEVNULL, stdout=sshd_log, stderr=sshd_log)
+            self._process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL, stdout=sshd_log, stderr=sshd_log
+            )
         self._wait_ready()
         log.info("sshd listening on %s:%d", self.host, self.port)
 
@@ -169,12 +182,15 @@ class SshServer:
         (pytest's basetemp and /root are mode 0700: a data dir there cannot work)."""
         user = self.account.pw_name
         self._interpreter = next(
-            (python for python in (sys.executable, "/usr/bin/python3") if _runs_as(user, python, "-c", "")), "")
+            (python for python in (sys.executable, "/usr/bin/python3") if _runs_as(user, python, "-c", "")), ""
+        )
         if not self._interpreter:
             raise RuntimeError(f"no Python interpreter that user {user!r} may run")
         if not _runs_as(user, "test", "-r", str(self._script), "-a", "-x", str(self._repos_root)):
-            raise RuntimeError(f"user {user!r} cannot reach {self._state.parent}: every parent "
-                               "directory must be world-searchable (use e.g. a directory under /tmp)")
+            raise RuntimeError(
+                f"user {user!r} cannot reach {self._state.parent}: every parent "
+                "directory must be world-searchable (use e.g. a directory under /tmp)"
+            )
 
     def _wait_ready(self, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout

@@ -19,10 +19,14 @@ from gitlab_standin.context import context
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
 
-INVALID_CLIENT = ("Client authentication failed due to unknown client, no client authentication "
-                  "included, or unsupported authentication method.")
-INVALID_GRANT = ("The provided authorization grant is invalid, expired, revoked, does not match the "
-                 "redirection URI used in the authorization request, or was issued to another client.")
+INVALID_CLIENT = (
+    "Client authentication failed due to unknown client, no client authentication "
+    "included, or unsupported authentication method."
+)
+INVALID_GRANT = (
+    "The provided authorization grant is invalid, expired, revoked, does not match the "
+    "redirection URI used in the authorization request, or was issued to another client."
+)
 UNSUPPORTED_GRANT = "The authorization grant type is not supported by the authorization server."
 
 PAGE = """<!doctype html>
@@ -67,8 +71,11 @@ def authorize() -> Response | tuple[str, int]:
     scope = params.get("scope") or app.scopes
     if not set(scope.split()) <= set(app.scopes.split()):
         return redirect(_with_query(redirect_uri, error="invalid_scope", state=state))
-    hidden = {name: params[name] for name in ("client_id", "redirect_uri", "response_type", "state", "scope")
-              if params.get(name)}
+    hidden = {
+        name: params[name]
+        for name in ("client_id", "redirect_uri", "response_type", "state", "scope")
+        if params.get(name)
+    }
     if request.method == "GET":
         return _page(None, hidden)
     user = context().store.login(params.get("username", ""), params.get("password", ""))

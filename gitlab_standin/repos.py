@@ -18,9 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-_FIELDS = ("%(refname:lstrip=2)", "%(objectname)", "%(parent)", "%(authorname)",
-           "%(authoremail:trim)", "%(authordate:iso-strict)", "%(committername)",
-           "%(committeremail:trim)", "%(committerdate:iso-strict)", "%(contents)")
+_FIELDS = (
+    "%(refname:lstrip=2)",
+    "%(objectname)",
+    "%(parent)",
+    "%(authorname)",
+    "%(authoremail:trim)",
+    "%(authordate:iso-strict)",
+    "%(committername)",
+    "%(committeremail:trim)",
+    "%(committerdate:iso-strict)",
+    "%(contents)",
+)
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,7 @@ class Branch:
 
 def git_env() -> dict[str, str]:
     """The environment for git commands the stand-in runs on repositories it does not own."""
-    return {**os.environ, "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*"}
+    return {**os.environ, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*"}
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess:
@@ -120,8 +128,17 @@ class Repositories:
     def import_branches(self, project_path: str, source_dir: Path) -> None:
         """Copy every branch and tag of the local repository ``source_dir`` (forced)."""
         repo = self.path(project_path)
-        _git("-C", repo, "fetch", "--quiet", "--force", "--no-tags", Path(source_dir).resolve(),
-             "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+        _git(
+            "-C",
+            repo,
+            "fetch",
+            "--quiet",
+            "--force",
+            "--no-tags",
+            Path(source_dir).resolve(),
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+        )
         self._chown(repo)
 
     def branches(self, project_path: str, default_branch: str) -> list[Branch]:
@@ -131,12 +148,20 @@ class Repositories:
         fields = _git("-C", repo, "for-each-ref", f"--format={fmt}", "refs/heads").split("\0")[:-1]
         merged: set[str] = set()
         if any(fields[i].lstrip("\n") == default_branch for i in range(0, len(fields), len(_FIELDS))):
-            merged = set(_git("-C", repo, "for-each-ref", f"--merged=refs/heads/{default_branch}",
-                              "--format=%(refname:lstrip=2)", "refs/heads").splitlines())
+            merged = set(
+                _git(
+                    "-C",
+                    repo,
+                    "for-each-ref",
+                    f"--merged=refs/heads/{default_branch}",
+                    "--format=%(refname:lstrip=2)",
+                    "refs/heads",
+                ).splitlines()
+            )
             merged.discard(default_branch)
         branches = []
         for i in range(0, len(fields), len(_FIELDS)):
-            name, sha, parents, a_name, a_mail, a_date, c_name, c_mail, c_date, message = fields[i:i + len(_FIELDS)]
+            name, sha, parents, a_name, a_mail, a_date, c_name, c_mail, c_date, message = fields[i : i + len(_FIELDS)]
             name = name.lstrip("\n")
             commit = Commit(sha, parents.split(), a_name, a_mail, a_date, c_name, c_mail, c_date, message)
             branches.append(Branch(name, commit, name in merged))
@@ -144,8 +169,18 @@ class Repositories:
 
     def count_commits(self, project_path: str, branch: str, base: str) -> int:
         """How many commits ``branch`` has that the branch ``base`` does not."""
-        return int(_git("-C", self.path(project_path), "rev-list", "--count",
-                        f"refs/heads/{branch}", "--not", f"refs/heads/{base}", "--"))
+        return int(
+            _git(
+                "-C",
+                self.path(project_path),
+                "rev-list",
+                "--count",
+                f"refs/heads/{branch}",
+                "--not",
+                f"refs/heads/{base}",
+                "--",
+            )
+        )
 
     def run_as_owner(self, command: list[str], stdin: bytes, env: Mapping[str, str]) -> subprocess.CompletedProcess:
         """Run ``command`` in ``root`` as the repositories' owner (with no supplementary
@@ -154,8 +189,9 @@ class Repositories:
         if self._owner is not None:
             identity = {"user": self._owner[0], "group": self._owner[1], "extra_groups": []}
             env = {**env, "HOME": pwd.getpwuid(self._owner[0]).pw_dir}  # not root's, which it cannot read
-        return subprocess.run(command, input=stdin, env=env, cwd=self.root, capture_output=True, check=False,
-                              **identity)
+        return subprocess.run(
+            command, input=stdin, env=env, cwd=self.root, capture_output=True, check=False, **identity
+        )
 
     def _chown(self, repo: Path) -> None:
         if self._owner is None:

@@ -38,8 +38,7 @@ class GitLabStandIn:
     live in ``data_dir``, whose parents must all be world-searchable (a directory under
     /tmp works; pytest's 0700 basetemp does not), because sshd serves git as user ``git``."""
 
-    def __init__(self, data_dir: Path | str, host: str = "127.0.0.1", http_port: int = 0,
-                 ssh_port: int = 0) -> None:
+    def __init__(self, data_dir: Path | str, host: str = "127.0.0.1", http_port: int = 0, ssh_port: int = 0) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self._http_port = http_port
@@ -64,8 +63,9 @@ class GitLabStandIn:
         self.ssh.start()
         ctx = Context(self.store, self.repos, f"ssh://{self.ssh.account.pw_name}@{self.host}:{self.ssh.port}")
         self._http = make_server(self.host, self._http_port, create_app(ctx), threaded=True)
-        self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="gitlab-standin-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, name="gitlab-standin-http", daemon=True
+        )
         self._thread.start()
         log.info("GitLab stand-in at %s (ssh port %d, data %s)", self.url, self.ssh.port, self.data_dir)
         return self
@@ -132,8 +132,9 @@ class GitLabStandIn:
             raise KeyError(user)
         return self.store.issue_token(found, scope=scope).access_token
 
-    def add_project(self, path_with_namespace: str, members: Mapping[str, int] | None = None,
-                    default_branch: str = "main") -> Project:
+    def add_project(
+        self, path_with_namespace: str, members: Mapping[str, int] | None = None, default_branch: str = "main"
+    ) -> Project:
         """A private project with an empty bare repository; ``members`` maps usernames
         to access levels (``gitlab_standin.store.REPORTER``, ``DEVELOPER``, ``MAINTAINER``...)."""
         project = self.store.add_project(path_with_namespace, members or {}, default_branch)
@@ -150,8 +151,9 @@ class GitLabStandIn:
             raise KeyError(project_path)
         self.repos.import_branches(project_path, Path(source_dir))
 
-    def import_repository(self, project_path: str, source_dir: Path | str,
-                          members: Mapping[str, int] | None = None) -> Project:
+    def import_repository(
+        self, project_path: str, source_dir: Path | str, members: Mapping[str, int] | None = None
+    ) -> Project:
         """A project holding every branch and tag of the local repository ``source_dir``;
         its default branch is the one ``source_dir``'s HEAD names (else ``main``, else the
         first). ValueError when the path is invalid or taken, or the repository has no branch."""
@@ -164,8 +166,9 @@ class GitLabStandIn:
         self.push(project_path, source)
         return project
 
-    def fail_next(self, path_pattern: str, status: int = 502, times: int = 1, method: str | None = None,
-                  delay: float = 0.0) -> None:
+    def fail_next(
+        self, path_pattern: str, status: int = 502, times: int = 1, method: str | None = None, delay: float = 0.0
+    ) -> None:
         """Make the next ``times`` HTTP requests whose path matches the regular expression
         ``path_pattern`` answer ``status`` after ``delay`` seconds, as a GitLab behind a
         failing proxy would (status 0: answer normally, only late). API and git over HTTP alike."""

@@ -35,6 +35,6 @@ def parse_public_key(text: str) -> PublicKey:
     sha256 = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
     return PublicKey(
         openssh=f"{key_type} {encoded}",
-        fingerprint=":".join(md5[i:i + 2] for i in range(0, len(md5), 2)),
+        fingerprint=":".join(md5[i : i + 2] for i in range(0, len(md5), 2)),
         fingerprint_sha256=f"SHA256:{sha256}",
     )

@@ -278,8 +278,9 @@ class Store:
 
     # deploy keys
 
-    def add_deploy_key(self, project: Project, title: str, key: str, can_push: bool,
-                       expires_at: datetime | None) -> tuple[DeployKey, bool]:
+    def add_deploy_key(
+        self, project: Project, title: str, key: str, can_push: bool, expires_at: datetime | None
+    ) -> tuple[DeployKey, bool]:
         """Enable a public key on the project (ValueError if it is not one), as GitLab: a
         key already on the project is returned as is; a key known from another project is
         shared (same id); else a new key is made."""
@@ -313,8 +314,14 @@ class Store:
         """Every deploy key with the (project path, can_push) pairs it is enabled on."""
         with self._lock:
             return [
-                (key, [(p.path_with_namespace, p.deploy_keys[key.id])
-                       for p in self._projects.values() if key.id in p.deploy_keys])
+                (
+                    key,
+                    [
+                        (p.path_with_namespace, p.deploy_keys[key.id])
+                        for p in self._projects.values()
+                        if key.id in p.deploy_keys
+                    ],
+                )
                 for key in self._keys.values()
             ]
 
@@ -334,24 +341,30 @@ class Store:
         with self._lock:
             code = secrets.token_hex(32)
             self._codes[code] = AuthorizationCode(
-                user.id, app.client_id, redirect_uri, scope,
-                now() + timedelta(seconds=AUTHORIZATION_CODE_TTL))
+                user.id, app.client_id, redirect_uri, scope, now() + timedelta(seconds=AUTHORIZATION_CODE_TTL)
+            )
             return code
 
     def redeem_code(self, app: OAuthApp, code: str, redirect_uri: str) -> OAuthToken | None:
         """Exchange a code once; None if unknown, used, expired, or for another client/URI."""
         with self._lock:
             grant = self._codes.pop(code, None)
-            if (grant is None or grant.client_id != app.client_id
-                    or grant.redirect_uri != redirect_uri or grant.expires_at < now()):
+            if (
+                grant is None
+                or grant.client_id != app.client_id
+                or grant.redirect_uri != redirect_uri
+                or grant.expires_at < now()
+            ):
                 return None
             return self.issue_token(self._users[grant.user_id], app.client_id, grant.scope)
 
     def refresh(self, app: OAuthApp, refresh_token: str) -> OAuthToken | None:
         """Rotate a refresh token: the old access and refresh tokens stop working."""
         with self._lock:
-            old = next((t for t in self._tokens.values()
-                        if t.refresh_token == refresh_token and t.client_id == app.client_id), None)
+            old = next(
+                (t for t in self._tokens.values() if t.refresh_token == refresh_token and t.client_id == app.client_id),
+                None,
+            )
             if old is None:
                 return None
             del self._tokens[old.access_token]

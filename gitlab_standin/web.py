@@ -39,5 +39,10 @@ def new_merge_request(project_path: str) -> tuple[str, int]:
     if source not in branches or target not in branches:
         return NOT_FOUND, 404
     commits = ctx.repos.count_commits(project.path_with_namespace, source, target)
-    return render_template_string(NEW_MERGE_REQUEST, project=project.path_with_namespace, source_branch=source,
-                                  target_branch=target, commits=commits), 200
+    return render_template_string(
+        NEW_MERGE_REQUEST,
+        project=project.path_with_namespace,
+        source_branch=source,
+        target_branch=target,
+        commits=commits,
+    ), 200

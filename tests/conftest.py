@@ -2,8 +2,13 @@
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.gitlab", "tests.fixtures.pipeline",
-                  "tests.fixtures.traefik", "tests.fixtures.web"]
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.gitlab",
+    "tests.fixtures.pipeline",
+    "tests.fixtures.traefik",
+    "tests.fixtures.web",
+]
 
 #: fixtures that start or talk to a Docker Engine
 DOCKER = {"docker_daemon", "docker_engine"}

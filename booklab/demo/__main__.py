@@ -30,13 +30,24 @@ WATCH_INTERVAL = 1.0
 
 def _options(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m booklab.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=Options.port,
-                        help="Traefik's port, where the web tier, Flower and notebooks are served (0: a free one)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=Options.port,
+        help="Traefik's port, where the web tier, Flower and notebooks are served (0: a free one)",
+    )
     parser.add_argument("--runners", type=int, default=Options.runners, help="how many runners")
-    parser.add_argument("--repos", action="append", default=[], type=Path, metavar="DIR",
-                        help="serve every git repository in DIR as the project demo/<its name> (repeatable)")
-    parser.add_argument("--state-dir", type=Path,
-                        help="a new or empty directory for state and logs (default: a new one under /tmp)")
+    parser.add_argument(
+        "--repos",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="serve every git repository in DIR as the project demo/<its name> (repeatable)",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, help="a new or empty directory for state and logs (default: a new one under /tmp)"
+    )
     args = parser.parse_args(argv)
     if args.runners < 1:
         parser.error("--runners must be at least 1")
@@ -44,13 +55,15 @@ def _options(argv: list[str] | None) -> Options:
         if not directory.is_dir():
             parser.error(f"--repos {directory}: no such directory")
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="booklab-demo-", dir="/tmp"))
-    return Options(state_dir=state_dir, port=args.port, runners=args.runners,
-                   repos=tuple(d.resolve() for d in args.repos))
+    return Options(
+        state_dir=state_dir, port=args.port, runners=args.runners, repos=tuple(d.resolve() for d in args.repos)
+    )
 
 
 def _summary(demo: Demo) -> str:
-    projects = "\n".join(f"                {path}  (branches: {', '.join(branches)})"
-                         for path, branches in demo.projects.items())
+    projects = "\n".join(
+        f"                {path}  (branches: {', '.join(branches)})" for path, branches in demo.projects.items()
+    )
     return f"""
 Booklab's demo is running (started in {demo.started_in:g} s).
 
@@ -81,8 +94,9 @@ def _watch(processes: Processes) -> None:
     """Return when a process of the demo has stopped; raise it as :class:`DemoError`."""
     while (child := processes.exited()) is None:
         time.sleep(WATCH_INTERVAL)
-    raise DemoError(f"{child.name} stopped (status {child.process.returncode}); "
-                    f"the end of {child.log}:\n{child.tail()}")
+    raise DemoError(
+        f"{child.name} stopped (status {child.process.returncode}); the end of {child.log}:\n{child.tail()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

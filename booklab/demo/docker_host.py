@@ -14,9 +14,9 @@ from pathlib import Path
 import docker
 import requests
 
-from booklab.pipeline import notebook_network
 from booklab.demo.processes import Child, Processes
 from booklab.errors import DemoError
+from booklab.pipeline import notebook_network
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,10 @@ def ensure_base_image(client: docker.DockerClient, image: str, log_file: Path) -
     except docker.errors.ImageNotFound:
         pass
     if not BASE_IMAGE_SCRIPT.is_file():
-        raise DemoError(f"The base image {image} is missing and {BASE_IMAGE_SCRIPT} is not here to build it: "
-                        "run the demo from a clone of Booklab.")
+        raise DemoError(
+            f"The base image {image} is missing and {BASE_IMAGE_SCRIPT} is not here to build it: "
+            "run the demo from a clone of Booklab."
+        )
     log.info("building the base image %s (about 2 minutes, once; log in %s)", image, log_file)
     with log_file.open("ab") as out:
         built = subprocess.run([str(BASE_IMAGE_SCRIPT), image], stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -80,8 +82,11 @@ def create_network(client: docker.DockerClient, name: str) -> None:
 
 def remove_network(client: docker.DockerClient, name: str, runners: Iterable[str]) -> None:
     """Remove the containers of ``runners`` and those on the network, then the network."""
-    containers = {c.id: c for runner in runners
-                  for c in client.containers.list(all=True, filters={"label": f"booklab.runner={runner}"})}
+    containers = {
+        c.id: c
+        for runner in runners
+        for c in client.containers.list(all=True, filters={"label": f"booklab.runner={runner}"})
+    }
     containers |= {c.id: c for c in client.containers.list(all=True, filters={"network": name})}
     for container in containers.values():
         container.remove(force=True)

@@ -59,13 +59,21 @@ class Processes:
         self.log_dir = log_dir
         self.children: list[Child] = []
 
-    def start(self, name: str, command: list[str], env: Mapping[str, str] | None = None,
-              cwd: Path | None = None) -> Child:
+    def start(
+        self, name: str, command: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Child:
         log_file = self.log_dir / f"{name}.log"
         with log_file.open("ab") as out:
-            process = subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True,
-                                       preexec_fn=_end_with_parent)
+            process = subprocess.Popen(
+                command,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_end_with_parent,
+            )
         child = Child(name, process, log_file)
         self.children.append(child)
         log.debug("started %s (pid %d)", name, process.pid)
@@ -77,8 +85,10 @@ class Processes:
         deadline = time.monotonic() + timeout
         while not answers():
             if child.process.poll() is not None:
-                raise DemoError(f"{child.name} exited with status {child.process.returncode} before "
-                                f"{what}; the end of {child.log}:\n{child.tail()}")
+                raise DemoError(
+                    f"{child.name} exited with status {child.process.returncode} before "
+                    f"{what}; the end of {child.log}:\n{child.tail()}"
+                )
             if time.monotonic() > deadline:
                 raise DemoError(f"{what} took more than {timeout:g} s; the end of {child.log}:\n{child.tail()}")
             time.sleep(POLL_INTERVAL)

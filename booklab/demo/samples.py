@@ -15,30 +15,43 @@ from pathlib import Path
 NAME = "notebooks"
 BRANCH_WITH_SLASH = "feature/fibonacci"
 _IDENTITY = {
-    "GIT_AUTHOR_NAME": "Booklab demo", "GIT_AUTHOR_EMAIL": "demo@example.com",
-    "GIT_COMMITTER_NAME": "Booklab demo", "GIT_COMMITTER_EMAIL": "demo@example.com",
-    "GIT_AUTHOR_DATE": "2026-01-01T12:00:00+00:00", "GIT_COMMITTER_DATE": "2026-01-01T12:00:00+00:00",
+    "GIT_AUTHOR_NAME": "Booklab demo",
+    "GIT_AUTHOR_EMAIL": "demo@example.com",
+    "GIT_COMMITTER_NAME": "Booklab demo",
+    "GIT_COMMITTER_EMAIL": "demo@example.com",
+    "GIT_AUTHOR_DATE": "2026-01-01T12:00:00+00:00",
+    "GIT_COMMITTER_DATE": "2026-01-01T12:00:00+00:00",
 }
 
 
 def _notebook(*cells: tuple[str, str]) -> str:
     """An nbformat 4 notebook of ``(cell type, source)`` cells, never run."""
+
     def cell(kind: str, source: str) -> dict:
         made = {"cell_type": kind, "metadata": {}, "source": source.splitlines(keepends=True)}
         return made | ({"execution_count": None, "outputs": []} if kind == "code" else {})
 
-    return json.dumps({"cells": [cell(*c) for c in cells], "metadata": {}, "nbformat": 4,
-                       "nbformat_minor": 5}, indent=1) + "\n"
+    return (
+        json.dumps({"cells": [cell(*c) for c in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1)
+        + "\n"
+    )
 
 
 def _files(base_image: str) -> dict[str, str]:
     return {
         "Dockerfile": f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\n",
-        "README.md": ("# Booklab sample\n\nA notebook that Booklab builds from its Dockerfile "
-                      f"(`FROM {base_image}`) and opens in Jupyter.\n"),
+        "README.md": (
+            "# Booklab sample\n\nA notebook that Booklab builds from its Dockerfile "
+            f"(`FROM {base_image}`) and opens in Jupyter.\n"
+        ),
         "hello.ipynb": _notebook(
-            ("markdown", ("# Hello from Booklab\n\nThis notebook runs in a container that Booklab "
-                          "built from this branch of the project.")),
+            (
+                "markdown",
+                (
+                    "# Hello from Booklab\n\nThis notebook runs in a container that Booklab "
+                    "built from this branch of the project."
+                ),
+            ),
             ("code", "import platform\nprint(f'Python {platform.python_version()} on {platform.node()}')"),
         ),
     }

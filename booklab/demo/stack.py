@@ -29,12 +29,12 @@ import redis
 import requests
 import yaml
 
-from booklab.state import schema
-from booklab.pipeline import traefik_config
 from booklab.demo import docker_host, samples
 from booklab.demo.processes import Child, Processes, free_ports
 from booklab.errors import DemoError
+from booklab.pipeline import traefik_config
 from booklab.pipeline.routes.names import route_label
+from booklab.state import schema
 
 log = logging.getLogger(__name__)
 
@@ -164,34 +164,80 @@ class _Starter:
         """Redis, the GitLab stand-in and Traefik; returns what the stand-in tells of itself."""
         redis_dir, gitlab_dir, sample_dir = self.scratch("redis"), self.scratch("gitlab"), self.scratch("samples")
         services = self.tier()
-        redis_server = self.processes.start("redis", [
-            "redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(redis_dir), "--notify-keyspace-events", "KEA"])
+        redis_server = self.processes.start(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(redis_dir),
+                "--notify-keyspace-events",
+                "KEA",
+            ],
+        )
         services.append(redis_server)
 
         samples.create_sample(sample_dir, self.base_image)
         info_file = gitlab_dir / "info.json"
         repos = [arg for directory in (*self.options.repos, sample_dir) for arg in ("--repos", str(directory))]
-        gitlab = self.processes.start("gitlab", [
-            sys.executable, "-m", "gitlab_standin", "--data", str(gitlab_dir / "data"), "--user", DEMO_USER,
-            *repos, "--redirect-uri", f"{self.url}/login/gitlab/authorized", "--info", str(info_file)],
-            env=self.python_env())
+        gitlab = self.processes.start(
+            "gitlab",
+            [
+                sys.executable,
+                "-m",
+                "gitlab_standin",
+                "--data",
+                str(gitlab_dir / "data"),
+                "--user",
+                DEMO_USER,
+                *repos,
+                "--redirect-uri",
+                f"{self.url}/login/gitlab/authorized",
+                "--info",
+                str(info_file),
+            ],
+            env=self.python_env(),
+        )
         services.append(gitlab)
 
         routes = self.state / "traefik-routes.yml"
-        routes.write_text(yaml.safe_dump(traefik_config.host_routes({
-            "booklab-web": (FQDN, f"http://127.0.0.1:{self.web_port}"),
-            "flower": (f"flower.{FQDN}", f"http://127.0.0.1:{self.flower_port}"),
-        })))
-        traefik = self.processes.start("traefik", ["traefik", *traefik_config.static_flags(
-            f"127.0.0.1:{self.port}", f"127.0.0.1:{self.api_port}", docker_network=self.network,
-            route_label=route_label(self.secret_key), routes_file=routes)])
+        routes.write_text(
+            yaml.safe_dump(
+                traefik_config.host_routes(
+                    {
+                        "booklab-web": (FQDN, f"http://127.0.0.1:{self.web_port}"),
+                        "flower": (f"flower.{FQDN}", f"http://127.0.0.1:{self.flower_port}"),
+                    }
+                )
+            )
+        )
+        traefik = self.processes.start(
+            "traefik",
+            [
+                "traefik",
+                *traefik_config.static_flags(
+                    f"127.0.0.1:{self.port}",
+                    f"127.0.0.1:{self.api_port}",
+                    docker_network=self.network,
+                    route_label=route_label(self.secret_key),
+                    routes_file=routes,
+                ),
+            ],
+        )
         services.append(traefik)
 
         with closing(redis.Redis.from_url(self.redis_url)) as client:
             self.processes.wait_until(redis_server, lambda: _pings_redis(client), START_TIMEOUT, "Redis answered")
-        self.processes.wait_until(traefik, lambda: traefik_config.pings(self.api_url), START_TIMEOUT,
-                                  "Traefik answered")
+        self.processes.wait_until(
+            traefik, lambda: traefik_config.pings(self.api_url), START_TIMEOUT, "Traefik answered"
+        )
         self.processes.wait_until(gitlab, info_file.exists, START_TIMEOUT, "the GitLab stand-in was ready")
         return json.loads(info_file.read_text())
 
@@ -243,21 +289,33 @@ class _Starter:
         cli = [sys.executable, "-m", "booklab.cli"]
         web = start("web", [*cli, "web"], BOOKLAB_WEB_METRICS_TOKEN=metrics_token)
         runners = [start(name.split("@")[0], [*cli, "runner", "--name", name]) for name in self.runner_names]
-        flower = start("flower", [sys.executable, "-m", "celery", "-A", "booklab.dispatch.app",
-                                  "--broker", self.redis_url, "flower"],
-                       FLOWER_ADDRESS="127.0.0.1", FLOWER_PORT=str(self.flower_port),
-                       FLOWER_BASIC_AUTH=f"{FLOWER_USER}:{flower_password}")
+        flower = start(
+            "flower",
+            [sys.executable, "-m", "celery", "-A", "booklab.dispatch.app", "--broker", self.redis_url, "flower"],
+            FLOWER_ADDRESS="127.0.0.1",
+            FLOWER_PORT=str(self.flower_port),
+            FLOWER_BASIC_AUTH=f"{FLOWER_USER}:{flower_password}",
+        )
 
         entrypoint = f"http://127.0.0.1:{self.port}/"
-        self.processes.wait_until(web, lambda: _http_status(entrypoint, FQDN) == 200, START_TIMEOUT,
-                                  f"the web tier answered through Traefik at {self.url}")
-        self.processes.wait_until(flower, lambda: _http_status(entrypoint, f"flower.{FQDN}") == 401,
-                                  START_TIMEOUT, "Flower answered through Traefik")
+        self.processes.wait_until(
+            web,
+            lambda: _http_status(entrypoint, FQDN) == 200,
+            START_TIMEOUT,
+            f"the web tier answered through Traefik at {self.url}",
+        )
+        self.processes.wait_until(
+            flower,
+            lambda: _http_status(entrypoint, f"flower.{FQDN}") == 401,
+            START_TIMEOUT,
+            "Flower answered through Traefik",
+        )
         with closing(redis.Redis.from_url(self.redis_url)) as client:
             for runner, name in zip(runners, self.runner_names):
                 heartbeat = schema.heartbeat(name)
-                self.processes.wait_until(runner, lambda key=heartbeat: bool(client.exists(key)),
-                                          START_TIMEOUT, f"{name} was ready")
+                self.processes.wait_until(
+                    runner, lambda key=heartbeat: bool(client.exists(key)), START_TIMEOUT, f"{name} was ready"
+                )
 
 
 def _pings_redis(client: redis.Redis) -> bool:
@@ -283,14 +341,23 @@ def start(options: Options, exits: ExitStack) -> tuple[Demo, Processes]:
     starter.booklab(gitlab, flower_password, metrics_token)
     user = gitlab["users"][DEMO_USER]
     demo = Demo(
-        url=starter.url, username=DEMO_USER, password=user["password"], token=user["token"],
+        url=starter.url,
+        username=DEMO_USER,
+        password=user["password"],
+        token=user["token"],
         projects=gitlab["projects"],
-        flower_url=f"http://flower.{FQDN}:{starter.port}/", flower_user=FLOWER_USER,
-        flower_password=flower_password, metrics_token=metrics_token, traefik_port=starter.port,
-        traefik_dashboard=f"{starter.api_url}/dashboard/", gitlab_url=gitlab["url"],
-        network=starter.network, runners=starter.runner_names,
+        flower_url=f"http://flower.{FQDN}:{starter.port}/",
+        flower_user=FLOWER_USER,
+        flower_password=flower_password,
+        metrics_token=metrics_token,
+        traefik_port=starter.port,
+        traefik_dashboard=f"{starter.api_url}/dashboard/",
+        gitlab_url=gitlab["url"],
+        network=starter.network,
+        runners=starter.runner_names,
         processes={c.name: c.process.pid for c in starter.processes.children},
-        state_dir=str(starter.state), logs=str(starter.processes.log_dir),
+        state_dir=str(starter.state),
+        logs=str(starter.processes.log_dir),
         started_in=round(time.monotonic() - started, 1),
     )
     demo.write(starter.state / "demo.json")

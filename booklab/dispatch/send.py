@@ -19,8 +19,9 @@ def deployment_chain(run: Run) -> chain:
     """provision key -> clone -> build -> run -> register token, for one run of a deployment
     (each task carries the run's id, ``<deployment>#<n>``, and passes it on)."""
     first, *later = STEPS
-    return chain(app.signature(first, args=(run.id,), queue=DEPLOYMENTS_QUEUE),
-                 *(app.signature(name) for name in later))
+    return chain(
+        app.signature(first, args=(run.id,), queue=DEPLOYMENTS_QUEUE), *(app.signature(name) for name in later)
+    )
 
 
 def queue_run(ctx: Context, run: Run) -> None:

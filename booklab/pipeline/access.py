@@ -43,9 +43,7 @@ def generate_keypair(comment: str = "") -> KeyPair:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
     )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
     return KeyPair(private, f"{public} {comment}".strip())
 
 
@@ -55,8 +53,9 @@ def key_title(*words: str) -> str:
     return f"Booklab {' '.join(words)} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
-def add_deploy_key(ctx: Context, gl: GitLabClient, project: Project, title: str,
-                   can_push: bool = False) -> KeyPair | None:
+def add_deploy_key(
+    ctx: Context, gl: GitLabClient, project: Project, title: str, can_push: bool = False
+) -> KeyPair | None:
     """A new key pair whose public half the project now has as a deploy key titled ``title``;
     None when GitLab refuses a deploy key (the user's role is below Maintainer): then the
     user's token over HTTPS (:func:`https`) is the way in."""
@@ -94,7 +93,11 @@ def revoke(ctx: Context, deployment_id: str) -> None:
             key_sweeper.remove(ctx, int(record["project_id"]), record["deploy_key_title"], token)
             ctx.deployments.update(deployment_id, deploy_key_title="")
     except BooklabError as e:
-        log.error("deploy key %r of %s cannot be removed (%s): remove it by hand",
-                  record["deploy_key_title"], deployment_id, e)
+        log.error(
+            "deploy key %r of %s cannot be removed (%s): remove it by hand",
+            record["deploy_key_title"],
+            deployment_id,
+            e,
+        )
     finally:
         ctx.vault.delete(deployment_id, GITLAB_TOKEN, DEPLOY_KEY)

@@ -90,8 +90,15 @@ def build_image(
     log.info("building %s from %s", image, checkout_dir)
     with tempfile.TemporaryDirectory(prefix="booklab-build-") as cwd:
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", start_new_session=True, preexec_fn=_die_with_parent,
+            argv,
+            cwd=cwd,
+            env=_child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
         def expire() -> None:
@@ -126,11 +133,18 @@ def build_image(
     )
 
 
-def _repo2docker_argv(checkout_dir: str | os.PathLike, image: str, memory_limit: str,
-                      labels: dict[str, str]) -> list[str]:
+def _repo2docker_argv(
+    checkout_dir: str | os.PathLike, image: str, memory_limit: str, labels: dict[str, str]
+) -> list[str]:
     argv = [
-        sys.executable, "-m", "repo2docker", "--engine=booklab", "--no-run",
-        f"--image-name={image}", f"--user-id={NB_UID}", f"--user-name={NB_USER}",
+        sys.executable,
+        "-m",
+        "repo2docker",
+        "--engine=booklab",
+        "--no-run",
+        f"--image-name={image}",
+        f"--user-id={NB_UID}",
+        f"--user-name={NB_USER}",
     ]
     if memory_limit:
         argv.append(f"--EngineAPIEngine.build_memory_limit={_bytes(memory_limit)}")
@@ -143,9 +157,7 @@ def _bytes(memory_limit: str) -> int:
     try:
         return docker.utils.parse_bytes(memory_limit)
     except docker.errors.DockerException:
-        raise ConfigError(
-            f"Setting build/memory must be a size such as 4g or 512m, not {memory_limit!r}."
-        ) from None
+        raise ConfigError(f"Setting build/memory must be a size such as 4g or 512m, not {memory_limit!r}.") from None
 
 
 def _child_env() -> dict[str, str]:

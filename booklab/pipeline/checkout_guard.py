@@ -58,15 +58,19 @@ def links_leaving(checkout: str | os.PathLike) -> list[str]:
     leaving = []
 
     def unreadable(error: OSError) -> None:  # os.walk would skip a directory it cannot list
-        raise UnsafeCheckout(f"A folder of the repository cannot be read ({error.strerror}): "
-                             f"{_relative(error.filename or root, root)}. Make its path shorter.") from None
+        raise UnsafeCheckout(
+            f"A folder of the repository cannot be read ({error.strerror}): "
+            f"{_relative(error.filename or root, root)}. Make its path shorter."
+        ) from None
 
     for directory, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
         for name in dirnames + filenames:
             path = os.path.join(directory, name)
             if len(os.fsencode(path)) >= MAX_PATH:
-                raise UnsafeCheckout(f"The repository holds a path too long to check: {_relative(path, root)[:80]}... "
-                                     "Make its folders' names shorter.")
+                raise UnsafeCheckout(
+                    f"The repository holds a path too long to check: {_relative(path, root)[:80]}... "
+                    "Make its folders' names shorter."
+                )
             if os.path.islink(path) and not _leads_inside(path, root):
                 leaving.append(_relative(path, root))
     return sorted(leaving)

@@ -48,34 +48,51 @@ class HttpsCredentials:
 
 def check_branch_name(branch: str) -> None:
     """Refuse what git would refuse as a branch name, and anything shaped like an option."""
-    if (not branch or branch.startswith(("-", "/", ".")) or branch.endswith(("/", ".")) or branch == "@"
-            or _FORBIDDEN_IN_BRANCH.search(branch)):
+    if (
+        not branch
+        or branch.startswith(("-", "/", "."))
+        or branch.endswith(("/", "."))
+        or branch == "@"
+        or _FORBIDDEN_IN_BRANCH.search(branch)
+    ):
         raise CloneError(f"{branch!r} is not a valid branch name: pick an existing branch of the project.")
 
 
-def clone(url: str, branch: str, dest: Path, credentials: SshCredentials | HttpsCredentials,
-          timeout: float = 600) -> Iterator[str]:
+def clone(
+    url: str, branch: str, dest: Path, credentials: SshCredentials | HttpsCredentials, timeout: float = 600
+) -> Iterator[str]:
     """Clone ``branch`` of ``url`` into ``dest`` (depth 1), yielding git's progress lines."""
     check_branch_name(branch)
-    yield from _remote(["clone", "--progress", "--depth", "1", "--single-branch", f"--branch={branch}",
-                        "--", url, str(dest)], credentials, timeout, what="clone", branch=branch)
+    yield from _remote(
+        ["clone", "--progress", "--depth", "1", "--single-branch", f"--branch={branch}", "--", url, str(dest)],
+        credentials,
+        timeout,
+        what="clone",
+        branch=branch,
+    )
 
 
-def fetch_commit(url: str, commit: str, dest: Path, credentials: SshCredentials | HttpsCredentials,
-                 timeout: float = 600) -> None:
+def fetch_commit(
+    url: str, commit: str, dest: Path, credentials: SshCredentials | HttpsCredentials, timeout: float = 600
+) -> None:
     """A new repository at ``dest`` whose work tree holds ``commit`` of ``url`` (depth 1)."""
     _local(dest.parent, "init", "--quiet", str(dest))
     fetch_more(dest, url, commit, credentials, timeout)
     _local(dest, *_inside(dest), "checkout", "--quiet", "--detach", commit)
 
 
-def fetch_more(checkout: Path, url: str, commit: str, credentials: SshCredentials | HttpsCredentials,
-               timeout: float = 600) -> None:
+def fetch_more(
+    checkout: Path, url: str, commit: str, credentials: SshCredentials | HttpsCredentials, timeout: float = 600
+) -> None:
     """Fetch one more commit of ``url`` (depth 1) into the repository ``checkout``."""
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
         raise ValueError(f"{commit!r} is not a full commit SHA")
-    for _ in _remote([*_inside(checkout), "fetch", "--quiet", "--no-tags", "--depth", "1", "--", url, commit],
-                     credentials, timeout, what="fetch"):
+    for _ in _remote(
+        [*_inside(checkout), "fetch", "--quiet", "--no-tags", "--depth", "1", "--", url, commit],
+        credentials,
+        timeout,
+        what="fetch",
+    ):
         pass
 
 
@@ -93,37 +110,65 @@ def commit_work_tree(checkout: Path, parent: str, author: tuple[str, str], messa
     if tree == _local(checkout, *inside, "rev-parse", f"{parent}^{{tree}}").strip():
         return None
     name, email = author
-    identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-                "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+    identity = {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
     return _local(checkout, *inside, "commit-tree", tree, "-p", parent, stdin=message, env=identity).strip()
 
 
-def push(checkout: Path, url: str, commit: str, branch: str, credentials: SshCredentials | HttpsCredentials,
-         timeout: float = 600) -> None:
+def push(
+    checkout: Path,
+    url: str,
+    commit: str,
+    branch: str,
+    credentials: SshCredentials | HttpsCredentials,
+    timeout: float = 600,
+) -> None:
     """Push ``commit`` to the branch ``branch`` of ``url``, never by force."""
     check_branch_name(branch)
-    for _ in _remote([*_inside(checkout), "push", "--porcelain", "--", url, f"{commit}:refs/heads/{branch}"],
-                     credentials, timeout, what="push", branch=branch):
+    for _ in _remote(
+        [*_inside(checkout), "push", "--porcelain", "--", url, f"{commit}:refs/heads/{branch}"],
+        credentials,
+        timeout,
+        what="push",
+        branch=branch,
+    ):
         pass
 
 
 def _inside(checkout: Path) -> list[str]:
     """Options that pin git to the checkout's own repository and turn off every command a
     repository's configuration could run (its files came from a notebook's container)."""
-    return ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
-            f"--git-dir={checkout / '.git'}", f"--work-tree={checkout}"]
+    return [
+        "-c",
+        "core.fsmonitor=false",
+        "-c",
+        "core.hooksPath=/dev/null",
+        f"--git-dir={checkout / '.git'}",
+        f"--work-tree={checkout}",
+    ]
 
 
-def _remote(args: list[str], credentials: SshCredentials | HttpsCredentials, timeout: float,
-            what: str, branch: str = "") -> Iterator[str]:
+def _remote(
+    args: list[str], credentials: SshCredentials | HttpsCredentials, timeout: float, what: str, branch: str = ""
+) -> Iterator[str]:
     """Run ``git <args>`` that talks to GitLab with ``credentials``, yielding its stderr lines;
     learn GitLab's SSH host key into the credentials."""
     private = Path(tempfile.mkdtemp(prefix="booklab-git-"))
     try:
         env = _git_env(private, credentials)
         lines: list[str] = []
-        proc = subprocess.Popen(["git", *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["git", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             for line in _lines(proc.stdout):
                 lines.append(line)
@@ -147,10 +192,21 @@ def _remote(args: list[str], credentials: SshCredentials | HttpsCredentials, tim
 
 def _local(checkout: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
     """Run a git command that stays on this machine, with no user configuration; its output."""
-    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", "LANG": "C.UTF-8",
-            "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
-    done = subprocess.run(["git", "-C", str(checkout), *args], input=stdin, env={**base, **(env or {})},
-                          capture_output=True, text=True, check=False)
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": "/nonexistent",
+        "LANG": "C.UTF-8",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+    }
+    done = subprocess.run(
+        ["git", "-C", str(checkout), *args],
+        input=stdin,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode:
         command = next(a for a in args if not a.startswith("-") and "=" not in a)
         raise GitError(f"git {command} failed: {done.stderr.strip()[-500:]}")
@@ -159,14 +215,18 @@ def _local(checkout: Path, *args: str, stdin: str | None = None, env: dict[str, 
 
 def head_commit(checkout: Path) -> str:
     """The SHA of the commit checked out in ``checkout``."""
-    out = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 
 def _git_env(private: Path, credentials: SshCredentials | HttpsCredentials) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(private), "LANG": "C.UTF-8",
-           "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(private),
+        "LANG": "C.UTF-8",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
     if isinstance(credentials, SshCredentials):
         key = private / "id_ed25519"
         key.touch(mode=0o600)
@@ -174,15 +234,35 @@ def _git_env(private: Path, credentials: SshCredentials | HttpsCredentials) -> d
         known = private / "known_hosts"
         known.write_text(credentials.known_hosts)
         checking = "yes" if credentials.known_hosts.strip() else "accept-new"
-        env["GIT_SSH_COMMAND"] = " ".join(shlex.quote(a) for a in [
-            "ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", f"UserKnownHostsFile={known}", "-o", f"StrictHostKeyChecking={checking}",
-            "-o", "ConnectTimeout=20",
-        ])
+        env["GIT_SSH_COMMAND"] = " ".join(
+            shlex.quote(a)
+            for a in [
+                "ssh",
+                "-F",
+                "/dev/null",
+                "-i",
+                str(key),
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                f"UserKnownHostsFile={known}",
+                "-o",
+                f"StrictHostKeyChecking={checking}",
+                "-o",
+                "ConnectTimeout=20",
+            ]
+        )
     else:
         basic = base64.b64encode(f"{credentials.username}:{credentials.token}".encode()).decode()
-        env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
-                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"})
+        env.update(
+            {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+            }
+        )
     return env
 
 
@@ -213,17 +293,19 @@ def _explain(lines: list[str], what: str, branch: str) -> CloneError:
     if "Remote branch" in text and "not found" in text:
         return CloneError(f"Branch {branch!r} was not found in the repository: pick an existing branch.")
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
-        return CloneError("The GitLab server's SSH host key does not match the known one: check "
-                          "gitlab/known_hosts in the configuration.")
+        return CloneError(
+            "The GitLab server's SSH host key does not match the known one: check "
+            "gitlab/known_hosts in the configuration."
+        )
     if what == "push" and re.search(
-            r"\[rejected\].*\((fetch first|non-fast-forward|already exists|stale info)\)", text):
+        r"\[rejected\].*\((fetch first|non-fast-forward|already exists|stale info)\)", text
+    ):
         return PushRejected(f"Branch {branch!r} moved on GitLab.")
     if what == "push" and "[remote rejected]" in text:
         remote = "\n".join(line for line in lines if line.startswith("remote:")) or text
         return CloneError(f"GitLab refused the push to branch {branch!r}: {remote}")
     if what == "push" and re.search(r"not allowed to push|does not have write access|returned error: 403", text):
-        return CloneError(f"GitLab refused the push to branch {branch!r}: your role cannot push to "
-                          "this project.")
+        return CloneError(f"GitLab refused the push to branch {branch!r}: your role cannot push to this project.")
     if "Permission denied" in text or "Authentication failed" in text or re.search(r"returned error: 40[134]", text):
         return CloneError(_NO_ACCESS)
     if _UNREACHABLE.search(text):

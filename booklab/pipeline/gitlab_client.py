@@ -122,36 +122,50 @@ class GitLabClient:
 
     def username(self) -> str:
         """The username the token belongs to."""
+
         def fetch() -> str:
             self._gl.auth()
             return self._gl.user.username
+
         return self._call("reading the current user", fetch)
 
     def identity(self) -> tuple[str, str]:
         """(name, e-mail) the token's user commits as: GitLab's commit e-mail, else their
         e-mail, else GitLab's no-reply address for them."""
+
         def fetch() -> tuple[str, str]:
             self._gl.auth()
             user = self._gl.user
             attrs = user.attributes
             host = self.host.split("://", 1)[-1].split("/", 1)[0]
-            email = (attrs.get("commit_email") or attrs.get("email")
-                     or f"{user.id}-{user.username}@users.noreply.{host}")
+            email = attrs.get("commit_email") or attrs.get("email") or f"{user.id}-{user.username}@users.noreply.{host}"
             return attrs.get("name") or user.username, email
+
         return self._call("reading the current user", fetch)
 
     # -- projects and branches ----------------------------------------------------------
 
     def projects(self, search: str = "", page: int = 1, per_page: int = PER_PAGE) -> Page:
         """One page of the projects the user is a member of, most recently active first."""
-        params: dict[str, Any] = {"membership": "true", "simple": "true", "order_by": "last_activity_at",
-                                  "sort": "desc", "page": page, "per_page": per_page}
+        params: dict[str, Any] = {
+            "membership": "true",
+            "simple": "true",
+            "order_by": "last_activity_at",
+            "sort": "desc",
+            "page": page,
+            "per_page": per_page,
+        }
         if search:
             params["search"] = search
         response = self._get("/projects", "listing your projects", **params)
-        return Page(response.json(), _int_header(response, "X-Page") or page,
-                    _int_header(response, "X-Next-Page"), _int_header(response, "X-Prev-Page"),
-                    _int_header(response, "X-Total-Pages"), _int_header(response, "X-Total"))
+        return Page(
+            response.json(),
+            _int_header(response, "X-Page") or page,
+            _int_header(response, "X-Next-Page"),
+            _int_header(response, "X-Prev-Page"),
+            _int_header(response, "X-Total-Pages"),
+            _int_header(response, "X-Total"),
+        )
 
     def project(self, path: str) -> Project:
         try:
@@ -161,16 +175,26 @@ class GitLabClient:
                 f"Project {path} was not found on GitLab, or your account cannot read it: "
                 "check the path and that you are a member."
             ) from None
-        return Project(p.id, p.path_with_namespace, p.ssh_url_to_repo, p.http_url_to_repo, p.default_branch,
-                       getattr(p, "web_url", ""))
+        return Project(
+            p.id,
+            p.path_with_namespace,
+            p.ssh_url_to_repo,
+            p.http_url_to_repo,
+            p.default_branch,
+            getattr(p, "web_url", ""),
+        )
 
     def branches(self, project: Project, limit: int = MAX_BRANCHES) -> tuple[list[str], bool]:
         """The project's branch names, default branch first, and whether there were more than ``limit``."""
         names: list[str] = []
         page: int | None = 1
         while page and len(names) < limit:
-            response = self._get(f"/projects/{project.id}/repository/branches",
-                                 f"listing the branches of {project.path}", page=page, per_page=100)
+            response = self._get(
+                f"/projects/{project.id}/repository/branches",
+                f"listing the branches of {project.path}",
+                page=page,
+                per_page=100,
+            )
             names += [b["name"] for b in response.json()]
             page = _int_header(response, "X-Next-Page")
         more = bool(page) or len(names) > limit
@@ -183,8 +207,9 @@ class GitLabClient:
     def branch_commit(self, project: Project, branch: str) -> str:
         """The commit SHA the branch points to."""
         try:
-            b = self._call(f"looking up branch {branch}",
-                           lambda: self._gl.projects.get(project.id, lazy=True).branches.get(branch))
+            b = self._call(
+                f"looking up branch {branch}", lambda: self._gl.projects.get(project.id, lazy=True).branches.get(branch)
+            )
         except NotFound:
             raise NotFound(
                 f"Branch {branch!r} does not exist in {project.path}: pick one of the project's branches."
@@ -207,8 +232,10 @@ class GitLabClient:
         try:
             self.branch_commit(project, ref)
         except NoAccess:
-            raise NoAccess(f"Your role on {project.path} does not let you read its code: "
-                           "ask a maintainer for Reporter access or more.") from None
+            raise NoAccess(
+                f"Your role on {project.path} does not let you read its code: "
+                "ask a maintainer for Reporter access or more."
+            ) from None
         except NotFound as e:
             raise BranchNotFound(str(e)) from None
         return project
@@ -220,8 +247,10 @@ class GitLabClient:
         DeployKeyRefused when GitLab refuses it (403: the user is below Maintainer)."""
         proj = self._gl.projects.get(project.id, lazy=True)
         try:
-            key: Any = self._call("adding a deploy key",
-                                  lambda: proj.keys.create({"title": title, "key": public_key, "can_push": can_push}))
+            key: Any = self._call(
+                "adding a deploy key",
+                lambda: proj.keys.create({"title": title, "key": public_key, "can_push": can_push}),
+            )
         except NoAccess as e:
             raise DeployKeyRefused(f"GitLab refused a deploy key on {project.path}.") from e
         return key.id

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import time
 
-from booklab.state import schema
 from booklab.context import Context
 from booklab.errors import BooklabError, SecretUnavailable
+from booklab.state import schema
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,12 @@ def sweep(ctx: Context) -> None:
         try:
             token = ctx.vault.get(member, SWEEP_TOKEN).decode()
         except SecretUnavailable:
-            log.error("deploy key %r of project %s could not be removed before the user's token "
-                      "expired: remove it by hand in the project's settings", title, project_id)
+            log.error(
+                "deploy key %r of project %s could not be removed before the user's token "
+                "expired: remove it by hand in the project's settings",
+                title,
+                project_id,
+            )
             continue
         if _removed(ctx, int(project_id), title, token):
             ctx.vault.delete(member, SWEEP_TOKEN)

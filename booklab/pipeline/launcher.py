@@ -19,8 +19,8 @@ import docker
 import requests
 from docker.models.containers import Container
 
-from booklab.pipeline import notebook_container
 from booklab.errors import LaunchError
+from booklab.pipeline import notebook_container
 from booklab.pipeline.transient import docker_unavailable
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,17 @@ def launch(
     try:
         attrs = client.images.get(image).attrs
         kwargs = notebook_container.create_kwargs(
-            attrs, name=name, deployment_id=deployment_id, labels=labels, limits=limits,
-            environment={"JUPYTER_TOKEN": token}, network=network, host_ip=host_ip, publish=publish, port=PORT)
+            attrs,
+            name=name,
+            deployment_id=deployment_id,
+            labels=labels,
+            limits=limits,
+            environment={"JUPYTER_TOKEN": token},
+            network=network,
+            host_ip=host_ip,
+            publish=publish,
+            port=PORT,
+        )
         _remove_leftover(client, name, deployment_id)
         # by the id of the image just checked: the name may be retagged meanwhile (a build of the same commit)
         container = client.containers.create(attrs["Id"], COMMAND, **kwargs)
@@ -76,9 +85,7 @@ def launch(
     except docker.errors.DockerException as e:
         if docker_unavailable(e):
             raise  # tried again
-        raise LaunchError(
-            f"The notebook container could not be created: {e}. Check the notebook/* settings."
-        ) from e
+        raise LaunchError(f"The notebook container could not be created: {e}. Check the notebook/* settings.") from e
     try:
         notebook_container.check_before_start(container, attrs, limits)
         container.start()
@@ -88,8 +95,7 @@ def launch(
         if isinstance(e, LaunchError) or docker_unavailable(e):
             raise
         raise LaunchError(
-            f"The notebook container could not start: {e}. "
-            "Check notebook/network and notebook/host."
+            f"The notebook container could not start: {e}. Check notebook/network and notebook/host."
         ) from e
     if container.status != "running" or (publish and not container.ports.get(f"{PORT}/tcp")):
         error = _exited(container, token)  # it has exited already
@@ -111,8 +117,9 @@ def _remove_leftover(client: docker.DockerClient, name: str, deployment_id: str)
     except docker.errors.NotFound:
         return
     if leftover.labels.get("booklab.deployment") != deployment_id:
-        raise LaunchError(f"The notebook name {name} is taken by another deployment: deploy again later, "
-                          "or ask the operator.")
+        raise LaunchError(
+            f"The notebook name {name} is taken by another deployment: deploy again later, or ask the operator."
+        )
     leftover.remove(v=True, force=True)
     log.info("removed the container %s left by an earlier try", name)
 
@@ -126,9 +133,7 @@ def wait_ready(notebook: Notebook, timeout: float) -> None:
             try:
                 container = client.containers.get(notebook.container_id)
             except docker.errors.NotFound as e:
-                raise LaunchError(
-                    "The notebook container was removed before it answered: deploy again."
-                ) from e
+                raise LaunchError("The notebook container was removed before it answered: deploy again.") from e
             if container.status not in {"created", "running"}:
                 raise _exited(container, notebook.token)
             if time.monotonic() > deadline:
@@ -167,13 +172,23 @@ def find_notebooks(client: docker.DockerClient, labels: dict[str, str]) -> list[
     return client.containers.list(all=True, filters=filters)
 
 
-def ask_status(url: str, token: str, host: str | None = None, headers: Mapping[str, str] | None = None,
-               *, allow_redirects: bool = True) -> requests.Response:
+def ask_status(
+    url: str,
+    token: str,
+    host: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    allow_redirects: bool = True,
+) -> requests.Response:
     """Ask Jupyter's ``/api/status`` under base ``url`` with ``token`` (as ``host`` when
     given, through a proxy, and with ``headers`` besides), within :data:`HTTP_TIMEOUT`;
     raises what :func:`requests.get` raises."""
-    return requests.get(f"{url}api/status", timeout=HTTP_TIMEOUT, allow_redirects=allow_redirects, headers={
-        "Authorization": f"token {token}", **({"Host": host} if host else {}), **(headers or {})})
+    return requests.get(
+        f"{url}api/status",
+        timeout=HTTP_TIMEOUT,
+        allow_redirects=allow_redirects,
+        headers={"Authorization": f"token {token}", **({"Host": host} if host else {}), **(headers or {})},
+    )
 
 
 def api_status(url: str, token: str, host: str | None = None) -> dict | None:

@@ -32,8 +32,10 @@ OWN_LABELS = frozenset({"booklab.deployment", "booklab.runner"})
 MAX_UID = 2**31 - 1
 MAX_PASSWD_SIZE = 1 << 20
 #: what Go's strings.TrimSpace (and so Docker's passwd parser) trims: ASCII and Unicode spaces only
-GO_SPACE = (" \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-            "\u2028\u2029\u202f\u205f\u3000")
+GO_SPACE = (
+    " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
 NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
@@ -48,9 +50,19 @@ class Limits:
     allow_root: bool = False
 
 
-def create_kwargs(image: Mapping[str, Any], *, name: str, deployment_id: str, labels: Mapping[str, str],
-                  limits: Limits, environment: Mapping[str, str], network: str, host_ip: str, publish: bool,
-                  port: int) -> dict[str, Any]:
+def create_kwargs(
+    image: Mapping[str, Any],
+    *,
+    name: str,
+    deployment_id: str,
+    labels: Mapping[str, str],
+    limits: Limits,
+    environment: Mapping[str, str],
+    network: str,
+    host_ip: str,
+    publish: bool,
+    port: int,
+) -> dict[str, Any]:
     """The keyword arguments of ``containers.create`` for a notebook of ``image`` (its
     inspect data); raise :class:`LaunchError` when the image may not run as a notebook."""
     refuse_labels(image["Config"].get("Labels") or {})
@@ -80,11 +92,13 @@ def refuse_labels(labels: Mapping[str, str]) -> None:
         raise LaunchError(
             f"The image carries Traefik labels ({', '.join(routing)}), which could route other "
             "people's traffic to it: remove those LABEL lines from the Dockerfile (or from the image "
-            "it is built FROM); Booklab sets the notebook's route itself.")
+            "it is built FROM); Booklab sets the notebook's route itself."
+        )
     if own:
         raise LaunchError(
             f"The image carries labels that only Booklab sets ({', '.join(own)}): remove those LABEL "
-            "lines from the Dockerfile (or from the image it is built FROM).")
+            "lines from the Dockerfile (or from the image it is built FROM)."
+        )
 
 
 def refuse_root(user: str) -> None:
@@ -106,11 +120,15 @@ def check_before_start(container: Container, image: Mapping[str, Any], limits: L
     try:
         stream, stat = container.get_archive("/etc/passwd")
     except docker.errors.NotFound as e:
-        raise LaunchError(f"The image has no /etc/passwd to find its user {name!r} in: add `USER 1000` "
-                          "(a numeric uid) to the Dockerfile.") from e
+        raise LaunchError(
+            f"The image has no /etc/passwd to find its user {name!r} in: add `USER 1000` "
+            "(a numeric uid) to the Dockerfile."
+        ) from e
     if stat.get("linkTarget") or stat.get("size", 0) > MAX_PASSWD_SIZE:
-        raise LaunchError(f"The image's /etc/passwd is a link or too large, so its user {name!r} cannot be "
-                          "checked: add `USER 1000` (a numeric uid) to the Dockerfile.")
+        raise LaunchError(
+            f"The image's /etc/passwd is a link or too large, so its user {name!r} cannot be "
+            "checked: add `USER 1000` (a numeric uid) to the Dockerfile."
+        )
     archive = b"".join(stream)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         member = tar.extractfile(tar.getmembers()[0])
@@ -144,4 +162,5 @@ def _runs_as_root() -> LaunchError:
     return LaunchError(
         "The image runs as root: add `USER 1000` (or a named user that is not uid 0, such as "
         "repo2docker's jovyan) to the Dockerfile, or ask the operator to allow root notebooks "
-        "(notebook/allow_root).")
+        "(notebook/allow_root)."
+    )

@@ -34,8 +34,7 @@ ISOLATED = {ICC_OPTION: "false"}
 
 def create(client: docker.DockerClient, name: str, labels: dict[str, str] | None = None):
     """Create the bridge network ``name`` on which notebooks cannot reach each other."""
-    return client.networks.create(name, driver="bridge", options=ISOLATED, labels=labels or {},
-                                  check_duplicate=True)
+    return client.networks.create(name, driver="bridge", options=ISOLATED, labels=labels or {}, check_duplicate=True)
 
 
 def isolates(network) -> bool:
@@ -51,8 +50,11 @@ def ensure_isolated(client: docker.DockerClient, name: str) -> None:
     if not name:
         bridge = client.networks.get("bridge")
         if not isolates(bridge):
-            log.warning("notebooks run on Docker's default bridge, where they can reach each other: set "
-                        "notebook/network to a network created with -o %s=false", ICC_OPTION)
+            log.warning(
+                "notebooks run on Docker's default bridge, where they can reach each other: set "
+                "notebook/network to a network created with -o %s=false",
+                ICC_OPTION,
+            )
         return
     try:
         network = client.networks.get(name)
@@ -67,4 +69,5 @@ def ensure_isolated(client: docker.DockerClient, name: str) -> None:
     if not isolates(network):
         raise ConfigError(
             f"The Docker network {name!r} (notebook/network) lets notebooks reach each other: recreate it "
-            f"with `docker network create -o {ICC_OPTION}=false {name}`, or name another one.")
+            f"with `docker network create -o {ICC_OPTION}=false {name}`, or name another one."
+        )

@@ -126,8 +126,13 @@ def for_notebook(requested: NotebookSettings, config: Config) -> Effective:
     """What a notebook runs with under ``config``: its repository's settings, else the
     ``notebook/*`` defaults, capped at the ``notebook/max_*`` maxima."""
     memory = config.bytes_of("notebook_memory")
-    return effective(requested, limits_of(config), memory=memory, cpus=config.notebook_cpus,
-                     idle_timeout=config.notebook_idle_timeout)
+    return effective(
+        requested,
+        limits_of(config),
+        memory=memory,
+        cpus=config.notebook_cpus,
+        idle_timeout=config.notebook_idle_timeout,
+    )
 
 
 def read(checkout_dir: str | os.PathLike, limits: Limits) -> NotebookSettings:
@@ -144,8 +149,10 @@ def read(checkout_dir: str | os.PathLike, limits: Limits) -> NotebookSettings:
         return NotebookSettings()
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise SettingsError(f"{FILE_NAME} must be a regular file, not a symbolic link: "
-                                f"put the settings themselves at the root of the repository.") from None
+            raise SettingsError(
+                f"{FILE_NAME} must be a regular file, not a symbolic link: "
+                f"put the settings themselves at the root of the repository."
+            ) from None
         raise SettingsError(f"Cannot read {FILE_NAME}: {e.strerror}.") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -176,21 +183,25 @@ def parse(text: str, limits: Limits) -> NotebookSettings:
         raise SettingsError(f"{FILE_NAME} is not valid YAML ({where}{_clean(e.problem or e.context)}).") from None
     except yaml.reader.ReaderError as e:
         line = text.count("\n", 0, e.position) + 1
-        raise SettingsError(f"{FILE_NAME} is not valid YAML (line {line}: a control character "
-                            f"#x{e.character if isinstance(e.character, int) else 0:04x} is not allowed).") from None
+        raise SettingsError(
+            f"{FILE_NAME} is not valid YAML (line {line}: a control character "
+            f"#x{e.character if isinstance(e.character, int) else 0:04x} is not allowed)."
+        ) from None
     except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as e:
         reason = "nested too deeply" if isinstance(e, RecursionError) else _clean(str(e))
         raise SettingsError(f"{FILE_NAME} is not valid YAML ({reason}).") from None
     if tree is None:
         return NotebookSettings()
     if not isinstance(tree, dict):
-        raise SettingsError(f"{FILE_NAME} must be a mapping of settings such as 'memory: 2g' "
-                            f"(one per line), not {_kind(tree)}.")
+        raise SettingsError(
+            f"{FILE_NAME} must be a mapping of settings such as 'memory: 2g' (one per line), not {_kind(tree)}."
+        )
     return _settings(tree, origin=FILE_NAME, limits=limits)
 
 
-def effective(requested: NotebookSettings, limits: Limits, *, memory: int, cpus: float,
-              idle_timeout: int, urlpath: str = "") -> Effective:
+def effective(
+    requested: NotebookSettings, limits: Limits, *, memory: int, cpus: float, idle_timeout: int, urlpath: str = ""
+) -> Effective:
     """The settings to run with: the requested ones, else the operator's defaults (``memory``,
     ``cpus``, ``idle_timeout``, ``urlpath``), each capped at the operator's maximum, with a
     note for each value that was capped."""
@@ -249,16 +260,26 @@ def _settings(values: dict, origin: str, limits: Limits | None) -> NotebookSetti
     checked: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
-            raise SettingsError(f"{origin}: unknown key {_show(key)}; the known keys are "
-                                f"{', '.join(known[:-1])} and {known[-1]}.")
+            raise SettingsError(
+                f"{origin}: unknown key {_show(key)}; the known keys are {', '.join(known[:-1])} and {known[-1]}."
+            )
         if value is not None:
             checked[key] = _CHECKS[key](value, origin, limits)
     return NotebookSettings(**checked)
 
 
 def _check_memory(value: Any, origin: str, limits: Limits | None) -> int:
-    return _at_least(_parsed(parse_size, value), MIN_MEMORY, limits and limits.max_memory, format_size,
-                     2 * 1024**3, "memory must be a size", "", origin, value)
+    return _at_least(
+        _parsed(parse_size, value),
+        MIN_MEMORY,
+        limits and limits.max_memory,
+        format_size,
+        2 * 1024**3,
+        "memory must be a size",
+        "",
+        origin,
+        value,
+    )
 
 
 def _check_cpus(value: Any, origin: str, limits: Limits | None) -> float:
@@ -272,14 +293,23 @@ def _check_cpus(value: Any, origin: str, limits: Limits | None) -> float:
         pass
     if n is not None and not math.isfinite(n):
         n = None
-    return _at_least(n, MIN_CPUS, limits and limits.max_cpus, _format_cpus, 1.0, "cpus must be a number", "",
-                     origin, value)
+    return _at_least(
+        n, MIN_CPUS, limits and limits.max_cpus, _format_cpus, 1.0, "cpus must be a number", "", origin, value
+    )
 
 
 def _check_idle_timeout(value: Any, origin: str, limits: Limits | None) -> int:
-    return _at_least(_parsed(parse_duration, value), MIN_IDLE_TIMEOUT, limits and limits.max_idle_timeout,
-                     format_duration, 1800, "idle_timeout must be a duration", " in seconds or with a unit s, m or h",
-                     origin, value)
+    return _at_least(
+        _parsed(parse_duration, value),
+        MIN_IDLE_TIMEOUT,
+        limits and limits.max_idle_timeout,
+        format_duration,
+        1800,
+        "idle_timeout must be a duration",
+        " in seconds or with a unit s, m or h",
+        origin,
+        value,
+    )
 
 
 def _parsed(parse: Callable[[Any], int], value: Any) -> int | None:
@@ -289,15 +319,25 @@ def _parsed(parse: Callable[[Any], int], value: Any) -> int | None:
         return None
 
 
-def _at_least(n: Any, minimum: Any, maximum: Any, show: Callable[[Any], str], typical: Any, what: str, unit: str,
-              origin: str, value: Any) -> Any:
+def _at_least(
+    n: Any,
+    minimum: Any,
+    maximum: Any,
+    show: Callable[[Any], str],
+    typical: Any,
+    what: str,
+    unit: str,
+    origin: str,
+    value: Any,
+) -> Any:
     """``n``, unless it is None or below ``minimum``: then the error that says ``what`` between
     ``minimum`` and the operator's ``maximum`` (when known) it must be, like a ``typical`` one."""
     if n is None or n < minimum:
         top = f" and {show(maximum)}" if maximum is not None else ""
         example = show(typical if maximum is None else min(typical, maximum))
-        raise SettingsError(f"{origin}: {what} between {show(minimum)}{top}{unit} (like {example}), "
-                            f"not {_show(value)}.")
+        raise SettingsError(
+            f"{origin}: {what} between {show(minimum)}{top}{unit} (like {example}), not {_show(value)}."
+        )
     return n
 
 
@@ -305,9 +345,11 @@ def _check_urlpath(value: Any, origin: str, limits: Limits | None) -> str:
     try:
         return check_urlpath(value)
     except ValueError as e:
-        raise SettingsError(f"{origin}: urlpath must be a path inside the notebook server of at most "
-                            f"{MAX_URLPATH_LENGTH} characters (like lab or tree/notebooks/intro.ipynb), "
-                            f"not {_show(value)}: {e}.") from None
+        raise SettingsError(
+            f"{origin}: urlpath must be a path inside the notebook server of at most "
+            f"{MAX_URLPATH_LENGTH} characters (like lab or tree/notebooks/intro.ipynb), "
+            f"not {_show(value)}: {e}."
+        ) from None
 
 
 _CHECKS = {
@@ -328,8 +370,14 @@ def _unquote(path: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    kinds = {bool: "a boolean", int: "an integer", float: "a number", list: "a list", dict: "a mapping",
-             str: "a string"}
+    kinds = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a mapping",
+        str: "a string",
+    }
     return next((kind for t, kind in kinds.items() if isinstance(value, t)), f"a {type(value).__name__} value")
 
 
@@ -353,5 +401,7 @@ def _clean(problem: Any) -> str:
 
 
 def _too_large() -> SettingsError:
-    return SettingsError(f"{FILE_NAME} is larger than {MAX_FILE_SIZE // 1024} KiB: keep only the "
-                         f"settings (memory, cpus, idle_timeout, urlpath) in it.")
+    return SettingsError(
+        f"{FILE_NAME} is larger than {MAX_FILE_SIZE // 1024} KiB: keep only the "
+        f"settings (memory, cpus, idle_timeout, urlpath) in it."
+    )

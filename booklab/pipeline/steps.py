@@ -18,21 +18,23 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from booklab.pipeline import access, builder
-from booklab.pipeline import checkout_guard
-from booklab.pipeline import git
-from booklab.pipeline import launcher
-from booklab.state import metrics
-from booklab.pipeline import notebook_container
-from booklab.pipeline import notebook_network
-from booklab.pipeline import notebook_settings
-from booklab.state import schema
 from booklab.context import Context
-from booklab.state.deployment import Deployment
 from booklab.errors import BooklabError, BuildError, Moved
-from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN
 from booklab.phases import Phase
+from booklab.pipeline import (
+    access,
+    builder,
+    checkout_guard,
+    git,
+    launcher,
+    notebook_container,
+    notebook_network,
+    notebook_settings,
+)
+from booklab.state import metrics, schema
+from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
+from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,14 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
         project = gl.project(dep.project)
         commit = gl.branch_commit(project, dep.ref)
         image = builder.image_name(ctx.config.image_prefix, project.path, commit)
-        ctx.deployments.update(deployment_id, project_id=str(project.id), commit=commit, image=image,
-                               ssh_url=project.ssh_url, http_url=project.http_url)
+        ctx.deployments.update(
+            deployment_id,
+            project_id=str(project.id),
+            commit=commit,
+            image=image,
+            ssh_url=project.ssh_url,
+            http_url=project.http_url,
+        )
         if builder.image_exists(ctx.docker, image):
             ctx.deployments.update(deployment_id, cached="1")
             ctx.vault.delete(deployment_id, GITLAB_TOKEN)
@@ -69,9 +77,12 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             keys = access.add_deploy_key(ctx, gl, project, title)
             if keys is None:
                 ctx.deployments.update(deployment_id, deploy_key_title="")
-                ctx.lifecycle.say(run, Phase.FETCHING,
-                                  "GitLab refused a deploy key (your role is below Maintainer): "
-                                  "cloning over HTTPS with your own token instead.")
+                ctx.lifecycle.say(
+                    run,
+                    Phase.FETCHING,
+                    "GitLab refused a deploy key (your role is below Maintainer): "
+                    "cloning over HTTPS with your own token instead.",
+                )
                 method = "https"
             else:
                 ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)
@@ -109,8 +120,9 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
     ctx.deployments.update(deployment_id, settings=settings.as_label())
     commit = git.head_commit(dest)
     if commit != record["commit"]:  # the branch moved since it was resolved
-        ctx.deployments.update(deployment_id, commit=commit, image=builder.image_name(
-            ctx.config.image_prefix, record["project"], commit))
+        ctx.deployments.update(
+            deployment_id, commit=commit, image=builder.image_name(ctx.config.image_prefix, record["project"], commit)
+        )
 
 
 def build(ctx: Context, run: Run, runner: str) -> None:
@@ -124,13 +136,17 @@ def build(ctx: Context, run: Run, runner: str) -> None:
         shutil.rmtree(dest, ignore_errors=True)
         return
     ctx.lifecycle.say(run, Phase.BUILDING, f"Building image {image}")
-    labels = {"booklab.project": record["project"], "booklab.commit": record["commit"],
-              notebook_settings.LABEL: record.get("settings") or "{}"}
+    labels = {
+        "booklab.project": record["project"],
+        "booklab.commit": record["commit"],
+        notebook_settings.LABEL: record.get("settings") or "{}",
+    }
     started = time.monotonic()
     try:
         with _neutral_errors(dest):
-            for line in builder.build_image(dest, image, timeout=ctx.config.build_timeout,
-                                            memory_limit=ctx.config.build_memory, labels=labels):
+            for line in builder.build_image(
+                dest, image, timeout=ctx.config.build_timeout, memory_limit=ctx.config.build_memory, labels=labels
+            ):
                 ctx.lifecycle.say(run, Phase.BUILDING, _neutral(line, dest))
     except BuildError:
         ctx.docker.ping()  # a Docker Engine that went away is worth another try, a bad repository not
@@ -177,19 +193,30 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     if ctx.config.notebook_network:  # checked at the runner's start too, but Docker may not have answered then
         notebook_network.ensure_isolated(ctx.docker, ctx.config.notebook_network)
     notebook = launcher.launch(
-        ctx.docker, record["image"], name=f"booklab-{slug}",
-        deployment_id=deployment_id, labels={"booklab.runner": runner, **ctx.routes.labels(slug)},
-        limits=notebook_container.Limits(settings.memory, settings.cpus, ctx.config.notebook_pids_limit,
-                                         ctx.config.notebook_allow_root),
-        network=ctx.config.notebook_network, host_ip=ctx.config.notebook_host,
-        publish=ctx.config.notebook_publish)
+        ctx.docker,
+        record["image"],
+        name=f"booklab-{slug}",
+        deployment_id=deployment_id,
+        labels={"booklab.runner": runner, **ctx.routes.labels(slug)},
+        limits=notebook_container.Limits(
+            settings.memory, settings.cpus, ctx.config.notebook_pids_limit, ctx.config.notebook_allow_root
+        ),
+        network=ctx.config.notebook_network,
+        host_ip=ctx.config.notebook_host,
+        publish=ctx.config.notebook_publish,
+    )
     try:  # stopped (or taken over) while its container was created: that container is this step's to remove
         ctx.lifecycle.expect(run, Phase.LAUNCHING)
     except Moved:
         launcher.stop(ctx.docker, notebook.container_id)
         raise
-    ctx.runners.attach(runner, container=notebook.container_id, url=notebook.url,
-                       started_at=f"{time.time():.3f}", idle_timeout=str(settings.idle_timeout))
+    ctx.runners.attach(
+        runner,
+        container=notebook.container_id,
+        url=notebook.url,
+        started_at=f"{time.time():.3f}",
+        idle_timeout=str(settings.idle_timeout),
+    )
     ctx.deployments.update(deployment_id, container=notebook.container_id)
     # sealed like every secret in Redis, for as long as the notebook may live: a reader of Redis
     # does not learn it (register_token announces it to its owner only)
@@ -217,5 +244,6 @@ def register_token(ctx: Context, run: Run, runner: str) -> None:
     ctx.deployments.update(deployment_id, ready_at=f"{time.time():.3f}")
     # the token is added by whoever serves the event to its owner, never kept in the log
     extra = {"urlpath": record["urlpath"]} if record.get("urlpath") else {}
-    ctx.lifecycle.say(run, Phase.READY, f"server running at {record['url']}",
-                    url=record["url"], image=record["image"], **extra)
+    ctx.lifecycle.say(
+        run, Phase.READY, f"server running at {record['url']}", url=record["url"], image=record["image"], **extra
+    )

@@ -26,9 +26,16 @@ DOCKER_SOCKET = "unix:///var/run/docker.sock"
 PROVIDERS_THROTTLE = "100ms"
 
 
-def static_flags(entrypoint_address: str, api_address: str, *, docker_network: str = "",
-                 route_label: str = "", redis_url: str = "", routes_file: Path | None = None,
-                 entrypoint: str = ENTRYPOINT) -> list[str]:
+def static_flags(
+    entrypoint_address: str,
+    api_address: str,
+    *,
+    docker_network: str = "",
+    route_label: str = "",
+    redis_url: str = "",
+    routes_file: Path | None = None,
+    entrypoint: str = ENTRYPOINT,
+) -> list[str]:
     """Traefik's flags: the entrypoint ``entrypoint`` at ``entrypoint_address``, the API,
     dashboard and ping at ``api_address`` (``host:port``), and the providers asked for:
     docker (containers on ``docker_network`` that carry Booklab's route label with the value
@@ -37,10 +44,14 @@ def static_flags(entrypoint_address: str, api_address: str, *, docker_network: s
     (``redis_url``) and file (``routes_file``, see :func:`host_routes`). No call leaves the
     machine."""
     flags = [
-        "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
+        "--global.checkNewVersion=false",
+        "--global.sendAnonymousUsage=false",
         f"--entryPoints.{entrypoint}.address={entrypoint_address}",
         f"--entryPoints.traefik.address={api_address}",
-        "--api.insecure=true", "--api.dashboard=true", "--ping=true", "--log.level=INFO",
+        "--api.insecure=true",
+        "--api.dashboard=true",
+        "--ping=true",
+        "--log.level=INFO",
         # apply a provider's next change after 100 ms, not the default 2 s: a new
         # notebook's route goes live while its user waits
         f"--providers.providersThrottleDuration={PROVIDERS_THROTTLE}",
@@ -48,13 +59,19 @@ def static_flags(entrypoint_address: str, api_address: str, *, docker_network: s
     if docker_network:
         if not route_label:
             raise ValueError("Traefik's docker provider needs Booklab's route label value")
-        flags += [f"--providers.docker.endpoint={DOCKER_SOCKET}", "--providers.docker.exposedByDefault=false",
-                  f"--providers.docker.network={docker_network}",
-                  f"--providers.docker.constraints=Label(`{ROUTE_LABEL}`,`{route_label}`)"]
+        flags += [
+            f"--providers.docker.endpoint={DOCKER_SOCKET}",
+            "--providers.docker.exposedByDefault=false",
+            f"--providers.docker.network={docker_network}",
+            f"--providers.docker.constraints=Label(`{ROUTE_LABEL}`,`{route_label}`)",
+        ]
     if redis_url:
         redis = urlsplit(redis_url)
-        flags += [f"--providers.redis.endpoints={redis.hostname}:{redis.port or 6379}",
-                  f"--providers.redis.db={redis.path.strip('/') or 0}", "--providers.redis.rootKey=traefik"]
+        flags += [
+            f"--providers.redis.endpoints={redis.hostname}:{redis.port or 6379}",
+            f"--providers.redis.db={redis.path.strip('/') or 0}",
+            "--providers.redis.rootKey=traefik",
+        ]
     if routes_file is not None:
         flags.append(f"--providers.file.filename={routes_file}")
     return flags
@@ -84,11 +101,15 @@ def tls_certificate(cert_file: str, key_file: str) -> dict[str, Any]:
 def host_routes(routes: Mapping[str, tuple[str, str]], entrypoint: str = ENTRYPOINT) -> dict[str, Any]:
     """Dynamic configuration (for the file provider, as YAML or JSON) that routes, for each
     ``name: (host, url)``, requests for ``host`` on ``entrypoint`` to ``url``."""
-    return {"http": {
-        "routers": {name: {"rule": f"Host(`{host}`)", "entryPoints": [entrypoint], "service": name}
-                    for name, (host, _) in routes.items()},
-        "services": {name: {"loadBalancer": {"servers": [{"url": url}]}} for name, (_, url) in routes.items()},
-    }}
+    return {
+        "http": {
+            "routers": {
+                name: {"rule": f"Host(`{host}`)", "entryPoints": [entrypoint], "service": name}
+                for name, (host, _) in routes.items()
+            },
+            "services": {name: {"loadBalancer": {"servers": [{"url": url}]}} for name, (_, url) in routes.items()},
+        }
+    }
 
 
 def pings(api_url: str) -> bool:

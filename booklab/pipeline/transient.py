@@ -19,7 +19,7 @@ def backoff(attempt: int, first: float, cap: float) -> float:
     """Seconds to wait after failed try number ``attempt`` (0 for the first): ``first``
     doubled on each try and capped at ``cap``, of which a random half ("equal jitter"),
     so that runners that failed together do not all come back together."""
-    ceiling = min(cap, first * 2 ** attempt)
+    ceiling = min(cap, first * 2**attempt)
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

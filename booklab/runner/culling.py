@@ -7,10 +7,10 @@ from datetime import timezone
 
 import docker
 
-from booklab.pipeline import launcher
 from booklab.context import Context
-from booklab.pipeline.launcher import Notebook
 from booklab.phases import Phase
+from booklab.pipeline import launcher
+from booklab.pipeline.launcher import Notebook
 
 
 def reason_to_end(ctx: Context, held: dict[str, str], status: Phase, now: float | None = None) -> str | None:

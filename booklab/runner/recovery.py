@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 
-from booklab.pipeline import launcher
+from booklab.context import Context
+from booklab.phases import Phase
+from booklab.pipeline import launcher, teardown
 from booklab.saveback import protocol
 from booklab.state import schema
-from booklab.pipeline import teardown
-from booklab.context import Context
 from booklab.state.lifecycle import Claim, Run
-from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,14 @@ def reap(ctx: Context, runner: str, by: str) -> bool:
     run = Run.held(held)
     claim = ctx.lifecycle.claim_end(run, by, take_over_from=runner) if run else None
     if run and claim and protocol.wanted(ctx, held):
-        if protocol.request(ctx, run.deployment, then_end="The runner serving this notebook was lost.",
-                             worker=by, run=run, claim=claim.token):
+        if protocol.request(
+            ctx,
+            run.deployment,
+            then_end="The runner serving this notebook was lost.",
+            worker=by,
+            run=run,
+            claim=claim.token,
+        ):
             log.warning("runner %s lost; %s saves %s before ending it", runner, by, run)
         else:
             ctx.lifecycle.keep(run, claim.token)
@@ -94,9 +99,15 @@ def _still_serving(ctx: Context, run: Run, held: dict[str, str]) -> bool:
     status, current, _ = ctx.lifecycle.current(run.deployment)
     token = ctx.vault.notebook_token(run.deployment)
     served = status is Phase.READY or (
-        status is Phase.STOPPING and ctx.deployments.record(run.deployment).get("ready_at"))
-    return (bool(served) and current == run and bool(held.get("url"))
-            and token is not None and launcher.api_status(held["url"], token) is not None)
+        status is Phase.STOPPING and ctx.deployments.record(run.deployment).get("ready_at")
+    )
+    return (
+        bool(served)
+        and current == run
+        and bool(held.get("url"))
+        and token is not None
+        and launcher.api_status(held["url"], token) is not None
+    )
 
 
 def _end_held(ctx: Context, runner: str, run: Run, claim: Claim, what: str) -> None:

@@ -105,8 +105,10 @@ def _still_holds(ctx: Context, name: str, held: dict[str, str], watch: ChainWatc
         if ctx.deployments.record(run.deployment).get("ready_at"):
             phase, message = Phase.STOPPED, "Stopping this notebook was cut off halfway; it is stopped now."
         else:
-            phase, message = Phase.FAILED, ("Preparing this notebook stopped halfway (Booklab lost its state "
-                                            "store for a moment): retry.")
+            phase, message = (
+                Phase.FAILED,
+                ("Preparing this notebook stopped halfway (Booklab lost its state store for a moment): retry."),
+            )
         teardown.end(ctx, run, name, phase, message, take_over_from=name)
         return False
     return True

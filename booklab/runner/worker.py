@@ -19,17 +19,16 @@ import docker
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from booklab.pipeline import notebook_network
-from booklab.runner import recovery
-from booklab.saveback import protocol
-from booklab.pipeline import teardown
 from booklab.config import Config
 from booklab.context import Context, get_context
-from booklab.runner.supervisor import ChainWatch, QueueWatch, supervise
-from booklab.state.lifecycle import Run
 from booklab.dispatch.app import app, configure
 from booklab.dispatch.queues import CONCURRENCY, DEPLOYMENTS_QUEUE, runner_queue
 from booklab.phases import Phase
+from booklab.pipeline import notebook_network, teardown
+from booklab.runner import recovery
+from booklab.runner.supervisor import ChainWatch, QueueWatch, supervise
+from booklab.saveback import protocol
+from booklab.state.lifecycle import Run
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +107,12 @@ class Supervisor(bootsteps.StartStopStep):
         claim = ctx.lifecycle.claim_end(run, c.hostname, take_over_from=c.hostname) if run else None
         if run and claim and protocol.wanted(ctx, held):
             if protocol.save_then_end(ctx, run, c.hostname, claim.token, SHUT_DOWN) is None:
-                log.error("%s keeps the notebook of %s, whose changes could not be saved: start the "
-                          "runner again under the same name to serve it", c.hostname, held["deployment"])
+                log.error(
+                    "%s keeps the notebook of %s, whose changes could not be saved: start the "
+                    "runner again under the same name to serve it",
+                    c.hostname,
+                    held["deployment"],
+                )
                 return
         elif run and claim:
             teardown.release(ctx, run, c.hostname, claim.token, Phase.STOPPED, SHUT_DOWN)
@@ -132,8 +135,21 @@ def run_worker(config: Config, name: str | None = None, loglevel: str = "INFO") 
     _check_notebook_network(config)
     os.makedirs(config.tmpdir, exist_ok=True)
     app.steps["consumer"].add(Supervisor)
-    app.worker_main([
-        "worker", "--hostname", name, "--concurrency", str(CONCURRENCY), "--pool", "prefork",
-        "--queues", f"{DEPLOYMENTS_QUEUE},{runner_queue(name)}",
-        "--loglevel", loglevel, "--task-events", "--without-gossip", "--without-mingle",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--hostname",
+            name,
+            "--concurrency",
+            str(CONCURRENCY),
+            "--pool",
+            "prefork",
+            "--queues",
+            f"{DEPLOYMENTS_QUEUE},{runner_queue(name)}",
+            "--loglevel",
+            loglevel,
+            "--task-events",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )

@@ -47,8 +47,9 @@ def wanted(ctx: Context, held: dict[str, str]) -> bool:
     return True
 
 
-def request(ctx: Context, deployment_id: str, then_end: str = "", worker: str = "", run: Run | None = None,
-            claim: str = "") -> bool:
+def request(
+    ctx: Context, deployment_id: str, then_end: str = "", worker: str = "", run: Run | None = None, claim: str = ""
+) -> bool:
     """Have the runner that serves the deployment (or ``worker``, for a lost one) save its
     notebook's changes, and then end its ``run``, whose end ``claim`` holds, with ``then_end``
     as the reason. False when a save is queued or running already, or failed less than
@@ -63,8 +64,12 @@ def request(ctx: Context, deployment_id: str, then_end: str = "", worker: str = 
 
 def announce(ctx: Context, deployment_id: str) -> None:
     """Show the deployment's save as under way (from the moment the user asks for it)."""
-    ctx.deployments.update(deployment_id, save_state=SaveState.SAVING, save_message="Saving your changes to GitLab…",
-                           save_asked_at=f"{time.time():.3f}")
+    ctx.deployments.update(
+        deployment_id,
+        save_state=SaveState.SAVING,
+        save_message="Saving your changes to GitLab…",
+        save_asked_at=f"{time.time():.3f}",
+    )
 
 
 def under_way(ctx: Context, deployment_id: str) -> bool:
@@ -82,8 +87,11 @@ def interrupted(ctx: Context, deployment_id: str) -> None:
     so another may start at once, and an end of the notebook waits no longer for it."""
     if ctx.redis.get(schema.saving(deployment_id)) == SaveState.SAVING:
         ctx.redis.delete(schema.saving(deployment_id))
-        ctx.deployments.update(deployment_id, save_state=SaveState.FAILED,
-                               save_message="The save did not finish (its runner restarted meanwhile): save again.")
+        ctx.deployments.update(
+            deployment_id,
+            save_state=SaveState.FAILED,
+            save_message="The save did not finish (its runner restarted meanwhile): save again.",
+        )
 
 
 def forget_failure(ctx: Context, deployment_id: str) -> None:
@@ -116,8 +124,13 @@ def report_saved(ctx: Context, deployment_id: str, outcome: push.Outcome) -> str
     if outcome.saved is None:
         state, message = SaveState.UNCHANGED, "Nothing to save since the last save: nothing was pushed."
     else:
-        state, message = SaveState.SAVED, (f"Saved your changes to branch {outcome.saved.branch}; "
-                                           f"open a merge request: {outcome.saved.merge_request_url}")
+        state, message = (
+            SaveState.SAVED,
+            (
+                f"Saved your changes to branch {outcome.saved.branch}; "
+                f"open a merge request: {outcome.saved.merge_request_url}"
+            ),
+        )
     if outcome.left_out:
         message += f" Left out: {', '.join(outcome.left_out)}."
     ctx.deployments.update(deployment_id, save_state=state, save_message=message)
@@ -134,8 +147,10 @@ def report_failed(ctx: Context, deployment_id: str, reason: str) -> None:
     """Record a save that failed: the notebook keeps running with its work (the end that
     asked for the save is called off by its claimant), and an automatic end tries again after
     RETRY_AFTER s."""
-    message = (f"Your changes could not be saved to GitLab: {reason} The notebook keeps running "
-               "with your work: save again, or stop and discard your changes.")
+    message = (
+        f"Your changes could not be saved to GitLab: {reason} The notebook keeps running "
+        "with your work: save again, or stop and discard your changes."
+    )
     ctx.deployments.update(deployment_id, save_state=SaveState.FAILED, save_message=message)
     ctx.redis.set(schema.saving(deployment_id), SaveState.FAILED, ex=RETRY_AFTER)
 

@@ -36,7 +36,6 @@ GIT_TIMEOUT = 120
 BRANCH_NAMES = 5
 
 
-
 @dataclass(frozen=True)
 class Saved:
     branch: str
@@ -79,10 +78,14 @@ def save(ctx: Context, deployment_id: str) -> Outcome:
         author = gl.identity()
         project = gl.project(dep.project)
         now = datetime.now(timezone.utc)
-        message = (f"Save notebook changes from Booklab\n\nSaved from {dep.project} at {dep.ref} "
-                   f"({record['commit'][:12]}) on {now:%Y-%m-%d %H:%M} UTC.\n")
-        with tempfile.TemporaryDirectory(prefix="booklab-save-", dir=ctx.config.tmpdir) as work, \
-                _write_access(ctx, gl, project, deployment_id, token) as (url, credentials):
+        message = (
+            f"Save notebook changes from Booklab\n\nSaved from {dep.project} at {dep.ref} "
+            f"({record['commit'][:12]}) on {now:%Y-%m-%d %H:%M} UTC.\n"
+        )
+        with (
+            tempfile.TemporaryDirectory(prefix="booklab-save-", dir=ctx.config.tmpdir) as work,
+            _write_access(ctx, gl, project, deployment_id, token) as (url, credentials),
+        ):
             checkout = Path(work) / "checkout"
             # the notebook's own commit plus every change since its start: the tree to save
             git.fetch_commit(url, record["commit"], checkout, credentials, GIT_TIMEOUT)
@@ -93,14 +96,20 @@ def save(ctx: Context, deployment_id: str) -> Outcome:
                 return Outcome(None, tuple(left_out))
             branch = _push(gl, project, checkout, url, credentials, commit, branch, dep.user, now)
     saved = Saved(branch, commit, merge_request_url(project, branch, dep.ref))
-    ctx.deployments.update(deployment_id, saved_branch=branch, saved_commit=commit,
-                           merge_request_url=saved.merge_request_url, saved_at=f"{now.timestamp():.3f}")
+    ctx.deployments.update(
+        deployment_id,
+        saved_branch=branch,
+        saved_commit=commit,
+        merge_request_url=saved.merge_request_url,
+        saved_at=f"{now.timestamp():.3f}",
+    )
     log.info("saved %s to branch %s at %s", deployment_id, branch, commit[:12])
     return Outcome(saved, tuple(left_out))
 
 
-def _last_save(checkout: Path, url: str, credentials: git.SshCredentials | git.HttpsCredentials,
-               record: dict[str, str]) -> tuple[str, str | None]:
+def _last_save(
+    checkout: Path, url: str, credentials: git.SshCredentials | git.HttpsCredentials, record: dict[str, str]
+) -> tuple[str, str | None]:
     """(parent commit, branch) of this save: the notebook's last save and its branch, or,
     before the first (or when its commit is gone from GitLab), the notebook's commit."""
     if not record.get("saved_commit"):
@@ -119,13 +128,22 @@ def _user_token(ctx: Context, deployment_id: str) -> str:
     try:
         return ctx.vault.get(deployment_id, SAVE_TOKEN).decode()
     except SecretUnavailable:
-        raise SaveError("Booklab no longer holds your GitLab login for this notebook: log in "
-                        "to Booklab again, then save.") from None
+        raise SaveError(
+            "Booklab no longer holds your GitLab login for this notebook: log in to Booklab again, then save."
+        ) from None
 
 
-def _push(gl: GitLabClient, project: Project, checkout: Path, url: str,
-          credentials: git.SshCredentials | git.HttpsCredentials, commit: str, branch: str | None, user: str,
-          now: datetime) -> str:
+def _push(
+    gl: GitLabClient,
+    project: Project,
+    checkout: Path,
+    url: str,
+    credentials: git.SshCredentials | git.HttpsCredentials,
+    commit: str,
+    branch: str | None,
+    user: str,
+    now: datetime,
+) -> str:
     """Push ``commit`` to ``branch`` (the notebook's earlier saves), or to the first free new
     branch name; a branch that moved on GitLab meanwhile is left alone for a new one."""
     if branch:
@@ -147,8 +165,9 @@ def _push(gl: GitLabClient, project: Project, checkout: Path, url: str,
 
 
 @contextmanager
-def _write_access(ctx: Context, gl: GitLabClient, project: Project, deployment_id: str,
-                  token: str) -> Iterator[tuple[str, git.SshCredentials | git.HttpsCredentials]]:
+def _write_access(
+    ctx: Context, gl: GitLabClient, project: Project, deployment_id: str, token: str
+) -> Iterator[tuple[str, git.SshCredentials | git.HttpsCredentials]]:
     """(URL, credentials) that may push to the project: a new deploy key with write access,
     removed on leaving, or else the user's token."""
     if ctx.config.clone_method == "ssh":

@@ -85,7 +85,7 @@ def _relative(path: str, root: str) -> str | None:
     prefix = root.rstrip("/") + "/"
     if not path.startswith(prefix):
         return None
-    relative = posixpath.normpath(path[len(prefix):])
+    relative = posixpath.normpath(path[len(prefix) :])
     if relative in (".", "") or relative.startswith("../") or relative == ".." or relative.startswith("/"):
         return None
     return relative

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from booklab.errors import InvalidDeployment
 
-
 #: hex digits of the keyed hash that ends a slug (64 bits)
 SLUG_SUFFIX_LENGTH = 16
 
@@ -32,8 +31,9 @@ class Deployment:
     def __post_init__(self) -> None:
         for what, value in (("project path", self.project), ("branch", self.ref), ("user", self.user)):
             if not value or ":" in value or "\n" in value or "\0" in value:
-                raise InvalidDeployment(f"The {what} {value!r} is not valid: it must be non-empty, "
-                                        "without colons or line breaks.")
+                raise InvalidDeployment(
+                    f"The {what} {value!r} is not valid: it must be non-empty, without colons or line breaks."
+                )
 
     @property
     def id(self) -> str:

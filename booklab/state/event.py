@@ -12,6 +12,7 @@ from booklab.phases import Phase
 #: characters of one event's message kept; the rest is cut
 MAX_MESSAGE = 4000
 
+
 @dataclass(frozen=True)
 class Event:
     id: int

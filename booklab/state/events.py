@@ -19,6 +19,7 @@ from booklab.state import schema
 from booklab.state.event import RESYNC, Event, parse
 from booklab.state.event_fanout import EventFanout
 
+
 class EventLog:
     """Reads one Redis's run logs (and says how many events each keeps)."""
 

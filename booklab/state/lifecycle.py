@@ -31,13 +31,13 @@ from typing import Any
 
 import redis
 
+from booklab.errors import Moved, SlugTaken
+from booklab.phases import Phase
 from booklab.state import schema
 from booklab.state.deployment import Deployment
-from booklab.errors import Moved, SlugTaken
 from booklab.state.event import encode
 from booklab.state.events import EventLog
 from booklab.state.vault import GITLAB_TOKEN, PENDING, SAVE_TOKEN, SECRETS
-from booklab.phases import Phase
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,10 @@ class Move:
 
 _PREPARING = (Phase.FETCHING, Phase.BUILDING, Phase.BUILT, Phase.LAUNCHING)
 _STEPS = "the run's steps, on its runner"
-_END = ("a Stop (web tier, CLI) asks for it; whoever ends the run claims it: its steps on a failure, "
-        "its runner's supervisor (Stop, cull, exit), recovery, the runner's shutdown")
+_END = (
+    "a Stop (web tier, CLI) asks for it; whoever ends the run claims it: its steps on a failure, "
+    "its runner's supervisor (Stop, cull, exit), recovery, the runner's shutdown"
+)
 
 #: every move of a deployment's status there is; nothing else is ever written
 MOVES: tuple[Move, ...] = (
@@ -104,21 +106,33 @@ MOVES: tuple[Move, ...] = (
     Move(Phase.LAUNCHING, Phase.LAUNCHING, _STEPS, said=True),
     Move(Phase.LAUNCHING, Phase.READY, _STEPS, said=True),
     *(Move(before, Phase.STOPPING, _END) for before in (Phase.TODO, *_PREPARING, Phase.READY)),
-    Move(Phase.STOPPING, Phase.STOPPING, "whoever claimed the end, telling its progress; a claim given "
-                                         "back (a Save now still runs: the end waits for it)", said=True),
-    Move(Phase.STOPPING, Phase.STOPPED, "whoever claimed the end, once the run's container, route, "
-                                        "checkout and secrets are gone"),
+    Move(
+        Phase.STOPPING,
+        Phase.STOPPING,
+        "whoever claimed the end, telling its progress; a claim given "
+        "back (a Save now still runs: the end waits for it)",
+        said=True,
+    ),
+    Move(
+        Phase.STOPPING,
+        Phase.STOPPED,
+        "whoever claimed the end, once the run's container, route, checkout and secrets are gone",
+    ),
     Move(Phase.STOPPING, Phase.FAILED, "whoever claimed the end of a run that failed, after the same"),
-    Move(Phase.STOPPING, Phase.READY, "save back: the save that was to end the run failed, so the "
-                                      "notebook is kept with its work"),
+    Move(
+        Phase.STOPPING,
+        Phase.READY,
+        "save back: the save that was to end the run failed, so the notebook is kept with its work",
+    ),
 )
 
 ALLOWED: dict[Phase | None, frozenset[Phase]] = {
-    before: frozenset(m.after for m in MOVES if m.before is before)
-    for before in dict.fromkeys(m.before for m in MOVES)}
+    before: frozenset(m.after for m in MOVES if m.before is before) for before in dict.fromkeys(m.before for m in MOVES)
+}
 #: the moves an event of a run's own progress may make
 SAID: dict[Phase | None, frozenset[Phase]] = {
-    before: frozenset(m.after for m in MOVES if m.before is before and m.said) for before in ALLOWED}
+    before: frozenset(m.after for m in MOVES if m.before is before and m.said) for before in ALLOWED
+}
 
 
 def allowed(before: Phase | None, after: Phase) -> bool:
@@ -146,20 +160,27 @@ class Claim:
 
 
 def _lua_table(name: str, moves: dict[Phase | None, frozenset[Phase]]) -> str:
-    rows = ", ".join(f'["{b.value if b else ""}"] = {{{", ".join(f"{a.value} = true" for a in sorted(afters))}}}'
-                     for b, afters in moves.items())
+    rows = ", ".join(
+        f'["{b.value if b else ""}"] = {{{", ".join(f"{a.value} = true" for a in sorted(afters))}}}'
+        for b, afters in moves.items()
+    )
     return f"local {name} = {{{rows}}}\n"
 
 
 def _lua_constants() -> str:
-    return (_lua_table("ALLOWED", ALLOWED) + _lua_table("SAID", SAID)
-            + f"local GITLAB_TOKEN, SAVE_TOKEN, PENDING = '{GITLAB_TOKEN}', '{SAVE_TOKEN}', '{PENDING}'\n"
-            + f"local SECRETS = {{{', '.join(repr(name) for name in SECRETS)}}}")
+    return (
+        _lua_table("ALLOWED", ALLOWED)
+        + _lua_table("SAID", SAID)
+        + f"local GITLAB_TOKEN, SAVE_TOKEN, PENDING = '{GITLAB_TOKEN}', '{SAVE_TOKEN}', '{PENDING}'\n"
+        + f"local SECRETS = {{{', '.join(repr(name) for name in SECRETS)}}}"
+    )
 
 
 # KEYS[1] status, KEYS[2] the deployment's record; ARGV[1] deployment id, ARGV[2..4] the prefixes
 # of a run's log, log counter and channel, ARGV[5] events kept, ARGV[6] seconds records live
-_PRELUDE = _lua_constants() + """
+_PRELUDE = (
+    _lua_constants()
+    + """
 local d, STATUS, RECORD = ARGV[1], KEYS[1], KEYS[2]
 local MAX, TTL = tonumber(ARGV[5]), tonumber(ARGV[6])
 local function emit(run, data)
@@ -193,6 +214,7 @@ local function set_secret(prefix, name, sealed, ttl)
 end
 local function over(status) return status == '' or status == 'failed' or status == 'stopped' end
 """
+)
 
 # ARGV[7] run ('*': the current one), ARGV[8] the new status, ARGV[9] the event
 _SAY = """
@@ -286,7 +308,9 @@ end
 
 # KEYS[3] queue, KEYS[4] ended, KEYS[5] slugs' prefix, KEYS[6] next run; ARGV[7] now, ARGV[8] the event of a
 # run stopped while queued, ARGV[9] the event of one being stopped, ARGV[10] secrets' prefix
-_STOP = _ENDED + """
+_STOP = (
+    _ENDED
+    + """
 local status, run = current()
 if status == 'todo' then
   redis.call('ZREM', KEYS[3], d)
@@ -303,6 +327,7 @@ if may(status, 'stopping') and status ~= 'stopping' then
 end
 return {status, run}
 """
+)
 
 # ARGV[7] run, ARGV[8] the claim, ARGV[9] the prefix of the claims that may be taken over ('': none)
 _CLAIM_END = """
@@ -317,7 +342,9 @@ return {1, status, run}
 
 # KEYS[3] next run, KEYS[4] queue, KEYS[5] ended, KEYS[6] slugs' prefix, KEYS[7] save lock; ARGV[7] run,
 # ARGV[8] the claim, ARGV[9] the final status, ARGV[10] its event, ARGV[11] now, ARGV[12] secrets' prefix
-_FINISH = _ENDED + """
+_FINISH = (
+    _ENDED
+    + """
 local status, run = current()
 if run ~= ARGV[7] or status ~= 'stopping' or (redis.call('HGET', RECORD, 'ending') or '') ~= ARGV[8] then
   return {0, status, run}
@@ -344,10 +371,13 @@ redis.call('HSET', STATUS, d, 'todo')
 redis.call('ZADD', KEYS[4], ARGV[11], d)
 return {1, status, run, tonumber(redis.call('HGET', RECORD, 'run'))}
 """
+)
 
 # KEYS[3] next run; ARGV[7] run, ARGV[8] the claim, ARGV[9] the status it goes back to, ARGV[10] the event
 # of a run queued behind (dropped when the notebook is kept), ARGV[11] secrets' prefix
-_GIVE_BACK = _ENDED + """
+_GIVE_BACK = (
+    _ENDED
+    + """
 local status, run = current()
 if run ~= ARGV[7] or status ~= 'stopping' or (redis.call('HGET', RECORD, 'ending') or '') ~= ARGV[8]
     or not may(status, ARGV[9]) then
@@ -358,9 +388,17 @@ redis.call('HDEL', RECORD, 'ending')
 if ARGV[9] == 'ready' then drop_next(KEYS[3], ARGV[11], ARGV[10]) end
 return {1, status, run}
 """
+)
 
-_SCRIPTS = {"say": _SAY, "claim": _CLAIM, "request": _REQUEST, "stop": _STOP, "claim_end": _CLAIM_END,
-            "finish": _FINISH, "give_back": _GIVE_BACK}
+_SCRIPTS = {
+    "say": _SAY,
+    "claim": _CLAIM,
+    "request": _REQUEST,
+    "stop": _STOP,
+    "claim_end": _CLAIM_END,
+    "finish": _FINISH,
+    "give_back": _GIVE_BACK,
+}
 
 
 def _found(answer: list[Any]) -> tuple[Phase | None, int | None]:
@@ -374,12 +412,20 @@ class Lifecycle:
         self.redis, self.events = client, events
         self._scripts = {name: client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()}
 
-    def _call(self, script: str, deployment_id: str, keys: list[str], args: list[Any],
-              client: Any = None) -> Any:
+    def _call(self, script: str, deployment_id: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         return self._scripts[script](
             keys=[schema.STATUS, schema.deployment(deployment_id), *keys],
-            args=[deployment_id, schema.log(""), schema.logseq(""), schema.events(""), self.events.max_events,
-                  schema.RECORD_TTL, *args], client=client or self.redis)
+            args=[
+                deployment_id,
+                schema.log(""),
+                schema.logseq(""),
+                schema.events(""),
+                self.events.max_events,
+                schema.RECORD_TTL,
+                *args,
+            ],
+            client=client or self.redis,
+        )
 
     def _refused(self, run: Run, wanted: str, answer: list[Any]) -> Moved:
         phase, current = _found(answer)
@@ -423,31 +469,61 @@ class Lifecycle:
 
     # -- a run's start ------------------------------------------------------------------
 
-    def request(self, dep: Deployment, slug: str, fields: dict[str, str], gitlab_token: bytes,
-                token_ttl: int, save_token: bytes = b"", save_ttl: int = 0) -> tuple[Outcome, Run]:
+    def request(
+        self,
+        dep: Deployment,
+        slug: str,
+        fields: dict[str, str],
+        gitlab_token: bytes,
+        token_ttl: int,
+        save_token: bytes = b"",
+        save_ttl: int = 0,
+    ) -> tuple[Outcome, Run]:
         """Start a run of ``dep``, to be served at ``<slug>.<fqdn>``, unless one is queued,
         being prepared or serving (join it), or queue one behind the end of a run that is
         stopping. The tokens come sealed (:meth:`~booklab.state.vault.Vault.seal`): they are kept
         for the run that starts, and the save token also for one joined. Raises
         :class:`SlugTaken` when another live deployment holds ``slug``."""
         now = f"{time.time():.3f}"
-        record = {"project": dep.project, "ref": dep.ref, "user": dep.user, "slug": slug, "requested_at": now,
-                  **fields}
+        record = {"project": dep.project, "ref": dep.ref, "user": dep.user, "slug": slug, "requested_at": now, **fields}
         waiting = encode(Phase.WAITING, "Waiting for the notebook's previous run to end.")
-        answer = self._call("request", dep.id, [
-            schema.slug(slug), schema.runseq(dep.id), schema.next_run(dep.id), schema.QUEUE, schema.ENDED,
-            schema.saving(dep.id)], [
-            json.dumps(record), now, schema.secret(dep.id, ""), gitlab_token, token_ttl, save_token,
-            save_ttl or token_ttl, waiting])
+        answer = self._call(
+            "request",
+            dep.id,
+            [
+                schema.slug(slug),
+                schema.runseq(dep.id),
+                schema.next_run(dep.id),
+                schema.QUEUE,
+                schema.ENDED,
+                schema.saving(dep.id),
+            ],
+            [
+                json.dumps(record),
+                now,
+                schema.secret(dep.id, ""),
+                gitlab_token,
+                token_ttl,
+                save_token,
+                save_ttl or token_ttl,
+                waiting,
+            ],
+        )
         if answer[0] == "slug":
-            raise SlugTaken(f"The notebook address {slug} is held by another notebook, so this one cannot "
-                            "be served there. This never happens by chance: tell your Booklab operator.")
+            raise SlugTaken(
+                f"The notebook address {slug} is held by another notebook, so this one cannot "
+                "be served there. This never happens by chance: tell your Booklab operator."
+            )
         return Outcome(answer[0]), Run(dep.id, int(answer[1]))
 
     def claim(self, run: Run, runner: str) -> bool:
         """``runner`` takes the queued run (and holds it); False when it is no longer queued."""
-        answer = self._call("claim", run.deployment, [schema.runner(runner), schema.QUEUE], [
-            run.number, f"{time.time():.3f}", encode(Phase.FETCHING, "A runner took the deployment.")])
+        answer = self._call(
+            "claim",
+            run.deployment,
+            [schema.runner(runner), schema.QUEUE],
+            [run.number, f"{time.time():.3f}", encode(Phase.FETCHING, "A runner took the deployment.")],
+        )
         if not answer[0]:
             self._refused(run, "the claim of a runner", answer)
             return False
@@ -458,8 +534,9 @@ class Lifecycle:
     def say(self, run: Run, phase: Phase, message: str = "", **extra: Any) -> int:
         """Append an event of ``phase`` to the run's log and make its status ``phase``'s;
         raises :class:`Moved` when the run is over or moved where ``phase`` may not follow."""
-        answer = self._call("say", run.deployment, [], [run.number, phase.status.value,
-                                                       encode(phase, message, **extra)])
+        answer = self._call(
+            "say", run.deployment, [], [run.number, phase.status.value, encode(phase, message, **extra)]
+        )
         if not answer[0]:
             raise self._refused(run, f"a {phase.value} event", answer)
         return int(answer[1])
@@ -467,8 +544,13 @@ class Lifecycle:
     def tell_waiting(self, client: Any, deployment_id: str, message: str, position: int) -> None:
         """Through ``client`` (a transaction), tell the current run of a queued deployment its
         position; nothing when it is no longer queued."""
-        self._call("say", deployment_id, [], ["*", Phase.TODO.value,
-                                              encode(Phase.WAITING, message, position=position)], client=client)
+        self._call(
+            "say",
+            deployment_id,
+            [],
+            ["*", Phase.TODO.value, encode(Phase.WAITING, message, position=position)],
+            client=client,
+        )
 
     # -- a run's end --------------------------------------------------------------------
 
@@ -476,10 +558,17 @@ class Lifecycle:
         """Ask for the end of the deployment's current run: a queued one is stopped at once,
         one being prepared or serving becomes ``stopping`` (its runner ends it). A run
         queued behind an end is dropped. Returns the status it had and the run."""
-        answer = self._call("stop", deployment_id, [
-            schema.QUEUE, schema.ENDED, schema.slug(""), schema.next_run(deployment_id)], [
-            f"{time.time():.3f}", encode(Phase.STOPPED, "Stopped before a runner took it."),
-            encode(Phase.STOPPING, "Stopping the notebook..."), schema.secret(deployment_id, "")])
+        answer = self._call(
+            "stop",
+            deployment_id,
+            [schema.QUEUE, schema.ENDED, schema.slug(""), schema.next_run(deployment_id)],
+            [
+                f"{time.time():.3f}",
+                encode(Phase.STOPPED, "Stopped before a runner took it."),
+                encode(Phase.STOPPING, "Stopping the notebook..."),
+                schema.secret(deployment_id, ""),
+            ],
+        )
         phase, number = (Phase(answer[0]) if answer[0] else None), answer[1]
         return phase, (Run(deployment_id, int(number)) if number else None)
 
@@ -488,8 +577,9 @@ class Lifecycle:
         over, another run, or another claimant's, unless that claimant is the runner named
         ``take_over_from``, known to be gone (lost, restarted, or its process that ended it died)."""
         token = f"{claimant} {uuid.uuid4().hex[:12]}"
-        answer = self._call("claim_end", run.deployment, [], [
-            run.number, token, f"{take_over_from} " if take_over_from else ""])
+        answer = self._call(
+            "claim_end", run.deployment, [], [run.number, token, f"{take_over_from} " if take_over_from else ""]
+        )
         if not answer[0]:
             self._refused(run, f"the end's claim by {claimant}", answer)
             return None
@@ -498,11 +588,25 @@ class Lifecycle:
     def finish(self, run: Run, claim: str, phase: Phase, message: str) -> Run | None:
         """End the claimed run in ``phase`` (failed or stopped); the run queued behind its end,
         now queued itself, or None."""
-        answer = self._call("finish", run.deployment, [
-            schema.next_run(run.deployment), schema.QUEUE, schema.ENDED, schema.slug(""),
-            schema.saving(run.deployment)], [
-            run.number, claim, phase.value, encode(phase, message), f"{time.time():.3f}",
-            schema.secret(run.deployment, "")])
+        answer = self._call(
+            "finish",
+            run.deployment,
+            [
+                schema.next_run(run.deployment),
+                schema.QUEUE,
+                schema.ENDED,
+                schema.slug(""),
+                schema.saving(run.deployment),
+            ],
+            [
+                run.number,
+                claim,
+                phase.value,
+                encode(phase, message),
+                f"{time.time():.3f}",
+                schema.secret(run.deployment, ""),
+            ],
+        )
         if not answer[0]:
             self._refused(run, f"the {phase.value} event", answer)
             return None
@@ -519,12 +623,23 @@ class Lifecycle:
         return self._give_back(run, claim, Phase.READY)
 
     def _give_back(self, run: Run, claim: str, status: Phase) -> bool:
-        answer = self._call("give_back", run.deployment, [schema.next_run(run.deployment)], [
-            run.number, claim, status.value,
-            encode(Phase.STOPPED, "Your notebook's changes could not be saved, so it keeps running with your "
-                                  "work: open it from your notebooks."), schema.secret(run.deployment, "")])
+        answer = self._call(
+            "give_back",
+            run.deployment,
+            [schema.next_run(run.deployment)],
+            [
+                run.number,
+                claim,
+                status.value,
+                encode(
+                    Phase.STOPPED,
+                    "Your notebook's changes could not be saved, so it keeps running with your "
+                    "work: open it from your notebooks.",
+                ),
+                schema.secret(run.deployment, ""),
+            ],
+        )
         if not answer[0]:
             self._refused(run, f"giving the end back ({status.value})", answer)
             return False
         return True
-

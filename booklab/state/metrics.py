@@ -43,8 +43,9 @@ class RedisCollector(Collector):
         for phase, count in sorted(counts.items()):
             by_phase.add_metric([phase], count)
         yield by_phase
-        yield GaugeMetricFamily("booklab_queue_length", "Deployments waiting for a runner",
-                                value=self.redis.zcard(schema.QUEUE))
+        yield GaugeMetricFamily(
+            "booklab_queue_length", "Deployments waiting for a runner", value=self.redis.zcard(schema.QUEUE)
+        )
         runners = Runners(self.redis)
         alive = runners.alive()
         busy = sum(1 for name in alive if runners.held(name))
@@ -59,5 +60,6 @@ class RedisCollector(Collector):
         stored = self.redis.hgetall(schema.histogram(name))
         buckets = [(str(bound), int(stored.get(f"le={bound}", 0))) for bound in BUCKETS]
         buckets.append(("+Inf", int(stored.get("count", 0))))
-        return HistogramMetricFamily(f"booklab_{name}_duration_seconds", help_text, buckets=buckets,
-                                     sum_value=float(stored.get("sum", 0)))
+        return HistogramMetricFamily(
+            f"booklab_{name}_duration_seconds", help_text, buckets=buckets, sum_value=float(stored.get("sum", 0))
+        )

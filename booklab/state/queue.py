@@ -31,8 +31,11 @@ class Queue:
                     for position, deployment_id in enumerate(queued, start=1):
                         if only in (None, deployment_id):
                             self.lifecycle.tell_waiting(
-                                pipe, deployment_id, f"Waiting for a free runner: position {position} in the queue.",
-                                position)
+                                pipe,
+                                deployment_id,
+                                f"Waiting for a free runner: position {position} in the queue.",
+                                position,
+                            )
                     pipe.execute()
                     return
                 except redis.WatchError:

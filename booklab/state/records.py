@@ -13,10 +13,9 @@ import time
 import redis
 
 from booklab.errors import InvalidDeployment
+from booklab.phases import Phase
 from booklab.state import schema
 from booklab.state.deployment import Deployment
-from booklab.phases import Phase
-
 
 #: how many statuses of long-ended deployments each end forgets at most
 PRUNE_BATCH = 100
@@ -85,8 +84,10 @@ class Deployments:
         """Forget the statuses of a few deployments that ended more than
         :data:`~booklab.state.schema.RECORD_TTL` ago (their owner's list shows them until then, like their logs)."""
         now = time.time() if now is None else now
-        self._forget_ended(keys=[schema.ENDED, schema.STATUS],
-                           args=[now - schema.RECORD_TTL, PRUNE_BATCH, Phase.FAILED.value, Phase.STOPPED.value])
+        self._forget_ended(
+            keys=[schema.ENDED, schema.STATUS],
+            args=[now - schema.RECORD_TTL, PRUNE_BATCH, Phase.FAILED.value, Phase.STOPPED.value],
+        )
 
     def queue_position(self, deployment_id: str) -> int | None:
         """1 for the next deployment a runner will take; None when not queued."""

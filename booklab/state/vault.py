@@ -8,10 +8,9 @@ import base64
 import redis
 from cryptography.fernet import Fernet, InvalidToken
 
-from booklab.state import schema
 from booklab.derived_keys import vault_key
 from booklab.errors import SecretUnavailable
-
+from booklab.state import schema
 
 #: the names of a deployment's secrets in the vault
 GITLAB_TOKEN = "gitlab-token"

@@ -13,15 +13,15 @@ from celery import Task
 from celery.exceptions import Ignore, Reject
 from kombu.exceptions import OperationalError
 
-from booklab.state import schema
-from booklab.pipeline import steps, teardown
 from booklab.context import Context, get_context
-from booklab.errors import BooklabError, Moved
-from booklab.phases import Phase
-from booklab.state.lifecycle import Run
 from booklab.dispatch.app import app
 from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, runner_queue
+from booklab.errors import BooklabError, Moved
+from booklab.phases import Phase
+from booklab.pipeline import steps, teardown
 from booklab.pipeline.transient import as_booklab_error, backoff
+from booklab.state import schema
+from booklab.state.lifecycle import Run
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +60,27 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
         if moved.current == run.number and moved.phase is Phase.STOPPING:
             _end_stopped(ctx, run, runner)
         if moved.current == run.number and moved.phase is not None and moved.phase.is_active:
-            teardown.end(ctx, run, runner, Phase.FAILED, f"Booklab failed unexpectedly while running {task.name}: "
-                      "try again, and tell the operator if it happens again.")
+            teardown.end(
+                ctx,
+                run,
+                runner,
+                Phase.FAILED,
+                f"Booklab failed unexpectedly while running {task.name}: "
+                "try again, and tell the operator if it happens again.",
+            )
         raise Ignore() from None
     except Exception as exc:  # every failure ends in a retry or in a final event
         error = as_booklab_error(exc)
         if error is None:
             log.exception("%s crashed for %s", task.name, run)
-            teardown.end(ctx, run, runner, Phase.FAILED,
-                      f"Booklab failed unexpectedly while running {task.name}: "
-                      "try again, and tell the operator if it happens again.")
+            teardown.end(
+                ctx,
+                run,
+                runner,
+                Phase.FAILED,
+                f"Booklab failed unexpectedly while running {task.name}: "
+                "try again, and tell the operator if it happens again.",
+            )
             raise Ignore() from None
         message = str(error)
         if error.transient:
@@ -97,11 +108,11 @@ def _retry_later(task: Task, ctx: Context, run: Run, runner: str, error: Booklab
     if tries >= config.retry_attempts:
         return
     delay = backoff(task.request.retries, config.retry_first_delay, config.retry_max_delay)
-    log.warning("%s for %s: %s; try %d of %d in %.1f s", task.name, run, error,
-                tries + 1, config.retry_attempts, delay)
+    log.warning("%s for %s: %s; try %d of %d in %.1f s", task.name, run, error, tries + 1, config.retry_attempts, delay)
     phase = ctx.deployments.status(run.deployment) or Phase.FETCHING
-    ctx.lifecycle.say(run, phase,
-                      f"{error} Trying again in {delay:.1f} s (try {tries + 1} of {config.retry_attempts}).")
+    ctx.lifecycle.say(
+        run, phase, f"{error} Trying again in {delay:.1f} s (try {tries + 1} of {config.retry_attempts})."
+    )
     # shown in Flower as a retry of the task, with the error
     raise task.retry(exc=error, countdown=delay, max_retries=None, queue=runner_queue(runner))
 

@@ -9,20 +9,20 @@ import logging
 
 from celery import Task
 
-from booklab.saveback import protocol
 from booklab.context import get_context
-from booklab.state.lifecycle import Run
-from booklab.phases import SaveState
 from booklab.dispatch.app import app
+from booklab.phases import SaveState
+from booklab.saveback import protocol
+from booklab.state.lifecycle import Run
 
 log = logging.getLogger(__name__)
 
 
 # the soft limit raises inside the save, whose clean-up (its deploy key) then runs
-@app.task(bind=True, name="booklab.save", soft_time_limit=protocol.SAVE_LOCK_TTL - 60,
-          time_limit=protocol.SAVE_LOCK_TTL)
-def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", run_id: str = "",
-         claim: str = "") -> str:
+@app.task(
+    bind=True, name="booklab.save", soft_time_limit=protocol.SAVE_LOCK_TTL - 60, time_limit=protocol.SAVE_LOCK_TTL
+)
+def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", run_id: str = "", claim: str = "") -> str:
     """``owner``: the runner that holds the notebook, when it is not this one (it was lost);
     ``run_id`` and ``claim``: the run whose end waits for this save, and the claim of that end."""
     ctx, runner = get_context(), self.request.hostname

@@ -19,8 +19,8 @@ from werkzeug.exceptions import HTTPException
 from booklab import config as config_module
 from booklab.config import Config
 from booklab.context import Context, set_context
-from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NoAccess, NotFound, SlugTaken, TokenRejected
 from booklab.dispatch.app import configure
+from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NoAccess, NotFound, SlugTaken, TokenRejected
 from booklab.web import api, auth, cookies, csrf, deploy, health, notebook_auth, outage, projects, security, sessions
 from booklab.web.pages import error_page
 
@@ -94,7 +94,7 @@ class PublicURL:
             environ["SCRIPT_NAME"] = self.prefix
             path = environ.get("PATH_INFO", "")
             if path.startswith(self.prefix + "/") or path == self.prefix:
-                environ["PATH_INFO"] = path[len(self.prefix):]
+                environ["PATH_INFO"] = path[len(self.prefix) :]
         return self.app(environ, start_response)
 
 

@@ -34,11 +34,11 @@ from typing import Any
 
 from flask import Blueprint, Flask, abort, jsonify, request
 
-from booklab.errors import InvalidDeployment
 from booklab import service
+from booklab.errors import InvalidDeployment
+from booklab.phases import Phase
 from booklab.saveback import protocol
 from booklab.state.deployment import Deployment
-from booklab.phases import Phase
 from booklab.web import auth
 from booklab.web.pages import context
 from booklab.web.projects import check_access, launch_path, stream_path
@@ -53,9 +53,15 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
     record when the caller read it already."""
     ctx, base = context(), request.host_url.rstrip("/")
     record = ctx.deployments.record(dep.id) if record is None else record
-    out: dict[str, Any] = {"id": dep.id, "project": dep.project, "ref": dep.ref, "user": dep.user,
-                           "status": status.value, "page": base + launch_path(dep.project, dep.ref),
-                           "events": base + stream_path(dep.project, dep.ref)}
+    out: dict[str, Any] = {
+        "id": dep.id,
+        "project": dep.project,
+        "ref": dep.ref,
+        "user": dep.user,
+        "status": status.value,
+        "page": base + launch_path(dep.project, dep.ref),
+        "events": base + stream_path(dep.project, dep.ref),
+    }
     if record.get("run"):
         out["run"] = int(record["run"])
     pending = ctx.lifecycle.pending(dep.id)
@@ -106,11 +112,15 @@ def _launch(user: auth.WebUser, project: str, ref: str, save_back: bool = False)
     if refused is not None:
         return refused
     requested = service.request_deployment(context(), project, ref, user.token, save_back=save_back)
-    log.info("%s launched %s through the API (%s)", user.username, requested.run,
-             "new" if requested.started else "joined")
+    log.info(
+        "%s launched %s through the API (%s)", user.username, requested.run, "new" if requested.started else "joined"
+    )
     status = context().deployments.status(requested.id) or Phase.TODO
-    body = {**describe(requested.deployment, status), "started": requested.started,
-            "requested_run": requested.run.number}
+    body = {
+        **describe(requested.deployment, status),
+        "started": requested.started,
+        "requested_run": requested.run.number,
+    }
     return jsonify(body), 201 if requested.started else 200
 
 

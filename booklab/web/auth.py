@@ -49,8 +49,8 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from booklab.errors import GitLabError, TokenRejected
-from booklab.web import rate_limit, sessions
 from booklab.pipeline.gitlab_client import GitLabUser
+from booklab.web import rate_limit, sessions
 from booklab.web.pages import context, context_of, error_page, wants_json
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,16 @@ def _login_blueprint(app: Flask) -> GitLabLogin:
     config = context_of(app).config
     host = config.gitlab_host.rstrip("/")
     login = GitLabLogin(
-        "gitlab", __name__,
-        client_id=config.gitlab_consumer_key, client_secret=config.gitlab_consumer_secret,
-        scope=SCOPES, base_url=f"{host}/api/v4/",
-        authorization_url=f"{host}/oauth/authorize", token_url=f"{host}/oauth/token",
-        redirect_to="projects.home", url_prefix="/login",
+        "gitlab",
+        __name__,
+        client_id=config.gitlab_consumer_key,
+        client_secret=config.gitlab_consumer_secret,
+        scope=SCOPES,
+        base_url=f"{host}/api/v4/",
+        authorization_url=f"{host}/oauth/authorize",
+        token_url=f"{host}/oauth/token",
+        redirect_to="projects.home",
+        url_prefix="/login",
     )
     oauth_authorized.connect(_logged_in, sender=login, weak=False)
     oauth_error.connect(_login_failed, sender=login, weak=False)
@@ -158,9 +163,12 @@ def _refresh(blueprint: GitLabLogin, token: dict) -> dict | None:
         return None
     try:
         fresh = blueprint.session.refresh_token(
-            blueprint.token_url, refresh_token=token["refresh_token"],
-            client_id=blueprint.client_id, client_secret=blueprint.client_secret,
-            timeout=context().config.gitlab_timeout)
+            blueprint.token_url,
+            refresh_token=token["refresh_token"],
+            client_id=blueprint.client_id,
+            client_secret=blueprint.client_secret,
+            timeout=context().config.gitlab_timeout,
+        )
     except (OAuth2Error, requests.RequestException, ValueError, Warning) as e:
         log.info("refreshing a GitLab token failed: %s", type(e).__name__)
         return None
@@ -202,11 +210,13 @@ def go_to_login(next_url: str | None = None) -> Any:
 
 def login_required(view: Callable) -> Callable:
     """Pages: without a logged-in user, log in at GitLab first, then come back here."""
+
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if session_user() is None:
             return go_to_login(this_url() if request.method == "GET" else None)
         return view(*args, **kwargs)
+
     return wrapper
 
 
@@ -273,8 +283,9 @@ def api_user() -> WebUser:
     if "Authorization" in request.headers or "PRIVATE-TOKEN" in request.headers:
         token = header_token()
         if token is None:
-            raise unauthorized("Send a GitLab personal access token as 'Authorization: Bearer <token>' "
-                               "or 'PRIVATE-TOKEN: <token>'.")
+            raise unauthorized(
+                "Send a GitLab personal access token as 'Authorization: Bearer <token>' or 'PRIVATE-TOKEN: <token>'."
+            )
         cache: TokenCache = current_app.extensions["booklab_token_cache"]
         known = cache.get(token)
         if known is None:
@@ -282,15 +293,17 @@ def api_user() -> WebUser:
             try:
                 found = _whoami(token)
             except TokenRejected:
-                raise unauthorized("GitLab did not accept this token: check it, its expiry and its "
-                                   "scopes (api).") from None
+                raise unauthorized(
+                    "GitLab did not accept this token: check it, its expiry and its scopes (api)."
+                ) from None
             cache.put(token, found.username, found.name)
             known = (found.username, found.name)
         return WebUser(known[0], known[1], token)
     user = session_user()
     if user is None:
-        raise unauthorized("Log in to Booklab, or send a GitLab personal access token as "
-                           "'Authorization: Bearer <token>'.")
+        raise unauthorized(
+            "Log in to Booklab, or send a GitLab personal access token as 'Authorization: Bearer <token>'."
+        )
     return user
 
 
@@ -318,9 +331,14 @@ def init_app(app: Flask) -> None:
     def login_refused(exc: OAuth2Error) -> Any:
         if isinstance(exc, InsecureTransportError):
             log.error("OAuth over plain http refused: %s", exc.description)
-            return error_page(500, "Login needs https", (
-                "GitLab login needs https between the browser, Booklab and GitLab. For a local test "
-                "setup over plain http, start Booklab with OAUTHLIB_INSECURE_TRANSPORT=1."))
+            return error_page(
+                500,
+                "Login needs https",
+                (
+                    "GitLab login needs https between the browser, Booklab and GitLab. For a local test "
+                    "setup over plain http, start Booklab with OAUTHLIB_INSECURE_TRANSPORT=1."
+                ),
+            )
         log.info("GitLab login failed: %s", type(exc).__name__)
         flash(f"GitLab did not log you in ({exc.error}): try again.")
         return redirect(url_for("projects.home"))

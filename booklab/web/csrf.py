@@ -20,8 +20,9 @@ HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: blueprints whose views take a token header instead of the session (never both)
 TOKEN_BLUEPRINTS = frozenset({"api"})
-REFUSED = ("This request did not come from a Booklab page (its CSRF token is missing or stale): "
-           "reload the page and try again.")
+REFUSED = (
+    "This request did not come from a Booklab page (its CSRF token is missing or stale): reload the page and try again."
+)
 
 
 def token() -> str:

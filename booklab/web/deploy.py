@@ -30,10 +30,10 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from booklab import service
 from booklab.context import Context
-from booklab.state.deployment import Deployment
 from booklab.errors import BooklabError, GitLabError, InvalidDeployment, NoAccess, NotFound, TokenRejected
-from booklab.state.lifecycle import Run
 from booklab.phases import Phase, SaveState
+from booklab.state.deployment import Deployment
+from booklab.state.lifecycle import Run
 from booklab.web import auth, csrf, fetch_site
 from booklab.web.pages import context
 from booklab.web.projects import check_access, checked_urlpath, launch_path, stream_path
@@ -57,12 +57,13 @@ def split_spec(prefix: str) -> tuple[str, str]:
     start = path.find(prefix)
     if start < 0:
         raise HTTPNotFound("Launch links look like /v2/gl/<group%2Fproject>/<branch>.")
-    project, _, ref = path[start + len(prefix):].partition("/")
+    project, _, ref = path[start + len(prefix) :].partition("/")
     project, ref = unquote(project), unquote(ref)
     if "/" not in project or not ref:
         raise HTTPNotFound(
             "Launch links look like /v2/gl/<group%2Fproject>/<branch>, with the project path "
-            "URL-escaped (/ as %2F): for example /v2/gl/group%2Fproject/main.")
+            "URL-escaped (/ as %2F): for example /v2/gl/group%2Fproject/main."
+        )
     return project, ref
 
 
@@ -96,16 +97,23 @@ def launch_page(_spec: str) -> Any:
     current = context().lifecycle.current(dep.id)[1]
     follow_only = f"?last_event_id={current.number}.0" if status is not None and status.is_joinable and current else ""
     return render_template(
-        "deploy.html", project=project, ref=ref, deployment_id=dep.id,
+        "deploy.html",
+        project=project,
+        ref=ref,
+        deployment_id=dep.id,
         stream_url=base + stream_path(project, ref) + follow_only,
-        launch_link=base + launch_path(project, ref), urlpath=_urlpath(),
-        steps=STEPS, step_of=STEP_OF, phases={p.name: p.value for p in Phase},
+        launch_link=base + launch_path(project, ref),
+        urlpath=_urlpath(),
+        steps=STEPS,
+        step_of=STEP_OF,
+        phases={p.name: p.value for p in Phase},
         final=[p.value for p in Phase if p.is_final],
         # ready already (the user came back to it): the page shows its controls instead
         # of going to the notebook
         ready_at_load=status is Phase.READY,
         save_back=bool(deployments.record(dep.id).get("save_back")),
-        save_states={state.name: state.value for state in (SaveState.SAVING, SaveState.SAVED, SaveState.FAILED)})
+        save_states={state.name: state.value for state in (SaveState.SAVING, SaveState.SAVED, SaveState.FAILED)},
+    )
 
 
 #: ``Last-Event-ID``: ``<run>.<event>``, or a bare event id of the newest run
@@ -149,8 +157,9 @@ def event_stream(ctx: Context, run: Run, after: int, keepalive: float, first: st
 
 
 def _stream(events: Iterator[str]) -> Response:
-    return Response(events, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return Response(
+        events, mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 def _failed(message: str) -> Response:
@@ -173,8 +182,9 @@ def build_stream(_spec: str) -> Response:
     if resume is not None:
         number, after = resume
         run = Run(dep.id, number) if number is not None else run
-        live = run is not None and ((run == current and status is not None and status.is_active)
-                                    or run == ctx.lifecycle.pending(dep.id))
+        live = run is not None and (
+            (run == current and status is not None and status.is_active) or run == ctx.lifecycle.pending(dep.id)
+        )
         if run is None or (not live and not ctx.events.read(run.id, after)):
             # a reconnect after the final event: 204 tells an EventSource to stop reconnecting
             return Response(status=204)
@@ -182,8 +192,11 @@ def build_stream(_spec: str) -> Response:
         return _stream(event_stream(ctx, run, after, keepalive, first="retry: 2000\n\n"))
     if status is None or not status.is_joinable:  # none, over, or ending: a new run
         if not csrf.token_authenticated() and not fetch_site.from_booklab():
-            log.info("a request for %s from elsewhere (%s) started nothing", dep.id,
-                     request.headers.get("Sec-Fetch-Site") or "no Sec-Fetch-Site")
+            log.info(
+                "a request for %s from elsewhere (%s) started nothing",
+                dep.id,
+                request.headers.get("Sec-Fetch-Site") or "no Sec-Fetch-Site",
+            )
             return _failed(fetch_site.refusal())
         try:
             with ctx.gitlab(user.token) as gl:

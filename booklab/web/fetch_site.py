@@ -27,8 +27,10 @@ from flask import request
 
 #: ``Sec-Fetch-Site`` values of a request from a Booklab page or from the user's own hands
 OWN = frozenset({"same-origin", "none"})
-WHY = ("This request came from another page than Booklab's ({site}), so it starts nothing with your "
-       "Booklab login: launch from Booklab's deploy page, or with a GitLab token in a header.")
+WHY = (
+    "This request came from another page than Booklab's ({site}), so it starts nothing with your "
+    "Booklab login: launch from Booklab's deploy page, or with a GitLab token in a header."
+)
 
 
 def from_booklab() -> bool:
@@ -39,8 +41,11 @@ def from_booklab() -> bool:
 def clicked_navigation() -> bool:
     """The request is a top-level navigation the user made with a click (on any site)."""
     headers = request.headers
-    return (headers.get("Sec-Fetch-Mode") == "navigate" and headers.get("Sec-Fetch-Dest") == "document"
-            and headers.get("Sec-Fetch-User") == "?1")
+    return (
+        headers.get("Sec-Fetch-Mode") == "navigate"
+        and headers.get("Sec-Fetch-Dest") == "document"
+        and headers.get("Sec-Fetch-User") == "?1"
+    )
 
 
 def refusal() -> str:

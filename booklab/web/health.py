@@ -19,8 +19,10 @@ from booklab.web.pages import context, context_of
 
 bp = Blueprint("health", __name__)
 
-METRICS_OFF = ("/metrics is off: set web/metrics_token (environment variable BOOKLAB_WEB_METRICS_TOKEN) "
-               "and send it as 'Authorization: Bearer <token>'.")
+METRICS_OFF = (
+    "/metrics is off: set web/metrics_token (environment variable BOOKLAB_WEB_METRICS_TOKEN) "
+    "and send it as 'Authorization: Bearer <token>'."
+)
 METRICS_REFUSED = "/metrics needs the token of web/metrics_token, sent as 'Authorization: Bearer <token>'."
 
 

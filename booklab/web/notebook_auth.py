@@ -59,11 +59,11 @@ from flask import (
 )
 from werkzeug.exceptions import TooManyRequests, Unauthorized
 
-from booklab.state import schema
-from booklab.state.deployment import Deployment
 from booklab.derived_keys import NOTEBOOK_NEXT, derive_key
 from booklab.pipeline.routes.names import DEFAULT_PORTS, port_suffix, public_url, route_host
 from booklab.pipeline.routes.waiting import ROUTE_CHECK_HEADER, route_check_passes
+from booklab.state import schema
+from booklab.state.deployment import Deployment
 from booklab.web import auth, cookies, rate_limit, sessions
 from booklab.web.pages import context, error_page
 from booklab.web.projects import launch_path
@@ -143,16 +143,20 @@ def _allow() -> Response:
     authorization = request.headers.get("Authorization", "")
     if authorization and authorization.partition(" ")[0].lower() != "bearer":
         response.headers["Authorization"] = authorization  # Jupyter's own "token <token>"
-    kept = [part for part in request.headers.get("Cookie", "").split(";")
-            if part.strip() and part.partition("=")[0].strip() not in cookies.ALL]
+    kept = [
+        part
+        for part in request.headers.get("Cookie", "").split(";")
+        if part.strip() and part.partition("=")[0].strip() not in cookies.ALL
+    ]
     if kept:
         response.headers["Cookie"] = ";".join(kept).strip()
     return response
 
 
 def _not_served(slug: str) -> Response:
-    return _refuse(404, f"No notebook is served at {slug}: it was stopped or never launched. "
-                        f"Launch it again at {web_base()}/.")
+    return _refuse(
+        404, f"No notebook is served at {slug}: it was stopped or never launched. Launch it again at {web_base()}/."
+    )
 
 
 def _forwarded_proto() -> str:
@@ -226,18 +230,24 @@ def _answer(slug: str) -> Response:
             return _refuse(401, "GitLab did not accept this token: check it, its expiry and its scopes (api).")
         if user.username != dep.user:
             log.info("%s's token was refused the notebook %s of %s", user.username, slug, dep.user)
-            return _refuse(403, f"This notebook belongs to the GitLab user {dep.user}, and the token is "
-                                f"{user.username}'s: a notebook opens only for the user who launched it. "
-                                f"Launch {dep.project} ({dep.ref}) yourself.")
+            return _refuse(
+                403,
+                f"This notebook belongs to the GitLab user {dep.user}, and the token is "
+                f"{user.username}'s: a notebook opens only for the user who launched it. "
+                f"Launch {dep.project} ({dep.ref}) yourself.",
+            )
         return _allow()
     if _pass_user(slug) == dep.user:
         return _allow()
     if _is_browser():
         nxt = _seal(_local_path(request.headers.get("X-Forwarded-Uri")))
         return redirect(f"{web_base()}/auth/notebook/grant/{slug}?{urlencode({'next': nxt})}", 302)
-    return _refuse(401, "This notebook opens only for the GitLab user who launched it: send their GitLab "
-                        "personal access token as 'Authorization: Bearer <token>' or 'PRIVATE-TOKEN: <token>' "
-                        "(and Jupyter's token in '?token='), or open it in a browser logged in to Booklab.")
+    return _refuse(
+        401,
+        "This notebook opens only for the GitLab user who launched it: send their GitLab "
+        "personal access token as 'Authorization: Bearer <token>' or 'PRIVATE-TOKEN: <token>' "
+        "(and Jupyter's token in '?token='), or open it in a browser logged in to Booklab.",
+    )
 
 
 def _redeem(dep: Deployment, slug: str, query: str) -> Response:
@@ -261,8 +271,9 @@ def _redeem(dep: Deployment, slug: str, query: str) -> Response:
     else:
         origin = public_url(ctx.config, slug).rstrip("/")
     response = redirect(origin + _unseal(sealed), 302)
-    response.set_cookie(_cookie_name(), value, max_age=lifetime, path="/", httponly=True, samesite="Lax",
-                        secure=proto == "https")
+    response.set_cookie(
+        _cookie_name(), value, max_age=lifetime, path="/", httponly=True, samesite="Lax", secure=proto == "https"
+    )
     log.info("%s opened the notebook %s in a browser", dep.user, slug)
     return response
 
@@ -275,14 +286,23 @@ def grant(slug: str) -> Any:
     assert user is not None  # login_required
     dep = _deployment(slug)
     if dep is None:
-        return error_page(404, "No such notebook", "No notebook is served at this address: it was stopped "
-                                                   "or never launched. Launch it again from your projects.")
+        return error_page(
+            404,
+            "No such notebook",
+            "No notebook is served at this address: it was stopped "
+            "or never launched. Launch it again from your projects.",
+        )
     if user.username != dep.user:
         log.info("%s was refused the notebook %s of %s", user.username, slug, dep.user)
-        return error_page(403, "Not your notebook", (
-            f"This notebook belongs to the GitLab user {dep.user}, and you are logged in as {user.username}. "
-            f"A notebook opens only for the user who launched it: launch {dep.project} ({dep.ref}) yourself."),
-            link=(launch_path(dep.project, dep.ref), f"Launch {dep.project} ({dep.ref})"))
+        return error_page(
+            403,
+            "Not your notebook",
+            (
+                f"This notebook belongs to the GitLab user {dep.user}, and you are logged in as {user.username}. "
+                f"A notebook opens only for the user who launched it: launch {dep.project} ({dep.ref}) yourself."
+            ),
+            link=(launch_path(dep.project, dep.ref), f"Launch {dep.project} ({dep.ref})"),
+        )
     sid = getattr(session, "sid", None)
     code = secrets.token_urlsafe(32)
     record = {"user": user.username, "slug": slug, "session": sessions.session_key(sid) if sid else ""}

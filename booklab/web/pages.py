@@ -23,8 +23,12 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path.startswith("/build/")
 
 
-def error_page(status: int, title: str, message: str, link: tuple[str, str] | None = None,
-               ) -> tuple[Response | str, int]:
+def error_page(
+    status: int,
+    title: str,
+    message: str,
+    link: tuple[str, str] | None = None,
+) -> tuple[Response | str, int]:
     """An error as JSON for the API and event streams, else as a page that says what to do
     (``link``: the (URL, label) of where to go next; else back to the projects)."""
     if wants_json():

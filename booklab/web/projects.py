@@ -20,9 +20,9 @@ from flask import (
 )
 
 from booklab import service
+from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotFound
 from booklab.pipeline import notebook_settings
 from booklab.state.deployment import Deployment
-from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotFound
 from booklab.web import auth
 from booklab.web.pages import context, error_page
 
@@ -63,15 +63,16 @@ def home() -> Any:
     search = request.args.get("search", "").strip()
     with context().gitlab(user.token) as gl:
         page = gl.projects(search=search, page=_page_number())
-    return render_template("home.html", page=page, search=search,
-                           deployments=_my_deployments(user.username))
+    return render_template("home.html", page=page, search=search, deployments=_my_deployments(user.username))
 
 
 def _my_deployments(username: str) -> list[dict[str, str]]:
     """The user's deployments that are queued, running or ready."""
-    return [{"project": dep.project, "ref": dep.ref, "status": status.value,
-             "link": launch_path(dep.project, dep.ref)}
-            for dep, status in context().deployments.of_user(username) if status.is_active]
+    return [
+        {"project": dep.project, "ref": dep.ref, "status": status.value, "link": launch_path(dep.project, dep.ref)}
+        for dep, status in context().deployments.of_user(username)
+        if status.is_active
+    ]
 
 
 @bp.get("/projects/<path:project_path>")
@@ -82,9 +83,13 @@ def project(project_path: str) -> Any:
     with context().gitlab(user.token) as gl:
         found = gl.project(project_path)
         names, more = gl.branches(found)
-    return render_template("project.html", project=found, branches=names, more_branches=more,
-                           launch_link=request.host_url.rstrip("/")
-                           + launch_path(found.path, found.default_branch or ""))
+    return render_template(
+        "project.html",
+        project=found,
+        branches=names,
+        more_branches=more,
+        launch_link=request.host_url.rstrip("/") + launch_path(found.path, found.default_branch or ""),
+    )
 
 
 @bp.post("/launch")
@@ -101,8 +106,13 @@ def launch() -> Any:
         return checked
     save_back = request.form.get("save_back", "").strip().lower() in ("1", "on", "true", "yes")
     request_ = service.request_deployment(context(), path, ref, user.token, save_back=save_back)
-    log.info("%s launched %s (%s%s)", user.username, request_.id, "new" if request_.started else "joined",
-             ", saving back" if save_back else "")
+    log.info(
+        "%s launched %s (%s%s)",
+        user.username,
+        request_.id,
+        "new" if request_.started else "joined",
+        ", saving back" if save_back else "",
+    )
     # the launch link's ?urlpath=, when the Launch button of a link opened without a click sent it
     urlpath = checked_urlpath(request.form.get("urlpath", ""))
     return redirect(launch_path(path, ref) + (f"?{urlencode({'urlpath': urlpath})}" if urlpath else ""), code=303)
@@ -121,8 +131,12 @@ def check_access(user: auth.WebUser, path: str, ref: str) -> Any:
         log.info("%s may not read %s", user.username, path)
         return error_page(403, "No access", str(e))
     except BranchNotFound as e:
-        return error_page(404, "Branch not found", str(e),
-                          link=(url_for("projects.project", project_path=path), f"Pick a branch of {path}"))
+        return error_page(
+            404,
+            "Branch not found",
+            str(e),
+            link=(url_for("projects.project", project_path=path), f"Pick a branch of {path}"),
+        )
     except NotFound as e:
         log.info("%s asked for project %s: %s", user.username, path, e)
         return error_page(404, "Project not found", str(e))

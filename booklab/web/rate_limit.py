@@ -59,5 +59,6 @@ def spend(kind: str, allowed: int) -> None:
         count, _ = pipe.execute()
     if count > allowed:
         retry_after = window - now % window
-        raise TooManyRequests(f"Too many requests from your address: wait {retry_after} s and try again.",
-                              retry_after=retry_after)
+        raise TooManyRequests(
+            f"Too many requests from your address: wait {retry_after} s and try again.", retry_after=retry_after
+        )

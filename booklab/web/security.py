@@ -41,17 +41,19 @@ HSTS_MAX_AGE = 31536000
 
 def content_security_policy(config: Config) -> str:
     gitlab = urlsplit(config.gitlab_host)
-    return "; ".join([
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self'",
-        "font-src 'self'",
-        "connect-src 'self'",
-        f"form-action 'self' {gitlab.scheme}://{gitlab.netloc}",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self'",
+            "font-src 'self'",
+            "connect-src 'self'",
+            f"form-action 'self' {gitlab.scheme}://{gitlab.netloc}",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ]
+    )
 
 
 def security_headers(config: Config) -> list[tuple[str, str]]:

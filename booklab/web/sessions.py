@@ -30,8 +30,8 @@ from flask import Flask, Request, Response, request, session
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from booklab.state import schema
 from booklab.derived_keys import WEB_SESSION, derive_key
+from booklab.state import schema
 from booklab.web.outage import replace_with_unavailable
 from booklab.web.pages import context_of
 
@@ -109,7 +109,12 @@ class RedisSessionInterface(SessionInterface):
         else:
             self.redis.expire(session_key(sess.sid), self.lifetime)
         response.set_cookie(
-            name, sess.sid, path=path, domain=domain, httponly=True, samesite="Lax",
+            name,
+            sess.sid,
+            path=path,
+            domain=domain,
+            httponly=True,
+            samesite="Lax",
             secure=self.get_cookie_secure(app) or request.is_secure,
             expires=datetime.now(UTC) + timedelta(seconds=self.lifetime),
         )
@@ -132,5 +137,6 @@ def _session_read() -> None:
 def init_app(app: Flask) -> None:
     context = context_of(app)
     app.session_interface = RedisSessionInterface(
-        context.redis, context.config.secret_key, context.config.web_session_lifetime)
+        context.redis, context.config.secret_key, context.config.web_session_lifetime
+    )
     app.before_request(_session_read)

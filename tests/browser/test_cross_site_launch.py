@@ -21,8 +21,12 @@ def test_a_launch_link_launches_on_a_click_only(browser, web_server, alice, plai
     page.set_default_timeout(30_000)
     link = f'<a id="launch" href="{web_server}{LAUNCH}">Launch on Booklab</a>'
     context.route(OTHER_SITE + "readme", lambda route: route.fulfill(content_type="text/html", body=link))
-    context.route(SCRIPTED, lambda route: route.fulfill(content_type="text/html", body=(
-        f"<script>window.location.href = {web_server + LAUNCH!r};</script>")))
+    context.route(
+        SCRIPTED,
+        lambda route: route.fulfill(
+            content_type="text/html", body=(f"<script>window.location.href = {web_server + LAUNCH!r};</script>")
+        ),
+    )
     log_in_with_the_browser(page, web_server, alice)
     deployment_id = Deployment(plain_project, "main", alice.username).id
 

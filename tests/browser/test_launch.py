@@ -12,18 +12,26 @@ from __future__ import annotations
 import re
 
 from tests.browser.conftest import ARTIFACTS
-from tests.fixtures.web import log_in_with_the_browser, push_notebook_project, sign_in_on_the_page
 from tests.fixtures.pipeline import events_of
+from tests.fixtures.web import log_in_with_the_browser, push_notebook_project, sign_in_on_the_page
 
 PROJECT = "demo/browser"
 #: a build step that writes a line a second, so the log visibly arrives while it runs
 SLOW_STEP = 'RUN for i in 1 2 3 4 5 6; do echo "counting sheep $i"; sleep 1; done\n'
 
 
-def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners, traefik, gitlab, alice, base_image,
-                                                    tmp_path, ctx):
-    push_notebook_project(gitlab, tmp_path / "browser", PROJECT, base_image, {alice.username: 40},
-                          branches={"main": "", "slow": SLOW_STEP}, fixed_dates=False)
+def test_login_pick_launch_and_land_on_the_notebook(
+    browser, web_server, runners, traefik, gitlab, alice, base_image, tmp_path, ctx
+):
+    push_notebook_project(
+        gitlab,
+        tmp_path / "browser",
+        PROJECT,
+        base_image,
+        {alice.username: 40},
+        branches={"main": "", "slow": SLOW_STEP},
+        fixed_dates=False,
+    )
     runners(1, **traefik.runner_env("docker", auth_url=web_server))
     ARTIFACTS.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -45,8 +53,13 @@ def test_login_pick_launch_and_land_on_the_notebook(browser, web_server, runners
     assert page.url.startswith(web_server)
     page.screenshot(path=ARTIFACTS / "deploy-page.png", full_page=True)
 
-    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                                has_touch=True, storage_state=context.storage_state())
+    phone = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        storage_state=context.storage_state(),
+    )
     phone_page = phone.new_page()
     phone_page.goto(web_server + "/v2/gl/demo%2Fbrowser/slow")  # the same deployment, joined
     phone_page.locator("#log").filter(has_text="counting sheep").wait_for()

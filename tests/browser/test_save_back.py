@@ -33,14 +33,18 @@ def put_content(traefik, notebook_url: str, jupyter_token: str, owner, path: str
     """Write a file through the notebook's Jupyter contents API, reached through Traefik as
     its owner's scripts reach it (their GitLab token for forward-auth, Jupyter's token)."""
     where = urlsplit(notebook_url)
-    response = requests.put(f"{traefik.entrypoint_url}{where.path}api/contents/{path}", json=body, timeout=10,
-                            headers={"Host": where.hostname, "PRIVATE-TOKEN": owner.token,
-                                     "Authorization": f"token {jupyter_token}"})
+    response = requests.put(
+        f"{traefik.entrypoint_url}{where.path}api/contents/{path}",
+        json=body,
+        timeout=10,
+        headers={"Host": where.hostname, "PRIVATE-TOKEN": owner.token, "Authorization": f"token {jupyter_token}"},
+    )
     assert response.ok, response.text
 
 
-def test_save_now_and_stop_from_the_deploy_page_push_to_a_new_branch(browser, web_server, runners, traefik,
-                                                                    gitlab, alice, base_image, tmp_path, ctx):
+def test_save_now_and_stop_from_the_deploy_page_push_to_a_new_branch(
+    browser, web_server, runners, traefik, gitlab, alice, base_image, tmp_path, ctx
+):
     push_notebook_project(gitlab, tmp_path / "saveback", PROJECT, base_image, {alice.username: MAINTAINER})
     runners(1, **traefik.runner_env("docker", auth_url=web_server))
     ARTIFACTS.mkdir(exist_ok=True)
@@ -82,8 +86,14 @@ def test_save_now_and_stop_from_the_deploy_page_push_to_a_new_branch(browser, we
     page.screenshot(path=ARTIFACTS / "deploy-page-saved.png", full_page=True)
 
     # another change; alice may no longer push: Stop's save fails and the notebook stays
-    put_content(traefik, notebook_url, jupyter_token, alice, "results.txt",
-                {"type": "file", "format": "text", "content": "42\n"})
+    put_content(
+        traefik,
+        notebook_url,
+        jupyter_token,
+        alice,
+        "results.txt",
+        {"type": "file", "format": "text", "content": "42\n"},
+    )
     gitlab.set_member(PROJECT, alice.username, REPORTER)
     stop = page.get_by_role("button", name="Stop", exact=True)
     stop.click()

@@ -12,8 +12,8 @@ import sys
 import pytest
 import requests
 
-from booklab.pipeline.launcher import api_status
 from booklab.phases import Phase
+from booklab.pipeline.launcher import api_status
 from tests.fixtures.web import push_notebook_project
 
 PROJECT = "demo/x"
@@ -22,14 +22,26 @@ PROJECT = "demo/x"
 @pytest.fixture
 def cli_project(gitlab, alice, base_image, tmp_path) -> str:
     """demo/x: main builds (the same commit in every test: built once a session), broken fails."""
-    return push_notebook_project(gitlab, tmp_path / "x", PROJECT, base_image, {alice.username: 40},
-                                 branches={"main": "", "broken": "RUN echo about-to-fail && false\n"})
+    return push_notebook_project(
+        gitlab,
+        tmp_path / "x",
+        PROJECT,
+        base_image,
+        {alice.username: 40},
+        branches={"main": "", "broken": "RUN echo about-to-fail && false\n"},
+    )
 
 
 def booklab(server: str, token: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "BOOKLAB_URL": server, "BOOKLAB_GITLAB_TOKEN": token}
-    return subprocess.run([sys.executable, "-m", "booklab.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "booklab.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_deploy_follow_prints_the_phases_and_the_notebook_url(web_server, runners, ctx, alice, cli_project):
@@ -41,8 +53,9 @@ def test_deploy_follow_prints_the_phases_and_the_notebook_url(web_server, runner
     assert {"fetching", "launching"} <= set(headers) and {"building", "built"} & set(headers)
     link = re.search(r"^Your notebook is ready: (http://127\.0\.0\.1:\d+/)\?token=(\S+)$", done.stdout, re.MULTILINE)
     assert link, done.stdout
-    contents = requests.get(link.group(1) + "api/contents", timeout=10,
-                            headers={"Authorization": f"token {link.group(2)}"})
+    contents = requests.get(
+        link.group(1) + "api/contents", timeout=10, headers={"Authorization": f"token {link.group(2)}"}
+    )
     assert "hello.ipynb" in [item["name"] for item in contents.json()["content"]]
 
     deployment = f"{cli_project}:main:alice"
@@ -100,17 +113,27 @@ def test_bad_token_unknown_branch_and_missing_settings_are_refused(web_server, a
 def test_config_lists_every_setting_and_hides_the_secrets(tmp_path):
     from booklab.config import SECRETS, Config
 
-    secrets = {f"BOOKLAB_{f.metadata['path'].upper().replace('/', '_')}": f"s3cret-{f.name}"
-               for f in Config.settings() if f.name in SECRETS}
-    out = subprocess.run([sys.executable, "-m", "booklab.cli", "config"], env={**os.environ, **secrets},
-                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    secrets = {
+        f"BOOKLAB_{f.metadata['path'].upper().replace('/', '_')}": f"s3cret-{f.name}"
+        for f in Config.settings()
+        if f.name in SECRETS
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "booklab.cli", "config"],
+        env={**os.environ, **secrets},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert all(f"{f.metadata['path']} = " in out for f in Config.settings())
     assert out.count("'<set>'") == len(SECRETS) == 3
     assert not any(value in out for value in secrets.values())
 
 
-def test_save_pushes_the_changes_and_prints_the_branch_and_merge_request_link(web_server, runners, ctx, alice,
-                                                                              cli_project, gitlab):
+def test_save_pushes_the_changes_and_prints_the_branch_and_merge_request_link(
+    web_server, runners, ctx, alice, cli_project, gitlab
+):
     from tests.fixtures.services import wait_until
     from tests.integration.test_save_back import stand_in_git
 
@@ -118,15 +141,23 @@ def test_save_pushes_the_changes_and_prints_the_branch_and_merge_request_link(we
     done = booklab(web_server, alice.token, "deploy", cli_project, "--ref", "main", "--save-back", "--follow")
     assert done.returncode == 0, done.stdout + done.stderr
     url, token = re.search(r"^Your notebook is ready: (\S+)\?token=(\S+)$", done.stdout, re.MULTILINE).groups()
-    requests.put(url + "api/contents/notes.md", json={"type": "file", "format": "text", "content": "from the CLI\n"},
-                 headers={"Authorization": f"token {token}"}, timeout=10).raise_for_status()
+    requests.put(
+        url + "api/contents/notes.md",
+        json={"type": "file", "format": "text", "content": "from the CLI\n"},
+        headers={"Authorization": f"token {token}"},
+        timeout=10,
+    ).raise_for_status()
     deployment = f"{cli_project}:main:alice"
 
     saved = booklab(web_server, alice.token, "save", deployment)
 
     assert saved.returncode == 0, saved.stdout + saved.stderr
-    found = re.search(r"Saved your changes to branch (booklab/alice/\d{8}-\d{4}); open a merge request: "
-                      r"(http\S+/demo/x/-/merge_requests/new\?\S+)$", saved.stdout, re.MULTILINE)
+    found = re.search(
+        r"Saved your changes to branch (booklab/alice/\d{8}-\d{4}); open a merge request: "
+        r"(http\S+/demo/x/-/merge_requests/new\?\S+)$",
+        saved.stdout,
+        re.MULTILINE,
+    )
     assert found, saved.stdout
     assert stand_in_git(gitlab, cli_project, "show", f"{found.group(1)}:notes.md") == "from the CLI\n"
     status = booklab(web_server, alice.token, "status", deployment)

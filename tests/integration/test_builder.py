@@ -6,8 +6,8 @@ import uuid
 import docker
 import pytest
 
-from booklab.pipeline.builder import build_image, image_exists
 from booklab.errors import BuildError
+from booklab.pipeline.builder import build_image, image_exists
 from tests.fixtures.services import wait_until
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
@@ -32,9 +32,7 @@ def make_repo(path, base_image, *steps):
     return path
 
 
-def test_builds_an_image_with_repo2docker_labels_and_streams_lines(
-    tmp_path, docker_engine, base_image, image
-):
+def test_builds_an_image_with_repo2docker_labels_and_streams_lines(tmp_path, docker_engine, base_image, image):
     marker = uuid.uuid4().hex  # never in the build cache
     repo = make_repo(tmp_path, base_image, f"RUN echo marker-{marker} && sleep 3")
     arrivals = {}
@@ -56,7 +54,8 @@ def test_builds_an_image_with_repo2docker_labels_and_streams_lines(
 
 def test_build_memory_limit_applies_to_build_containers(tmp_path, base_image, image):
     repo = make_repo(
-        tmp_path, base_image,
+        tmp_path,
+        base_image,
         f"RUN echo {uuid.uuid4().hex} && "
         "cat /sys/fs/cgroup/memory.max 2>/dev/null"
         " || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",

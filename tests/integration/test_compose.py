@@ -12,21 +12,30 @@ import redis
 import requests
 import yaml
 
-from booklab.state import schema
-from booklab.pipeline import traefik_config
 from booklab.config import load
+from booklab.pipeline import traefik_config
 from booklab.pipeline.routes.names import kv_pairs
+from booklab.state import schema
 from tests.fixtures.services import ROOT, free_port, stop_process, wait_until
 
-SETTINGS = {"FQDN": "booklab.example.org", "FLOWER_PASSWORD": "fl0wer",
-            "REDIS_PASSWORD": "r3dis-pass",
-            "BOOKLAB_GITLAB_CONSUMER_KEY": "app-id", "BOOKLAB_GITLAB_CONSUMER_SECRET": "app-s3cret"}
+SETTINGS = {
+    "FQDN": "booklab.example.org",
+    "FLOWER_PASSWORD": "fl0wer",
+    "REDIS_PASSWORD": "r3dis-pass",
+    "BOOKLAB_GITLAB_CONSUMER_KEY": "app-id",
+    "BOOKLAB_GITLAB_CONSUMER_SECRET": "app-s3cret",
+}
 
 
 def compose_config(**settings: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS} | settings
-    return subprocess.run(["docker-compose", "--file", str(ROOT / "docker-compose.yml"), "config"],
-                          env=env, capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        ["docker-compose", "--file", str(ROOT / "docker-compose.yml"), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def test_the_stack_is_valid_with_scalable_runners_behind_traefik():
@@ -61,7 +70,10 @@ def test_notebooks_reach_nothing_of_booklabs_but_traefiks_entrypoint():
     # ...with a password for Redis, given on its standard input, not its command line
     assert "requirepass" in redis_command and SETTINGS["REDIS_PASSWORD"] not in redis_command
     for name in ("web", "runner"):
-        assert services[name]["environment"]["BOOKLAB_REDIS_URL"] == f"redis://:{SETTINGS['REDIS_PASSWORD']}@127.0.0.1:6379/0"
+        assert (
+            services[name]["environment"]["BOOKLAB_REDIS_URL"]
+            == f"redis://:{SETTINGS['REDIS_PASSWORD']}@127.0.0.1:6379/0"
+        )
     # notebooks on their own network (runners create it isolated); Traefik without an API or Docker socket
     assert services["runner"]["environment"]["BOOKLAB_NOTEBOOK_NETWORK"] == "booklab-notebooks"
     assert services["runner"]["environment"]["BOOKLAB_ROUTES_TRAEFIK_API"] == ""
@@ -94,8 +106,9 @@ def test_compose_traefik_reads_routes_from_redis_with_its_password_and_the_route
     client = redis.Redis.from_url(own_redis.url)
     client.config_set("requirepass", SETTINGS["REDIS_PASSWORD"])
     client = redis.Redis.from_url(own_redis.url, password=SETTINGS["REDIS_PASSWORD"])
-    config = load(os.devnull, environ={"BOOKLAB_FQDN": "booklab.example.org",
-                                       "BOOKLAB_ROUTES_ENTRYPOINT": "websecure,check"})
+    config = load(
+        os.devnull, environ={"BOOKLAB_FQDN": "booklab.example.org", "BOOKLAB_ROUTES_ENTRYPOINT": "websecure,check"}
+    )
     client.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(config, "nb-1234", "http://127.0.0.1:9/")})
 
     environment = yaml.safe_load(compose_config(**SETTINGS).stdout)["services"]["traefik"]["environment"]
@@ -106,27 +119,36 @@ def test_compose_traefik_reads_routes_from_redis_with_its_password_and_the_route
         "TRAEFIK_ENTRYPOINTS_CHECK_ADDRESS": f"127.0.0.1:{free_port()}",
         "TRAEFIK_PROVIDERS_REDIS_ENDPOINTS": f"127.0.0.1:{own_redis.port}",
         "TRAEFIK_PROVIDERS_FILE_DIRECTORY": str(ROOT / "deploy" / "traefik"),
-        "TRAEFIK_API_INSECURE": "true", "TRAEFIK_ENTRYPOINTS_TRAEFIK_ADDRESS": api,
+        "TRAEFIK_API_INSECURE": "true",
+        "TRAEFIK_ENTRYPOINTS_TRAEFIK_ADDRESS": api,
     }
     with (tmp_path / "traefik.log").open("w") as log:
-        traefik = subprocess.Popen(["traefik"], env={"PATH": os.environ["PATH"], **environment},
-                                   stdout=log, stderr=subprocess.STDOUT)
+        traefik = subprocess.Popen(
+            ["traefik"], env={"PATH": os.environ["PATH"], **environment}, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
-        routers = wait_until(lambda: len(_routers(f"http://{api}")) == 4 and _routers(f"http://{api}"), 30,
-                             "Traefik to read the routes file and Redis")
+        routers = wait_until(
+            lambda: len(_routers(f"http://{api}")) == 4 and _routers(f"http://{api}"),
+            30,
+            "Traefik to read the routes file and Redis",
+        )
     finally:
         stop_process(traefik)
     assert {r["name"]: (r["rule"], r["entryPoints"], "tls" in r) for r in routers} == {
         "booklab@file": ("Host(`booklab.example.org`)", ["websecure"], True),
         "flower@file": ("Host(`flower.booklab.example.org`)", ["websecure"], True),
         "nb-1234@redis": ("Host(`nb-1234.booklab.example.org`)", ["check"], False),
-        "websecure-nb-1234@redis": ("Host(`nb-1234.booklab.example.org`)", ["websecure"], True)}
+        "websecure-nb-1234@redis": ("Host(`nb-1234.booklab.example.org`)", ["websecure"], True),
+    }
 
 
 def _routers(api_url: str) -> list[dict]:
     try:
-        return [r for r in requests.get(f"{api_url}/api/http/routers", timeout=2).json()
-                if r["provider"] in ("file", "redis")]
+        return [
+            r
+            for r in requests.get(f"{api_url}/api/http/routers", timeout=2).json()
+            if r["provider"] in ("file", "redis")
+        ]
     except requests.RequestException:
         return []
 

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from booklab.pipeline import notebook_network
 from booklab.demo import samples
+from booklab.pipeline import notebook_network
 from tests.fixtures.pipeline import IMAGE_PREFIX
 from tests.fixtures.reach import connections_from, gateway
 from tests.fixtures.services import ROOT, wait_until
@@ -51,15 +51,25 @@ def demo_state() -> Path:
     shutil.rmtree(state, ignore_errors=True)
 
 
-def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(docker_engine, base_image, test_images,
-                                                                      demo_state, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BOOKLAB_BASE_IMAGE": base_image,
-           "BOOKLAB_BUILD_IMAGE_PREFIX": IMAGE_PREFIX}
+def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(
+    docker_engine, base_image, test_images, demo_state, tmp_path
+):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BOOKLAB_BASE_IMAGE": base_image,
+        "BOOKLAB_BUILD_IMAGE_PREFIX": IMAGE_PREFIX,
+    }
     progress = tmp_path / "demo.err"
     with progress.open("w") as err:
-        demo = subprocess.Popen([sys.executable, "-m", "booklab.demo", "--port", "0", "--runners", "1",
-                                 "--state-dir", str(demo_state)],
-                                env=env, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "booklab.demo", "--port", "0", "--runners", "1", "--state-dir", str(demo_state)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
     try:
         printed = {}
         for line in demo.stdout:
@@ -77,22 +87,37 @@ def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(docker_eng
         assert health.json() == {"status": "ok", "runners": 1}, health.text
 
         deployed = subprocess.run(
-            [sys.executable, "-m", "booklab.cli", "deploy", f"demo/{samples.NAME}", "--ref",
-             samples.BRANCH_WITH_SLASH, "--follow", "--json"],
-            env={**env, **printed}, capture_output=True, text=True, timeout=240, check=False)
+            [
+                sys.executable,
+                "-m",
+                "booklab.cli",
+                "deploy",
+                f"demo/{samples.NAME}",
+                "--ref",
+                samples.BRANCH_WITH_SLASH,
+                "--follow",
+                "--json",
+            ],
+            env={**env, **printed},
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         ready = json.loads(deployed.stdout.splitlines()[-1])
         assert ready["phase"] == "ready", deployed.stdout
         notebook = urlsplit(ready["url"])
         assert notebook.hostname.endswith(".localhost") and notebook.port == info["traefik_port"]
         jupyter = {"Host": notebook.hostname, "Authorization": f"token {ready['token']}"}
-        status = requests.get(f"{entrypoint}/api/status", timeout=10,
-                              headers={**jupyter, "PRIVATE-TOKEN": info["token"]})  # forward-auth: the owner
+        status = requests.get(
+            f"{entrypoint}/api/status", timeout=10, headers={**jupyter, "PRIVATE-TOKEN": info["token"]}
+        )  # forward-auth: the owner
         assert status.status_code == 200, status.text
         assert requests.get(f"{entrypoint}/api/status", headers=jupyter, timeout=10).status_code == 401
         # the notebook's code does not reach Traefik's API, on a network that isolates notebooks
         assert notebook_network.isolates(docker_engine.networks.get(info["network"]))
-        container, = docker_engine.containers.list(filters={"network": info["network"]})
+        (container,) = docker_engine.containers.list(filters={"network": info["network"]})
         api = f"{gateway(container, info['network'])}:{urlsplit(info['traefik_dashboard']).port}"
         assert connections_from(container, [api])[api] != "open"
 
@@ -101,8 +126,13 @@ def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(docker_eng
         credentials = (info["flower_user"], info["flower_password"])
         assert requests.get(f"{entrypoint}/", headers=flower, auth=credentials, timeout=10).status_code == 200
         workers = f"{entrypoint}/api/workers?refresh=1"
-        wait_until(lambda: set(requests.get(workers, headers=flower, auth=credentials, timeout=10).json())
-                   == set(info["runners"]), 30, "Flower to show the runner")
+        wait_until(
+            lambda: (
+                set(requests.get(workers, headers=flower, auth=credentials, timeout=10).json()) == set(info["runners"])
+            ),
+            30,
+            "Flower to show the runner",
+        )
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGINT)  # as Ctrl-C in its terminal

@@ -4,8 +4,8 @@ by its title, and one GitLab failed to remove is swept by the runners later."""
 from __future__ import annotations
 
 from booklab import service
-from booklab.state import schema
 from booklab.pipeline import steps
+from booklab.state import schema
 from tests.fixtures.pipeline import messages, phases, run_to_end
 from tests.fixtures.services import wait_until
 

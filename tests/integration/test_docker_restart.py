@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from booklab import service
 from booklab.phases import Phase
-from tests.fixtures.pipeline import events_of, BRANCH_WITH_SLASH, phases, run_to_end
+from tests.fixtures.pipeline import BRANCH_WITH_SLASH, events_of, phases, run_to_end
 from tests.fixtures.services import wait_until
 
 
-def test_after_a_docker_restart_the_status_reflects_reality(ctx, runners, docker_daemon, docker_engine, alice,
-                                                            project):
-    runner, = runners(1)
+def test_after_a_docker_restart_the_status_reflects_reality(ctx, runners, docker_daemon, docker_engine, alice, project):
+    (runner,) = runners(1)
     first = service.request_deployment(ctx, project, "main", alice.token)
     assert phases(run_to_end(ctx, first.id))[-1] == "ready"
 

@@ -14,13 +14,13 @@ import pytest
 import requests
 
 from booklab import service
-from booklab.state import schema
 from booklab.config import Config, load
-from booklab.state.deployment import Deployment
 from booklab.errors import ConfigError
 from booklab.phases import Phase
 from booklab.pipeline.routes.names import auth_address, auth_pairs, docker_labels
 from booklab.pipeline.routes.publishers import DockerLabelRoutes
+from booklab.state import schema
+from booklab.state.deployment import Deployment
 from tests.fixtures.pipeline import queue_run, run_to_end
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import log_in_over_http, push_notebook_project
@@ -28,7 +28,7 @@ from tests.fixtures.web import log_in_over_http, push_notebook_project
 PROJECT = "fwd/notebooks"
 SLUG = "notebooks-main-alice-5c12470e"
 #: a "jupyter" that answers every request with the headers it arrived with: what the notebook sees
-ECHO_SERVER = b'''#!/usr/bin/python3
+ECHO_SERVER = b"""#!/usr/bin/python3
 import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -42,10 +42,12 @@ class Echo(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 ThreadingHTTPServer(("0.0.0.0", 8888), Echo).serve_forever()
-'''
-ECHO_STEP = (f"RUN mkdir -p /home/jovyan/bin && echo {base64.b64encode(ECHO_SERVER).decode()} | base64 -d "
-             "> /home/jovyan/bin/jupyter && chmod 755 /home/jovyan/bin/jupyter\n"
-             "ENV PATH=/home/jovyan/bin:/usr/local/bin:/usr/bin:/bin\n")
+"""
+ECHO_STEP = (
+    f"RUN mkdir -p /home/jovyan/bin && echo {base64.b64encode(ECHO_SERVER).decode()} | base64 -d "
+    "> /home/jovyan/bin/jupyter && chmod 755 /home/jovyan/bin/jupyter\n"
+    "ENV PATH=/home/jovyan/bin:/usr/local/bin:/usr/bin:/bin\n"
+)
 
 
 @pytest.fixture
@@ -63,8 +65,14 @@ def bob(gitlab):
 @pytest.fixture
 def fwd_project(gitlab, alice, bob, base_image, tmp_path) -> str:
     """``fwd/notebooks``, alice and bob both Maintainers; branch ``echo`` runs :data:`ECHO_SERVER`."""
-    return push_notebook_project(gitlab, tmp_path / "fwd", PROJECT, base_image,
-                                 {alice.username: 40, bob.username: 40}, branches={"main": "", "echo": ECHO_STEP})
+    return push_notebook_project(
+        gitlab,
+        tmp_path / "fwd",
+        PROJECT,
+        base_image,
+        {alice.username: 40, bob.username: 40},
+        branches={"main": "", "echo": ECHO_STEP},
+    )
 
 
 def deploy(ctx, user, ref: str = "main") -> tuple[Deployment, dict]:
@@ -75,8 +83,9 @@ def deploy(ctx, user, ref: str = "main") -> tuple[Deployment, dict]:
 
 
 def through_traefik(traefik, host: str, path: str = "/api/status", headers: dict | None = None) -> requests.Response:
-    return requests.get(f"{traefik.entrypoint_url}{path}", headers={"Host": host, **(headers or {})},
-                        timeout=10, allow_redirects=False)
+    return requests.get(
+        f"{traefik.entrypoint_url}{path}", headers={"Host": host, **(headers or {})}, timeout=10, allow_redirects=False
+    )
 
 
 def open_in_browser(traefik, host: str, path: str, browser: requests.Session, web_url: str) -> str:
@@ -104,8 +113,9 @@ def open_in_browser(traefik, host: str, path: str, browser: requests.Session, we
 
 
 @pytest.mark.parametrize("publisher", ["docker", "redis"])
-def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(ctx, runners, traefik, web_server, alice,
-                                                                        bob, fwd_project, publisher, docker_engine):
+def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(
+    ctx, runners, traefik, web_server, alice, bob, fwd_project, publisher, docker_engine
+):
     runners(1, **traefik.runner_env(publisher, auth_url=web_server))
     dep, ready = deploy(ctx, alice)
     slug = ctx.slug(dep.id)
@@ -114,8 +124,12 @@ def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(ctx, runn
 
     # the owner's personal access token, as the API takes it, next to Jupyter's token
     assert through_traefik(traefik, host, leaked_url, {"Authorization": f"Bearer {alice.token}"}).status_code == 200
-    assert through_traefik(traefik, host, headers={"PRIVATE-TOKEN": alice.token,
-                                                   "Authorization": f"token {token}"}).status_code == 200
+    assert (
+        through_traefik(
+            traefik, host, headers={"PRIVATE-TOKEN": alice.token, "Authorization": f"token {token}"}
+        ).status_code
+        == 200
+    )
     # Jupyter still asks for its own token
     assert through_traefik(traefik, host, headers={"PRIVATE-TOKEN": alice.token}).status_code == 403
 
@@ -139,7 +153,7 @@ def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(ctx, runn
 
     address = f"{web_server}/auth/notebook/{slug}"
     if publisher == "docker":
-        container, = docker_engine.containers.list(filters={"label": f"booklab.deployment={dep.id}"})
+        (container,) = docker_engine.containers.list(filters={"label": f"booklab.deployment={dep.id}"})
         assert container.labels[f"traefik.http.middlewares.{slug}-auth.forwardauth.address"] == address
     else:
         assert ctx.redis.get(schema.traefik_middleware(f"{slug}-auth", "forwardAuth/address")) == address
@@ -150,8 +164,9 @@ def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(ctx, runn
     assert not ctx.redis.exists(schema.slug(slug))  # the stopped notebook gave its host name up
 
 
-def test_the_owners_browser_session_opens_the_notebook_and_no_other_users(ctx, runners, traefik, web_server, alice,
-                                                                         bob, fwd_project):
+def test_the_owners_browser_session_opens_the_notebook_and_no_other_users(
+    ctx, runners, traefik, web_server, alice, bob, fwd_project
+):
     runners(1, **traefik.runner_env("docker", auth_url=web_server))
     dep, ready = deploy(ctx, alice)
     host, path = f"{ctx.slug(dep.id)}.{ctx.config.fqdn}", f"/api/status?token={ready['token']}"
@@ -179,8 +194,7 @@ def test_the_owners_browser_session_opens_the_notebook_and_no_other_users(ctx, r
 
 
 @pytest.mark.parametrize("publisher", ["docker", "redis"])
-def test_the_notebook_never_sees_booklabs_credentials(ctx, runners, traefik, web_server, alice, fwd_project,
-                                                      publisher):
+def test_the_notebook_never_sees_booklabs_credentials(ctx, runners, traefik, web_server, alice, fwd_project, publisher):
     runners(1, **traefik.runner_env(publisher, auth_url=web_server))
     dep, _ = deploy(ctx, alice, "echo")
     host = f"{ctx.slug(dep.id)}.{ctx.config.fqdn}"
@@ -201,14 +215,15 @@ def test_the_notebook_never_sees_booklabs_credentials(ctx, runners, traefik, web
     assert alice.token not in str([by_bearer, by_header, by_cookie]) and cookie not in str(by_cookie)
 
 
-def test_with_forward_auth_off_jupyters_token_alone_opens_the_notebook(ctx, runners, traefik, alice, fwd_project,
-                                                                       docker_engine):
+def test_with_forward_auth_off_jupyters_token_alone_opens_the_notebook(
+    ctx, runners, traefik, alice, fwd_project, docker_engine
+):
     runners(1, **traefik.runner_env("docker"))  # no auth_url: BOOKLAB_ROUTES_FORWARD_AUTH=false
     dep, ready = deploy(ctx, alice)
     host = f"{ctx.slug(dep.id)}.{ctx.config.fqdn}"
     assert through_traefik(traefik, host, f"/api/status?token={ready['token']}").status_code == 200
     assert through_traefik(traefik, host).status_code == 403  # Jupyter's own refusal
-    container, = docker_engine.containers.list(filters={"label": f"booklab.deployment={dep.id}"})
+    (container,) = docker_engine.containers.list(filters={"label": f"booklab.deployment={dep.id}"})
     assert not any("middlewares" in label for label in container.labels)
 
 
@@ -220,11 +235,22 @@ def test_the_endpoint_answers_traefik_for_the_owner_only(ctx, web_app, alice, bo
     slug = ctx.slug(dep.id)
     queue_run(ctx, dep)
     url = f"/auth/notebook/{slug}"
-    forwarded = {"X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http", "X-Forwarded-Uri": "/tree?token=abc",
-                 "X-Forwarded-Host": f"{slug}.{ctx.config.fqdn}"}
+    forwarded = {
+        "X-Forwarded-Method": "GET",
+        "X-Forwarded-Proto": "http",
+        "X-Forwarded-Uri": "/tree?token=abc",
+        "X-Forwarded-Host": f"{slug}.{ctx.config.fqdn}",
+    }
 
-    owner = client.get(url, headers={**forwarded, "PRIVATE-TOKEN": alice.token, "Authorization": "token abc",
-                                     "Cookie": "booklab_notebook=x; _xsrf=1; booklab_session=y; theme=dark"})
+    owner = client.get(
+        url,
+        headers={
+            **forwarded,
+            "PRIVATE-TOKEN": alice.token,
+            "Authorization": "token abc",
+            "Cookie": "booklab_notebook=x; _xsrf=1; booklab_session=y; theme=dark",
+        },
+    )
     assert owner.status_code == 200
     assert owner.headers["Authorization"] == "token abc" and "Private-Token" not in owner.headers
     assert owner.headers["Cookie"] == "_xsrf=1; theme=dark"
@@ -239,8 +265,12 @@ def test_the_endpoint_answers_traefik_for_the_owner_only(ctx, web_app, alice, bo
     # a notebook's cookie opens that notebook only
     other = Deployment(PROJECT, "echo", alice.username)
     queue_run(ctx, other)
-    assert client.get(f"/auth/notebook/{ctx.slug(other.id)}", headers={**forwarded, "Cookie": "booklab_notebook=x"}
-                      ).status_code == 401
+    assert (
+        client.get(
+            f"/auth/notebook/{ctx.slug(other.id)}", headers={**forwarded, "Cookie": "booklab_notebook=x"}
+        ).status_code
+        == 401
+    )
     # unknown or malformed slugs
     assert client.get("/auth/notebook/nothing-here-0123456789abcdef", headers=forwarded).status_code == 404
     assert client.get("/auth/notebook/Not_A_Slug", headers=forwarded).status_code == 404
@@ -250,12 +280,18 @@ def test_routes_ask_the_web_tier_before_every_notebook_request():
     config = Config(fqdn="example.org", routes_auth_url="http://web:8080")
     labels = DockerLabelRoutes(config, None).labels(SLUG)
     assert labels[f"traefik.http.routers.{SLUG}.middlewares"] == f"{SLUG}-auth"
-    assert labels[f"traefik.http.middlewares.{SLUG}-auth.forwardauth.address"] == f"http://web:8080/auth/notebook/{SLUG}"
-    assert labels[f"traefik.http.middlewares.{SLUG}-auth.forwardauth.authResponseHeaders"] == \
-        "Authorization,Private-Token,Cookie"
+    assert (
+        labels[f"traefik.http.middlewares.{SLUG}-auth.forwardauth.address"] == f"http://web:8080/auth/notebook/{SLUG}"
+    )
+    assert (
+        labels[f"traefik.http.middlewares.{SLUG}-auth.forwardauth.authResponseHeaders"]
+        == "Authorization,Private-Token,Cookie"
+    )
     assert auth_pairs(config, SLUG)[f"traefik/http/routers/{SLUG}/middlewares/0"] == f"{SLUG}-auth"
-    assert auth_address(Config(web_url="https://booklab.example.org/"), SLUG) == \
-        f"https://booklab.example.org/auth/notebook/{SLUG}"
+    assert (
+        auth_address(Config(web_url="https://booklab.example.org/"), SLUG)
+        == f"https://booklab.example.org/auth/notebook/{SLUG}"
+    )
     off = Config(routes_forward_auth=False)
     assert DockerLabelRoutes(off, None).labels(SLUG) == docker_labels(off, SLUG)
     with pytest.raises(ConfigError, match="routes/auth_url is missing"):

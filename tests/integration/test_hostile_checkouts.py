@@ -27,8 +27,9 @@ def deploy(ctx, gitlab, alice, tmp_path, path: str, files: dict[str, str], links
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, repo / name)
     subprocess.run(["git", "add", "--all"], cwd=repo, check=True)
-    subprocess.run(["git", "commit", "--quiet", "-m", "Add links"], cwd=repo, check=True,
-                   env={**os.environ, **GIT_IDENTITY})
+    subprocess.run(
+        ["git", "commit", "--quiet", "-m", "Add links"], cwd=repo, check=True, env={**os.environ, **GIT_IDENTITY}
+    )
     gitlab.add_project(path, members={"alice": MAINTAINER})
     gitlab.push(path, repo)
     return run_to_end(ctx, service.request_deployment(ctx, path, "main", alice.token).id)
@@ -52,29 +53,43 @@ def assert_nothing_read(events: list[dict], booklab_env: dict[str, str]) -> None
 
 @pytest.fixture
 def runner(runners):
-    runner, = runners(1)
+    (runner,) = runners(1)
     return runner
 
 
 def test_a_link_to_the_runners_passwd_is_refused(ctx, runner, gitlab, alice, tmp_path, booklab_env):
-    events = deploy(ctx, gitlab, alice, tmp_path, "hostile/passwd", {"README.md": "hi\n"},
-                    {"apt.txt": UP + "etc/passwd"})
+    events = deploy(
+        ctx, gitlab, alice, tmp_path, "hostile/passwd", {"README.md": "hi\n"}, {"apt.txt": UP + "etc/passwd"}
+    )
     assert_refused(events, "apt.txt")
     assert_nothing_read(events, booklab_env)
 
 
 def test_links_to_process_environments_are_refused(ctx, runner, gitlab, alice, tmp_path, booklab_env):
-    events = deploy(ctx, gitlab, alice, tmp_path, "hostile/environ", {"README.md": "hi\n"},
-                    {"apt.txt": "/proc/self/environ", "notes/runner.env": "/proc/1/environ"})
+    events = deploy(
+        ctx,
+        gitlab,
+        alice,
+        tmp_path,
+        "hostile/environ",
+        {"README.md": "hi\n"},
+        {"apt.txt": "/proc/self/environ", "notes/runner.env": "/proc/1/environ"},
+    )
     assert_refused(events, "apt.txt", "notes/runner.env")
     assert_nothing_read(events, booklab_env)
 
 
-def test_a_chain_of_links_through_a_linked_directory_is_refused(ctx, runner, gitlab, alice, tmp_path,
-                                                                booklab_env):
+def test_a_chain_of_links_through_a_linked_directory_is_refused(ctx, runner, gitlab, alice, tmp_path, booklab_env):
     # apt.txt looks inside (data/passwd), but data leads to b, and b out of the checkout to /etc
-    events = deploy(ctx, gitlab, alice, tmp_path, "hostile/chain", {"README.md": "hi\n"},
-                    {"apt.txt": "data/passwd", "data": "b", "b": UP + "etc"})
+    events = deploy(
+        ctx,
+        gitlab,
+        alice,
+        tmp_path,
+        "hostile/chain",
+        {"README.md": "hi\n"},
+        {"apt.txt": "data/passwd", "data": "b", "b": UP + "etc"},
+    )
     assert_refused(events, "apt.txt", "data", "b")
     assert_nothing_read(events, booklab_env)
 
@@ -86,14 +101,24 @@ def test_a_linked_binder_directory_is_refused(ctx, runner, gitlab, alice, tmp_pa
 
 
 def test_links_inside_the_checkout_build_and_the_log_tells_nothing_of_the_host(
-        ctx, runners, gitlab, alice, base_image, tmp_path, booklab_env):
+    ctx, runners, gitlab, alice, base_image, tmp_path, booklab_env
+):
     host = socket.gethostname()
-    runner, = runners(names=[f"runner-hostile@{host}"])  # named as runner/name's default names it
-    events = deploy(ctx, gitlab, alice, tmp_path, "hostile/inside", {
-        "Dockerfile": (f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\n"
-                       "RUN cat /home/jovyan/docs/copy.ipynb\n"),
-        "hello.ipynb": NOTEBOOK,
-    }, {"docs/copy.ipynb": "../hello.ipynb", "latest.ipynb": "docs/copy.ipynb", "docs/later.txt": "not-yet.txt"})
+    (runner,) = runners(names=[f"runner-hostile@{host}"])  # named as runner/name's default names it
+    events = deploy(
+        ctx,
+        gitlab,
+        alice,
+        tmp_path,
+        "hostile/inside",
+        {
+            "Dockerfile": (
+                f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\nRUN cat /home/jovyan/docs/copy.ipynb\n"
+            ),
+            "hello.ipynb": NOTEBOOK,
+        },
+        {"docs/copy.ipynb": "../hello.ipynb", "latest.ipynb": "docs/copy.ipynb", "docs/later.txt": "not-yet.txt"},
+    )
     assert phases(events)[-1] == "ready", messages(events)
     log = messages(events)
     assert "Hello from Booklab" in log  # the build read the notebook through two links

@@ -19,8 +19,10 @@ from tests.fixtures.pipeline import IMAGE_PREFIX, MAINTAINER, messages, phases, 
 from tests.fixtures.services import wait_until
 
 #: what a Dockerfile adds to take the web tier's host (booklab.localhost) through Traefik
-HIJACK = ("LABEL traefik.enable=true traefik.http.routers.hijack.rule=\"Host(`booklab.localhost`)\" "
-          "traefik.http.routers.hijack.priority=100000 traefik.http.services.hijack.loadbalancer.server.port=8888\n")
+HIJACK = (
+    'LABEL traefik.enable=true traefik.http.routers.hijack.rule="Host(`booklab.localhost`)" '
+    "traefik.http.routers.hijack.priority=100000 traefik.http.services.hijack.loadbalancer.server.port=8888\n"
+)
 
 
 def deploy(ctx, gitlab, alice, tmp_path, path: str, dockerfile: str) -> tuple[str, list[dict]]:
@@ -34,9 +36,18 @@ def deploy(ctx, gitlab, alice, tmp_path, path: str, dockerfile: str) -> tuple[st
 
 def containers_created(docker_engine, runner, deployment_id: str, since: float) -> list[dict]:
     """The containers ``runner`` created for ``deployment_id`` since ``since``, removed or not."""
-    return list(docker_engine.events(since=int(since), until=int(time.time()) + 1, decode=True, filters={
-        "type": "container", "event": "create",
-        "label": [f"booklab.deployment={deployment_id}", f"booklab.runner={runner.name}"]}))
+    return list(
+        docker_engine.events(
+            since=int(since),
+            until=int(time.time()) + 1,
+            decode=True,
+            filters={
+                "type": "container",
+                "event": "create",
+                "label": [f"booklab.deployment={deployment_id}", f"booklab.runner={runner.name}"],
+            },
+        )
+    )
 
 
 def routers(traefik) -> list[str]:
@@ -44,12 +55,14 @@ def routers(traefik) -> list[str]:
 
 
 @pytest.mark.parametrize("publisher", ["docker", "redis"])
-def test_traefik_labels_of_a_repository_are_refused(ctx, runners, traefik, gitlab, alice, base_image, tmp_path,
-                                                    docker_engine, publisher):
-    runner, = runners(1, **traefik.runner_env(publisher))
+def test_traefik_labels_of_a_repository_are_refused(
+    ctx, runners, traefik, gitlab, alice, base_image, tmp_path, docker_engine, publisher
+):
+    (runner,) = runners(1, **traefik.runner_env(publisher))
     since = time.time()
-    deployment_id, events = deploy(ctx, gitlab, alice, tmp_path, f"hostile/labels-{publisher}",
-                                   f"FROM {base_image}\n{HIJACK}")
+    deployment_id, events = deploy(
+        ctx, gitlab, alice, tmp_path, f"hostile/labels-{publisher}", f"FROM {base_image}\n{HIJACK}"
+    )
     assert phases(events)[-1] == "failed", messages(events)
     message = events[-1]["message"]
     assert "traefik.http.routers.hijack.rule" in message and "LABEL" in message
@@ -59,8 +72,9 @@ def test_traefik_labels_of_a_repository_are_refused(ctx, runners, traefik, gitla
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
 
-def test_traefik_labels_give_no_route_even_while_the_image_builds(ctx, runners, traefik, gitlab, alice, base_image,
-                                                                  tmp_path):
+def test_traefik_labels_give_no_route_even_while_the_image_builds(
+    ctx, runners, traefik, gitlab, alice, base_image, tmp_path
+):
     """The build's own containers carry the Dockerfile's labels, and a build step may serve
     on Jupyter's port for as long as the build runs: Traefik must not route to them."""
     runners(1, **traefik.runner_env("docker"))
@@ -79,8 +93,9 @@ def test_traefik_labels_give_no_route_even_while_the_image_builds(ctx, runners, 
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        _, events = deploy(ctx, gitlab, alice, tmp_path, "hostile/labels-building",
-                           f"FROM {base_image}\n{HIJACK}{serving}")
+        _, events = deploy(
+            ctx, gitlab, alice, tmp_path, "hostile/labels-building", f"FROM {base_image}\n{HIJACK}{serving}"
+        )
     finally:
         done.set()
         watcher.join()
@@ -93,13 +108,14 @@ def test_traefik_labels_give_no_route_even_while_the_image_builds(ctx, runners, 
 def labelled_parent(docker_engine, base_image, test_images) -> str:
     """A local image that carries a Traefik label (in capitals) for its children to inherit."""
     tag = f"{IMAGE_PREFIX}/labelled-parent:latest"
-    dockerfile = f"FROM {base_image}\nLABEL Traefik.HTTP.Routers.inherited.rule=\"HostRegexp(`.+`)\"\n"
+    dockerfile = f'FROM {base_image}\nLABEL Traefik.HTTP.Routers.inherited.rule="HostRegexp(`.+`)"\n'
     docker_engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     return tag
 
 
-def test_a_traefik_label_inherited_from_the_parent_image_is_refused(ctx, runners, gitlab, alice, tmp_path,
-                                                                   labelled_parent):
+def test_a_traefik_label_inherited_from_the_parent_image_is_refused(
+    ctx, runners, gitlab, alice, tmp_path, labelled_parent
+):
     runners(1)
     _, events = deploy(ctx, gitlab, alice, tmp_path, "hostile/inherited", f"FROM {labelled_parent}\n")
     assert phases(events)[-1] == "failed", messages(events)
@@ -108,8 +124,9 @@ def test_a_traefik_label_inherited_from_the_parent_image_is_refused(ctx, runners
 
 def test_booklab_own_container_labels_on_an_image_are_refused(ctx, runners, gitlab, alice, base_image, tmp_path):
     runners(1)
-    _, events = deploy(ctx, gitlab, alice, tmp_path, "hostile/own-labels",
-                       f"FROM {base_image}\nLABEL booklab.runner=someone-else\n")
+    _, events = deploy(
+        ctx, gitlab, alice, tmp_path, "hostile/own-labels", f"FROM {base_image}\nLABEL booklab.runner=someone-else\n"
+    )
     assert phases(events)[-1] == "failed", messages(events)
     assert "booklab.runner" in events[-1]["message"]
 

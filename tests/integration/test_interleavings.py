@@ -32,10 +32,10 @@ from hypothesis.stateful import (
 )
 
 from booklab import service
+from booklab.phases import Phase
 from booklab.state import schema
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run, allowed
-from booklab.phases import Phase
 from tests.fixtures.pipeline import BRANCH_WITH_SLASH, phases, run_to_end
 from tests.fixtures.services import wait_until
 
@@ -62,8 +62,13 @@ def booklab_env(booklab_env, own_redis):
 @pytest.fixture
 def web_env(web_env, web_port, traefik) -> dict[str, str]:
     """The web tier where Traefik asks it, and no per-client limit on the test's own many requests."""
-    return {**web_env, "BOOKLAB_WEB_URL": f"http://127.0.0.1:{web_port}", "BOOKLAB_ROUTES_PORT": str(traefik.port),
-            "BOOKLAB_WEB_TOKEN_RATE_LIMIT": "1000000", "BOOKLAB_WEB_AUTH_RATE_LIMIT": "1000000"}
+    return {
+        **web_env,
+        "BOOKLAB_WEB_URL": f"http://127.0.0.1:{web_port}",
+        "BOOKLAB_ROUTES_PORT": str(traefik.port),
+        "BOOKLAB_WEB_TOKEN_RATE_LIMIT": "1000000",
+        "BOOKLAB_WEB_AUTH_RATE_LIMIT": "1000000",
+    }
 
 
 def retrying(read):
@@ -80,8 +85,9 @@ def retrying(read):
 
 # a step takes a few seconds at most, a settle up to a minute
 @pytest.mark.timeout(300 + EXAMPLES * STEPS * 15)
-def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_server, alice, project, own_redis,
-                                                docker_engine):
+def test_interleaved_lives_keep_every_invariant(
+    ctx, runners, traefik, web_server, alice, project, own_redis, docker_engine
+):
     env = traefik.runner_env("docker", auth_url=web_server)
     fleet = {runner.name: runner for runner in runners(2, **env)}
     deployments = {ref: Deployment(project, ref, alice.username).id for ref in REFS}
@@ -165,7 +171,7 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
             name = sorted(fleet)[index]
             os.killpg(fleet[name].proc.pid, signal.SIGKILL)
             fleet[name].proc.wait(30)
-            fleet[name], = runners(names=[name], **env)
+            (fleet[name],) = runners(names=[name], **env)
 
         @rule(seconds=st.sampled_from([0.3, 1.0, 3.0]))
         def let_time_pass(self, seconds: float) -> None:
@@ -174,11 +180,15 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
         @rule()
         def settle(self) -> None:
             """Every run ready or over, and none waiting behind an end, within a minute."""
+
             def settled() -> bool:
                 for deployment_id in deployments.values():
                     status, _, ending = retrying(lambda d=deployment_id: ctx.lifecycle.current(d))
-                    if (status not in (Phase.READY, Phase.STOPPED, Phase.FAILED) or (status is Phase.READY and ending)
-                            or retrying(lambda d=deployment_id: ctx.lifecycle.pending(d))):
+                    if (
+                        status not in (Phase.READY, Phase.STOPPED, Phase.FAILED)
+                        or (status is Phase.READY and ending)
+                        or retrying(lambda d=deployment_id: ctx.lifecycle.pending(d))
+                    ):
                         return False
                 return True
 
@@ -218,11 +228,15 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
                 event("a ready notebook was checked through Traefik")
                 token = retrying(lambda d=deployment_id: ctx.vault.notebook_token(d))
                 host = f"{ctx.slug(deployment_id)}.{ctx.config.fqdn}"
-                answer = requests.get(f"{traefik.entrypoint_url}/api/status", timeout=10, headers={
-                    "Host": host, "PRIVATE-TOKEN": alice.token, "Authorization": f"token {token}"})
+                answer = requests.get(
+                    f"{traefik.entrypoint_url}/api/status",
+                    timeout=10,
+                    headers={"Host": host, "PRIVATE-TOKEN": alice.token, "Authorization": f"token {token}"},
+                )
                 if answer.status_code != 200:  # culled or ended in between: then it is no longer ready
                     assert retrying(lambda d=deployment_id: ctx.lifecycle.current(d)) != (status, run, ending), (
-                        f"{run} is ready but answers {answer.status_code} through Traefik")
+                        f"{run} is ready but answers {answer.status_code} through Traefik"
+                    )
 
         @invariant()
         def a_stopped_run_and_its_container_are_gone_within_10_s(self) -> None:
@@ -230,22 +244,27 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
                 left = max(0.1, asked_at + STOPPED_WITHIN - time.monotonic())
                 wait_until(lambda r=run: over(r), left, f"{run} to end after its stop")
                 if container:
-                    wait_until(lambda c=container: not _exists(docker_engine, c), left,
-                               f"the container of {run} to go")
+                    wait_until(lambda c=container: not _exists(docker_engine, c), left, f"the container of {run} to go")
             self.stopping = [s for s in self.stopping if time.monotonic() - s[2] < STOPPED_WITHIN]
 
         @invariant()
         def each_run_log_holds_that_run_only(self) -> None:
             for ref, deployment_id in deployments.items():
                 for number in range(self.first_run[ref], runs_of(deployment_id) + 1):
-                    _check_log(Run(deployment_id, number),
-                               [e.data["phase"] for e in retrying(
-                                   lambda n=number, d=deployment_id: ctx.events.read(Run(d, n).id))])
+                    _check_log(
+                        Run(deployment_id, number),
+                        [
+                            e.data["phase"]
+                            for e in retrying(lambda n=number, d=deployment_id: ctx.events.read(Run(d, n).id))
+                        ],
+                    )
 
         @invariant()
         def no_live_run_stays_without_a_runner(self) -> None:
-            held = {(h.get("deployment"), h.get("run")) for h in
-                    (retrying(lambda n=name: ctx.runners.held(n)) for name in fleet)}
+            held = {
+                (h.get("deployment"), h.get("run"))
+                for h in (retrying(lambda n=name: ctx.runners.held(n)) for name in fleet)
+            }
             now = time.monotonic()
             for deployment_id in deployments.values():
                 status, run, _ = retrying(lambda d=deployment_id: ctx.lifecycle.current(d))
@@ -260,14 +279,27 @@ def test_interleaved_lives_keep_every_invariant(ctx, runners, traefik, web_serve
             for ref in REFS:
                 post(ref, "stop")
             for deployment_id in deployments.values():
-                wait_until(lambda d=deployment_id: not retrying(lambda: ctx.lifecycle.current(d))[0].is_active
-                           and retrying(lambda: ctx.lifecycle.pending(d)) is None,
-                           UNHELD_AT_MOST, f"{deployment_id} to end")
+                wait_until(
+                    lambda d=deployment_id: (
+                        not retrying(lambda: ctx.lifecycle.current(d))[0].is_active
+                        and retrying(lambda: ctx.lifecycle.pending(d)) is None
+                    ),
+                    UNHELD_AT_MOST,
+                    f"{deployment_id} to end",
+                )
                 wait_until(lambda d=deployment_id: not containers(d), STOPPED_WITHIN, f"{deployment_id}'s container")
 
-    run_state_machine_as_test(Lives, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, derandomize=not RANDOM, database=None,
-        suppress_health_check=list(HealthCheck)))
+    run_state_machine_as_test(
+        Lives,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            derandomize=not RANDOM,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
 
 
 def _exists(client: docker.DockerClient, container: str) -> bool:
@@ -285,9 +317,9 @@ def _check_log(run: Run, logged: list[str]) -> None:
     before = None
     for n, phase in enumerate(logged):
         status = Phase(phase).status
-        assert (allowed(before, status)
-                or (allowed(before, Phase.STOPPING) and allowed(Phase.STOPPING, status))), (
-            f"{run}: {phase} after {before}: {logged}")
+        assert allowed(before, status) or (allowed(before, Phase.STOPPING) and allowed(Phase.STOPPING, status)), (
+            f"{run}: {phase} after {before}: {logged}"
+        )
         if status in (Phase.STOPPED, Phase.FAILED):
             assert n == len(logged) - 1, f"{run}: events after its end: {logged}"
         before = status

@@ -10,8 +10,8 @@ import docker
 import pytest
 import requests
 
-from booklab.pipeline.builder import build_image
 from booklab.errors import LaunchError
+from booklab.pipeline.builder import build_image
 from booklab.pipeline.launcher import find_notebooks, last_activity, launch, stop, wait_ready
 from booklab.pipeline.notebook_container import Limits
 
@@ -40,16 +40,14 @@ def notebook_image(docker_engine, base_image, tmp_path_factory):
 def broken_image(docker_engine, base_image, tmp_path_factory):
     """An image that prints its token and exits instead of serving a notebook."""
     entrypoint = json.dumps(["sh", "-c", "echo broken-image token=$JUPYTER_TOKEN >&2; exit 3"])
-    yield from build(docker_engine, tmp_path_factory.mktemp("broken") / "repo", base_image,
-                     f"ENTRYPOINT {entrypoint}")
+    yield from build(docker_engine, tmp_path_factory.mktemp("broken") / "repo", base_image, f"ENTRYPOINT {entrypoint}")
 
 
 @pytest.fixture(scope="module")
 def silent_image(docker_engine, base_image, tmp_path_factory):
     """An image that keeps running but never serves a notebook."""
     entrypoint = json.dumps(["sh", "-c", "echo silent-image >&2; exec sleep 600"])
-    yield from build(docker_engine, tmp_path_factory.mktemp("silent") / "repo", base_image,
-                     f"ENTRYPOINT {entrypoint}")
+    yield from build(docker_engine, tmp_path_factory.mktemp("silent") / "repo", base_image, f"ENTRYPOINT {entrypoint}")
 
 
 @pytest.fixture
@@ -59,8 +57,12 @@ def start(docker_engine):
     started = []
 
     def start(image, **kwargs):
-        kwargs = {"name": f"booklab-test-{uuid.uuid4().hex[:12]}", "deployment_id": "test/notebooks:main:alice",
-                  "labels": labels, "limits": LIMITS} | kwargs
+        kwargs = {
+            "name": f"booklab-test-{uuid.uuid4().hex[:12]}",
+            "deployment_id": "test/notebooks:main:alice",
+            "labels": labels,
+            "limits": LIMITS,
+        } | kwargs
         notebook = launch(docker_engine, image, **kwargs)
         started.append(notebook.container_id)
         return notebook
@@ -80,8 +82,9 @@ def test_notebook_answers_with_its_token_only(start, notebook_image):
 
     assert notebook.url.startswith("http://127.0.0.1:")
     assert notebook.image == notebook_image
-    with_token = requests.get(f"{notebook.url}api/status", timeout=5,
-                              headers={"Authorization": f"token {notebook.token}"})
+    with_token = requests.get(
+        f"{notebook.url}api/status", timeout=5, headers={"Authorization": f"token {notebook.token}"}
+    )
     assert with_token.status_code == 200
     without = requests.get(f"{notebook.url}api/status", timeout=5)
     assert without.status_code in {401, 403}
@@ -94,8 +97,7 @@ def test_token_is_fresh_and_not_on_the_command_line(start, notebook_image, docke
     assert first.token != second.token and len(first.token) == 64
 
     attrs = docker_engine.containers.get(first.container_id).attrs
-    command_line = json.dumps([attrs["Path"], attrs["Args"], attrs["Config"]["Cmd"],
-                               attrs["Config"]["Entrypoint"]])
+    command_line = json.dumps([attrs["Path"], attrs["Args"], attrs["Config"]["Cmd"], attrs["Config"]["Entrypoint"]])
     assert first.token not in command_line
     assert "notebook" in command_line
 
@@ -144,11 +146,11 @@ def test_silent_notebook_fails_after_the_timeout(start, silent_image):
         wait_ready(notebook, timeout=2)
 
 
-def test_a_name_held_by_another_deployment_is_refused_and_its_container_kept(start, notebook_image,
-                                                                            docker_engine):
+def test_a_name_held_by_another_deployment_is_refused_and_its_container_kept(start, notebook_image, docker_engine):
     name = f"booklab-test-{uuid.uuid4().hex[:12]}"
-    victim = docker_engine.containers.create(notebook_image, ["sleep", "600"], name=name,
-                                             labels={"booklab.deployment": "victim/notebooks:main:victim"})
+    victim = docker_engine.containers.create(
+        notebook_image, ["sleep", "600"], name=name, labels={"booklab.deployment": "victim/notebooks:main:victim"}
+    )
     try:
         with pytest.raises(LaunchError, match="taken by another deployment"):
             start(notebook_image, name=name, deployment_id="attacker/notebooks:main:attacker")
@@ -157,11 +159,11 @@ def test_a_name_held_by_another_deployment_is_refused_and_its_container_kept(sta
         victim.remove(force=True)
 
 
-def test_a_container_an_earlier_try_of_the_same_deployment_left_is_replaced(start, notebook_image,
-                                                                           docker_engine):
+def test_a_container_an_earlier_try_of_the_same_deployment_left_is_replaced(start, notebook_image, docker_engine):
     name = f"booklab-test-{uuid.uuid4().hex[:12]}"
-    leftover = docker_engine.containers.create(notebook_image, ["sleep", "600"], name=name,
-                                               labels={"booklab.deployment": "same/notebooks:main:alice"})
+    leftover = docker_engine.containers.create(
+        notebook_image, ["sleep", "600"], name=name, labels={"booklab.deployment": "same/notebooks:main:alice"}
+    )
     notebook = start(notebook_image, name=name, deployment_id="same/notebooks:main:alice")
     assert notebook.container_id != leftover.id
     with pytest.raises(docker.errors.NotFound):

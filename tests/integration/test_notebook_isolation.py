@@ -30,8 +30,13 @@ def redis_dump(client) -> str:
     parts = []
     for key in client.scan_iter(count=1000):
         kind = client.type(key)
-        value = {"string": client.get, "hash": client.hgetall, "list": lambda k: client.lrange(k, 0, -1),
-                 "set": client.smembers, "zset": lambda k: client.zrange(k, 0, -1)}[kind](key)
+        value = {
+            "string": client.get,
+            "hash": client.hgetall,
+            "list": lambda k: client.lrange(k, 0, -1),
+            "set": client.smembers,
+            "zset": lambda k: client.zrange(k, 0, -1),
+        }[kind](key)
         parts.append(f"{key} {value}")
     return "\n".join(parts)
 
@@ -39,6 +44,7 @@ def redis_dump(client) -> str:
 @pytest.fixture
 def listener_on(request):
     """A TCP listener of the test's own on the host at ``address``; returns its port."""
+
     def listen(host: str) -> int:
         server = socket.create_server((host, 0))
         server.settimeout(0.5)
@@ -55,12 +61,13 @@ def listener_on(request):
         thread.start()
         request.addfinalizer(lambda: (stop.set(), thread.join(), server.close()))
         return server.getsockname()[1]
+
     return listen
 
 
-def test_a_notebook_reaches_neither_booklab_nor_another_notebook(ctx, runners, traefik, web_server, alice, gitlab,
-                                                                  base_image, tmp_path, docker_engine, redis_url,
-                                                                  listener_on):
+def test_a_notebook_reaches_neither_booklab_nor_another_notebook(
+    ctx, runners, traefik, web_server, alice, gitlab, base_image, tmp_path, docker_engine, redis_url, listener_on
+):
     bob = gitlab.add_user("bob")
     push_notebook_project(gitlab, tmp_path / "isolated", PROJECT, base_image, {alice.username: 40, bob.username: 40})
     runners(2, **traefik.runner_env("docker", auth_url=web_server))
@@ -90,14 +97,18 @@ def test_a_notebook_reaches_neither_booklab_nor_another_notebook(ctx, runners, t
     assert reached == {}, f"a notebook reached {reached}"
 
 
-def test_a_runner_refuses_a_notebook_network_where_notebooks_reach_each_other(booklab_env, docker_engine,
-                                                                            tmp_path):
+def test_a_runner_refuses_a_notebook_network_where_notebooks_reach_each_other(booklab_env, docker_engine, tmp_path):
     shared = docker_engine.networks.create(f"booklab-test-shared-{os.getpid()}", driver="bridge")
     try:
-        runner = subprocess.run([sys.executable, "-m", "booklab.cli", "runner", "--name", "refusing@test"],
-                                env={**os.environ, "PYTHONPATH": str(ROOT), **booklab_env,
-                                     "BOOKLAB_NOTEBOOK_NETWORK": shared.name},
-                                cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        runner = subprocess.run(
+            [sys.executable, "-m", "booklab.cli", "runner", "--name", "refusing@test"],
+            env={**os.environ, "PYTHONPATH": str(ROOT), **booklab_env, "BOOKLAB_NOTEBOOK_NETWORK": shared.name},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     finally:
         shared.remove()
     assert runner.returncode == 2, runner.stdout + runner.stderr

@@ -12,12 +12,16 @@ PROJECT = "demo/settings"
 SETTINGS = "memory: 64g\ncpus: 0.5\nidle_timeout: 10m\nurlpath: tree/hello.ipynb\n"
 
 
-def test_settings_reach_the_container_capped_and_survive_a_cached_image(ctx, runners, gitlab, alice,
-                                                                        base_image, tmp_path, docker_engine):
-    repo = create_local_repo(tmp_path / "settings", {
-        "main": {**notebook_repo_files(base_image), ".booklab.yml": SETTINGS},
-        "invalid": {".booklab.yml": "cpus: lots\n"},
-    })
+def test_settings_reach_the_container_capped_and_survive_a_cached_image(
+    ctx, runners, gitlab, alice, base_image, tmp_path, docker_engine
+):
+    repo = create_local_repo(
+        tmp_path / "settings",
+        {
+            "main": {**notebook_repo_files(base_image), ".booklab.yml": SETTINGS},
+            "invalid": {".booklab.yml": "cpus: lots\n"},
+        },
+    )
     bob = gitlab.add_user("bob")
     gitlab.add_project(PROJECT, members={"alice": MAINTAINER, "bob": MAINTAINER})
     gitlab.push(PROJECT, repo)
@@ -34,7 +38,7 @@ def test_settings_reach_the_container_capped_and_survive_a_cached_image(ctx, run
     for user in ("alice", "bob"):
         record = ctx.deployments.record(f"{PROJECT}:main:{user}")
         host = docker_engine.containers.get(record["container"]).attrs["HostConfig"]
-        assert host["Memory"] == 1024 ** 3 and host["NanoCpus"] == 500_000_000
+        assert host["Memory"] == 1024**3 and host["NanoCpus"] == 500_000_000
         assert ctx.runners.held(record["runner"])["idle_timeout"] == "600"
 
     service.stop(ctx, f"{PROJECT}:main:bob")  # frees a runner for the next one

@@ -11,10 +11,10 @@ import pytest
 import requests
 
 from booklab import service
-from booklab.state import schema
+from booklab.phases import Phase
 from booklab.pipeline import steps
 from booklab.pipeline.access import generate_keypair
-from booklab.phases import Phase
+from booklab.state import schema
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import (
     BRANCH_WITH_SLASH,
@@ -41,7 +41,7 @@ def api_status(ready: dict, token: str | None) -> int:
 
 
 def test_a_deployment_reaches_ready_and_its_notebook_needs_the_token(ctx, runners, gitlab, alice, project):
-    runner, = runners(1)
+    (runner,) = runners(1)
     request = service.request_deployment(ctx, project, "main", alice.token)
     assert request.started and request.id == f"{project}:main:alice"
     events = run_to_end(ctx, request.id)
@@ -54,8 +54,9 @@ def test_a_deployment_reaches_ready_and_its_notebook_needs_the_token(ctx, runner
     assert api_status(ready, ready["token"]) == 200
     assert api_status(ready, None) in (401, 403)
     assert api_status(ready, "not-the-token") in (401, 403)
-    contents = requests.get(ready["url"] + "api/contents", timeout=10,
-                            headers={"Authorization": f"token {ready['token']}"}).json()
+    contents = requests.get(
+        ready["url"] + "api/contents", timeout=10, headers={"Authorization": f"token {ready['token']}"}
+    ).json()
     assert "hello.ipynb" in [item["name"] for item in contents["content"]]
     assert ctx.deployments.status(request.id) is Phase.READY
     assert ctx.runners.held(runner.name)["deployment"] == request.id
@@ -129,15 +130,19 @@ def test_with_two_runners_a_third_deployment_waits_for_a_notebook_to_stop(ctx, r
     assert ctx.deployments.record(third.id)["runner"] == ctx.deployments.record(first.id)["runner"]
 
 
-@pytest.mark.parametrize("project_path, branch, expected", [
-    ("demo/missing", "main", "Project demo/missing was not found"),
-    (PROJECT, "no-such-branch", "Branch 'no-such-branch' does not exist"),
-    (PROJECT, "--upload-pack=touch /tmp/booklab-pwned", "is not a valid branch name"),
-    (PROJECT, "broken", "about-to-fail"),
-])
-def test_bad_input_fails_with_what_to_do_and_frees_the_runner(ctx, runners, alice, project,
-                                                              project_path, branch, expected):
-    runner, = runners(1)
+@pytest.mark.parametrize(
+    "project_path, branch, expected",
+    [
+        ("demo/missing", "main", "Project demo/missing was not found"),
+        (PROJECT, "no-such-branch", "Branch 'no-such-branch' does not exist"),
+        (PROJECT, "--upload-pack=touch /tmp/booklab-pwned", "is not a valid branch name"),
+        (PROJECT, "broken", "about-to-fail"),
+    ],
+)
+def test_bad_input_fails_with_what_to_do_and_frees_the_runner(
+    ctx, runners, alice, project, project_path, branch, expected
+):
+    (runner,) = runners(1)
     request = service.request_deployment(ctx, project_path, branch, alice.token)
     events = run_to_end(ctx, request.id)
     assert phases(events)[-1] == "failed"
@@ -158,41 +163,43 @@ def test_a_developer_clones_over_https_with_their_own_token(ctx, runners, gitlab
 
 
 def test_no_secret_reaches_a_log(ctx, runners, gitlab, alice, project):
-    runner, = runners(1)
+    (runner,) = runners(1)
     request = service.request_deployment(ctx, project, "main", alice.token)
     events = run_to_end(ctx, request.id)
     token = events[-1]["token"]
     service.stop(ctx, request.id)
     wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 15, "the stop")
 
-    logs = runner.output() + "".join(
-        item for key in ctx.redis.keys("log:*") for item in ctx.redis.lrange(key, 0, -1))
+    logs = runner.output() + "".join(item for key in ctx.redis.keys("log:*") for item in ctx.redis.lrange(key, 0, -1))
     for secret in (token, alice.token, "PRIVATE KEY", "Authorization"):
         assert secret not in logs
 
 
 def test_stop_frees_the_runner_for_the_next_deployment(ctx, runners, docker_engine, alice, project):
-    runner, = runners(1)
+    (runner,) = runners(1)
     first = service.request_deployment(ctx, project, "main", alice.token)
     assert phases(run_to_end(ctx, first.id))[-1] == "ready"
     second = service.request_deployment(ctx, project, BRANCH_WITH_SLASH, alice.token)
     assert ctx.deployments.status(second.id) is Phase.TODO
 
     service.stop(ctx, first.id)
-    wait_until(lambda: ctx.deployments.status(second.id) is not Phase.TODO, 5,
-               "the runner to take the next deployment")
+    wait_until(lambda: ctx.deployments.status(second.id) is not Phase.TODO, 5, "the runner to take the next deployment")
     assert docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={first.id}"}) == []
     events = run_to_end(ctx, second.id)
     assert phases(events)[-1] == "ready" and "building-the-branch-with-accents" in messages(events)
 
 
-@pytest.mark.parametrize("limit, reason", [
-    ({"BOOKLAB_NOTEBOOK_IDLE_TIMEOUT": "3"}, "idle for more than 3 s"),
-    ({"BOOKLAB_NOTEBOOK_MAX_LIFETIME": "4"}, "maximum lifetime of 4 s"),
-])
-def test_a_notebook_is_culled_and_the_runner_takes_work_again(ctx, runners, docker_engine, alice, project,
-                                                              limit, reason):
-    runner, = runners(1, **limit)
+@pytest.mark.parametrize(
+    "limit, reason",
+    [
+        ({"BOOKLAB_NOTEBOOK_IDLE_TIMEOUT": "3"}, "idle for more than 3 s"),
+        ({"BOOKLAB_NOTEBOOK_MAX_LIFETIME": "4"}, "maximum lifetime of 4 s"),
+    ],
+)
+def test_a_notebook_is_culled_and_the_runner_takes_work_again(
+    ctx, runners, docker_engine, alice, project, limit, reason
+):
+    (runner,) = runners(1, **limit)
     request = service.request_deployment(ctx, project, "main", alice.token)
     assert phases(run_to_end(ctx, request.id))[-1] == "ready"
     wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 30, "culling")
@@ -201,8 +208,9 @@ def test_a_notebook_is_culled_and_the_runner_takes_work_again(ctx, runners, dock
     wait_until(lambda: not ctx.runners.held(runner.name), 5, "the runner to be free")
 
 
-def test_a_notebook_outliving_the_visibility_timeout_is_started_once(ctx, runners, docker_engine, gitlab,
-                                                                     alice, base_image, tmp_path):
+def test_a_notebook_outliving_the_visibility_timeout_is_started_once(
+    ctx, runners, docker_engine, gitlab, alice, base_image, tmp_path
+):
     repo = create_local_repo(tmp_path / "slow", {"main": notebook_repo_files(base_image, "RUN sleep 4\n")})
     gitlab.add_project("demo/slow", members={"alice": MAINTAINER})
     gitlab.push("demo/slow", repo)
@@ -221,10 +229,13 @@ def test_a_notebook_outliving_the_visibility_timeout_is_started_once(ctx, runner
 
 def test_the_gitlab_host_key_is_learned_once_then_checked(ctx, runners, gitlab, alice, base_image, tmp_path):
     fresh = uuid.uuid4().hex  # commits no image exists for: both deployments clone over SSH
-    repo = create_local_repo(tmp_path / "hostkey", {
-        "main": notebook_repo_files(base_image, f"RUN echo {fresh}-1\n"),
-        "other": notebook_repo_files(base_image, f"RUN echo {fresh}-2\n"),
-    })
+    repo = create_local_repo(
+        tmp_path / "hostkey",
+        {
+            "main": notebook_repo_files(base_image, f"RUN echo {fresh}-1\n"),
+            "other": notebook_repo_files(base_image, f"RUN echo {fresh}-2\n"),
+        },
+    )
     gitlab.add_project("demo/hostkey", members={"alice": MAINTAINER})
     gitlab.push("demo/hostkey", repo)
     runners(1)
@@ -244,11 +255,16 @@ def test_the_gitlab_host_key_is_learned_once_then_checked(ctx, runners, gitlab, 
 
 def test_a_branch_full_of_shell_metacharacters_is_only_ever_data(ctx, runners, gitlab, alice, base_image, tmp_path):
     branch = "odd/$(touch${IFS}booklab-pwned)|`id`&;x"  # a valid git branch name
-    repo = create_local_repo(tmp_path / "odd", {"main": notebook_repo_files(base_image),
-                                                branch: notebook_repo_files(base_image, "RUN echo odd-branch-built\n")})
+    repo = create_local_repo(
+        tmp_path / "odd",
+        {
+            "main": notebook_repo_files(base_image),
+            branch: notebook_repo_files(base_image, "RUN echo odd-branch-built\n"),
+        },
+    )
     gitlab.add_project("demo/odd", members={"alice": MAINTAINER})
     gitlab.push("demo/odd", repo)
-    runner, = runners(1)
+    (runner,) = runners(1)
     events = run_to_end(ctx, service.request_deployment(ctx, "demo/odd", branch, alice.token).id)
     assert phases(events)[-1] == "ready", messages(events)
     assert "odd-branch-built" in messages(events)

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from booklab import service
+from booklab.phases import Phase
 from booklab.pipeline import launcher
 from booklab.state import schema
-from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import (
     BRANCH_WITH_SLASH,
@@ -24,7 +24,8 @@ from tests.fixtures.services import wait_until
 
 
 def test_a_runner_killed_during_the_build_is_noticed_and_its_deployment_fails(
-        ctx, runners, gitlab, alice, base_image, tmp_path):
+    ctx, runners, gitlab, alice, base_image, tmp_path
+):
     repo = create_local_repo(tmp_path / "slow", {"main": notebook_repo_files(base_image, "RUN sleep 60\n")})
     gitlab.add_project("demo/slow-build", members={"alice": MAINTAINER})
     gitlab.push("demo/slow-build", repo)
@@ -69,12 +70,12 @@ def _containers_of(docker_engine, runner) -> list:
 
 
 def test_a_restarted_runner_adopts_the_notebook_it_served(ctx, runners, docker_engine, alice, project):
-    runner, = runners(1)
+    (runner,) = runners(1)
     first = service.request_deployment(ctx, project, "main", alice.token)
     ready = run_to_end(ctx, first.id)[-1]
     _kill(runner)
 
-    runner, = runners(names=[runner.name])
+    (runner,) = runners(names=[runner.name])
     assert ctx.deployments.status(first.id) is Phase.READY
     assert launcher.api_status(ready["url"], ready["token"]) is not None
     assert [c.id for c in _containers_of(docker_engine, runner)] == [ctx.deployments.record(first.id)["container"]]
@@ -88,27 +89,29 @@ def test_a_restarted_runner_adopts_the_notebook_it_served(ctx, runners, docker_e
 
 
 def test_a_restarted_runner_removes_a_notebook_that_no_longer_answers(ctx, runners, docker_engine, alice, project):
-    runner, = runners(1)
+    (runner,) = runners(1)
     first = service.request_deployment(ctx, project, "main", alice.token)
     run_to_end(ctx, first.id)
     _kill(runner)
     docker_engine.containers.get(ctx.deployments.record(first.id)["container"]).kill()
 
-    runner, = runners(names=[runner.name])
+    (runner,) = runners(names=[runner.name])
     wait_until(lambda: ctx.deployments.status(first.id) is Phase.STOPPED, 10, "the notebook to end")
     assert events_of(ctx, first.id)[-1].data["message"] == (
-        "The runner serving this notebook restarted; launch it again.\n")
+        "The runner serving this notebook restarted; launch it again.\n"
+    )
     assert _containers_of(docker_engine, runner) == []
     second = service.request_deployment(ctx, project, BRANCH_WITH_SLASH, alice.token)
     assert run_to_end(ctx, second.id)[-1]["phase"] == "ready"
 
 
-def test_a_runner_restarted_during_a_build_fails_that_deployment_at_once(ctx, runners, gitlab, alice, base_image,
-                                                                          tmp_path):
+def test_a_runner_restarted_during_a_build_fails_that_deployment_at_once(
+    ctx, runners, gitlab, alice, base_image, tmp_path
+):
     repo = create_local_repo(tmp_path / "slow", {"main": notebook_repo_files(base_image, "RUN sleep 60\n")})
     gitlab.add_project("demo/slow-build", members={"alice": MAINTAINER})
     gitlab.push("demo/slow-build", repo)
-    runner, = runners(1)
+    (runner,) = runners(1)
     request = service.request_deployment(ctx, "demo/slow-build", "main", alice.token)
     wait_until(lambda: ctx.deployments.status(request.id) is Phase.BUILDING, 60, "the build")
     _kill(runner)

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from booklab import service
-from booklab.state import schema
 from booklab.phases import Phase
+from booklab.state import schema
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import (
     BRANCH_WITH_SLASH,
@@ -31,7 +31,7 @@ def booklab_env(booklab_env, own_redis):
 
 
 def test_after_a_redis_restart_the_runner_goes_on_and_the_queue_is_kept(ctx, runners, alice, project, own_redis):
-    runner, = runners(1)
+    (runner,) = runners(1)
     first = service.request_deployment(ctx, project, "main", alice.token)
     assert phases(run_to_end(ctx, first.id))[-1] == "ready"
     second = service.request_deployment(ctx, project, BRANCH_WITH_SLASH, alice.token)
@@ -53,13 +53,16 @@ def test_after_a_redis_restart_the_runner_goes_on_and_the_queue_is_kept(ctx, run
     assert ctx.deployments.status(first.id) is Phase.STOPPED
 
 
-def test_a_build_cut_off_by_a_redis_restart_ends_failed_not_stuck(ctx, runners, gitlab, alice, base_image,
-                                                                 tmp_path, own_redis):
-    repo = create_local_repo(tmp_path / "ticking", {"main": notebook_repo_files(
-        base_image, "RUN for i in $(seq 1 30); do echo tick $i; sleep 0.5; done\n")})
+def test_a_build_cut_off_by_a_redis_restart_ends_failed_not_stuck(
+    ctx, runners, gitlab, alice, base_image, tmp_path, own_redis
+):
+    repo = create_local_repo(
+        tmp_path / "ticking",
+        {"main": notebook_repo_files(base_image, "RUN for i in $(seq 1 30); do echo tick $i; sleep 0.5; done\n")},
+    )
     gitlab.add_project("demo/ticking", members={"alice": MAINTAINER})
     gitlab.push("demo/ticking", repo)
-    runner, = runners(1)
+    (runner,) = runners(1)
     request = service.request_deployment(ctx, "demo/ticking", "main", alice.token)
     wait_until(lambda: "tick 2" in messages([e.data for e in events_of(ctx, request.id)]), 60, "the build")
 
@@ -70,5 +73,9 @@ def test_a_build_cut_off_by_a_redis_restart_ends_failed_not_stuck(ctx, runners, 
     events = run_to_end(ctx, request.id, timeout=60)
     assert events[-1]["phase"] == "failed" and "stopped halfway" in events[-1]["message"]
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
-    assert phases(run_to_end(ctx, service.request_deployment(ctx, "demo/ticking", "main", alice.token).id,
-                             timeout=120))[-1] == "ready"
+    assert (
+        phases(run_to_end(ctx, service.request_deployment(ctx, "demo/ticking", "main", alice.token).id, timeout=120))[
+            -1
+        ]
+        == "ready"
+    )

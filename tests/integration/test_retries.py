@@ -50,7 +50,7 @@ def test_a_gitlab_that_answers_too_late_is_tried_again(ctx, runners, gitlab, ali
 
 def test_a_failure_that_lasts_gives_up_and_frees_the_runner(ctx, runners, gitlab, alice, project):
     gitlab.fail_next(BRANCH_LOOKUP, status=500, times=3)
-    runner, = runners(1, BOOKLAB_RETRY_ATTEMPTS="3", **FAST_RETRIES)
+    (runner,) = runners(1, BOOKLAB_RETRY_ATTEMPTS="3", **FAST_RETRIES)
     events = run_to_end(ctx, service.request_deployment(ctx, project, "main", alice.token).id)
 
     assert phases(events)[-1] == "failed"
@@ -70,17 +70,25 @@ def test_git_unable_to_reach_gitlab_is_tried_again(ctx, runners, gitlab, project
     events = run_to_end(ctx, service.request_deployment(ctx, project, "main", dave.token).id)
 
     assert phases(events)[-1] == "ready", messages(events)
-    retried, = retry_lines(events)
+    (retried,) = retry_lines(events)
     assert "git could not reach GitLab" in retried and "502" in retried
 
 
 def test_a_docker_engine_that_does_not_answer_is_waited_for(ctx, runners, alice, project, tmp_path):
     socket = tmp_path / "docker.sock"  # nothing there yet: like a daemon that is restarting
-    runners(1, DOCKER_HOST=f"unix://{socket}", BOOKLAB_RETRY_ATTEMPTS="20",
-            BOOKLAB_RETRY_FIRST_DELAY="0.5", BOOKLAB_RETRY_MAX_DELAY="1")
+    runners(
+        1,
+        DOCKER_HOST=f"unix://{socket}",
+        BOOKLAB_RETRY_ATTEMPTS="20",
+        BOOKLAB_RETRY_FIRST_DELAY="0.5",
+        BOOKLAB_RETRY_MAX_DELAY="1",
+    )
     request = service.request_deployment(ctx, project, "main", alice.token)
-    wait_until(lambda: "The Docker Engine did not answer" in messages(
-        [e.data for e in events_of(ctx, request.id)]), 60, "a retry for want of Docker")
+    wait_until(
+        lambda: "The Docker Engine did not answer" in messages([e.data for e in events_of(ctx, request.id)]),
+        60,
+        "a retry for want of Docker",
+    )
 
     socket.symlink_to("/var/run/docker.sock")  # the daemon is back
     events = run_to_end(ctx, request.id)
@@ -101,9 +109,24 @@ def flower(redis_url, tmp_path):
     port, auth = free_port(), ("flower", "test-password")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWER_BASIC_AUTH": ":".join(auth)}
     with (tmp_path / "flower.log").open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "booklab.dispatch.app", "--broker", redis_url,
-                                 "flower", "--address=127.0.0.1", f"--port={port}"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "booklab.dispatch.app",
+                "--broker",
+                redis_url,
+                "flower",
+                "--address=127.0.0.1",
+                f"--port={port}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:
@@ -130,5 +153,5 @@ def test_flower_shows_the_retried_step(ctx, runners, gitlab, alice, project, flo
         tasks = requests.get(f"{url}/api/tasks", auth=auth, timeout=5).json().values()
         return [t for t in tasks if t["name"] == "booklab.provision_key" and t.get("retries")]
 
-    task, = wait_until(retried, 30, "Flower to show the retried task")
+    (task,) = wait_until(retried, 30, "Flower to show the retried task")
     assert task["retries"] == 1

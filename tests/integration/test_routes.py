@@ -45,10 +45,10 @@ def test_a_notebook_is_served_at_its_slug_host_until_stopped(ctx, runners, traef
     assert ctx.redis.keys(route_keys) == []
 
 
-def test_a_route_traefik_does_not_serve_fails_the_deployment_and_is_removed(ctx, runners, traefik,
-                                                                          alice, project):
-    runner, = runners(1, **traefik.runner_env("redis"), BOOKLAB_ROUTES_ENTRYPOINT="no-such-entrypoint",
-                      BOOKLAB_ROUTES_TIMEOUT="3")
+def test_a_route_traefik_does_not_serve_fails_the_deployment_and_is_removed(ctx, runners, traefik, alice, project):
+    (runner,) = runners(
+        1, **traefik.runner_env("redis"), BOOKLAB_ROUTES_ENTRYPOINT="no-such-entrypoint", BOOKLAB_ROUTES_TIMEOUT="3"
+    )
     request = service.request_deployment(ctx, project, "main", alice.token)
     events = run_to_end(ctx, request.id)
     assert [e["phase"] for e in events][-2:] == ["launching", "failed"]
@@ -57,13 +57,14 @@ def test_a_route_traefik_does_not_serve_fails_the_deployment_and_is_removed(ctx,
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
 
-def test_a_notebook_not_published_on_the_host_is_reached_through_its_network(ctx, runners, traefik, alice,
-                                                                              project, docker_engine):
+def test_a_notebook_not_published_on_the_host_is_reached_through_its_network(
+    ctx, runners, traefik, alice, project, docker_engine
+):
     runners(1, **traefik.runner_env("docker"), BOOKLAB_NOTEBOOK_PUBLISH="false")
     request = service.request_deployment(ctx, project, "main", alice.token)
     ready = run_to_end(ctx, request.id)[-1]
     assert ready["phase"] == "ready"
     host = f"{ctx.slug(request.id)}.{ctx.config.fqdn}"
     assert through_traefik(traefik, host, ready["token"]) == 200
-    container, = docker_engine.containers.list(filters={"label": f"booklab.deployment={request.id}"})
+    (container,) = docker_engine.containers.list(filters={"label": f"booklab.deployment={request.id}"})
     assert container.attrs["HostConfig"]["PortBindings"] in ({}, None)  # nothing listens on the host

@@ -13,16 +13,22 @@ from tests.fixtures.pipeline import events_of, notebook_repo_files
 from tests.fixtures.services import wait_until
 
 
-def test_a_runner_in_its_image_deploys_a_notebook(ctx, booklab_env, docker_engine, runner_image, gitlab,
-                                                  base_image, tmp_path):
+def test_a_runner_in_its_image_deploys_a_notebook(
+    ctx, booklab_env, docker_engine, runner_image, gitlab, base_image, tmp_path
+):
     alice = gitlab.add_user("alice")
     gitlab.add_project("demo/contained", members={"alice": 40})
     gitlab.push("demo/contained", create_local_repo(tmp_path / "repo", {"main": notebook_repo_files(base_image)}))
     name = f"contained-runner@test-{os.getpid()}"
     env = {k: v for k, v in booklab_env.items() if k != "TMPDIR"}  # the image has its own
     runner = docker_engine.containers.run(
-        runner_image, ["booklab", "runner", "--name", name], detach=True, network_mode="host",
-        environment=env, volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}})
+        runner_image,
+        ["booklab", "runner", "--name", name],
+        detach=True,
+        network_mode="host",
+        environment=env,
+        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}},
+    )
     try:
         wait_until(lambda: ctx.redis.exists(schema.heartbeat(name)), 60, "the runner in its container")
         request = service.request_deployment(ctx, "demo/contained", "main", alice.token)
@@ -30,8 +36,9 @@ def test_a_runner_in_its_image_deploys_a_notebook(ctx, booklab_env, docker_engin
         assert events[-1]["phase"] == "ready", "".join(e["message"] for e in events)
         assert ctx.deployments.record(request.id)["runner"] == name
         ready = events[-1]
-        status = requests.get(ready["url"] + "api/status", timeout=10,
-                              headers={"Authorization": f"token {ready['token']}"})
+        status = requests.get(
+            ready["url"] + "api/status", timeout=10, headers={"Authorization": f"token {ready['token']}"}
+        )
         assert status.status_code == 200
     finally:
         runner.stop(timeout=30)

@@ -13,20 +13,29 @@ from datetime import datetime, timezone
 import requests
 
 from booklab import service
-from booklab.state import schema
 from booklab.phases import Phase
+from booklab.state import schema
 from gitlab_standin.repos import git_env
-from tests.fixtures.pipeline import events_of, MAINTAINER, messages, phases, run_to_end
+from tests.fixtures.pipeline import MAINTAINER, events_of, messages, phases, run_to_end
 from tests.fixtures.services import wait_until
 
 REPORTER, DEVELOPER = 20, 30
-EDITED = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Edited in Booklab"]}],
-          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+EDITED = {
+    "cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Edited in Booklab"]}],
+    "metadata": {},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
 
 
 def jupyter(ready: dict, method: str, path: str, body: dict | None = None) -> dict:
-    response = requests.request(method, ready["url"] + "api/contents/" + path, json=body, timeout=10,
-                                headers={"Authorization": f"token {ready['token']}"})
+    response = requests.request(
+        method,
+        ready["url"] + "api/contents/" + path,
+        json=body,
+        timeout=10,
+        headers={"Authorization": f"token {ready['token']}"},
+    )
     assert response.ok, response.text
     return response.json() if response.content else {}
 
@@ -36,8 +45,13 @@ def write_text(ready: dict, path: str, text: str) -> None:
 
 
 def stand_in_git(gitlab, project: str, *args: str) -> str:
-    done = subprocess.run(["git", "--git-dir", str(gitlab.repos.path(project)), *args], env=git_env(),
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["git", "--git-dir", str(gitlab.repos.path(project)), *args],
+        env=git_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -61,13 +75,15 @@ def stopped(ctx, deployment_id: str, **options) -> dict:
 
 
 def save_finished(ctx, deployment_id: str) -> dict:
-    wait_until(lambda: ctx.deployments.record(deployment_id).get("save_state") not in (None, "saving"),
-               60, "the save to end")
+    wait_until(
+        lambda: ctx.deployments.record(deployment_id).get("save_state") not in (None, "saving"), 60, "the save to end"
+    )
     return ctx.deployments.record(deployment_id)
 
 
-def test_an_edited_notebook_is_pushed_to_a_new_branch_on_stop(ctx, runners, gitlab, alice, project, docker_engine,
-                                                               tmp_path):
+def test_an_edited_notebook_is_pushed_to_a_new_branch_on_stop(
+    ctx, runners, gitlab, alice, project, docker_engine, tmp_path
+):
     deployment_id, ready = deployed(ctx, runners, project, alice)
     jupyter(ready, "PUT", "hello.ipynb", {"type": "notebook", "content": EDITED})
     jupyter(ready, "POST", "hello.ipynb/checkpoints")  # Jupyter's own copy: never saved
@@ -79,7 +95,8 @@ def test_an_edited_notebook_is_pushed_to_a_new_branch_on_stop(ctx, runners, gitl
     marker = tmp_path / "ran-on-the-runner"
     hostile = f"[core]\n\tfsmonitor = touch {marker}\n[alias]\n\tcommit-tree = !touch {marker}\n"
     exit_code, output = docker_engine.containers.get(container).exec_run(
-        ["sh", "-c", f"test -d .git && printf '{hostile}' >> .git/config"])
+        ["sh", "-c", f"test -d .git && printf '{hostile}' >> .git/config"]
+    )
     assert exit_code == 0, output
     before = datetime.now(timezone.utc)
 
@@ -176,7 +193,7 @@ def test_an_idle_notebook_is_saved_before_it_is_culled(ctx, runners, gitlab, ali
 
 
 def test_a_runner_shut_down_saves_the_notebook_first(ctx, runners, gitlab, alice, project):
-    runner, = runners(1)
+    (runner,) = runners(1)
     deployment_id = service.request_deployment(ctx, project, "main", alice.token, save_back=True).id
     ready = run_to_end(ctx, deployment_id)[-1]
     write_text(ready, "draft.md", "the runner went away\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from booklab import service
 from booklab.phases import Phase
-from tests.fixtures.pipeline import events_of, MAINTAINER, run_to_end
+from tests.fixtures.pipeline import MAINTAINER, events_of, run_to_end
 from tests.fixtures.services import wait_until
 
 
@@ -22,8 +22,11 @@ def test_four_runners_serve_four_of_eight_deployments_and_the_rest_wait_in_order
     served, waiting = requests[:4], requests[4:]
     for request in served:
         assert run_to_end(ctx, request.id)[-1]["phase"] == "ready"
-    wait_until(lambda: [ctx.deployments.queue_position(r.id) for r in waiting] == [1, 2, 3, 4], 10,
-               "the four others to wait in order")
+    wait_until(
+        lambda: [ctx.deployments.queue_position(r.id) for r in waiting] == [1, 2, 3, 4],
+        10,
+        "the four others to wait in order",
+    )
     assert all(ctx.deployments.status(r.id) is Phase.TODO for r in waiting)
     assert len({ctx.deployments.record(r.id)["runner"] for r in served}) == 4
 

@@ -9,10 +9,10 @@ import pytest
 import requests
 
 from booklab import service
+from booklab.phases import Phase
+from booklab.pipeline.launcher import api_status
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Outcome
-from booklab.pipeline.launcher import api_status
-from booklab.phases import Phase
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import MAINTAINER, events_of, messages, phases, run_to_end
 from tests.fixtures.services import wait_until
@@ -22,9 +22,8 @@ pytestmark = pytest.mark.slow
 ROUNDS = 20
 
 
-def test_a_launch_right_after_a_stop_is_a_new_run_with_its_own_log_and_url(ctx, runners, alice, project,
-                                                                              docker_engine):
-    runner, = runners(1)
+def test_a_launch_right_after_a_stop_is_a_new_run_with_its_own_log_and_url(ctx, runners, alice, project, docker_engine):
+    (runner,) = runners(1)
     request = service.request_deployment(ctx, project, "main", alice.token)
     ready = run_to_end(ctx, request.run)[-1]
     assert ready["phase"] == "ready"
@@ -42,21 +41,38 @@ def test_a_launch_right_after_a_stop_is_a_new_run_with_its_own_log_and_url(ctx, 
         assert api_status(ready["url"], old["token"]) is None
         # the run that was stopped ended as stopped, in its own log, and its container is gone
         assert [e.data["phase"] for e in ctx.events.read(previous.id)][-2:] == ["stopping", "stopped"]
-        assert len(docker_engine.api.containers(all=True, filters={  # one call: nothing inspected after
-            "label": [f"booklab.deployment={request.id}", f"booklab.runner={runner.name}"]})) == 1
+        assert (
+            len(
+                docker_engine.api.containers(
+                    all=True,
+                    filters={  # one call: nothing inspected after
+                        "label": [f"booklab.deployment={request.id}", f"booklab.runner={runner.name}"]
+                    },
+                )
+            )
+            == 1
+        )
     service.stop(ctx, request.id)
 
 
-@pytest.mark.parametrize("steps, allow_root, reason", [
-    # the container starts, and exits a moment later, before Jupyter could answer
-    ("ENTRYPOINT [\"sh\", \"-c\", \"sleep 0.7; echo this notebook gives up; exit 3\"]\n", "false",
-     ["exit code 3", "this notebook gives up"]),
-    # an operator allows root: Jupyter itself refuses to run as root, and exits
-    ("USER root\n", "true", ["exit code 1", "non-root user", "Running as root is not recommended"]),
-], ids=["exits", "jupyter-refuses-root"])
+@pytest.mark.parametrize(
+    "steps, allow_root, reason",
+    [
+        # the container starts, and exits a moment later, before Jupyter could answer
+        (
+            'ENTRYPOINT ["sh", "-c", "sleep 0.7; echo this notebook gives up; exit 3"]\n',
+            "false",
+            ["exit code 3", "this notebook gives up"],
+        ),
+        # an operator allows root: Jupyter itself refuses to run as root, and exits
+        ("USER root\n", "true", ["exit code 1", "non-root user", "Running as root is not recommended"]),
+    ],
+    ids=["exits", "jupyter-refuses-root"],
+)
 def test_a_notebook_that_exits_while_it_launches_always_fails_with_the_launch_reason(
-        ctx, runners, gitlab, alice, base_image, tmp_path, steps, allow_root, reason):
-    runner, = runners(1, BOOKLAB_NOTEBOOK_ALLOW_ROOT=allow_root)
+    ctx, runners, gitlab, alice, base_image, tmp_path, steps, allow_root, reason
+):
+    (runner,) = runners(1, BOOKLAB_NOTEBOOK_ALLOW_ROOT=allow_root)
     path = f"odd/exits-{allow_root}"
     repo = create_local_repo(tmp_path / "exits", {"main": {"Dockerfile": f"FROM {base_image}\n{steps}"}})
     gitlab.add_project(path, members={"alice": MAINTAINER})
@@ -72,11 +88,14 @@ def test_a_notebook_that_exits_while_it_launches_always_fails_with_the_launch_re
 
 
 def test_a_stop_while_the_image_builds_ends_the_build_and_a_relaunch_waits_for_that_end(
-        ctx, runners, gitlab, alice, base_image, tmp_path):
+    ctx, runners, gitlab, alice, base_image, tmp_path
+):
     runners(1)
     path = "odd/slow-build"
-    repo = create_local_repo(tmp_path / "slow", {"main": {"Dockerfile": (
-        f"FROM {base_image}\nRUN for i in $(seq 1 40); do echo tick $i; sleep 0.5; done\n")}})
+    repo = create_local_repo(
+        tmp_path / "slow",
+        {"main": {"Dockerfile": (f"FROM {base_image}\nRUN for i in $(seq 1 40); do echo tick $i; sleep 0.5; done\n")}},
+    )
     gitlab.add_project(path, members={"alice": MAINTAINER})
     gitlab.push(path, repo)
     first = service.request_deployment(ctx, path, "main", alice.token)
@@ -90,15 +109,21 @@ def test_a_stop_while_the_image_builds_ends_the_build_and_a_relaunch_waits_for_t
     second_events = run_to_end(ctx, second.run, timeout=240)
     assert phases(second_events)[-1] == "ready", messages(second_events)
     assert "tick 40" in messages(second_events)
-    assert requests.get(second_events[-1]["url"] + "api/status", timeout=10, headers={
-        "Authorization": f"token {second_events[-1]['token']}"}).status_code == 200
+    assert (
+        requests.get(
+            second_events[-1]["url"] + "api/status",
+            timeout=10,
+            headers={"Authorization": f"token {second_events[-1]['token']}"},
+        ).status_code
+        == 200
+    )
     service.stop(ctx, second.id)
 
 
 def test_a_queued_run_whose_chain_was_never_sent_is_served_all_the_same(ctx, runners, alice, project):
     """As when the process that ended a run died right after the script that queued the run
     waiting behind it: the run is first in the queue, and no message of its chain exists."""
-    runner, = runners(1)
+    (runner,) = runners(1)
     dep = Deployment(project, "main", alice.username)
     outcome, run = ctx.lifecycle.request(dep, ctx.slug(dep.id), {}, ctx.vault.seal(alice.token.encode()), 600)
     assert outcome is Outcome.STARTED and ctx.deployments.queue_position(dep.id) == 1

@@ -5,15 +5,14 @@ and none started twice."""
 
 from __future__ import annotations
 
-import pytest
-
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
+import pytest
 import requests
 
 from booklab.phases import Phase
-from tests.fixtures.pipeline import events_of, MAINTAINER, messages
+from tests.fixtures.pipeline import MAINTAINER, events_of, messages
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import push_notebook_project
 
@@ -23,8 +22,12 @@ STORM = 50
 
 
 def launch(base: str, token: str, project: str, ref: str = "main") -> requests.Response:
-    return requests.post(f"{base}/api/deployments", json={"project": project, "ref": ref},
-                         headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return requests.post(
+        f"{base}/api/deployments",
+        json={"project": project, "ref": ref},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
 
 
 def api(base: str, token: str, method: str, deployment_id: str, action: str = "") -> dict:
@@ -38,16 +41,18 @@ def all_messages(ctx, deployment_id: str) -> str:
     return messages([e.data for e in events_of(ctx, deployment_id)])
 
 
-def test_fifty_requests_for_one_deployment_start_it_once(web_server, ctx, runners, docker_engine, gitlab, alice,
-                                                         base_image, tmp_path):
-    project = push_notebook_project(gitlab, tmp_path / "repo", "storm/one", base_image, {"alice": MAINTAINER},
-                                    fixed_dates=False)  # a new commit: its image is built here
+def test_fifty_requests_for_one_deployment_start_it_once(
+    web_server, ctx, runners, docker_engine, gitlab, alice, base_image, tmp_path
+):
+    project = push_notebook_project(
+        gitlab, tmp_path / "repo", "storm/one", base_image, {"alice": MAINTAINER}, fixed_dates=False
+    )  # a new commit: its image is built here
     runners(2)
     with ThreadPoolExecutor(STORM) as pool:
         answers = list(pool.map(lambda _: launch(web_server, alice.token, project), range(STORM)))
 
     assert sorted(a.status_code for a in answers) == [200] * (STORM - 1) + [201]
-    deployment_id, = {a.json()["id"] for a in answers}
+    (deployment_id,) = {a.json()["id"] for a in answers}
     wait_until(lambda: ctx.deployments.status(deployment_id) is Phase.READY, 120, "the notebook")
     log = all_messages(ctx, deployment_id)
     assert log.count("took the deployment") == 1 and log.count("Building image") == 1
@@ -56,11 +61,13 @@ def test_fifty_requests_for_one_deployment_start_it_once(web_server, ctx, runner
     assert len(docker_engine.images.list(name=image.split(":")[0])) == 1
 
 
-def test_fifty_deployments_on_two_runners_end_ready_in_turn(web_server, ctx, runners, docker_engine, gitlab,
-                                                            base_image, tmp_path):
+def test_fifty_deployments_on_two_runners_end_ready_in_turn(
+    web_server, ctx, runners, docker_engine, gitlab, base_image, tmp_path
+):
     users = [gitlab.add_user(f"reader{i:02}") for i in range(STORM)]
-    project = push_notebook_project(gitlab, tmp_path / "repo", "storm/many", base_image,
-                                    {user.username: MAINTAINER for user in users})
+    project = push_notebook_project(
+        gitlab, tmp_path / "repo", "storm/many", base_image, {user.username: MAINTAINER for user in users}
+    )
     runners(2)
     with ThreadPoolExecutor(STORM) as pool:
         answers = list(pool.map(lambda user: launch(web_server, user.token, project), users))
@@ -70,8 +77,11 @@ def test_fifty_deployments_on_two_runners_end_ready_in_turn(web_server, ctx, run
     served: list[str] = []
     while len(served) < STORM:
         expected_ready = min(2, STORM - len(served))
-        ready = wait_until(lambda: r if len(r := _ready(ctx, owner, served)) == expected_ready else None,
-                           120, "the runners' next notebooks")
+        ready = wait_until(
+            lambda: r if len(r := _ready(ctx, owner, served)) == expected_ready else None,
+            120,
+            "the runners' next notebooks",
+        )
         waiting = [d for d in owner if d not in served and d not in ready]
         positions = sorted(api(web_server, owner[d].token, "GET", d)["position"] for d in waiting)
         assert positions == list(range(1, len(waiting) + 1))  # each waits, with its own place

@@ -26,7 +26,12 @@ def test_current_user_with_personal_or_oauth_token(gitlab):
         with client(gitlab, **auth) as gl:
             gl.auth()
             assert (gl.user.id, gl.user.username, gl.user.name, gl.user.email, gl.user.state) == (
-                alice.id, "alice", "Alice Liddell", "alice@wonder.land", "active")
+                alice.id,
+                "alice",
+                "Alice Liddell",
+                "alice@wonder.land",
+                "active",
+            )
             assert gl.user.web_url == f"{gitlab.url}/alice"
             assert gl.user.commit_email == "alice@wonder.land"  # the email, as GitLab when none is set
 
@@ -54,20 +59,38 @@ def test_pagination_headers_are_gitlabs(gitlab):
     alice = gitlab.add_user("alice")
     for number in range(45):
         gitlab.add_project(f"lab/p{number:02}", {"alice": REPORTER})
-    response = requests.get(f"{gitlab.url}/api/v4/projects", params={"membership": "true", "page": 2},
-                            headers={"PRIVATE-TOKEN": alice.token}, timeout=10)
+    response = requests.get(
+        f"{gitlab.url}/api/v4/projects",
+        params={"membership": "true", "page": 2},
+        headers={"PRIVATE-TOKEN": alice.token},
+        timeout=10,
+    )
     assert len(response.json()) == 20
     headers = response.headers
-    assert (headers["X-Total"], headers["X-Total-Pages"], headers["X-Page"], headers["X-Per-Page"],
-            headers["X-Prev-Page"], headers["X-Next-Page"]) == ("45", "3", "2", "20", "1", "3")
+    assert (
+        headers["X-Total"],
+        headers["X-Total-Pages"],
+        headers["X-Page"],
+        headers["X-Per-Page"],
+        headers["X-Prev-Page"],
+        headers["X-Next-Page"],
+    ) == ("45", "3", "2", "20", "1", "3")
     pages = {rel: parse_qs(urlsplit(link["url"]).query) for rel, link in response.links.items()}
     assert {rel: query["page"] for rel, query in pages.items()} == {
-        "prev": ["1"], "next": ["3"], "first": ["1"], "last": ["3"]}
+        "prev": ["1"],
+        "next": ["3"],
+        "first": ["1"],
+        "last": ["3"],
+    }
     assert pages["next"]["per_page"] == ["20"] and pages["next"]["membership"] == ["true"]
     assert response.links["next"]["url"].startswith(f"{gitlab.url}/api/v4/projects?")
 
-    last = requests.get(f"{gitlab.url}/api/v4/projects", params={"page": 3, "per_page": 500},
-                        headers={"PRIVATE-TOKEN": alice.token}, timeout=10)
+    last = requests.get(
+        f"{gitlab.url}/api/v4/projects",
+        params={"page": 3, "per_page": 500},
+        headers={"PRIVATE-TOKEN": alice.token},
+        timeout=10,
+    )
     assert last.headers["X-Per-Page"] == "100" and last.headers["X-Next-Page"] == ""
     assert last.json() == [] and "next" not in last.links
 
@@ -76,9 +99,12 @@ def test_search_and_simple_listing(gitlab):
     alice = gitlab.add_user("alice")
     gitlab.add_project("lab/climate-notebooks", {"alice": DEVELOPER})
     gitlab.add_project("lab/other", {"alice": DEVELOPER})
-    response = requests.get(f"{gitlab.url}/api/v4/projects",
-                            params={"membership": "true", "simple": "true", "search": "Climate"},
-                            headers={"Authorization": f"Bearer {alice.token}"}, timeout=10)
+    response = requests.get(
+        f"{gitlab.url}/api/v4/projects",
+        params={"membership": "true", "simple": "true", "search": "Climate"},
+        headers={"Authorization": f"Bearer {alice.token}"},
+        timeout=10,
+    )
     [project] = response.json()
     assert project["path_with_namespace"] == "lab/climate-notebooks"
     assert "permissions" not in project and project["namespace"]["full_path"] == "lab"
@@ -92,14 +118,19 @@ def test_project_by_encoded_path_and_by_id(gitlab):
         by_id = gl.projects.get(created.id)
     assert by_path.id == by_id.id == created.id
     assert (by_path.name, by_path.path, by_path.name_with_namespace) == (
-        "notebooks", "notebooks", "group / sub / notebooks")
+        "notebooks",
+        "notebooks",
+        "group / sub / notebooks",
+    )
     assert by_path.default_branch == "trunk" and by_path.visibility == "private"
     assert by_path.ssh_url_to_repo == f"ssh://git@127.0.0.1:{gitlab.ssh_port}/group/sub/notebooks.git"
     assert by_path.http_url_to_repo == f"{gitlab.url}/group/sub/notebooks.git"
     assert by_path.web_url == f"{gitlab.url}/group/sub/notebooks"
     assert by_path.namespace["kind"] == "group" and by_path.namespace["full_path"] == "group/sub"
-    assert by_path.permissions == {"project_access": {"access_level": DEVELOPER, "notification_level": 3},
-                                   "group_access": None}
+    assert by_path.permissions == {
+        "project_access": {"access_level": DEVELOPER, "notification_level": 3},
+        "group_access": None,
+    }
 
 
 def test_user_namespace_project(gitlab):
@@ -115,8 +146,9 @@ def test_private_project_is_invisible_to_non_members(gitlab):
     alice, mallory = gitlab.add_user("alice"), gitlab.add_user("mallory")
     project = gitlab.add_project("lab/secret", {"alice": MAINTAINER})
     for ref in ("lab%2Fsecret", str(project.id), "lab%2Fmissing"):
-        response = requests.get(f"{gitlab.url}/api/v4/projects/{ref}",
-                                headers={"PRIVATE-TOKEN": mallory.token}, timeout=10)
+        response = requests.get(
+            f"{gitlab.url}/api/v4/projects/{ref}", headers={"PRIVATE-TOKEN": mallory.token}, timeout=10
+        )
         assert response.status_code == 404
         assert response.json() == {"message": "404 Project Not Found"}
     with client(gitlab, private_token=mallory.token) as gl:
@@ -133,16 +165,20 @@ def test_private_project_is_invisible_to_non_members(gitlab):
 def test_branches_come_from_the_repository(gitlab, tmp_path):
     alice = gitlab.add_user("alice")
     gitlab.add_project("lab/book", {"alice": DEVELOPER})
-    source = create_local_repo(tmp_path / "book", {
-        "main": {"README.md": "# Book\n"},
-        "feature/été": {"chapitre.ipynb": "{}"},
-        "docs": {"index.md": "docs\n"},
-    })
+    source = create_local_repo(
+        tmp_path / "book",
+        {
+            "main": {"README.md": "# Book\n"},
+            "feature/été": {"chapitre.ipynb": "{}"},
+            "docs": {"index.md": "docs\n"},
+        },
+    )
     subprocess.run(["git", "checkout", "--quiet", "main"], cwd=source, check=True)
     subprocess.run(["git", "merge", "--quiet", "--ff-only", "docs"], cwd=source, check=True)
     gitlab.push("lab/book", source)
-    head = subprocess.run(["git", "rev-parse", "feature/été"], cwd=source, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "feature/été"], cwd=source, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
     with client(gitlab, private_token=alice.token) as gl:
         project = gl.projects.get("lab/book")
@@ -167,8 +203,11 @@ def test_branches_come_from_the_repository(gitlab, tmp_path):
 def test_guest_cannot_read_branches(gitlab):
     guest = gitlab.add_user("guest")
     gitlab.add_project("lab/book", {"guest": GUEST})
-    response = requests.get(f"{gitlab.url}/api/v4/projects/lab%2Fbook/repository/branches",
-                            headers={"PRIVATE-TOKEN": guest.token}, timeout=10)
+    response = requests.get(
+        f"{gitlab.url}/api/v4/projects/lab%2Fbook/repository/branches",
+        headers={"PRIVATE-TOKEN": guest.token},
+        timeout=10,
+    )
     assert response.status_code == 403 and response.json() == {"message": "403 Forbidden"}
 
 
@@ -186,5 +225,7 @@ def test_a_slow_fault_answers_late_but_normally(gitlab):
     gitlab.fail_next(r"^/api/v4/user$", status=0, delay=1.5)
     with pytest.raises(requests.Timeout):
         requests.get(f"{gitlab.url}/api/v4/user", headers={"PRIVATE-TOKEN": alice.token}, timeout=0.5)
-    assert requests.get(f"{gitlab.url}/api/v4/user", headers={"PRIVATE-TOKEN": alice.token},
-                        timeout=10).json()["username"] == "alice"
+    assert (
+        requests.get(f"{gitlab.url}/api/v4/user", headers={"PRIVATE-TOKEN": alice.token}, timeout=10).json()["username"]
+        == "alice"
+    )

@@ -14,15 +14,20 @@ from gitlab_standin.store import DEVELOPER, MAINTAINER
 
 @pytest.fixture
 def public_key(tmp_path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "booklab@test",
-                    "-f", str(tmp_path / "id")], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "booklab@test", "-f", str(tmp_path / "id")], check=True
+    )
     return (tmp_path / "id.pub").read_text().strip()
 
 
 def fingerprint_sha256(public_key: str, tmp_path) -> str:
     (tmp_path / "key.pub").write_text(public_key + "\n")
-    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(tmp_path / "key.pub")],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", str(tmp_path / "key.pub")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return out.split()[1]
 
 
@@ -31,8 +36,9 @@ def test_add_list_get_delete(gitlab, public_key, tmp_path):
     gitlab.add_project("lab/book", {"alice": MAINTAINER})
     with python_gitlab.Gitlab(gitlab.url, private_token=alice.token) as gl:
         project = gl.projects.get("lab/book")
-        created = project.keys.create({"title": "booklab deploy", "key": public_key,
-                                       "expires_at": "2099-01-31T00:00:00Z"})
+        created = project.keys.create(
+            {"title": "booklab deploy", "key": public_key, "expires_at": "2099-01-31T00:00:00Z"}
+        )
         assert created.title == "booklab deploy" and created.key == public_key
         assert created.can_push is False and created.expires_at == "2099-01-31T00:00:00.000Z"
         assert created.fingerprint_sha256 == fingerprint_sha256(public_key, tmp_path)
@@ -40,7 +46,8 @@ def test_add_list_get_delete(gitlab, public_key, tmp_path):
         assert [k.id for k in project.keys.list(get_all=True)] == [created.id]
         assert project.keys.get(created.id).title == "booklab deploy"
         assert gitlab.deploy_keys("lab/book") == [
-            {name: value for name, value in created.attributes.items() if name != "project_id"}]
+            {name: value for name, value in created.attributes.items() if name != "project_id"}
+        ]
         project.keys.delete(created.id)
         assert project.keys.list(get_all=True) == []
         with pytest.raises(python_gitlab.GitlabDeleteError) as again:
@@ -55,9 +62,12 @@ def test_add_list_get_delete(gitlab, public_key, tmp_path):
 def test_form_encoded_add_with_can_push(gitlab, public_key):
     alice = gitlab.add_user("alice")
     project = gitlab.add_project("lab/book", {"alice": MAINTAINER})
-    response = requests.post(f"{gitlab.url}/api/v4/projects/{project.id}/deploy_keys",
-                             data={"title": "ci", "key": public_key, "can_push": "true"},
-                             headers={"PRIVATE-TOKEN": alice.token}, timeout=10)
+    response = requests.post(
+        f"{gitlab.url}/api/v4/projects/{project.id}/deploy_keys",
+        data={"title": "ci", "key": public_key, "can_push": "true"},
+        headers={"PRIVATE-TOKEN": alice.token},
+        timeout=10,
+    )
     assert response.status_code == 201
     assert response.json()["can_push"] is True
     assert [(k["title"], k["can_push"]) for k in gitlab.deploy_keys("lab/book")] == [("ci", True)]
@@ -67,8 +77,12 @@ def test_form_encoded_add_with_can_push(gitlab, public_key):
 def test_invalid_key_is_400(gitlab, key):
     alice = gitlab.add_user("alice")
     gitlab.add_project("lab/book", {"alice": MAINTAINER})
-    response = requests.post(f"{gitlab.url}/api/v4/projects/lab%2Fbook/deploy_keys",
-                             json={"title": "bad", "key": key}, headers={"PRIVATE-TOKEN": alice.token}, timeout=10)
+    response = requests.post(
+        f"{gitlab.url}/api/v4/projects/lab%2Fbook/deploy_keys",
+        json={"title": "bad", "key": key},
+        headers={"PRIVATE-TOKEN": alice.token},
+        timeout=10,
+    )
     assert response.status_code == 400
     assert response.json() == {"message": {"key": ["is invalid"]}}
     assert gitlab.deploy_keys("lab/book") == []

@@ -18,9 +18,15 @@ from tests.fixtures.gitlab import GIT_IDENTITY, create_local_repo
 
 
 def git(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
-                          env={**os.environ, **GIT_IDENTITY, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1",
-                               **env})
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, **GIT_IDENTITY, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", **env},
+    )
 
 
 def with_token(url: str, token: str) -> str:
@@ -46,8 +52,11 @@ def push(url: str, token: str, repo: Path, branch: str) -> subprocess.CompletedP
 
 
 def branch_heads(gitlab, project: str, token: str) -> dict[str, str]:
-    response = requests.get(f"{gitlab.url}/api/v4/projects/{quote(project, safe='')}/repository/branches",
-                            headers={"PRIVATE-TOKEN": token}, timeout=10)
+    response = requests.get(
+        f"{gitlab.url}/api/v4/projects/{quote(project, safe='')}/repository/branches",
+        headers={"PRIVATE-TOKEN": token},
+        timeout=10,
+    )
     return {branch["name"]: branch["commit"]["id"] for branch in response.json()}
 
 
@@ -63,8 +72,10 @@ def book(gitlab, tmp_path) -> Path:
 def test_member_clones_with_oauth_token(gitlab, tmp_path):
     alice = gitlab.add_user("alice")
     gitlab.add_project("lab/book", {"alice": DEVELOPER})
-    gitlab.push("lab/book", create_local_repo(tmp_path / "src", {
-        "main": {"index.ipynb": "{}"}, "feature/x": {"more.txt": "more"}}))
+    gitlab.push(
+        "lab/book",
+        create_local_repo(tmp_path / "src", {"main": {"index.ipynb": "{}"}, "feature/x": {"more.txt": "more"}}),
+    )
     url = f"{gitlab.url}/lab/book.git"
 
     done = clone(url, gitlab.issue_oauth_token(alice), tmp_path / "clone")
@@ -104,8 +115,11 @@ def test_developer_pushes_a_new_branch(gitlab, book):
     pushes = [(r.method, r.username, r.status) for r in gitlab.request_log() if r.path.endswith("git-receive-pack")]
     assert pushes == [("POST", "dave", 200)]
 
-    page = requests.get(f"{gitlab.url}/lab/book/-/merge_requests/new", timeout=10, params={
-        "merge_request[source_branch]": "booklab/edit", "merge_request[target_branch]": "main"})
+    page = requests.get(
+        f"{gitlab.url}/lab/book/-/merge_requests/new",
+        timeout=10,
+        params={"merge_request[source_branch]": "booklab/edit", "merge_request[target_branch]": "main"},
+    )
     assert page.status_code == 200 and "<title>New merge request" in page.text
     assert ">booklab/edit</code>" in page.text and ">main</code>" in page.text and "1 commit." in page.text
 
@@ -125,6 +139,7 @@ def test_reporter_or_stranger_cannot_push(gitlab, book):
 
     def advertisement(auth):
         return requests.get(f"{url}/info/refs", params={"service": "git-receive-pack"}, auth=auth, timeout=10)
+
     assert advertisement(("oauth2", reporter.token)).status_code == 403
     assert advertisement(("oauth2", stranger.token)).status_code == 404
     anonymous = advertisement(None)
@@ -145,8 +160,12 @@ def test_default_branch_needs_maintainer(gitlab, book):
     pushes = [(r.method, r.username, r.status) for r in gitlab.request_log() if r.path.endswith("git-receive-pack")]
     assert pushes == [("POST", "dave", 403)]
     command = f"{before} {pushed} refs/heads/main\0report-status\n".encode()
-    raw = requests.post(f"{url}/git-receive-pack", data=b"%04x%s0000" % (len(command) + 4, command),
-                        auth=("oauth2", dave.token), timeout=10)
+    raw = requests.post(
+        f"{url}/git-receive-pack",
+        data=b"%04x%s0000" % (len(command) + 4, command),
+        auth=("oauth2", dave.token),
+        timeout=10,
+    )
     assert raw.status_code == 403
     assert raw.text == "You are not allowed to push code to protected branches on this project.\n"
     done = push(url, mary.token, book, "main")
@@ -165,14 +184,19 @@ def test_ssh_push_still_works_after_an_http_push(gitlab, book, tmp_path):
 
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    added = requests.post(f"{gitlab.url}/api/v4/projects/lab%2Fbook/deploy_keys", headers={"PRIVATE-TOKEN": mary.token},
-                          json={"title": "booklab", "key": key.with_suffix(".pub").read_text(), "can_push": True},
-                          timeout=10)
+    added = requests.post(
+        f"{gitlab.url}/api/v4/projects/lab%2Fbook/deploy_keys",
+        headers={"PRIVATE-TOKEN": mary.token},
+        json={"title": "booklab", "key": key.with_suffix(".pub").read_text(), "can_push": True},
+        timeout=10,
+    )
     assert added.status_code == 201
     (tmp_path / "known_hosts").write_text(gitlab.known_hosts_line + "\n")
     pushed = commit_on(book, "booklab/edit", "b.txt", "over SSH")
-    ssh = (f"ssh -F /dev/null -i {key} -o IdentitiesOnly=yes -o BatchMode=yes "
-           f"-o UserKnownHostsFile={tmp_path / 'known_hosts'}")
+    ssh = (
+        f"ssh -F /dev/null -i {key} -o IdentitiesOnly=yes -o BatchMode=yes "
+        f"-o UserKnownHostsFile={tmp_path / 'known_hosts'}"
+    )
     done = git("push", gitlab.ssh_url("lab/book"), "booklab/edit", cwd=book, GIT_SSH_COMMAND=ssh)
     assert done.returncode == 0, done.stderr
     assert branch_heads(gitlab, "lab/book", mary.token)["booklab/edit"] == pushed
@@ -180,8 +204,10 @@ def test_ssh_push_still_works_after_an_http_push(gitlab, book, tmp_path):
 
 def test_new_merge_request_page_needs_the_project_and_branch(gitlab, book):
     def page(project: str, source: str) -> int:
-        return requests.get(f"{gitlab.url}/{project}/-/merge_requests/new", timeout=10,
-                            params={"merge_request[source_branch]": source}).status_code
+        return requests.get(
+            f"{gitlab.url}/{project}/-/merge_requests/new", timeout=10, params={"merge_request[source_branch]": source}
+        ).status_code
+
     assert page("lab/book", "main") == 200  # target: the default branch
     assert page("lab/book", "absent") == 404
     assert page("lab/other", "main") == 404

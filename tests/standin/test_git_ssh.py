@@ -38,15 +38,26 @@ def lab(gitlab, tmp_path):
 def git(gitlab, key: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     known_hosts = key.parent / "known_hosts"
     known_hosts.write_text(gitlab.known_hosts_line + "\n")
-    ssh = (f"ssh -F /dev/null -i {key} -o IdentitiesOnly=yes -o BatchMode=yes "
-           f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={known_hosts}")
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30,
-                          env={**os.environ, **GIT_IDENTITY, "GIT_SSH_COMMAND": ssh})
+    ssh = (
+        f"ssh -F /dev/null -i {key} -o IdentitiesOnly=yes -o BatchMode=yes "
+        f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={known_hosts}"
+    )
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **GIT_IDENTITY, "GIT_SSH_COMMAND": ssh},
+    )
 
 
 def add_key(gl, project: str, key: Path, **extra) -> int:
-    return gl.projects.get(project).keys.create(
-        {"title": "booklab", "key": key.with_suffix(".pub").read_text(), **extra}).id
+    return (
+        gl.projects.get(project)
+        .keys.create({"title": "booklab", "key": key.with_suffix(".pub").read_text(), **extra})
+        .id
+    )
 
 
 def test_clone_works_exactly_while_the_key_is_enabled(gitlab, lab, key, tmp_path):
@@ -78,9 +89,28 @@ def test_only_git_commands_run(gitlab, lab, key):
     add_key(lab, "lab/a", key)
     known_hosts = key.parent / "known_hosts"
     known_hosts.write_text(gitlab.known_hosts_line + "\n")
-    shell = subprocess.run(["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                            "-o", f"UserKnownHostsFile={known_hosts}", "-p", str(gitlab.ssh_port),
-                            "git@127.0.0.1", "cat /etc/passwd"], capture_output=True, text=True, timeout=30)
+    shell = subprocess.run(
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-p",
+            str(gitlab.ssh_port),
+            "git@127.0.0.1",
+            "cat /etc/passwd",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert shell.returncode == 1
     assert "Disallowed command" in shell.stderr and "root:" not in shell.stdout
 

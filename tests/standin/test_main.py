@@ -34,10 +34,28 @@ def test_repos_are_served_as_projects_of_the_first_user(tmp_path, data_dir):
     subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(repos / "library.git")], check=True)
     subprocess.run(["git", "-C", str(work), "checkout", "--quiet", "main"], check=True)  # library's stays topic/x
     info_file = tmp_path / "info.json"
-    standin = subprocess.Popen([sys.executable, "-m", "gitlab_standin", "--data", str(data_dir),
-                                "--user", "demo", "--user", "bob", "--repos", str(repos),
-                                "--redirect-uri", "http://localhost:8000/cb", "--info", str(info_file)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    standin = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gitlab_standin",
+            "--data",
+            str(data_dir),
+            "--user",
+            "demo",
+            "--user",
+            "bob",
+            "--repos",
+            str(repos),
+            "--redirect-uri",
+            "http://localhost:8000/cb",
+            "--info",
+            str(info_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_until(lambda: standin.poll() is not None or info_file.exists(), 30, "the stand-in's info file")
         assert standin.poll() is None, standin.stderr.read()

@@ -39,15 +39,27 @@ class FormReader(HTMLParser):
 def sign_in(gitlab, client_id: str, login: str, password: str, state: str = "xyz") -> requests.Response:
     """Open the authorize page, fill the form as a user would and post it (no redirects)."""
     with requests.Session() as browser:
-        page = browser.get(f"{gitlab.url}/oauth/authorize", timeout=10, params={
-            "client_id": client_id, "redirect_uri": CALLBACK, "response_type": "code",
-            "state": state, "scope": "api"})
+        page = browser.get(
+            f"{gitlab.url}/oauth/authorize",
+            timeout=10,
+            params={
+                "client_id": client_id,
+                "redirect_uri": CALLBACK,
+                "response_type": "code",
+                "state": state,
+                "scope": "api",
+            },
+        )
         assert page.status_code == 200
         form = FormReader()
         form.feed(page.text)
         assert form.button == "Sign in"
-        return browser.post(f"{gitlab.url}/oauth/authorize", timeout=10, allow_redirects=False,
-                            data={**form.fields, "username": login, "password": password})
+        return browser.post(
+            f"{gitlab.url}/oauth/authorize",
+            timeout=10,
+            allow_redirects=False,
+            data={**form.fields, "username": login, "password": password},
+        )
 
 
 def code_from(response: requests.Response, state: str = "xyz") -> str:
@@ -68,18 +80,31 @@ def test_code_flow_gives_a_token_for_the_api(gitlab):
     client_id, secret = gitlab.add_oauth_app(CALLBACK)
     code = code_from(sign_in(gitlab, client_id, "alice", alice.password))
 
-    response = exchange(gitlab, grant_type="authorization_code", code=code, redirect_uri=CALLBACK,
-                        client_id=client_id, client_secret=secret)
+    response = exchange(
+        gitlab,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=CALLBACK,
+        client_id=client_id,
+        client_secret=secret,
+    )
     assert response.status_code == 200
     token = response.json()
     assert token["token_type"] == "Bearer" and token["expires_in"] == 7200 and token["scope"] == "api"
     assert isinstance(token["created_at"], int) and token["refresh_token"]
-    me = requests.get(f"{gitlab.url}/api/v4/user", timeout=10,
-                      headers={"Authorization": f"Bearer {token['access_token']}"})
+    me = requests.get(
+        f"{gitlab.url}/api/v4/user", timeout=10, headers={"Authorization": f"Bearer {token['access_token']}"}
+    )
     assert me.json()["username"] == "alice"
 
-    reused = exchange(gitlab, grant_type="authorization_code", code=code, redirect_uri=CALLBACK,
-                      client_id=client_id, client_secret=secret)
+    reused = exchange(
+        gitlab,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=CALLBACK,
+        client_id=client_id,
+        client_secret=secret,
+    )
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
 
 
@@ -87,20 +112,31 @@ def test_basic_client_auth_and_refresh(gitlab):
     bob = gitlab.add_user("bob", email="bob@example.org")
     client_id, secret = gitlab.add_oauth_app([CALLBACK, "http://other/cb"])
     code = code_from(sign_in(gitlab, client_id, "bob@example.org", bob.password))
-    first = requests.post(f"{gitlab.url}/oauth/token", auth=(client_id, secret), timeout=10,
-                          data={"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK}).json()
+    first = requests.post(
+        f"{gitlab.url}/oauth/token",
+        auth=(client_id, secret),
+        timeout=10,
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK},
+    ).json()
 
-    second = requests.post(f"{gitlab.url}/oauth/token", auth=(client_id, secret), timeout=10,
-                           data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    second = requests.post(
+        f"{gitlab.url}/oauth/token",
+        auth=(client_id, secret),
+        timeout=10,
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+    )
     assert second.status_code == 200
     renewed = second.json()["access_token"]
     assert renewed != first["access_token"]
     for access_token, status in ((renewed, 200), (first["access_token"], 401)):
-        me = requests.get(f"{gitlab.url}/api/v4/user", headers={"Authorization": f"Bearer {access_token}"},
-                          timeout=10)
+        me = requests.get(f"{gitlab.url}/api/v4/user", headers={"Authorization": f"Bearer {access_token}"}, timeout=10)
         assert me.status_code == status
-    again = requests.post(f"{gitlab.url}/oauth/token", auth=(client_id, secret), timeout=10,
-                          data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    again = requests.post(
+        f"{gitlab.url}/oauth/token",
+        auth=(client_id, secret),
+        timeout=10,
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+    )
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
 
 
@@ -108,8 +144,14 @@ def test_wrong_client_secret_is_invalid_client(gitlab):
     alice = gitlab.add_user("alice")
     client_id, _ = gitlab.add_oauth_app(CALLBACK)
     code = code_from(sign_in(gitlab, client_id, "alice", alice.password))
-    response = exchange(gitlab, grant_type="authorization_code", code=code, redirect_uri=CALLBACK,
-                        client_id=client_id, client_secret="not-the-secret")
+    response = exchange(
+        gitlab,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=CALLBACK,
+        client_id=client_id,
+        client_secret="not-the-secret",
+    )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client" and response.json()["error_description"]
 
@@ -119,8 +161,14 @@ def test_code_exchange_refusals(gitlab, field, value):
     alice = gitlab.add_user("alice")
     client_id, secret = gitlab.add_oauth_app(CALLBACK)
     code = code_from(sign_in(gitlab, client_id, "alice", alice.password))
-    fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
-              "client_id": client_id, "client_secret": secret, field: value}
+    fields = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": CALLBACK,
+        "client_id": client_id,
+        "client_secret": secret,
+        field: value,
+    }
     response = exchange(gitlab, **fields)
     assert response.status_code == 400
     assert response.json()["error"] == {"redirect_uri": "invalid_grant", "grant_type": "unsupported_grant_type"}[field]
@@ -136,6 +184,10 @@ def test_wrong_password_shows_the_form_again(gitlab):
 
 def test_unregistered_redirect_uri_is_refused(gitlab):
     client_id, _ = gitlab.add_oauth_app(CALLBACK)
-    response = requests.get(f"{gitlab.url}/oauth/authorize", timeout=10, allow_redirects=False, params={
-        "client_id": client_id, "redirect_uri": "http://evil.example/cb", "response_type": "code"})
+    response = requests.get(
+        f"{gitlab.url}/oauth/authorize",
+        timeout=10,
+        allow_redirects=False,
+        params={"client_id": client_id, "redirect_uri": "http://evil.example/cb", "response_type": "code"},
+    )
     assert response.status_code == 400 and "redirect URI" in response.text

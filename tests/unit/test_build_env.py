@@ -12,7 +12,10 @@ def test_the_build_environment_holds_no_booklab_setting_and_no_secret(monkeypatc
     monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
     env = builder._child_env()
     assert not [name for name in env if name.startswith("BOOKLAB_")]
-    assert not [name for name, value in env.items()
-                if any(secret in value for secret in ("a-password", "the-runners-secret", "oauth-secret"))]
+    assert not [
+        name
+        for name, value in env.items()
+        if any(secret in value for secret in ("a-password", "the-runners-secret", "oauth-secret"))
+    ]
     assert env["DOCKER_HOST"] == "unix:///var/run/docker.sock"  # repo2docker still reaches the engine
     assert set(env) <= builder._KEPT_ENV | {"DOCKER_HOST", "PYTHONUNBUFFERED"}

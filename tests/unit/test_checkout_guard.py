@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from booklab.pipeline.checkout_guard import check, links_leaving
 from booklab.errors import UnsafeCheckout
+from booklab.pipeline.checkout_guard import check, links_leaving
 
 UP = "../" * 12
 
@@ -29,26 +29,33 @@ def checkout(tmp_path):
     return tmp_path / "checkout"
 
 
-@pytest.mark.parametrize("files, links, leaving", [
-    ([], {"apt.txt": UP + "etc/passwd"}, ["apt.txt"]),
-    ([], {"apt.txt": "/etc/passwd"}, ["apt.txt"]),
-    ([], {"apt.txt": "/proc/self/environ"}, ["apt.txt"]),
-    ([], {"env": "/proc/1/environ", "random": "/dev/urandom", "kernel": "/sys/kernel"}, ["env", "kernel", "random"]),
-    ([], {"binder": "/etc"}, ["binder"]),
-    ([], {"apt.txt": "../neighbour/secret.txt"}, ["apt.txt"]),
-    ([], {"gone": "/nonexistent/file"}, ["gone"]),  # dangling, but outside
-    ([], {"a": "b", "b": UP}, ["a", "b"]),  # a chain of links
-    (["docs/x"], {"apt.txt": "data/passwd", "data": "b", "b": UP + "etc"}, ["apt.txt", "b", "data"]),
-    (["docs/x"], {"docs/up": ".."}, []),  # the checkout itself
-    (["docs/x"], {"docs/up": "../.."}, ["docs/up"]),
-    (["docs/x"], {"docs/sneaky": "../docs/../../checkout/docs/x"}, []),  # out and back in by name
-    (["real/apt.txt"], {"binder": "real", "deep/apt.txt": "../binder/apt.txt"}, []),
-    (["a.txt"], {"sub/a.txt": "../a.txt", "abs.txt": "{checkout}/a.txt"}, []),
-    ([], {"later.txt": "not-yet.txt", "sub/later": "../nowhere/x"}, []),  # dangling inside
-    ([], {"loop-a": "loop-b", "loop-b": "loop-a"}, ["loop-a", "loop-b"]),  # cannot be resolved: refused
-    (["hello"], {".git/hooks/x": "/etc/passwd"}, [".git/hooks/x"]),  # .git is walked too
-    (["hello"], {"deep/er/est": "/"}, ["deep/er/est"]),
-])
+@pytest.mark.parametrize(
+    "files, links, leaving",
+    [
+        ([], {"apt.txt": UP + "etc/passwd"}, ["apt.txt"]),
+        ([], {"apt.txt": "/etc/passwd"}, ["apt.txt"]),
+        ([], {"apt.txt": "/proc/self/environ"}, ["apt.txt"]),
+        (
+            [],
+            {"env": "/proc/1/environ", "random": "/dev/urandom", "kernel": "/sys/kernel"},
+            ["env", "kernel", "random"],
+        ),
+        ([], {"binder": "/etc"}, ["binder"]),
+        ([], {"apt.txt": "../neighbour/secret.txt"}, ["apt.txt"]),
+        ([], {"gone": "/nonexistent/file"}, ["gone"]),  # dangling, but outside
+        ([], {"a": "b", "b": UP}, ["a", "b"]),  # a chain of links
+        (["docs/x"], {"apt.txt": "data/passwd", "data": "b", "b": UP + "etc"}, ["apt.txt", "b", "data"]),
+        (["docs/x"], {"docs/up": ".."}, []),  # the checkout itself
+        (["docs/x"], {"docs/up": "../.."}, ["docs/up"]),
+        (["docs/x"], {"docs/sneaky": "../docs/../../checkout/docs/x"}, []),  # out and back in by name
+        (["real/apt.txt"], {"binder": "real", "deep/apt.txt": "../binder/apt.txt"}, []),
+        (["a.txt"], {"sub/a.txt": "../a.txt", "abs.txt": "{checkout}/a.txt"}, []),
+        ([], {"later.txt": "not-yet.txt", "sub/later": "../nowhere/x"}, []),  # dangling inside
+        ([], {"loop-a": "loop-b", "loop-b": "loop-a"}, ["loop-a", "loop-b"]),  # cannot be resolved: refused
+        (["hello"], {".git/hooks/x": "/etc/passwd"}, [".git/hooks/x"]),  # .git is walked too
+        (["hello"], {"deep/er/est": "/"}, ["deep/er/est"]),
+    ],
+)
 def test_links_leaving_the_checkout(checkout, files, links, leaving):
     make_tree(checkout, files, {name: target.format(checkout=checkout) for name, target in links.items()})
     assert links_leaving(checkout) == leaving

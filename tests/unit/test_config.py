@@ -24,20 +24,23 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
     assert config == Config()
 
 
-@pytest.mark.parametrize("environ, sentence", [
-    ({"BOOKLAB_BUILD_TIMEOUT": "soon"}, "build/timeout (from BOOKLAB_BUILD_TIMEOUT) must be a int"),
-    ({"BOOKLAB_GITLAB_HOST": "gitlab"}, "gitlab/host must be a URL"),
-    ({"BOOKLAB_CLONE_METHOD": "ftp"}, "clone/method must be ssh or https"),
-    ({"BOOKLAB_NOTEBOOK_CPUS": "-1"}, "notebook/cpus (from BOOKLAB_NOTEBOOK_CPUS) must not be negative"),
-    ({"BOOKLAB_NOTEBOOK_PUBLISH": "false"}, "notebook/publish is false, so notebook/network must name"),
-    ({"BOOKLAB_NOTEBOOK_PUBLISH": "maybe"}, "notebook/publish (from BOOKLAB_NOTEBOOK_PUBLISH) must be a bool"),
-    ({"BOOKLAB_NOTEBOOK_MAX_LIFETIME": "604800"}, "notebook/max_lifetime must be less than 604800 s"),
-    ({"BOOKLAB_NOTEBOOK_MEMORY": "lots"}, "notebook/memory must be a size such as 2g, not 'lots'"),
-    ({"BOOKLAB_NOTEBOOK_MAX_MEMORY": "2t"}, "notebook/max_memory must be a size such as 8g, not '2t'"),
-    ({"BOOKLAB_NOTEBOOK_MAX_MEMORY": "64m"}, "notebook/max_memory must be at least 128m, not 67108864"),
-    ({"BOOKLAB_NOTEBOOK_MAX_CPUS": "inf"}, "notebook/max_cpus must be at least 0.1, not inf"),
-    ({"BOOKLAB_NOTEBOOK_MAX_IDLE_TIMEOUT": "30"}, "notebook/max_idle_timeout must be at least 1m, not 30"),
-])
+@pytest.mark.parametrize(
+    "environ, sentence",
+    [
+        ({"BOOKLAB_BUILD_TIMEOUT": "soon"}, "build/timeout (from BOOKLAB_BUILD_TIMEOUT) must be a int"),
+        ({"BOOKLAB_GITLAB_HOST": "gitlab"}, "gitlab/host must be a URL"),
+        ({"BOOKLAB_CLONE_METHOD": "ftp"}, "clone/method must be ssh or https"),
+        ({"BOOKLAB_NOTEBOOK_CPUS": "-1"}, "notebook/cpus (from BOOKLAB_NOTEBOOK_CPUS) must not be negative"),
+        ({"BOOKLAB_NOTEBOOK_PUBLISH": "false"}, "notebook/publish is false, so notebook/network must name"),
+        ({"BOOKLAB_NOTEBOOK_PUBLISH": "maybe"}, "notebook/publish (from BOOKLAB_NOTEBOOK_PUBLISH) must be a bool"),
+        ({"BOOKLAB_NOTEBOOK_MAX_LIFETIME": "604800"}, "notebook/max_lifetime must be less than 604800 s"),
+        ({"BOOKLAB_NOTEBOOK_MEMORY": "lots"}, "notebook/memory must be a size such as 2g, not 'lots'"),
+        ({"BOOKLAB_NOTEBOOK_MAX_MEMORY": "2t"}, "notebook/max_memory must be a size such as 8g, not '2t'"),
+        ({"BOOKLAB_NOTEBOOK_MAX_MEMORY": "64m"}, "notebook/max_memory must be at least 128m, not 67108864"),
+        ({"BOOKLAB_NOTEBOOK_MAX_CPUS": "inf"}, "notebook/max_cpus must be at least 0.1, not inf"),
+        ({"BOOKLAB_NOTEBOOK_MAX_IDLE_TIMEOUT": "30"}, "notebook/max_idle_timeout must be at least 1m, not 30"),
+    ],
+)
 def test_invalid_settings_stop_with_one_sentence(tmp_path, environ, sentence):
     with pytest.raises(ConfigError, match=sentence.replace("(", r"\(").replace(")", r"\)")):
         load(None, environ=environ)
@@ -92,11 +95,14 @@ def test_a_secret_key_file_others_may_read_is_refused(tmp_path, mode):
     assert "a-long-random-key" not in str(refused.value)
 
 
-@pytest.mark.parametrize("make, sentence", [
-    (lambda tmp_path: tmp_path / "missing.key", "Cannot read the secret key file .*No such file"),
-    (lambda tmp_path: secret_file(tmp_path, content="\n"), "is empty: put the key in it"),
-    (lambda tmp_path: tmp_path, "Cannot read the secret key file .*Is a directory"),
-])
+@pytest.mark.parametrize(
+    "make, sentence",
+    [
+        (lambda tmp_path: tmp_path / "missing.key", "Cannot read the secret key file .*No such file"),
+        (lambda tmp_path: secret_file(tmp_path, content="\n"), "is empty: put the key in it"),
+        (lambda tmp_path: tmp_path, "Cannot read the secret key file .*Is a directory"),
+    ],
+)
 def test_an_unusable_secret_key_file_stops_with_one_sentence(tmp_path, make, sentence):
     with pytest.raises(ConfigError, match=sentence):
         load(None, environ={"BOOKLAB_SECRET_KEY_FILE": str(make(tmp_path))})

@@ -7,11 +7,11 @@ import time
 import pytest
 
 from booklab.errors import SlugTaken
+from booklab.phases import Phase
 from booklab.state import schema
 from booklab.state.deployment import Deployment
 from booklab.state.events import EventLog
 from booklab.state.lifecycle import Lifecycle, Outcome
-from booklab.phases import Phase
 from booklab.state.records import Deployments
 
 KEY = b"slug key of a test" * 2
@@ -60,4 +60,6 @@ def test_statuses_are_forgotten_a_while_after_their_deployment_ended(redis_clien
     deployments.forget_long_ended()
     assert deployments.all_statuses() == {again.id: Phase.TODO, recent.id: Phase.STOPPED}
     assert [(d.ref, status) for d, status in deployments.of_user("alice")] == [
-        ("again", Phase.TODO), ("recent", Phase.STOPPED)]
+        ("again", Phase.TODO),
+        ("recent", Phase.STOPPED),
+    ]

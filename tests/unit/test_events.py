@@ -2,11 +2,11 @@
 
 import threading
 
+from booklab.phases import Phase
 from booklab.state import schema
 from booklab.state.deployment import Deployment
 from booklab.state.events import EventLog
 from booklab.state.lifecycle import Lifecycle, Run
-from booklab.phases import Phase
 from tests.fixtures.services import wait_until
 
 DEP = Deployment("g/p", "main", "alice")
@@ -86,5 +86,6 @@ def test_followers_sharing_one_subscription_each_get_their_own_events_without_lo
         thread.join(30)
     shared.fanout.close()
     assert seen == {run.id: list(range(1, 54)) for _, run in runs}
-    wait_until(lambda: redis_client.execute_command("PUBSUB", "NUMPAT") == subscriptions, 5,
-               "the shared subscription to close")
+    wait_until(
+        lambda: redis_client.execute_command("PUBSUB", "NUMPAT") == subscriptions, 5, "the shared subscription to close"
+    )

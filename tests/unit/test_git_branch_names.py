@@ -11,8 +11,23 @@ def test_valid_names_pass(name):
     check_branch_name(name)
 
 
-@pytest.mark.parametrize("name", ["--upload-pack=touch /tmp/pwned", "-b", "a..b", "a b", "a~1", "x:y",
-                                  "trailing/", "x.lock", "", "@", "a\\b", "a@{1}"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "--upload-pack=touch /tmp/pwned",
+        "-b",
+        "a..b",
+        "a b",
+        "a~1",
+        "x:y",
+        "trailing/",
+        "x.lock",
+        "",
+        "@",
+        "a\\b",
+        "a@{1}",
+    ],
+)
 def test_invalid_names_are_refused(name):
     with pytest.raises(CloneError, match="not a valid branch name"):
         check_branch_name(name)

@@ -29,8 +29,16 @@ def client(gitlab, token: str) -> GitLabClient:
     return GitLabClient(gitlab.url, token, timeout=5)
 
 
-@pytest.mark.parametrize("call", [lambda gl: gl.whoami(), lambda gl: gl.username(), lambda gl: gl.identity(),
-                                  lambda gl: gl.project("lab/notebooks"), lambda gl: gl.projects()])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda gl: gl.whoami(),
+        lambda gl: gl.username(),
+        lambda gl: gl.identity(),
+        lambda gl: gl.project("lab/notebooks"),
+        lambda gl: gl.projects(),
+    ],
+)
 def test_a_token_gitlab_does_not_accept_is_token_rejected_for_every_call(standin, call):
     gitlab, _ = standin
     with client(gitlab, "not-a-token") as gl, pytest.raises(TokenRejected, match="log in again"):

@@ -5,16 +5,28 @@ import re
 
 import pytest
 
-from booklab.pipeline.builder import image_name
-from booklab.state.deployment import Deployment
 from booklab.errors import CloneError
+from booklab.pipeline.builder import image_name
 from booklab.pipeline.git import check_branch_name
+from booklab.state.deployment import Deployment
 
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-DOCKER_REFERENCE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-                              r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-HOSTILE = ["group/my project", "grüppe/ñotebooks", "../../etc/passwd", "-rf/--help", "a/$(touch x);`id`|&",
-           "g/" + "p" * 255, "---/___", "Ω/Ω", "a/b/c/d/e/f", "UPPER/Case.Mixed"]
+DOCKER_REFERENCE = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+)
+HOSTILE = [
+    "group/my project",
+    "grüppe/ñotebooks",
+    "../../etc/passwd",
+    "-rf/--help",
+    "a/$(touch x);`id`|&",
+    "g/" + "p" * 255,
+    "---/___",
+    "Ω/Ω",
+    "a/b/c/d/e/f",
+    "UPPER/Case.Mixed",
+]
 KEY = b"slug key of a test" * 2
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -35,8 +47,9 @@ def test_image_names_are_valid_docker_references(path):
     assert len(name.split(":")[0]) <= 255
 
 
-@pytest.mark.parametrize("branch", ["-rf", "--upload-pack=sh", "a;rm -rf /", "$(touch x)", "a b",
-                                    "..", "a/../b", "x" * 10 + "\n"])
+@pytest.mark.parametrize(
+    "branch", ["-rf", "--upload-pack=sh", "a;rm -rf /", "$(touch x)", "a b", "..", "a/../b", "x" * 10 + "\n"]
+)
 def test_option_shaped_or_invalid_branches_are_refused_before_git(branch):
     # names git itself allows (`id`, a|b) stay allowed: they only ever reach git as data
     with pytest.raises(CloneError, match="not a valid branch name"):

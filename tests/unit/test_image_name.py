@@ -9,8 +9,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from repo2docker.utils import is_valid_docker_image_name
 
-from booklab.pipeline.builder import image_name
 from booklab.errors import ConfigError
+from booklab.pipeline.builder import image_name
 
 SHA = "0123456789ABCDEF0123456789abcdef01234567"
 
@@ -41,8 +41,7 @@ def test_valid_reference_for_any_path(path):
 
 
 def test_similar_paths_never_collide():
-    paths = ["group/my-project", "group/my_project", "group/my.project", "Group/My-Project",
-             "group-my/project"]
+    paths = ["group/my-project", "group/my_project", "group/my.project", "Group/My-Project", "group-my/project"]
     names = {image_name("booklab", path, SHA) for path in paths}
     assert len(names) == len(paths)
 
@@ -57,9 +56,7 @@ def test_rejects_what_is_not_a_commit_sha(sha):
         image_name("booklab", "g/p", sha)
 
 
-@pytest.mark.parametrize(
-    "prefix", ["booklab", "registry.example.com:5000/team/booklab", "localhost/b_l"]
-)
+@pytest.mark.parametrize("prefix", ["booklab", "registry.example.com:5000/team/booklab", "localhost/b_l"])
 def test_accepts_registry_prefixes(prefix):
     assert is_valid_docker_image_name(image_name(prefix, "g/p", SHA))
 

@@ -4,9 +4,9 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
 from booklab.derived_keys import vault_key
-from booklab.state import schema
 from booklab.errors import SecretUnavailable
 from booklab.pipeline.access import generate_keypair
+from booklab.state import schema
 from booklab.state.vault import Vault
 
 

@@ -2,20 +2,19 @@
 claimant per end, a run queued behind an end, and only the lifecycle writing a status."""
 
 import ast
-
-import booklab
 from pathlib import Path
 
 import pytest
 
+import booklab
 from booklab.errors import Moved
+from booklab.phases import Phase
 from booklab.state import lifecycle as lifecycle_module
 from booklab.state import schema
 from booklab.state.deployment import Deployment
 from booklab.state.events import EventLog
-from booklab.state.vault import GITLAB_TOKEN, PENDING
 from booklab.state.lifecycle import MOVES, Lifecycle, Outcome, Run, allowed
-from booklab.phases import Phase
+from booklab.state.vault import GITLAB_TOKEN, PENDING
 
 DEP = Deployment("g/p", "main", "alice")
 SLUG = "slug-of-alice"
@@ -181,9 +180,12 @@ def test_only_the_lifecycle_writes_a_status():
     for path in package.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("hset", "hdel", "hsetnx", "hmset", "delete")
-                    and any(isinstance(a, ast.Attribute) and a.attr == "STATUS" for a in node.args)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("hset", "hdel", "hsetnx", "hmset", "delete")
+                and any(isinstance(a, ast.Attribute) and a.attr == "STATUS" for a in node.args)
+            ):
                 writers.add(path.relative_to(package).as_posix())
     assert writers == set()
     assert "'HSET', STATUS" in lifecycle_module._SAY

@@ -14,9 +14,18 @@ def image(labels=None, user="jovyan") -> dict:
 
 
 def kwargs(attrs: dict, limits: Limits = LIMITS) -> dict:
-    return create_kwargs(attrs, name="booklab-x", deployment_id="a/b:main:alice", labels={"booklab.runner": "r1"},
-                         limits=limits, environment={"JUPYTER_TOKEN": "t"}, network="", host_ip="127.0.0.1",
-                         publish=True, port=8888)
+    return create_kwargs(
+        attrs,
+        name="booklab-x",
+        deployment_id="a/b:main:alice",
+        labels={"booklab.runner": "r1"},
+        limits=limits,
+        environment={"JUPYTER_TOKEN": "t"},
+        network="",
+        host_ip="127.0.0.1",
+        publish=True,
+        port=8888,
+    )
 
 
 def test_every_notebook_is_hardened_and_labelled_by_booklab():
@@ -27,10 +36,17 @@ def test_every_notebook_is_hardened_and_labelled_by_booklab():
     assert created["labels"] == {"booklab.runner": "r1", "booklab.deployment": "a/b:main:alice"}
 
 
-@pytest.mark.parametrize("key", [
-    "traefik.enable", "traefik.http.routers.x.rule", "Traefik.HTTP.Routers.x.rule", "TRAEFIK.tcp.routers.y.rule",
-    "traefik.http.middlewares.m.headers.customrequestheaders.x", "traefikx",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "traefik.enable",
+        "traefik.http.routers.x.rule",
+        "Traefik.HTTP.Routers.x.rule",
+        "TRAEFIK.tcp.routers.y.rule",
+        "traefik.http.middlewares.m.headers.customrequestheaders.x",
+        "traefikx",
+    ],
+)
 def test_an_image_with_a_traefik_label_is_refused_by_the_key(key):
     with pytest.raises(LaunchError, match="Traefik labels") as refused:
         kwargs(image({key: "Host(`booklab.example.org`)", "maintainer": "me"}))
@@ -72,15 +88,36 @@ odd:x:1000\fodd:x:2000
 """
 
 
-@pytest.mark.parametrize("name, uids", [("jovyan", ["1000"]), ("admin", ["0"]), ("twice", ["1000", "0"]),
-                                        ("control", ["1000", "0"]), ("odd", ["1000\fodd"]), ("nobody", [])])
+@pytest.mark.parametrize(
+    "name, uids",
+    [
+        ("jovyan", ["1000"]),
+        ("admin", ["0"]),
+        ("twice", ["1000", "0"]),
+        ("control", ["1000", "0"]),
+        ("odd", ["1000\fodd"]),
+        ("nobody", []),
+    ],
+)
 def test_a_named_user_is_looked_up_every_way_docker_may_read_it(name, uids):
     assert uids_of(name, PASSWD) == uids
 
 
-@pytest.mark.parametrize("uid, root", [("1000", False), ("1", False), ("2147483647", False), ("0", True),
-                                       ("", True), ("abc", True), ("1000 ", True), ("2147483648", True),
-                                       ("1000\fodd", True), ("٣", True)])
+@pytest.mark.parametrize(
+    "uid, root",
+    [
+        ("1000", False),
+        ("1", False),
+        ("2147483647", False),
+        ("0", True),
+        ("", True),
+        ("abc", True),
+        ("1000 ", True),
+        ("2147483648", True),
+        ("1000\fodd", True),
+        ("٣", True),
+    ],
+)
 def test_a_uid_docker_may_run_as_root_is_root(uid, root):
     assert is_root_uid(uid) is root
 

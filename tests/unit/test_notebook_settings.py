@@ -40,46 +40,82 @@ def error_of(text: str) -> str:
 
 # valid forms ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, size", [
-    ("2g", 2 * G), ("2G", 2 * G), ("512m", 512 * M), ("512M", 512 * M), ("1.5G", 1536 * M),
-    ("131072k", 128 * M), ("2gb", 2 * G), ("' 3g '", 3 * G), ("2147483648", 2 * G),
-    ("'2147483648'", 2 * G), ("128m", MIN_MEMORY), ("64g", 64 * G),
-])
+
+@pytest.mark.parametrize(
+    "value, size",
+    [
+        ("2g", 2 * G),
+        ("2G", 2 * G),
+        ("512m", 512 * M),
+        ("512M", 512 * M),
+        ("1.5G", 1536 * M),
+        ("131072k", 128 * M),
+        ("2gb", 2 * G),
+        ("' 3g '", 3 * G),
+        ("2147483648", 2 * G),
+        ("'2147483648'", 2 * G),
+        ("128m", MIN_MEMORY),
+        ("64g", 64 * G),
+    ],
+)
 def test_memory_valid_forms(tmp_path, value, size):
     assert write(tmp_path, f"memory: {value}\n") == NotebookSettings(memory=size)
 
 
-@pytest.mark.parametrize("value, cpus", [
-    ("1", 1.0), ("0.1", 0.1), ("1.5", 1.5), ("2", 2.0), ("'0.5'", 0.5), ("8", 8.0), (".25", 0.25),
-])
+@pytest.mark.parametrize(
+    "value, cpus",
+    [
+        ("1", 1.0),
+        ("0.1", 0.1),
+        ("1.5", 1.5),
+        ("2", 2.0),
+        ("'0.5'", 0.5),
+        ("8", 8.0),
+        (".25", 0.25),
+    ],
+)
 def test_cpus_valid_forms(tmp_path, value, cpus):
     settings = write(tmp_path, f"cpus: {value}\n")
     assert settings == NotebookSettings(cpus=cpus)
     assert isinstance(settings.cpus, float)
 
 
-@pytest.mark.parametrize("value, seconds", [
-    ("60", 60), ("3600", 3600), ("'600'", 600), ("90s", 90), ("30m", 1800), ("2h", 7200),
-    ("2H", 7200), ("1.5h", 5400), ("1m", MIN_IDLE_TIMEOUT), ("48h", 48 * 3600),
-])
+@pytest.mark.parametrize(
+    "value, seconds",
+    [
+        ("60", 60),
+        ("3600", 3600),
+        ("'600'", 600),
+        ("90s", 90),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("2H", 7200),
+        ("1.5h", 5400),
+        ("1m", MIN_IDLE_TIMEOUT),
+        ("48h", 48 * 3600),
+    ],
+)
 def test_idle_timeout_valid_forms(tmp_path, value, seconds):
     assert write(tmp_path, f"idle_timeout: {value}\n") == NotebookSettings(idle_timeout=seconds)
 
 
-@pytest.mark.parametrize("value, urlpath", [
-    ("lab", "lab"),
-    ("/lab", "lab"),
-    ("tree/notebooks/intro.ipynb", "tree/notebooks/intro.ipynb"),
-    ("voila/render/app.ipynb", "voila/render/app.ipynb"),
-    ("'lab/tree/a b.ipynb'", "lab/tree/a b.ipynb"),
-    ("'lab/tree/x.ipynb?reset#top'", "lab/tree/x.ipynb?reset#top"),
-    ("tree/caf\u00e9/./x.ipynb", "tree/caf\u00e9/./x.ipynb"),
-    ("tree/a:b.ipynb", "tree/a:b.ipynb"),
-    ("'a..b/c..'", "a..b/c.."),
-    ("'/'", ""),
-    ("''", ""),
-    ("x" * 300, "x" * 300),
-])
+@pytest.mark.parametrize(
+    "value, urlpath",
+    [
+        ("lab", "lab"),
+        ("/lab", "lab"),
+        ("tree/notebooks/intro.ipynb", "tree/notebooks/intro.ipynb"),
+        ("voila/render/app.ipynb", "voila/render/app.ipynb"),
+        ("'lab/tree/a b.ipynb'", "lab/tree/a b.ipynb"),
+        ("'lab/tree/x.ipynb?reset#top'", "lab/tree/x.ipynb?reset#top"),
+        ("tree/caf\u00e9/./x.ipynb", "tree/caf\u00e9/./x.ipynb"),
+        ("tree/a:b.ipynb", "tree/a:b.ipynb"),
+        ("'a..b/c..'", "a..b/c.."),
+        ("'/'", ""),
+        ("''", ""),
+        ("x" * 300, "x" * 300),
+    ],
+)
 def test_urlpath_valid_forms(tmp_path, value, urlpath):
     assert write(tmp_path, f"urlpath: {value}\n") == NotebookSettings(urlpath=urlpath)
 
@@ -100,63 +136,105 @@ def test_missing_file_empty_file_and_comments_only(tmp_path):
 
 # invalid values ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, shown", [
-    ("lots", "'lots'"), ("0", "0"), ("-1g", "'-1g'"), ("-5", "-5"), ("64m", "'64m'"),
-    ("100", "100"), ("2t", "'2t'"), ("2.5", "2.5"), ("yes", "a boolean (true)"),
-    ("[2g]", "a list"), ("{a: 1}", "a mapping"), ("2 gigabytes", "'2 gigabytes'"),
-    ("'\u0662g'", "'\u0662g'"),
-])
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("lots", "'lots'"),
+        ("0", "0"),
+        ("-1g", "'-1g'"),
+        ("-5", "-5"),
+        ("64m", "'64m'"),
+        ("100", "100"),
+        ("2t", "'2t'"),
+        ("2.5", "2.5"),
+        ("yes", "a boolean (true)"),
+        ("[2g]", "a list"),
+        ("{a: 1}", "a mapping"),
+        ("2 gigabytes", "'2 gigabytes'"),
+        ("'\u0662g'", "'\u0662g'"),
+    ],
+)
 def test_memory_invalid_forms(value, shown):
     assert error_of(f"memory: {value}\n") == (
-        f".booklab.yml: memory must be a size between 128m and 4g (like 2g), not {shown}.")
+        f".booklab.yml: memory must be a size between 128m and 4g (like 2g), not {shown}."
+    )
 
 
-@pytest.mark.parametrize("value, shown", [
-    ("lots", "'lots'"), ("0", "0"), ("-1", "-1"), ("0.05", "0.05"), ("yes", "a boolean (true)"),
-    ("true", "a boolean (true)"), ("no", "a boolean (false)"), (".nan", "nan"), (".inf", "inf"),
-    ("'1e1'", "'1e1'"), ("[1]", "a list"), ("1" * 400, "a very large number"),
-])
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("lots", "'lots'"),
+        ("0", "0"),
+        ("-1", "-1"),
+        ("0.05", "0.05"),
+        ("yes", "a boolean (true)"),
+        ("true", "a boolean (true)"),
+        ("no", "a boolean (false)"),
+        (".nan", "nan"),
+        (".inf", "inf"),
+        ("'1e1'", "'1e1'"),
+        ("[1]", "a list"),
+        ("1" * 400, "a very large number"),
+    ],
+)
 def test_cpus_invalid_forms(value, shown):
     assert error_of(f"cpus: {value}\n") == (
-        f".booklab.yml: cpus must be a number between 0.1 and 2 (like 1), not {shown}.")
+        f".booklab.yml: cpus must be a number between 0.1 and 2 (like 1), not {shown}."
+    )
 
 
-@pytest.mark.parametrize("value, shown", [
-    ("soon", "'soon'"), ("0", "0"), ("-60", "-60"), ("59", "59"), ("30s", "'30s'"), ("2d", "'2d'"),
-    ("600.0", "600.0"), ("yes", "a boolean (true)"), ("1h30m", "'1h30m'"), ("0.5m", "'0.5m'"),
-])
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("soon", "'soon'"),
+        ("0", "0"),
+        ("-60", "-60"),
+        ("59", "59"),
+        ("30s", "'30s'"),
+        ("2d", "'2d'"),
+        ("600.0", "600.0"),
+        ("yes", "a boolean (true)"),
+        ("1h30m", "'1h30m'"),
+        ("0.5m", "'0.5m'"),
+    ],
+)
 def test_idle_timeout_invalid_forms(value, shown):
     assert error_of(f"idle_timeout: {value}\n") == (
         ".booklab.yml: idle_timeout must be a duration between 1m and 2h in seconds or with a unit "
-        f"s, m or h (like 30m), not {shown}.")
+        f"s, m or h (like 30m), not {shown}."
+    )
 
 
-@pytest.mark.parametrize("yaml_value, reason", [
-    ("http://x", "it has a scheme"),
-    ("'javascript:alert(1)'", "it has a scheme"),
-    ("//evil", "it names another host"),
-    ("'//evil.example/lab'", "it names another host"),
-    ("../x", "it has a '..' segment"),
-    ("a/../../b", "it has a '..' segment"),
-    ("tree/..", "it has a '..' segment"),
-    ("'/..'", "it has a '..' segment"),
-    ("a/%2e%2E/b", "it has a '..' segment"),
-    ("'a\\\\b'", "it holds a backslash"),
-    ("'/\\\\evil'", "it holds a backslash"),
-    ("a%5cb", "it holds an escaped backslash or control character"),
-    ('"lab\\x00"', "it holds a control character"),
-    ('"lab\\nx"', "it holds a control character"),
-    ('"lab\\tx"', "it holds a control character"),
-    ('"lab\\u202ex"', "it holds a control character"),
-    ("lab%0ax", "it holds an escaped backslash or control character"),
-    ("'x' ", None),
-    ("' /evil'", "it starts or ends with a space"),
-    ("'/ lab'", "it starts or ends with a space"),
-    ("x" * 301, "it is longer than 300 characters"),
-    ("42", "it is an integer"),
-    ("[lab]", "it is a list"),
-    ("yes", "it is a boolean"),
-])
+@pytest.mark.parametrize(
+    "yaml_value, reason",
+    [
+        ("http://x", "it has a scheme"),
+        ("'javascript:alert(1)'", "it has a scheme"),
+        ("//evil", "it names another host"),
+        ("'//evil.example/lab'", "it names another host"),
+        ("../x", "it has a '..' segment"),
+        ("a/../../b", "it has a '..' segment"),
+        ("tree/..", "it has a '..' segment"),
+        ("'/..'", "it has a '..' segment"),
+        ("a/%2e%2E/b", "it has a '..' segment"),
+        ("'a\\\\b'", "it holds a backslash"),
+        ("'/\\\\evil'", "it holds a backslash"),
+        ("a%5cb", "it holds an escaped backslash or control character"),
+        ('"lab\\x00"', "it holds a control character"),
+        ('"lab\\nx"', "it holds a control character"),
+        ('"lab\\tx"', "it holds a control character"),
+        ('"lab\\u202ex"', "it holds a control character"),
+        ("lab%0ax", "it holds an escaped backslash or control character"),
+        ("'x' ", None),
+        ("' /evil'", "it starts or ends with a space"),
+        ("'/ lab'", "it starts or ends with a space"),
+        ("x" * 301, "it is longer than 300 characters"),
+        ("42", "it is an integer"),
+        ("[lab]", "it is a list"),
+        ("yes", "it is a boolean"),
+    ],
+)
 def test_urlpath_rejections(yaml_value, reason):
     if reason is None:  # a control for the quoting above: a plain valid value
         assert parse(f"urlpath: {yaml_value}\n", LIMITS) == NotebookSettings(urlpath="x")
@@ -164,7 +242,8 @@ def test_urlpath_rejections(yaml_value, reason):
     message = error_of(f"urlpath: {yaml_value}\n")
     assert message.startswith(
         ".booklab.yml: urlpath must be a path inside the notebook server of at most 300 characters "
-        "(like lab or tree/notebooks/intro.ipynb), not ")
+        "(like lab or tree/notebooks/intro.ipynb), not "
+    )
     assert message.endswith(f": {reason}.")
 
 
@@ -178,7 +257,8 @@ def test_urlpath_messages_escape_and_shorten_the_value():
 
 def test_unknown_key_names_it_and_lists_the_known_ones():
     assert error_of("memory: 2g\nmem: 2g\n") == (
-        ".booklab.yml: unknown key 'mem'; the known keys are memory, cpus, idle_timeout and urlpath.")
+        ".booklab.yml: unknown key 'mem'; the known keys are memory, cpus, idle_timeout and urlpath."
+    )
     assert "unknown key a boolean (true)" in error_of("on: push\n")
     assert "unknown key 'notebook'" in error_of("notebook:\n  memory: 2g\n")
 
@@ -195,12 +275,19 @@ def test_bad_yaml_names_the_line_without_echoing_the_file():
     assert "not valid YAML" in error_of("a: 1\n---\nb: 2\n")
 
 
-@pytest.mark.parametrize("text, kind", [
-    ("- memory: 2g\n", "a list"), ("2g\n", "a string"), ("42\n", "an integer"), ("true\n", "a boolean"),
-])
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("- memory: 2g\n", "a list"),
+        ("2g\n", "a string"),
+        ("42\n", "an integer"),
+        ("true\n", "a boolean"),
+    ],
+)
 def test_top_level_must_be_a_mapping(text, kind):
     assert error_of(text) == (
-        f".booklab.yml must be a mapping of settings such as 'memory: 2g' (one per line), not {kind}.")
+        f".booklab.yml must be a mapping of settings such as 'memory: 2g' (one per line), not {kind}."
+    )
 
 
 def test_file_larger_than_64_kib_is_refused(tmp_path):
@@ -241,16 +328,19 @@ def test_settings_error_is_a_booklab_error():
 
 # effective settings ------------------------------------------------------------------------
 
+
 def test_defaults_apply_to_keys_not_set():
     assert effective(NotebookSettings(), LIMITS, **DEFAULTS) == Effective(
-        memory=2 * G, cpus=1.0, idle_timeout=3600, urlpath="", notes=())
+        memory=2 * G, cpus=1.0, idle_timeout=3600, urlpath="", notes=()
+    )
     assert effective(NotebookSettings(), LIMITS, **DEFAULTS, urlpath="tree").urlpath == "tree"
 
 
 def test_requested_values_within_limits_are_used_as_they_are():
     requested = NotebookSettings(memory=512 * M, cpus=2.0, idle_timeout=7200, urlpath="lab")
     assert effective(requested, LIMITS, **DEFAULTS) == Effective(
-        memory=512 * M, cpus=2.0, idle_timeout=7200, urlpath="lab", notes=())
+        memory=512 * M, cpus=2.0, idle_timeout=7200, urlpath="lab", notes=()
+    )
 
 
 def test_values_above_the_maximum_are_capped_with_a_note():
@@ -295,12 +385,16 @@ def test_messages_use_the_operator_limits():
 
 # the image label ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("settings", [
-    NotebookSettings(),
-    NotebookSettings(memory=2 * G),
-    NotebookSettings(memory=64 * G, cpus=0.1, idle_timeout=60, urlpath="tree/caf\u00e9 x.ipynb?a=1#b"),
-    NotebookSettings(cpus=1.5, urlpath=""),
-])
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        NotebookSettings(),
+        NotebookSettings(memory=2 * G),
+        NotebookSettings(memory=64 * G, cpus=0.1, idle_timeout=60, urlpath="tree/caf\u00e9 x.ipynb?a=1#b"),
+        NotebookSettings(cpus=1.5, urlpath=""),
+    ],
+)
 def test_label_round_trip(settings):
     label = settings.as_label()
     assert " " not in label.replace("caf\\u00e9 x", "")
@@ -312,10 +406,25 @@ def test_label_is_compact_json_of_the_set_keys():
     assert NotebookSettings(memory=2 * G, cpus=1.0).as_label() == '{"cpus":1.0,"memory":2147483648}'
 
 
-@pytest.mark.parametrize("label", [
-    "", "not json", "[]", "null", '"lab"', '{"memory": "lots"}', '{"cpus": 0}', '{"cpus": true}',
-    '{"urlpath": "//evil"}', '{"urlpath": "../x"}', '{"colour": "red"}', '{"memory": 1}',
-    '{"idle_timeout": 1}', "[" * 100000, '{"urlpath": "' + "x" * 9000 + '"}',
-])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "",
+        "not json",
+        "[]",
+        "null",
+        '"lab"',
+        '{"memory": "lots"}',
+        '{"cpus": 0}',
+        '{"cpus": true}',
+        '{"urlpath": "//evil"}',
+        '{"urlpath": "../x"}',
+        '{"colour": "red"}',
+        '{"memory": 1}',
+        '{"idle_timeout": 1}',
+        "[" * 100000,
+        '{"urlpath": "' + "x" * 9000 + '"}',
+    ],
+)
 def test_invalid_labels_give_no_settings(label):
     assert NotebookSettings.from_label(label) == NotebookSettings()

@@ -11,14 +11,17 @@ from booklab.pipeline.routes.publishers import DockerLabelRoutes, RedisRoutes, R
 SLUG = "notebooks-main-alice-5c12470e"
 
 
-@pytest.mark.parametrize("scheme, port, url", [
-    ("http", 0, f"http://{SLUG}.example.org/"),
-    ("http", 80, f"http://{SLUG}.example.org/"),
-    ("https", 0, f"https://{SLUG}.example.org/"),
-    ("https", 443, f"https://{SLUG}.example.org/"),
-    ("https", 80, f"https://{SLUG}.example.org:80/"),
-    ("http", 8000, f"http://{SLUG}.example.org:8000/"),
-])
+@pytest.mark.parametrize(
+    "scheme, port, url",
+    [
+        ("http", 0, f"http://{SLUG}.example.org/"),
+        ("http", 80, f"http://{SLUG}.example.org/"),
+        ("https", 0, f"https://{SLUG}.example.org/"),
+        ("https", 443, f"https://{SLUG}.example.org/"),
+        ("https", 80, f"https://{SLUG}.example.org:80/"),
+        ("http", 8000, f"http://{SLUG}.example.org:8000/"),
+    ],
+)
 def test_public_url_leaves_out_the_schemes_default_port(scheme, port, url):
     assert public_url(Config(fqdn="example.org", routes_scheme=scheme, routes_port=port), SLUG) == url
 
@@ -72,12 +75,15 @@ def test_without_routes_a_notebook_keeps_its_direct_address():
     assert routes.labels(SLUG) == {} and routes.publish(SLUG, notebook) == notebook.url
 
 
-@pytest.mark.parametrize("environ, sentence", [
-    ({"BOOKLAB_ROUTES_PUBLISHER": "consul"}, "routes/publisher must be none, docker or redis"),
-    ({"BOOKLAB_ROUTES_SCHEME": "ftp"}, "routes/scheme must be http or https"),
-    ({"BOOKLAB_ROUTES_PORT": "70000"}, "routes/port must be a TCP port or 0"),
-    ({"BOOKLAB_ROUTES_TRAEFIK_API": "traefik:8080"}, "routes/traefik_api must be a URL"),
-])
+@pytest.mark.parametrize(
+    "environ, sentence",
+    [
+        ({"BOOKLAB_ROUTES_PUBLISHER": "consul"}, "routes/publisher must be none, docker or redis"),
+        ({"BOOKLAB_ROUTES_SCHEME": "ftp"}, "routes/scheme must be http or https"),
+        ({"BOOKLAB_ROUTES_PORT": "70000"}, "routes/port must be a TCP port or 0"),
+        ({"BOOKLAB_ROUTES_TRAEFIK_API": "traefik:8080"}, "routes/traefik_api must be a URL"),
+    ],
+)
 def test_invalid_route_settings_stop_with_one_sentence(environ, sentence):
     with pytest.raises(ConfigError, match=sentence):
         load(None, environ=environ)

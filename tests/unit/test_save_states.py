@@ -38,11 +38,18 @@ def test_save_now_asks_the_runner_serving_the_notebook_once(redis_ctx):
 def test_the_notebook_of_a_lost_runner_is_saved_by_the_runner_that_found_it(redis_ctx):
     run = served(redis_ctx, DEP, "runner-2@test")
     claim = redis_ctx.lifecycle.claim_end(run, RUNNER, take_over_from="runner-2@test")
-    assert protocol.request(redis_ctx, DEP.id, then_end="The runner serving this notebook was lost.", worker=RUNNER,
-                            run=run, claim=claim.token)
+    assert protocol.request(
+        redis_ctx,
+        DEP.id,
+        then_end="The runner serving this notebook was lost.",
+        worker=RUNNER,
+        run=run,
+        claim=claim.token,
+    )
     assert tasks_sent(redis_ctx, runner_queue("runner-2@test")) == []
     assert tasks_sent(redis_ctx, runner_queue(RUNNER)) == [
-        ("booklab.save", [DEP.id, "The runner serving this notebook was lost.", "runner-2@test", run.id, claim.token])]
+        ("booklab.save", [DEP.id, "The runner serving this notebook was lost.", "runner-2@test", run.id, claim.token])
+    ]
 
 
 def test_a_save_no_runner_took_is_shown_failed_after_the_pickup_time(redis_ctx):
@@ -52,8 +59,10 @@ def test_a_save_no_runner_took_is_shown_failed_after_the_pickup_time(redis_ctx):
     assert shown(redis_ctx)["state"] == "saving"
 
     redis_ctx.deployments.update(DEP.id, save_asked_at=f"{time.time() - protocol.SAVE_PICKUP - 1:.3f}")
-    assert shown(redis_ctx) == {"state": "failed",
-                                "message": "The save did not finish (its runner stopped meanwhile): save again."}
+    assert shown(redis_ctx) == {
+        "state": "failed",
+        "message": "The save did not finish (its runner stopped meanwhile): save again.",
+    }
 
     redis_ctx.redis.set(schema.saving(DEP.id), SaveState.SAVING)  # a runner holds it: late, not lost
     assert shown(redis_ctx)["state"] == "saving"
@@ -64,9 +73,13 @@ def test_a_failed_save_holds_off_automatic_saves_until_the_user_asks_again(redis
     assert service.save_now(redis_ctx, DEP.id, TOKEN)
     protocol.report_failed(redis_ctx, DEP.id, "GitLab refused the push.")
 
-    assert shown(redis_ctx) == {"state": "failed", "message": (
-        "Your changes could not be saved to GitLab: GitLab refused the push. The notebook keeps running with "
-        "your work: save again, or stop and discard your changes.")}
+    assert shown(redis_ctx) == {
+        "state": "failed",
+        "message": (
+            "Your changes could not be saved to GitLab: GitLab refused the push. The notebook keeps running with "
+            "your work: save again, or stop and discard your changes."
+        ),
+    }
     assert protocol.locked(redis_ctx, DEP.id) and not protocol.under_way(redis_ctx, DEP.id)
     assert protocol.RETRY_AFTER - 5 < redis_ctx.redis.ttl(schema.saving(DEP.id)) <= protocol.RETRY_AFTER
     assert not protocol.request(redis_ctx, DEP.id, then_end="The notebook was idle for more than 60 s.")
@@ -82,8 +95,10 @@ def test_a_save_cut_off_by_its_runners_restart_may_start_again_at_once(redis_ctx
     assert service.save_now(redis_ctx, DEP.id, TOKEN)
     protocol.interrupted(redis_ctx, DEP.id)
 
-    assert shown(redis_ctx) == {"state": "failed",
-                                "message": "The save did not finish (its runner restarted meanwhile): save again."}
+    assert shown(redis_ctx) == {
+        "state": "failed",
+        "message": "The save did not finish (its runner restarted meanwhile): save again.",
+    }
     assert not protocol.locked(redis_ctx, DEP.id)
     assert protocol.request(redis_ctx, DEP.id)
 
@@ -100,10 +115,16 @@ def test_a_save_that_worked_tells_its_branch_or_that_nothing_changed(redis_ctx):
     served(redis_ctx, DEP, RUNNER)
     saved = push.Saved("booklab/alice/20260101-1200", "0" * 40, "http://gitlab.test/mr")
     protocol.report_saved(redis_ctx, DEP.id, push.Outcome(saved, ("big.bin (larger than 10 MB)",)))
-    assert shown(redis_ctx) == {"state": "saved", "message": (
-        "Saved your changes to branch booklab/alice/20260101-1200; open a merge request: http://gitlab.test/mr "
-        "Left out: big.bin (larger than 10 MB).")}
+    assert shown(redis_ctx) == {
+        "state": "saved",
+        "message": (
+            "Saved your changes to branch booklab/alice/20260101-1200; open a merge request: http://gitlab.test/mr "
+            "Left out: big.bin (larger than 10 MB)."
+        ),
+    }
 
     protocol.report_saved(redis_ctx, DEP.id, push.Outcome(None))
-    assert shown(redis_ctx) == {"state": "unchanged",
-                                "message": "Nothing to save since the last save: nothing was pushed."}
+    assert shown(redis_ctx) == {
+        "state": "unchanged",
+        "message": "Nothing to save since the last save: nothing was pushed.",
+    }

@@ -84,8 +84,10 @@ def test_a_chain_that_died_during_the_preparation_fails_its_run_after_the_gap(re
     assert redis_ctx.deployments.status(DEP.id) is Phase.FETCHING
 
     assert check(redis_ctx, past_the_gap(watch))
-    assert told(redis_ctx, run) == ("failed", "Preparing this notebook stopped halfway (Booklab lost its state "
-                                              "store for a moment): retry.")
+    assert told(redis_ctx, run) == (
+        "failed",
+        "Preparing this notebook stopped halfway (Booklab lost its state store for a moment): retry.",
+    )
     assert redis_ctx.runners.held(RUNNER) == {}
 
 

@@ -8,8 +8,8 @@ import gc
 import docker
 import pytest
 
-from booklab.pipeline import git
 from booklab.errors import CloneError, CloneUnavailable, DockerUnavailable
+from booklab.pipeline import git
 from booklab.pipeline.transient import as_booklab_error, backoff
 from tests.fixtures.services import free_port
 
@@ -31,8 +31,7 @@ def test_git_that_cannot_reach_its_server_is_transient(tmp_path, scheme):
 
 def test_a_refused_clone_is_not_transient(tmp_path):
     with pytest.raises(CloneError) as caught:
-        list(git.clone(str(tmp_path / "no-such-repository"), "main", tmp_path / "checkout",
-                       git.HttpsCredentials("t")))
+        list(git.clone(str(tmp_path / "no-such-repository"), "main", tmp_path / "checkout", git.HttpsCredentials("t")))
     assert not caught.value.transient
 
 

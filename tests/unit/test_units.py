@@ -8,17 +8,37 @@ G = 1024**3
 M = 1024**2
 
 
-@pytest.mark.parametrize("value, size", [
-    (1024, 1024), ("1024", 1024), ("64k", 64 * 1024), ("1.5k", 1536), ("512m", 512 * M), ("2G", 2 * G),
-    ("2gb", 2 * G), (" 2 g ", 2 * G), (".5g", 512 * M), ("0", 0),
-])
+@pytest.mark.parametrize(
+    "value, size",
+    [
+        (1024, 1024),
+        ("1024", 1024),
+        ("64k", 64 * 1024),
+        ("1.5k", 1536),
+        ("512m", 512 * M),
+        ("2G", 2 * G),
+        ("2gb", 2 * G),
+        (" 2 g ", 2 * G),
+        (".5g", 512 * M),
+        ("0", 0),
+    ],
+)
 def test_parse_size_reads_bytes_and_units_of_1024(value, size):
     assert parse_size(value) == size
 
 
-@pytest.mark.parametrize("value, seconds", [
-    (600, 600), ("600", 600), ("90s", 90), ("0.5m", 30), ("30m", 1800), ("1.5h", 5400), ("2H", 7200),
-])
+@pytest.mark.parametrize(
+    "value, seconds",
+    [
+        (600, 600),
+        ("600", 600),
+        ("90s", 90),
+        ("0.5m", 30),
+        ("30m", 1800),
+        ("1.5h", 5400),
+        ("2H", 7200),
+    ],
+)
 def test_parse_duration_reads_whole_seconds(value, seconds):
     assert parse_duration(value) == seconds
 
@@ -35,9 +55,17 @@ def test_parse_duration_refuses_anything_else(value):
         parse_duration(value)
 
 
-@pytest.mark.parametrize("n, text", [
-    (4 * G, "4g"), (1536 * M, "1536m"), (128 * M, "128m"), (64 * 1024, "64k"), (1000, "1000"), (0, "0"),
-])
+@pytest.mark.parametrize(
+    "n, text",
+    [
+        (4 * G, "4g"),
+        (1536 * M, "1536m"),
+        (128 * M, "128m"),
+        (64 * 1024, "64k"),
+        (1000, "1000"),
+        (0, "0"),
+    ],
+)
 def test_format_size_uses_the_largest_whole_unit(n, text):
     assert format_size(n) == text
 

@@ -21,14 +21,24 @@ def url_of(deployment_id: str) -> str:
     return f"/api/deployments/{quote(deployment_id, safe='')}"
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer glpat-not-a-token"},
-    {"PRIVATE-TOKEN": "glpat-not-a-token"},
-    {"Authorization": "Basic YWxpY2U6c2VjcmV0"},
-])
-@pytest.mark.parametrize("method, path", [("GET", "/api/deployments"), ("POST", "/api/deployments"),
-                                          ("GET", "/api/user"), ("GET", "/build/gl/demo%2Fnotebooks/main")])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer glpat-not-a-token"},
+        {"PRIVATE-TOKEN": "glpat-not-a-token"},
+        {"Authorization": "Basic YWxpY2U6c2VjcmV0"},
+    ],
+)
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/api/deployments"),
+        ("POST", "/api/deployments"),
+        ("GET", "/api/user"),
+        ("GET", "/build/gl/demo%2Fnotebooks/main"),
+    ],
+)
 def test_without_or_with_a_bad_token_the_api_answers_401_json(web_client, redis_client, headers, method, path):
     answer = web_client.open(path, method=method, headers=headers, json={"project": "demo/x", "ref": "main"})
     assert answer.status_code == 401
@@ -43,8 +53,9 @@ def test_a_personal_access_token_launches_joins_and_lists(web_client, gitlab, al
     assert first.json["id"] == f"{plain_project}:main:alice" and first.json["started"] is True
     assert first.json["status"] == "todo" and first.json["position"] == 1
     assert first.json["events"].endswith("/build/gl/demo%2Fnotebooks/main")
-    again = web_client.post("/api/deployments", headers={"PRIVATE-TOKEN": alice.token},
-                            json={"project": plain_project, "ref": "main"})
+    again = web_client.post(
+        "/api/deployments", headers={"PRIVATE-TOKEN": alice.token}, json={"project": plain_project, "ref": "main"}
+    )
     assert again.status_code == 200 and again.json["started"] is False
 
     checks_before = len([r for r in gitlab.request_log() if r.path == "/api/v4/user"])
@@ -74,8 +85,9 @@ def test_nobody_sees_or_acts_on_another_users_deployment(web_client, gitlab, ali
 
 
 def test_stop_and_retry_my_deployment(web_client, alice, plain_project, ctx, redis_client):
-    created = web_client.post("/api/deployments", headers=bearer(alice),
-                              json={"project": plain_project, "ref": "feature/été"}).json
+    created = web_client.post(
+        "/api/deployments", headers=bearer(alice), json={"project": plain_project, "ref": "feature/été"}
+    ).json
     stopped = web_client.post(url_of(created["id"]) + "/stop", headers=bearer(alice))
     assert stopped.status_code == 202 and stopped.json["was"] == "todo" and stopped.json["status"] == "stopped"
     assert ctx.deployments.status(created["id"]) is Phase.STOPPED
@@ -89,9 +101,11 @@ def test_stop_and_retry_my_deployment(web_client, alice, plain_project, ctx, red
 
 
 def test_a_stop_of_a_ready_notebook_answers_stopping_and_a_launch_meanwhile_queues_behind_it(
-        web_client, alice, plain_project, ctx):
-    created = web_client.post("/api/deployments", headers=bearer(alice),
-                              json={"project": plain_project, "ref": "main"}).json
+    web_client, alice, plain_project, ctx
+):
+    created = web_client.post(
+        "/api/deployments", headers=bearer(alice), json={"project": plain_project, "ref": "main"}
+    ).json
     make_ready(ctx, take_run(ctx, created["id"]), "http://127.0.0.1:1/")
     stopped = web_client.post(url_of(created["id"]) + "/stop", headers=bearer(alice))
     assert stopped.status_code == 202 and stopped.json["was"] == "ready" and stopped.json["status"] == "stopping"
@@ -121,8 +135,9 @@ def test_session_calls_need_the_csrf_header(logged_in, plain_project, ctx):
     csrf = csrf_token(logged_in)
     refused = logged_in.post("/api/deployments", json={"project": plain_project, "ref": "main"})
     assert refused.status_code == 400 and refused.is_json
-    created = logged_in.post("/api/deployments", json={"project": plain_project, "ref": "main"},
-                             headers={"X-CSRF-Token": csrf})
+    created = logged_in.post(
+        "/api/deployments", json={"project": plain_project, "ref": "main"}, headers={"X-CSRF-Token": csrf}
+    )
     assert created.status_code == 201
     assert logged_in.get("/api/deployments").json["deployments"][0]["id"] == created.json["id"]
     refused = logged_in.post(url_of(created.json["id"]) + "/stop")

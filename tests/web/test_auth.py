@@ -93,10 +93,16 @@ def test_an_expired_token_is_refreshed_without_asking(web_client, gitlab, alice,
 def revoke(gitlab, web_env, refresh_token: str) -> None:
     """Rotate the token out of band (as another client of the app would): GitLab then
     refuses both the old access token and the old refresh token."""
-    answer = requests.post(f"{gitlab.url}/oauth/token", timeout=10, data={
-        "grant_type": "refresh_token", "refresh_token": refresh_token,
-        "client_id": web_env["BOOKLAB_GITLAB_CONSUMER_KEY"],
-        "client_secret": web_env["BOOKLAB_GITLAB_CONSUMER_SECRET"]})
+    answer = requests.post(
+        f"{gitlab.url}/oauth/token",
+        timeout=10,
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": web_env["BOOKLAB_GITLAB_CONSUMER_KEY"],
+            "client_secret": web_env["BOOKLAB_GITLAB_CONSUMER_SECRET"],
+        },
+    )
     assert answer.status_code == 200
 
 
@@ -110,8 +116,9 @@ def test_a_revoked_token_sends_me_to_log_in_again(web_client, gitlab, web_env, a
     assert web_client.get("/projects/demo/notebooks").status_code == 200
 
 
-def test_an_expired_token_that_cannot_be_refreshed_sends_me_to_log_in(web_client, gitlab, web_env, alice,
-                                                                      plain_project):
+def test_an_expired_token_that_cannot_be_refreshed_sends_me_to_log_in(
+    web_client, gitlab, web_env, alice, plain_project
+):
     log_in(web_client, alice)
     with web_client.session_transaction() as session:
         revoke(gitlab, web_env, session[TOKEN_KEY]["refresh_token"])
@@ -135,15 +142,18 @@ def test_under_https_the_cookie_is_secure_and_the_callback_uses_the_public_url(c
     assert query["redirect_uri"] == ["https://booklab.example.org/login/gitlab/authorized"]
 
 
-@pytest.mark.parametrize("url, safe", [
-    ("/v2/gl/g%2Fp/main?urlpath=lab", "/v2/gl/g%2Fp/main?urlpath=lab"),
-    ("/", "/"),
-    ("//evil.example/steal", None),
-    ("/\\evil.example/steal", None),
-    ("https://evil.example/", None),
-    ("", None),
-    (None, None),
-    (["/"], None),
-])
+@pytest.mark.parametrize(
+    "url, safe",
+    [
+        ("/v2/gl/g%2Fp/main?urlpath=lab", "/v2/gl/g%2Fp/main?urlpath=lab"),
+        ("/", "/"),
+        ("//evil.example/steal", None),
+        ("/\\evil.example/steal", None),
+        ("https://evil.example/", None),
+        ("", None),
+        (None, None),
+        (["/"], None),
+    ],
+)
 def test_only_a_path_on_this_site_is_a_place_to_go_back_to(url, safe):
     assert safe_next(url) == safe

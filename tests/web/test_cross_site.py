@@ -35,7 +35,7 @@ def first_event(client, url: str, headers: dict[str, str] | None = None) -> dict
         for chunk in answer.response:
             for line in chunk.decode().splitlines():
                 if line.startswith("data: "):
-                    return json.loads(line[len("data: "):])
+                    return json.loads(line[len("data: ") :])
     raise AssertionError(f"{url} sent no event")
 
 
@@ -48,14 +48,14 @@ def stream_url(page_html: str) -> str | None:
     start = page_html.find('id="deploy-config">')
     if start < 0:
         return None
-    body = page_html[start + len('id="deploy-config">'):page_html.index("</script>", start)]
+    body = page_html[start + len('id="deploy-config">') : page_html.index("</script>", start)]
     return json.loads(html.unescape(body))["streamUrl"]
 
 
-@pytest.mark.parametrize("headers", [NOTEBOOK_FETCH, {"Sec-Fetch-Site": "cross-site"}],
-                         ids=["notebook page fetch", "other site"])
-def test_a_request_from_elsewhere_starts_no_deployment_from_the_cookie(logged_in, alice, plain_project, ctx,
-                                                                       headers):
+@pytest.mark.parametrize(
+    "headers", [NOTEBOOK_FETCH, {"Sec-Fetch-Site": "cross-site"}], ids=["notebook page fetch", "other site"]
+)
+def test_a_request_from_elsewhere_starts_no_deployment_from_the_cookie(logged_in, alice, plain_project, ctx, headers):
     failed = first_event(logged_in, STREAM, headers)
     assert failed["phase"] == "failed" and "came from another page than Booklab's" in failed["message"]
     assert deployment_status(ctx, alice) is None
@@ -71,8 +71,9 @@ def test_a_cookie_without_fetch_metadata_starts_nothing(web_app, alice, plain_pr
     assert deployment_status(ctx, alice) is None
 
 
-@pytest.mark.parametrize("headers", [SCRIPTED_NAVIGATION, {**CLICKED_LINK, "Sec-Fetch-Dest": "iframe"}],
-                         ids=["scripted navigation", "frame"])
+@pytest.mark.parametrize(
+    "headers", [SCRIPTED_NAVIGATION, {**CLICKED_LINK, "Sec-Fetch-Dest": "iframe"}], ids=["scripted navigation", "frame"]
+)
 def test_a_launch_link_no_click_opened_asks_for_one(logged_in, alice, plain_project, ctx, headers):
     page = logged_in.get(LAUNCH, headers=headers)
     assert page.status_code == 200
@@ -93,7 +94,9 @@ def test_a_clicked_launch_link_from_another_site_still_launches(logged_in, alice
 
 def test_over_https_the_session_cookie_is_host_only_and_cannot_be_planted(web_env, logged_in, alice):
     planted = logged_in.get_cookie("booklab_session").value  # a valid session: the attacker's, say
-    context = Context(config_module.load(os.devnull, environ={**web_env, "BOOKLAB_WEB_URL": "https://booklab.example.org"}))
+    context = Context(
+        config_module.load(os.devnull, environ={**web_env, "BOOKLAB_WEB_URL": "https://booklab.example.org"})
+    )
     try:
         with create_app(context=context).test_client() as client:
             start = client.get("/login/gitlab")  # the session now holds OAuth's state: a cookie is set
@@ -114,10 +117,19 @@ def test_over_https_the_session_cookie_is_host_only_and_cannot_be_planted(web_en
 def test_the_launch_button_keeps_the_links_urlpath(logged_in, alice, plain_project, ctx):
     page = logged_in.get(f"{LAUNCH}?urlpath=tree/docs", headers=SCRIPTED_NAVIGATION)
     assert 'name="urlpath" value="tree/docs"' in page.text
-    launched = logged_in.post("/launch", data={"csrf_token": csrf_token(logged_in), "project": "demo/notebooks",
-                                               "ref": "main", "urlpath": "tree/docs"})
+    launched = logged_in.post(
+        "/launch",
+        data={"csrf_token": csrf_token(logged_in), "project": "demo/notebooks", "ref": "main", "urlpath": "tree/docs"},
+    )
     assert launched.status_code == 303 and launched.headers["Location"] == f"{LAUNCH}?urlpath=tree%2Fdocs"
     assert deployment_status(ctx, alice) is not None
-    hostile = logged_in.post("/launch", data={"csrf_token": csrf_token(logged_in), "project": "demo/notebooks",
-                                              "ref": "main", "urlpath": "//elsewhere.example/x"})
+    hostile = logged_in.post(
+        "/launch",
+        data={
+            "csrf_token": csrf_token(logged_in),
+            "project": "demo/notebooks",
+            "ref": "main",
+            "urlpath": "//elsewhere.example/x",
+        },
+    )
     assert hostile.headers["Location"] == LAUNCH  # not a path inside the notebook: dropped

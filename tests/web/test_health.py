@@ -31,8 +31,11 @@ def test_health_is_503_without_a_live_runner_then_200(web_client, runners):
 
 
 def test_health_is_503_when_redis_does_not_answer(web_env):
-    env = {**web_env, "BOOKLAB_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-           "BOOKLAB_WEB_METRICS_TOKEN": METRICS_TOKEN}
+    env = {
+        **web_env,
+        "BOOKLAB_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "BOOKLAB_WEB_METRICS_TOKEN": METRICS_TOKEN,
+    }
     context = Context(config_module.load(os.devnull, environ=env))
     try:
         with create_app(context=context).test_client() as client:

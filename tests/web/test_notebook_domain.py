@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 
 from booklab import config as config_module
 from booklab.context import Context
-from booklab.state.deployment import Deployment
 from booklab.pipeline.routes.names import docker_labels, kv_pairs
+from booklab.state.deployment import Deployment
 from booklab.web import create_app
 from tests.fixtures.pipeline import queue_run
 from tests.fixtures.web import log_in
@@ -28,9 +28,14 @@ NOTEBOOK_DOMAIN = "notebooks.example.net"
 def https_client(web_env, gitlab_server, ctx) -> Iterator[FlaskClient]:
     """The web tier at :data:`WEB_URL`, notebooks at ``<slug>.<NOTEBOOK_DOMAIN>`` over https."""
     client_id, secret = gitlab_server.add_oauth_app([f"{WEB_URL}/login/gitlab/authorized"])
-    env = {**web_env, "BOOKLAB_WEB_URL": WEB_URL, "BOOKLAB_NOTEBOOK_DOMAIN": NOTEBOOK_DOMAIN,
-           "BOOKLAB_ROUTES_SCHEME": "https", "BOOKLAB_GITLAB_CONSUMER_KEY": client_id,
-           "BOOKLAB_GITLAB_CONSUMER_SECRET": secret}
+    env = {
+        **web_env,
+        "BOOKLAB_WEB_URL": WEB_URL,
+        "BOOKLAB_NOTEBOOK_DOMAIN": NOTEBOOK_DOMAIN,
+        "BOOKLAB_ROUTES_SCHEME": "https",
+        "BOOKLAB_GITLAB_CONSUMER_KEY": client_id,
+        "BOOKLAB_GITLAB_CONSUMER_SECRET": secret,
+    }
     context = Context(config_module.load(os.devnull, environ=env))
     try:
         with create_app(context=context).test_client() as client:
@@ -42,12 +47,18 @@ def https_client(web_env, gitlab_server, ctx) -> Iterator[FlaskClient]:
 
 def forwarded(host: str, uri: str) -> dict[str, str]:
     """What Traefik's forward-auth sends along for a browser's request to ``host``."""
-    return {"X-Forwarded-Method": "GET", "X-Forwarded-Proto": "https", "X-Forwarded-Host": host,
-            "X-Forwarded-Uri": uri, "Accept": "text/html"}
+    return {
+        "X-Forwarded-Method": "GET",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": host,
+        "X-Forwarded-Uri": uri,
+        "Accept": "text/html",
+    }
 
 
-def test_notebooks_on_their_own_domain_get_a_host_cookie_that_never_reaches_them(https_client, ctx, alice,
-                                                                                   plain_project):
+def test_notebooks_on_their_own_domain_get_a_host_cookie_that_never_reaches_them(
+    https_client, ctx, alice, plain_project
+):
     log_in(https_client, alice)
     dep = Deployment(plain_project, "main", alice.username)
     slug = ctx.slug(dep.id)
@@ -77,6 +88,7 @@ def test_notebooks_on_their_own_domain_get_a_host_cookie_that_never_reaches_them
     opened = check.get(f"/auth/notebook/{slug}", headers={**forwarded(host, "/tree"), "Cookie": sent})
     assert opened.status_code == 200 and opened.headers["Cookie"] == "_xsrf=1; theme=dark"
     # the plain name, which any host of the parent domain could have set, opens nothing over https
-    planted = check.get(f"/auth/notebook/{slug}",
-                        headers={**forwarded(host, "/tree"), "Cookie": f"booklab_notebook={value}"})
+    planted = check.get(
+        f"/auth/notebook/{slug}", headers={**forwarded(host, "/tree"), "Cookie": f"booklab_notebook={value}"}
+    )
     assert planted.status_code == 302 and planted.headers["Location"].startswith(f"{WEB_URL}/auth/notebook/grant/")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from booklab.saveback import protocol, push
 from booklab.phases import Phase, SaveState
+from booklab.saveback import protocol, push
 from tests.fixtures.pipeline import make_ready, take_run
 from tests.fixtures.web import csrf_token
 
@@ -62,13 +62,16 @@ def test_the_badge_is_an_svg_image(web_client):
     assert badge.text.startswith("<svg") and "booklab" in badge.text
 
 
-@pytest.mark.parametrize("urlpath, kept", [
-    ("lab/tree/hello.ipynb", "lab/tree/hello.ipynb"),
-    ("/tree/hello.ipynb", "tree/hello.ipynb"),
-    ("https://evil.example/steal", ""),
-    ("//evil.example/steal", ""),
-    ("tree/../../../etc/passwd", ""),
-])
+@pytest.mark.parametrize(
+    "urlpath, kept",
+    [
+        ("lab/tree/hello.ipynb", "lab/tree/hello.ipynb"),
+        ("/tree/hello.ipynb", "tree/hello.ipynb"),
+        ("https://evil.example/steal", ""),
+        ("//evil.example/steal", ""),
+        ("tree/../../../etc/passwd", ""),
+    ],
+)
 def test_urlpath_is_passed_on_only_as_a_path_in_the_notebook(logged_in, plain_project, urlpath, kept):
     from urllib.parse import quote
 
@@ -108,8 +111,9 @@ def test_launch_asks_to_save_back_and_a_ready_notebooks_page_shows_its_controls(
     assert ">Save now</button>" in ready and ">Stop and discard my changes</button>" in ready
     assert not re.search(r"<[^>]+\son[a-z]+=", ready)  # no inline handlers (CSP)
 
-    answer = logged_in.post(f"/api/deployments/{chosen}/save_back", json={"enabled": False},
-                            headers={"X-CSRF-Token": token})
+    answer = logged_in.post(
+        f"/api/deployments/{chosen}/save_back", json={"enabled": False}, headers={"X-CSRF-Token": token}
+    )
     assert answer.status_code == 200 and answer.json["save_back"] is False
     assert '<input type="checkbox" id="save-back">' in logged_in.get("/v2/gl/demo%2Fnotebooks/main").text
 

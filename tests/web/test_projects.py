@@ -75,8 +75,7 @@ def test_the_branch_picker_preselects_the_default_branch(logged_in, gitlab, alic
     assert "/v2/gl/lab%2Fpicker/dev" in page.text  # the launch link to share
 
 
-def test_launch_without_the_csrf_token_is_refused_and_creates_nothing(logged_in, plain_project, gitlab,
-                                                                      redis_client):
+def test_launch_without_the_csrf_token_is_refused_and_creates_nothing(logged_in, plain_project, gitlab, redis_client):
     refused = logged_in.post("/launch", data={"project": plain_project, "ref": "main"})
     assert refused.status_code == 400 and "CSRF" in refused.text
     forged = logged_in.post("/launch", data={"project": plain_project, "ref": "main", "csrf_token": "forged"})
@@ -84,25 +83,29 @@ def test_launch_without_the_csrf_token_is_refused_and_creates_nothing(logged_in,
     nothing_was_created(redis_client, gitlab)
 
 
-@pytest.mark.parametrize("level, status, says", [
-    (None, 404, "Project demo/secret was not found on GitLab, or your account cannot read it"),
-    (GUEST, 403, "does not let you read its code"),
-])
-def test_launch_of_a_project_i_cannot_read_creates_nothing(logged_in, gitlab, alice, redis_client,
-                                                           level, status, says):
+@pytest.mark.parametrize(
+    "level, status, says",
+    [
+        (None, 404, "Project demo/secret was not found on GitLab, or your account cannot read it"),
+        (GUEST, 403, "does not let you read its code"),
+    ],
+)
+def test_launch_of_a_project_i_cannot_read_creates_nothing(logged_in, gitlab, alice, redis_client, level, status, says):
     bob = gitlab.add_user("bob")
     gitlab.add_project("demo/secret", members={bob.username: MAINTAINER})
     if level is not None:
         gitlab.set_member("demo/secret", alice.username, level)
-    answer = logged_in.post("/launch", data={"project": "demo/secret", "ref": "main",
-                                             "csrf_token": csrf_token(logged_in)})
+    answer = logged_in.post(
+        "/launch", data={"project": "demo/secret", "ref": "main", "csrf_token": csrf_token(logged_in)}
+    )
     assert answer.status_code == status and says in html.unescape(answer.text)
     nothing_was_created(redis_client, gitlab)
 
 
 def test_launch_queues_the_deployment_and_opens_its_page(logged_in, plain_project, ctx, redis_client):
-    answer = logged_in.post("/launch", data={"project": plain_project, "ref": "feature/été",
-                                             "csrf_token": csrf_token(logged_in)})
+    answer = logged_in.post(
+        "/launch", data={"project": plain_project, "ref": "feature/été", "csrf_token": csrf_token(logged_in)}
+    )
     assert answer.status_code == 303
     assert answer.headers["Location"] == "/v2/gl/demo%2Fnotebooks/feature/%C3%A9t%C3%A9"
     deployment = f"{plain_project}:feature/été:alice"
@@ -114,23 +117,27 @@ def test_launch_queues_the_deployment_and_opens_its_page(logged_in, plain_projec
     assert "Your notebooks" in home.text and "/v2/gl/demo%2Fnotebooks/feature/%C3%A9t%C3%A9" in home.text
 
 
-@pytest.mark.parametrize("link, status, says", [
-    ("/v2/gl/demo%2Fmissing/main", 404, "Project demo/missing was not found on GitLab"),
-    ("/v2/gl/demo%2Fnotebooks/no-such-branch", 404, "Branch 'no-such-branch' does not exist in demo/notebooks"),
-    ("/v2/gl/demo/notebooks/main", 404, "with the project path URL-escaped"),
-    # malformed links: a clear page, never a crash, nothing created
-    ("/v2/gl/demo%2Fnotebooks", 404, "Launch links look like"),
-    ("/v2/gl/demo%2Fnotebooks/", 404, "Launch links look like"),
-    ("/v2/gl/notebooks/main", 404, "Launch links look like"),
-    ("/v2/gl/demo%2Fnotebooks/--upload-pack=touch%20x", 404, "Branch '--upload-pack=touch x' does not exist"),
-    ("/v2/gl/demo%2F..%2F..%2Fetc/main", 404, "Project demo/../../etc was not found"),
-    ("/v2/gl/demo%2Fnot%FFebooks/main", 404, "was not found on GitLab"),
-    ("/v2/gl/demo%2Fnotebooks/ma%ZZin", 404, "Branch 'ma%ZZin' does not exist"),
-    ("/v2/gl/%00%2Fx/main", 400, "is not valid"),
-    ("/v2/gl/" + "a" * 3000 + "%2Fb/main", 404, "was not found on GitLab"),
-])
-def test_a_launch_link_to_an_unknown_project_or_branch_says_which(logged_in, plain_project, gitlab,
-                                                                   redis_client, link, status, says):
+@pytest.mark.parametrize(
+    "link, status, says",
+    [
+        ("/v2/gl/demo%2Fmissing/main", 404, "Project demo/missing was not found on GitLab"),
+        ("/v2/gl/demo%2Fnotebooks/no-such-branch", 404, "Branch 'no-such-branch' does not exist in demo/notebooks"),
+        ("/v2/gl/demo/notebooks/main", 404, "with the project path URL-escaped"),
+        # malformed links: a clear page, never a crash, nothing created
+        ("/v2/gl/demo%2Fnotebooks", 404, "Launch links look like"),
+        ("/v2/gl/demo%2Fnotebooks/", 404, "Launch links look like"),
+        ("/v2/gl/notebooks/main", 404, "Launch links look like"),
+        ("/v2/gl/demo%2Fnotebooks/--upload-pack=touch%20x", 404, "Branch '--upload-pack=touch x' does not exist"),
+        ("/v2/gl/demo%2F..%2F..%2Fetc/main", 404, "Project demo/../../etc was not found"),
+        ("/v2/gl/demo%2Fnot%FFebooks/main", 404, "was not found on GitLab"),
+        ("/v2/gl/demo%2Fnotebooks/ma%ZZin", 404, "Branch 'ma%ZZin' does not exist"),
+        ("/v2/gl/%00%2Fx/main", 400, "is not valid"),
+        ("/v2/gl/" + "a" * 3000 + "%2Fb/main", 404, "was not found on GitLab"),
+    ],
+)
+def test_a_launch_link_to_an_unknown_project_or_branch_says_which(
+    logged_in, plain_project, gitlab, redis_client, link, status, says
+):
     page = logged_in.get(link)
     assert page.status_code == status and says in html.unescape(page.text)
     nothing_was_created(redis_client, gitlab)

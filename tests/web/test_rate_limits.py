@@ -26,8 +26,12 @@ CLIENT = "203.0.113.7"
 
 @pytest.fixture
 def limited_app(web_env, ctx) -> Iterator[Flask]:
-    env = {**web_env, "BOOKLAB_WEB_AUTH_RATE_LIMIT": str(LIMIT), "BOOKLAB_WEB_TOKEN_RATE_LIMIT": str(LIMIT),
-           "BOOKLAB_WEB_RATE_WINDOW": str(WINDOW)}
+    env = {
+        **web_env,
+        "BOOKLAB_WEB_AUTH_RATE_LIMIT": str(LIMIT),
+        "BOOKLAB_WEB_TOKEN_RATE_LIMIT": str(LIMIT),
+        "BOOKLAB_WEB_RATE_WINDOW": str(WINDOW),
+    }
     context = Context(config_module.load(os.devnull, environ=env))
     try:
         yield create_app(context=context)
@@ -40,8 +44,14 @@ def from_traefik(client_address: str, host: str, uri: str = "/api/status", **hea
     in X-Forwarded-For before it, ``forged``, comes first)."""
     forged = headers.pop("forged", "")
     chain = f"{forged}, {client_address}" if forged else client_address
-    return {"X-Forwarded-For": chain, "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http",
-            "X-Forwarded-Host": host, "X-Forwarded-Uri": uri, **headers}
+    return {
+        "X-Forwarded-For": chain,
+        "X-Forwarded-Method": "GET",
+        "X-Forwarded-Proto": "http",
+        "X-Forwarded-Host": host,
+        "X-Forwarded-Uri": uri,
+        **headers,
+    }
 
 
 def assert_too_many(answer) -> None:

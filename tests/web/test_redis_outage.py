@@ -30,7 +30,8 @@ def sets_the_session_cookie(answer) -> bool:
 
 
 def test_while_redis_is_down_pages_and_api_answer_503_then_recover_by_themselves(
-        outage_app, own_redis, alice, plain_project):
+    outage_app, own_redis, alice, plain_project
+):
     browser = outage_app.test_client()  # a logged-in person: the session cookie
     log_in(browser, alice)
     token = csrf_token(browser)
@@ -45,11 +46,23 @@ def test_while_redis_is_down_pages_and_api_answer_503_then_recover_by_themselves
         (browser, "GET", "/v2/gl/demo%2Fnotebooks/main", {}, False, 200),
         (browser, "GET", "/no/such/page", {}, False, 404),
         (browser, "GET", "/api/deployments", {}, True, 200),
-        (browser, "POST", "/launch", {"data": {"project": plain_project, "ref": "main", "csrf_token": token}},
-         False, 303),
+        (
+            browser,
+            "POST",
+            "/launch",
+            {"data": {"project": plain_project, "ref": "main", "csrf_token": token}},
+            False,
+            303,
+        ),
         (script, "GET", "/api/deployments", {"headers": auth}, True, 200),
-        (script, "POST", "/api/deployments", {"headers": auth, "json": {"project": plain_project, "ref": "dev"}},
-         True, 201),
+        (
+            script,
+            "POST",
+            "/api/deployments",
+            {"headers": auth, "json": {"project": plain_project, "ref": "dev"}},
+            True,
+            201,
+        ),
         (script, "GET", "/build/gl/demo%2Fmissing/main", {"headers": auth}, True, 200),
     ]
 

@@ -27,8 +27,11 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_REFUSED = 400
 #: routes that change state today; the test also covers any other the URL map holds
 KNOWN_UNSAFE = {
-    ("POST", "/logout"), ("POST", "/launch"), ("POST", "/api/deployments"),
-    ("POST", "/api/deployments/<path:deployment_id>/stop"), ("POST", "/api/deployments/<path:deployment_id>/retry"),
+    ("POST", "/logout"),
+    ("POST", "/launch"),
+    ("POST", "/api/deployments"),
+    ("POST", "/api/deployments/<path:deployment_id>/stop"),
+    ("POST", "/api/deployments/<path:deployment_id>/retry"),
 }
 METRICS_TOKEN = "metrics-token-for-the-test-3b9f"
 
@@ -47,8 +50,11 @@ def redis_snapshot(url: str) -> dict[bytes, bytes]:
 def unsafe_routes(app: Flask) -> list[tuple[str, str, str]]:
     """(method, rule, endpoint) of every route that accepts a state-changing method;
     logout last (it ends the session the others use)."""
-    found = [(method, rule.rule, rule.endpoint) for rule in app.url_map.iter_rules()
-             for method in sorted(rule.methods - SAFE_METHODS)]
+    found = [
+        (method, rule.rule, rule.endpoint)
+        for rule in app.url_map.iter_rules()
+        for method in sorted(rule.methods - SAFE_METHODS)
+    ]
     return sorted(found, key=lambda route: (route[2] == "auth.logout", route[1], route[0]))
 
 
@@ -68,7 +74,8 @@ def still_logged_in_as(client: FlaskClient, username: str) -> bool:
 
 
 def test_every_state_changing_route_refuses_a_session_without_its_csrf_token(
-        web_app, logged_in, ctx, alice, plain_project, redis_url):
+    web_app, logged_in, ctx, alice, plain_project, redis_url
+):
     token = csrf_token(logged_in)
     assert token  # the session has one: a refusal below is not for want of any
     deployment = service.request_deployment(ctx, plain_project, "main", alice.token).id
@@ -111,8 +118,9 @@ def test_every_state_changing_route_refuses_a_session_without_its_csrf_token(
 
 
 def test_a_gitlab_token_needs_no_csrf_token_even_beside_the_cookie(logged_in, alice, plain_project, ctx):
-    answer = logged_in.post("/api/deployments", headers=bearer(alice.token),
-                            json={"project": plain_project, "ref": "main"})
+    answer = logged_in.post(
+        "/api/deployments", headers=bearer(alice.token), json={"project": plain_project, "ref": "main"}
+    )
     assert answer.status_code == 201
     stopped = logged_in.post(f"/api/deployments/{quote(answer.json['id'], safe='')}/stop", headers=bearer(alice.token))
     assert stopped.status_code == 202 and ctx.deployments.status(answer.json["id"]) is Phase.STOPPED
@@ -156,11 +164,15 @@ def test_security_headers_on_every_kind_of_response(web_server, logged_in, alice
             "CSRF refusal": (logged_in.post("/launch", data={"project": plain_project, "ref": "main"}), 400),
             "stylesheet": (logged_in.get("/static/booklab.css"), 200),
             "landing page": (anonymous.get(web_server + "/"), 200),
-            "redirect to log in": (anonymous.get(web_server + "/v2/gl/demo%2Fnotebooks/main", allow_redirects=False),
-                                   302),
+            "redirect to log in": (
+                anonymous.get(web_server + "/v2/gl/demo%2Fnotebooks/main", allow_redirects=False),
+                302,
+            ),
             "API 401": (anonymous.get(web_server + "/api/user", headers=bearer("glpat-not-a-token")), 401),
-            "event stream": (anonymous.get(web_server + "/build/gl/demo%2Fmissing/main", headers=bearer(alice.token)),
-                             200),
+            "event stream": (
+                anonymous.get(web_server + "/build/gl/demo%2Fmissing/main", headers=bearer(alice.token)),
+                200,
+            ),
             "script": (anonymous.get(web_server + "/static/deploy.js"), 200),
             "badge": (anonymous.get(web_server + "/badge.svg"), 200),
             "health": (anonymous.get(web_server + "/health"), 503),  # no runner
@@ -176,8 +188,9 @@ def test_security_headers_on_every_kind_of_response(web_server, logged_in, alice
             answer.close()
 
 
-@pytest.mark.parametrize("url, hsts", [("https://booklab.example.org", "max-age=31536000"),
-                                       ("http://booklab.example.org", None)])
+@pytest.mark.parametrize(
+    "url, hsts", [("https://booklab.example.org", "max-age=31536000"), ("http://booklab.example.org", None)]
+)
 def test_strict_transport_security_only_when_web_url_is_https(web_env, url, hsts):
     context = Context(config_module.load(os.devnull, environ={**web_env, "BOOKLAB_WEB_URL": url}))
     try:
@@ -217,8 +230,10 @@ class PolicyAudit(HTMLParser):
 
 
 def test_pages_hold_nothing_their_policy_forbids(web_server, logged_in, plain_project):
-    pages = {path: logged_in.get(path).text for path in ("/", "/projects/demo/notebooks",
-                                                         "/v2/gl/demo%2Fnotebooks/main", "/no/such/page")}
+    pages = {
+        path: logged_in.get(path).text
+        for path in ("/", "/projects/demo/notebooks", "/v2/gl/demo%2Fnotebooks/main", "/no/such/page")
+    }
     pages["landing"] = requests.get(web_server + "/", timeout=10).text  # see the headers test
     scripts = {}
     for path, page in pages.items():
@@ -229,8 +244,9 @@ def test_pages_hold_nothing_their_policy_forbids(web_server, logged_in, plain_pr
     assert scripts["/v2/gl/demo%2Fnotebooks/main"] == 3  # its settings (JSON), copy.js, deploy.js
 
 
-def test_a_real_browser_runs_the_pages_under_their_policy(browser, web_server, alice, plain_project, ctx,
-                                                         gitlab_server):
+def test_a_real_browser_runs_the_pages_under_their_policy(
+    browser, web_server, alice, plain_project, ctx, gitlab_server
+):
     """Log in, Launch, watch the deploy page's script follow the stream and Stop through
     the API (fetch with the CSRF header), and, once the login is gone, a Launch form that
     is redirected to GitLab's sign-in: with no policy violation reported on the way."""
@@ -238,8 +254,10 @@ def test_a_real_browser_runs_the_pages_under_their_policy(browser, web_server, a
     page = context.new_page()
     page.set_default_timeout(30_000)
     violations: list[str] = []
-    page.on("console", lambda message: violations.append(message.text)
-            if "Content Security Policy" in message.text else None)
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+    )
 
     log_in_with_the_browser(page, web_server, alice)
     page.get_by_role("link", name=plain_project).click()
@@ -278,9 +296,15 @@ def test_metrics_answer_their_token_only(web_env, ctx, alice):
     try:
         with app.test_client() as client:
             log_in(client, alice)  # a logged-in session is no metrics token
-            for headers in ({}, bearer("wrong"), bearer(METRICS_TOKEN + "x"), {"Authorization": METRICS_TOKEN},
-                            {"Authorization": f"Basic {METRICS_TOKEN}"}, {"PRIVATE-TOKEN": METRICS_TOKEN},
-                            bearer(alice.token)):
+            for headers in (
+                {},
+                bearer("wrong"),
+                bearer(METRICS_TOKEN + "x"),
+                {"Authorization": METRICS_TOKEN},
+                {"Authorization": f"Basic {METRICS_TOKEN}"},
+                {"PRIVATE-TOKEN": METRICS_TOKEN},
+                bearer(alice.token),
+            ):
                 answer = client.get("/metrics", headers=headers)
                 assert answer.status_code == 401, headers
                 assert answer.headers["WWW-Authenticate"].lower().startswith("bearer")

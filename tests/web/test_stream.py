@@ -8,8 +8,8 @@ import time
 
 import requests
 
-from booklab.state.vault import NOTEBOOK_TOKEN
 from booklab.phases import Phase
+from booklab.state.vault import NOTEBOOK_TOKEN
 from tests.fixtures.pipeline import events_of, make_ready, take_run
 
 
@@ -46,8 +46,12 @@ def build_url(server: str) -> str:
 
 
 def launch(server: str, user, project: str = "demo/notebooks") -> dict:
-    answer = requests.post(f"{server}/api/deployments", json={"project": project, "ref": "main"},
-                           headers={"Authorization": f"Bearer {user.token}"}, timeout=30)
+    answer = requests.post(
+        f"{server}/api/deployments",
+        json={"project": project, "ref": "main"},
+        headers={"Authorization": f"Bearer {user.token}"},
+        timeout=30,
+    )
     assert answer.status_code == 201, answer.text
     return answer.json()
 
@@ -92,15 +96,19 @@ def test_a_fresh_stream_launches_and_a_reconnect_after_the_end_never_does(web_se
     deployment = f"{plain_project}:main:alice"
     assert ctx.deployments.status(deployment) is Phase.TODO and ctx.redis.llen("deployments") == 1
 
-    stopped = requests.post(f"{web_server}/api/deployments/{deployment.replace('/', '%2F')}/stop",
-                            headers={"Authorization": f"Bearer {alice.token}"}, timeout=30)
+    stopped = requests.post(
+        f"{web_server}/api/deployments/{deployment.replace('/', '%2F')}/stop",
+        headers={"Authorization": f"Bearer {alice.token}"},
+        timeout=30,
+    )
     assert stopped.status_code == 202
     last_id, end = stream.next_event()
     assert end["phase"] == "stopped" and end["deployment"] == deployment
     stream.close()
 
-    again = requests.get(build_url(web_server), timeout=30, headers={
-        "Authorization": f"Bearer {alice.token}", "Last-Event-ID": last_id})
+    again = requests.get(
+        build_url(web_server), timeout=30, headers={"Authorization": f"Bearer {alice.token}", "Last-Event-ID": last_id}
+    )
     assert again.status_code == 204  # an EventSource stops reconnecting
     assert ctx.deployments.status(deployment) is Phase.STOPPED
     assert [e.data["phase"] for e in events_of(ctx, deployment)] == ["waiting", "stopped"]

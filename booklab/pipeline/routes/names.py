@@ -4,11 +4,11 @@ and those of the route's forward-auth middleware (:mod:`booklab.pipeline.routes`
 
 from __future__ import annotations
 
-from booklab.pipeline import launcher
-from booklab.state import schema
 from booklab.config import Config
 from booklab.derived_keys import TRAEFIK_ROUTE, derive_key
 from booklab.errors import ConfigError
+from booklab.pipeline import launcher
+from booklab.state import schema
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 #: the web tier's forward-auth endpoint, followed by the notebook's slug
@@ -92,7 +92,8 @@ def auth_address(config: Config, slug: str) -> str:
         raise ConfigError(
             "Setting routes/auth_url is missing: Traefik's forward-auth needs the address at which it "
             "reaches the web tier (or web/url); set it in config.yml or in BOOKLAB_ROUTES_AUTH_URL, "
-            "or set routes/forward_auth to false to guard notebooks by their Jupyter token alone.")
+            "or set routes/forward_auth to false to guard notebooks by their Jupyter token alone."
+        )
     return f"{base.rstrip('/')}{AUTH_PATH}{slug}"
 
 
@@ -114,10 +115,10 @@ def auth_pairs(config: Config, slug: str, address: str | None = None) -> dict[st
     name = auth_middleware(slug)
     pairs = {
         schema.traefik_router(slug, "middlewares/0"): name,
-        schema.traefik_middleware(name, "forwardAuth/address"):
-            auth_address(config, slug) if address is None else address,
+        schema.traefik_middleware(name, "forwardAuth/address"): auth_address(config, slug)
+        if address is None
+        else address,
     }
     for i, header in enumerate(AUTH_RESPONSE_HEADERS):
         pairs[schema.traefik_middleware(name, f"forwardAuth/authResponseHeaders/{i}")] = header
     return pairs
-

@@ -9,11 +9,11 @@ import time
 
 import redis
 
-from booklab.state import schema
 from booklab.config import Config
 from booklab.pipeline.launcher import Notebook
 from booklab.pipeline.routes.names import auth_labels, auth_pairs, docker_labels, kv_pairs, public_url
 from booklab.pipeline.routes.waiting import run_route_check
+from booklab.state import schema
 
 log = logging.getLogger(__name__)
 

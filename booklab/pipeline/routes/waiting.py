@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 import redis
 import requests
 
-from booklab.pipeline import launcher
-from booklab.state import schema
 from booklab.config import Config
 from booklab.errors import RouteError
+from booklab.pipeline import launcher
 from booklab.pipeline.routes.names import auth_address, route_host
+from booklab.state import schema
 
 POLL_INTERVAL = 0.02
 #: the header with which a runner passes forward-auth while it checks its new route
@@ -50,8 +50,7 @@ def run_route_check(config: Config, client: redis.Redis, slug: str, provider: st
             client.delete(schema.route_check(slug))
 
 
-def wait_served(config: Config, slug: str, provider: str, token: str,
-                headers: Mapping[str, str] | None = None) -> None:
+def wait_served(config: Config, slug: str, provider: str, token: str, headers: Mapping[str, str] | None = None) -> None:
     """Return once Traefik's API (when ``routes/traefik_api`` names one) shows the router
     ``<slug>@<provider>`` enabled and the notebook answers through Traefik's entrypoint
     (asked with ``headers`` too); raise :class:`RouteError` after ``routes/timeout`` seconds."""
@@ -59,16 +58,25 @@ def wait_served(config: Config, slug: str, provider: str, token: str,
     if config.routes_traefik_api:
         router = f"{slug}@{provider}"
         api = config.routes_traefik_api.rstrip("/")
-        _wait(lambda: _enabled(f"{api}/api/http/routers/{router}"), deadline,
-              f"Traefik's API at {api} did not show the route {router} within {config.routes_timeout} s: "
-              f"check that Traefik runs with its {provider} provider and that routes/traefik_api is its API.")
+        _wait(
+            lambda: _enabled(f"{api}/api/http/routers/{router}"),
+            deadline,
+            f"Traefik's API at {api} did not show the route {router} within {config.routes_timeout} s: "
+            f"check that Traefik runs with its {provider} provider and that routes/traefik_api is its API.",
+        )
     entrypoint = config.routes_traefik_entrypoint_url.rstrip("/") + "/"
-    behind_auth = (f", and that Traefik reaches the web tier for forward-auth at {auth_address(config, slug)} "
-                   "(routes/auth_url)") if config.routes_forward_auth else ""
-    _wait(lambda: _answers(entrypoint, token, route_host(config, slug), headers or {}), deadline,
-          f"The notebook did not answer through Traefik at {entrypoint} within {config.routes_timeout} s: "
-          "check routes/traefik_entrypoint_url and routes/entrypoint, that Traefik reaches "
-          f"the notebook (notebook/network, notebook/host){behind_auth}.")
+    behind_auth = (
+        (f", and that Traefik reaches the web tier for forward-auth at {auth_address(config, slug)} (routes/auth_url)")
+        if config.routes_forward_auth
+        else ""
+    )
+    _wait(
+        lambda: _answers(entrypoint, token, route_host(config, slug), headers or {}),
+        deadline,
+        f"The notebook did not answer through Traefik at {entrypoint} within {config.routes_timeout} s: "
+        "check routes/traefik_entrypoint_url and routes/entrypoint, that Traefik reaches "
+        f"the notebook (notebook/network, notebook/host){behind_auth}.",
+    )
 
 
 def _wait(check: Callable[[], bool], deadline: float, failure: str) -> None:
