@@ -22,7 +22,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from booklab import config as config_module
-from booklab.errors import ConfigError
+from booklab.client import BooklabClient
+from booklab.errors import ApiError, ConfigError
 from booklab.phases import Phase, SaveState
 
 #: exit status when the deployment failed or was stopped, or the web tier refused
@@ -32,6 +33,7 @@ MISCONFIGURED = 2
 
 
 def _runner(args: argparse.Namespace) -> int:
+    # imported here: Celery and Docker's client take a while to load, and only a runner needs them
     from booklab.runner.worker import run_worker
 
     config = config_module.load(args.config)
@@ -51,6 +53,7 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _web(args: argparse.Namespace) -> int:
+    # imported here: Flask and gunicorn take a while to load, and only the web tier needs them
     from booklab.web.serve import serve
 
     config = config_module.load(args.config)
@@ -64,8 +67,6 @@ def _web(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace):
-    from booklab.client import BooklabClient
-
     url = args.url or os.environ.get("BOOKLAB_URL", "")
     token = args.gitlab_token or os.environ.get("BOOKLAB_GITLAB_TOKEN", "")
     if not url:
@@ -276,8 +277,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from booklab.client import ApiError
-
     try:
         return args.func(args)
     except ConfigError as e:
