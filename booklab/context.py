@@ -17,6 +17,7 @@ from booklab.pipeline.gitlab_client import GitLabClient
 from booklab.pipeline.routes.publishers import Routes, make_routes
 from booklab.state.deployment import Deployment
 from booklab.state.events import EventLog
+from booklab.state.grants import Grants
 from booklab.state.lifecycle import Lifecycle
 from booklab.state.queue import Queue
 from booklab.state.records import Deployments, Runners
@@ -40,6 +41,10 @@ class Context:
     def vault(self) -> Vault:
         self.config.require("secret_key")
         return Vault(self.redis, self.config.secret_key, self.config.key_ttl)
+
+    @functools.cached_property
+    def grants(self) -> Grants:
+        return Grants(self.redis, self.vault)
 
     @functools.cached_property
     def slug_key(self) -> bytes:

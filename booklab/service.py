@@ -39,11 +39,14 @@ class Request:
         return self.deployment.id
 
 
-def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str, save_back: bool = False) -> Request:
+def request_deployment(
+    ctx: Context, project: str, ref: str, gitlab_token: str, save_back: bool = False, grant_id: str = ""
+) -> Request:
     """Deploy ``ref`` of ``project`` for the owner of ``gitlab_token``: a new run, queued
     (behind the end of the current run when that one is stopping), or the run already
     queued or running; with ``save_back``, its changes are pushed to a new branch when it
-    ends (a joined run too)."""
+    ends (a joined run too). ``grant_id``: the user's GitLab login the token comes from
+    (:mod:`booklab.state.grants`), whose newest token the runners then act with."""
     with ctx.gitlab(gitlab_token) as gl:
         user = gl.username()
     dep = Deployment(project, ref, user)
@@ -51,12 +54,14 @@ def request_deployment(ctx: Context, project: str, ref: str, gitlab_token: str, 
     outcome, run = ctx.lifecycle.request(
         dep,
         ctx.slug(dep.id),
-        {"save_back": "1" if save_back else ""},
+        {"save_back": "1" if save_back else "", "grant": grant_id},
         ctx.vault.seal(token),
         ctx.config.token_ttl,
         ctx.vault.seal(token) if save_back else b"",
         ctx.config.token_ttl + ctx.config.notebook_max_lifetime,
     )
+    if grant_id:
+        _keep_login(ctx, dep.id, grant_id)
     if outcome is Outcome.STARTED:
         queue_run(ctx, run)
     log.info("%s %s", outcome.value, run)
@@ -86,32 +91,40 @@ def status(ctx: Context, deployment_id: str) -> Phase:
     return current
 
 
-def set_save_back(ctx: Context, deployment_id: str, enabled: bool, gitlab_token: str) -> None:
+def set_save_back(ctx: Context, deployment_id: str, enabled: bool, gitlab_token: str, grant_id: str = "") -> None:
     """Choose whether the deployment's changes are saved back to GitLab when it ends."""
     if not status(ctx, deployment_id).is_joinable:
         raise NotRunning("This notebook has ended: there is nothing left to save.")
     ctx.deployments.update(deployment_id, save_back="1" if enabled else "")
     if enabled:
-        _keep_token(ctx, deployment_id, gitlab_token)
+        _keep_token(ctx, deployment_id, gitlab_token, grant_id)
     else:
         ctx.vault.delete(deployment_id, SAVE_TOKEN)
 
 
-def save_now(ctx: Context, deployment_id: str, gitlab_token: str) -> bool:
+def save_now(ctx: Context, deployment_id: str, gitlab_token: str, grant_id: str = "") -> bool:
     """Have the runner push the notebook's changes now, while it keeps running; False when
     a save is under way already."""
     if status(ctx, deployment_id) is not Phase.READY:
         raise NotRunning("Only a running notebook can be saved: launch it first.")
-    _keep_token(ctx, deployment_id, gitlab_token)
+    _keep_token(ctx, deployment_id, gitlab_token, grant_id)
     protocol.forget_failure(ctx, deployment_id)
     return protocol.request(ctx, deployment_id)
 
 
-def _keep_token(ctx: Context, deployment_id: str, gitlab_token: str) -> None:
-    """Keep the user's token for the saves of the deployment's whole life (its wait included)."""
+def _keep_token(ctx: Context, deployment_id: str, gitlab_token: str, grant_id: str) -> None:
+    """Keep the user's token (and login) for the saves of the deployment's whole life (its wait included)."""
     ctx.vault.put(
         deployment_id, SAVE_TOKEN, gitlab_token.encode(), ttl=ctx.config.token_ttl + ctx.config.notebook_max_lifetime
     )
+    if grant_id:
+        _keep_login(ctx, deployment_id, grant_id)
+
+
+def _keep_login(ctx: Context, deployment_id: str, grant_id: str) -> None:
+    """The deployment acts with the user's newest login, which lives as long as it may."""
+    ctx.deployments.update(deployment_id, grant=grant_id)
+    ctx.grants.keep_for(grant_id, ctx.config.token_ttl + ctx.config.notebook_max_lifetime)
 
 
 def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: str | None = None) -> Phase:

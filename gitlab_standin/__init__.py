@@ -4,6 +4,11 @@ It speaks the documented GitLab REST API v4 shapes Booklab relies on (OAuth2
 authorization-code flow, ``/api/v4/user``, projects, branches, deploy keys), serves git
 over a real OpenSSH server that accepts exactly the deploy keys added through the API,
 and over smart HTTP for ``oauth2:<token>`` clones. Start one with ``GitLabStandIn``.
+
+Where GitLab is less kind than a simple fake, so is the stand-in, by default: OAuth access
+tokens expire after 2 hours and a refresh revokes the old pair. The tests' switches, each a
+method of ``GitLabStandIn``: ``advance_clock`` (hours pass for tokens and codes),
+``fail_next`` (5xx, slow answers), ``set_member`` (roles change).
 """
 
 from gitlab_standin.server import GitLabStandIn

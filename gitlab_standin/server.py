@@ -166,6 +166,12 @@ class GitLabStandIn:
         self.push(project_path, source)
         return project
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move the stand-in's clock forward: OAuth access tokens (valid for
+        ``store.ACCESS_TOKEN_TTL`` s, 2 hours as on GitLab) and codes expire as if that much
+        time had passed. ``reset()`` sets it back."""
+        self.store.now.advance(seconds)
+
     def fail_next(
         self, path_pattern: str, status: int = 502, times: int = 1, method: str | None = None, delay: float = 0.0
     ) -> None:

@@ -25,8 +25,18 @@ _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 PROJECT_PATH = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})+")
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+class Clock:
+    """The stand-in's time: the real time, moved forward by the tests that need hours to
+    pass (:meth:`advance`), e.g. for OAuth access tokens to expire."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -159,6 +169,7 @@ class Store:
 
     def __init__(self, on_keys_changed: Callable[[], None] = lambda: None) -> None:
         self._lock = threading.RLock()
+        self.now = Clock()
         self._ids = {kind: itertools.count(1) for kind in ("user", "project", "key", "namespace")}
         self._on_keys_changed = on_keys_changed
         self._apps: dict[str, OAuthApp] = {}
@@ -175,10 +186,12 @@ class Store:
         self._faults: list[Fault] = []
 
     def reset(self) -> None:
-        """Forget users, projects, keys, codes, tokens, faults and the request log. OAuth
-        applications stay registered (they are instance configuration, like on GitLab)."""
+        """Forget users, projects, keys, codes, tokens, faults and the request log, and set
+        the clock back to the real time. OAuth applications stay registered (they are
+        instance configuration, like on GitLab)."""
         with self._lock:
             self._clear()
+            self.now.offset = timedelta(0)
             self._on_keys_changed()
 
     # users
@@ -194,7 +207,7 @@ class Store:
                 email=email or f"{username}@example.com",
                 password=secrets.token_urlsafe(12),
                 token="glpat-" + secrets.token_urlsafe(15),
-                created_at=now(),
+                created_at=self.now(),
             )
             self._users[user.id] = user
             return user
@@ -220,7 +233,7 @@ class Store:
             if not bearer:
                 return None
             token = self._tokens.get(bearer)
-            if token is not None and token.created_at + timedelta(seconds=ACCESS_TOKEN_TTL) > now():
+            if token is not None and token.created_at + timedelta(seconds=ACCESS_TOKEN_TTL) > self.now():
                 return self._users.get(token.user_id)
             return next((u for u in self._users.values() if u.token == bearer), None)
 
@@ -232,7 +245,7 @@ class Store:
                 raise ValueError(f"invalid project path {path_with_namespace!r}")
             if self.project(path_with_namespace) is not None:
                 raise ValueError(f"project {path_with_namespace!r} exists")
-            project = Project(next(self._ids["project"]), path_with_namespace, default_branch, now())
+            project = Project(next(self._ids["project"]), path_with_namespace, default_branch, self.now())
             self._projects[project.id] = project
             for username, level in members.items():
                 self.set_member(path_with_namespace, username, level)
@@ -290,7 +303,7 @@ class Store:
             if known is not None and known.id in project.deploy_keys:
                 return known, project.deploy_keys[known.id]
             if known is None:
-                known = DeployKey(next(self._ids["key"]), title, key.strip(), public, now(), expires_at)
+                known = DeployKey(next(self._ids["key"]), title, key.strip(), public, self.now(), expires_at)
                 self._keys[known.id] = known
             project.deploy_keys[known.id] = can_push
             self._on_keys_changed()
@@ -341,7 +354,7 @@ class Store:
         with self._lock:
             code = secrets.token_hex(32)
             self._codes[code] = AuthorizationCode(
-                user.id, app.client_id, redirect_uri, scope, now() + timedelta(seconds=AUTHORIZATION_CODE_TTL)
+                user.id, app.client_id, redirect_uri, scope, self.now() + timedelta(seconds=AUTHORIZATION_CODE_TTL)
             )
             return code
 
@@ -353,7 +366,7 @@ class Store:
                 grant is None
                 or grant.client_id != app.client_id
                 or grant.redirect_uri != redirect_uri
-                or grant.expires_at < now()
+                or grant.expires_at < self.now()
             ):
                 return None
             return self.issue_token(self._users[grant.user_id], app.client_id, grant.scope)
@@ -372,7 +385,7 @@ class Store:
 
     def issue_token(self, user: User, client_id: str | None = None, scope: str = "api") -> OAuthToken:
         with self._lock:
-            token = OAuthToken(secrets.token_hex(32), secrets.token_hex(32), user.id, client_id, scope, now())
+            token = OAuthToken(secrets.token_hex(32), secrets.token_hex(32), user.id, client_id, scope, self.now())
             self._tokens[token.access_token] = token
             return token
 

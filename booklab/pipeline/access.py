@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from booklab.context import Context
 from booklab.errors import BooklabError, DeployKeyRefused
-from booklab.pipeline import key_sweeper
+from booklab.pipeline import gitlab_tokens, key_sweeper
 from booklab.pipeline.git import HttpsCredentials, SshCredentials
 from booklab.pipeline.gitlab_client import GitLabClient, Project
 from booklab.state import schema
@@ -89,8 +89,8 @@ def revoke(ctx: Context, deployment_id: str) -> None:
     record = ctx.deployments.record(deployment_id)
     try:
         if record.get("deploy_key_title"):
-            token = ctx.vault.get(deployment_id, GITLAB_TOKEN).decode()
-            key_sweeper.remove(ctx, int(record["project_id"]), record["deploy_key_title"], token)
+            token, grant_id = gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)
+            key_sweeper.remove(ctx, int(record["project_id"]), record["deploy_key_title"], token, grant_id)
             ctx.deployments.update(deployment_id, deploy_key_title="")
     except BooklabError as e:
         log.error(

@@ -13,6 +13,7 @@ token in a message. Only documented endpoints: ``/user``, ``/projects?membership
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -29,6 +30,7 @@ from booklab.errors import (
     NotFound,
     TokenRejected,
 )
+from booklab.state.grants import Pair
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,12 +89,57 @@ def _int_header(response: requests.Response, name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-class GitLabClient:
-    """GitLab as one user sees it; a context manager that closes its HTTP connections."""
+def refresh_oauth(host: str, client_id: str, client_secret: str, refresh_token: str, timeout: float) -> Pair:
+    """A new token pair for an OAuth login from GitLab's token endpoint (``grant_type=refresh_token``);
+    GitLab revokes the old pair. TokenRejected when GitLab no longer accepts the login."""
+    what = "refreshing your GitLab login"
+    try:
+        response = requests.post(
+            f"{host.rstrip('/')}/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            auth=(client_id, client_secret),
+            timeout=timeout,
+        )
+    except requests.RequestException as e:
+        raise _translate(e, what, host) from e
+    if response.status_code in (400, 401):  # invalid_grant: revoked, used already, or another application's
+        raise TokenRejected(f"GitLab no longer accepts your login ({_oauth_error(response)}): log in again.")
+    if response.status_code >= 500:
+        raise GitLabUnavailable(f"GitLab answered {response.status_code} while {what}; try again shortly.")
+    if not response.ok:
+        raise GitLabError(f"GitLab refused {what} ({response.status_code}).")
+    token = response.json()
+    expires_in = token.get("expires_in")
+    return Pair(token["access_token"], token["refresh_token"], time.time() + float(expires_in) if expires_in else 0.0)
 
-    def __init__(self, host: str, token: str, timeout: float = 15.0) -> None:
+
+def _oauth_error(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("error") or response.status_code)
+    except ValueError:
+        return str(response.status_code)
+
+
+class GitLabClient:
+    """GitLab as one user sees it; a context manager that closes its HTTP connections.
+
+    ``renew``, for an OAuth login: called with a token GitLab refused (401), it gives the
+    login's fresh token (or None); the refused call is then made once more with it."""
+
+    def __init__(
+        self, host: str, token: str, timeout: float = 15.0, renew: Callable[[str], str | None] | None = None
+    ) -> None:
         self.host = host.rstrip("/")
-        self._gl = gitlab.Gitlab(self.host, oauth_token=token, timeout=timeout, retry_transient_errors=False)
+        self.timeout, self.renew = timeout, renew
+        self._gl = self._api(token)
+
+    def _api(self, token: str) -> gitlab.Gitlab:
+        return gitlab.Gitlab(self.host, oauth_token=token, timeout=self.timeout, retry_transient_errors=False)
+
+    @property
+    def token(self) -> str:
+        """The token the client acts with now (a renewed one after a 401)."""
+        return self._gl.oauth_token
 
     def __enter__(self) -> GitLabClient:
         return self
@@ -105,6 +152,16 @@ class GitLabClient:
         self._gl.session.close()
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except gitlab.exceptions.GitlabAuthenticationError as e:
+            fresh = self.renew(self.token) if self.renew else None
+            if not fresh:
+                raise _translate(e, what, self.host) from e
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as e:
+            raise _translate(e, what, self.host) from e
+        self._gl.session.close()
+        self._gl = self._api(fresh)
         try:
             return fn()
         except (gitlab.exceptions.GitlabError, requests.RequestException) as e:
@@ -245,23 +302,27 @@ class GitLabClient:
     def add_deploy_key(self, project: Project, title: str, public_key: str, can_push: bool = False) -> int:
         """Add a deploy key, read-only unless ``can_push``; returns its id. Raises
         DeployKeyRefused when GitLab refuses it (403: the user is below Maintainer)."""
-        proj = self._gl.projects.get(project.id, lazy=True)
+
+        def create() -> Any:
+            keys = self._gl.projects.get(project.id, lazy=True).keys
+            return keys.create({"title": title, "key": public_key, "can_push": can_push})
+
         try:
-            key: Any = self._call(
-                "adding a deploy key",
-                lambda: proj.keys.create({"title": title, "key": public_key, "can_push": can_push}),
-            )
+            key: Any = self._call("adding a deploy key", create)
         except NoAccess as e:
             raise DeployKeyRefused(f"GitLab refused a deploy key on {project.path}.") from e
         return key.id
 
     def delete_deploy_keys_titled(self, project_id: int, title: str) -> int:
         """Remove every deploy key of the project titled ``title``; returns how many."""
-        proj = self._gl.projects.get(project_id, lazy=True)
-        keys = self._call("listing deploy keys", lambda: [k for k in proj.keys.list(iterator=True) if k.title == title])
-        for key in keys:
+
+        def keys() -> Any:
+            return self._gl.projects.get(project_id, lazy=True).keys
+
+        found = self._call("listing deploy keys", lambda: [k for k in keys().list(iterator=True) if k.title == title])
+        for key in found:
             try:
-                self._call("deleting a deploy key", lambda key_id=key.id: proj.keys.delete(key_id))
+                self._call("deleting a deploy key", lambda key_id=key.id: keys().delete(key_id))
             except NotFound:
                 log.info("deploy key %s of project %s was already gone", key.id, project_id)
-        return len(keys)
+        return len(found)

@@ -16,18 +16,24 @@ import time
 
 from booklab.context import Context
 from booklab.errors import BooklabError, SecretUnavailable
+from booklab.pipeline import gitlab_tokens
 from booklab.state import schema
 
 log = logging.getLogger(__name__)
 
 SWEEP_TOKEN = "sweep-token"
+#: the user's GitLab login the token belongs to, when they launched logged in
+SWEEP_GRANT = "sweep-grant"
 
 
-def expect(ctx: Context, project_id: int, title: str, token: str, due: float) -> None:
+def expect(ctx: Context, project_id: int, title: str, token: str, due: float, grant_id: str = "") -> None:
     """A key titled ``title`` is about to be added: sweep it at ``due`` unless it was
-    removed (or :func:`forget` called) by then."""
+    removed (or :func:`forget` called) by then, with ``token`` (or the newest token of the
+    login ``grant_id``)."""
     member = f"{project_id} {title}"
     ctx.vault.put(member, SWEEP_TOKEN, token.encode(), ttl=ctx.config.token_ttl)
+    if grant_id:
+        ctx.vault.put(member, SWEEP_GRANT, grant_id.encode(), ttl=ctx.config.token_ttl)
     ctx.redis.zadd(schema.KEY_SWEEP, {member: due})
 
 
@@ -35,16 +41,16 @@ def forget(ctx: Context, project_id: int, title: str) -> None:
     """No key titled ``title`` is left to sweep."""
     member = f"{project_id} {title}"
     ctx.redis.zrem(schema.KEY_SWEEP, member)
-    ctx.vault.delete(member, SWEEP_TOKEN)
+    ctx.vault.delete(member, SWEEP_TOKEN, SWEEP_GRANT)
 
 
-def remove(ctx: Context, project_id: int, title: str, token: str) -> None:
+def remove(ctx: Context, project_id: int, title: str, token: str, grant_id: str = "") -> None:
     """Remove the project's deploy keys titled ``title``, now or, when GitLab fails to
     answer, by a later sweep."""
-    if _removed(ctx, project_id, title, token):
+    if _removed(ctx, project_id, title, token, grant_id):
         forget(ctx, project_id, title)
         return
-    expect(ctx, project_id, title, token, due=time.time() + ctx.config.retry_max_delay)
+    expect(ctx, project_id, title, token, due=time.time() + ctx.config.retry_max_delay, grant_id=grant_id)
 
 
 def sweep(ctx: Context) -> None:
@@ -63,15 +69,16 @@ def sweep(ctx: Context) -> None:
                 project_id,
             )
             continue
-        if _removed(ctx, int(project_id), title, token):
-            ctx.vault.delete(member, SWEEP_TOKEN)
+        grant_id = (ctx.vault.find(member, SWEEP_GRANT) or b"").decode()
+        if _removed(ctx, int(project_id), title, token, grant_id):
+            ctx.vault.delete(member, SWEEP_TOKEN, SWEEP_GRANT)
         else:
             _due_again(ctx, member)
 
 
-def _removed(ctx: Context, project_id: int, title: str, token: str) -> bool:
+def _removed(ctx: Context, project_id: int, title: str, token: str, grant_id: str) -> bool:
     try:
-        with ctx.gitlab(token) as gl:
+        with gitlab_tokens.client(ctx, token, grant_id) as gl:
             count = gl.delete_deploy_keys_titled(project_id, title)
     except BooklabError as e:
         log.warning("could not remove deploy key %r of project %s (%s); it will be swept", title, project_id, e)

@@ -26,6 +26,7 @@ from booklab.pipeline import (
     builder,
     checkout_guard,
     git,
+    gitlab_tokens,
     launcher,
     notebook_container,
     notebook_network,
@@ -52,7 +53,8 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
     ctx.deployments.update(deployment_id, runner=runner, started_at=f"{time.time():.3f}")
     log.info("%s took %s", runner, run)
     git.check_branch_name(dep.ref)
-    with ctx.gitlab(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode()) as gl:
+    token, grant_id = gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)
+    with gitlab_tokens.client(ctx, token, grant_id) as gl:
         project = gl.project(dep.project)
         commit = gl.branch_commit(project, dep.ref)
         image = builder.image_name(ctx.config.image_prefix, project.path, commit)
@@ -104,7 +106,7 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
         credentials: access.Credentials = access.ssh(ctx, ctx.vault.get(deployment_id, DEPLOY_KEY))
         url = record["ssh_url"]
     else:
-        credentials = access.https(ctx.vault.get(deployment_id, GITLAB_TOKEN).decode())
+        credentials = access.https(gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)[0])
         url = record["http_url"]
     ctx.lifecycle.say(run, Phase.FETCHING, f"Cloning {record['project']} at {record['ref']}...")
     with _neutral_errors(dest):

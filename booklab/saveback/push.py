@@ -20,7 +20,7 @@ import docker
 
 from booklab.context import Context
 from booklab.errors import CloneError, PushRejected, SaveError, SecretUnavailable
-from booklab.pipeline import access, git, key_sweeper
+from booklab.pipeline import access, git, gitlab_tokens, key_sweeper
 from booklab.pipeline.gitlab_client import GitLabClient, Project
 from booklab.saveback import workspace
 from booklab.state.deployment import Deployment
@@ -73,8 +73,8 @@ def save(ctx: Context, deployment_id: str) -> Outcome:
     found = workspace.changes(container)
     if not found and not record.get("saved_commit"):  # (after a save, a file may have gone since)
         return Outcome(None)
-    token = _user_token(ctx, deployment_id)
-    with ctx.gitlab(token) as gl:
+    token, grant_id = _user_token(ctx, deployment_id)
+    with gitlab_tokens.client(ctx, token, grant_id) as gl:
         author = gl.identity()
         project = gl.project(dep.project)
         now = datetime.now(timezone.utc)
@@ -84,7 +84,7 @@ def save(ctx: Context, deployment_id: str) -> Outcome:
         )
         with (
             tempfile.TemporaryDirectory(prefix="booklab-save-", dir=ctx.config.tmpdir) as work,
-            _write_access(ctx, gl, project, deployment_id, token) as (url, credentials),
+            _write_access(ctx, gl, project, deployment_id, grant_id) as (url, credentials),
         ):
             checkout = Path(work) / "checkout"
             # the notebook's own commit plus every change since its start: the tree to save
@@ -124,9 +124,9 @@ def _last_save(
     return record["saved_commit"], record.get("saved_branch")
 
 
-def _user_token(ctx: Context, deployment_id: str) -> str:
+def _user_token(ctx: Context, deployment_id: str) -> tuple[str, str]:
     try:
-        return ctx.vault.get(deployment_id, SAVE_TOKEN).decode()
+        return gitlab_tokens.of_deployment(ctx, deployment_id, SAVE_TOKEN)
     except SecretUnavailable:
         raise SaveError(
             "Booklab no longer holds your GitLab login for this notebook: log in to Booklab again, then save."
@@ -166,14 +166,16 @@ def _push(
 
 @contextmanager
 def _write_access(
-    ctx: Context, gl: GitLabClient, project: Project, deployment_id: str, token: str
+    ctx: Context, gl: GitLabClient, project: Project, deployment_id: str, grant_id: str
 ) -> Iterator[tuple[str, git.SshCredentials | git.HttpsCredentials]]:
     """(URL, credentials) that may push to the project: a new deploy key with write access,
-    removed on leaving, or else the user's token."""
+    removed on leaving, or else the user's token (the one ``gl`` acts with, renewed if GitLab
+    refused it)."""
+    token = gl.token
     if ctx.config.clone_method == "ssh":
         title = access.key_title("save", Deployment.from_id(deployment_id).user)
         # swept later unless removed below (the runner may die before; GitLab's answer may be lost)
-        key_sweeper.expect(ctx, project.id, title, token, due=time.time() + TIME_LIMIT)
+        key_sweeper.expect(ctx, project.id, title, token, due=time.time() + TIME_LIMIT, grant_id=grant_id)
         keys = access.add_deploy_key(ctx, gl, project, title, can_push=True)
         if keys is None:
             key_sweeper.forget(ctx, project.id, title)
@@ -182,6 +184,6 @@ def _write_access(
             try:
                 yield project.ssh_url, access.ssh(ctx, keys.private_openssh)
             finally:
-                key_sweeper.remove(ctx, project.id, title, token)
+                key_sweeper.remove(ctx, project.id, title, token, grant_id)
             return
     yield project.http_url, access.https(token)

@@ -19,6 +19,8 @@ STR    logseq:<run>                how many events the run ever wrote (its last 
 PUBSUB events:<run>                each event of the run, "<id> <json>", for live readers
 STR    saving:<deployment>         a save back is queued or running ("saving"), or failed ("failed")
 STR    secret:<deployment>:<name>  an encrypted secret (private key, user token, Jupyter token), with TTL
+STR    grant:<id>                  a user's GitLab OAuth login (encrypted token pair), shared by web tier and runners
+STR    grantlock:<id>              held while one process refreshes that login, 30 s at most
 ZSET   keysweep                    deploy keys to remove again, "<project id> <title>", by due time
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
 STR    reaping:<runner>            a live runner is cleaning up after this lost one
@@ -92,6 +94,14 @@ def next_run(deployment_id: str) -> str:
 
 def saving(deployment_id: str) -> str:
     return f"saving:{deployment_id}"
+
+
+def grant(grant_id: str) -> str:
+    return f"grant:{grant_id}"
+
+
+def grant_lock(grant_id: str) -> str:
+    return f"grantlock:{grant_id}"
 
 
 def secret(deployment_id: str, name: str) -> str:

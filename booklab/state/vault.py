@@ -38,6 +38,13 @@ class Vault:
         """``value`` encrypted as the vault keeps it (for a script that stores it atomically with other writes)."""
         return self._fernet.encrypt(value)
 
+    def unseal(self, sealed: bytes | str) -> bytes | None:
+        """What :meth:`seal` sealed; None when another ``secret_key`` sealed it."""
+        try:
+            return self._fernet.decrypt(sealed)
+        except InvalidToken:
+            return None
+
     def find(self, deployment_id: str, name: str) -> bytes | None:
         """The secret, or None when there is none (or another ``secret_key`` sealed it)."""
         token = self.redis.get(schema.secret(deployment_id, name))

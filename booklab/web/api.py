@@ -111,7 +111,9 @@ def _launch(user: auth.WebUser, project: str, ref: str, save_back: bool = False)
     refused = check_access(user, project, ref)
     if refused is not None:
         return refused
-    requested = service.request_deployment(context(), project, ref, user.token, save_back=save_back)
+    requested = service.request_deployment(
+        context(), project, ref, user.token, save_back=save_back, grant_id=user.grant
+    )
     log.info(
         "%s launched %s through the API (%s)", user.username, requested.run, "new" if requested.started else "joined"
     )
@@ -179,7 +181,7 @@ def save(deployment_id: str) -> Any:
     user = auth.api_user()
     dep, _ = _own(deployment_id, user)
     try:
-        started = service.save_now(context(), dep.id, user.token)
+        started = service.save_now(context(), dep.id, user.token, user.grant)
     except service.NotRunning as e:
         abort(409, str(e))
     log.info("%s saves %s now%s", user.username, dep.id, "" if started else " (joined the save under way)")
@@ -194,7 +196,7 @@ def choose_save_back(deployment_id: str) -> Any:
     if "enabled" not in body:
         abort(400, 'Send {"enabled": true} or {"enabled": false}.')
     try:
-        service.set_save_back(context(), dep.id, _flag(body, "enabled"), user.token)
+        service.set_save_back(context(), dep.id, _flag(body, "enabled"), user.token, user.grant)
     except service.NotRunning as e:
         abort(409, str(e))
     return jsonify(describe(dep, status))

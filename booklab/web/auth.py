@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
-import requests
 from flask import (
     Blueprint,
     Flask,
@@ -49,16 +48,14 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from booklab.errors import GitLabError, TokenRejected
+from booklab.pipeline import gitlab_tokens
 from booklab.pipeline.gitlab_client import GitLabUser
-from booklab.web import rate_limit, sessions
+from booklab.web import logins, rate_limit, sessions
 from booklab.web.pages import context, context_of, error_page, wants_json
 
 log = logging.getLogger(__name__)
 
 SCOPES = ["api", "read_repository"]
-TOKEN_KEY = "gitlab_oauth_token"
-#: refresh the OAuth token when it has less than this many seconds left
-REFRESH_MARGIN = 60
 
 bp = Blueprint("auth", __name__)
 
@@ -69,6 +66,8 @@ class WebUser:
     name: str
     #: the user's GitLab token (OAuth access token, or the personal access token they sent)
     token: str
+    #: the GitLab login the token comes from (pages), '' for a personal access token
+    grant: str = ""
 
     def __repr__(self) -> str:  # never show the token
         return f"WebUser(username={self.username!r})"
@@ -109,6 +108,7 @@ def _login_blueprint(app: Flask) -> GitLabLogin:
         token_url=f"{host}/oauth/token",
         redirect_to="projects.home",
         url_prefix="/login",
+        storage=logins.GrantStorage(),
     )
     oauth_authorized.connect(_logged_in, sender=login, weak=False)
     oauth_error.connect(_login_failed, sender=login, weak=False)
@@ -154,26 +154,18 @@ def safe_next(url: Any) -> str | None:
 
 
 def _forget_login() -> None:
-    session.pop(TOKEN_KEY, None)
+    session.pop(logins.GRANT_KEY, None)
     session.pop("user", None)
 
 
-def _refresh(blueprint: GitLabLogin, token: dict) -> dict | None:
-    if not token.get("refresh_token"):
-        return None
+def _fresh_token(grant_id: str) -> str | None:
+    """The login's access token, refreshed when it is about to expire; None when GitLab no
+    longer accepts it (or the login is gone)."""
     try:
-        fresh = blueprint.session.refresh_token(
-            blueprint.token_url,
-            refresh_token=token["refresh_token"],
-            client_id=blueprint.client_id,
-            client_secret=blueprint.client_secret,
-            timeout=context().config.gitlab_timeout,
-        )
-    except (OAuth2Error, requests.RequestException, ValueError, Warning) as e:
-        log.info("refreshing a GitLab token failed: %s", type(e).__name__)
+        return gitlab_tokens.fresh(context(), grant_id)
+    except GitLabError as e:
+        log.info("refreshing a GitLab login failed: %s", type(e).__name__)
         return None
-    blueprint.token = fresh
-    return blueprint.token
 
 
 def session_user() -> WebUser | None:
@@ -181,17 +173,15 @@ def session_user() -> WebUser | None:
     is about to expire), or None."""
     if "session_user" in g:
         return g.session_user
-    info, token = session.get("user"), session.get(TOKEN_KEY)
+    info, grant_id = session.get("user"), logins.grant_id()
     user = None
-    if info and token and token.get("access_token"):
-        expires_at = token.get("expires_at")
-        if expires_at and float(expires_at) < time.time() + REFRESH_MARGIN:
-            token = _refresh(current_app.blueprints["gitlab"], token)  # type: ignore[arg-type]
+    if info and grant_id:
+        token = _fresh_token(grant_id)
         if token is None:
             _forget_login()
             flash("Your GitLab login expired: log in again.")
         else:
-            user = WebUser(info["username"], info["name"], token["access_token"])
+            user = WebUser(info["username"], info["name"], token, grant_id)
     g.session_user = user
     return user
 

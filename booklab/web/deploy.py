@@ -201,7 +201,7 @@ def build_stream(_spec: str) -> Response:
         try:
             with ctx.gitlab(user.token) as gl:
                 gl.launchable(project, ref)
-            run = service.request_deployment(ctx, project, ref, user.token).run
+            run = service.request_deployment(ctx, project, ref, user.token, grant_id=user.grant).run
         except TokenRejected:
             raise
         except (NotFound, NoAccess) as e:

@@ -105,7 +105,7 @@ def launch() -> Any:
     if checked is not None:
         return checked
     save_back = request.form.get("save_back", "").strip().lower() in ("1", "on", "true", "yes")
-    request_ = service.request_deployment(context(), path, ref, user.token, save_back=save_back)
+    request_ = service.request_deployment(context(), path, ref, user.token, save_back=save_back, grant_id=user.grant)
     log.info(
         "%s launched %s (%s%s)",
         user.username,

@@ -12,8 +12,10 @@ import requests
 
 from booklab import config as config_module
 from booklab.context import Context
+from booklab.state.grants import Pair
 from booklab.web import create_app
-from booklab.web.auth import TOKEN_KEY, safe_next
+from booklab.web.auth import safe_next
+from booklab.web.logins import GRANT_KEY
 from tests.fixtures.web import (
     TEST_CLIENT_CALLBACK,
     csrf_token,
@@ -26,7 +28,21 @@ def cookie_header(response, name: str = "booklab_session") -> str:
     return next(v for k, v in response.headers.items() if k == "Set-Cookie" and v.startswith(f"{name}="))
 
 
-def test_login_through_gitlab_shows_my_projects(web_client, gitlab, alice, plain_project, redis_client):
+def login_of(ctx, web_client) -> tuple[str, Pair]:
+    """(grant id, token pair) of the client's session's GitLab login."""
+    with web_client.session_transaction() as session:
+        grant_id = session[GRANT_KEY]
+    return grant_id, ctx.grants.get(grant_id)
+
+
+def expire(ctx, web_client) -> str:
+    """Make the session's login look expired to Booklab; its access token."""
+    grant_id, pair = login_of(ctx, web_client)
+    ctx.grants.put(grant_id, Pair(pair.access_token, pair.refresh_token, time.time() - 5))
+    return pair.access_token
+
+
+def test_login_through_gitlab_shows_my_projects(web_client, ctx, gitlab, alice, plain_project, redis_client):
     landing = web_client.get("/")
     assert landing.status_code == 200 and "Log in with GitLab" in landing.text
 
@@ -47,12 +63,11 @@ def test_login_through_gitlab_shows_my_projects(web_client, gitlab, alice, plain
 
     home = web_client.get("/")
     assert "@alice" in home.text and plain_project in home.text
-    # the session lives in Redis, encrypted: neither the cookie nor Redis shows GitLab's token
-    stored = [redis_client.get(key) for key in redis_client.keys("websession:*")]
-    assert len(stored) == 1 and "access_token" not in stored[0]
-    with web_client.session_transaction() as session:
-        token = session[TOKEN_KEY]["access_token"]
-    assert token not in cookie and token not in stored[0]
+    # the session and the login live in Redis, encrypted: neither the cookie nor Redis shows GitLab's token
+    stored = [redis_client.get(key) for key in redis_client.keys("websession:*") + redis_client.keys("grant:*")]
+    assert len(stored) == 2 and not any("access_token" in value for value in stored)
+    _, pair = login_of(ctx, web_client)
+    assert not any(secret in value for secret in (pair.access_token, pair.refresh_token) for value in [cookie, *stored])
 
 
 def test_a_launch_link_logs_in_first_then_comes_back(web_client, alice, plain_project, redis_client):
@@ -78,15 +93,12 @@ def test_logout_ends_the_session_on_the_server(web_client, alice, plain_project)
     assert "Log in with GitLab" in web_client.get("/").text
 
 
-def test_an_expired_token_is_refreshed_without_asking(web_client, gitlab, alice, plain_project):
+def test_an_expired_token_is_refreshed_without_asking(web_client, ctx, gitlab, alice, plain_project):
     log_in(web_client, alice)
-    with web_client.session_transaction() as session:
-        old = session[TOKEN_KEY]["access_token"]
-        session[TOKEN_KEY] = {**session[TOKEN_KEY], "expires_at": time.time() - 5}
+    old = expire(ctx, web_client)
     home = web_client.get("/")
     assert home.status_code == 200 and plain_project in home.text
-    with web_client.session_transaction() as session:
-        assert session[TOKEN_KEY]["access_token"] != old
+    assert login_of(ctx, web_client)[1].access_token != old
     assert [r.status for r in gitlab.request_log() if r.path == "/oauth/token"][-1] == 200
 
 
@@ -106,10 +118,9 @@ def revoke(gitlab, web_env, refresh_token: str) -> None:
     assert answer.status_code == 200
 
 
-def test_a_revoked_token_sends_me_to_log_in_again(web_client, gitlab, web_env, alice, plain_project):
+def test_a_revoked_token_sends_me_to_log_in_again(web_client, ctx, gitlab, web_env, alice, plain_project):
     log_in(web_client, alice)
-    with web_client.session_transaction() as session:
-        revoke(gitlab, web_env, session[TOKEN_KEY]["refresh_token"])
+    revoke(gitlab, web_env, login_of(ctx, web_client)[1].refresh_token)
     page = web_client.get("/projects/demo/notebooks")
     assert page.status_code == 302 and page.headers["Location"] == "/login/gitlab"
     assert log_in(web_client, alice, start="/login/gitlab") == "/projects/demo/notebooks"
@@ -117,12 +128,11 @@ def test_a_revoked_token_sends_me_to_log_in_again(web_client, gitlab, web_env, a
 
 
 def test_an_expired_token_that_cannot_be_refreshed_sends_me_to_log_in(
-    web_client, gitlab, web_env, alice, plain_project
+    web_client, ctx, gitlab, web_env, alice, plain_project
 ):
     log_in(web_client, alice)
-    with web_client.session_transaction() as session:
-        revoke(gitlab, web_env, session[TOKEN_KEY]["refresh_token"])
-        session[TOKEN_KEY] = {**session[TOKEN_KEY], "expires_at": time.time() - 5}
+    revoke(gitlab, web_env, login_of(ctx, web_client)[1].refresh_token)
+    expire(ctx, web_client)
     home = web_client.get("/")
     assert "Log in with GitLab" in home.text and "log in again" in home.text
     launch = web_client.get("/v2/gl/demo%2Fnotebooks/main")
