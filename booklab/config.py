@@ -45,10 +45,14 @@ class Config:
 
     gitlab_host: str = _setting("gitlab/host", "https://gitlab.com", "Base URL of the GitLab server.")
     gitlab_consumer_key: str = _setting(
-        "gitlab/consumer_key", "", "OAuth application id registered in GitLab (web tier)."
+        "gitlab/consumer_key",
+        "",
+        "OAuth application id registered in GitLab (web tier and runners, which refresh logins).",
     )
     gitlab_consumer_secret: str = _setting(
-        "gitlab/consumer_secret", "", "OAuth application secret registered in GitLab (web tier)."
+        "gitlab/consumer_secret",
+        "",
+        "OAuth application secret registered in GitLab (web tier and runners, which refresh logins).",
     )
     gitlab_known_hosts: str = _setting(
         "gitlab/known_hosts",

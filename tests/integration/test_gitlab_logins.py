@@ -1,0 +1,71 @@
+"""A deployment acts with its user's GitLab login for hours: GitLab's OAuth access tokens last
+2 hours (the stand-in's clock is moved on), and the runner refreshes the login it shares with
+the web tier."""
+
+import secrets
+
+import pytest
+
+from booklab.phases import Phase
+from gitlab_standin.store import MAINTAINER
+from tests.fixtures.gitlab import create_local_repo
+from tests.fixtures.pipeline import events_of, messages, notebook_repo_files, phases, run_to_end
+from tests.fixtures.services import wait_until
+from tests.fixtures.web import csrf_token, log_in
+from tests.integration.test_save_back import stand_in_git, write_text
+
+PROJECT = "lab/hours"
+
+
+@pytest.fixture
+def fresh_project(gitlab, alice, base_image, tmp_path) -> str:
+    """A project whose commit no image was built for yet: the run clones it."""
+    files = {**notebook_repo_files(base_image), "unique.txt": secrets.token_hex(8)}
+    gitlab.add_project(PROJECT, members={"alice": MAINTAINER})
+    gitlab.push(PROJECT, create_local_repo(tmp_path / "hours", {"main": files}))
+    return PROJECT
+
+
+def oauth_application(web_env) -> dict[str, str]:
+    """The OAuth application's settings, which every runner has, as the web tier does."""
+    return {name: web_env[name] for name in ("BOOKLAB_GITLAB_CONSUMER_KEY", "BOOKLAB_GITLAB_CONSUMER_SECRET")}
+
+
+def test_a_deployment_queued_for_three_hours_still_clones_and_removes_its_key(
+    web_client, web_env, ctx, runners, gitlab, alice, fresh_project
+):
+    log_in(web_client, alice)
+    launched = web_client.post(
+        "/launch", data={"project": fresh_project, "ref": "main", "csrf_token": csrf_token(web_client)}
+    )
+    assert launched.status_code == 303
+    gitlab.advance_clock(3 * 3600)  # no runner was free: the login's access token expired at GitLab
+    runners(1, **oauth_application(web_env))
+    events = run_to_end(ctx, f"{fresh_project}:main:alice")
+    assert phases(events)[-1] == "ready", messages(events)
+    assert "Added a read-only deploy key" in messages(events) and "Cloning" in messages(events)
+    assert gitlab.deploy_keys(fresh_project) == []
+    assert [r.status for r in gitlab.request_log() if r.path == "/oauth/token"][-1] == 200
+    assert "@alice" in web_client.get("/").text  # the web tier acts with the refreshed login too
+
+
+def test_an_automatic_save_three_hours_after_the_launch_pushes(
+    web_client, web_env, ctx, runners, gitlab, alice, project
+):
+    runners(1, BOOKLAB_NOTEBOOK_IDLE_TIMEOUT="4", **oauth_application(web_env))
+    log_in(web_client, alice)
+    launched = web_client.post(
+        "/launch", data={"project": project, "ref": "main", "save_back": "on", "csrf_token": csrf_token(web_client)}
+    )
+    assert launched.status_code == 303
+    deployment_id = f"{project}:main:alice"
+    ready = run_to_end(ctx, deployment_id)[-1]
+    gitlab.advance_clock(3 * 3600)  # the notebook ran for hours: the login's access token expired at GitLab
+    write_text(ready, "draft.md", "written after three hours\n")
+
+    wait_until(lambda: ctx.deployments.status(deployment_id) is Phase.STOPPED, 60, "the idle notebook to be culled")
+
+    final = events_of(ctx, deployment_id, 0)[-1].data
+    assert "Saved your changes to branch" in final["message"], final["message"]
+    branch = ctx.deployments.record(deployment_id)["saved_branch"]
+    assert stand_in_git(gitlab, project, "show", f"{branch}:draft.md") == "written after three hours\n"
