@@ -13,6 +13,8 @@ class BooklabError(Exception):
 
     #: transient errors may be retried; the others fail the deployment at once
     transient = False
+    #: seconds a retry must wait at least (GitLab's Retry-After)
+    retry_after = 0.0
 
 
 class ConfigError(BooklabError):
@@ -27,6 +29,18 @@ class GitLabUnavailable(GitLabError):
     """GitLab answered 5xx or did not answer: worth retrying."""
 
     transient = True
+
+
+class GitLabRateLimited(GitLabUnavailable):
+    """GitLab answered 429 (too many requests): worth retrying after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InsufficientScope(GitLabError):
+    """GitLab refused the request because the token lacks a scope (403 ``insufficient_scope``)."""
 
 
 class NotFound(GitLabError):

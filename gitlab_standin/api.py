@@ -47,6 +47,18 @@ def authenticate() -> Response | None:
     user = context().store.authenticate(request.headers.get("PRIVATE-TOKEN"), bearer)
     if user is None:
         return error(401, "401 Unauthorized")
+    scopes = context().store.scopes(bearer)
+    needed = ("api", "read_api") if request.method in ("GET", "HEAD") else ("api",)
+    if scopes is not None and not scopes & set(needed):  # as GitLab: 403 naming the scopes that would do
+        response = jsonify(
+            {
+                "error": "insufficient_scope",
+                "error_description": "The request requires higher privileges than provided by the access token.",
+                "scope": " ".join(needed),
+            }
+        )
+        response.status_code = 403
+        return response
     g.user = user
     return None
 
@@ -125,8 +137,12 @@ def list_projects() -> Response:
     store = context().store
     projects = store.projects_of(g.user)
     search = request.args.get("search", "").lower()
-    if search:
-        projects = [p for p in projects if search in p.path_with_namespace.lower()]
+    if search:  # GitLab matches the project's own name and path, and its namespaces only when asked
+        with_namespaces = _bool(request.args.get("search_namespaces", "false"))
+        projects = [p for p in projects if search in (p.path_with_namespace if with_namespaces else p.path).lower()]
+    if "archived" in request.args:
+        archived = _bool(request.args["archived"])
+        projects = [p for p in projects if p.archived == archived]
     min_level = _int_arg("min_access_level", 0)
     projects = [p for p in projects if store.access_level(p, g.user) >= min_level]
     order = PROJECT_ORDER.get(request.args.get("order_by", "created_at"), PROJECT_ORDER["created_at"])
@@ -160,6 +176,7 @@ def project_json(project: Project, simple: bool = False) -> dict:
         "forks_count": 0,
         "star_count": 0,
         "last_activity_at": iso(project.created_at),
+        "archived": project.archived,
         "namespace": _namespace_json(project.namespace_path, owner.name if owner else None),
     }
     if not simple:
@@ -286,11 +303,17 @@ def _deploy_keys(project: Project, key_id: list[str]) -> Response:
     return error(404, "404 Not Found", key="error")
 
 
+#: GitLab's longest deploy key title
+MAX_KEY_TITLE = 255
+
+
 def _add_deploy_key(project: Project) -> Response:
     params = request.get_json(silent=True) or request.form
     missing = [f"{name} is missing" for name in ("key", "title") if not params.get(name)]
     if missing:
         return error(400, ", ".join(missing), key="error")
+    if len(str(params["title"])) > MAX_KEY_TITLE:
+        return error(400, {"title": [f"is too long (maximum is {MAX_KEY_TITLE} characters)"]})
     expires_at = None
     if params.get("expires_at"):
         try:

@@ -39,9 +39,10 @@ def create_app(ctx: Context) -> Flask:
         if not fault.status:
             return None
         message = f"{fault.status} {HTTP_STATUS_CODES.get(fault.status, 'Error')}"
+        headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
         if request.path.startswith("/api/"):
-            return Response(json.dumps({"message": message}), fault.status, mimetype="application/json")
-        return Response(f"<html><body><h1>{message}</h1></body></html>\n", fault.status, mimetype="text/html")
+            return Response(json.dumps({"message": message}), fault.status, headers, mimetype="application/json")
+        return Response(f"<html><body><h1>{message}</h1></body></html>\n", fault.status, headers, mimetype="text/html")
 
     @app.after_request
     def record(response: Response) -> Response:

@@ -145,6 +145,13 @@ class GitLabStandIn:
         """Change a user's access level on a project; None removes them."""
         self.store.set_member(project_path, username, access_level)
 
+    def archive(self, project_path: str) -> None:
+        """Archive the project, as its owner would in GitLab: read-only from now on."""
+        project = self.store.project(project_path)
+        if project is None:
+            raise KeyError(project_path)
+        project.archived = True
+
     def push(self, project_path: str, source_dir: Path | str) -> None:
         """Force-copy every branch and tag of the local git repository ``source_dir``."""
         if self.store.project(project_path) is None:
@@ -173,12 +180,19 @@ class GitLabStandIn:
         self.store.now.advance(seconds)
 
     def fail_next(
-        self, path_pattern: str, status: int = 502, times: int = 1, method: str | None = None, delay: float = 0.0
+        self,
+        path_pattern: str,
+        status: int = 502,
+        times: int = 1,
+        method: str | None = None,
+        delay: float = 0.0,
+        retry_after: int | None = None,
     ) -> None:
         """Make the next ``times`` HTTP requests whose path matches the regular expression
         ``path_pattern`` answer ``status`` after ``delay`` seconds, as a GitLab behind a
-        failing proxy would (status 0: answer normally, only late). API and git over HTTP alike."""
-        self.store.add_fault(Fault(re.compile(path_pattern), status, delay, times, method))
+        failing proxy would (status 0: answer normally, only late). API and git over HTTP alike.
+        ``retry_after``: a Retry-After header, as GitLab's rate limits answer 429 with it."""
+        self.store.add_fault(Fault(re.compile(path_pattern), status, delay, times, method, retry_after))
 
     def deploy_keys(self, project_path: str) -> list[dict]:
         """The project's deploy keys, as ``GET /projects/:id/deploy_keys`` returns them."""

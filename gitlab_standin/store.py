@@ -68,6 +68,8 @@ class Project:
     """user id -> access level"""
     deploy_keys: dict[int, bool] = field(default_factory=dict)
     """deploy key id -> can_push"""
+    archived: bool = False
+    """read-only, as GitLab's archived projects: listed unless ``archived=false``"""
 
     @property
     def path(self) -> str:
@@ -158,6 +160,8 @@ class Fault:
     delay: float
     remaining: int
     method: str | None = None
+    #: the answer's Retry-After header (seconds), as GitLab's rate limits send it with a 429
+    retry_after: int | None = None
 
     def applies_to(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and bool(self.path.search(path))
@@ -236,6 +240,13 @@ class Store:
             if token is not None and token.created_at + timedelta(seconds=ACCESS_TOKEN_TTL) > self.now():
                 return self._users.get(token.user_id)
             return next((u for u in self._users.values() if u.token == bearer), None)
+
+    def scopes(self, bearer: str | None) -> set[str] | None:
+        """The scopes of an OAuth access token; None for a personal access token (the
+        stand-in's have every scope)."""
+        with self._lock:
+            token = self._tokens.get(bearer or "")
+            return None if token is None else set(token.scope.split())
 
     # projects
 

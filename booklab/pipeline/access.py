@@ -47,10 +47,16 @@ def generate_keypair(comment: str = "") -> KeyPair:
     return KeyPair(private, f"{public} {comment}".strip())
 
 
+#: GitLab's longest deploy key title
+MAX_TITLE = 255
+
+
 def key_title(*words: str) -> str:
-    """A deploy key's title, unique by its time to the microsecond: ``Booklab <words> <UTC time>``.
-    Booklab removes its keys by title, so a key is named before it is added."""
-    return f"Booklab {' '.join(words)} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}"
+    """A deploy key's title, unique by its time to the microsecond: ``Booklab <words> <UTC time>``,
+    the words cut short to fit GitLab's 255 characters (a branch name may be longer). Booklab
+    removes its keys by title, so a key is named before it is added."""
+    moment = f" {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}"
+    return f"Booklab {' '.join(words)}"[: MAX_TITLE - len(moment)] + moment
 
 
 def add_deploy_key(

@@ -12,6 +12,7 @@ token in a message. Only documented endpoints: ``/user``, ``/projects?membership
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from booklab.errors import (
     BranchNotFound,
     DeployKeyRefused,
     GitLabError,
+    GitLabRateLimited,
     GitLabUnavailable,
+    InsufficientScope,
     NoAccess,
     NotFound,
     TokenRejected,
@@ -39,6 +42,8 @@ T = TypeVar("T")
 PER_PAGE = 20
 #: branches shown in the branch picker at the most
 MAX_BRANCHES = 1000
+#: GitLab's access level that may read a project's code (and so launch it)
+REPORTER = 20
 
 
 @dataclass(frozen=True)
@@ -68,20 +73,49 @@ class Page:
     total: int | None
 
 
-def _translate(e: Exception, what: str, host: str) -> GitLabError:
-    """The Booklab error for GitLab's answer ``e`` to a request made ``what``."""
+#: seconds to wait after a 429 that did not say how long (GitLab sends Retry-After)
+RATE_LIMIT_WAIT = 60.0
+
+
+def _translate(e: Exception, what: str, host: str, retry_after: float | None = None) -> GitLabError:
+    """The Booklab error for GitLab's answer ``e`` to a request made ``what`` (``retry_after``:
+    its Retry-After header, if any)."""
     if isinstance(e, gitlab.exceptions.GitlabAuthenticationError):
         return TokenRejected(f"GitLab did not accept your token while {what}: log in again.")
     if isinstance(e, gitlab.exceptions.GitlabError):
         code = e.response_code or 0
+        if code == 429:
+            wait = RATE_LIMIT_WAIT if retry_after is None else retry_after
+            return GitLabRateLimited(
+                f"GitLab asked Booklab to slow down while {what} (too many requests): "
+                f"trying again in {wait:.0f} s or later.",
+                wait,
+            )
         if code >= 500:
             return GitLabUnavailable(f"GitLab answered {code} while {what}; try again shortly.")
         if code == 404:
             return NotFound(f"GitLab found nothing while {what}.")
         if code == 403:
+            scope = _missing_scope(e)
+            if scope:
+                return InsufficientScope(
+                    f"GitLab refused {what}: your token lacks the scope {scope}. Log in again, or use a "
+                    "personal access token with the api scope."
+                )
             return NoAccess(f"GitLab refused {what}: your role does not allow it.")
         return GitLabError(f"GitLab refused {what} ({code}).")
     return GitLabUnavailable(f"GitLab at {host} did not answer while {what}; try again shortly.")
+
+
+def _missing_scope(e: gitlab.exceptions.GitlabError) -> str:
+    """The scope a 403 ``insufficient_scope`` names ('' for another 403)."""
+    try:
+        body = json.loads(e.response_body or b"{}")
+    except ValueError:
+        return ""
+    if not isinstance(body, dict) or body.get("error") != "insufficient_scope":
+        return ""
+    return str(body.get("scope") or "api").split()[0]
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:
@@ -102,6 +136,9 @@ def refresh_oauth(host: str, client_id: str, client_secret: str, refresh_token: 
         )
     except requests.RequestException as e:
         raise _translate(e, what, host) from e
+    if response.status_code == 429:
+        wait = _seconds(response.headers.get("Retry-After"))
+        raise _translate(gitlab.exceptions.GitlabHttpError(response_code=429), what, host, wait)
     if response.status_code in (400, 401):  # invalid_grant: revoked, used already, or another application's
         raise TokenRejected(f"GitLab no longer accepts your login ({_oauth_error(response)}): log in again.")
     if response.status_code >= 500:
@@ -120,6 +157,23 @@ def _oauth_error(response: requests.Response) -> str:
         return str(response.status_code)
 
 
+class _NoWaiting(gitlab.Gitlab):
+    """python-gitlab that never sleeps on a 429 in the calling thread (a web worker, a
+    runner's step): the 429 becomes GitLabRateLimited and the caller decides when to ask again."""
+
+    def http_request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["obey_rate_limit"] = False
+        return super().http_request(*args, **kwargs)
+
+
+def _seconds(value: str | None) -> float | None:
+    """Retry-After's seconds (GitLab sends a number of seconds); None when absent or a date."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
 class GitLabClient:
     """GitLab as one user sees it; a context manager that closes its HTTP connections.
 
@@ -131,10 +185,18 @@ class GitLabClient:
     ) -> None:
         self.host = host.rstrip("/")
         self.timeout, self.renew = timeout, renew
+        self._retry_after: float | None = None
         self._gl = self._api(token)
 
     def _api(self, token: str) -> gitlab.Gitlab:
-        return gitlab.Gitlab(self.host, oauth_token=token, timeout=self.timeout, retry_transient_errors=False)
+        api = _NoWaiting(
+            self.host, oauth_token=token, timeout=self.timeout, retry_transient_errors=False, keep_base_url=True
+        )
+        api.session.hooks["response"].append(self._remember_retry_after)
+        return api
+
+    def _remember_retry_after(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._retry_after = _seconds(response.headers.get("Retry-After")) if response.status_code == 429 else None
 
     @property
     def token(self) -> str:
@@ -159,13 +221,13 @@ class GitLabClient:
             if not fresh:
                 raise _translate(e, what, self.host) from e
         except (gitlab.exceptions.GitlabError, requests.RequestException) as e:
-            raise _translate(e, what, self.host) from e
+            raise _translate(e, what, self.host, self._retry_after) from e
         self._gl.session.close()
         self._gl = self._api(fresh)
         try:
             return fn()
         except (gitlab.exceptions.GitlabError, requests.RequestException) as e:
-            raise _translate(e, what, self.host) from e
+            raise _translate(e, what, self.host, self._retry_after) from e
 
     def _get(self, path: str, what: str, **params: Any) -> requests.Response:
         return self._call(what, lambda: self._gl.http_request("get", path, query_data=params))
@@ -203,9 +265,12 @@ class GitLabClient:
     # -- projects and branches ----------------------------------------------------------
 
     def projects(self, search: str = "", page: int = 1, per_page: int = PER_PAGE) -> Page:
-        """One page of the projects the user is a member of, most recently active first."""
+        """One page of the projects the user is a member of and can clone (Reporter or more, not
+        archived), most recently active first; ``search`` matches their namespaces too."""
         params: dict[str, Any] = {
             "membership": "true",
+            "archived": "false",
+            "min_access_level": REPORTER,
             "simple": "true",
             "order_by": "last_activity_at",
             "sort": "desc",
@@ -214,6 +279,7 @@ class GitLabClient:
         }
         if search:
             params["search"] = search
+            params["search_namespaces"] = "true"
         response = self._get("/projects", "listing your projects", **params)
         return Page(
             response.json(),

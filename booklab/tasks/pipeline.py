@@ -107,7 +107,7 @@ def _retry_later(task: Task, ctx: Context, run: Run, runner: str, error: Booklab
     tries, config = task.request.retries + 1, ctx.config
     if tries >= config.retry_attempts:
         return
-    delay = backoff(task.request.retries, config.retry_first_delay, config.retry_max_delay)
+    delay = max(backoff(task.request.retries, config.retry_first_delay, config.retry_max_delay), error.retry_after)
     log.warning("%s for %s: %s; try %d of %d in %.1f s", task.name, run, error, tries + 1, config.retry_attempts, delay)
     phase = ctx.deployments.status(run.deployment) or Phase.FETCHING
     ctx.lifecycle.say(

@@ -10,6 +10,7 @@ and ``notebook_auth`` (Traefik's forward-auth: only a notebook's owner reaches i
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -119,7 +120,10 @@ def _error_pages(app: Flask) -> None:
         if isinstance(exc, NoAccess):
             return error_page(403, "No access", str(exc))
         if isinstance(exc, GitLabUnavailable):
-            return error_page(503, "GitLab is not answering", str(exc))
+            response = app.make_response(error_page(503, "GitLab is not answering", str(exc)))
+            if exc.retry_after:  # GitLab asked to slow down: so does the web tier's client
+                response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+            return response
         return error_page(502, "GitLab refused", str(exc))
 
     @app.errorhandler(SlugTaken)

@@ -39,6 +39,17 @@ def test_gitlab_answering_502_is_tried_again_and_the_log_says_so(ctx, runners, g
     assert gitlab.deploy_keys(project) == []
 
 
+def test_gitlab_asking_to_slow_down_is_tried_again_no_sooner_than_it_says(ctx, runners, gitlab, alice, project):
+    gitlab.fail_next(BRANCH_LOOKUP, status=429, times=1, retry_after=3)
+    runners(1, **FAST_RETRIES)
+    events = run_to_end(ctx, service.request_deployment(ctx, project, "main", alice.token).id)
+
+    assert phases(events)[-1] == "ready", messages(events)
+    (retry,) = retry_lines(events)
+    assert "GitLab asked Booklab to slow down" in retry and "Trying again in 3.0 s" in retry, retry
+    assert [r.status for r in gitlab.request_log() if BRANCH_LOOKUP in r.path][:2] == [429, 200]
+
+
 def test_a_gitlab_that_answers_too_late_is_tried_again(ctx, runners, gitlab, alice, project):
     gitlab.fail_next(re.escape(f"/api/v4/projects/{project}") + "$", status=0, delay=2.5, times=1)
     runners(1, BOOKLAB_GITLAB_TIMEOUT="1", **FAST_RETRIES)

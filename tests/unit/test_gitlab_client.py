@@ -6,12 +6,15 @@ import pytest
 from booklab.errors import (
     BranchNotFound,
     DeployKeyRefused,
+    GitLabError,
+    GitLabRateLimited,
     GitLabUnavailable,
+    InsufficientScope,
     NoAccess,
     NotFound,
     TokenRejected,
 )
-from booklab.pipeline.access import generate_keypair
+from booklab.pipeline.access import generate_keypair, key_title
 from booklab.pipeline.gitlab_client import GitLabClient
 from gitlab_standin.store import DEVELOPER, GUEST, MAINTAINER
 
@@ -75,3 +78,35 @@ def test_gitlab_failing_is_unavailable_and_worth_a_retry(standin):
     gitlab.fail_next(r"/api/v4/projects", status=502)
     with client(gitlab, alice.token) as gl, pytest.raises(GitLabUnavailable, match="answered 502"):
         gl.project("lab/notebooks")
+
+
+def test_a_429_is_handed_back_at_once_with_gitlabs_retry_after(standin):
+    """No thread waits out GitLab's rate limit: the caller (a task's retry, the web tier's
+    503) decides when to ask again."""
+    gitlab, alice = standin
+    gitlab.fail_next(r"/api/v4/projects/", status=429, retry_after=120)
+    with client(gitlab, alice.token) as gl, pytest.raises(GitLabRateLimited, match="slow down") as caught:
+        gl.project("lab/notebooks")
+    assert caught.value.retry_after == 120 and caught.value.transient
+    assert [r.status for r in gitlab.request_log() if r.path.startswith("/api/v4/projects/")] == [429]
+
+
+def test_a_token_without_the_api_scope_is_told_which_scope_it_lacks(standin):
+    gitlab, alice = standin
+    read_only = gitlab.issue_oauth_token(alice, scope="read_api")
+    with client(gitlab, read_only) as gl:
+        project = gl.project("lab/notebooks")  # reading needs read_api only
+        with pytest.raises(InsufficientScope, match="lacks the scope api"):
+            gl.add_deploy_key(project, "Booklab alice main", generate_keypair().public_openssh)
+
+
+def test_a_deploy_key_for_a_branch_with_a_long_name_gets_a_title_gitlab_takes(standin):
+    gitlab, alice = standin
+    title = key_title("alice", "feature/" + "x" * 300)
+    with client(gitlab, alice.token) as gl:
+        project = gl.project("lab/notebooks")
+        gl.add_deploy_key(project, title, generate_keypair().public_openssh)
+        with pytest.raises(GitLabError, match=r"\(400\)"):  # as GitLab: over 255 characters is refused
+            gl.add_deploy_key(project, title + "x", generate_keypair().public_openssh)
+    assert [key["title"] for key in gitlab.deploy_keys("lab/notebooks")] == [title]
+    assert len(title) == 255 and title.startswith("Booklab alice feature/xxx")

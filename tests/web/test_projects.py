@@ -60,6 +60,21 @@ def test_search_finds_my_matching_projects(logged_in, gitlab, alice):
     assert "None of your projects matches" in logged_in.get("/?search=desert").text
 
 
+def test_search_matches_the_group_too(logged_in, gitlab, alice):
+    for path in ("oceanlab/model", "oceanlab/data", "forest/ocean-notes", "forest/trees"):
+        gitlab.add_project(path, members={alice.username: MAINTAINER})
+    found = logged_in.get("/?search=ocean")
+    assert sorted(project_paths(found.text)) == ["forest/ocean-notes", "oceanlab/data", "oceanlab/model"]
+
+
+def test_the_list_shows_only_projects_i_can_launch(logged_in, gitlab, alice):
+    gitlab.add_project("lab/current", members={alice.username: MAINTAINER})
+    gitlab.add_project("lab/old", members={alice.username: MAINTAINER})
+    gitlab.archive("lab/old")
+    gitlab.add_project("lab/watched", members={alice.username: GUEST})  # a Guest cannot clone it
+    assert project_paths(logged_in.get("/").text) == ["lab/current"]
+
+
 def test_the_branch_picker_preselects_the_default_branch(logged_in, gitlab, alice, tmp_path):
     from tests.fixtures.gitlab import create_local_repo
 
@@ -141,3 +156,11 @@ def test_a_launch_link_to_an_unknown_project_or_branch_says_which(
     page = logged_in.get(link)
     assert page.status_code == status and says in html.unescape(page.text)
     nothing_was_created(redis_client, gitlab)
+
+
+def test_gitlab_asking_to_slow_down_is_a_503_that_says_when_to_come_back(logged_in, gitlab):
+    gitlab.fail_next(r"^/api/v4/projects$", status=429, retry_after=30)
+    page = logged_in.get("/")
+    assert page.status_code == 503 and page.headers["Retry-After"] == "30"
+    assert "slow down" in html.unescape(page.text)
+    assert [r.status for r in gitlab.request_log() if r.path == "/api/v4/projects"] == [429]  # asked once, no waiting
