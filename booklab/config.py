@@ -178,6 +178,12 @@ class Config:
         "Where Traefik reaches the web tier for forward-auth (e.g. http://web:8080); empty: web/url.",
     )
     key_ttl: int = _setting("keys/ttl", 600, "Seconds an encrypted private deploy key lives in Redis.")
+    gitlab_deploy_key_wait: float = _setting(
+        "gitlab/deploy_key_wait",
+        60.0,
+        "Seconds a clone waits for GitLab to accept a deploy key just added (a self-hosted GitLab "
+        "writes keys from a background job); then it clones over HTTPS with the user's token.",
+    )
     token_ttl: int = _setting(
         "keys/token_ttl",
         86400,

@@ -70,6 +70,11 @@ class CloneUnavailable(CloneError):
     transient = True
 
 
+class DeployKeyNotAccepted(CloneError):
+    """git over SSH was refused the deploy key ("Permission denied (publickey)"): a
+    self-hosted GitLab may take a minute to accept a key just added."""
+
+
 class PushRejected(CloneError):
     """GitLab refused to update a branch: it exists already, or moved since."""
 

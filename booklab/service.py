@@ -127,7 +127,9 @@ def _keep_login(ctx: Context, deployment_id: str, grant_id: str) -> None:
     ctx.grants.keep_for(grant_id, ctx.config.token_ttl + ctx.config.notebook_max_lifetime)
 
 
-def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: str | None = None) -> Phase:
+def stop(
+    ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: str | None = None, grant_id: str = ""
+) -> Phase:
     """Stop a deployment: at once when still queued, else its run becomes ``stopping`` and
     its runner ends it within ``runner/poll_interval`` seconds, after saving its changes when
     the user chose that (unless ``discard``). A run queued behind an end is dropped too.
@@ -137,7 +139,7 @@ def stop(ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: 
         ctx.deployments.update(deployment_id, save_back="")
     elif ctx.deployments.record(deployment_id).get("save_back") and current is Phase.READY:
         if gitlab_token:
-            _keep_token(ctx, deployment_id, gitlab_token)
+            _keep_token(ctx, deployment_id, gitlab_token, grant_id)
         protocol.announce(ctx, deployment_id)  # the runner saves it before it ends it
     protocol.forget_failure(ctx, deployment_id)
     was, _ = ctx.lifecycle.stop(deployment_id)

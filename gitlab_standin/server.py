@@ -52,6 +52,11 @@ class GitLabStandIn:
 
     def _keys_changed(self) -> None:
         self.ssh.write_authorized_keys(self.store.ssh_grants())
+        pending = self.store.keys_pending()
+        if pending is not None:  # write them again when the next waiting key starts to work
+            timer = threading.Timer(pending + 0.05, self._keys_changed)
+            timer.daemon = True
+            timer.start()
 
     # lifecycle
 
@@ -144,6 +149,12 @@ class GitLabStandIn:
     def set_member(self, project_path: str, username: str, access_level: int | None) -> None:
         """Change a user's access level on a project; None removes them."""
         self.store.set_member(project_path, username, access_level)
+
+    def delay_deploy_keys(self, seconds: float) -> None:
+        """Deploy keys added from now on work over SSH only ``seconds`` later, as on a
+        self-hosted GitLab that writes its authorized keys from a background job (git is
+        refused "Permission denied (publickey)" until then). ``reset()`` sets it back to 0."""
+        self.store.key_delay = seconds
 
     def archive(self, project_path: str) -> None:
         """Archive the project, as its owner would in GitLab: read-only from now on."""

@@ -11,6 +11,7 @@ import itertools
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -174,6 +175,10 @@ class Store:
     def __init__(self, on_keys_changed: Callable[[], None] = lambda: None) -> None:
         self._lock = threading.RLock()
         self.now = Clock()
+        #: seconds before a deploy key just added works over SSH (a self-hosted GitLab writes
+        #: its authorized keys from a background job); 0: at once
+        self.key_delay = 0.0
+        self._key_ready_at: dict[int, float] = {}
         self._ids = {kind: itertools.count(1) for kind in ("user", "project", "key", "namespace")}
         self._on_keys_changed = on_keys_changed
         self._apps: dict[str, OAuthApp] = {}
@@ -196,6 +201,7 @@ class Store:
         with self._lock:
             self._clear()
             self.now.offset = timedelta(0)
+            self.key_delay = 0.0
             self._on_keys_changed()
 
     # users
@@ -316,6 +322,7 @@ class Store:
             if known is None:
                 known = DeployKey(next(self._ids["key"]), title, key.strip(), public, self.now(), expires_at)
                 self._keys[known.id] = known
+                self._key_ready_at[known.id] = time.monotonic() + self.key_delay
             project.deploy_keys[known.id] = can_push
             self._on_keys_changed()
             return known, can_push
@@ -334,8 +341,16 @@ class Store:
             self._on_keys_changed()
             return True
 
+    def keys_pending(self) -> float | None:
+        """Seconds until the next deploy key added works over SSH; None when none waits."""
+        with self._lock:
+            waits = [at - time.monotonic() for key_id, at in self._key_ready_at.items() if key_id in self._keys]
+            pending = [wait for wait in waits if wait > 0]
+            return min(pending) if pending else None
+
     def ssh_grants(self) -> list[tuple[DeployKey, list[tuple[str, bool]]]]:
-        """Every deploy key with the (project path, can_push) pairs it is enabled on."""
+        """Every deploy key that works over SSH now (see ``key_delay``), with the (project path,
+        can_push) pairs it is enabled on."""
         with self._lock:
             return [
                 (
@@ -347,6 +362,7 @@ class Store:
                     ],
                 )
                 for key in self._keys.values()
+                if self._key_ready_at.get(key.id, 0) <= time.monotonic()
             ]
 
     # OAuth

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from booklab.errors import CloneError, CloneUnavailable, GitError, PushRejected
+from booklab.errors import CloneError, CloneUnavailable, DeployKeyNotAccepted, GitError, PushRejected
 
 _FORBIDDEN_IN_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)")
 
@@ -306,6 +306,8 @@ def _explain(lines: list[str], what: str, branch: str) -> CloneError:
         return CloneError(f"GitLab refused the push to branch {branch!r}: {remote}")
     if what == "push" and re.search(r"not allowed to push|does not have write access|returned error: 403", text):
         return CloneError(f"GitLab refused the push to branch {branch!r}: your role cannot push to this project.")
+    if "Permission denied (publickey" in text:
+        return DeployKeyNotAccepted(_NO_ACCESS)
     if "Permission denied" in text or "Authentication failed" in text or re.search(r"returned error: 40[134]", text):
         return CloneError(_NO_ACCESS)
     if _UNREACHABLE.search(text):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from booklab.context import Context
-from booklab.errors import BooklabError, BuildError, Moved
+from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, Moved
 from booklab.phases import Phase
 from booklab.pipeline import (
     access,
@@ -32,12 +32,16 @@ from booklab.pipeline import (
     notebook_network,
     notebook_settings,
 )
+from booklab.pipeline.transient import backoff
 from booklab.state import metrics, schema
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
 from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN
 
 log = logging.getLogger(__name__)
+
+#: seconds between clones waiting for a deploy key GitLab does not accept yet: the first, and the longest
+KEY_RETRY_FIRST, KEY_RETRY_MAX = 1.0, 8.0
 
 
 def checkout_dir(ctx: Context, deployment_id: str) -> Path:
@@ -102,16 +106,24 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
     dest = checkout_dir(ctx, deployment_id)
     shutil.rmtree(dest, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if record.get("clone_method") == "ssh":
-        credentials: access.Credentials = access.ssh(ctx, ctx.vault.get(deployment_id, DEPLOY_KEY))
-        url = record["ssh_url"]
-    else:
-        credentials = access.https(gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)[0])
-        url = record["http_url"]
     ctx.lifecycle.say(run, Phase.FETCHING, f"Cloning {record['project']} at {record['ref']}...")
-    with _neutral_errors(dest):
-        for line in git.clone(url, record["ref"], dest, credentials):
-            ctx.lifecycle.say(run, Phase.FETCHING, _neutral(line, dest))
+    credentials: access.Credentials
+    if record.get("clone_method") == "ssh":
+        try:
+            credentials = _clone_with_key(ctx, run, record, dest)
+        except DeployKeyNotAccepted:
+            wait = ctx.config.gitlab_deploy_key_wait
+            ctx.lifecycle.say(
+                run,
+                Phase.FETCHING,
+                f"GitLab did not accept the deploy key within {wait:.0f} s: cloning over HTTPS with your own "
+                "token instead.",
+            )
+            ctx.deployments.update(deployment_id, clone_method="https")
+            record["clone_method"] = "https"
+    if record.get("clone_method") != "ssh":
+        credentials = access.https(gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)[0])
+        _clone(ctx, run, record["http_url"], record["ref"], credentials, dest)
     # a failed clone keeps the key for its next try; release() revokes it when none is left
     access.revoke(ctx, deployment_id)
     access.learn_host_key(ctx, credentials)
@@ -125,6 +137,33 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
         ctx.deployments.update(
             deployment_id, commit=commit, image=builder.image_name(ctx.config.image_prefix, record["project"], commit)
         )
+
+
+def _clone(ctx: Context, run: Run, url: str, ref: str, credentials: access.Credentials, dest: Path) -> None:
+    shutil.rmtree(dest, ignore_errors=True)
+    with _neutral_errors(dest):
+        for line in git.clone(url, ref, dest, credentials):
+            ctx.lifecycle.say(run, Phase.FETCHING, _neutral(line, dest))
+
+
+def _clone_with_key(ctx: Context, run: Run, record: dict[str, str], dest: Path) -> access.Credentials:
+    """Clone over SSH with the run's deploy key, trying again with backoff while GitLab does not
+    accept the key yet, for ``gitlab/deploy_key_wait`` s at most (then DeployKeyNotAccepted)."""
+    deadline, attempt = time.monotonic() + ctx.config.gitlab_deploy_key_wait, 0
+    while True:
+        credentials = access.ssh(ctx, ctx.vault.get(run.deployment, DEPLOY_KEY))
+        try:
+            _clone(ctx, run, record["ssh_url"], record["ref"], credentials, dest)
+            return credentials
+        except DeployKeyNotAccepted:
+            delay = backoff(attempt, KEY_RETRY_FIRST, KEY_RETRY_MAX)
+            if time.monotonic() + delay > deadline:
+                raise
+            ctx.lifecycle.say(
+                run, Phase.FETCHING, f"GitLab does not accept the new deploy key yet: trying again in {delay:.0f} s."
+            )
+            time.sleep(delay)  # this runner serves this deployment only: nothing else waits
+            attempt += 1
 
 
 def build(ctx: Context, run: Run, runner: str) -> None:

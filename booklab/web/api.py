@@ -164,7 +164,7 @@ def stop(deployment_id: str) -> Any:
     user = auth.api_user()
     dep, _ = _own(deployment_id, user)
     discard = _flag(_body(), "discard")
-    was = service.stop(context(), dep.id, discard=discard, gitlab_token=user.token)
+    was = service.stop(context(), dep.id, discard=discard, gitlab_token=user.token, grant_id=user.grant)
     log.info("%s stopped %s (was %s%s)", user.username, dep.id, was.value, ", discarding changes" if discard else "")
     return jsonify({**describe(dep, context().deployments.status(dep.id) or was), "was": was.value}), 202
 

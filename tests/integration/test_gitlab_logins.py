@@ -2,28 +2,11 @@
 2 hours (the stand-in's clock is moved on), and the runner refreshes the login it shares with
 the web tier."""
 
-import secrets
-
-import pytest
-
 from booklab.phases import Phase
-from gitlab_standin.store import MAINTAINER
-from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import events_of, messages, notebook_repo_files, phases, run_to_end
+from tests.fixtures.pipeline import events_of, messages, phases, run_to_end
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import csrf_token, log_in
 from tests.integration.test_save_back import stand_in_git, write_text
-
-PROJECT = "lab/hours"
-
-
-@pytest.fixture
-def fresh_project(gitlab, alice, base_image, tmp_path) -> str:
-    """A project whose commit no image was built for yet: the run clones it."""
-    files = {**notebook_repo_files(base_image), "unique.txt": secrets.token_hex(8)}
-    gitlab.add_project(PROJECT, members={"alice": MAINTAINER})
-    gitlab.push(PROJECT, create_local_repo(tmp_path / "hours", {"main": files}))
-    return PROJECT
 
 
 def oauth_application(web_env) -> dict[str, str]:
@@ -32,19 +15,19 @@ def oauth_application(web_env) -> dict[str, str]:
 
 
 def test_a_deployment_queued_for_three_hours_still_clones_and_removes_its_key(
-    web_client, web_env, ctx, runners, gitlab, alice, fresh_project
+    web_client, web_env, ctx, runners, gitlab, alice, unbuilt_project
 ):
     log_in(web_client, alice)
     launched = web_client.post(
-        "/launch", data={"project": fresh_project, "ref": "main", "csrf_token": csrf_token(web_client)}
+        "/launch", data={"project": unbuilt_project, "ref": "main", "csrf_token": csrf_token(web_client)}
     )
     assert launched.status_code == 303
     gitlab.advance_clock(3 * 3600)  # no runner was free: the login's access token expired at GitLab
     runners(1, **oauth_application(web_env))
-    events = run_to_end(ctx, f"{fresh_project}:main:alice")
+    events = run_to_end(ctx, f"{unbuilt_project}:main:alice")
     assert phases(events)[-1] == "ready", messages(events)
     assert "Added a read-only deploy key" in messages(events) and "Cloning" in messages(events)
-    assert gitlab.deploy_keys(fresh_project) == []
+    assert gitlab.deploy_keys(unbuilt_project) == []
     assert [r.status for r in gitlab.request_log() if r.path == "/oauth/token"][-1] == 200
     assert "@alice" in web_client.get("/").text  # the web tier acts with the refreshed login too
 
