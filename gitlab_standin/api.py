@@ -312,6 +312,8 @@ def _add_deploy_key(project: Project) -> Response:
     missing = [f"{name} is missing" for name in ("key", "title") if not params.get(name)]
     if missing:
         return error(400, ", ".join(missing), key="error")
+    if str(params["key"]).split(" ", 1)[0] in context().store.forbidden_key_types:
+        return error(400, {"key": ["type is forbidden. Must be RSA or ECDSA"]})
     if len(str(params["title"])) > MAX_KEY_TITLE:
         return error(400, {"title": [f"is too long (maximum is {MAX_KEY_TITLE} characters)"]})
     expires_at = None

@@ -156,6 +156,11 @@ class GitLabStandIn:
         refused "Permission denied (publickey)" until then). ``reset()`` sets it back to 0."""
         self.store.key_delay = seconds
 
+    def forbid_key_type(self, key_type: str) -> None:
+        """Refuse deploy keys of ``key_type`` (e.g. ``ssh-ed25519``) with GitLab's 400, as an
+        administrator's key restrictions do. ``reset()`` allows every type again."""
+        self.store.forbidden_key_types.add(key_type)
+
     def archive(self, project_path: str) -> None:
         """Archive the project, as its owner would in GitLab: read-only from now on."""
         project = self.store.project(project_path)

@@ -179,6 +179,8 @@ class Store:
         #: its authorized keys from a background job); 0: at once
         self.key_delay = 0.0
         self._key_ready_at: dict[int, float] = {}
+        #: key types (``ssh-ed25519``...) the instance refuses, as an administrator may restrict them
+        self.forbidden_key_types: set[str] = set()
         self._ids = {kind: itertools.count(1) for kind in ("user", "project", "key", "namespace")}
         self._on_keys_changed = on_keys_changed
         self._apps: dict[str, OAuthApp] = {}
@@ -202,6 +204,7 @@ class Store:
             self._clear()
             self.now.offset = timedelta(0)
             self.key_delay = 0.0
+            self.forbidden_key_types = set()
             self._on_keys_changed()
 
     # users

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from booklab.context import Context
-from booklab.errors import BooklabError, DeployKeyRefused
+from booklab.errors import BooklabError
 from booklab.pipeline import gitlab_tokens, key_sweeper
 from booklab.pipeline.git import HttpsCredentials, SshCredentials
 from booklab.pipeline.gitlab_client import GitLabClient, Project
@@ -59,17 +59,13 @@ def key_title(*words: str) -> str:
     return f"Booklab {' '.join(words)}"[: MAX_TITLE - len(moment)] + moment
 
 
-def add_deploy_key(
-    ctx: Context, gl: GitLabClient, project: Project, title: str, can_push: bool = False
-) -> KeyPair | None:
-    """A new key pair whose public half the project now has as a deploy key titled ``title``;
-    None when GitLab refuses a deploy key (the user's role is below Maintainer): then the
-    user's token over HTTPS (:func:`https`) is the way in."""
+def add_deploy_key(ctx: Context, gl: GitLabClient, project: Project, title: str, can_push: bool = False) -> KeyPair:
+    """A new key pair whose public half the project now has as a deploy key titled ``title``.
+    DeployKeyRefused, saying why, when GitLab refuses it (the user's role, deploy keys or
+    ed25519 keys disabled on the instance): then the user's token over HTTPS (:func:`https`)
+    is the way in."""
     keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
-    try:
-        gl.add_deploy_key(project, title, keys.public_openssh, can_push=can_push)
-    except DeployKeyRefused:
-        return None
+    gl.add_deploy_key(project, title, keys.public_openssh, can_push=can_push)
     return keys
 
 

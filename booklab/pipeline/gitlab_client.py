@@ -367,7 +367,8 @@ class GitLabClient:
 
     def add_deploy_key(self, project: Project, title: str, public_key: str, can_push: bool = False) -> int:
         """Add a deploy key, read-only unless ``can_push``; returns its id. Raises
-        DeployKeyRefused when GitLab refuses it (403: the user is below Maintainer)."""
+        DeployKeyRefused, saying why, when GitLab refuses it: 403 (the user's role, or deploy
+        keys disabled), or 400 for a key type the instance forbids."""
 
         def create() -> Any:
             keys = self._gl.projects.get(project.id, lazy=True).keys
@@ -376,7 +377,12 @@ class GitLabClient:
         try:
             key: Any = self._call("adding a deploy key", create)
         except NoAccess as e:
-            raise DeployKeyRefused(f"GitLab refused a deploy key on {project.path}.") from e
+            raise DeployKeyRefused("GitLab refused a deploy key (your role is below Maintainer)") from e
+        except GitLabError as e:
+            body = getattr(e.__cause__, "response_body", None) or b""
+            if b"type is forbidden" in body:
+                raise DeployKeyRefused("GitLab refused a deploy key (its type, ed25519, is not allowed there)") from e
+            raise
         return key.id
 
     def delete_deploy_keys_titled(self, project_id: int, title: str) -> int:

@@ -3,18 +3,16 @@ from the session (pages) or from a GitLab personal access token (API and CLI).
 
 Login goes to the configured GitLab (``gitlab/host``, self-hosted or gitlab.com, http or
 https), so the blueprint is built with ``OAuth2ConsumerBlueprint`` rather than
-``make_gitlab_blueprint``, which assumes https. The scopes Booklab asks for, and why:
+``make_gitlab_blueprint``, which assumes https. Booklab asks for one scope:
 
 ``api``
     Booklab adds a read-only deploy key to the project for the clone and deletes it right
     after (``POST``/``DELETE /projects/:id/deploy_keys``); GitLab allows that only with
     ``api``. The same scope covers reading the user, their projects and branches
     (``read_user`` and ``read_api`` would be enough for those alone), and adding a deploy
-    key with write access to push a notebook's saved changes (or, below Maintainer,
-    pushing them over HTTPS: ``api`` includes ``write_repository``).
-``read_repository``
-    Users below Maintainer cannot add deploy keys; Booklab then clones over HTTPS with
-    the user's own token, which needs this scope.
+    key with write access to push a notebook's saved changes. When GitLab refuses a deploy
+    key (users below Maintainer), Booklab clones and pushes over HTTPS with the user's own
+    token: ``api`` covers git over HTTP too.
 
 An expired token is refreshed with its refresh token; a refused or revoked one sends
 the user to log in again (pages) or gets 401 JSON (API).
@@ -55,7 +53,7 @@ from booklab.web.pages import context, context_of, error_page, wants_json
 
 log = logging.getLogger(__name__)
 
-SCOPES = ["api", "read_repository"]
+SCOPES = ["api"]
 
 bp = Blueprint("auth", __name__)
 

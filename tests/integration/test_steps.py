@@ -66,6 +66,15 @@ def test_a_developer_clones_over_https_with_their_token_and_no_key(ctx, reposito
     assert ctx.vault.find(run.deployment, GITLAB_TOKEN) is None
 
 
+def test_an_instance_that_forbids_ed25519_keys_is_cloned_over_https(ctx, repository):
+    repository.forbid_key_type("ssh-ed25519")
+    run = fetch(ctx, repository, "maria")
+    assert repository.deploy_keys(PROJECT) == []
+    assert "its type, ed25519, is not allowed there): cloning over HTTPS with your own token" in log_of(ctx, run)
+    steps.clone(ctx, run, RUNNER)
+    assert (steps.checkout_dir(ctx, run.deployment) / "hello.ipynb").exists()
+
+
 def test_an_invalid_booklab_yml_is_refused_after_the_clone_with_what_to_change(ctx, repository):
     run = fetch(ctx, repository, "maria", "bad-settings")
     with pytest.raises(SettingsError, match=r"\.booklab\.yml.*memory must be a size"):

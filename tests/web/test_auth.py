@@ -50,7 +50,7 @@ def test_login_through_gitlab_shows_my_projects(web_client, ctx, gitlab, alice, 
     authorize = urlsplit(start.headers["Location"])
     assert f"{authorize.scheme}://{authorize.netloc}{authorize.path}" == f"{gitlab.url}/oauth/authorize"
     query = parse_qs(authorize.query)
-    assert query["scope"] == ["api read_repository"]
+    assert query["scope"] == ["api"]
     assert query["redirect_uri"] == [TEST_CLIENT_CALLBACK]
     cookie_before = cookie_header(start).split(";")[0]
 
