@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
@@ -75,6 +76,8 @@ class Page:
 
 #: seconds to wait after a 429 that did not say how long (GitLab sends Retry-After)
 RATE_LIMIT_WAIT = 60.0
+#: the longest Retry-After taken as it is: a runner does not sit idle for hours on one answer
+RATE_LIMIT_MAX_WAIT = 900.0
 
 
 def _translate(e: Exception, what: str, host: str, retry_after: float | None = None) -> GitLabError:
@@ -115,7 +118,7 @@ def _missing_scope(e: gitlab.exceptions.GitlabError) -> str:
         return ""
     if not isinstance(body, dict) or body.get("error") != "insufficient_scope":
         return ""
-    return str(body.get("scope") or "api").split()[0]
+    return (str(body.get("scope") or "").split() or ["api"])[0]
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:
@@ -133,6 +136,7 @@ def refresh_oauth(host: str, client_id: str, client_secret: str, refresh_token: 
             data={"grant_type": "refresh_token", "refresh_token": refresh_token},
             auth=(client_id, client_secret),
             timeout=timeout,
+            allow_redirects=False,  # a refresh token goes to GitLab's token endpoint and nowhere else
         )
     except requests.RequestException as e:
         raise _translate(e, what, host) from e
@@ -145,9 +149,16 @@ def refresh_oauth(host: str, client_id: str, client_secret: str, refresh_token: 
         raise GitLabUnavailable(f"GitLab answered {response.status_code} while {what}; try again shortly.")
     if not response.ok:
         raise GitLabError(f"GitLab refused {what} ({response.status_code}).")
-    token = response.json()
-    expires_in = token.get("expires_in")
-    return Pair(token["access_token"], token["refresh_token"], time.time() + float(expires_in) if expires_in else 0.0)
+    try:
+        token = response.json()
+        expires_in = token.get("expires_in")
+        return Pair(
+            token["access_token"], token["refresh_token"], time.time() + float(expires_in) if expires_in else 0.0
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise GitLabError(
+            f"GitLab answered {what} with something other than a token ({response.status_code})."
+        ) from None
 
 
 def _oauth_error(response: requests.Response) -> str:
@@ -169,9 +180,12 @@ class _NoWaiting(gitlab.Gitlab):
 def _seconds(value: str | None) -> float | None:
     """Retry-After's seconds (GitLab sends a number of seconds); None when absent or a date."""
     try:
-        return max(0.0, float(value)) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), RATE_LIMIT_MAX_WAIT)
 
 
 class GitLabClient:

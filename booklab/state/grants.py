@@ -15,11 +15,16 @@ from dataclasses import asdict, dataclass
 
 import redis
 
+from booklab.errors import GitLabUnavailable
 from booklab.state import schema
 from booklab.state.vault import Vault
 
-#: seconds one process may hold a login's refresh (GitLab's answer comes well within)
-LOCK_TTL = 30
+#: seconds one process may hold a login's refresh: well beyond one answer of GitLab's token
+#: endpoint (each wait for it is cut at ``gitlab/timeout``), so the lock never expires under a
+#: refresh and no refresh token is sent twice
+LOCK_TTL = 60
+#: seconds a process waits for another's refresh before it gives up
+LOCK_WAIT = LOCK_TTL + 5
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
@@ -56,8 +61,9 @@ class Grants:
         return None if opened is None else Pair(**json.loads(opened))
 
     def put(self, grant_id: str, pair: Pair) -> None:
-        """Replace the login's pair (after a refresh), keeping how long it lives."""
-        self.redis.set(schema.grant(grant_id), self._seal(pair), keepttl=True)
+        """Replace the login's pair (after a refresh), keeping how long it lives; a login that
+        expired meanwhile stays gone."""
+        self.redis.set(schema.grant(grant_id), self._seal(pair), keepttl=True, xx=True)
 
     def keep_for(self, grant_id: str, ttl: int) -> None:
         """Have the login live at least ``ttl`` seconds more (a deployment acts with it)."""
@@ -66,9 +72,13 @@ class Grants:
 
     @contextmanager
     def lock(self, grant_id: str) -> Iterator[None]:
-        """Hold the login's refresh, waiting while another process holds it."""
+        """Hold the login's refresh, waiting while another process holds it (GitLabUnavailable
+        after :data:`LOCK_WAIT` s)."""
         key, mine = schema.grant_lock(grant_id), secrets.token_hex(8)
+        deadline = time.monotonic() + LOCK_WAIT
         while not self.redis.set(key, mine, nx=True, ex=LOCK_TTL):
+            if time.monotonic() > deadline:
+                raise GitLabUnavailable("Refreshing your GitLab login takes too long: try again shortly.")
             time.sleep(0.05)
         try:
             yield

@@ -161,9 +161,13 @@ def _fresh_token(grant_id: str) -> str | None:
     longer accepts it (or the login is gone)."""
     try:
         return gitlab_tokens.fresh(context(), grant_id)
-    except GitLabError as e:
+    except TokenRejected as e:
         log.info("refreshing a GitLab login failed: %s", type(e).__name__)
         return None
+    except GitLabError as e:  # GitLab did not answer the refresh: go on with the token kept, try again next time
+        log.info("refreshing a GitLab login failed for now: %s", type(e).__name__)
+        pair = context().grants.get(grant_id)
+        return None if pair is None else pair.access_token
 
 
 def session_user() -> WebUser | None:

@@ -34,13 +34,9 @@ class GrantStorage(BaseStorage):
         return token
 
     def set(self, blueprint: Any, token: dict) -> None:
+        """A login: always a new grant, never written into one a session named before."""
         pair = Pair(token["access_token"], token.get("refresh_token", ""), float(token.get("expires_at") or 0))
-        grants = context().grants
-        grant_id = session.get(GRANT_KEY, "")
-        if grant_id and grants.get(grant_id) is not None:
-            grants.put(grant_id, pair)
-        else:
-            session[GRANT_KEY] = grants.create(pair, context().config.web_session_lifetime)
+        session[GRANT_KEY] = context().grants.create(pair, context().config.web_session_lifetime)
 
     def delete(self, blueprint: Any) -> None:
         """The session forgets its login; the grant lives on for the notebooks launched with it

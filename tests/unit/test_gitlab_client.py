@@ -110,3 +110,11 @@ def test_a_deploy_key_for_a_branch_with_a_long_name_gets_a_title_gitlab_takes(st
             gl.add_deploy_key(project, title + "x", generate_keypair().public_openssh)
     assert [key["title"] for key in gitlab.deploy_keys("lab/notebooks")] == [title]
     assert len(title) == 255 and title.startswith("Booklab alice feature/xxx")
+
+
+def test_a_retry_after_of_days_is_taken_as_15_minutes(standin):
+    gitlab, alice = standin
+    gitlab.fail_next(r"/api/v4/projects/", status=429, retry_after=10**9)
+    with client(gitlab, alice.token) as gl, pytest.raises(GitLabRateLimited) as caught:
+        gl.project("lab/notebooks")
+    assert caught.value.retry_after == 900

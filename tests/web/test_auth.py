@@ -102,6 +102,15 @@ def test_an_expired_token_is_refreshed_without_asking(web_client, ctx, gitlab, a
     assert [r.status for r in gitlab.request_log() if r.path == "/oauth/token"][-1] == 200
 
 
+def test_gitlab_failing_to_refresh_a_login_keeps_me_logged_in(web_client, ctx, gitlab, alice, plain_project):
+    log_in(web_client, alice)
+    expire(ctx, web_client)
+    gitlab.fail_next(r"^/oauth/token$", status=502)
+    home = web_client.get("/")
+    assert home.status_code == 200 and "@alice" in home.text and plain_project in home.text
+    assert [r.status for r in gitlab.request_log() if r.path == "/oauth/token"][-1] == 502
+
+
 def revoke(gitlab, web_env, refresh_token: str) -> None:
     """Rotate the token out of band (as another client of the app would): GitLab then
     refuses both the old access token and the old refresh token."""
