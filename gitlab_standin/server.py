@@ -150,6 +150,11 @@ class GitLabStandIn:
         """Change a user's access level on a project; None removes them."""
         self.store.set_member(project_path, username, access_level)
 
+    def revoke_oauth_access(self, user: User) -> None:
+        """The user revokes the OAuth applications' access in GitLab: their access and refresh
+        tokens stop working."""
+        self.store.revoke_tokens(user)
+
     def delay_deploy_keys(self, seconds: float) -> None:
         """Deploy keys added from now on work over SSH only ``seconds`` later, as on a
         self-hosted GitLab that writes its authorized keys from a background job (git is

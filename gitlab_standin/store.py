@@ -401,6 +401,11 @@ class Store:
                 return None
             return self.issue_token(self._users[grant.user_id], app.client_id, grant.scope)
 
+    def revoke_tokens(self, user: User) -> None:
+        """Forget every OAuth token of ``user``, as when they revoke an application's access."""
+        with self._lock:
+            self._tokens = {k: t for k, t in self._tokens.items() if t.user_id != user.id}
+
     def refresh(self, app: OAuthApp, refresh_token: str) -> OAuthToken | None:
         """Rotate a refresh token: the old access and refresh tokens stop working."""
         with self._lock:

@@ -52,3 +52,21 @@ def test_an_automatic_save_three_hours_after_the_launch_pushes(
     assert "Saved your changes to branch" in final["message"], final["message"]
     branch = ctx.deployments.record(deployment_id)["saved_branch"]
     assert stand_in_git(gitlab, project, "show", f"{branch}:draft.md") == "written after three hours\n"
+
+
+def test_a_login_gitlab_no_longer_accepts_fails_the_deployment_saying_log_in_again(
+    web_client, web_env, ctx, runners, gitlab, alice, unbuilt_project
+):
+    log_in(web_client, alice)
+    launched = web_client.post(
+        "/launch", data={"project": unbuilt_project, "ref": "main", "csrf_token": csrf_token(web_client)}
+    )
+    assert launched.status_code == 303
+    gitlab.advance_clock(3 * 3600)
+    gitlab.revoke_oauth_access(alice)  # the user revoked Booklab's access in GitLab meanwhile
+    (runner,) = runners(1, **oauth_application(web_env))
+    events = run_to_end(ctx, f"{unbuilt_project}:main:alice")
+    assert phases(events)[-1] == "failed"
+    assert "GitLab no longer accepts your login" in events[-1]["message"] and "log in again" in events[-1]["message"]
+    assert gitlab.deploy_keys(unbuilt_project) == []
+    wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
