@@ -12,6 +12,7 @@ import logging
 from booklab.context import Context
 from booklab.errors import ConfigError, TokenRejected
 from booklab.pipeline.gitlab_client import GitLabClient, refresh_oauth
+from booklab.state.grants import Pair
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,11 @@ def fresh(ctx: Context, grant_id: str, rejected: str = "") -> str:
     unless it expires within :data:`REFRESH_MARGIN` s or is ``rejected`` (GitLab just refused
     it); then a new one, refreshed once whichever process asks first. TokenRejected when the
     login is gone or GitLab no longer accepts it."""
-    pair = ctx.grants.get(grant_id)
+    return _fresh(ctx, grant_id, ctx.grants.get(grant_id), rejected)
+
+
+def _fresh(ctx: Context, grant_id: str, pair: Pair | None, rejected: str) -> str:
+    """:func:`fresh`, the login's pair already read (None: gone)."""
     if pair is not None and not _stale(pair, rejected):
         return pair.access_token
     with ctx.grants.lock(grant_id):
@@ -51,7 +56,7 @@ def fresh(ctx: Context, grant_id: str, rejected: str = "") -> str:
         return pair.access_token
 
 
-def _stale(pair, rejected: str) -> bool:
+def _stale(pair: Pair, rejected: str) -> bool:
     return pair.access_token == rejected or pair.expires_within(REFRESH_MARGIN)
 
 
@@ -69,6 +74,7 @@ def of_deployment(ctx: Context, deployment_id: str, name: str) -> tuple[str, str
     access token)."""
     token = ctx.vault.get(deployment_id, name).decode()
     grant_id = ctx.deployments.record(deployment_id).get("grant", "")
-    if grant_id and ctx.grants.get(grant_id) is not None:
-        return fresh(ctx, grant_id), grant_id
-    return token, ""
+    pair = ctx.grants.get(grant_id) if grant_id else None
+    if pair is None:
+        return token, ""
+    return _fresh(ctx, grant_id, pair, ""), grant_id

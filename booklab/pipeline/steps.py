@@ -103,7 +103,7 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
     shutil.rmtree(dest, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     ctx.lifecycle.say(run, Phase.FETCHING, f"Cloning {record['project']} at {record['ref']}...")
-    credentials: access.Credentials
+    credentials: access.Credentials | None = None
     if record.get("clone_method") == "ssh":
         try:
             credentials = _clone_with_key(ctx, run, record, dest)
@@ -116,8 +116,7 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
                 "token instead.",
             )
             ctx.deployments.update(deployment_id, clone_method="https")
-            record["clone_method"] = "https"
-    if record.get("clone_method") != "ssh":
+    if credentials is None:
         credentials = access.https(gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)[0])
         _clone(ctx, run, record["http_url"], record["ref"], credentials, dest)
     # a failed clone keeps the key for its next try; release() revokes it when none is left

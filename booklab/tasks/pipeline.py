@@ -60,27 +60,13 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
         if moved.current == run.number and moved.phase is Phase.STOPPING:
             _end_stopped(ctx, run, runner)
         if moved.current == run.number and moved.phase is not None and moved.phase.is_active:
-            teardown.end(
-                ctx,
-                run,
-                runner,
-                Phase.FAILED,
-                f"Booklab failed unexpectedly while running {task.name}: "
-                "try again, and tell the operator if it happens again.",
-            )
+            _end_crashed(ctx, run, runner, task)
         raise Ignore() from None
     except Exception as exc:  # every failure ends in a retry or in a final event
         error = as_booklab_error(exc)
         if error is None:
             log.exception("%s crashed for %s", task.name, run)
-            teardown.end(
-                ctx,
-                run,
-                runner,
-                Phase.FAILED,
-                f"Booklab failed unexpectedly while running {task.name}: "
-                "try again, and tell the operator if it happens again.",
-            )
+            _end_crashed(ctx, run, runner, task)
             raise Ignore() from None
         message = str(error)
         if error.transient:
@@ -93,6 +79,17 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
         teardown.end(ctx, run, runner, Phase.FAILED, message)
         raise Ignore() from None
     return run_id
+
+
+def _end_crashed(ctx: Context, run: Run, runner: str, task: Task) -> None:
+    """End the run after a bug (Booklab's, not the repository's or GitLab's)."""
+    teardown.end(
+        ctx,
+        run,
+        runner,
+        Phase.FAILED,
+        f"Booklab failed unexpectedly while running {task.name}: try again, and tell the operator if it happens again.",
+    )
 
 
 def _end_stopped(ctx: Context, run: Run, runner: str) -> None:
