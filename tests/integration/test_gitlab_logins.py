@@ -14,14 +14,19 @@ def oauth_application(web_env) -> dict[str, str]:
     return {name: web_env[name] for name in ("BOOKLAB_GITLAB_CONSUMER_KEY", "BOOKLAB_GITLAB_CONSUMER_SECRET")}
 
 
+def launch_logged_in(web_client, user, project: str, **form: str) -> None:
+    """Log ``user`` in through GitLab, then Launch ``main`` of ``project`` from the home page."""
+    log_in(web_client, user)
+    launched = web_client.post(
+        "/launch", data={"project": project, "ref": "main", "csrf_token": csrf_token(web_client), **form}
+    )
+    assert launched.status_code == 303
+
+
 def test_a_deployment_queued_for_three_hours_still_clones_and_removes_its_key(
     web_client, web_env, ctx, runners, gitlab, alice, unbuilt_project
 ):
-    log_in(web_client, alice)
-    launched = web_client.post(
-        "/launch", data={"project": unbuilt_project, "ref": "main", "csrf_token": csrf_token(web_client)}
-    )
-    assert launched.status_code == 303
+    launch_logged_in(web_client, alice, unbuilt_project)
     gitlab.advance_clock(3 * 3600)  # no runner was free: the login's access token expired at GitLab
     runners(1, **oauth_application(web_env))
     events = run_to_end(ctx, f"{unbuilt_project}:main:alice")
@@ -36,11 +41,7 @@ def test_an_automatic_save_three_hours_after_the_launch_pushes(
     web_client, web_env, ctx, runners, gitlab, alice, project
 ):
     runners(1, BOOKLAB_NOTEBOOK_IDLE_TIMEOUT="4", **oauth_application(web_env))
-    log_in(web_client, alice)
-    launched = web_client.post(
-        "/launch", data={"project": project, "ref": "main", "save_back": "on", "csrf_token": csrf_token(web_client)}
-    )
-    assert launched.status_code == 303
+    launch_logged_in(web_client, alice, project, save_back="on")
     deployment_id = f"{project}:main:alice"
     ready = run_to_end(ctx, deployment_id)[-1]
     gitlab.advance_clock(3 * 3600)  # the notebook ran for hours: the login's access token expired at GitLab
@@ -57,11 +58,7 @@ def test_an_automatic_save_three_hours_after_the_launch_pushes(
 def test_a_login_gitlab_no_longer_accepts_fails_the_deployment_saying_log_in_again(
     web_client, web_env, ctx, runners, gitlab, alice, unbuilt_project
 ):
-    log_in(web_client, alice)
-    launched = web_client.post(
-        "/launch", data={"project": unbuilt_project, "ref": "main", "csrf_token": csrf_token(web_client)}
-    )
-    assert launched.status_code == 303
+    launch_logged_in(web_client, alice, unbuilt_project)
     gitlab.advance_clock(3 * 3600)
     gitlab.revoke_oauth_access(alice)  # the user revoked Booklab's access in GitLab meanwhile
     (runner,) = runners(1, **oauth_application(web_env))
