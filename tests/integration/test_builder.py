@@ -84,8 +84,9 @@ def test_slow_build_is_stopped_at_the_timeout(tmp_path, docker_engine, base_imag
     assert "build/timeout" in str(failure.value)
 
     def build_container_gone():
-        containers = docker_engine.containers.list(all=True)
-        return not [c for c in containers if marker in str(c.attrs["Config"]["Cmd"])]
+        # one call: containers.list() inspects each container after listing, and the one this
+        # waits for may be removed in between (NotFound)
+        return not [c for c in docker_engine.api.containers(all=True) if marker in c["Command"]]
 
     wait_until(build_container_gone, 30, "the build container to be removed")
     assert not image_exists(docker_engine, image)
