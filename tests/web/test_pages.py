@@ -8,6 +8,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import socket
+import struct
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from tests.fixtures.pipeline import make_ready, take_run
 from tests.fixtures.web import csrf_token
 
 WEB = Path(__file__).resolve().parents[2] / "booklab" / "web"
+RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
 def deploy_config(page_html: str) -> dict:
@@ -131,3 +134,14 @@ def test_the_deploy_page_knows_the_save_states_save_back_writes(logged_in, plain
     assert (states["SAVING"], states["SAVED"], states["FAILED"]) == ("saving", "saved", "failed")
     script = (WEB / "static" / "deploy.js").read_text()
     assert all(f"S.{name}" in script for name in states)
+
+
+def test_a_client_resetting_after_a_static_file_leaves_no_file_open(web_server):
+    """A browser cancels the favicon when it navigates on: the served file must be closed (an
+    unclosed one is a ResourceWarning, which fails the test at its end)."""
+    host, port = web_server.removeprefix("http://").split(":")
+    for _ in range(10):
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(b"GET /static/favicon.svg HTTP/1.1\r\nHost: booklab\r\n\r\n")
+            assert client.recv(100).startswith(b"HTTP/1.1 200")
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
