@@ -11,7 +11,8 @@ import pytest
 from booklab import config as config_module
 from booklab.context import Context
 from booklab.errors import ConfigError, TokenRejected
-from booklab.pipeline import gitlab_tokens
+from booklab.pipeline import access, gitlab_tokens, key_sweeper
+from booklab.state import schema
 from booklab.state.grants import Pair
 from gitlab_standin.store import ACCESS_TOKEN_TTL, MAINTAINER
 
@@ -97,3 +98,21 @@ def test_a_runner_without_the_oauth_application_says_what_to_set(redis_ctx, gitl
     grant = redis_ctx.grants.create(Pair(pair.access_token, pair.refresh_token, time.time() - 5), 3600)
     with pytest.raises(ConfigError, match="gitlab/consumer_secret on every runner"):
         gitlab_tokens.fresh(redis_ctx, grant)
+
+
+def test_a_deploy_key_swept_hours_later_is_removed_with_the_login_refreshed(login_ctx, gitlab, maria):
+    """GitLab did not answer the removal of a key; the sweep that tries again comes after the
+    login's access token expired: it refreshes the login and removes the key."""
+    _, pair = maria
+    grant = login_ctx.grants.create(pair, 24 * 3600)
+    with login_ctx.gitlab(pair.access_token) as gl:
+        project = gl.project("lab/notebooks")
+        access.add_deploy_key(login_ctx, gl, project, "booklab-swept-later")
+    key_sweeper.expect(login_ctx, project.id, "booklab-swept-later", pair.access_token, time.time(), grant)
+    gitlab.advance_clock(3 * 3600)
+
+    key_sweeper.sweep(login_ctx)
+
+    assert gitlab.deploy_keys("lab/notebooks") == []
+    assert refreshes(gitlab) == [200]
+    assert login_ctx.redis.zcard(schema.KEY_SWEEP) == 0
