@@ -159,6 +159,8 @@ def _status(args: argparse.Namespace) -> int:
         _out(f"{item['id']}  {item['status']}  {where}".rstrip())
         if item.get("save"):
             _out(f"    {_save_line(item['save'])}")
+        if item.get("kept"):
+            _out(f"    Changes kept for you: booklab save --download {item['id']}")
     return 0
 
 
@@ -193,6 +195,8 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _save(args: argparse.Namespace) -> int:
+    if args.download:
+        return _download(args)
     with _client(args) as client:
         client.save(args.deployment)
         _out(f"Saving the changes of {args.deployment} to GitLab...")
@@ -205,6 +209,22 @@ def _save(args: argparse.Namespace) -> int:
     else:
         _out(_save_line(save))
     return FAILED if save.get("state") in (SaveState.FAILED, SaveState.SAVING) else 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    """Write the changes kept of a save that was given up to a new file."""
+    with _client(args) as client:
+        found, data = client.kept(args.deployment, args.run)
+    target = args.output or os.path.basename(str(found.get("filename") or "")).lstrip(".") or "booklab-changes.tar.gz"
+    try:
+        with open(target, "xb") as out:
+            out.write(data)
+    except FileExistsError:
+        print(f"booklab: {target} exists already: name another file with --output.", file=sys.stderr)
+        return FAILED
+    _out(f"Wrote the {found['files']} changed files of run {found['run']} to {target}.")
+    _out(f"They were kept because: {found['reason']}")
+    return 0
 
 
 def _api_options() -> argparse.ArgumentParser:
@@ -270,6 +290,13 @@ def parser() -> argparse.ArgumentParser:
     )
     save.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
     save.add_argument("--json", action="store_true", help="print the save as JSON")
+    save.add_argument(
+        "--download",
+        action="store_true",
+        help="instead of saving, download the changes kept when a save was given up (a .tar.gz)",
+    )
+    save.add_argument("--run", type=int, help="with --download: the run whose changes to download (default: the last)")
+    save.add_argument("--output", metavar="FILE", help="with --download: the file to write (default: its own name)")
     save.set_defaults(func=_save)
     return p
 

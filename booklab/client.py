@@ -41,21 +41,28 @@ class BooklabClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
+            return self._request(method, path, **kwargs).json()
+        except ValueError:
+            return {}
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """The web tier's answer to a request; ApiError, with its message, unless it is a success."""
+        try:
             response = self.http.request(method, self.url + path, timeout=self.timeout, **kwargs)
         except requests.RequestException as e:
             raise ApiError(
                 f"Booklab at {self.url} did not answer ({type(e).__name__}): check --url or BOOKLAB_URL."
             ) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
         if not response.ok:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
             message = body.get("error") if isinstance(body, dict) else None
             raise ApiError(
                 message or f"Booklab answered {response.status_code} to {method} {path}.", response.status_code
             )
-        return body
+        return response
 
     @staticmethod
     def _id(deployment_id: str) -> str:
@@ -102,6 +109,17 @@ class BooklabClient:
             if current.get("save", {}).get("state") != SaveState.SAVING or time.monotonic() > deadline:
                 return current
             time.sleep(interval)
+
+    def kept(self, deployment_id: str, run: int | None = None) -> tuple[dict[str, Any], bytes]:
+        """The changes kept of the deployment's ``run`` (its latest when None) whose save was
+        given up: their description and their ``.tar.gz``. ApiError when none are kept."""
+        found = self.deployment(deployment_id).get("kept") or []
+        chosen = next((k for k in found if run is None or k["run"] == run), None)
+        if chosen is None:
+            which = f"of run {run} " if run is not None else ""
+            raise ApiError(f"No changes {which}of {deployment_id} are kept: they are kept only when a save gave up.")
+        path = f"/api/deployments/{self._id(deployment_id)}/kept/{int(chosen['run'])}"
+        return chosen, self._request("GET", path, headers={"Accept": "application/gzip"}).content
 
     def retry(self, deployment_id: str) -> dict[str, Any]:
         return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/retry")

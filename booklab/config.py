@@ -190,6 +190,22 @@ class Config:
         "Seconds a queued deployment keeps the user's encrypted GitLab token (its longest wait).",
     )
     log_max_events: int = _setting("log/max_events", 5000, "Events kept per deployment log.")
+    save_give_up_after: int = _setting(
+        "save/give_up_after",
+        3600,
+        "Seconds an automatic save is tried again while GitLab does not answer; then its changes are kept and "
+        "the notebook ends.",
+    )
+    save_keep_failed: int = _setting(
+        "save/keep_failed",
+        604800,
+        "Seconds (7 days at most) the changes of a save given up are kept for their owner to download.",
+    )
+    save_keep_max_size: str = _setting(
+        "save/keep_max_size",
+        "50m",
+        "Largest download of the changes of a save given up (compressed, in Redis); files beyond are left out.",
+    )
     runner_name: str = _setting("runner/name", "", "Runner name; empty: runner-<host>-<random>.")
     runner_poll_interval: float = _setting(
         "runner/poll_interval", 1.0, "Seconds between a runner's checks of its notebook."
@@ -329,6 +345,12 @@ def _validate(config: Config) -> None:
                 f"{_field(name).default}, not {getattr(config, name)!r}."
             )
     config.bytes_of("notebook_memory")  # sizes and maxima make sense
+    config.bytes_of("save_keep_max_size")
+    if config.save_keep_failed > schema.RECORD_TTL:
+        raise ConfigError(
+            f"Setting save/keep_failed must be at most {schema.RECORD_TTL} (7 days): Booklab forgets a notebook "
+            "7 days after its end, and its owner could no longer find the changes kept."
+        )
     check_notebook_maxima(
         config.bytes_of("notebook_max_memory"), config.notebook_max_cpus, config.notebook_max_idle_timeout
     )

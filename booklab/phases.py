@@ -55,3 +55,5 @@ class SaveState(str, Enum):
     SAVED = "saved"
     UNCHANGED = "unchanged"
     FAILED = "failed"
+    KEPT = "kept"
+    """given up: the changes are kept for download (``booklab.saveback.kept``)"""

@@ -30,6 +30,7 @@ def queue_run(ctx: Context, run: Run) -> None:
     deployment_chain(run).apply_async()
 
 
-def save(runner: str, deployment_id: str, then_end: str, owner: str, run_id: str, claim: str) -> None:
+def save(runner: str, deployment_id: str, then_end: str, owner: str, run_id: str, claim: str, automatic: bool) -> None:
     """Have ``runner`` save the deployment's notebook (:mod:`booklab.tasks.saving`)."""
-    app.send_task(SAVE, args=[deployment_id, then_end, owner, run_id, claim], queue=runner_queue(runner))
+    args = [deployment_id, then_end, owner, run_id, claim, automatic]
+    app.send_task(SAVE, args=args, queue=runner_queue(runner))

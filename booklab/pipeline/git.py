@@ -301,6 +301,8 @@ def _explain(lines: list[str], what: str, branch: str) -> CloneError:
         r"\[rejected\].*\((fetch first|non-fast-forward|already exists|stale info)\)", text
     ):
         return PushRejected(f"Branch {branch!r} moved on GitLab.")
+    if what == "push" and "push code to an archived project" in text:
+        return CloneError(f"GitLab refused the push to branch {branch!r}: the project is archived (read-only).")
     if what == "push" and "[remote rejected]" in text:
         remote = "\n".join(line for line in lines if line.startswith("remote:")) or text
         return CloneError(f"GitLab refused the push to branch {branch!r}: {remote}")

@@ -49,6 +49,7 @@ def reap(ctx: Context, runner: str, by: str) -> bool:
             worker=by,
             run=run,
             claim=claim.token,
+            automatic=True,
         ):
             log.warning("runner %s lost; %s saves %s before ending it", runner, by, run)
         else:

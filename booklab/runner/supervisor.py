@@ -128,7 +128,8 @@ def _end_if_due(ctx: Context, name: str, held: dict[str, str], run: Run, status:
     if claim is None:
         return True
     if saves:
-        if protocol.request(ctx, deployment_id, then_end=reason, run=run, claim=claim.token):
+        automatic = status is not Phase.STOPPING  # culled, not stopped by its user
+        if protocol.request(ctx, deployment_id, then_end=reason, run=run, claim=claim.token, automatic=automatic):
             log.info("saving %s before it ends: %s", run, reason)
         else:
             ctx.lifecycle.give_back(run, claim)  # a Save now started in between: end it after

@@ -7,12 +7,19 @@ the user asks ("Save now"). Later saves of the same notebook add commits to the 
 the first. A save that fails keeps the notebook and its work: the user saves again, or
 stops and discards. The notebook of a lost runner is saved by the runner that finds it
 lost, when that one's Docker Engine reaches the container.
+
+An automatic save (culling, a runner's shutdown or loss) never holds its runner for ever:
+when GitLab refuses it for good (an archived project, a protected branch, a role or a
+token that may not push, a project gone), or has not answered for ``save/give_up_after``,
+it is given up: the changes are kept for download (:mod:`booklab.saveback.kept`), and the
+notebook ends. Until then it is tried again after a growing wait.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import docker
 
@@ -20,8 +27,8 @@ from booklab.context import Context
 from booklab.dispatch import send
 from booklab.phases import Phase, SaveState
 from booklab.pipeline import teardown
-from booklab.pipeline.transient import as_booklab_error
-from booklab.saveback import push
+from booklab.pipeline.transient import as_booklab_error, backoff
+from booklab.saveback import kept, push
 from booklab.state import schema
 from booklab.state.lifecycle import Run
 
@@ -31,8 +38,21 @@ log = logging.getLogger(__name__)
 SAVE_LOCK_TTL = push.TIME_LIMIT
 #: seconds within which a runner takes a save that was asked for (it looks every runner/poll_interval)
 SAVE_PICKUP = 60
-#: seconds before a notebook whose save failed is tried again for an automatic end (culling)
-RETRY_AFTER = 300
+#: seconds before a notebook whose save failed is first tried again for an automatic end (culling),
+#: doubled after each failure up to RETRY_AFTER (with jitter)
+RETRY_FIRST = 60
+RETRY_AFTER = 600
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A save that failed, and why."""
+
+    reason: str
+    transient: bool
+    """GitLab, git's network or Docker did not answer: trying again may work"""
+    retry_after: float = 0.0
+    """seconds GitLab asked to wait at least (its Retry-After)"""
 
 
 def wanted(ctx: Context, held: dict[str, str]) -> bool:
@@ -48,17 +68,23 @@ def wanted(ctx: Context, held: dict[str, str]) -> bool:
 
 
 def request(
-    ctx: Context, deployment_id: str, then_end: str = "", worker: str = "", run: Run | None = None, claim: str = ""
+    ctx: Context,
+    deployment_id: str,
+    then_end: str = "",
+    worker: str = "",
+    run: Run | None = None,
+    claim: str = "",
+    automatic: bool = False,
 ) -> bool:
     """Have the runner that serves the deployment (or ``worker``, for a lost one) save its
     notebook's changes, and then end its ``run``, whose end ``claim`` holds, with ``then_end``
-    as the reason. False when a save is queued or running already, or failed less than
-    :data:`RETRY_AFTER` s ago (see :func:`forget_failure`)."""
+    as the reason (``automatic``: not the user's Stop, see :func:`save_then_end`). False when
+    a save is queued or running already, or failed a moment ago (see :func:`forget_failure`)."""
     if not ctx.redis.set(schema.saving(deployment_id), SaveState.SAVING, nx=True, ex=SAVE_LOCK_TTL):
         return False
     owner = ctx.deployments.record(deployment_id).get("runner", "")
     announce(ctx, deployment_id)
-    send.save(worker or owner, deployment_id, then_end, owner, run.id if run else "", claim)
+    send.save(worker or owner, deployment_id, then_end, owner, run.id if run else "", claim, automatic)
     return True
 
 
@@ -78,7 +104,7 @@ def under_way(ctx: Context, deployment_id: str) -> bool:
 
 
 def locked(ctx: Context, deployment_id: str) -> bool:
-    """Whether a save is queued or running, or failed less than :data:`RETRY_AFTER` s ago."""
+    """Whether a save is queued or running, or failed a moment ago (:func:`report_failed`)."""
     return bool(ctx.redis.exists(schema.saving(deployment_id)))
 
 
@@ -101,9 +127,9 @@ def forget_failure(ctx: Context, deployment_id: str) -> None:
         ctx.redis.delete(lock)
 
 
-def save_and_report(ctx: Context, deployment_id: str) -> str | None:
-    """:func:`~booklab.saveback.push.save`, then record how it went; the sentence that says it worked, or None
-    when it failed (the notebook is kept: :func:`report_failed`)."""
+def save_and_report(ctx: Context, deployment_id: str) -> str | Failed:
+    """:func:`~booklab.saveback.push.save`, then record how it went: the sentence that says it
+    worked, or how it failed (the notebook is kept: :func:`report_failed`)."""
     ctx.redis.set(schema.saving(deployment_id), SaveState.SAVING, ex=SAVE_LOCK_TTL)  # from now, not from the request
     try:
         outcome = push.save(ctx, deployment_id)
@@ -113,8 +139,9 @@ def save_and_report(ctx: Context, deployment_id: str) -> str | None:
             log.exception("saving %s crashed", deployment_id)
         reason = str(error) if error else "Booklab failed unexpectedly (the operator finds why in the runner's log)."
         log.warning("saving %s failed: %s", deployment_id, reason)
-        report_failed(ctx, deployment_id, reason)
-        return None
+        failed = Failed(reason, error is not None and error.transient, error.retry_after if error else 0.0)
+        report_failed(ctx, deployment_id, failed)
+        return failed
     return report_saved(ctx, deployment_id, outcome)
 
 
@@ -133,7 +160,9 @@ def report_saved(ctx: Context, deployment_id: str, outcome: push.Outcome) -> str
         )
     if outcome.left_out:
         message += f" Left out: {', '.join(outcome.left_out)}."
-    ctx.deployments.update(deployment_id, save_state=state, save_message=message)
+    ctx.deployments.update(
+        deployment_id, save_state=state, save_message=message, save_failing_since="", save_failures=""
+    )
     return message
 
 
@@ -143,16 +172,53 @@ def unlock(ctx: Context, deployment_id: str) -> None:
     ctx.redis.delete(schema.saving(deployment_id))
 
 
-def report_failed(ctx: Context, deployment_id: str, reason: str) -> None:
+def report_failed(ctx: Context, deployment_id: str, failed: Failed) -> None:
     """Record a save that failed: the notebook keeps running with its work (the end that
-    asked for the save is called off by its claimant), and an automatic end tries again after
-    RETRY_AFTER s."""
+    asked for the save is called off by its claimant, unless it gives up: :func:`gives_up`),
+    and an automatic end tries again after a wait that grows with each failure."""
     message = (
-        f"Your changes could not be saved to GitLab: {reason} The notebook keeps running "
+        f"Your changes could not be saved to GitLab: {failed.reason} The notebook keeps running "
         "with your work: save again, or stop and discard your changes."
     )
-    ctx.deployments.update(deployment_id, save_state=SaveState.FAILED, save_message=message)
-    ctx.redis.set(schema.saving(deployment_id), SaveState.FAILED, ex=RETRY_AFTER)
+    record = ctx.deployments.record(deployment_id)
+    failures = int(record.get("save_failures") or 0) + 1
+    ctx.deployments.update(
+        deployment_id,
+        save_state=SaveState.FAILED,
+        save_message=message,
+        save_failing_since=record.get("save_failing_since") or f"{time.time():.3f}",
+        save_failures=str(failures),
+    )
+    wait = max(failed.retry_after, backoff(failures - 1, RETRY_FIRST, RETRY_AFTER))
+    ctx.redis.set(schema.saving(deployment_id), SaveState.FAILED, ex=max(1, round(wait)))
+
+
+def gives_up(ctx: Context, deployment_id: str, failed: Failed) -> bool:
+    """Whether an automatic save that ``failed`` is given up: GitLab refused it for good, or
+    saves of the notebook have failed for ``save/give_up_after`` seconds."""
+    since = float(ctx.deployments.record(deployment_id).get("save_failing_since") or time.time())
+    return not failed.transient or time.time() - since >= ctx.config.save_give_up_after
+
+
+def give_up(ctx: Context, run: Run, failed: Failed) -> str:
+    """Keep the changes of ``run``'s notebook for download, as its save is given up; the
+    sentence that tells its user."""
+    container = ctx.deployments.record(run.deployment).get("container") or ""
+    said = f"Your changes could not be saved to GitLab: {failed.reason}"
+    try:
+        changes = kept.keep(ctx, run, ctx.docker.containers.get(container), failed.reason)
+    except Exception:  # the notebook ends all the same: its runner must come back to the pool
+        log.exception("the changes of %s could not be kept", run)
+        state, message = SaveState.FAILED, f"{said} They could not be kept either (the operator finds why in the log)."
+    else:
+        log.info("save of %s given up; %d files kept (%d bytes)", run, changes.files, changes.size)
+        state = SaveState.KEPT
+        message = (
+            f"{said} They are kept for {kept.lifetime(ctx)}: download them from your Booklab home page "
+            f"(or `booklab save --download`)."
+        )
+    ctx.deployments.update(run.deployment, save_state=state, save_message=message)
+    return message
 
 
 def describe(ctx: Context, deployment_id: str, record: dict[str, str]) -> dict[str, object] | None:
@@ -178,15 +244,18 @@ def _lost(ctx: Context, deployment_id: str, record: dict[str, str]) -> bool:
     return time.time() - asked > SAVE_PICKUP and not ctx.redis.exists(schema.saving(deployment_id))
 
 
-def save_then_end(ctx: Context, run: Run, runner: str, claim: str, reason: str) -> bool | None:
+def save_then_end(ctx: Context, run: Run, runner: str, claim: str, reason: str, automatic: bool = False) -> bool | None:
     """Save the notebook of ``run``, whose end ``claim`` holds, then end it with ``reason`` and
     what the save did: whether it ended (:func:`~booklab.pipeline.teardown.release`). None
-    when the save failed: the notebook is kept, its end called off, and its user told."""
-    message = save_and_report(ctx, run.deployment)
-    if message is None:
-        ctx.lifecycle.keep(run, claim)
-        return None
+    when the save failed: the notebook is kept, its end called off, and its user told; but an
+    ``automatic`` end (not the user's Stop) that :func:`gives_up` keeps the changes and ends it."""
+    outcome = save_and_report(ctx, run.deployment)
+    if isinstance(outcome, Failed):
+        if not (automatic and gives_up(ctx, run.deployment, outcome)):
+            ctx.lifecycle.keep(run, claim)
+            return None
+        outcome = give_up(ctx, run, outcome)
     try:
-        return teardown.release(ctx, run, runner, claim, Phase.STOPPED, f"{reason} {message}")
+        return teardown.release(ctx, run, runner, claim, Phase.STOPPED, f"{reason} {outcome}")
     finally:
         unlock(ctx, run.deployment)

@@ -16,9 +16,10 @@ import io
 import posixpath
 import shutil
 import tarfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import docker
 from docker.models.containers import Container
@@ -117,34 +118,57 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(".") for part in relative.split("/"))
 
 
-def _copy_file(container: Container, path: str, checkout: Path, relative: str) -> list[str]:
-    """Copy one file or symlink from the container; what was left out (at most itself)."""
+@dataclass(frozen=True)
+class Entry:
+    """One path of a container, as read by :func:`entry`."""
+
+    member: tarfile.TarInfo | None
+    """its tar header; None when it is gone, a directory, or too large"""
+    content: IO[bytes] | None
+    """a regular file's content (read it inside the ``with``)"""
+    left_out: str = ""
+    """why it is not read, when it is too large"""
+
+
+@contextmanager
+def entry(container: Container, path: str) -> Iterator[Entry | None]:
+    """The file or symlink at ``path`` in the container; None when it was removed since the
+    diff was read. A directory has no member (its files are listed one by one, and git keeps
+    no empty directory); a file larger than :data:`MAX_FILE_BYTES` has none either, and says so."""
     try:
         chunks, stat = container.get_archive(path)
-    except docker.errors.NotFound:  # removed since the diff was read: removed it is
-        if not _through_symlink(checkout, relative):
-            _remove(checkout / relative)
-        return []
-    if stat["mode"] & _MODE_DIR:
-        chunks.close()  # its files are listed one by one; git keeps no empty directory
-        return []
-    if stat["size"] > MAX_FILE_BYTES:
+    except docker.errors.NotFound:
+        yield None
+        return
+    if stat["mode"] & _MODE_DIR or stat["size"] > MAX_FILE_BYTES:
         chunks.close()
-        return [f"{relative} (larger than {MAX_FILE_BYTES // 1024**2} MB)"]
-    target = _writable(checkout, relative)
+        too_large = stat["size"] > MAX_FILE_BYTES and not stat["mode"] & _MODE_DIR
+        yield Entry(None, None, f"larger than {MAX_FILE_BYTES // 1024**2} MB" if too_large else "")
+        return
     with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks)), mode="r|") as archive:
         member = next(iter(archive), None)
-        if member is None:
+        yield Entry(member, archive.extractfile(member) if member is not None and member.isfile() else None)
+
+
+def _copy_file(container: Container, path: str, checkout: Path, relative: str) -> list[str]:
+    """Copy one file or symlink from the container; what was left out (at most itself)."""
+    with entry(container, path) as found:
+        if found is None:  # removed since the diff was read: removed it is
+            if not _through_symlink(checkout, relative):
+                _remove(checkout / relative)
             return []
+        if found.left_out:
+            return [f"{relative} ({found.left_out})"]
+        if found.member is None:
+            return []
+        target = _writable(checkout, relative)
         _remove(target)
-        if member.issym():
-            target.symlink_to(member.linkname)
-        elif member.isfile():
-            source = archive.extractfile(member)
-            assert source is not None
+        if found.member.issym():
+            target.symlink_to(found.member.linkname)
+        elif found.content is not None:
             with target.open("wb") as out:
-                shutil.copyfileobj(source, out)
-            target.chmod(0o755 if member.mode & 0o111 else 0o644)
+                shutil.copyfileobj(found.content, out)
+            target.chmod(0o755 if found.member.mode & 0o111 else 0o644)
     return []
 
 

@@ -18,6 +18,8 @@ LIST   log:<run>                   a run's events as JSON, oldest first, capped;
 STR    logseq:<run>                how many events the run ever wrote (its last event id); 7 days
 PUBSUB events:<run>                each event of the run, "<id> <json>", for live readers
 STR    saving:<deployment>         a save back is queued or running ("saving"), or failed ("failed")
+HASH   kept:<deployment>           the changes of saves given up: run number -> JSON (when, size, why), with TTL
+STR    keptfiles:<run>             those changes of one run, a gzipped tar in base64, with TTL
 STR    secret:<deployment>:<name>  an encrypted secret (private key, user token, Jupyter token), with TTL
 STR    grant:<id>                  a user's GitLab OAuth login (encrypted token pair), shared by web tier and runners
 STR    grantlock:<id>              held while one process refreshes that login, 30 s at most
@@ -94,6 +96,14 @@ def next_run(deployment_id: str) -> str:
 
 def saving(deployment_id: str) -> str:
     return f"saving:{deployment_id}"
+
+
+def kept(deployment_id: str) -> str:
+    return f"kept:{deployment_id}"
+
+
+def kept_files(stream: str) -> str:
+    return f"keptfiles:{stream}"
 
 
 def grant(grant_id: str) -> str:

@@ -22,9 +22,18 @@ log = logging.getLogger(__name__)
 @app.task(
     bind=True, name="booklab.save", soft_time_limit=protocol.SAVE_LOCK_TTL - 60, time_limit=protocol.SAVE_LOCK_TTL
 )
-def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", run_id: str = "", claim: str = "") -> str:
+def save(
+    self: Task,
+    deployment_id: str,
+    then_end: str = "",
+    owner: str = "",
+    run_id: str = "",
+    claim: str = "",
+    automatic: bool = False,
+) -> str:
     """``owner``: the runner that holds the notebook, when it is not this one (it was lost);
-    ``run_id`` and ``claim``: the run whose end waits for this save, and the claim of that end."""
+    ``run_id`` and ``claim``: the run whose end waits for this save, and the claim of that end;
+    ``automatic``: that end is not the user's Stop (a save that fails for good is given up)."""
     ctx, runner = get_context(), self.request.hostname
     owner = owner or runner
     run = Run.parse(run_id) if run_id else None
@@ -34,11 +43,11 @@ def save(self: Task, deployment_id: str, then_end: str = "", owner: str = "", ru
         protocol.unlock(ctx, deployment_id)
         return "gone"
     if then_end and run:
-        ended = protocol.save_then_end(ctx, run, owner, claim, then_end)
+        ended = protocol.save_then_end(ctx, run, owner, claim, then_end, automatic)
         if ended and owner != runner:
             ctx.runners.retire(owner)  # reaped: saved and ended, the lost runner is forgotten
         return (SaveState.FAILED if ended is None else SaveState.SAVED).value
-    if protocol.save_and_report(ctx, deployment_id) is None:
+    if isinstance(protocol.save_and_report(ctx, deployment_id), protocol.Failed):
         return SaveState.FAILED.value
     protocol.unlock(ctx, deployment_id)
     return SaveState.SAVED.value

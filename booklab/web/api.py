@@ -15,14 +15,17 @@ POST     /api/deployments/<id>/stop            stop it (202, status ``stopping``
 POST     /api/deployments/<id>/retry           launch it again (201), or join it if active
 POST     /api/deployments/<id>/save            push its changes to GitLab now (202)
 POST     /api/deployments/<id>/save_back       {"enabled": bool}: save its changes when it ends
+GET      /api/deployments/<id>/kept/<run>      the changes of a save given up, a .tar.gz
 =======  ====================================  ==========================================
 
 Each launch of a deployment is a *run*: ``run`` is the number of the current one, ``next_run``
 that of a run queued behind the end of a run that is stopping, and a launch answers the run
 it started or joined (``requested_run``); its events are ``events`` with ``Last-Event-ID:
 <run>.0``. ``save_back`` is whether the notebook's changes are pushed to a new branch when it ends;
-``save`` is the last save's ``state`` (saving, saved, unchanged, failed), ``message``,
-``branch``, ``merge_request_url`` and ``saved_at``.
+``save`` is the last save's ``state`` (saving, saved, unchanged, failed, kept), ``message``,
+``branch``, ``merge_request_url`` and ``saved_at``. ``kept`` lists the changes kept of runs
+whose automatic save was given up (``run``, ``at``, ``size``, ``files``, ``reason``,
+``filename`` and ``download``, its URL), newest first, for ``save/keep_failed`` after that.
 
 Deployment ids are ``<path>:<branch>:<username>``, URL-escaped in these paths.
 """
@@ -32,12 +35,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, abort, jsonify, request
+from flask import Blueprint, Flask, Response, abort, jsonify, request, url_for
 
 from booklab import service
 from booklab.errors import InvalidDeployment
 from booklab.phases import Phase
-from booklab.saveback import protocol
+from booklab.saveback import kept, protocol
 from booklab.state.deployment import Deployment
 from booklab.web import auth
 from booklab.web.pages import context
@@ -80,6 +83,16 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
     save = protocol.describe(ctx, dep.id, record)
     if save:
         out["save"] = save
+    downloads = kept.listing(ctx, dep.id)
+    if downloads:
+        out["kept"] = [
+            {
+                **k.as_json(),
+                "filename": k.filename(dep.id),
+                "download": base + url_for("api.download_kept", deployment_id=dep.id, run=k.run),
+            }
+            for k in downloads
+        ]
     return out
 
 
@@ -97,14 +110,22 @@ def _flag(body: dict[str, Any], name: str) -> bool:
 
 
 def _own(deployment_id: str, user: auth.WebUser) -> tuple[Deployment, Phase]:
+    dep = _mine(deployment_id, user)
+    status = context().deployments.status(dep.id)
+    if status is None:
+        abort(404, f"You have no deployment {deployment_id!r}: list yours with `booklab status`.")
+    return dep, status
+
+
+def _mine(deployment_id: str, user: auth.WebUser) -> Deployment:
+    """The deployment ``deployment_id`` when it is the user's (it may have been forgotten since)."""
     try:
         dep = Deployment.from_id(deployment_id)
     except InvalidDeployment as e:
         abort(404, str(e))
-    status = context().deployments.status(dep.id) if dep.user == user.username else None
-    if status is None:
+    if dep.user != user.username:
         abort(404, f"You have no deployment {deployment_id!r}: list yours with `booklab status`.")
-    return dep, status
+    return dep
 
 
 def _launch(user: auth.WebUser, project: str, ref: str, save_back: bool = False) -> Any:
@@ -200,6 +221,25 @@ def choose_save_back(deployment_id: str) -> Any:
     except service.NotRunning as e:
         abort(409, str(e))
     return jsonify(describe(dep, status))
+
+
+@bp.get("/deployments/<path:deployment_id>/kept/<int:run>")
+def download_kept(deployment_id: str, run: int) -> Any:
+    user = auth.api_user()
+    dep = _mine(deployment_id, user)
+    found = kept.download(context(), dep.id, run)
+    if found is None:
+        abort(404, f"No changes of run {run} of {dep.id} are kept (any more).")
+    changes, data = found
+    log.info("%s downloads the changes kept of run %d of %s", user.username, run, dep.id)
+    return Response(
+        data,
+        mimetype=kept.MEDIA_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="{changes.filename(dep.id)}"',
+            "Cache-Control": "private, no-store",
+        },
+    )
 
 
 def init_app(app: Flask) -> None:

@@ -22,6 +22,7 @@ from flask import (
 from booklab import service
 from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotFound
 from booklab.pipeline import notebook_settings
+from booklab.saveback import kept
 from booklab.state.deployment import Deployment
 from booklab.web import auth
 from booklab.web.pages import context, error_page
@@ -63,7 +64,13 @@ def home() -> Any:
     search = request.args.get("search", "").strip()
     with context().gitlab(user.token) as gl:
         page = gl.projects(search=search, page=_page_number())
-    return render_template("home.html", page=page, search=search, deployments=_my_deployments(user.username))
+    return render_template(
+        "home.html",
+        page=page,
+        search=search,
+        deployments=_my_deployments(user.username),
+        kept=_my_kept_changes(user.username),
+    )
 
 
 def _my_deployments(username: str) -> list[dict[str, str]]:
@@ -73,6 +80,22 @@ def _my_deployments(username: str) -> list[dict[str, str]]:
         for dep, status in context().deployments.of_user(username)
         if status.is_active
     ]
+
+
+def _my_kept_changes(username: str) -> list[dict[str, Any]]:
+    """The changes kept of the user's saves that were given up, newest first."""
+    found = [
+        {
+            "project": dep.project,
+            "ref": dep.ref,
+            "kept": changes,
+            "filename": changes.filename(dep.id),
+            "url": url_for("api.download_kept", deployment_id=dep.id, run=changes.run),
+        }
+        for dep, _ in context().deployments.of_user(username)
+        for changes in kept.listing(context(), dep.id)
+    ]
+    return sorted(found, key=lambda item: item["kept"].at, reverse=True)
 
 
 @bp.get("/projects/<path:project_path>")

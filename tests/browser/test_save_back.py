@@ -12,21 +12,28 @@ saved in ``test-artifacts/``.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import tarfile
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 
 from booklab.phases import Phase
+from booklab.pipeline import teardown
+from booklab.saveback import kept
+from booklab.state.deployment import Deployment
 from tests.browser.conftest import ARTIFACTS
-from tests.fixtures.pipeline import MAINTAINER
+from tests.fixtures.pipeline import MAINTAINER, served
 from tests.fixtures.web import log_in_with_the_browser, push_notebook_project
 from tests.integration.test_save_back import EDITED, REPORTER, branches, stand_in_git
 
 PROJECT = "demo/saveback"
 DEPLOY_PAGE = "/v2/gl/demo%2Fsaveback/main"
 SAVE_BACK = "Save my changes to GitLab when I stop"
+RUNNER = "runner-1@test"
 
 
 def put_content(traefik, notebook_url: str, jupyter_token: str, owner, path: str, body: dict) -> None:
@@ -124,3 +131,31 @@ def test_save_now_and_stop_from_the_deploy_page_push_to_a_new_branch(
     # Save now's commit, then Stop's on top of it, on top of the launched commit
     first_parent = stand_in_git(gitlab, PROJECT, "rev-parse", f"{branch}~2").strip()
     assert first_parent == stand_in_git(gitlab, PROJECT, "rev-parse", "main").strip()
+
+
+def test_changes_kept_of_a_save_given_up_are_downloaded_from_the_home_page(browser, web_server, gitlab, alice, ctx):
+    """A notebook culled while GitLab refused its save ended with its changes kept (as its
+    runner leaves them: :mod:`booklab.saveback.kept`); its owner finds them on the home page."""
+    dep = Deployment(PROJECT, "main", alice.username)
+    run = served(ctx, dep, RUNNER)
+    claim = ctx.lifecycle.claim_end(run, RUNNER)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        body = b"work that GitLab refused\n"
+        member = tarfile.TarInfo("saveback-main-run1-changes/draft.md")
+        member.size = len(body)
+        tar.addfile(member, io.BytesIO(body))
+    reason = "GitLab refused the push to branch booklab/alice/x: the project is archived (read-only)."
+    changes = kept.store(ctx, run, archive.getvalue(), 1, reason)
+    assert teardown.release(ctx, run, RUNNER, claim.token, Phase.STOPPED, "The notebook was idle for too long.")
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+
+    log_in_with_the_browser(page, web_server, alice)
+    section = page.locator("section").filter(has=page.get_by_role("heading", name="Changes kept for you"))
+    assert "the project is archived" in section.inner_text()
+    with page.expect_download() as download:
+        section.get_by_role("link", name=re.compile(f"^{PROJECT} main")).click()
+    assert download.value.suggested_filename == changes.filename(dep.id) == "saveback-main-run1-changes.tar.gz"
+    assert Path(download.value.path()).read_bytes() == archive.getvalue()
+    page.close()

@@ -1,19 +1,28 @@
 """Save back: a notebook's changes, made through Jupyter's contents API in the real container,
 reach a new branch of the project on the GitLab stand-in over real git, pushed by a real
-runner; nothing is pushed when nothing changed, and a refused push loses nothing."""
+runner; nothing is pushed when nothing changed, and a refused push loses nothing: an
+automatic save that GitLab refuses for good is given up, its changes kept for download."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
+import sys
+import tarfile
 from datetime import datetime, timezone
+from urllib.parse import quote
 
+import pytest
 import requests
 
 from booklab import service
+from booklab.errors import BooklabError
 from booklab.phases import Phase
+from booklab.saveback import kept as saveback_kept
+from booklab.saveback import push
 from booklab.state import schema
 from gitlab_standin.repos import git_env
 from tests.fixtures.pipeline import MAINTAINER, events_of, messages, phases, run_to_end
@@ -239,3 +248,105 @@ def test_a_lost_runners_notebook_is_saved_by_another_runner(ctx, runners, gitlab
     branch = ctx.deployments.record(deployment_id)["saved_branch"]
     assert stand_in_git(gitlab, project, "show", f"{branch}:draft.md") == "the runner was lost\n"
     wait_until(lambda: lost.name not in ctx.redis.smembers(schema.RUNNERS), 10, "the lost runner to be forgotten")
+
+
+def test_an_archived_projects_automatic_save_is_given_up_and_its_changes_kept_for_download(
+    ctx, runners, gitlab, alice, project, web_server, tmp_path
+):
+    (runner,) = runners(1, BOOKLAB_NOTEBOOK_IDLE_TIMEOUT="4")
+    deployment_id = service.request_deployment(ctx, project, "main", alice.token, save_back=True).id
+    ready = run_to_end(ctx, deployment_id)[-1]
+    jupyter(ready, "PUT", "results", {"type": "directory"})
+    write_text(ready, "results/draft.md", "written before the project was archived\n")
+    jupyter(ready, "PUT", "hello.ipynb", {"type": "notebook", "content": EDITED})
+    gitlab.archive(project)  # read-only from now on: GitLab refuses every push, for good
+    before = branches(gitlab, project)
+
+    wait_until(lambda: ctx.deployments.status(deployment_id) is Phase.STOPPED, 60, "the idle notebook to end")
+
+    final = events_of(ctx, deployment_id, 0)[-1].data["message"]
+    assert "idle" in final and "the project is archived" in final, final
+    assert "kept for 7 days: download them from your Booklab home page" in final, final
+    assert ctx.deployments.record(deployment_id)["save_state"] == "kept"
+    assert branches(gitlab, project) == before
+    assert not ctx.runners.held(runner.name).get("deployment")  # the runner is back in the pool
+
+    # the owner downloads the changes: API, then CLI
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {alice.token}"
+    (kept,) = api.get(f"{web_server}/api/deployments/{quote(deployment_id, safe='')}", timeout=10).json()["kept"]
+    assert kept["run"] == 1 and kept["files"] == 2 and "the project is archived" in kept["reason"], kept
+    download = api.get(kept["download"], timeout=10)
+    assert download.headers["Content-Type"] == "application/gzip"
+    assert f'filename="{kept["filename"]}"' in download.headers["Content-Disposition"]
+    with tarfile.open(fileobj=io.BytesIO(download.content)) as archive:
+        top = kept["filename"].removesuffix(".tar.gz")
+        names = sorted(archive.getnames())
+        assert names == [f"{top}/BOOKLAB.txt", f"{top}/hello.ipynb", f"{top}/results/draft.md"], names
+        draft = archive.extractfile(f"{top}/results/draft.md").read()
+        assert draft == b"written before the project was archived\n"
+        notebook = json.loads(archive.extractfile(f"{top}/hello.ipynb").read())
+        assert notebook["cells"][0]["source"] == ["# Edited in Booklab"]
+        assert "the project is archived" in archive.extractfile(f"{top}/BOOKLAB.txt").read().decode()
+    bob = gitlab.add_user("bob")
+    as_bob = requests.get(kept["download"], headers={"Authorization": f"Bearer {bob.token}"}, timeout=10)
+    assert as_bob.status_code == 404
+    assert requests.get(kept["download"], timeout=10).status_code == 401
+
+    target = tmp_path / "changes.tar.gz"
+    cli = subprocess.run(
+        [sys.executable, "-m", "booklab.cli", "save", deployment_id, "--download", "--output", str(target)],
+        env={**os.environ, "BOOKLAB_URL": web_server, "BOOKLAB_GITLAB_TOKEN": alice.token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert cli.returncode == 0 and "2 changed files of run 1" in cli.stdout, cli.stdout + cli.stderr
+    assert target.read_bytes() == download.content
+
+    # a relaunch is served by the same runner, and loses none of the changes kept
+    relaunched = service.request_deployment(ctx, project, "main", alice.token)
+    assert phases(run_to_end(ctx, relaunched.run))[-1] == "ready"
+    assert [k.run for k in saveback_kept.listing(ctx, deployment_id)] == [1]
+
+
+def test_each_save_gitlab_refuses_for_good_is_told_apart_from_one_it_did_not_answer(
+    ctx, runners, gitlab, alice, project
+):
+    """The cases an automatic save gives up at once (``protocol.gives_up``), each as the real
+    container, real git and the stand-in answer them; the save is run here, as a runner runs it."""
+    deployment_id, ready = deployed(ctx, runners, project, alice)
+    write_text(ready, "draft.md", "to be saved\n")
+
+    def refusal() -> BooklabError:
+        with pytest.raises(BooklabError) as raised:
+            push.save(ctx, deployment_id)
+        if gitlab.store.project(project) is not None:  # the key that could push is gone again
+            assert not [key for key in gitlab.deploy_keys(project) if key["can_push"]]
+        return raised.value
+
+    gitlab.fail_next(r"/api/v4/user$", status=503)
+    assert refusal().transient  # GitLab did not answer: tried again later
+
+    service.set_save_back(ctx, deployment_id, True, gitlab.issue_oauth_token(alice, scope="read_api"))
+    refused = refusal()
+    assert not refused.transient and "lacks the scope api" in str(refused)
+    service.set_save_back(ctx, deployment_id, True, alice.token)
+
+    gitlab.protect_branches(project, "booklab/*")
+    refused = refusal()
+    assert not refused.transient and "not allowed to create protected branches" in str(refused)
+
+    gitlab.set_member(project, "alice", REPORTER)
+    refused = refusal()
+    assert not refused.transient and "your role cannot push" in str(refused)
+    gitlab.set_member(project, "alice", MAINTAINER)
+
+    gitlab.archive(project)
+    refused = refusal()
+    assert not refused.transient and "the project is archived" in str(refused)
+
+    gitlab.remove_project(project)
+    refused = refusal()
+    assert not refused.transient and "found nothing" in str(refused)

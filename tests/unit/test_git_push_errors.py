@@ -37,3 +37,17 @@ def test_a_role_that_cannot_push_is_named():
     ]
     error = git._explain(lines, "push", BRANCH)
     assert not isinstance(error, PushRejected) and "your role cannot push" in str(error)
+
+
+def test_an_archived_project_is_named_over_ssh_and_https():
+    over_ssh = [
+        "ERROR: You can't push code to an archived project.",
+        "fatal: Could not read from remote repository.",
+    ]
+    over_https = [
+        "remote: You can't push code to an archived project.",
+        "fatal: unable to access 'http://gitlab.example.org/group/project.git/': The requested URL returned error: 403",
+    ]
+    for lines in (over_ssh, over_https):
+        error = git._explain(lines, "push", BRANCH)
+        assert not error.transient and "the project is archived" in str(error), lines

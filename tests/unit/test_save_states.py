@@ -17,6 +17,8 @@ from tests.fixtures.pipeline import PROJECT, served, tasks_sent
 RUNNER = "runner-1@test"
 DEP = Deployment(PROJECT, "main", "alice")
 TOKEN = "alice's token"
+REFUSED = protocol.Failed("GitLab refused the push.", transient=False)
+UNANSWERED = protocol.Failed("GitLab answered 502 while pushing; try again shortly.", transient=True)
 
 
 def shown(ctx) -> dict | None:
@@ -30,7 +32,7 @@ def test_save_now_asks_the_runner_serving_the_notebook_once(redis_ctx):
 
     assert service.save_now(redis_ctx, DEP.id, TOKEN)
     assert not service.save_now(redis_ctx, DEP.id, TOKEN)  # a second click while it is under way
-    assert tasks_sent(redis_ctx, runner_queue(RUNNER)) == [("booklab.save", [DEP.id, "", RUNNER, "", ""])]
+    assert tasks_sent(redis_ctx, runner_queue(RUNNER)) == [("booklab.save", [DEP.id, "", RUNNER, "", "", False])]
     assert shown(redis_ctx) == {"state": "saving", "message": "Saving your changes to GitLab…"}
     assert protocol.under_way(redis_ctx, DEP.id) and protocol.locked(redis_ctx, DEP.id)
 
@@ -45,10 +47,12 @@ def test_the_notebook_of_a_lost_runner_is_saved_by_the_runner_that_found_it(redi
         worker=RUNNER,
         run=run,
         claim=claim.token,
+        automatic=True,
     )
     assert tasks_sent(redis_ctx, runner_queue("runner-2@test")) == []
+    lost = "The runner serving this notebook was lost."
     assert tasks_sent(redis_ctx, runner_queue(RUNNER)) == [
-        ("booklab.save", [DEP.id, "The runner serving this notebook was lost.", "runner-2@test", run.id, claim.token])
+        ("booklab.save", [DEP.id, lost, "runner-2@test", run.id, claim.token, True])
     ]
 
 
@@ -71,7 +75,7 @@ def test_a_save_no_runner_took_is_shown_failed_after_the_pickup_time(redis_ctx):
 def test_a_failed_save_holds_off_automatic_saves_until_the_user_asks_again(redis_ctx):
     served(redis_ctx, DEP, RUNNER)
     assert service.save_now(redis_ctx, DEP.id, TOKEN)
-    protocol.report_failed(redis_ctx, DEP.id, "GitLab refused the push.")
+    protocol.report_failed(redis_ctx, DEP.id, REFUSED)
 
     assert shown(redis_ctx) == {
         "state": "failed",
@@ -81,7 +85,7 @@ def test_a_failed_save_holds_off_automatic_saves_until_the_user_asks_again(redis
         ),
     }
     assert protocol.locked(redis_ctx, DEP.id) and not protocol.under_way(redis_ctx, DEP.id)
-    assert protocol.RETRY_AFTER - 5 < redis_ctx.redis.ttl(schema.saving(DEP.id)) <= protocol.RETRY_AFTER
+    assert protocol.RETRY_FIRST / 2 - 5 < redis_ctx.redis.ttl(schema.saving(DEP.id)) <= protocol.RETRY_FIRST
     assert not protocol.request(redis_ctx, DEP.id, then_end="The notebook was idle for more than 60 s.")
     assert len(tasks_sent(redis_ctx, runner_queue(RUNNER))) == 1
 
@@ -105,7 +109,7 @@ def test_a_save_cut_off_by_its_runners_restart_may_start_again_at_once(redis_ctx
 
 def test_a_restart_keeps_a_failed_save_holding_off_automatic_saves(redis_ctx):
     served(redis_ctx, DEP, RUNNER)
-    protocol.report_failed(redis_ctx, DEP.id, "GitLab refused the push.")
+    protocol.report_failed(redis_ctx, DEP.id, REFUSED)
     protocol.interrupted(redis_ctx, DEP.id)
     assert protocol.locked(redis_ctx, DEP.id)
     assert shown(redis_ctx)["message"].startswith("Your changes could not be saved to GitLab: GitLab refused")
@@ -128,3 +132,42 @@ def test_a_save_that_worked_tells_its_branch_or_that_nothing_changed(redis_ctx):
         "state": "unchanged",
         "message": "Nothing to save since the last save: nothing was pushed.",
     }
+
+
+def test_an_automatic_save_gives_up_at_once_when_gitlab_refuses_it_for_good(redis_ctx):
+    served(redis_ctx, DEP, RUNNER)
+    protocol.report_failed(redis_ctx, DEP.id, REFUSED)
+    assert protocol.gives_up(redis_ctx, DEP.id, REFUSED)
+    assert not protocol.gives_up(redis_ctx, DEP.id, UNANSWERED)  # but one GitLab did not answer is tried again
+
+
+def test_an_automatic_save_gives_up_once_it_failed_for_give_up_after(redis_ctx):
+    served(redis_ctx, DEP, RUNNER)
+    give_up_after = redis_ctx.config.save_give_up_after
+    protocol.report_failed(redis_ctx, DEP.id, UNANSWERED)
+    first = float(redis_ctx.deployments.record(DEP.id)["save_failing_since"])
+    protocol.report_failed(redis_ctx, DEP.id, UNANSWERED)  # a second failure: the streak began at the first
+    assert float(redis_ctx.deployments.record(DEP.id)["save_failing_since"]) == first
+    assert not protocol.gives_up(redis_ctx, DEP.id, UNANSWERED)
+
+    redis_ctx.deployments.update(DEP.id, save_failing_since=f"{time.time() - give_up_after - 1:.3f}")
+    assert protocol.gives_up(redis_ctx, DEP.id, UNANSWERED)
+
+    protocol.report_saved(redis_ctx, DEP.id, push.Outcome(None))  # a save that works ends the streak
+    protocol.report_failed(redis_ctx, DEP.id, UNANSWERED)
+    assert not protocol.gives_up(redis_ctx, DEP.id, UNANSWERED)
+
+
+def test_an_automatic_save_that_failed_waits_longer_after_each_failure(redis_ctx):
+    served(redis_ctx, DEP, RUNNER)
+    waits = []
+    for _ in range(6):
+        protocol.report_failed(redis_ctx, DEP.id, UNANSWERED)
+        waits.append(redis_ctx.redis.ttl(schema.saving(DEP.id)))
+    assert protocol.RETRY_FIRST / 2 - 1 <= waits[0] <= protocol.RETRY_FIRST
+    assert protocol.RETRY_AFTER / 2 - 1 <= waits[-1] <= protocol.RETRY_AFTER
+    assert waits[-1] > waits[0]
+
+    asked = protocol.Failed("GitLab asked Booklab to slow down.", transient=True, retry_after=2 * protocol.RETRY_AFTER)
+    protocol.report_failed(redis_ctx, DEP.id, asked)  # GitLab's Retry-After, when longer, is honoured
+    assert redis_ctx.redis.ttl(schema.saving(DEP.id)) > 2 * protocol.RETRY_AFTER - 5

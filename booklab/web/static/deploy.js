@@ -16,6 +16,7 @@
                  discard: byId("discard")};
   var saving = {box: byId("save-box"), choice: byId("save-choice"), checkbox: byId("save-back"),
                 line: byId("save-status"), actions: byId("save-actions")};
+  var kept = {box: byId("kept-box"), list: byId("kept-list")};
   var MAX_LOG_CHARS = 2000000;
   var FAST_POLL = 2000;   // ms between two looks at a ready notebook while a save or stop runs
   var SLOW_POLL = 10000;  // and otherwise
@@ -152,6 +153,22 @@
     show(buttons.open, false);
     show(buttons.retry, true);
     show(buttons.stop, false);
+    call("GET", "").then(function (answer) { if (answer) { showKept(answer.kept); } }, function () {});
+  }
+
+  // --- changes kept of saves that were given up: their downloads ----------------------
+
+  function showKept(found) {
+    kept.list.textContent = "";
+    (found || []).forEach(function (changes) {
+      var item = append(kept.list, "", "li");
+      var link = append(item, "Download " + changes.filename, "a");
+      link.href = webLink(changes.download) || "#";
+      link.setAttribute("download", changes.filename);
+      append(item, " (" + changes.files + " files, " + Math.max(1, Math.round(changes.size / 1024)) + " KB, kept" +
+             clock(changes.at) + "). " + changes.reason);
+    });
+    show(kept.box, Boolean(found && found.length));
   }
 
   // --- the last save to GitLab, as the API describes it -------------------------------
