@@ -184,7 +184,6 @@ def project_json(project: Project, simple: bool = False) -> dict:
         data.update(
             {
                 "visibility": "private",
-                "archived": False,
                 "permissions": {
                     "project_access": {"access_level": level, "notification_level": 3},
                     "group_access": None,

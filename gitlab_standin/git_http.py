@@ -6,7 +6,8 @@ Authentication is GitLab's documented form: HTTP basic with user ``oauth2`` and 
 access token (a personal access token is accepted too). No or bad credentials get 401
 with ``WWW-Authenticate: Basic``; a user who cannot read the code gets 404. Pushing needs
 Developer, and Maintainer for the default branch (GitLab's default branch protection):
-a push below that gets 403 with GitLab's message before anything is written.
+a push below that, or to an archived project, gets 403 with GitLab's message before
+anything is written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ bp = Blueprint("git_http", __name__)
 SERVICES = ("git-upload-pack", "git-receive-pack")
 NOT_FOUND = "The project you were looking for could not be found or you don't have permission to view it."
 NO_PUSH = "You are not allowed to push code to this project."
+ARCHIVED = "You can't push code to an archived project."
 NO_PROTECTED_PUSH = "You are not allowed to push code to protected branches on this project."
 MALFORMED_PUSH = "The push request is malformed."
 _OID = rb"[0-9a-f]{40}(?:[0-9a-f]{24})?"
@@ -80,7 +82,10 @@ def _basic_user() -> User | None:
 
 def _push_refusal(project: Project, level: int) -> str | None:
     """Why GitLab would refuse this push (advertisement or ref updates) from a member at
-    ``level``; None when it is allowed."""
+    ``level``; None when it is allowed. An archived project refuses whatever the role, as
+    GitLab checks it first."""
+    if project.archived:
+        return ARCHIVED
     if level < DEVELOPER:
         return NO_PUSH
     if level >= MAINTAINER or request.method != "POST":

@@ -167,11 +167,14 @@ class GitLabStandIn:
         self.store.forbidden_key_types.add(key_type)
 
     def archive(self, project_path: str) -> None:
-        """Archive the project, as its owner would in GitLab: read-only from now on."""
+        """Archive the project, as its owner would in GitLab: read-only from now on. Pushes
+        are refused before any transfer with GitLab's "You can't push code to an archived
+        project." (HTTP 403; over SSH, whatever the deploy key's can_push); clones and
+        fetches go on, and Maintainers may still add deploy keys."""
         project = self.store.project(project_path)
         if project is None:
             raise KeyError(project_path)
-        project.archived = True
+        self.store.archive(project)
 
     def push(self, project_path: str, source_dir: Path | str) -> None:
         """Force-copy every branch and tag of the local git repository ``source_dir``."""

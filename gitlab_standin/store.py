@@ -70,7 +70,7 @@ class Project:
     deploy_keys: dict[int, bool] = field(default_factory=dict)
     """deploy key id -> can_push"""
     archived: bool = False
-    """read-only, as GitLab's archived projects: listed unless ``archived=false``"""
+    """read-only, as GitLab's archived projects: listed unless ``archived=false``, pushes refused"""
 
     @property
     def path(self) -> str:
@@ -170,7 +170,8 @@ class Fault:
 
 class Store:
     """All state of one stand-in. ``on_keys_changed`` runs (under the lock) after every
-    change of the deploy keys, so the SSH server can rewrite its authorized keys."""
+    change of the deploy keys or of what they may do (a project archived), so the SSH server
+    can rewrite its authorized keys."""
 
     def __init__(self, on_keys_changed: Callable[[], None] = lambda: None) -> None:
         self._lock = threading.RLock()
@@ -294,6 +295,11 @@ class Store:
         with self._lock:
             return list(self._projects.values())
 
+    def archive(self, project: Project) -> None:
+        with self._lock:
+            project.archived = True
+            self._on_keys_changed()
+
     def access_level(self, project: Project, user: User) -> int:
         with self._lock:
             return project.members.get(user.id, 0)
@@ -351,15 +357,15 @@ class Store:
             pending = [wait for wait in waits if wait > 0]
             return min(pending) if pending else None
 
-    def ssh_grants(self) -> list[tuple[DeployKey, list[tuple[str, bool]]]]:
+    def ssh_grants(self) -> list[tuple[DeployKey, list[tuple[str, bool, bool]]]]:
         """Every deploy key that works over SSH now (see ``key_delay``), with the (project path,
-        can_push) pairs it is enabled on."""
+        can_push, archived) triples of the projects it is enabled on."""
         with self._lock:
             return [
                 (
                     key,
                     [
-                        (p.path_with_namespace, p.deploy_keys[key.id])
+                        (p.path_with_namespace, p.deploy_keys[key.id], p.archived)
                         for p in self._projects.values()
                         if key.id in p.deploy_keys
                     ],

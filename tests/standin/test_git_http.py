@@ -173,6 +173,26 @@ def test_default_branch_needs_maintainer(gitlab, book):
     assert branch_heads(gitlab, "lab/book", mary.token)["main"] == pushed
 
 
+def test_archived_project_refuses_pushes_but_serves_clones(gitlab, book, tmp_path):
+    mary = gitlab.add_user("mary")
+    gitlab.set_member("lab/book", "mary", MAINTAINER)
+    gitlab.archive("lab/book")
+    commit_on(book, "booklab/edit", "notes.txt", "notes")
+    url = f"{gitlab.url}/lab/book.git"
+
+    refused = push(url, mary.token, book, "booklab/edit")
+    assert refused.returncode != 0
+    assert "remote: You can't push code to an archived project." in refused.stderr
+    assert "booklab/edit" not in branch_heads(gitlab, "lab/book", mary.token)
+    raw = requests.post(f"{url}/git-receive-pack", data=b"0000", auth=("oauth2", mary.token), timeout=10)
+    assert (raw.status_code, raw.text) == (403, "You can't push code to an archived project.\n")
+    assert raw.headers["Content-Type"].startswith("text/plain")
+    cloned = clone(url, mary.token, tmp_path / "clone")
+    assert cloned.returncode == 0, cloned.stderr
+    api = f"{gitlab.url}/api/v4/projects/lab%2Fbook"
+    assert requests.get(api, headers={"PRIVATE-TOKEN": mary.token}, timeout=10).json()["archived"] is True
+
+
 def test_ssh_push_still_works_after_an_http_push(gitlab, book, tmp_path):
     mary = gitlab.add_user("mary")
     gitlab.set_member("lab/book", "mary", MAINTAINER)

@@ -133,6 +133,22 @@ def test_push_needs_can_push(gitlab, lab, key, tmp_path):
     assert "pushed" in [b.name for b in lab.projects.get("lab/a").branches.list(get_all=True)]
 
 
+def test_archived_project_refuses_pushes_but_serves_clones(gitlab, lab, key, tmp_path):
+    add_key(lab, "lab/a", key, can_push=True)
+    gitlab.archive("lab/a")
+
+    cloned = git(gitlab, key, "clone", gitlab.ssh_url("lab/a"), str(tmp_path / "clone"))
+    assert cloned.returncode == 0, cloned.stderr
+    refused = git(gitlab, key, "push", "origin", "HEAD:refs/heads/pushed", cwd=tmp_path / "clone")
+    assert refused.returncode != 0
+    assert "ERROR: You can't push code to an archived project." in refused.stderr
+    assert "pushed" not in [b.name for b in lab.projects.get("lab/a").branches.list(get_all=True)]
+    reader = key.parent / "reader"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(reader)], check=True)
+    add_key(lab, "lab/a", reader)  # GitLab lets Maintainers add deploy keys to an archived project
+    assert git(gitlab, reader, "clone", gitlab.ssh_url("lab/a"), str(tmp_path / "read")).returncode == 0
+
+
 def test_expired_key_is_refused(gitlab, lab, key, tmp_path):
     yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
     add_key(lab, "lab/a", key, expires_at=yesterday)
