@@ -144,6 +144,7 @@ class GitLabStandIn:
         to access levels (``gitlab_standin.store.REPORTER``, ``DEVELOPER``, ``MAINTAINER``...)."""
         project = self.store.add_project(path_with_namespace, members or {}, default_branch)
         self.repos.create(path_with_namespace, default_branch)
+        self.repos.set_protected_branches(path_with_namespace, project.protected_branches)
         return project
 
     def set_member(self, project_path: str, username: str, access_level: int | None) -> None:
@@ -165,6 +166,18 @@ class GitLabStandIn:
         """Refuse deploy keys of ``key_type`` (e.g. ``ssh-ed25519``) with GitLab's 400, as an
         administrator's key restrictions do. ``reset()`` allows every type again."""
         self.store.forbidden_key_types.add(key_type)
+
+    def protect_branches(self, project_path: str, pattern: str) -> None:
+        """Protect the branches ``pattern`` matches (GitLab's ``*`` wildcard, e.g. ``booklab/*``),
+        as the default branch is from the start, with GitLab's defaults: only Maintainers may
+        push to them, over HTTP; deploy keys never; nobody force-pushes or deletes them with
+        git. The repository's pre-receive hook refuses the push as GitLab's does; the branches
+        API says ``protected``. ``reset()`` forgets the patterns with the projects."""
+        project = self.store.project(project_path)
+        if project is None:
+            raise KeyError(project_path)
+        self.store.protect_branches(project, pattern)
+        self.repos.set_protected_branches(project_path, project.protected_branches)
 
     def archive(self, project_path: str) -> None:
         """Archive the project, as its owner would in GitLab: read-only from now on. Pushes

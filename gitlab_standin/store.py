@@ -7,6 +7,7 @@ even across ``reset()``, so a stale id from an earlier test can never name a new
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import re
 import secrets
@@ -24,6 +25,9 @@ AUTHORIZATION_CODE_TTL = 600
 
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 PROJECT_PATH = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})+")
+#: a protected branch pattern: ``*`` is GitLab's only wildcard, and no branch name holds
+#: what fnmatch or sh would take for another one (``?``, ``[``, ``\``) or a space
+BRANCH_PATTERN = re.compile(r"[^\s?\[\\]+")
 
 
 class Clock:
@@ -71,6 +75,8 @@ class Project:
     """deploy key id -> can_push"""
     archived: bool = False
     """read-only, as GitLab's archived projects: listed unless ``archived=false``, pushes refused"""
+    protected_branches: list[str] = field(default_factory=list)
+    """GitLab's protected branch patterns (``*`` matches any characters, ``/`` too)"""
 
     @property
     def path(self) -> str:
@@ -79,6 +85,9 @@ class Project:
     @property
     def namespace_path(self) -> str:
         return self.path_with_namespace.rsplit("/", 1)[0]
+
+    def protects(self, branch: str) -> bool:
+        return any(fnmatch.fnmatchcase(branch, pattern) for pattern in self.protected_branches)
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,7 @@ class Store:
             if self.project(path_with_namespace) is not None:
                 raise ValueError(f"project {path_with_namespace!r} exists")
             project = Project(next(self._ids["project"]), path_with_namespace, default_branch, self.now())
+            project.protected_branches.append(default_branch)  # GitLab's default branch protection
             self._projects[project.id] = project
             for username, level in members.items():
                 self.set_member(path_with_namespace, username, level)
@@ -294,6 +304,13 @@ class Store:
         """Every project, oldest first."""
         with self._lock:
             return list(self._projects.values())
+
+    def protect_branches(self, project: Project, pattern: str) -> None:
+        """Protect the branches ``pattern`` matches; ValueError when it is not a GitLab pattern."""
+        if not BRANCH_PATTERN.fullmatch(pattern):
+            raise ValueError(f"invalid protected branch pattern {pattern!r}")
+        with self._lock:
+            project.protected_branches.append(pattern)
 
     def archive(self, project: Project) -> None:
         with self._lock:

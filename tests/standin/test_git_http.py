@@ -1,7 +1,8 @@
 """Git over the stand-in's smart HTTP with real git: ``oauth2:<token>`` clones for members,
 401 for a bad or missing token, 404 for non-members; pushes from Developers (Maintainers
-for the default branch) that leave the repository pushable over SSH; and the new merge
-request page a pushed branch links to."""
+for protected branches, refused in the pre-receive hook as GitLab does) that leave the
+repository pushable over SSH; archived projects; and the new merge request page a pushed
+branch links to."""
 
 from __future__ import annotations
 
@@ -155,22 +156,64 @@ def test_default_branch_needs_maintainer(gitlab, book):
     url = f"{gitlab.url}/lab/book.git"
 
     refused = push(url, dave.token, book, "main")
-    assert refused.returncode != 0 and "HTTP 403" in refused.stderr  # git shows no body for a failed POST
+    assert refused.returncode != 0
+    assert "remote: GitLab: You are not allowed to push code to protected branches on this project." in refused.stderr
+    assert "! [remote rejected] main -> main (pre-receive hook declined)" in refused.stderr
     assert branch_heads(gitlab, "lab/book", mary.token)["main"] == before
     pushes = [(r.method, r.username, r.status) for r in gitlab.request_log() if r.path.endswith("git-receive-pack")]
-    assert pushes == [("POST", "dave", 403)]
-    command = f"{before} {pushed} refs/heads/main\0report-status\n".encode()
-    raw = requests.post(
-        f"{url}/git-receive-pack",
-        data=b"%04x%s0000" % (len(command) + 4, command),
-        auth=("oauth2", dave.token),
-        timeout=10,
-    )
-    assert raw.status_code == 403
-    assert raw.text == "You are not allowed to push code to protected branches on this project.\n"
+    assert pushes == [("POST", "dave", 200)]  # as GitLab: refused in the hook, told in git's report
     done = push(url, mary.token, book, "main")
     assert done.returncode == 0, done.stderr
     assert branch_heads(gitlab, "lab/book", mary.token)["main"] == pushed
+
+
+def test_wildcard_protected_branches_need_maintainer(gitlab, book):
+    dave, mary = gitlab.add_user("dave"), gitlab.add_user("mary")
+    gitlab.set_member("lab/book", "dave", DEVELOPER)
+    gitlab.set_member("lab/book", "mary", MAINTAINER)
+    gitlab.protect_branches("lab/book", "booklab/*")
+    pushed = commit_on(book, "booklab/x/y", "notes.txt", "notes")
+    url = f"{gitlab.url}/lab/book.git"
+
+    refused = push(url, dave.token, book, "booklab/x/y")
+    assert refused.returncode != 0
+    assert "remote: GitLab: You are not allowed to create protected branches on this project." in refused.stderr
+    assert "! [remote rejected] booklab/x/y -> booklab/x/y (pre-receive hook declined)" in refused.stderr
+    assert "booklab/x/y" not in branch_heads(gitlab, "lab/book", dave.token)
+    done = push(url, mary.token, book, "booklab/x/y")
+    assert done.returncode == 0, done.stderr
+    assert branch_heads(gitlab, "lab/book", dave.token)["booklab/x/y"] == pushed
+    branches = requests.get(
+        f"{gitlab.url}/api/v4/projects/lab%2Fbook/repository/branches",
+        headers={"PRIVATE-TOKEN": dave.token},
+        timeout=10,
+    ).json()
+    assert {b["name"]: (b["protected"], b["can_push"]) for b in branches} == {
+        "booklab/x/y": (True, False),
+        "main": (True, False),
+    }
+
+
+def test_protected_branches_are_not_force_pushed_or_deleted_with_git(gitlab, book):
+    mary = gitlab.add_user("mary")
+    gitlab.set_member("lab/book", "mary", MAINTAINER)
+    gitlab.protect_branches("lab/book", "booklab/*")
+    commit_on(book, "booklab/kept", "notes.txt", "notes")
+    url = f"{gitlab.url}/lab/book.git"
+    assert push(url, mary.token, book, "booklab/kept").returncode == 0
+    assert git("commit", "--quiet", "--amend", "-m", "Rewritten", cwd=book).returncode == 0
+
+    def refusal(refspec: str) -> str:
+        done = git("push", "--force", with_token(url, mary.token), refspec, cwd=book)
+        assert done.returncode != 0 and "(pre-receive hook declined)" in done.stderr
+        return next(line.rstrip() for line in done.stderr.splitlines() if line.startswith("remote: GitLab: "))
+
+    forced = refusal("booklab/kept:booklab/kept")
+    assert forced == "remote: GitLab: You are not allowed to force push code to a protected branch on this project."
+    deleted = refusal(":booklab/kept")
+    assert deleted == "remote: GitLab: You can only delete protected branches using the web interface."
+    assert refusal(":main") == "remote: GitLab: The default branch of a project cannot be deleted."
+    assert set(branch_heads(gitlab, "lab/book", mary.token)) == {"booklab/kept", "main"}
 
 
 def test_archived_project_refuses_pushes_but_serves_clones(gitlab, book, tmp_path):
