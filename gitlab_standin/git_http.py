@@ -4,7 +4,8 @@ repositories' owner, behind ``/<path_with_namespace>.git/info/refs``,
 
 Authentication is GitLab's documented form: HTTP basic with user ``oauth2`` and an OAuth
 access token (a personal access token is accepted too). No or bad credentials get 401
-with ``WWW-Authenticate: Basic``; a user who cannot read the code gets 404. Pushing needs
+with ``WWW-Authenticate: Basic``; an OAuth token whose scopes do not cover the service
+gets 403 (``SCOPES``); a user who cannot read the code gets 404. Pushing needs
 Developer: a push below that, or to an archived project, gets 403 with GitLab's message
 before anything is written. Which branches a push may update the repository's pre-receive
 hook decides (``hooks``): protected ones need Maintainer, which it learns from the
@@ -18,7 +19,7 @@ from flask import Blueprint, Response, g, request
 from gitlab_standin.context import context
 from gitlab_standin.hooks import MAY_PUSH_PROTECTED
 from gitlab_standin.repos import git_env
-from gitlab_standin.store import DEVELOPER, MAINTAINER, REPORTER, Project, User
+from gitlab_standin.store import DEVELOPER, MAINTAINER, REPORTER, Project
 
 bp = Blueprint("git_http", __name__)
 
@@ -26,6 +27,16 @@ SERVICES = ("git-upload-pack", "git-receive-pack")
 NOT_FOUND = "The project you were looking for could not be found or you don't have permission to view it."
 NO_PUSH = "You are not allowed to push code to this project."
 ARCHIVED = "You can't push code to an archived project."
+#: per service, the scopes of which an OAuth token needs one, and GitLab's 403 without: the
+#: scopes that give the download_code or push_code ability (``Gitlab::Auth.abilities_for_scopes``;
+#: ``read_api`` gives download_code)
+SCOPES = {
+    "git-upload-pack": (
+        {"api", "read_api", "read_repository", "write_repository"},
+        "You are not allowed to download code.",
+    ),
+    "git-receive-pack": ({"api", "write_repository"}, "You are not allowed to upload code."),
+}
 
 
 @bp.get("/<path:project>.git/info/refs")
@@ -52,10 +63,14 @@ def _text(message: str, status: int, headers: dict[str, str] | None = None) -> R
 
 def _serve(project_path: str, tail: str, service: str) -> Response:
     store = context().store
-    user = _basic_user()
+    token = _basic_password()
+    user = store.authenticate(bearer=token)
     if user is None:
         return _text("HTTP Basic: Access denied", 401, {"WWW-Authenticate": 'Basic realm="GitLab"'})
     g.user = user
+    scopes, (needed, refusal) = store.scopes(token), SCOPES[service]
+    if scopes is not None and not scopes & needed:  # as GitLab, before it looks for the project
+        return _text(refusal, 403)
     project = store.project(project_path)
     level = store.access_level(project, user) if project is not None else 0
     if level < REPORTER:
@@ -66,12 +81,12 @@ def _serve(project_path: str, tail: str, service: str) -> Response:
     return _http_backend(f"/{project.path_with_namespace}.git/{tail}", user.username, level >= MAINTAINER)
 
 
-def _basic_user() -> User | None:
-    """The user whose token is the password of HTTP basic user ``oauth2``."""
+def _basic_password() -> str | None:
+    """The password of HTTP basic user ``oauth2``: a token."""
     credentials = request.authorization
     if credentials is None or credentials.type != "basic" or credentials.username != "oauth2":
         return None
-    return context().store.authenticate(bearer=credentials.password)
+    return credentials.password
 
 
 def _push_refusal(project: Project, level: int) -> str | None:

@@ -1,8 +1,8 @@
 """Git over the stand-in's smart HTTP with real git: ``oauth2:<token>`` clones for members,
-401 for a bad or missing token, 404 for non-members; pushes from Developers (Maintainers
-for protected branches, refused in the pre-receive hook as GitLab does) that leave the
-repository pushable over SSH; archived projects; and the new merge request page a pushed
-branch links to."""
+401 for a bad or missing token, 403 for an OAuth token without the scope, 404 for
+non-members; pushes from Developers (Maintainers for protected branches, refused in the
+pre-receive hook as GitLab does) that leave the repository pushable over SSH; archived
+projects; and the new merge request page a pushed branch links to."""
 
 from __future__ import annotations
 
@@ -103,6 +103,27 @@ def test_bad_token_or_non_member_cannot_clone(gitlab, tmp_path):
 
     anonymous = requests.get(f"{url}/info/refs", params={"service": "git-upload-pack"}, timeout=10)
     assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_oauth_token_scopes_limit_git(gitlab, book, tmp_path):
+    mary = gitlab.add_user("mary")
+    gitlab.set_member("lab/book", "mary", MAINTAINER)
+    commit_on(book, "booklab/edit", "notes.txt", "notes")
+    url = f"{gitlab.url}/lab/book.git"
+
+    profile = gitlab.issue_oauth_token(mary, scope="read_user openid profile")
+    cannot_read = clone(url, profile, tmp_path / "profile")
+    assert cannot_read.returncode != 0 and "remote: You are not allowed to download code." in cannot_read.stderr
+    cannot_push = push(url, profile, book, "booklab/edit")
+    assert cannot_push.returncode != 0 and "remote: You are not allowed to upload code." in cannot_push.stderr
+    read_api = gitlab.issue_oauth_token(mary, scope="read_api")
+    cloned = clone(url, read_api, tmp_path / "read_api")  # as GitLab: read_api gives download_code
+    assert cloned.returncode == 0, cloned.stderr
+    cannot_push = push(url, read_api, book, "booklab/edit")
+    assert cannot_push.returncode != 0 and "remote: You are not allowed to upload code." in cannot_push.stderr
+    assert "booklab/edit" not in branch_heads(gitlab, "lab/book", mary.token)
+    pushed = push(url, gitlab.issue_oauth_token(mary, scope="api"), book, "booklab/edit")
+    assert pushed.returncode == 0, pushed.stderr
 
 
 def test_developer_pushes_a_new_branch(gitlab, book):
