@@ -136,6 +136,9 @@ class Repositories:
         if self._owner is not None:
             os.chown(listing, *self._owner)
 
+    def delete(self, project_path: str) -> None:
+        shutil.rmtree(self.path(project_path))
+
     def delete_all(self) -> None:
         for entry in self.root.iterdir():
             shutil.rmtree(entry)

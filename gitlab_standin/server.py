@@ -189,6 +189,16 @@ class GitLabStandIn:
             raise KeyError(project_path)
         self.store.archive(project)
 
+    def remove_project(self, project_path: str) -> None:
+        """Delete the project at once, as GitLab does without delayed deletion: the API answers
+        404 "Project Not Found", its deploy keys go with it (one enabled on no other project
+        stops working over SSH), and git over HTTP and SSH answer as for an unknown project."""
+        project = self.store.project(project_path)
+        if project is None:
+            raise KeyError(project_path)
+        self.store.remove_project(project)
+        self.repos.delete(project_path)
+
     def push(self, project_path: str, source_dir: Path | str) -> None:
         """Force-copy every branch and tag of the local git repository ``source_dir``."""
         if self.store.project(project_path) is None:

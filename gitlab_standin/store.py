@@ -179,8 +179,8 @@ class Fault:
 
 class Store:
     """All state of one stand-in. ``on_keys_changed`` runs (under the lock) after every
-    change of the deploy keys or of what they may do (a project archived), so the SSH server
-    can rewrite its authorized keys."""
+    change of the deploy keys or of what they may do (a project archived or removed), so the
+    SSH server can rewrite its authorized keys."""
 
     def __init__(self, on_keys_changed: Callable[[], None] = lambda: None) -> None:
         self._lock = threading.RLock()
@@ -304,6 +304,13 @@ class Store:
         """Every project, oldest first."""
         with self._lock:
             return list(self._projects.values())
+
+    def remove_project(self, project: Project) -> None:
+        """Forget the project and its deploy keys (a key left on no project is deleted)."""
+        with self._lock:
+            for key_id in list(project.deploy_keys):
+                self.remove_deploy_key(project, key_id)
+            del self._projects[project.id]
 
     def protect_branches(self, project: Project, pattern: str) -> None:
         """Protect the branches ``pattern`` matches; ValueError when it is not a GitLab pattern."""

@@ -172,6 +172,27 @@ def test_archived_project_refuses_pushes_but_serves_clones(gitlab, lab, key, tmp
     assert git(gitlab, reader, "clone", gitlab.ssh_url("lab/a"), str(tmp_path / "read")).returncode == 0
 
 
+def test_removed_project_is_not_found(gitlab, lab, key, tmp_path):
+    add_key(lab, "lab/a", key)
+    add_key(lab, "lab/b", key)  # the key outlives lab/a
+    solo = key.parent / "solo"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(solo)], check=True)
+    add_key(lab, "lab/a", solo)
+    gitlab.remove_project("lab/a")
+
+    with pytest.raises(python_gitlab.GitlabGetError) as gone:
+        lab.projects.get("lab/a")
+    assert (gone.value.response_code, gone.value.error_message) == (404, "404 Project Not Found")
+    http_url = gitlab.url.replace("http://", f"http://oauth2:{lab.private_token}@") + "/lab/a.git"
+    over_http = git(gitlab, key, "clone", http_url, str(tmp_path / "http"))
+    assert over_http.returncode != 0 and "could not be found or you don't have permission" in over_http.stderr
+    over_ssh = git(gitlab, key, "clone", gitlab.ssh_url("lab/a"), str(tmp_path / "ssh"))
+    assert over_ssh.returncode != 0 and "could not be found or you don't have permission" in over_ssh.stderr
+    orphan = git(gitlab, solo, "clone", gitlab.ssh_url("lab/a"), str(tmp_path / "solo"))
+    assert orphan.returncode != 0 and "Permission denied (publickey)" in orphan.stderr
+    assert git(gitlab, key, "clone", gitlab.ssh_url("lab/b"), str(tmp_path / "b")).returncode == 0
+
+
 def test_expired_key_is_refused(gitlab, lab, key, tmp_path):
     yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
     add_key(lab, "lab/a", key, expires_at=yesterday)
