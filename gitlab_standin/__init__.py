@@ -8,8 +8,8 @@ and over smart HTTP for ``oauth2:<token>`` clones. Start one with ``GitLabStandI
 Where GitLab is less kind than a simple fake, so is the stand-in, by default: OAuth access
 tokens expire after 2 hours and a refresh revokes the old pair. The tests' switches, each a
 method of ``GitLabStandIn``: ``advance_clock`` (hours pass for tokens and codes), ``revoke_oauth_access``,
-``delay_deploy_keys``, ``forbid_key_type``, ``archive``,
-``fail_next`` (5xx, slow answers), ``set_member`` (roles change).
+``delay_deploy_keys``, ``forbid_key_type``, ``archive`` (pushes refused), ``protect_branches``,
+``remove_project``, ``fail_next`` (5xx, slow answers), ``set_member`` (roles change).
 """
 
 from gitlab_standin.server import GitLabStandIn

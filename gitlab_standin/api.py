@@ -184,7 +184,6 @@ def project_json(project: Project, simple: bool = False) -> dict:
         data.update(
             {
                 "visibility": "private",
-                "archived": False,
                 "permissions": {
                     "project_access": {"access_level": level, "notification_level": 3},
                     "group_access": None,
@@ -253,15 +252,15 @@ def _branch_matches(name: str, search: str) -> bool:
 
 def _branch_json(project: Project, branch: Branch, level: int) -> dict:
     base, full, commit = base_url(), project.path_with_namespace, branch.commit
-    default = branch.name == project.default_branch
+    protected = project.protects(branch.name)
     return {
         "name": branch.name,
         "merged": branch.merged,
-        "protected": default,
-        "default": default,
+        "protected": protected,
+        "default": branch.name == project.default_branch,
         "developers_can_push": False,
         "developers_can_merge": False,
-        "can_push": level >= (MAINTAINER if default else DEVELOPER),
+        "can_push": level >= (MAINTAINER if protected else DEVELOPER),
         "web_url": f"{base}/{full}/-/tree/{quote(branch.name)}",
         "commit": {
             "id": commit.id,

@@ -4,32 +4,39 @@ repositories' owner, behind ``/<path_with_namespace>.git/info/refs``,
 
 Authentication is GitLab's documented form: HTTP basic with user ``oauth2`` and an OAuth
 access token (a personal access token is accepted too). No or bad credentials get 401
-with ``WWW-Authenticate: Basic``; a user who cannot read the code gets 404. Pushing needs
-Developer, and Maintainer for the default branch (GitLab's default branch protection):
-a push below that gets 403 with GitLab's message before anything is written.
+with ``WWW-Authenticate: Basic``; an OAuth token whose scopes do not cover the service
+gets 403 (``SCOPES``); a user who cannot read the code gets 404. Pushing needs
+Developer: a push below that, or to an archived project, gets 403 with GitLab's message
+before anything is written. Which branches a push may update the repository's pre-receive
+hook decides (``hooks``): protected ones need Maintainer, which it learns from the
+environment of ``git http-backend``.
 """
 
 from __future__ import annotations
 
-import gzip
-import re
-
 from flask import Blueprint, Response, g, request
 
 from gitlab_standin.context import context
+from gitlab_standin.hooks import MAY_PUSH_PROTECTED
 from gitlab_standin.repos import git_env
-from gitlab_standin.store import DEVELOPER, MAINTAINER, REPORTER, Project, User
+from gitlab_standin.store import DEVELOPER, MAINTAINER, REPORTER, Project
 
 bp = Blueprint("git_http", __name__)
 
 SERVICES = ("git-upload-pack", "git-receive-pack")
 NOT_FOUND = "The project you were looking for could not be found or you don't have permission to view it."
 NO_PUSH = "You are not allowed to push code to this project."
-NO_PROTECTED_PUSH = "You are not allowed to push code to protected branches on this project."
-MALFORMED_PUSH = "The push request is malformed."
-_OID = rb"[0-9a-f]{40}(?:[0-9a-f]{24})?"
-COMMAND = re.compile(rb"%s %s (\S+)" % (_OID, _OID))
-"""A ref update command of a push: ``<old id> <new id> <refname>``."""
+ARCHIVED = "You can't push code to an archived project."
+#: per service, the scopes of which an OAuth token needs one, and GitLab's 403 without: the
+#: scopes that give the download_code or push_code ability (``Gitlab::Auth.abilities_for_scopes``;
+#: ``read_api`` gives download_code)
+SCOPES = {
+    "git-upload-pack": (
+        {"api", "read_api", "read_repository", "write_repository"},
+        "You are not allowed to download code.",
+    ),
+    "git-receive-pack": ({"api", "write_repository"}, "You are not allowed to upload code."),
+}
 
 
 @bp.get("/<path:project>.git/info/refs")
@@ -56,10 +63,14 @@ def _text(message: str, status: int, headers: dict[str, str] | None = None) -> R
 
 def _serve(project_path: str, tail: str, service: str) -> Response:
     store = context().store
-    user = _basic_user()
+    token = _basic_password()
+    user = store.authenticate(bearer=token)
     if user is None:
         return _text("HTTP Basic: Access denied", 401, {"WWW-Authenticate": 'Basic realm="GitLab"'})
     g.user = user
+    scopes, (needed, refusal) = store.scopes(token), SCOPES[service]
+    if scopes is not None and not scopes & needed:  # as GitLab, before it looks for the project
+        return _text(refusal, 403)
     project = store.project(project_path)
     level = store.access_level(project, user) if project is not None else 0
     if level < REPORTER:
@@ -67,54 +78,31 @@ def _serve(project_path: str, tail: str, service: str) -> Response:
     refusal = _push_refusal(project, level) if service == "git-receive-pack" else None
     if refusal is not None:
         return _text(refusal, 403)
-    return _http_backend(f"/{project.path_with_namespace}.git/{tail}", user.username)
+    return _http_backend(f"/{project.path_with_namespace}.git/{tail}", user.username, level >= MAINTAINER)
 
 
-def _basic_user() -> User | None:
-    """The user whose token is the password of HTTP basic user ``oauth2``."""
+def _basic_password() -> str | None:
+    """The password of HTTP basic user ``oauth2``: a token."""
     credentials = request.authorization
     if credentials is None or credentials.type != "basic" or credentials.username != "oauth2":
         return None
-    return context().store.authenticate(bearer=credentials.password)
+    return credentials.password
 
 
 def _push_refusal(project: Project, level: int) -> str | None:
-    """Why GitLab would refuse this push (advertisement or ref updates) from a member at
-    ``level``; None when it is allowed."""
+    """Why GitLab would refuse any push from a member at ``level``; None when the hook is
+    left to judge the ref updates. An archived project refuses whatever the role, as GitLab
+    checks it first."""
+    if project.archived:
+        return ARCHIVED
     if level < DEVELOPER:
         return NO_PUSH
-    if level >= MAINTAINER or request.method != "POST":
-        return None
-    try:
-        refs = _updated_refs(_request_body())
-    except ValueError:
-        return MALFORMED_PUSH
-    return NO_PROTECTED_PUSH if f"refs/heads/{project.default_branch}".encode() in refs else None
+    return None
 
 
-def _request_body() -> bytes:
-    body = request.get_data()
-    return gzip.decompress(body) if request.headers.get("Content-Encoding") == "gzip" else body
-
-
-def _updated_refs(body: bytes) -> list[bytes]:
-    """The refnames of the commands (pkt-lines ``old new refname``, the first one followed
-    by NUL and capabilities) a receive-pack request starts with, up to the flush packet.
-    ValueError when the request is not a sequence of pkt-lines ending in a flush."""
-    refs = []
-    while body[:4] != b"0000":
-        size = int(body[:4], 16)
-        if size < 4 or len(body) < size:
-            raise ValueError("bad pkt-line length")
-        match = COMMAND.fullmatch(body[4:size].split(b"\0")[0].rstrip(b"\n"))
-        if match:
-            refs.append(match[1])
-        body = body[size:]
-    return refs
-
-
-def _http_backend(path_info: str, username: str) -> Response:
-    """Run ``git http-backend`` for this request and turn its CGI answer into a response."""
+def _http_backend(path_info: str, username: str, may_push_protected: bool) -> Response:
+    """Run ``git http-backend`` for this request and turn its CGI answer into a response;
+    the pre-receive hook of a push inherits its environment."""
     body = request.get_data()
     repos = context().repos
     env = {
@@ -130,6 +118,7 @@ def _http_backend(path_info: str, username: str) -> Response:
         "REMOTE_ADDR": request.remote_addr or "",
         "HTTP_CONTENT_ENCODING": request.headers.get("Content-Encoding", ""),
         "HTTP_GIT_PROTOCOL": request.headers.get("Git-Protocol", ""),
+        MAY_PUSH_PROTECTED: "1" if may_push_protected else "",
     }
     done = repos.run_as_owner(["git", "http-backend"], body, env)
     head, _, payload = done.stdout.partition(b"\r\n\r\n")

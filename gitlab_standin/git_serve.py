@@ -4,11 +4,14 @@ sshd runs it, as the ``git`` user, for every connection made with a deploy key:
 
     git-serve <repos root> <mode>:<project path> [<mode>:<project path> ...]
 
-where each ``mode`` is ``ro`` or ``rw`` for a project the key is enabled on. It runs the
-``git-upload-pack`` (or, for ``rw``, ``git-receive-pack``) that the client asked for in
-``SSH_ORIGINAL_COMMAND``, on exactly those projects, and refuses anything else with a
-message on stderr and exit status 1. The stand-in copies this file next to its sshd
-configuration so that it runs without importing the package.
+where each ``mode`` is ``ro`` or ``rw`` for a project the key is enabled on, or ``archived``
+for an archived one (read-only whatever the key may do: GitLab refuses the push before
+looking at the key). It runs the ``git-upload-pack`` (or, for ``rw``, ``git-receive-pack``)
+that the client asked for in ``SSH_ORIGINAL_COMMAND``, on exactly those projects, and
+refuses anything else with a message on stderr and exit status 1. The stand-in rewrites
+the authorized keys when a project is archived, so the mode is all git-serve needs to know,
+and copies this file next to its sshd configuration so that it runs without importing the
+package.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 
 NOT_FOUND = "GitLab: The project you were looking for could not be found or you don't have permission to view it."
 NO_WRITE = "GitLab: This deploy key does not have write access to this project."
+ARCHIVED = "ERROR: You can't push code to an archived project."
 SERVICES = ("git-upload-pack", "git-receive-pack")
 
 
@@ -48,7 +52,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(NOT_FOUND + "\n")
         return 1
     if service == "git-receive-pack" and grants[project] != "rw":
-        sys.stderr.write(NO_WRITE + "\n")
+        sys.stderr.write((ARCHIVED if grants[project] == "archived" else NO_WRITE) + "\n")
         return 1
     os.execvp("git", ["git", service.removeprefix("git-"), os.path.join(root, project + ".git")])
 

@@ -4,8 +4,9 @@ exactly the deploy keys currently enabled through the API.
 sshd runs as root with its own configuration and ed25519 host key; clients log in as the
 OS user ``git`` (created if missing). Every enabled key gets one ``authorized_keys`` line
 whose forced command (``git_serve``) allows git-upload-pack (and git-receive-pack for
-``can_push``) on the key's own projects only. The file is rewritten atomically whenever
-deploy keys change, so a key works exactly while it is enabled.
+``can_push``, unless the project is archived) on the key's own projects only. The file is
+rewritten atomically whenever deploy keys change or a project is archived, so a key works
+exactly while it is enabled.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ def ensure_login_user() -> pwd.struct_passwd:
         return pwd.getpwnam(LOGIN_USER)  # also when a concurrent session created it first
     except KeyError:
         raise RuntimeError(f"cannot create user {LOGIN_USER!r}: {created.stderr}") from None
+
+
+def _mode(can_push: bool, archived: bool) -> str:
+    """git-serve's mode for a project a key is enabled on (GitLab checks archived first)."""
+    return "archived" if archived else "rw" if can_push else "ro"
 
 
 def _runs_as(user: str, *command: str) -> bool:
@@ -160,7 +166,7 @@ class SshServer:
             self._process.wait()
         self._process = None
 
-    def write_authorized_keys(self, grants: Iterable[tuple[DeployKey, list[tuple[str, bool]]]]) -> None:
+    def write_authorized_keys(self, grants: Iterable[tuple[DeployKey, list[tuple[str, bool, bool]]]]) -> None:
         """Replace the authorized keys atomically with one line per enabled deploy key."""
         lines = [self._authorized_line(key, projects) for key, projects in grants if projects]
         temporary = self._authorized_keys.with_suffix(".tmp")
@@ -168,9 +174,9 @@ class SshServer:
         temporary.chmod(0o644)
         os.replace(temporary, self._authorized_keys)
 
-    def _authorized_line(self, key: DeployKey, projects: list[tuple[str, bool]]) -> str:
+    def _authorized_line(self, key: DeployKey, projects: list[tuple[str, bool, bool]]) -> str:
         words = [self._interpreter, str(self._script), str(self._repos_root)]
-        words += [f"{'rw' if can_push else 'ro'}:{path}" for path, can_push in projects]
+        words += [f"{_mode(can_push, archived)}:{path}" for path, can_push, archived in projects]
         command = shlex.join(words).replace('"', '\\"')
         options = f'restrict,command="{command}"'
         if key.expires_at is not None:

@@ -5,7 +5,8 @@ repositories found in a directory (what ``--repos`` serves).
 Repositories belong to the SSH login user (``git``) so that pushes over SSH can write
 them; the stand-in itself (root) reaches them with ``safe.directory=*`` given in the
 environment, which git treats as command-line (trusted) configuration, and runs what
-writes them on behalf of a client (git over HTTP) as that user.
+writes them on behalf of a client (git over HTTP) as that user. Each has the stand-in's
+``pre-receive`` hook and the list of protected branch patterns it reads (see ``hooks``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from gitlab_standin.hooks import PRE_RECEIVE, PROTECTED_BRANCHES
 
 _FIELDS = (
     "%(refname:lstrip=2)",
@@ -119,7 +122,22 @@ class Repositories:
         _git("init", "--quiet", "--bare", "--template=", f"--initial-branch={default_branch}", repo)
         for directory in repo.relative_to(self.root).parents:
             (self.root / directory).chmod(0o755)  # the SSH user must reach it whatever the umask
+        hook = repo / "hooks" / "pre-receive"
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(PRE_RECEIVE)
+        hook.chmod(0o755)
         self._chown(repo)
+
+    def set_protected_branches(self, project_path: str, patterns: list[str]) -> None:
+        """Write the patterns the pre-receive hook protects, world-readable."""
+        listing = self.path(project_path) / PROTECTED_BRANCHES
+        listing.write_text("".join(pattern + "\n" for pattern in patterns))
+        listing.chmod(0o644)
+        if self._owner is not None:
+            os.chown(listing, *self._owner)
+
+    def delete(self, project_path: str) -> None:
+        shutil.rmtree(self.path(project_path))
 
     def delete_all(self) -> None:
         for entry in self.root.iterdir():

@@ -144,6 +144,7 @@ class GitLabStandIn:
         to access levels (``gitlab_standin.store.REPORTER``, ``DEVELOPER``, ``MAINTAINER``...)."""
         project = self.store.add_project(path_with_namespace, members or {}, default_branch)
         self.repos.create(path_with_namespace, default_branch)
+        self.repos.set_protected_branches(path_with_namespace, project.protected_branches)
         return project
 
     def set_member(self, project_path: str, username: str, access_level: int | None) -> None:
@@ -166,12 +167,37 @@ class GitLabStandIn:
         administrator's key restrictions do. ``reset()`` allows every type again."""
         self.store.forbidden_key_types.add(key_type)
 
-    def archive(self, project_path: str) -> None:
-        """Archive the project, as its owner would in GitLab: read-only from now on."""
+    def protect_branches(self, project_path: str, pattern: str) -> None:
+        """Protect the branches ``pattern`` matches (GitLab's ``*`` wildcard, e.g. ``booklab/*``),
+        as the default branch is from the start, with GitLab's defaults: only Maintainers may
+        push to them, over HTTP; deploy keys never; nobody force-pushes or deletes them with
+        git. The repository's pre-receive hook refuses the push as GitLab's does; the branches
+        API says ``protected``. ``reset()`` forgets the patterns with the projects."""
         project = self.store.project(project_path)
         if project is None:
             raise KeyError(project_path)
-        project.archived = True
+        self.store.protect_branches(project, pattern)
+        self.repos.set_protected_branches(project_path, project.protected_branches)
+
+    def archive(self, project_path: str) -> None:
+        """Archive the project, as its owner would in GitLab: read-only from now on. Pushes
+        are refused before any transfer with GitLab's "You can't push code to an archived
+        project." (HTTP 403; over SSH, whatever the deploy key's can_push); clones and
+        fetches go on, and Maintainers may still add deploy keys."""
+        project = self.store.project(project_path)
+        if project is None:
+            raise KeyError(project_path)
+        self.store.archive(project)
+
+    def remove_project(self, project_path: str) -> None:
+        """Delete the project at once, as GitLab does without delayed deletion: the API answers
+        404 "Project Not Found", its deploy keys go with it (one enabled on no other project
+        stops working over SSH), and git over HTTP and SSH answer as for an unknown project."""
+        project = self.store.project(project_path)
+        if project is None:
+            raise KeyError(project_path)
+        self.store.remove_project(project)
+        self.repos.delete(project_path)
 
     def push(self, project_path: str, source_dir: Path | str) -> None:
         """Force-copy every branch and tag of the local git repository ``source_dir``."""

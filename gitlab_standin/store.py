@@ -7,6 +7,7 @@ even across ``reset()``, so a stale id from an earlier test can never name a new
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import re
 import secrets
@@ -24,6 +25,9 @@ AUTHORIZATION_CODE_TTL = 600
 
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 PROJECT_PATH = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})+")
+#: a protected branch pattern: ``*`` is GitLab's only wildcard, and no branch name holds
+#: what fnmatch or sh would take for another one (``?``, ``[``, ``\``) or a space
+BRANCH_PATTERN = re.compile(r"[^\s?\[\\]+")
 
 
 class Clock:
@@ -70,7 +74,9 @@ class Project:
     deploy_keys: dict[int, bool] = field(default_factory=dict)
     """deploy key id -> can_push"""
     archived: bool = False
-    """read-only, as GitLab's archived projects: listed unless ``archived=false``"""
+    """read-only, as GitLab's archived projects: listed unless ``archived=false``, pushes refused"""
+    protected_branches: list[str] = field(default_factory=list)
+    """GitLab's protected branch patterns (``*`` matches any characters, ``/`` too)"""
 
     @property
     def path(self) -> str:
@@ -79,6 +85,9 @@ class Project:
     @property
     def namespace_path(self) -> str:
         return self.path_with_namespace.rsplit("/", 1)[0]
+
+    def protects(self, branch: str) -> bool:
+        return any(fnmatch.fnmatchcase(branch, pattern) for pattern in self.protected_branches)
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,8 @@ class Fault:
 
 class Store:
     """All state of one stand-in. ``on_keys_changed`` runs (under the lock) after every
-    change of the deploy keys, so the SSH server can rewrite its authorized keys."""
+    change of the deploy keys or of what they may do (a project archived or removed), so the
+    SSH server can rewrite its authorized keys."""
 
     def __init__(self, on_keys_changed: Callable[[], None] = lambda: None) -> None:
         self._lock = threading.RLock()
@@ -266,6 +276,7 @@ class Store:
             if self.project(path_with_namespace) is not None:
                 raise ValueError(f"project {path_with_namespace!r} exists")
             project = Project(next(self._ids["project"]), path_with_namespace, default_branch, self.now())
+            project.protected_branches.append(default_branch)  # GitLab's default branch protection
             self._projects[project.id] = project
             for username, level in members.items():
                 self.set_member(path_with_namespace, username, level)
@@ -293,6 +304,25 @@ class Store:
         """Every project, oldest first."""
         with self._lock:
             return list(self._projects.values())
+
+    def remove_project(self, project: Project) -> None:
+        """Forget the project and its deploy keys (a key left on no project is deleted)."""
+        with self._lock:
+            for key_id in list(project.deploy_keys):
+                self.remove_deploy_key(project, key_id)
+            del self._projects[project.id]
+
+    def protect_branches(self, project: Project, pattern: str) -> None:
+        """Protect the branches ``pattern`` matches; ValueError when it is not a GitLab pattern."""
+        if not BRANCH_PATTERN.fullmatch(pattern):
+            raise ValueError(f"invalid protected branch pattern {pattern!r}")
+        with self._lock:
+            project.protected_branches.append(pattern)
+
+    def archive(self, project: Project) -> None:
+        with self._lock:
+            project.archived = True
+            self._on_keys_changed()
 
     def access_level(self, project: Project, user: User) -> int:
         with self._lock:
@@ -351,15 +381,15 @@ class Store:
             pending = [wait for wait in waits if wait > 0]
             return min(pending) if pending else None
 
-    def ssh_grants(self) -> list[tuple[DeployKey, list[tuple[str, bool]]]]:
+    def ssh_grants(self) -> list[tuple[DeployKey, list[tuple[str, bool, bool]]]]:
         """Every deploy key that works over SSH now (see ``key_delay``), with the (project path,
-        can_push) pairs it is enabled on."""
+        can_push, archived) triples of the projects it is enabled on."""
         with self._lock:
             return [
                 (
                     key,
                     [
-                        (p.path_with_namespace, p.deploy_keys[key.id])
+                        (p.path_with_namespace, p.deploy_keys[key.id], p.archived)
                         for p in self._projects.values()
                         if key.id in p.deploy_keys
                     ],

@@ -1,7 +1,8 @@
 """Git over the stand-in's smart HTTP with real git: ``oauth2:<token>`` clones for members,
-401 for a bad or missing token, 404 for non-members; pushes from Developers (Maintainers
-for the default branch) that leave the repository pushable over SSH; and the new merge
-request page a pushed branch links to."""
+401 for a bad or missing token, 403 for an OAuth token without the scope, 404 for
+non-members; pushes from Developers (Maintainers for protected branches, refused in the
+pre-receive hook as GitLab does) that leave the repository pushable over SSH; archived
+projects; and the new merge request page a pushed branch links to."""
 
 from __future__ import annotations
 
@@ -104,6 +105,27 @@ def test_bad_token_or_non_member_cannot_clone(gitlab, tmp_path):
     assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
 
 
+def test_oauth_token_scopes_limit_git(gitlab, book, tmp_path):
+    mary = gitlab.add_user("mary")
+    gitlab.set_member("lab/book", "mary", MAINTAINER)
+    commit_on(book, "booklab/edit", "notes.txt", "notes")
+    url = f"{gitlab.url}/lab/book.git"
+
+    profile = gitlab.issue_oauth_token(mary, scope="read_user openid profile")
+    cannot_read = clone(url, profile, tmp_path / "profile")
+    assert cannot_read.returncode != 0 and "remote: You are not allowed to download code." in cannot_read.stderr
+    cannot_push = push(url, profile, book, "booklab/edit")
+    assert cannot_push.returncode != 0 and "remote: You are not allowed to upload code." in cannot_push.stderr
+    read_api = gitlab.issue_oauth_token(mary, scope="read_api")
+    cloned = clone(url, read_api, tmp_path / "read_api")  # as GitLab: read_api gives download_code
+    assert cloned.returncode == 0, cloned.stderr
+    cannot_push = push(url, read_api, book, "booklab/edit")
+    assert cannot_push.returncode != 0 and "remote: You are not allowed to upload code." in cannot_push.stderr
+    assert "booklab/edit" not in branch_heads(gitlab, "lab/book", mary.token)
+    pushed = push(url, gitlab.issue_oauth_token(mary, scope="api"), book, "booklab/edit")
+    assert pushed.returncode == 0, pushed.stderr
+
+
 def test_developer_pushes_a_new_branch(gitlab, book):
     dave = gitlab.add_user("dave")
     gitlab.set_member("lab/book", "dave", DEVELOPER)
@@ -155,22 +177,84 @@ def test_default_branch_needs_maintainer(gitlab, book):
     url = f"{gitlab.url}/lab/book.git"
 
     refused = push(url, dave.token, book, "main")
-    assert refused.returncode != 0 and "HTTP 403" in refused.stderr  # git shows no body for a failed POST
+    assert refused.returncode != 0
+    assert "remote: GitLab: You are not allowed to push code to protected branches on this project." in refused.stderr
+    assert "! [remote rejected] main -> main (pre-receive hook declined)" in refused.stderr
     assert branch_heads(gitlab, "lab/book", mary.token)["main"] == before
     pushes = [(r.method, r.username, r.status) for r in gitlab.request_log() if r.path.endswith("git-receive-pack")]
-    assert pushes == [("POST", "dave", 403)]
-    command = f"{before} {pushed} refs/heads/main\0report-status\n".encode()
-    raw = requests.post(
-        f"{url}/git-receive-pack",
-        data=b"%04x%s0000" % (len(command) + 4, command),
-        auth=("oauth2", dave.token),
-        timeout=10,
-    )
-    assert raw.status_code == 403
-    assert raw.text == "You are not allowed to push code to protected branches on this project.\n"
+    assert pushes == [("POST", "dave", 200)]  # as GitLab: refused in the hook, told in git's report
     done = push(url, mary.token, book, "main")
     assert done.returncode == 0, done.stderr
     assert branch_heads(gitlab, "lab/book", mary.token)["main"] == pushed
+
+
+def test_wildcard_protected_branches_need_maintainer(gitlab, book):
+    dave, mary = gitlab.add_user("dave"), gitlab.add_user("mary")
+    gitlab.set_member("lab/book", "dave", DEVELOPER)
+    gitlab.set_member("lab/book", "mary", MAINTAINER)
+    gitlab.protect_branches("lab/book", "booklab/*")
+    pushed = commit_on(book, "booklab/x/y", "notes.txt", "notes")
+    url = f"{gitlab.url}/lab/book.git"
+
+    refused = push(url, dave.token, book, "booklab/x/y")
+    assert refused.returncode != 0
+    assert "remote: GitLab: You are not allowed to create protected branches on this project." in refused.stderr
+    assert "! [remote rejected] booklab/x/y -> booklab/x/y (pre-receive hook declined)" in refused.stderr
+    assert "booklab/x/y" not in branch_heads(gitlab, "lab/book", dave.token)
+    done = push(url, mary.token, book, "booklab/x/y")
+    assert done.returncode == 0, done.stderr
+    assert branch_heads(gitlab, "lab/book", dave.token)["booklab/x/y"] == pushed
+    branches = requests.get(
+        f"{gitlab.url}/api/v4/projects/lab%2Fbook/repository/branches",
+        headers={"PRIVATE-TOKEN": dave.token},
+        timeout=10,
+    ).json()
+    assert {b["name"]: (b["protected"], b["can_push"]) for b in branches} == {
+        "booklab/x/y": (True, False),
+        "main": (True, False),
+    }
+
+
+def test_protected_branches_are_not_force_pushed_or_deleted_with_git(gitlab, book):
+    mary = gitlab.add_user("mary")
+    gitlab.set_member("lab/book", "mary", MAINTAINER)
+    gitlab.protect_branches("lab/book", "booklab/*")
+    commit_on(book, "booklab/kept", "notes.txt", "notes")
+    url = f"{gitlab.url}/lab/book.git"
+    assert push(url, mary.token, book, "booklab/kept").returncode == 0
+    assert git("commit", "--quiet", "--amend", "-m", "Rewritten", cwd=book).returncode == 0
+
+    def refusal(refspec: str) -> str:
+        done = git("push", "--force", with_token(url, mary.token), refspec, cwd=book)
+        assert done.returncode != 0 and "(pre-receive hook declined)" in done.stderr
+        return next(line.rstrip() for line in done.stderr.splitlines() if line.startswith("remote: GitLab: "))
+
+    forced = refusal("booklab/kept:booklab/kept")
+    assert forced == "remote: GitLab: You are not allowed to force push code to a protected branch on this project."
+    deleted = refusal(":booklab/kept")
+    assert deleted == "remote: GitLab: You can only delete protected branches using the web interface."
+    assert refusal(":main") == "remote: GitLab: The default branch of a project cannot be deleted."
+    assert set(branch_heads(gitlab, "lab/book", mary.token)) == {"booklab/kept", "main"}
+
+
+def test_archived_project_refuses_pushes_but_serves_clones(gitlab, book, tmp_path):
+    mary = gitlab.add_user("mary")
+    gitlab.set_member("lab/book", "mary", MAINTAINER)
+    gitlab.archive("lab/book")
+    commit_on(book, "booklab/edit", "notes.txt", "notes")
+    url = f"{gitlab.url}/lab/book.git"
+
+    refused = push(url, mary.token, book, "booklab/edit")
+    assert refused.returncode != 0
+    assert "remote: You can't push code to an archived project." in refused.stderr
+    assert "booklab/edit" not in branch_heads(gitlab, "lab/book", mary.token)
+    raw = requests.post(f"{url}/git-receive-pack", data=b"0000", auth=("oauth2", mary.token), timeout=10)
+    assert (raw.status_code, raw.text) == (403, "You can't push code to an archived project.\n")
+    assert raw.headers["Content-Type"].startswith("text/plain")
+    cloned = clone(url, mary.token, tmp_path / "clone")
+    assert cloned.returncode == 0, cloned.stderr
+    api = f"{gitlab.url}/api/v4/projects/lab%2Fbook"
+    assert requests.get(api, headers={"PRIVATE-TOKEN": mary.token}, timeout=10).json()["archived"] is True
 
 
 def test_ssh_push_still_works_after_an_http_push(gitlab, book, tmp_path):

@@ -1,6 +1,7 @@
 """Git over the stand-in's real OpenSSH server with freshly generated ed25519 keys: a deploy
-key clones exactly while it is enabled, only its own project, pushes only with can_push,
-and the host key matches the advertised known_hosts line (strict checking)."""
+key clones exactly while it is enabled, only its own project, pushes only with can_push and
+never to a protected branch or an archived project, and the host key matches the advertised
+known_hosts line (strict checking)."""
 
 from __future__ import annotations
 
@@ -131,6 +132,65 @@ def test_push_needs_can_push(gitlab, lab, key, tmp_path):
     pushed = git(gitlab, writer, "push", gitlab.ssh_url("lab/a"), "HEAD:refs/heads/pushed", cwd=tmp_path / "clone")
     assert pushed.returncode == 0, pushed.stderr
     assert "pushed" in [b.name for b in lab.projects.get("lab/a").branches.list(get_all=True)]
+
+
+def test_deploy_key_cannot_push_protected_branches(gitlab, lab, key, tmp_path):
+    add_key(lab, "lab/a", key, can_push=True)
+    gitlab.protect_branches("lab/a", "booklab/*")
+    clone = tmp_path / "clone"
+    assert git(gitlab, key, "clone", gitlab.ssh_url("lab/a"), str(clone)).returncode == 0
+    (clone / "new.txt").write_text("new")
+    assert git(gitlab, key, "add", "new.txt", cwd=clone).returncode == 0
+    assert git(gitlab, key, "commit", "-q", "-m", "new", cwd=clone).returncode == 0
+
+    created = git(gitlab, key, "push", "origin", "HEAD:refs/heads/booklab/x/y", cwd=clone)
+    assert created.returncode != 0
+    assert "remote: GitLab: You are not allowed to create protected branches on this project." in created.stderr
+    assert "! [remote rejected] HEAD -> booklab/x/y (pre-receive hook declined)" in created.stderr
+    updated = git(gitlab, key, "push", "origin", "HEAD:main", cwd=clone)
+    assert updated.returncode != 0
+    assert "remote: GitLab: You are not allowed to push code to protected branches on this project." in updated.stderr
+    assert "! [remote rejected] HEAD -> main (pre-receive hook declined)" in updated.stderr
+    assert [b.name for b in lab.projects.get("lab/a").branches.list(get_all=True)] == ["main"]
+    other = git(gitlab, key, "push", "origin", "HEAD:refs/heads/booklab-x", cwd=clone)
+    assert other.returncode == 0, other.stderr
+
+
+def test_archived_project_refuses_pushes_but_serves_clones(gitlab, lab, key, tmp_path):
+    add_key(lab, "lab/a", key, can_push=True)
+    gitlab.archive("lab/a")
+
+    cloned = git(gitlab, key, "clone", gitlab.ssh_url("lab/a"), str(tmp_path / "clone"))
+    assert cloned.returncode == 0, cloned.stderr
+    refused = git(gitlab, key, "push", "origin", "HEAD:refs/heads/pushed", cwd=tmp_path / "clone")
+    assert refused.returncode != 0
+    assert "ERROR: You can't push code to an archived project." in refused.stderr
+    assert "pushed" not in [b.name for b in lab.projects.get("lab/a").branches.list(get_all=True)]
+    reader = key.parent / "reader"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(reader)], check=True)
+    add_key(lab, "lab/a", reader)  # GitLab lets Maintainers add deploy keys to an archived project
+    assert git(gitlab, reader, "clone", gitlab.ssh_url("lab/a"), str(tmp_path / "read")).returncode == 0
+
+
+def test_removed_project_is_not_found(gitlab, lab, key, tmp_path):
+    add_key(lab, "lab/a", key)
+    add_key(lab, "lab/b", key)  # the key outlives lab/a
+    solo = key.parent / "solo"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(solo)], check=True)
+    add_key(lab, "lab/a", solo)
+    gitlab.remove_project("lab/a")
+
+    with pytest.raises(python_gitlab.GitlabGetError) as gone:
+        lab.projects.get("lab/a")
+    assert (gone.value.response_code, gone.value.error_message) == (404, "404 Project Not Found")
+    http_url = gitlab.url.replace("http://", f"http://oauth2:{lab.private_token}@") + "/lab/a.git"
+    over_http = git(gitlab, key, "clone", http_url, str(tmp_path / "http"))
+    assert over_http.returncode != 0 and "could not be found or you don't have permission" in over_http.stderr
+    over_ssh = git(gitlab, key, "clone", gitlab.ssh_url("lab/a"), str(tmp_path / "ssh"))
+    assert over_ssh.returncode != 0 and "could not be found or you don't have permission" in over_ssh.stderr
+    orphan = git(gitlab, solo, "clone", gitlab.ssh_url("lab/a"), str(tmp_path / "solo"))
+    assert orphan.returncode != 0 and "Permission denied (publickey)" in orphan.stderr
+    assert git(gitlab, key, "clone", gitlab.ssh_url("lab/b"), str(tmp_path / "b")).returncode == 0
 
 
 def test_expired_key_is_refused(gitlab, lab, key, tmp_path):
