@@ -155,7 +155,7 @@ def test_changes_kept_of_a_save_given_up_are_downloaded_from_the_home_page(brows
     section = page.locator("section").filter(has=page.get_by_role("heading", name="Changes kept for you"))
     assert "the project is archived" in section.inner_text()
     with page.expect_download() as download:
-        section.get_by_role("link", name=re.compile(f"^{PROJECT} main")).click()
+        section.get_by_role("link", name=f"{PROJECT} main (run 1)").click()
     assert download.value.suggested_filename == changes.filename(dep.id) == "saveback-main-run1-changes.tar.gz"
     assert Path(download.value.path()).read_bytes() == archive.getvalue()
     page.close()

@@ -349,4 +349,4 @@ def test_each_save_gitlab_refuses_for_good_is_told_apart_from_one_it_did_not_ans
 
     gitlab.remove_project(project)
     refused = refusal()
-    assert not refused.transient and "found nothing" in str(refused)
+    assert not refused.transient and "was not found on GitLab" in str(refused)
