@@ -83,6 +83,12 @@ class SaveError(BooklabError):
     """A notebook's changes could not be saved back to GitLab; the notebook keeps them."""
 
 
+class BranchNamesTaken(SaveError):
+    """Every branch name a save tried exists already (the names change each minute)."""
+
+    transient = True
+
+
 class BuildError(BooklabError):
     """repo2docker could not build the repository's image."""
 

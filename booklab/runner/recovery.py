@@ -49,7 +49,7 @@ def reap(ctx: Context, runner: str, by: str) -> bool:
             worker=by,
             run=run,
             claim=claim.token,
-            automatic=True,
+            automatic=claim.before is not Phase.STOPPING,  # its user's Stop keeps the notebook if the save fails
         ):
             log.warning("runner %s lost; %s saves %s before ending it", runner, by, run)
         else:

@@ -106,7 +106,8 @@ class Supervisor(bootsteps.StartStopStep):
         # its own steps are being stopped with it: their claim is taken over
         claim = ctx.lifecycle.claim_end(run, c.hostname, take_over_from=c.hostname) if run else None
         if run and claim and protocol.wanted(ctx, held):
-            if protocol.save_then_end(ctx, run, c.hostname, claim.token, SHUT_DOWN, automatic=True) is None:
+            automatic = claim.before is not Phase.STOPPING  # its user's Stop keeps the notebook if the save fails
+            if protocol.save_then_end(ctx, run, c.hostname, claim.token, SHUT_DOWN, automatic) is None:
                 log.error(
                     "%s keeps the notebook of %s, whose changes could not be saved: start the "
                     "runner again under the same name to serve it",

@@ -7,9 +7,12 @@ Redis for ``save/keep_failed``, so that any web host serves it: the notebook's p
 and ``booklab save --download``. Each run keeps its own; a relaunch loses none of them.
 
 The container ran the repository's code, so nothing read from it is trusted: the archive
-holds regular files only, under one directory, with plain modes; a symbolic link, a file
-that is too large, and what would pass the size limit are named in ``BOOKLAB.txt`` and left
-out, and so are the files the notebook deleted.
+holds regular files only, under one directory, with plain modes and names without control
+characters; a symbolic link, a file that is too large, what would pass the size limit (its
+files' own bytes, not the compressed ones), the files past :data:`MAX_FILES` and what is not
+read within :data:`DEADLINE` seconds are left out and named (escaped) in ``BOOKLAB.txt``, and
+so are the files the notebook deleted. A user keeps the changes of their last
+:data:`PER_USER` given-up saves: an older one goes when a newer one is kept.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ import tarfile
 import time
 from dataclasses import dataclass
 
+import docker
+import requests
 from docker.models.containers import Container
 
 from booklab.context import Context
+from booklab.pipeline.transient import docker_unavailable
 from booklab.saveback import workspace
 from booklab.state import schema
 from booklab.state.deployment import Deployment
@@ -32,6 +38,12 @@ from booklab.state.lifecycle import Run
 MEDIA_TYPE = "application/gzip"
 #: paths listed at most in BOOKLAB.txt under each heading
 LISTED = 1000
+#: files kept at most of one notebook
+MAX_FILES = 10_000
+#: seconds the files of one notebook are read at most
+DEADLINE = 300
+#: given-up saves whose changes a user keeps at once
+PER_USER = 5
 
 
 @dataclass(frozen=True)
@@ -46,58 +58,105 @@ class Kept:
     files: int
     reason: str
     """why the save was given up"""
+    left_out: int = 0
+    """changed files not in the archive (named in its BOOKLAB.txt)"""
 
     def filename(self, deployment_id: str) -> str:
         return f"{_top_directory(deployment_id, self.run)}.tar.gz"
 
     def as_json(self) -> dict[str, object]:
-        return {"run": self.run, "at": self.at, "size": self.size, "files": self.files, "reason": self.reason}
+        return {
+            "run": self.run,
+            "at": self.at,
+            "size": self.size,
+            "files": self.files,
+            "left_out": self.left_out,
+            "reason": self.reason,
+        }
 
 
 def keep(ctx: Context, run: Run, container: Container, reason: str) -> Kept:
-    """Read the changes of ``run``'s notebook from ``container`` and keep them; Docker's
-    errors pass through (the caller says the changes could not be kept)."""
-    archive, files = read(container, run, reason, ctx.config.bytes_of("save_keep_max_size"))
-    return store(ctx, run, archive, files, reason)
+    """Read the changes of ``run``'s notebook from ``container`` and keep them; Docker's and
+    Redis's errors pass through (the caller keeps the notebook)."""
+    archive, files, left_out = read(container, run, reason, ctx.config.bytes_of("save_keep_max_size"))
+    return store(ctx, run, archive, files, reason, left_out)
 
 
-def read(container: Container, run: Run, reason: str, limit: int) -> tuple[bytes, int]:
-    """The changes of ``run``'s notebook in ``container`` as a gzipped tar of at most about
-    ``limit`` bytes, and how many files it holds."""
+def read(container: Container, run: Run, reason: str, limit: int) -> tuple[bytes, int, int]:
+    """The changes of ``run``'s notebook in ``container`` as a gzipped tar holding at most
+    ``limit`` bytes of files; how many files it holds, and how many were left out."""
     found = workspace.changes(container)
     top = _top_directory(run.deployment, run.number)
-    data, files, left_out = io.BytesIO(), 0, []
+    deadline = time.monotonic() + DEADLINE
+    data, files, size, left_out = io.BytesIO(), 0, 0, []
     with tarfile.open(fileobj=data, mode="w:gz") as archive:
         for relative in found.written:
-            with workspace.entry(container, f"{found.root}/{relative}") as entry:
-                if entry is None or (entry.member is None and not entry.left_out):
-                    continue  # gone since, or a directory
-                if entry.content is None or entry.member is None:
-                    left_out.append(f"{relative} ({entry.left_out or 'not a regular file'})")
-                    continue
-                if data.tell() + entry.member.size > limit:
-                    left_out.append(f"{relative} (beyond save/keep_max_size)")
-                    continue
-                member = tarfile.TarInfo(f"{top}/{relative}")
-                member.size, member.mtime = entry.member.size, entry.member.mtime
-                member.mode = 0o755 if entry.member.mode & 0o111 else 0o644
-                archive.addfile(member, entry.content)
-                files += 1
+            why = _not_read(relative, files, time.monotonic() > deadline)
+            if why:
+                left_out.append(f"{_shown(relative)} ({why})")
+                continue
+            try:
+                with workspace.entry(container, f"{found.root}/{relative}") as entry:
+                    if entry is None or (entry.member is None and not entry.left_out):
+                        continue  # gone since, or a directory
+                    if entry.content is None or entry.member is None:
+                        left_out.append(f"{_shown(relative)} ({entry.left_out or 'not a regular file'})")
+                        continue
+                    if size + entry.member.size > limit:
+                        left_out.append(f"{_shown(relative)} (beyond save/keep_max_size)")
+                        continue
+                    member = tarfile.TarInfo(f"{top}/{relative}")
+                    member.size, member.mtime = entry.member.size, entry.member.mtime
+                    member.mode = 0o755 if entry.member.mode & 0o111 else 0o644
+                    archive.addfile(member, entry.content)
+            except (docker.errors.APIError, tarfile.TarError, requests.RequestException) as e:
+                if docker_unavailable(e):
+                    raise  # the Docker Engine failed: keep the notebook, try later
+                left_out.append(f"{_shown(relative)} (unreadable: {type(e).__name__})")
+                continue
+            files, size = files + 1, size + entry.member.size
         readme = _readme(Deployment.from_id(run.deployment), reason, found.deleted, tuple(left_out))
         _add_text(archive, f"{top}/BOOKLAB.txt", readme)
-    return data.getvalue(), files
+    return data.getvalue(), files, len(left_out)
 
 
-def store(ctx: Context, run: Run, archive: bytes, files: int, reason: str) -> Kept:
-    """Keep ``archive``, the changes of ``run``, for ``save/keep_failed`` seconds."""
-    kept = Kept(run.number, time.time(), len(archive), files, reason)
-    ttl = ctx.config.save_keep_failed
+def store(ctx: Context, run: Run, archive: bytes, files: int, reason: str, left_out: int = 0) -> Kept:
+    """Keep ``archive``, the changes of ``run``, for ``save/keep_failed`` seconds (dropping
+    those of its user's oldest kept save beyond :data:`PER_USER`)."""
+    kept = Kept(run.number, time.time(), len(archive), files, reason, left_out)
+    ttl, user = ctx.config.save_keep_failed, Deployment.from_id(run.deployment).user
     pipe = ctx.redis.pipeline()
     pipe.set(schema.kept_files(run.id), base64.b64encode(archive).decode(), ex=ttl)
     pipe.hset(schema.kept(run.deployment), str(run.number), json.dumps(kept.as_json()))
     pipe.expire(schema.kept(run.deployment), ttl)
+    pipe.zadd(schema.kept_by(user), {run.id: kept.at})
+    pipe.expire(schema.kept_by(user), ttl)
     pipe.execute()
+    for older in ctx.redis.zrange(schema.kept_by(user), 0, -PER_USER - 1):
+        _drop(ctx, user, Run.parse(older))
     return kept
+
+
+def _drop(ctx: Context, user: str, run: Run) -> None:
+    pipe = ctx.redis.pipeline()
+    pipe.delete(schema.kept_files(run.id))
+    pipe.hdel(schema.kept(run.deployment), str(run.number))
+    pipe.zrem(schema.kept_by(user), run.id)
+    pipe.execute()
+
+
+def _not_read(relative: str, files: int, late: bool) -> str:
+    """Why a changed file is not read at all, or ''."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in relative):
+        return "its name holds control characters"
+    if files >= MAX_FILES:
+        return f"more than {MAX_FILES} files changed"
+    return f"not read within {DEADLINE} s" if late else ""
+
+
+def _shown(relative: str) -> str:
+    """A path as BOOKLAB.txt names it: control characters escaped, on one line."""
+    return relative.encode("unicode_escape").decode("ascii") if not relative.isprintable() else relative
 
 
 def listing(ctx: Context, deployment_id: str) -> list[Kept]:
@@ -105,8 +164,7 @@ def listing(ctx: Context, deployment_id: str) -> list[Kept]:
     found = []
     for number, raw in ctx.redis.hgetall(schema.kept(deployment_id)).items():
         if ctx.redis.exists(schema.kept_files(schema.run_stream(deployment_id, number))):
-            fields = json.loads(raw)
-            found.append(Kept(int(number), fields["at"], fields["size"], fields["files"], fields["reason"]))
+            found.append(Kept(**{**json.loads(raw), "run": int(number)}))
     return sorted(found, key=lambda kept: kept.run, reverse=True)
 
 

@@ -25,6 +25,7 @@ import docker
 
 from booklab.context import Context
 from booklab.dispatch import send
+from booklab.errors import BooklabError, CloneError, DeployKeyNotAccepted, GitLabError, SaveError, SecretUnavailable
 from booklab.phases import Phase, SaveState
 from booklab.pipeline import teardown
 from booklab.pipeline.transient import as_booklab_error, backoff
@@ -49,10 +50,20 @@ class Failed:
     """A save that failed, and why."""
 
     reason: str
-    transient: bool
-    """GitLab, git's network or Docker did not answer: trying again may work"""
+    for_good: bool
+    """GitLab refused it, and will until someone changes something there (or the user logs in
+    again); else (GitLab did not answer, Booklab failed) trying again may work"""
     retry_after: float = 0.0
     """seconds GitLab asked to wait at least (its Retry-After)"""
+
+
+def refused_for_good(error: BooklabError | None) -> bool:
+    """Whether ``error`` (None: a bug) says GitLab refuses the save for good: an archived
+    project, a protected branch, a role or token that may not push, a login it no longer
+    accepts, a project gone. Anything else is tried again, a key GitLab accepts late too."""
+    if error is None or error.transient or isinstance(error, DeployKeyNotAccepted):
+        return False
+    return isinstance(error, (GitLabError, CloneError, SecretUnavailable, SaveError))
 
 
 def wanted(ctx: Context, held: dict[str, str]) -> bool:
@@ -139,7 +150,7 @@ def save_and_report(ctx: Context, deployment_id: str) -> str | Failed:
             log.exception("saving %s crashed", deployment_id)
         reason = str(error) if error else "Booklab failed unexpectedly (the operator finds why in the runner's log)."
         log.warning("saving %s failed: %s", deployment_id, reason)
-        failed = Failed(reason, error is not None and error.transient, error.retry_after if error else 0.0)
+        failed = Failed(reason, refused_for_good(error), error.retry_after if error else 0.0)
         report_failed(ctx, deployment_id, failed)
         return failed
     return report_saved(ctx, deployment_id, outcome)
@@ -161,7 +172,7 @@ def report_saved(ctx: Context, deployment_id: str, outcome: push.Outcome) -> str
     if outcome.left_out:
         message += f" Left out: {', '.join(outcome.left_out)}."
     ctx.deployments.update(
-        deployment_id, save_state=state, save_message=message, save_failing_since="", save_failures=""
+        deployment_id, save_state=state, save_message=message, save_failing_since="", save_failures="", save_failure=""
     )
     return message
 
@@ -188,36 +199,42 @@ def report_failed(ctx: Context, deployment_id: str, failed: Failed) -> None:
         save_message=message,
         save_failing_since=record.get("save_failing_since") or f"{time.time():.3f}",
         save_failures=str(failures),
+        save_failure=failed.reason,
     )
     wait = max(failed.retry_after, backoff(failures - 1, RETRY_FIRST, RETRY_AFTER))
     ctx.redis.set(schema.saving(deployment_id), SaveState.FAILED, ex=max(1, round(wait)))
 
 
-def gives_up(ctx: Context, deployment_id: str, failed: Failed) -> bool:
-    """Whether an automatic save that ``failed`` is given up: GitLab refused it for good, or
-    saves of the notebook have failed for ``save/give_up_after`` seconds."""
-    since = float(ctx.deployments.record(deployment_id).get("save_failing_since") or time.time())
-    return not failed.transient or time.time() - since >= ctx.config.save_give_up_after
+def gives_up(ctx: Context, deployment_id: str, failed: Failed | None = None) -> bool:
+    """Whether an automatic save is given up: it ``failed`` for good, or saves of the notebook
+    have failed for ``save/give_up_after`` seconds (then no more is tried)."""
+    since = ctx.deployments.record(deployment_id).get("save_failing_since")
+    too_long = bool(since) and time.time() - float(since) >= ctx.config.save_give_up_after
+    return (failed is not None and failed.for_good) or too_long
 
 
-def give_up(ctx: Context, run: Run, failed: Failed) -> str:
-    """Keep the changes of ``run``'s notebook for download, as its save is given up; the
-    sentence that tells its user."""
+def give_up(ctx: Context, run: Run, claim: str, reason: str) -> str | None:
+    """Keep the changes of ``run``'s notebook for download, as its save is given up, while
+    ``claim`` holds its end: the sentence that tells its user; None when they could not be
+    kept (the notebook stays, and its end is tried again later)."""
+    if not ctx.lifecycle.holds(run, claim):
+        return f"Your changes could not be saved to GitLab: {reason}"  # its end is another's now
     container = ctx.deployments.record(run.deployment).get("container") or ""
-    said = f"Your changes could not be saved to GitLab: {failed.reason}"
     try:
-        changes = kept.keep(ctx, run, ctx.docker.containers.get(container), failed.reason)
-    except Exception:  # the notebook ends all the same: its runner must come back to the pool
+        changes = kept.keep(ctx, run, ctx.docker.containers.get(container), reason)
+    except Exception as exc:  # Docker or Redis failed: the notebook stays, with its work
         log.exception("the changes of %s could not be kept", run)
-        state, message = SaveState.FAILED, f"{said} They could not be kept either (the operator finds why in the log)."
-    else:
-        log.info("save of %s given up; %d files kept (%d bytes)", run, changes.files, changes.size)
-        state = SaveState.KEPT
-        message = (
-            f"{said} They are kept for {kept.lifetime(ctx)}: download them from your Booklab home page "
-            f"(or `booklab save --download`)."
-        )
-    ctx.deployments.update(run.deployment, save_state=state, save_message=message)
+        error = as_booklab_error(exc)
+        report_failed(ctx, run.deployment, Failed(f"{reason} Nor could Booklab keep them ({error or 'a bug'}).", False))
+        return None
+    log.info("save of %s given up; %d files kept (%d bytes)", run, changes.files, changes.size)
+    left_out = f"; {changes.left_out} left out, named in BOOKLAB.txt" if changes.left_out else ""
+    message = (
+        f"Your changes could not be saved to GitLab: {reason} They are kept for {kept.lifetime(ctx)} "
+        f"({changes.files} files{left_out}): download them from your Booklab home page (or `booklab save "
+        "--download`)."
+    )
+    ctx.deployments.update(run.deployment, save_state=SaveState.KEPT, save_message=message)
     return message
 
 
@@ -249,12 +266,16 @@ def save_then_end(ctx: Context, run: Run, runner: str, claim: str, reason: str, 
     what the save did: whether it ended (:func:`~booklab.pipeline.teardown.release`). None
     when the save failed: the notebook is kept, its end called off, and its user told; but an
     ``automatic`` end (not the user's Stop) that :func:`gives_up` keeps the changes and ends it."""
-    outcome = save_and_report(ctx, run.deployment)
-    if isinstance(outcome, Failed):
-        if not (automatic and gives_up(ctx, run.deployment, outcome)):
-            ctx.lifecycle.keep(run, claim)
-            return None
-        outcome = give_up(ctx, run, outcome)
+    if automatic and gives_up(ctx, run.deployment):  # failed for too long: no more tries
+        last = ctx.deployments.record(run.deployment).get("save_failure") or "GitLab did not take them for too long."
+        outcome: str | Failed | None = give_up(ctx, run, claim, last)
+    else:
+        outcome = save_and_report(ctx, run.deployment)
+        if isinstance(outcome, Failed) and automatic and gives_up(ctx, run.deployment, outcome):
+            outcome = give_up(ctx, run, claim, outcome.reason)
+    if outcome is None or isinstance(outcome, Failed):
+        ctx.lifecycle.keep(run, claim)
+        return None
     try:
         return teardown.release(ctx, run, runner, claim, Phase.STOPPED, f"{reason} {outcome}")
     finally:

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import docker
 
 from booklab.context import Context
-from booklab.errors import CloneError, DeployKeyRefused, PushRejected, SaveError, SecretUnavailable
+from booklab.errors import BranchNamesTaken, CloneError, DeployKeyRefused, PushRejected, SaveError, SecretUnavailable
 from booklab.pipeline import access, git, gitlab_tokens, key_sweeper
 from booklab.pipeline.gitlab_client import GitLabClient, Project
 from booklab.saveback import workspace
@@ -161,7 +161,9 @@ def _push(
             return name
         except PushRejected:
             continue  # created in the meantime
-    raise SaveError(f"Branches {branch_name(user, now)} to -{BRANCH_NAMES} all exist already: save again in a minute.")
+    raise BranchNamesTaken(
+        f"Branches {branch_name(user, now)} to -{BRANCH_NAMES} all exist already: save again in a minute."
+    )
 
 
 @contextmanager

@@ -20,6 +20,7 @@ PUBSUB events:<run>                each event of the run, "<id> <json>", for liv
 STR    saving:<deployment>         a save back is queued or running ("saving"), or failed ("failed")
 HASH   kept:<deployment>           the changes of saves given up: run number -> JSON (when, size, why), with TTL
 STR    keptfiles:<run>             those changes of one run, a gzipped tar in base64, with TTL
+ZSET   keptby:<user>               the runs whose changes a user keeps, by time (the oldest go beyond 5)
 STR    secret:<deployment>:<name>  an encrypted secret (private key, user token, Jupyter token), with TTL
 STR    grant:<id>                  a user's GitLab OAuth login (encrypted token pair), shared by web tier and runners
 STR    grantlock:<id>              held while one process refreshes that login, 30 s at most
@@ -104,6 +105,10 @@ def kept(deployment_id: str) -> str:
 
 def kept_files(stream: str) -> str:
     return f"keptfiles:{stream}"
+
+
+def kept_by(user: str) -> str:
+    return f"keptby:{user}"
 
 
 def grant(grant_id: str) -> str:

@@ -238,6 +238,7 @@ def download_kept(deployment_id: str, run: int) -> Any:
         headers={
             "Content-Disposition": f'attachment; filename="{changes.filename(dep.id)}"',
             "Cache-Control": "private, no-store",
+            "Cross-Origin-Resource-Policy": "same-origin",
         },
     )
 

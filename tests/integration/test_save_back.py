@@ -266,7 +266,7 @@ def test_an_archived_projects_automatic_save_is_given_up_and_its_changes_kept_fo
 
     final = events_of(ctx, deployment_id, 0)[-1].data["message"]
     assert "idle" in final and "the project is archived" in final, final
-    assert "kept for 7 days: download them from your Booklab home page" in final, final
+    assert "kept for 7 days (2 files): download them from your Booklab home page" in final, final
     assert ctx.deployments.record(deployment_id)["save_state"] == "kept"
     assert branches(gitlab, project) == before
     assert not ctx.runners.held(runner.name).get("deployment")  # the runner is back in the pool
@@ -350,3 +350,32 @@ def test_each_save_gitlab_refuses_for_good_is_told_apart_from_one_it_did_not_ans
     gitlab.remove_project(project)
     refused = refusal()
     assert not refused.transient and "was not found on GitLab" in str(refused)
+
+
+def test_the_changes_kept_hold_plain_files_only_within_their_bounds(
+    ctx, runners, gitlab, alice, project, docker_engine, monkeypatch
+):
+    deployment_id, _ = deployed(ctx, runners, project, alice)
+    container = docker_engine.containers.get(ctx.deployments.record(deployment_id)["container"])
+    # what the notebook's code (a hostile repository's) leaves in its directory
+    script = (
+        "printf a > one.txt; printf bb > two.txt; printf ccc > three.txt; printf dddd > four.txt; "
+        "printf x > \"$(printf 'forged\\nline.txt')\"; ln -s /etc/passwd link.txt; head -c 5000 /dev/zero > big.bin"
+    )
+    exit_code, output = container.exec_run(["sh", "-c", script])
+    assert exit_code == 0, output
+    monkeypatch.setattr(saveback_kept, "MAX_FILES", 3)
+
+    archive, files, left_out = saveback_kept.read(container, ctx.lifecycle.current(deployment_id)[1], "Why.", 4000)
+
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        members = {m.name.split("/", 1)[1]: m for m in tar.getmembers()}
+        assert sorted(members) == ["BOOKLAB.txt", "four.txt", "one.txt", "three.txt"]
+        assert all(m.isfile() and m.mode in (0o644, 0o755) for m in members.values())
+        assert tar.extractfile(members["four.txt"]).read() == b"dddd"
+        readme = tar.extractfile(members["BOOKLAB.txt"]).read().decode()
+    assert (files, left_out) == (3, 4)
+    assert "big.bin (beyond save/keep_max_size)" in readme
+    assert "forged\\nline.txt (its name holds control characters)" in readme
+    assert "link.txt (not a regular file)" in readme
+    assert "two.txt (more than 3 files changed)" in readme

@@ -35,3 +35,13 @@ def test_the_file_name_offered_holds_only_plain_characters():
     assert name.endswith("-run4-changes.tar.gz")
     assert all(c.isascii() and (c.isalnum() or c in "-_.") for c in name), name
     assert ".." not in name and "/" not in name
+
+
+def test_a_user_keeps_the_changes_of_their_last_five_given_up_saves(redis_ctx):
+    for number in range(1, kept.PER_USER + 2):
+        kept.store(redis_ctx, Run(DEP.id, number), f"archive {number}".encode(), 1, "GitLab refused the push.")
+    kept.store(redis_ctx, Run(Deployment(PROJECT, "main", "bob").id, 1), b"bob's", 1, "GitLab refused the push.")
+
+    assert [k.run for k in kept.listing(redis_ctx, DEP.id)] == [6, 5, 4, 3, 2]  # the oldest went
+    assert redis_ctx.redis.get(schema.kept_files(Run(DEP.id, 1).id)) is None
+    assert [k.run for k in kept.listing(redis_ctx, Deployment(PROJECT, "main", "bob").id)] == [1]

@@ -6,8 +6,25 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from booklab import service
 from booklab.dispatch.queues import runner_queue
+from booklab.errors import (
+    BranchNamesTaken,
+    CloneError,
+    CloneUnavailable,
+    DeployKeyNotAccepted,
+    DockerUnavailable,
+    GitError,
+    GitLabRateLimited,
+    GitLabUnavailable,
+    InsufficientScope,
+    NoAccess,
+    NotFound,
+    SaveError,
+    TokenRejected,
+)
 from booklab.phases import SaveState
 from booklab.saveback import protocol, push
 from booklab.state import schema
@@ -17,8 +34,8 @@ from tests.fixtures.pipeline import PROJECT, served, tasks_sent
 RUNNER = "runner-1@test"
 DEP = Deployment(PROJECT, "main", "alice")
 TOKEN = "alice's token"
-REFUSED = protocol.Failed("GitLab refused the push.", transient=False)
-UNANSWERED = protocol.Failed("GitLab answered 502 while pushing; try again shortly.", transient=True)
+REFUSED = protocol.Failed("GitLab refused the push.", for_good=True)
+UNANSWERED = protocol.Failed("GitLab answered 502 while pushing; try again shortly.", for_good=False)
 
 
 def shown(ctx) -> dict | None:
@@ -168,6 +185,30 @@ def test_an_automatic_save_that_failed_waits_longer_after_each_failure(redis_ctx
     assert protocol.RETRY_AFTER / 2 - 1 <= waits[-1] <= protocol.RETRY_AFTER
     assert waits[-1] > waits[0]
 
-    asked = protocol.Failed("GitLab asked Booklab to slow down.", transient=True, retry_after=2 * protocol.RETRY_AFTER)
+    asked = protocol.Failed("GitLab asked Booklab to slow down.", for_good=False, retry_after=2 * protocol.RETRY_AFTER)
     protocol.report_failed(redis_ctx, DEP.id, asked)  # GitLab's Retry-After, when longer, is honoured
     assert redis_ctx.redis.ttl(schema.saving(DEP.id)) > 2 * protocol.RETRY_AFTER - 5
+
+
+@pytest.mark.parametrize(
+    "error, for_good",
+    [
+        (CloneError("GitLab refused the push to branch 'b': the project is archived (read-only)."), True),
+        (CloneError("GitLab refused the push to branch 'b': remote: GitLab: You are not allowed to create"), True),
+        (NoAccess("GitLab refused adding a deploy key: your role does not allow it."), True),
+        (InsufficientScope("GitLab refused adding a deploy key: your token lacks the scope api."), True),
+        (NotFound("Project lab/gone was not found on GitLab."), True),
+        (TokenRejected("GitLab no longer accepts your login: log in again."), True),
+        (SaveError("Booklab no longer holds your GitLab login for this notebook."), True),
+        (GitLabUnavailable("GitLab answered 502."), False),
+        (GitLabRateLimited("GitLab asked Booklab to slow down.", 60), False),
+        (CloneUnavailable("git could not reach GitLab."), False),
+        (DockerUnavailable("The Docker Engine did not answer."), False),
+        (DeployKeyNotAccepted("Permission denied (publickey)"), False),  # GitLab may accept it a minute later
+        (BranchNamesTaken("Branches booklab/alice/... to -5 all exist already."), False),
+        (GitError("git commit failed on the runner."), False),
+        (None, False),  # a bug: tried again, given up after save/give_up_after
+    ],
+)
+def test_only_what_gitlab_refuses_for_good_is_given_up_at_once(error, for_good):
+    assert protocol.refused_for_good(error) is for_good

@@ -128,7 +128,7 @@ def test_the_deploy_page_knows_the_save_states_save_back_writes(logged_in, plain
     for saved in (None, push.Saved("booklab/alice/20260101-1200", "0" * 40, "http://mr")):
         protocol.report_saved(ctx, deployment, push.Outcome(saved))
         written.add(ctx.deployments.record(deployment)["save_state"])
-    protocol.report_failed(ctx, deployment, protocol.Failed("No.", transient=False))
+    protocol.report_failed(ctx, deployment, protocol.Failed("No.", for_good=True))
     written.add(ctx.deployments.record(deployment)["save_state"])
     assert set(states.values()) <= written | {SaveState.SAVING.value}
     assert (states["SAVING"], states["SAVED"], states["FAILED"]) == ("saving", "saved", "failed")
