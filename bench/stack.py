@@ -283,6 +283,8 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
         "BOOKLAB_ROUTES_AUTH_URL": web_url,
         # the load comes from one address: no per-client limit, so that forward-auth's own work is measured
         "BOOKLAB_WEB_AUTH_RATE_LIMIT": "0",
+        # one user plays a whole class: no limit of notebooks per user
+        "BOOKLAB_LIMITS_NOTEBOOKS_PER_USER": "0",
         "BOOKLAB_NOTEBOOK_NETWORK": network,
     }
     cli = [sys.executable, "-m", "booklab.cli"]

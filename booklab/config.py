@@ -190,6 +190,17 @@ class Config:
         "Seconds a queued deployment keeps the user's encrypted GitLab token (its longest wait).",
     )
     log_max_events: int = _setting("log/max_events", 5000, "Events kept per deployment log.")
+    limits_notebooks_per_user: int = _setting(
+        "limits/notebooks_per_user", 2, "Notebooks a user may have running or queued at once; 0: no limit."
+    )
+    limits_notebooks_per_project: int = _setting(
+        "limits/notebooks_per_project", 0, "Notebooks of one project running or queued at once; 0: no limit."
+    )
+    limits_queue_length: int = _setting(
+        "limits/queue_length",
+        200,
+        "Notebooks waiting for a runner beyond which new launches are refused rather than left waiting; 0: no limit.",
+    )
     save_give_up_after: int = _setting(
         "save/give_up_after",
         3600,

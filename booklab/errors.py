@@ -127,6 +127,10 @@ class NotRunning(BooklabError):
     """The deployment has no running notebook to act on."""
 
 
+class LimitReached(BooklabError):
+    """A new run would pass one of the operator's limits (``limits/*``): nothing was queued."""
+
+
 class SlugTaken(BooklabError):
     """Another live deployment holds the host name a new deployment would be served at."""
 

@@ -20,7 +20,7 @@ from booklab.errors import NotRunning, UnknownDeployment
 from booklab.phases import Phase
 from booklab.saveback import protocol
 from booklab.state.deployment import Deployment
-from booklab.state.lifecycle import Outcome, Run
+from booklab.state.lifecycle import Outcome, Quotas, Run
 from booklab.state.vault import SAVE_TOKEN
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ def request_deployment(
     (behind the end of the current run when that one is stopping), or the run already
     queued or running; with ``save_back``, its changes are pushed to a new branch when it
     ends (a joined run too). ``grant_id``: the user's GitLab login the token comes from
-    (:mod:`booklab.state.grants`), whose newest token the runners then act with."""
+    (:mod:`booklab.state.grants`), whose newest token the runners then act with. Raises
+    LimitReached, saying which, when a new run would pass the operator's ``limits/*``."""
     with ctx.gitlab(gitlab_token) as gl:
         user = gl.username()
     dep = Deployment(project, ref, user)
@@ -59,6 +60,7 @@ def request_deployment(
         ctx.config.token_ttl,
         ctx.vault.seal(token) if save_back else b"",
         ctx.config.token_ttl + ctx.config.notebook_max_lifetime,
+        _quotas(ctx),
     )
     if grant_id:
         _keep_login(ctx, dep.id, grant_id)
@@ -66,6 +68,12 @@ def request_deployment(
         queue_run(ctx, run)
     log.info("%s %s", outcome.value, run)
     return Request(dep, started=outcome is not Outcome.JOINED, run=run)
+
+
+def _quotas(ctx: Context) -> Quotas:
+    """The operator's limits (``limits/*``) a new run is checked against."""
+    c = ctx.config
+    return Quotas(c.limits_notebooks_per_user, c.limits_notebooks_per_project, c.limits_queue_length)
 
 
 def follow(

@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from booklab.errors import Moved, SlugTaken
+from booklab.errors import LimitReached, Moved, SlugTaken
 from booklab.phases import Phase
 from booklab.state import schema
 from booklab.state.deployment import Deployment
@@ -151,6 +151,35 @@ class Outcome(str, Enum):
 
 
 @dataclass(frozen=True)
+class Quotas:
+    """How many runs may count at once (queued, being prepared, serving, or queued behind
+    an end), checked as a new run is requested; 0: no limit."""
+
+    per_user: int = 0
+    per_project: int = 0
+    queue: int = 0
+    """runs waiting for a runner"""
+
+    def refusal(self, dep: Deployment, which: str, count: int) -> str:
+        """The sentence that tells the user which limit ``count`` runs reached."""
+        notebooks = f"{count} notebook{'s' if count != 1 else ''}"
+        if which == "user":
+            return f"You have {notebooks} running or queued, the limit is {self.per_user}: stop one first."
+        if which == "project":
+            return (
+                f"{dep.project} has {notebooks} running or queued, the limit is {self.per_project} per project: "
+                "try again when one of them ends."
+            )
+        return (
+            f"{notebooks} {'are' if count != 1 else 'is'} waiting for a runner already, the limit is {self.queue}: "
+            "try again in a few minutes."
+        )
+
+
+NO_QUOTAS = Quotas()
+
+
+@dataclass(frozen=True)
 class Claim:
     """Who ends a run: pass ``token`` to :meth:`Lifecycle.finish` (or :meth:`Lifecycle.keep`)."""
 
@@ -241,9 +270,37 @@ return {1, emit(run, ARGV[9])}
 # KEYS[3] slug, KEYS[4] run counter, KEYS[5] next run, KEYS[6] queue, KEYS[7] ended, KEYS[8] save lock;
 # ARGV[7] record fields (JSON), ARGV[8] now, ARGV[9] secrets' prefix, ARGV[10] sealed GitLab token,
 # ARGV[11] its TTL, ARGV[12] sealed save token or '', ARGV[13] its TTL, ARGV[14] the event of a run
-# queued behind an end
+# queued behind an end, ARGV[15..17] the limits per user, per project and of the queue (0: none),
+# ARGV[18] the prefix of next-run keys
 _REQUEST = """
 local status, run = current()
+-- a deployment id is <project>:<branch>:<user>; a project path and a user name hold no ':'
+local function owners(id) return string.match(id, '^([^:]*):.*:([^:]*)$') end
+-- a run counts against the limits while it is queued, prepared or serving, or queued behind an end
+local function counts(id, phase)
+  if phase == 'stopping' then return redis.call('EXISTS', ARGV[18] .. id) == 1 end
+  return not over(phase)
+end
+local function refusal()
+  local per_user, per_project, queue_max = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+  if per_user > 0 or per_project > 0 then
+    local project, user = owners(d)
+    local mine, theirs = 0, 0
+    local all = redis.call('HGETALL', STATUS)
+    for i = 1, #all, 2 do
+      if all[i] ~= d and counts(all[i], all[i + 1]) then
+        local p, u = owners(all[i])
+        if u == user then mine = mine + 1 end
+        if p == project then theirs = theirs + 1 end
+      end
+    end
+    if per_user > 0 and mine >= per_user then return {'limit', 'user', mine} end
+    if per_project > 0 and theirs >= per_project then return {'limit', 'project', theirs} end
+  end
+  local waiting = redis.call('ZCARD', KEYS[6])
+  if queue_max > 0 and waiting >= queue_max then return {'limit', 'queue', waiting} end
+  return nil
+end
 local fields = cjson.decode(ARGV[7])
 local prefix = ARGV[9]
 local function keep_save(hash, name_prefix)
@@ -259,6 +316,8 @@ if status == 'stopping' then
     keep_save(KEYS[5], PENDING)
     return {'joined', behind}
   end
+  local refused = refusal()
+  if refused then return refused end
   local new = new_run(KEYS[4])
   for k, v in pairs(fields) do redis.call('HSET', KEYS[5], k, v) end
   redis.call('HSET', KEYS[5], 'run', new)
@@ -276,6 +335,8 @@ local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= d and not over(redis.call('HGET', STATUS, holder) or '') then
   return {'slug', ''}
 end
+local refused = refusal()
+if refused then return refused end
 local new = new_run(KEYS[4])
 redis.call('DEL', RECORD, KEYS[8])
 for k, v in pairs(fields) do redis.call('HSET', RECORD, k, v) end
@@ -478,12 +539,14 @@ class Lifecycle:
         token_ttl: int,
         save_token: bytes = b"",
         save_ttl: int = 0,
+        quotas: Quotas = NO_QUOTAS,
     ) -> tuple[Outcome, Run]:
         """Start a run of ``dep``, to be served at ``<slug>.<fqdn>``, unless one is queued,
         being prepared or serving (join it), or queue one behind the end of a run that is
         stopping. The tokens come sealed (:meth:`~booklab.state.vault.Vault.seal`): they are kept
         for the run that starts, and the save token also for one joined. Raises
-        :class:`SlugTaken` when another live deployment holds ``slug``."""
+        :class:`SlugTaken` when another live deployment holds ``slug``, and
+        :class:`LimitReached` when a new run would pass ``quotas`` (a run joined never does)."""
         now = f"{time.time():.3f}"
         record = {"project": dep.project, "ref": dep.ref, "user": dep.user, "slug": slug, "requested_at": now, **fields}
         waiting = encode(Phase.WAITING, "Waiting for the notebook's previous run to end.")
@@ -507,8 +570,14 @@ class Lifecycle:
                 save_token,
                 save_ttl or token_ttl,
                 waiting,
+                quotas.per_user,
+                quotas.per_project,
+                quotas.queue,
+                schema.next_run(""),
             ],
         )
+        if answer[0] == "limit":
+            raise LimitReached(quotas.refusal(dep, answer[1], int(answer[2])))
         if answer[0] == "slug":
             raise SlugTaken(
                 f"The notebook address {slug} is held by another notebook, so this one cannot "

@@ -21,7 +21,16 @@ from booklab import config as config_module
 from booklab.config import Config
 from booklab.context import Context, set_context
 from booklab.dispatch.app import configure
-from booklab.errors import ConfigError, GitLabError, GitLabUnavailable, NoAccess, NotFound, SlugTaken, TokenRejected
+from booklab.errors import (
+    ConfigError,
+    GitLabError,
+    GitLabUnavailable,
+    LimitReached,
+    NoAccess,
+    NotFound,
+    SlugTaken,
+    TokenRejected,
+)
 from booklab.web import api, auth, cookies, csrf, deploy, health, notebook_auth, outage, projects, security, sessions
 from booklab.web.pages import error_page
 
@@ -130,6 +139,10 @@ def _error_pages(app: Flask) -> None:
     def slug_taken(exc: SlugTaken) -> Any:
         log.warning("%s", exc)  # only someone holding secret_key can make two slugs collide
         return error_page(409, "Notebook address taken", str(exc))
+
+    @app.errorhandler(LimitReached)
+    def limit_reached(exc: LimitReached) -> Any:
+        return error_page(429, "Limit reached", str(exc))
 
     @app.errorhandler(ConfigError)
     def misconfigured(exc: ConfigError) -> Any:
