@@ -94,12 +94,12 @@ def _notebook_link(event: dict[str, Any]) -> str:
 
 def _deploy(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return _report(client, client.deploy(args.path, args.ref, save_back=args.save_back), args)
+        return _report(client, client.deploy(args.path, args.ref, save_back=args.save_back, rebuild=args.rebuild), args)
 
 
 def _retry(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return _report(client, client.retry(args.deployment), args)
+        return _report(client, client.retry(args.deployment, rebuild=args.rebuild), args)
 
 
 def _report(client, created: dict[str, Any], args: argparse.Namespace) -> int:
@@ -238,6 +238,14 @@ def _api_options() -> argparse.ArgumentParser:
     return common
 
 
+def _rebuild_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="build the image again, every layer (a dependency moved), and replace it; a running notebook is joined",
+    )
+
+
 def _follow_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--follow", action="store_true", help="follow the deployment until it is ready or failed")
     command.add_argument("--json", action="store_true", help="print JSON: one event per line with --follow")
@@ -266,10 +274,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="when the notebook ends, push its changes to a new branch booklab/<you>/<date>",
     )
+    _rebuild_option(deploy)
     _follow_options(deploy)
     deploy.set_defaults(func=_deploy)
     retry = sub.add_parser("retry", parents=[common], help="launch one of your failed or stopped deployments again")
     retry.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
+    _rebuild_option(retry)
     _follow_options(retry)
     retry.set_defaults(func=_retry)
     status = sub.add_parser("status", parents=[common], help="list your deployments (or show one)")

@@ -77,10 +77,12 @@ class BooklabClient:
     def deployment(self, deployment_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/deployments/{self._id(deployment_id)}")
 
-    def deploy(self, project: str, ref: str, save_back: bool = False) -> dict[str, Any]:
+    def deploy(self, project: str, ref: str, save_back: bool = False, rebuild: bool = False) -> dict[str, Any]:
         """Launch ``ref`` of ``project`` (or join it when it is queued, running or ready);
-        with ``save_back``, its changes are pushed to a new branch when it ends."""
-        return self._call("POST", "/api/deployments", json={"project": project, "ref": ref, "save_back": save_back})
+        with ``save_back``, its changes are pushed to a new branch when it ends; with
+        ``rebuild``, its image is built again, every layer."""
+        body = {"project": project, "ref": ref, "save_back": save_back, "rebuild": rebuild}
+        return self._call("POST", "/api/deployments", json=body)
 
     def stop(self, deployment_id: str, discard: bool = False) -> dict[str, Any]:
         return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/stop", json={"discard": discard})
@@ -121,8 +123,8 @@ class BooklabClient:
         path = f"/api/deployments/{self._id(deployment_id)}/kept/{int(chosen['run'])}"
         return chosen, self._request("GET", path, headers={"Accept": "application/gzip"}).content
 
-    def retry(self, deployment_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/retry")
+    def retry(self, deployment_id: str, rebuild: bool = False) -> dict[str, Any]:
+        return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/retry", json={"rebuild": rebuild})
 
     def events_url(self, project: str, ref: str) -> str:
         """The event stream of the user's deployment of ``ref`` of ``project`` (BinderHub's shape)."""

@@ -40,12 +40,19 @@ class Request:
 
 
 def request_deployment(
-    ctx: Context, project: str, ref: str, gitlab_token: str, save_back: bool = False, grant_id: str = ""
+    ctx: Context,
+    project: str,
+    ref: str,
+    gitlab_token: str,
+    save_back: bool = False,
+    grant_id: str = "",
+    rebuild: bool = False,
 ) -> Request:
     """Deploy ``ref`` of ``project`` for the owner of ``gitlab_token``: a new run, queued
     (behind the end of the current run when that one is stopping), or the run already
     queued or running; with ``save_back``, its changes are pushed to a new branch when it
-    ends (a joined run too). ``grant_id``: the user's GitLab login the token comes from
+    ends (a joined run too); with ``rebuild``, a new run builds the commit's image again, every
+    layer, and replaces it (a run joined is left as it is). ``grant_id``: the user's GitLab login the token comes from
     (:mod:`booklab.state.grants`), whose newest token the runners then act with. Raises
     LimitReached, saying which, when a new run would pass the operator's ``limits/*``."""
     with ctx.gitlab(gitlab_token) as gl:
@@ -55,7 +62,7 @@ def request_deployment(
     outcome, run = ctx.lifecycle.request(
         dep,
         ctx.slug(dep.id),
-        {"save_back": "1" if save_back else "", "grant": grant_id},
+        {"save_back": "1" if save_back else "", "grant": grant_id, "rebuild": "1" if rebuild else ""},
         ctx.vault.seal(token),
         ctx.config.token_ttl,
         ctx.vault.seal(token) if save_back else b"",

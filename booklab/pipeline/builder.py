@@ -71,6 +71,19 @@ def image_exists(client: docker.DockerClient, image: str) -> bool:
     return True
 
 
+def rebuild_name(image: str, run: int) -> str:
+    """The name a rebuild of ``image`` is built under (repo2docker reuses an image of its name)."""
+    return f"{image}-rebuild-{run}"
+
+
+def replace(client: docker.DockerClient, built: str, image: str) -> None:
+    """Name the image ``built`` ``image`` instead (the image it replaces keeps running
+    notebooks, and goes with the image cleaner)."""
+    repository, tag = image.rsplit(":", 1)
+    client.images.get(built).tag(repository, tag)
+    client.images.remove(built, noprune=True)
+
+
 def build_image(
     checkout_dir: str | os.PathLike,
     image: str,
@@ -78,12 +91,14 @@ def build_image(
     timeout: float,
     memory_limit: str = "",
     labels: dict[str, str] | None = None,
+    no_cache: bool = False,
 ) -> Iterator[str]:
-    """Build ``checkout_dir`` into ``image`` with repo2docker, yielding each output line.
+    """Build ``checkout_dir`` into ``image`` with repo2docker, yielding each output line;
+    ``no_cache``: every layer again, none reused from earlier builds.
 
     Raises :class:`BuildError` when the build fails or takes longer than ``timeout`` s.
     """
-    argv = _repo2docker_argv(checkout_dir, image, memory_limit, labels or {})
+    argv = _repo2docker_argv(checkout_dir, image, memory_limit, labels or {}, no_cache)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     expired = threading.Event()
     started = time.monotonic()
@@ -134,7 +149,7 @@ def build_image(
 
 
 def _repo2docker_argv(
-    checkout_dir: str | os.PathLike, image: str, memory_limit: str, labels: dict[str, str]
+    checkout_dir: str | os.PathLike, image: str, memory_limit: str, labels: dict[str, str], no_cache: bool = False
 ) -> list[str]:
     argv = [
         sys.executable,
@@ -148,6 +163,8 @@ def _repo2docker_argv(
     ]
     if memory_limit:
         argv.append(f"--EngineAPIEngine.build_memory_limit={_bytes(memory_limit)}")
+    if no_cache:
+        argv.append("--EngineAPIEngine.no_cache=True")
     argv += [f"--label={key}={value}" for key, value in labels.items()]
     # an absolute path after "--" can never be read as an option
     return argv + ["--", os.path.abspath(checkout_dir)]

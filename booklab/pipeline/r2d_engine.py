@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import docker
 from repo2docker.engine import BuildError, ContainerEngine, Image
 from repo2docker.utils import ByteSpecification
+from traitlets import Bool
 
 
 class EngineAPIEngine(ContainerEngine):
@@ -26,6 +27,7 @@ class EngineAPIEngine(ContainerEngine):
         help="Memory (and memory+swap) limit of each build container, e.g. 4G; 0: none.",
         config=True,
     )
+    no_cache = Bool(False, help="Build every layer again, reusing none from earlier builds.", config=True)
 
     def __init__(self, *, parent: Any) -> None:
         super().__init__(parent=parent)
@@ -68,6 +70,7 @@ class EngineAPIEngine(ContainerEngine):
             decode=True,
             rm=True,
             forcerm=True,
+            nocache=self.no_cache,
         )
         for event in events:
             if "error" in event or "errorDetail" in event:

@@ -70,7 +70,8 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             ssh_url=project.ssh_url,
             http_url=project.http_url,
         )
-        if builder.image_exists(ctx.docker, image):
+        rebuild = bool(ctx.deployments.record(deployment_id).get("rebuild"))
+        if not rebuild and builder.image_exists(ctx.docker, image):
             ctx.deployments.update(deployment_id, cached="1")
             ctx.vault.delete(deployment_id, GITLAB_TOKEN)
             return
@@ -162,16 +163,20 @@ def _clone_with_key(ctx: Context, run: Run, record: dict[str, str], dest: Path) 
 
 
 def build(ctx: Context, run: Run, runner: str) -> None:
-    """Build the commit's image with repo2docker, unless it exists already."""
+    """Build the commit's image with repo2docker, unless it exists already; a rebuild builds
+    every layer again and replaces it."""
     deployment_id = run.deployment
     record = ctx.deployments.record(deployment_id)
-    image = record["image"]
+    image, rebuild = record["image"], bool(record.get("rebuild"))
     dest = checkout_dir(ctx, deployment_id)
-    if record.get("cached") or builder.image_exists(ctx.docker, image):
+    if record.get("cached") or (not rebuild and builder.image_exists(ctx.docker, image)):
         ctx.lifecycle.say(run, Phase.BUILT, "Found built image, launching...")
         shutil.rmtree(dest, ignore_errors=True)
         return
-    ctx.lifecycle.say(run, Phase.BUILDING, f"Building image {image}")
+    if rebuild:
+        ctx.lifecycle.say(run, Phase.BUILDING, f"Rebuilding image {image} from scratch, as you asked")
+    else:
+        ctx.lifecycle.say(run, Phase.BUILDING, f"Building image {image}")
     labels = {
         "booklab.project": record["project"],
         "booklab.commit": record["commit"],
@@ -180,13 +185,22 @@ def build(ctx: Context, run: Run, runner: str) -> None:
     started = time.monotonic()
     try:
         with _neutral_errors(dest):
+            # repo2docker reuses an image of that name: a rebuild is built under another, then renamed
+            built = builder.rebuild_name(image, run.number) if rebuild else image
             for line in builder.build_image(
-                dest, image, timeout=ctx.config.build_timeout, memory_limit=ctx.config.build_memory, labels=labels
+                dest,
+                built,
+                timeout=ctx.config.build_timeout,
+                memory_limit=ctx.config.build_memory,
+                labels=labels,
+                no_cache=rebuild,
             ):
                 ctx.lifecycle.say(run, Phase.BUILDING, _neutral(line, dest))
     except BuildError:
         ctx.docker.ping()  # a Docker Engine that went away is worth another try, a bad repository not
         raise
+    if rebuild:
+        builder.replace(ctx.docker, built, image)
     metrics.observe(ctx.redis, "build", time.monotonic() - started)
     # a failed build keeps the checkout for its next try; release() removes it when none is left
     shutil.rmtree(dest, ignore_errors=True)

@@ -8,11 +8,12 @@ deployment answers 404, as one that does not exist.
 =======  ====================================  ==========================================
 GET      /api/user                             who the token or session belongs to
 GET      /api/deployments                      my deployments
-POST     /api/deployments                      {"project", "ref", "save_back"}: launch (201) or join (200)
+POST     /api/deployments                      {"project", "ref", "save_back", "rebuild"}: launch (201) or join (200)
 GET      /api/deployments/<id>                 one of mine
 POST     /api/deployments/<id>/stop            stop it (202, status ``stopping`` until it is ``stopped``);
                                                {"discard": true}: without saving
-POST     /api/deployments/<id>/retry           launch it again (201), or join it if active
+POST     /api/deployments/<id>/retry           launch it again (201), or join it if active; {"rebuild": true}:
+                                               build its image again, every layer, and replace it
 POST     /api/deployments/<id>/save            push its changes to GitLab now (202)
 POST     /api/deployments/<id>/save_back       {"enabled": bool}: save its changes when it ends
 GET      /api/deployments/<id>/kept/<run>      the changes of a save given up, a .tar.gz
@@ -128,12 +129,12 @@ def _mine(deployment_id: str, user: auth.WebUser) -> Deployment:
     return dep
 
 
-def _launch(user: auth.WebUser, project: str, ref: str, save_back: bool = False) -> Any:
+def _launch(user: auth.WebUser, project: str, ref: str, save_back: bool = False, rebuild: bool = False) -> Any:
     refused = check_access(user, project, ref)
     if refused is not None:
         return refused
     requested = service.request_deployment(
-        context(), project, ref, user.token, save_back=save_back, grant_id=user.grant
+        context(), project, ref, user.token, save_back=save_back, grant_id=user.grant, rebuild=rebuild
     )
     log.info(
         "%s launched %s through the API (%s)", user.username, requested.run, "new" if requested.started else "joined"
@@ -170,7 +171,7 @@ def create() -> Any:
     project, ref = str(body.get("project") or "").strip(), str(body.get("ref") or "").strip()
     if not project or not ref:
         abort(400, 'Send {"project": "<group/project>", "ref": "<branch>"}.')
-    return _launch(user, project, ref, save_back=_flag(body, "save_back"))
+    return _launch(user, project, ref, save_back=_flag(body, "save_back"), rebuild=_flag(body, "rebuild"))
 
 
 @bp.get("/deployments/<path:deployment_id>")
@@ -194,7 +195,7 @@ def stop(deployment_id: str) -> Any:
 def retry(deployment_id: str) -> Any:
     user = auth.api_user()
     dep, _ = _own(deployment_id, user)
-    return _launch(user, dep.project, dep.ref)
+    return _launch(user, dep.project, dep.ref, rebuild=_flag(_body(), "rebuild"))
 
 
 @bp.post("/deployments/<path:deployment_id>/save")

@@ -1,7 +1,8 @@
 """Stop means stopped, with real runners, Redis, Docker and the GitLab stand-in: a launch
 right after a Stop is a new run (its own log, a working URL), never the run being
 stopped; and a notebook whose container exits while it is launched fails with the
-launch's reason, whichever of the runner's checks sees the exit first."""
+launch's reason, whichever of the runner's checks sees the exit first; a rebuild builds the image
+again, every layer, and replaces it."""
 
 from __future__ import annotations
 
@@ -131,3 +132,24 @@ def test_a_queued_run_whose_chain_was_never_sent_is_served_all_the_same(ctx, run
     assert phases(events)[-1] == "ready", messages(events)
     assert "sending it again" in runner.output()
     service.stop(ctx, dep.id)
+
+
+def test_a_rebuild_builds_every_layer_again_and_replaces_the_image(ctx, runners, alice, project, docker_engine):
+    runners(1)
+    request = service.request_deployment(ctx, project, "main", alice.token)
+    assert phases(run_to_end(ctx, request.run))[-1] == "ready"
+    image = ctx.deployments.record(request.id)["image"]
+    before = docker_engine.images.get(image).id
+    service.stop(ctx, request.id)
+
+    rebuilt = service.request_deployment(ctx, project, "main", alice.token, rebuild=True)
+    events = run_to_end(ctx, rebuilt.run)
+
+    assert phases(events)[-1] == "ready", messages(events)
+    assert "Rebuilding image" in messages(events) and "Found built image" not in messages(events)
+    assert " ---> Using cache" not in messages(events)  # every layer again
+    assert docker_engine.images.get(image).id != before  # the commit's image is the new one
+    assert not docker_engine.images.list(name=image.rsplit(":", 1)[0] + ":*-rebuild-*")  # no name left behind
+    service.stop(ctx, rebuilt.id)
+    again = service.request_deployment(ctx, project, "main", alice.token)  # later launches reuse it
+    assert "Found built image" in messages(run_to_end(ctx, again.run))

@@ -12,8 +12,8 @@
   var logBox = byId("log");
   var statusLine = byId("status");
   var steps = document.querySelectorAll(".steps li");
-  var buttons = {open: byId("open"), retry: byId("retry"), stop: byId("stop"), saveNow: byId("save-now"),
-                 discard: byId("discard")};
+  var buttons = {open: byId("open"), retry: byId("retry"), rebuild: byId("rebuild"), stop: byId("stop"),
+                 saveNow: byId("save-now"), discard: byId("discard")};
   var saving = {box: byId("save-box"), choice: byId("save-choice"), checkbox: byId("save-back"),
                 line: byId("save-status"), actions: byId("save-actions")};
   var kept = {box: byId("kept-box"), list: byId("kept-list")};
@@ -152,6 +152,7 @@
     }
     show(buttons.open, false);
     show(buttons.retry, true);
+    show(buttons.rebuild, true);
     show(buttons.stop, false);
     call("GET", "").then(function (answer) { if (answer) { showKept(answer.kept); } }, function () {});
   }
@@ -390,7 +391,9 @@
     watchedRun = null;
     openOnReady = true;
     show(saving.box, false);
+    show(kept.box, false);
     show(buttons.retry, false);
+    show(buttons.rebuild, false);
     show(buttons.stop, true);
     setStatus("Starting again…");
     follow(cfg.streamUrl.split("?")[0] + "?last_event_id=" + encodeURIComponent(lastEventId), lostConnection);
@@ -421,11 +424,15 @@
     }).then(function () { saving.checkbox.disabled = false; });
   });
 
-  buttons.retry.addEventListener("click", function () {
-    buttons.retry.disabled = true;
-    post("retry").then(startAgain, function (error) { setStatus(error.message, "bad"); })
-      .then(function () { buttons.retry.disabled = false; });
-  });
+  function launchAgain(button, body) {
+    button.disabled = true;
+    post("retry", body).then(startAgain, function (error) { setStatus(error.message, "bad"); })
+      .then(function () { button.disabled = false; });
+  }
+
+  buttons.retry.addEventListener("click", function () { launchAgain(buttons.retry, null); });
+  // the image again, every layer (a dependency moved since it was built)
+  buttons.rebuild.addEventListener("click", function () { launchAgain(buttons.rebuild, {rebuild: true}); });
 
   // back to this page from the notebook, restored as it was left ("opening it…"):
   // load it again, which shows a ready notebook's controls
