@@ -227,6 +227,12 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _logs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        sys.stdout.write(client.log(args.deployment, args.run))
+    return 0
+
+
 def _api_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="base URL of Booklab's web tier (default: $BOOKLAB_URL)")
@@ -308,6 +314,10 @@ def parser() -> argparse.ArgumentParser:
     save.add_argument("--run", type=int, help="with --download: the run whose changes to download (default: the last)")
     save.add_argument("--output", metavar="FILE", help="with --download: the file to write (default: its own name)")
     save.set_defaults(func=_save)
+    logs = sub.add_parser("logs", parents=[common], help="print the whole log of a deployment's newest run")
+    logs.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
+    logs.add_argument("--run", type=int, help="the run whose log to print (default: the newest)")
+    logs.set_defaults(func=_logs)
     return p
 
 

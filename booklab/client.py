@@ -123,6 +123,12 @@ class BooklabClient:
         path = f"/api/deployments/{self._id(deployment_id)}/kept/{int(chosen['run'])}"
         return chosen, self._request("GET", path, headers={"Accept": "application/gzip"}).content
 
+    def log(self, deployment_id: str, run: int | None = None) -> str:
+        """The full log of the deployment's newest run (or of ``run``), secrets removed."""
+        params = {"run": run} if run is not None else None
+        path = f"/api/deployments/{self._id(deployment_id)}/log"
+        return self._request("GET", path, params=params, headers={"Accept": "text/plain"}).text
+
     def retry(self, deployment_id: str, rebuild: bool = False) -> dict[str, Any]:
         return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/retry", json={"rebuild": rebuild})
 

@@ -190,6 +190,9 @@ class Config:
         "Seconds a queued deployment keeps the user's encrypted GitLab token (its longest wait).",
     )
     log_max_events: int = _setting("log/max_events", 5000, "Events kept per deployment log.")
+    log_retention: int = _setting(
+        "log/retention", 604800, "Seconds a run's full log (its owner downloads it) is kept after its last event."
+    )
     limits_notebooks_per_user: int = _setting(
         "limits/notebooks_per_user", 2, "Notebooks a user may have running or queued at once; 0: no limit."
     )

@@ -31,7 +31,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.redis = redis.Redis.from_url(self.config.redis_url, decode_responses=True, health_check_interval=30)
-        self.events = EventLog(self.redis, self.config.log_max_events)
+        self.events = EventLog(self.redis, self.config.log_max_events, self.config.log_retention)
         self.lifecycle = Lifecycle(self.redis, self.events)
         self.deployments = Deployments(self.redis)
         self.runners = Runners(self.redis)

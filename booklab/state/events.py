@@ -5,6 +5,11 @@ a stable id, and published for live readers. Events are written only by
 ids never repeat and readers that reconnect with the last id they saw miss nothing.
 
 A run is named ``<deployment>#<n>`` here (its *stream*): a relaunch writes to a log of its own.
+
+Each run also has its *full log*, ``fulllog:<run>``: the text of every message, not capped
+in events (a long build's every line), up to :data:`FULL_LOG_MAX` bytes, kept for
+``log/retention`` after its last event; its owner downloads it (scrubbed of secrets by
+:mod:`booklab.state.scrub`).
 """
 
 from __future__ import annotations
@@ -19,14 +24,31 @@ from booklab.state import schema
 from booklab.state.event import RESYNC, Event, parse
 from booklab.state.event_fanout import EventFanout
 
+#: most bytes of a run's full log; what follows is cut, and the cut said (:data:`LOG_CUT`)
+FULL_LOG_MAX = 10 * 1024**2
+LOG_CUT = "\n[Booklab cut the log here: it passed 10 MB.]\n"
+
 
 class EventLog:
-    """Reads one Redis's run logs (and says how many events each keeps)."""
+    """Reads one Redis's run logs (and says how many events each keeps, and how long and how
+    much of each full log)."""
 
-    def __init__(self, client: redis.Redis, max_events: int = 5000) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        max_events: int = 5000,
+        retention: int = schema.RECORD_TTL,
+        full_max: int = FULL_LOG_MAX,
+    ) -> None:
         self.redis = client
         self.fanout: Any = None
         self.max_events = max_events
+        self.retention = retention
+        self.full_max = full_max
+
+    def full(self, stream: str) -> str | None:
+        """The run's full log as text (secrets not scrubbed yet); None when it is not kept."""
+        return self.redis.get(schema.full_log(stream))
 
     def read(self, stream: str, after: int = 0) -> list[Event]:
         """The run's events still kept whose id is greater than ``after``."""

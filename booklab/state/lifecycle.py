@@ -36,7 +36,7 @@ from booklab.phases import Phase
 from booklab.state import schema
 from booklab.state.deployment import Deployment
 from booklab.state.event import encode
-from booklab.state.events import EventLog
+from booklab.state.events import LOG_CUT, EventLog
 from booklab.state.vault import GITLAB_TOKEN, PENDING, SAVE_TOKEN, SECRETS
 
 log = logging.getLogger(__name__)
@@ -201,25 +201,38 @@ def _lua_constants() -> str:
         _lua_table("ALLOWED", ALLOWED)
         + _lua_table("SAID", SAID)
         + f"local GITLAB_TOKEN, SAVE_TOKEN, PENDING = '{GITLAB_TOKEN}', '{SAVE_TOKEN}', '{PENDING}'\n"
-        + f"local SECRETS = {{{', '.join(repr(name) for name in SECRETS)}}}"
+        + f"local SECRETS = {{{', '.join(repr(name) for name in SECRETS)}}}\n"
+        + f"local FULL_LOG, LOG_CUT = {json.dumps(schema.full_log(''))}, {json.dumps(LOG_CUT)}"
     )
 
 
 # KEYS[1] status, KEYS[2] the deployment's record; ARGV[1] deployment id, ARGV[2..4] the prefixes
-# of a run's log, log counter and channel, ARGV[5] events kept, ARGV[6] seconds records live
+# of a run's log, log counter and channel, ARGV[5] events kept, ARGV[6] seconds records live,
+# ARGV[7] seconds a run's full log is kept, ARGV[8] its most bytes
 _PRELUDE = (
     _lua_constants()
     + """
 local d, STATUS, RECORD = ARGV[1], KEYS[1], KEYS[2]
 local MAX, TTL = tonumber(ARGV[5]), tonumber(ARGV[6])
+local FULL_TTL, FULL_MAX = tonumber(ARGV[7]), tonumber(ARGV[8])
 local function emit(run, data)
   local stream = d .. '#' .. run
-  local logkey, seq = ARGV[2] .. stream, ARGV[3] .. stream
+  local logkey, seq, full = ARGV[2] .. stream, ARGV[3] .. stream, FULL_LOG .. stream
   local id = redis.call('INCR', seq)
   redis.call('RPUSH', logkey, data)
   redis.call('LTRIM', logkey, -MAX, -1)
   redis.call('EXPIRE', logkey, TTL)
   redis.call('EXPIRE', seq, TTL)
+  -- the full log, uncut by MAX: its messages as text, up to FULL_MAX bytes
+  local message = cjson.decode(data).message
+  if type(message) == 'string' and message ~= '' then
+    local size = redis.call('STRLEN', full)
+    if size < FULL_MAX then
+      redis.call('APPEND', full, string.sub(message, 1, FULL_MAX - size))
+      if size + #message > FULL_MAX then redis.call('APPEND', full, LOG_CUT) end
+    end
+    redis.call('EXPIRE', full, FULL_TTL)
+  end
   redis.call('PUBLISH', ARGV[4] .. stream, id .. ' ' .. data)
   return id
 end
@@ -235,7 +248,7 @@ end
 local function new_run(counter)
   local n = redis.call('INCR', counter)
   redis.call('EXPIRE', counter, TTL)
-  redis.call('DEL', ARGV[2] .. d .. '#' .. n, ARGV[3] .. d .. '#' .. n)
+  redis.call('DEL', ARGV[2] .. d .. '#' .. n, ARGV[3] .. d .. '#' .. n, FULL_LOG .. d .. '#' .. n)
   return n
 end
 local function set_secret(prefix, name, sealed, ttl)
@@ -245,44 +258,44 @@ local function over(status) return status == '' or status == 'failed' or status 
 """
 )
 
-# ARGV[7] run ('*': the current one), ARGV[8] the new status, ARGV[9] the event
+# ARGV[9] run ('*': the current one), ARGV[10] the new status, ARGV[11] the event
 _SAY = """
 local status, run = current()
-if (ARGV[7] == '*' and status ~= 'todo') or (ARGV[7] ~= '*' and run ~= ARGV[7])
-    or not may(status, ARGV[8], SAID) then
+if (ARGV[9] == '*' and status ~= 'todo') or (ARGV[9] ~= '*' and run ~= ARGV[9])
+    or not may(status, ARGV[10], SAID) then
   return {0, status, run}
 end
-redis.call('HSET', STATUS, d, ARGV[8])
-return {1, emit(run, ARGV[9])}
+redis.call('HSET', STATUS, d, ARGV[10])
+return {1, emit(run, ARGV[11])}
 """
 
-# KEYS[3] the runner's hold, KEYS[4] the queue; ARGV[7] run, ARGV[8] now, ARGV[9] the event
+# KEYS[3] the runner's hold, KEYS[4] the queue; ARGV[9] run, ARGV[10] now, ARGV[11] the event
 _CLAIM = """
 local status, run = current()
-if status ~= 'todo' or run ~= ARGV[7] then return {0, status, run} end
+if status ~= 'todo' or run ~= ARGV[9] then return {0, status, run} end
 redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], 'deployment', d, 'run', run, 'since', ARGV[8])
+redis.call('HSET', KEYS[3], 'deployment', d, 'run', run, 'since', ARGV[10])
 redis.call('HSET', STATUS, d, 'fetching')
 redis.call('ZREM', KEYS[4], d)
-return {1, emit(run, ARGV[9])}
+return {1, emit(run, ARGV[11])}
 """
 
 # KEYS[3] slug, KEYS[4] run counter, KEYS[5] next run, KEYS[6] queue, KEYS[7] ended, KEYS[8] save lock;
-# ARGV[7] record fields (JSON), ARGV[8] now, ARGV[9] secrets' prefix, ARGV[10] sealed GitLab token,
-# ARGV[11] its TTL, ARGV[12] sealed save token or '', ARGV[13] its TTL, ARGV[14] the event of a run
-# queued behind an end, ARGV[15..17] the limits per user, per project and of the queue (0: none),
-# ARGV[18] the prefix of next-run keys
+# ARGV[9] record fields (JSON), ARGV[10] now, ARGV[11] secrets' prefix, ARGV[12] sealed GitLab token,
+# ARGV[13] its TTL, ARGV[14] sealed save token or '', ARGV[15] its TTL, ARGV[16] the event of a run
+# queued behind an end, ARGV[17..19] the limits per user, per project and of the queue (0: none),
+# ARGV[20] the prefix of next-run keys
 _REQUEST = """
 local status, run = current()
 -- a deployment id is <project>:<branch>:<user>; a project path and a user name hold no ':'
 local function owners(id) return string.match(id, '^([^:]*):.*:([^:]*)$') end
 -- a run counts against the limits while it is queued, prepared or serving, or queued behind an end
 local function counts(id, phase)
-  if phase == 'stopping' then return redis.call('EXISTS', ARGV[18] .. id) == 1 end
+  if phase == 'stopping' then return redis.call('EXISTS', ARGV[20] .. id) == 1 end
   return not over(phase)
 end
 local function refusal()
-  local per_user, per_project, queue_max = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+  local per_user, per_project, queue_max = tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
   if per_user > 0 or per_project > 0 then
     local project, user = owners(d)
     local mine, theirs = 0, 0
@@ -301,18 +314,18 @@ local function refusal()
   if queue_max > 0 and waiting >= queue_max then return {'limit', 'queue', waiting} end
   return nil
 end
-local fields = cjson.decode(ARGV[7])
-local prefix = ARGV[9]
+local fields = cjson.decode(ARGV[9])
+local prefix = ARGV[11]
 local function keep_save(hash, name_prefix)
-  if ARGV[12] ~= '' then
+  if ARGV[14] ~= '' then
     redis.call('HSET', hash, 'save_back', '1')
-    set_secret(prefix, name_prefix .. SAVE_TOKEN, ARGV[12], ARGV[13])
+    set_secret(prefix, name_prefix .. SAVE_TOKEN, ARGV[14], ARGV[15])
   end
 end
 if status == 'stopping' then
   local behind = redis.call('HGET', KEYS[5], 'run')
   if behind then
-    set_secret(prefix, PENDING .. GITLAB_TOKEN, ARGV[10], ARGV[11])  -- the newest, for a wait that may be long
+    set_secret(prefix, PENDING .. GITLAB_TOKEN, ARGV[12], ARGV[13])  -- the newest, for a wait that may be long
     keep_save(KEYS[5], PENDING)
     return {'joined', behind}
   end
@@ -322,9 +335,9 @@ if status == 'stopping' then
   for k, v in pairs(fields) do redis.call('HSET', KEYS[5], k, v) end
   redis.call('HSET', KEYS[5], 'run', new)
   redis.call('EXPIRE', KEYS[5], TTL)
-  set_secret(prefix, PENDING .. GITLAB_TOKEN, ARGV[10], ARGV[11])
+  set_secret(prefix, PENDING .. GITLAB_TOKEN, ARGV[12], ARGV[13])
   keep_save(KEYS[5], PENDING)
-  emit(new, ARGV[14])
+  emit(new, ARGV[16])
   return {'behind', new}
 end
 if not over(status) then
@@ -345,8 +358,8 @@ redis.call('EXPIRE', RECORD, TTL)
 redis.call('SET', KEYS[3], d, 'EX', TTL)
 redis.call('HSET', STATUS, d, 'todo')
 redis.call('ZREM', KEYS[7], d)
-redis.call('ZADD', KEYS[6], ARGV[8], d)
-set_secret(prefix, GITLAB_TOKEN, ARGV[10], ARGV[11])
+redis.call('ZADD', KEYS[6], ARGV[10], d)
+set_secret(prefix, GITLAB_TOKEN, ARGV[12], ARGV[13])
 keep_save(RECORD, '')
 return {'started', new}
 """
@@ -367,60 +380,60 @@ local function drop_next(next_key, prefix, data)
 end
 """
 
-# KEYS[3] queue, KEYS[4] ended, KEYS[5] slugs' prefix, KEYS[6] next run; ARGV[7] now, ARGV[8] the event of a
-# run stopped while queued, ARGV[9] the event of one being stopped, ARGV[10] secrets' prefix
+# KEYS[3] queue, KEYS[4] ended, KEYS[5] slugs' prefix, KEYS[6] next run; ARGV[9] now, ARGV[10] the event of a
+# run stopped while queued, ARGV[11] the event of one being stopped, ARGV[12] secrets' prefix
 _STOP = (
     _ENDED
     + """
 local status, run = current()
 if status == 'todo' then
   redis.call('ZREM', KEYS[3], d)
-  for _, name in ipairs(SECRETS) do redis.call('DEL', ARGV[10] .. name) end
+  for _, name in ipairs(SECRETS) do redis.call('DEL', ARGV[12] .. name) end
   redis.call('HSET', STATUS, d, 'stopped')
-  ended(KEYS[4], KEYS[5], ARGV[7])
-  emit(run, ARGV[8])
+  ended(KEYS[4], KEYS[5], ARGV[9])
+  emit(run, ARGV[10])
   return {status, run}
 end
-if status == 'stopping' then drop_next(KEYS[6], ARGV[10], ARGV[8]) end
+if status == 'stopping' then drop_next(KEYS[6], ARGV[12], ARGV[10]) end
 if may(status, 'stopping') and status ~= 'stopping' then
   redis.call('HSET', STATUS, d, 'stopping')
-  emit(run, ARGV[9])
+  emit(run, ARGV[11])
 end
 return {status, run}
 """
 )
 
-# ARGV[7] run, ARGV[8] the claim, ARGV[9] the prefix of the claims that may be taken over ('': none)
+# ARGV[9] run, ARGV[10] the claim, ARGV[11] the prefix of the claims that may be taken over ('': none)
 _CLAIM_END = """
 local status, run = current()
-if run ~= ARGV[7] or over(status) then return {0, status, run} end
+if run ~= ARGV[9] or over(status) then return {0, status, run} end
 local holder = redis.call('HGET', RECORD, 'ending') or ''
-if holder ~= '' and (ARGV[9] == '' or holder:sub(1, #ARGV[9]) ~= ARGV[9]) then return {0, status, run} end
-redis.call('HSET', RECORD, 'ending', ARGV[8])
+if holder ~= '' and (ARGV[11] == '' or holder:sub(1, #ARGV[11]) ~= ARGV[11]) then return {0, status, run} end
+redis.call('HSET', RECORD, 'ending', ARGV[10])
 redis.call('HSET', STATUS, d, 'stopping')
 return {1, status, run}
 """
 
-# KEYS[3] next run, KEYS[4] queue, KEYS[5] ended, KEYS[6] slugs' prefix, KEYS[7] save lock; ARGV[7] run,
-# ARGV[8] the claim, ARGV[9] the final status, ARGV[10] its event, ARGV[11] now, ARGV[12] secrets' prefix
+# KEYS[3] next run, KEYS[4] queue, KEYS[5] ended, KEYS[6] slugs' prefix, KEYS[7] save lock; ARGV[9] run,
+# ARGV[10] the claim, ARGV[11] the final status, ARGV[12] its event, ARGV[13] now, ARGV[14] secrets' prefix
 _FINISH = (
     _ENDED
     + """
 local status, run = current()
-if run ~= ARGV[7] or status ~= 'stopping' or (redis.call('HGET', RECORD, 'ending') or '') ~= ARGV[8] then
+if run ~= ARGV[9] or status ~= 'stopping' or (redis.call('HGET', RECORD, 'ending') or '') ~= ARGV[10] then
   return {0, status, run}
 end
-redis.call('HSET', STATUS, d, ARGV[9])
-emit(run, ARGV[10])
+redis.call('HSET', STATUS, d, ARGV[11])
+emit(run, ARGV[12])
 local behind = redis.call('HGETALL', KEYS[3])
 if #behind == 0 then
-  ended(KEYS[5], KEYS[6], ARGV[11])
+  ended(KEYS[5], KEYS[6], ARGV[13])
   return {1, status, run, 0}
 end
 redis.call('DEL', RECORD, KEYS[3], KEYS[7])
 redis.call('HSET', RECORD, unpack(behind))
 redis.call('EXPIRE', RECORD, TTL)
-local prefix = ARGV[12]
+local prefix = ARGV[14]
 for _, name in ipairs({GITLAB_TOKEN, SAVE_TOKEN}) do
   if redis.call('EXISTS', prefix .. PENDING .. name) == 1 then
     redis.call('RENAME', prefix .. PENDING .. name, prefix .. name)
@@ -429,24 +442,24 @@ end
 local slug = redis.call('HGET', RECORD, 'slug')
 if slug then redis.call('SET', KEYS[6] .. slug, d, 'EX', TTL) end
 redis.call('HSET', STATUS, d, 'todo')
-redis.call('ZADD', KEYS[4], ARGV[11], d)
+redis.call('ZADD', KEYS[4], ARGV[13], d)
 return {1, status, run, tonumber(redis.call('HGET', RECORD, 'run'))}
 """
 )
 
-# KEYS[3] next run; ARGV[7] run, ARGV[8] the claim, ARGV[9] the status it goes back to, ARGV[10] the event
-# of a run queued behind (dropped when the notebook is kept), ARGV[11] secrets' prefix
+# KEYS[3] next run; ARGV[9] run, ARGV[10] the claim, ARGV[11] the status it goes back to, ARGV[12] the event
+# of a run queued behind (dropped when the notebook is kept), ARGV[13] secrets' prefix
 _GIVE_BACK = (
     _ENDED
     + """
 local status, run = current()
-if run ~= ARGV[7] or status ~= 'stopping' or (redis.call('HGET', RECORD, 'ending') or '') ~= ARGV[8]
-    or not may(status, ARGV[9]) then
+if run ~= ARGV[9] or status ~= 'stopping' or (redis.call('HGET', RECORD, 'ending') or '') ~= ARGV[10]
+    or not may(status, ARGV[11]) then
   return {0, status, run}
 end
-redis.call('HSET', STATUS, d, ARGV[9])
+redis.call('HSET', STATUS, d, ARGV[11])
 redis.call('HDEL', RECORD, 'ending')
-if ARGV[9] == 'ready' then drop_next(KEYS[3], ARGV[11], ARGV[10]) end
+if ARGV[11] == 'ready' then drop_next(KEYS[3], ARGV[13], ARGV[12]) end
 return {1, status, run}
 """
 )
@@ -483,6 +496,8 @@ class Lifecycle:
                 schema.events(""),
                 self.events.max_events,
                 schema.RECORD_TTL,
+                self.events.retention,
+                self.events.full_max,
                 *args,
             ],
             client=client or self.redis,

@@ -16,6 +16,7 @@ ZSET   queue                       deployments waiting for a runner, by arrival
 ZSET   ended                       deployments that ended, by time; status forgets them 7 days after
 LIST   log:<run>                   a run's events as JSON, oldest first, capped; 7 days (<run>: "<deployment>#<n>")
 STR    logseq:<run>                how many events the run ever wrote (its last event id); 7 days
+STR    fulllog:<run>               the text of every message of the run, up to 10 MB; log/retention after its last
 PUBSUB events:<run>                each event of the run, "<id> <json>", for live readers
 STR    saving:<deployment>         a save back is queued or running ("saving"), or failed ("failed")
 HASH   kept:<deployment>           the changes of saves given up: run number -> JSON (when, size, why), with TTL
@@ -77,6 +78,10 @@ def run_stream(deployment_id: str, number: int | str) -> str:
 
 def log(stream: str) -> str:
     return f"log:{stream}"
+
+
+def full_log(stream: str) -> str:
+    return f"fulllog:{stream}"
 
 
 def logseq(stream: str) -> str:

@@ -17,6 +17,8 @@ POST     /api/deployments/<id>/retry           launch it again (201), or join it
 POST     /api/deployments/<id>/save            push its changes to GitLab now (202)
 POST     /api/deployments/<id>/save_back       {"enabled": bool}: save its changes when it ends
 GET      /api/deployments/<id>/kept/<run>      the changes of a save given up, a .tar.gz
+GET      /api/deployments/<id>/log             the full log of its newest run (``?run=N``: of run N) as
+                                               text, secrets removed, for log/retention after its end
 =======  ====================================  ==========================================
 
 Each launch of a deployment is a *run*: ``run`` is the number of the current one, ``next_run``
@@ -42,7 +44,9 @@ from booklab import service
 from booklab.errors import InvalidDeployment
 from booklab.phases import Phase
 from booklab.saveback import kept, protocol
+from booklab.scrub import scrub
 from booklab.state.deployment import Deployment
+from booklab.state.lifecycle import Run
 from booklab.web import auth
 from booklab.web.pages import context
 from booklab.web.projects import check_access, launch_path, stream_path
@@ -238,6 +242,30 @@ def download_kept(deployment_id: str, run: int) -> Any:
         mimetype=kept.MEDIA_TYPE,
         headers={
             "Content-Disposition": f'attachment; filename="{changes.filename(dep.id)}"',
+            "Cache-Control": "private, no-store",
+            "Cross-Origin-Resource-Policy": "same-origin",
+        },
+    )
+
+
+@bp.get("/deployments/<path:deployment_id>/log")
+def download_log(deployment_id: str) -> Any:
+    user = auth.api_user()
+    dep = _mine(deployment_id, user)
+    ctx = context()
+    asked = request.args.get("run", "")
+    if asked and not (asked.isascii() and asked.isdigit()):
+        abort(400, "Name a run by its number: ?run=1.")
+    run = Run(dep.id, int(asked)) if asked else ctx.lifecycle.newest(dep.id)
+    text = ctx.events.full(run.id) if run else None
+    if run is None or text is None:
+        abort(404, f"No log of {dep.id}{f' run {asked}' if asked else ''} is kept (any more).")
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in f"{dep.project}-{dep.ref}")
+    return Response(
+        scrub(text, ctx.config),
+        mimetype="text/plain",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}-run{run.number}.log"',
             "Cache-Control": "private, no-store",
             "Cross-Origin-Resource-Policy": "same-origin",
         },
