@@ -1,6 +1,6 @@
 """``GitLabStandIn``: starts and stops the stand-in (HTTP API + OAuth + git over HTTP in a
 thread, sshd in a subprocess) and is the Python helper API tests use to set up users,
-projects, OAuth applications and repositories.
+groups, projects, OAuth applications and repositories.
 
 Typical use::
 
@@ -26,7 +26,7 @@ from gitlab_standin.app import create_app
 from gitlab_standin.context import Context
 from gitlab_standin.git_ssh import SshServer
 from gitlab_standin.repos import Repositories, head_branch, local_branches
-from gitlab_standin.store import Fault, Project, RecordedRequest, Store, User
+from gitlab_standin.store import Fault, Group, Project, RecordedRequest, Store, User
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class GitLabStandIn:
         self.stop()
 
     def reset(self) -> None:
-        """Forget users, projects (and delete their repositories), deploy keys, tokens and
+        """Forget users, groups, projects (and delete their repositories), deploy keys, tokens and
         the request log and pending faults. OAuth applications stay registered; ids are never reused."""
         self.store.reset()
         self.repos.delete_all()
@@ -150,6 +150,19 @@ class GitLabStandIn:
     def set_member(self, project_path: str, username: str, access_level: int | None) -> None:
         """Change a user's access level on a project; None removes them."""
         self.store.set_member(project_path, username, access_level)
+
+    def add_group(self, full_path: str, members: Mapping[str, int] | None = None) -> Group:
+        """A private group; ``members`` maps usernames to access levels. A subgroup
+        (``dept/lab``) needs its parent group first (ValueError otherwise, as GitLab needs a
+        parent). As on GitLab, a group's members are members of its subgroups and of the
+        projects in them (``dept/lab/notes`` is in ``dept/lab``) at the higher of their direct
+        and inherited levels; its id is the ``namespace.id`` of those projects."""
+        return self.store.add_group(full_path, members or {})
+
+    def set_group_member(self, full_path: str, username: str, access_level: int | None) -> None:
+        """Change a user's access level on the group itself; None removes them (a level
+        inherited from a parent group stays)."""
+        self.store.set_group_member(full_path, username, access_level)
 
     def revoke_oauth_access(self, user: User) -> None:
         """The user revokes the OAuth applications' access in GitLab: their access and refresh

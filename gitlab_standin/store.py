@@ -1,5 +1,5 @@
-"""In-memory state of the GitLab stand-in: users, projects and their members, deploy keys,
-OAuth applications, codes and tokens, and a log of the requests served.
+"""In-memory state of the GitLab stand-in: users, groups and projects and their members,
+deploy keys, OAuth applications, codes and tokens, and a log of the requests served.
 
 Thread-safe: every public method holds one re-entrant lock. Ids are never reused, not
 even across ``reset()``, so a stale id from an earlier test can never name a new object.
@@ -25,6 +25,8 @@ AUTHORIZATION_CODE_TTL = 600
 
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 PROJECT_PATH = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})+")
+#: a group's full path: a top-level group (``dept``) or a subgroup (``dept/lab``, ``dept/lab/course``)
+GROUP_PATH = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*")
 #: a protected branch pattern: ``*`` is GitLab's only wildcard, and no branch name holds
 #: what fnmatch or sh would take for another one (``?``, ``[``, ``\``) or a space
 BRANCH_PATTERN = re.compile(r"[^\s?\[\\]+")
@@ -88,6 +90,35 @@ class Project:
 
     def protects(self, branch: str) -> bool:
         return any(fnmatch.fnmatchcase(branch, pattern) for pattern in self.protected_branches)
+
+
+@dataclass
+class Group:
+    """A private group. Its id is the id of its namespace (``Store.namespace_id``), the one the
+    projects in it name; its name is its path (the stand-in gives groups no other name)."""
+
+    id: int
+    full_path: str
+    created_at: datetime
+    members: dict[int, int] = field(default_factory=dict)
+    """user id -> access level given on this group itself (inherited ones are on its ancestors)"""
+
+    @property
+    def path(self) -> str:
+        return self.full_path.rsplit("/", 1)[-1]
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    @property
+    def full_name(self) -> str:
+        """GitLab's ``full_name``: the names from the top-level group down, ``dept / lab``."""
+        return self.full_path.replace("/", " / ")
+
+    @property
+    def parent_path(self) -> str | None:
+        return self.full_path.rpartition("/")[0] or None
 
 
 @dataclass(frozen=True)
@@ -199,6 +230,7 @@ class Store:
     def _clear(self) -> None:
         self._users: dict[int, User] = {}
         self._projects: dict[int, Project] = {}
+        self._groups: dict[int, Group] = {}
         self._keys: dict[int, DeployKey] = {}
         self._namespaces: dict[str, int] = {}
         self._codes: dict[str, AuthorizationCode] = {}
@@ -207,7 +239,7 @@ class Store:
         self._faults: list[Fault] = []
 
     def reset(self) -> None:
-        """Forget users, projects, keys, codes, tokens, faults and the request log, and set
+        """Forget users, groups, projects, keys, codes, tokens, faults and the request log, and set
         the clock back to the real time. OAuth applications stay registered (they are
         instance configuration, like on GitLab)."""
         with self._lock:
@@ -221,7 +253,7 @@ class Store:
 
     def add_user(self, username: str, name: str | None = None, email: str | None = None) -> User:
         with self._lock:
-            if self.user(username) is not None:
+            if self.user(username) is not None or self._group_at(username) is not None:
                 raise ValueError(f"username {username!r} is taken")
             user = User(
                 id=next(self._ids["user"]),
@@ -275,6 +307,8 @@ class Store:
                 raise ValueError(f"invalid project path {path_with_namespace!r}")
             if self.project(path_with_namespace) is not None:
                 raise ValueError(f"project {path_with_namespace!r} exists")
+            if self._group_at(path_with_namespace) is not None:
+                raise ValueError(f"group {path_with_namespace!r} holds that path")
             project = Project(next(self._ids["project"]), path_with_namespace, default_branch, self.now())
             project.protected_branches.append(default_branch)  # GitLab's default branch protection
             self._projects[project.id] = project
@@ -325,19 +359,111 @@ class Store:
             self._on_keys_changed()
 
     def access_level(self, project: Project, user: User) -> int:
+        """``user``'s level on the project: the higher of their own and the one they have on
+        the group holding it (its namespace, when that is a group), as on GitLab; 0 for none."""
         with self._lock:
-            return project.members.get(user.id, 0)
+            group = self._group_at(project.namespace_path)
+            inherited = self.group_access_level(group, user) if group is not None else 0
+            return max(project.members.get(user.id, 0), inherited)
 
     def projects_of(self, user: User) -> list[Project]:
-        """The projects ``user`` is a member of, oldest first."""
+        """The projects ``user`` is a member of, directly or through a group, oldest first."""
         with self._lock:
-            return [p for p in self._projects.values() if user.id in p.members]
+            return [p for p in self._projects.values() if self.access_level(p, user)]
 
     def namespace_id(self, full_path: str) -> int:
         with self._lock:
             if full_path not in self._namespaces:
                 self._namespaces[full_path] = next(self._ids["namespace"])
             return self._namespaces[full_path]
+
+    # groups
+
+    def add_group(self, full_path: str, members: Mapping[str, int]) -> Group:
+        """A group at ``full_path``; ValueError when the path is invalid, when a group, project
+        or user already holds it (whatever the case: GitLab's paths are unique), or when a
+        subgroup's parent group does not exist."""
+        with self._lock:
+            if not GROUP_PATH.fullmatch(full_path) or full_path.endswith(".git"):
+                raise ValueError(f"invalid group path {full_path!r}")
+            parent = full_path.rpartition("/")[0]
+            if parent and self._group_at(parent) is None:
+                raise ValueError(f"parent group {parent!r} does not exist")
+            if self._path_taken(full_path):
+                raise ValueError(f"path {full_path!r} is taken")
+            group = Group(self.namespace_id(full_path), full_path, self.now())
+            self._groups[group.id] = group
+            for username, level in members.items():
+                self.set_group_member(full_path, username, level)
+            return group
+
+    def _path_taken(self, full_path: str) -> bool:
+        paths = [g.full_path for g in self._groups.values()]
+        paths += [p.path_with_namespace for p in self._projects.values()]
+        paths += [u.username for u in self._users.values()]
+        return full_path.lower() in {path.lower() for path in paths}
+
+    def set_group_member(self, full_path: str, username: str, access_level: int | None) -> None:
+        """Give ``username`` that access level on the group itself, or remove them with None
+        (a level inherited from an ancestor stays)."""
+        with self._lock:
+            group, user = self._group_at(full_path), self.user(username)
+            if group is None or user is None:
+                raise KeyError(full_path if group is None else username)
+            if access_level is None:
+                group.members.pop(user.id, None)
+            else:
+                group.members[user.id] = access_level
+
+    def group(self, ref: str) -> Group | None:
+        """A group by numeric id or by full path (in any case, as GitLab finds it)."""
+        with self._lock:
+            return self._groups.get(int(ref)) if ref.isdigit() else self._group_at(ref)
+
+    def _group_at(self, full_path: str) -> Group | None:
+        return next((g for g in self._groups.values() if g.full_path.lower() == full_path.lower()), None)
+
+    def all_groups(self) -> list[Group]:
+        """Every group, oldest first."""
+        with self._lock:
+            return list(self._groups.values())
+
+    def _self_and_ancestors(self, group: Group) -> list[Group]:
+        chain = [group]
+        while chain[-1].parent_path is not None:
+            chain.append(self._group_at(chain[-1].parent_path))
+        return chain
+
+    def group_access_level(self, group: Group, user: User) -> int:
+        """``user``'s level on the group: the highest they were given on it or on an ancestor
+        (membership is inherited downwards, as on GitLab); 0 for none."""
+        with self._lock:
+            return max(g.members.get(user.id, 0) for g in self._self_and_ancestors(group))
+
+    def groups_of(self, user: User) -> list[Group]:
+        """The groups GitLab lists for ``user`` (not an administrator) without
+        ``min_access_level``, oldest first: those they are a member of, directly or through an
+        ancestor, those holding a project they are a member of, and every ancestor of these,
+        whose name they see though they may not open it."""
+        with self._lock:
+            reached = [g for g in self._groups.values() if self.group_access_level(g, user)]
+            reached += [g for p in self.projects_of(user) if (g := self._group_at(p.namespace_path))]
+            listed = {a.id for g in reached for a in self._self_and_ancestors(g)}
+            return [g for g in self._groups.values() if g.id in listed]
+
+    def owned_groups(self, user: User) -> list[Group]:
+        """The groups ``user`` was made Owner of (on the group itself, not inherited), oldest first."""
+        with self._lock:
+            return [g for g in self._groups.values() if g.members.get(user.id) == OWNER]
+
+    def can_read_group(self, group: Group, user: User) -> bool:
+        """GitLab's ``read_group`` on a private group: a member (directly or through an
+        ancestor), or a member of a project in it or in one of its subgroups."""
+        with self._lock:
+            if self.group_access_level(group, user):
+                return True
+            holders = [self._group_at(p.namespace_path) for p in self.projects_of(user)]
+            return any(group in self._self_and_ancestors(h) for h in holders if h is not None)
 
     # deploy keys
 
