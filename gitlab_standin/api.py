@@ -180,17 +180,19 @@ def project_json(project: Project, simple: bool = False) -> dict:
         "namespace": _namespace_json(project.namespace_path, owner.name if owner else None),
     }
     if not simple:
-        level = ctx.store.access_level(project, g.user)
+        direct, inherited = project.members.get(g.user.id, 0), ctx.store.inherited_level(project, g.user)
         data.update(
             {
                 "visibility": "private",
-                "permissions": {
-                    "project_access": {"access_level": level, "notification_level": 3},
-                    "group_access": None,
-                },
+                "permissions": {"project_access": _access_json(direct), "group_access": _access_json(inherited)},
             }
         )
     return data
+
+
+def _access_json(level: int) -> dict | None:
+    """A ``permissions`` entry: the level given on the project itself or on its group; None without."""
+    return {"access_level": level, "notification_level": 3} if level else None
 
 
 def _namespace_json(full_path: str, owner_name: str | None) -> dict:

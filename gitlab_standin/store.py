@@ -362,9 +362,13 @@ class Store:
         """``user``'s level on the project: the higher of their own and the one they have on
         the group holding it (its namespace, when that is a group), as on GitLab; 0 for none."""
         with self._lock:
+            return max(project.members.get(user.id, 0), self.inherited_level(project, user))
+
+    def inherited_level(self, project: Project, user: User) -> int:
+        """``user``'s level on the group holding the project; 0 when none (or no group holds it)."""
+        with self._lock:
             group = self._group_at(project.namespace_path)
-            inherited = self.group_access_level(group, user) if group is not None else 0
-            return max(project.members.get(user.id, 0), inherited)
+            return self.group_access_level(group, user) if group is not None else 0
 
     def projects_of(self, user: User) -> list[Project]:
         """The projects ``user`` is a member of, directly or through a group, oldest first."""
