@@ -1,17 +1,18 @@
 """The GitLab REST API v4 subset Booklab uses: ``/user``, ``/projects`` (membership
-listing and one project by id or URL-encoded path), ``/projects/:id/repository/branches``
-and ``/projects/:id/deploy_keys``, with GitLab's authentication headers, error bodies,
-permission rules and offset-pagination headers.
+listing and one project by id or URL-encoded path), ``/projects/:id/repository/branches``,
+``/projects/:id/deploy_keys`` and ``/groups`` (the groups a user sees, one group by id or
+URL-encoded path), with GitLab's authentication headers, error bodies, permission rules
+and offset-pagination headers.
 
-Project ids and branch names arrive URL-encoded (``group%2Fproject``,
-``feature%2F%C3%A9t%C3%A9``); werkzeug decodes ``%2F`` before routing, so project routes
-are dispatched on the raw request path instead.
+Project and group ids and branch names arrive URL-encoded (``group%2Fproject``,
+``feature%2F%C3%A9t%C3%A9``); werkzeug decodes ``%2F`` before routing, so project and group
+routes are dispatched on the raw request path instead.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
@@ -19,7 +20,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from gitlab_standin.context import base_url, context
 from gitlab_standin.repos import Branch
-from gitlab_standin.store import DEVELOPER, MAINTAINER, REPORTER, Project, iso
+from gitlab_standin.store import DEVELOPER, GUEST, MAINTAINER, OWNER, REPORTER, Group, Project, iso
 
 bp = Blueprint("api", __name__, url_prefix="/api/v4")
 
@@ -32,6 +33,18 @@ PROJECT_ORDER = {
     "name": lambda p: p.path.lower(),
     "path": lambda p: p.path,
 }
+#: ``GET /groups``'s ``order_by`` (ties by id, ascending); the stand-in ranks no similarity
+#: and orders by name instead, as GitLab does without a search
+GROUP_ORDER = {
+    "name": lambda group: group.name.lower(),
+    "path": lambda group: group.path.lower(),
+    "id": lambda group: group.id,
+    "similarity": lambda group: group.name.lower(),
+}
+#: the ``min_access_level`` values GitLab takes (Guest to Owner)
+ACCESS_LEVELS = (GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER)
+#: GitLab's search finds words this long anywhere in a name; a shorter query only as a whole name
+MIN_SEARCH_WORD = 3
 
 
 def error(status: int, message: object, key: str = "message") -> Response:
@@ -334,3 +347,109 @@ def _add_deploy_key(project: Project) -> Response:
     response = jsonify(key.as_json(can_push))
     response.status_code = 201
     return response
+
+
+@bp.get("/groups")
+def list_groups() -> Response:
+    """The groups the user sees, as GitLab lists them for a user who is not an administrator:
+    ``owned``, else ``min_access_level`` (groups where their level, inherited or not, is at
+    least that), else those ``Store.groups_of`` names. Every group is private, so
+    ``all_available`` adds none."""
+    invalid = _invalid_group_params()
+    if invalid:
+        return error(400, invalid, key="error")
+    store, user = context().store, g.user
+    if _bool(request.args.get("owned", "false")):
+        groups = store.owned_groups(user)
+    elif request.args.get("min_access_level"):
+        level = int(request.args["min_access_level"])
+        groups = [group for group in store.all_groups() if store.group_access_level(group, user) >= level]
+    else:
+        groups = store.groups_of(user)
+    if _bool(request.args.get("top_level_only", "false")):
+        groups = [group for group in groups if group.parent_path is None]
+    search = " ".join(request.args.get("search", "").split())
+    if search:
+        groups = [group for group in groups if _search_matches(search, (group.full_path, group.full_name))]
+    groups.sort(key=lambda group: group.id)
+    order = GROUP_ORDER[request.args.get("order_by", "name")]
+    groups.sort(key=order, reverse=request.args.get("sort", "asc") == "desc")
+    return paginate(groups, group_json)
+
+
+def _invalid_group_params() -> str:
+    """Grape's 400 message for the list parameters GitLab refuses; empty when all are valid."""
+    problems = [
+        f"{name} does not have a valid value"
+        for name, values in (("order_by", GROUP_ORDER), ("sort", ("asc", "desc")))
+        if name in request.args and request.args[name] not in values
+    ]
+    level = request.args.get("min_access_level", "")
+    if level and not level.isdigit():
+        problems.append("min_access_level is invalid")
+    elif level and int(level) not in ACCESS_LEVELS:
+        problems.append("min_access_level does not have a valid value")
+    return ", ".join(problems)
+
+
+def _search_matches(query: str, values: Iterable[str]) -> bool:
+    """GitLab's fuzzy search: every word of 3 characters or more within one of ``values``,
+    whatever the case; a query without such a word must equal one of them."""
+    words = [word.lower() for word in query.split() if len(word) >= MIN_SEARCH_WORD]
+    if not words:
+        return any(value.lower() == query.lower() for value in values)
+    return any(all(word in value.lower() for word in words) for value in values)
+
+
+def group_json(group: Group) -> dict:
+    """GitLab's group entity, for a private group left with GitLab's defaults."""
+    store = context().store
+    return {
+        "id": group.id,
+        "web_url": f"{base_url()}/groups/{group.full_path}",
+        "name": group.name,
+        "path": group.path,
+        "description": "",
+        "visibility": "private",
+        "share_with_group_lock": False,
+        "require_two_factor_authentication": False,
+        "two_factor_grace_period": 48,
+        "project_creation_level": "developer",
+        "auto_devops_enabled": None,
+        "subgroup_creation_level": "maintainer",
+        "emails_disabled": False,
+        "emails_enabled": True,
+        "mentions_disabled": None,
+        "lfs_enabled": True,
+        "default_branch": None,
+        "default_branch_protection": 2,
+        "avatar_url": None,
+        "request_access_enabled": True,
+        "full_name": group.full_name,
+        "full_path": group.full_path,
+        "created_at": iso(group.created_at),
+        "parent_id": store.namespace_id(group.parent_path) if group.parent_path else None,
+        "shared_runners_setting": "enabled",
+    }
+
+
+@bp.get("/groups/<path:_rest>")
+def group_routes(_rest: str) -> Response:
+    ref, *segments = [unquote(s) for s in raw_path().split("/")[4:]]
+    store = context().store
+    group = store.group(ref)
+    if group is None or not store.can_read_group(group, g.user):
+        return error(404, "404 Group Not Found")
+    if segments:
+        return error(404, "404 Not Found", key="error")
+    return jsonify(_group_detail_json(group))
+
+
+def _group_detail_json(group: Group) -> dict:
+    """``GET /groups/:id``'s entity: the group, with the projects directly in it that the user
+    is a member of unless ``with_projects=false``."""
+    data = {**group_json(group), "shared_with_groups": [], "prevent_sharing_groups_outside_hierarchy": False}
+    if _bool(request.args.get("with_projects", "true")):
+        projects = [p for p in context().store.projects_of(g.user) if p.namespace_path == group.full_path]
+        data.update({"projects": [project_json(p) for p in projects], "shared_projects": []})
+    return data
