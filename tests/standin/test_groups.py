@@ -92,7 +92,7 @@ def test_group_json_by_id_and_by_encoded_path(gitlab, department):
 
 def test_a_non_member_sees_nothing(gitlab, department):
     mallory = gitlab.store.user("mallory")
-    assert listed(gitlab, mallory) == ["other"]
+    assert listed(gitlab, mallory) == listed(gitlab, mallory, owned=True) == ["other"]
     for ref in ("dept", "dept%2Flab", str(gitlab.store.group("dept/lab").id), "missing"):
         response = get_group(gitlab, mallory, ref)
         assert response.status_code == 404, ref
