@@ -193,6 +193,17 @@ class Config:
     log_retention: int = _setting(
         "log/retention", 604800, "Seconds a run's full log (its owner downloads it) is kept after its last event."
     )
+    access_allowed_groups: str = _setting(
+        "access/allowed_groups",
+        "",
+        "GitLab groups (full paths, comma-separated) whose members may log in and launch, their subgroups' "
+        "too; empty: anyone with a GitLab account.",
+    )
+    access_allowed_projects: str = _setting(
+        "access/allowed_projects",
+        "",
+        "Groups or projects (full paths, comma-separated) that may be launched; empty: any the user can clone.",
+    )
     limits_notebooks_per_user: int = _setting(
         "limits/notebooks_per_user", 2, "Notebooks a user may have running or queued at once; 0: no limit."
     )
@@ -284,6 +295,10 @@ class Config:
                     f"Setting {f.metadata['path']} is missing: set it in config.yml "
                     f"or in the environment variable {env_name(f)}."
                 )
+
+    def paths_of(self, name: str) -> tuple[str, ...]:
+        """The comma-separated GitLab paths of the setting ``name`` (such as ``access_allowed_groups``)."""
+        return tuple(path.strip().strip("/") for path in getattr(self, name).split(",") if path.strip().strip("/"))
 
     def bytes_of(self, name: str) -> int:
         """The size setting ``name`` (such as ``notebook_memory``) in bytes; ConfigError when it is not a size."""

@@ -127,6 +127,10 @@ class NotRunning(BooklabError):
     """The deployment has no running notebook to act on."""
 
 
+class NotAllowed(BooklabError):
+    """The operator's access rules (``access/*``) do not let this user, or this project, in."""
+
+
 class LimitReached(BooklabError):
     """A new run would pass one of the operator's limits (``limits/*``): nothing was queued."""
 

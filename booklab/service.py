@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from booklab import allowed
 from booklab.context import Context
 from booklab.dispatch.send import queue_run
 from booklab.errors import NotRunning, UnknownDeployment
@@ -54,9 +55,12 @@ def request_deployment(
     ends (a joined run too); with ``rebuild``, a new run builds the commit's image again, every
     layer, and replaces it (a run joined is left as it is). ``grant_id``: the user's GitLab login the token comes from
     (:mod:`booklab.state.grants`), whose newest token the runners then act with. Raises
-    LimitReached, saying which, when a new run would pass the operator's ``limits/*``."""
+    LimitReached, saying which, when a new run would pass the operator's ``limits/*``, and
+    NotAllowed when the operator's ``access/*`` keeps the user or the project out."""
+    allowed.check_project(ctx.config, project)
     with ctx.gitlab(gitlab_token) as gl:
         user = gl.username()
+        allowed.check_user(ctx.config, gl)  # again: a membership may have ended since the login
     dep = Deployment(project, ref, user)
     token = gitlab_token.encode()
     outcome, run = ctx.lifecycle.request(

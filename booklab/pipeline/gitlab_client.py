@@ -45,6 +45,11 @@ PER_PAGE = 20
 MAX_BRANCHES = 1000
 #: GitLab's access level that may read a project's code (and so launch it)
 REPORTER = 20
+#: GitLab's lowest access level of a member
+GUEST = 10
+#: groups read at the most to know whether a user belongs to an allowed one (GitLab's largest page is 100)
+MAX_GROUPS = 1000
+PER_PAGE_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -275,6 +280,21 @@ class GitLabClient:
             return attrs.get("name") or user.username, email
 
         return self._call("reading the current user", fetch)
+
+    def group_paths(self, limit: int = MAX_GROUPS) -> list[str]:
+        """The full paths of the groups the user is a member of (as Guest or more, directly or
+        through a parent group), at most ``limit`` of them."""
+        found: list[str] = []
+        page = 1
+        while len(found) < limit:
+            response = self._get(
+                "/groups", "listing your groups", min_access_level=GUEST, page=page, per_page=PER_PAGE_MAX
+            )
+            found += [group["full_path"] for group in response.json()]
+            page = _int_header(response, "X-Next-Page") or 0
+            if not page:
+                break
+        return found[:limit]
 
     # -- projects and branches ----------------------------------------------------------
 

@@ -27,6 +27,7 @@ from booklab.errors import (
     GitLabUnavailable,
     LimitReached,
     NoAccess,
+    NotAllowed,
     NotFound,
     SlugTaken,
     TokenRejected,
@@ -139,6 +140,10 @@ def _error_pages(app: Flask) -> None:
     def slug_taken(exc: SlugTaken) -> Any:
         log.warning("%s", exc)  # only someone holding secret_key can make two slugs collide
         return error_page(409, "Notebook address taken", str(exc))
+
+    @app.errorhandler(NotAllowed)
+    def not_allowed(exc: NotAllowed) -> Any:
+        return error_page(403, "Not allowed here", str(exc))
 
     @app.errorhandler(LimitReached)
     def limit_reached(exc: LimitReached) -> Any:

@@ -45,7 +45,8 @@ from oauthlib.oauth2 import InsecureTransportError, OAuth2Error
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from booklab.errors import GitLabError, TokenRejected
+from booklab import allowed
+from booklab.errors import GitLabError, NotAllowed, TokenRejected
 from booklab.pipeline import gitlab_tokens
 from booklab.pipeline.gitlab_client import GitLabUser
 from booklab.web import logins, rate_limit, sessions
@@ -113,9 +114,13 @@ def _login_blueprint(app: Flask) -> GitLabLogin:
     return login
 
 
-def _whoami(token: str) -> GitLabUser:
+def _whoami(token: str, check: bool = False) -> GitLabUser:
+    """Who the token belongs to; with ``check``, NotAllowed unless they may use Booklab."""
     with context().gitlab(token) as gl:
-        return gl.whoami()
+        user = gl.whoami()
+        if check:
+            allowed.check_user(context().config, gl)
+        return user
 
 
 def _logged_in(blueprint: GitLabLogin, token: dict | None) -> Any:
@@ -124,7 +129,11 @@ def _logged_in(blueprint: GitLabLogin, token: dict | None) -> Any:
         flash("GitLab did not log you in: try again.")
         return redirect(url_for("projects.home"))
     try:
-        user = _whoami(token["access_token"])
+        user = _whoami(token["access_token"], check=True)
+    except NotAllowed as e:
+        log.info("a login was refused by access/allowed_groups")
+        # a response, so that flask-dance keeps no token of this login
+        return current_app.make_response(error_page(403, "Not a member here", str(e)))
     except GitLabError as e:
         flash(f"GitLab did not tell who you are: {e}")
         return redirect(url_for("projects.home"))

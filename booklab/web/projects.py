@@ -19,8 +19,8 @@ from flask import (
     url_for,
 )
 
-from booklab import service
-from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotFound
+from booklab import allowed, service
+from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotAllowed, NotFound
 from booklab.pipeline import notebook_settings
 from booklab.saveback import kept
 from booklab.state.deployment import Deployment
@@ -146,8 +146,11 @@ def check_access(user: auth.WebUser, path: str, ref: str) -> Any:
     that says which of the two is wrong."""
     try:
         Deployment(path, ref, user.username)
+        allowed.check_project(context().config, path)
         with context().gitlab(user.token) as gl:
             gl.launchable(path, ref)
+    except NotAllowed as e:
+        return error_page(403, "Not allowed here", str(e))
     except InvalidDeployment as e:
         return error_page(400, "Not a project and branch", str(e))
     except NoAccess as e:
