@@ -62,7 +62,7 @@ class Kept:
     """changed files not in the archive (named in its BOOKLAB.txt)"""
 
     def filename(self, deployment_id: str) -> str:
-        return f"{_top_directory(deployment_id, self.run)}.tar.gz"
+        return Deployment.from_id(deployment_id).file_name(self.run, "changes.tar.gz")
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -86,7 +86,7 @@ def read(container: Container, run: Run, reason: str, limit: int) -> tuple[bytes
     """The changes of ``run``'s notebook in ``container`` as a gzipped tar holding at most
     ``limit`` bytes of files; how many files it holds, and how many were left out."""
     found = workspace.changes(container)
-    top = _top_directory(run.deployment, run.number)
+    top = Deployment.from_id(run.deployment).file_name(run.number, "changes")
     deadline = time.monotonic() + DEADLINE
     data, files, size, left_out = io.BytesIO(), 0, 0, []
     with tarfile.open(fileobj=data, mode="w:gz") as archive:
@@ -186,13 +186,6 @@ def lifetime(ctx: Context) -> str:
             count = seconds // size
             return f"{count} {name}{'s' if count != 1 else ''}"
     return f"{seconds} seconds"
-
-
-def _top_directory(deployment_id: str, run: int) -> str:
-    """``<project>-<branch>-run<n>-changes``, in characters safe in any file name."""
-    dep = Deployment.from_id(deployment_id)
-    name = f"{dep.project.rsplit('/', 1)[-1]}-{dep.ref}-run{run}-changes"
-    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in name)
 
 
 def _readme(dep: Deployment, reason: str, deleted: tuple[str, ...], left_out: tuple[str, ...]) -> str:

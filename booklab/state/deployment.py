@@ -48,6 +48,13 @@ class Deployment:
             )
         return cls(*parts)
 
+    def file_name(self, run: int, what: str) -> str:
+        """``<project>-<branch>-run<n>-<what>`` (``what``: ``changes.tar.gz``, ``log.txt``), in
+        characters safe in any file name and header: what a branch name may hold (quotes,
+        slashes, non-ASCII letters) becomes ``-``."""
+        stem = f"{self.project.rsplit('/', 1)[-1]}-{self.ref}-run{run}"
+        return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in stem) + f"-{what}"
+
     def slug_with(self, key: bytes) -> str:
         """A DNS label (at most 63 characters, lowercase) readable from path, branch and
         user, made unique by 64 bits of HMAC-SHA256 of the id under ``key``."""

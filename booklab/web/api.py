@@ -237,15 +237,7 @@ def download_kept(deployment_id: str, run: int) -> Any:
         abort(404, f"No changes of run {run} of {dep.id} are kept (any more).")
     changes, data = found
     log.info("%s downloads the changes kept of run %d of %s", user.username, run, dep.id)
-    return Response(
-        data,
-        mimetype=kept.MEDIA_TYPE,
-        headers={
-            "Content-Disposition": f'attachment; filename="{changes.filename(dep.id)}"',
-            "Cache-Control": "private, no-store",
-            "Cross-Origin-Resource-Policy": "same-origin",
-        },
-    )
+    return _attachment(data, kept.MEDIA_TYPE, changes.filename(dep.id))
 
 
 @bp.get("/deployments/<path:deployment_id>/log")
@@ -260,12 +252,17 @@ def download_log(deployment_id: str) -> Any:
     text = ctx.events.full(run.id) if run else None
     if run is None or text is None:
         abort(404, f"No log of {dep.id}{f' run {asked}' if asked else ''} is kept (any more).")
-    name = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in f"{dep.project}-{dep.ref}")
+    return _attachment(scrub(text, ctx.config), "text/plain", dep.file_name(run.number, "log.txt"))
+
+
+def _attachment(body: str | bytes, mimetype: str, filename: str) -> Response:
+    """A download of the user's own: never cached, never read by another site's page
+    (a notebook's, say); ``filename`` holds plain characters only (Deployment.file_name)."""
     return Response(
-        scrub(text, ctx.config),
-        mimetype="text/plain",
+        body,
+        mimetype=mimetype,
         headers={
-            "Content-Disposition": f'attachment; filename="{name}-run{run.number}.log"',
+            "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "private, no-store",
             "Cross-Origin-Resource-Policy": "same-origin",
         },

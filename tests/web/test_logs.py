@@ -28,7 +28,7 @@ def test_the_owner_downloads_a_runs_whole_log_without_its_secrets(web_server, ct
     assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")
     assert "Step 1/2 : RUN curl -H 'PRIVATE-TOKEN: [secret removed]' https://example.org\n" in answer.text
     assert "Step 2/2 : done\n" in answer.text and TOKEN not in answer.text
-    assert answer.headers["Content-Disposition"] == 'attachment; filename="demo-notebooks-main-run1.log"'
+    assert answer.headers["Content-Disposition"] == 'attachment; filename="notebooks-main-run1-log.txt"'
 
     bob = gitlab.add_user("bob")
     assert requests.get(url, headers={"Authorization": f"Bearer {bob.token}"}, timeout=10).status_code == 404
