@@ -36,6 +36,10 @@ SAVE_BACK = "Save my changes to GitLab when I stop"
 RUNNER = "runner-1@test"
 
 
+def bearer(user) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user.token}"}
+
+
 def put_content(traefik, notebook_url: str, jupyter_token: str, owner, path: str, body: dict) -> None:
     """Write a file through the notebook's Jupyter contents API, reached through Traefik as
     its owner's scripts reach it (their GitLab token for forward-auth, Jupyter's token)."""
@@ -117,6 +121,10 @@ def test_save_now_and_stop_from_the_deploy_page_push_to_a_new_branch(
     status.filter(has_text="Stopped").wait_for(timeout=90_000)
     assert branch in status.inner_text(), status.inner_text()
     page.get_by_role("button", name="Launch again").wait_for()
+    assert page.get_by_role("button", name="Rebuild").is_visible()
+    whole_log = page.get_by_role("link", name="Download the whole log")
+    log_text = requests.get(web_server + whole_log.get_attribute("href"), headers=bearer(alice), timeout=10).text
+    assert "Saved your changes to branch" in log_text and alice.token not in log_text
     assert not page.get_by_role("link", name="Open the notebook").is_visible()
     assert not page.get_by_label(SAVE_BACK).is_visible()
     assert ctx.deployments.status(deployment) is Phase.STOPPED
