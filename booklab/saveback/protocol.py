@@ -183,13 +183,14 @@ def unlock(ctx: Context, deployment_id: str) -> None:
     ctx.redis.delete(schema.saving(deployment_id))
 
 
-def report_failed(ctx: Context, deployment_id: str, failed: Failed) -> None:
+def report_failed(ctx: Context, deployment_id: str, failed: Failed, also: str = "") -> None:
     """Record a save that failed: the notebook keeps running with its work (the end that
     asked for the save is called off by its claimant, unless it gives up: :func:`gives_up`),
-    and an automatic end tries again after a wait that grows with each failure."""
+    and an automatic end tries again after a wait that grows with each failure. ``also``:
+    a sentence for the user after the reason (the reason alone is kept for a later give-up)."""
     message = (
-        f"Your changes could not be saved to GitLab: {failed.reason} The notebook keeps running "
-        "with your work: save again, or stop and discard your changes."
+        f"Your changes could not be saved to GitLab: {failed.reason}{' ' + also if also else ''} The notebook "
+        "keeps running with your work: save again, or stop and discard your changes."
     )
     record = ctx.deployments.record(deployment_id)
     failures = int(record.get("save_failures") or 0) + 1
@@ -225,7 +226,7 @@ def give_up(ctx: Context, run: Run, claim: str, reason: str) -> str | None:
     except Exception as exc:  # Docker or Redis failed: the notebook stays, with its work
         log.exception("the changes of %s could not be kept", run)
         error = as_booklab_error(exc)
-        report_failed(ctx, run.deployment, Failed(f"{reason} Nor could Booklab keep them ({error or 'a bug'}).", False))
+        report_failed(ctx, run.deployment, Failed(reason, False), f"Nor could Booklab keep them ({error or 'a bug'}).")
         return None
     log.info("save of %s given up; %d files kept (%d bytes)", run, changes.files, changes.size)
     left_out = f"; {changes.left_out} left out, named in BOOKLAB.txt" if changes.left_out else ""
