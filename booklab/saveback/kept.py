@@ -22,7 +22,7 @@ import io
 import json
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import docker
 import requests
@@ -65,14 +65,7 @@ class Kept:
         return Deployment.from_id(deployment_id).file_name(self.run, "changes.tar.gz")
 
     def as_json(self) -> dict[str, object]:
-        return {
-            "run": self.run,
-            "at": self.at,
-            "size": self.size,
-            "files": self.files,
-            "left_out": self.left_out,
-            "reason": self.reason,
-        }
+        return asdict(self)
 
 
 def keep(ctx: Context, run: Run, container: Container, reason: str) -> Kept:
@@ -86,7 +79,8 @@ def read(container: Container, run: Run, reason: str, limit: int) -> tuple[bytes
     """The changes of ``run``'s notebook in ``container`` as a gzipped tar holding at most
     ``limit`` bytes of files; how many files it holds, and how many were left out."""
     found = workspace.changes(container)
-    top = Deployment.from_id(run.deployment).file_name(run.number, "changes")
+    dep = Deployment.from_id(run.deployment)
+    top = dep.file_name(run.number, "changes")
     deadline = time.monotonic() + DEADLINE
     data, files, size, left_out = io.BytesIO(), 0, 0, []
     with tarfile.open(fileobj=data, mode="w:gz") as archive:
@@ -115,7 +109,7 @@ def read(container: Container, run: Run, reason: str, limit: int) -> tuple[bytes
                 left_out.append(f"{_shown(relative)} (unreadable: {type(e).__name__})")
                 continue
             files, size = files + 1, size + entry.member.size
-        readme = _readme(Deployment.from_id(run.deployment), reason, found.deleted, tuple(left_out))
+        readme = _readme(dep, reason, found.deleted, tuple(left_out))
         _add_text(archive, f"{top}/BOOKLAB.txt", readme)
     return data.getvalue(), files, len(left_out)
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, abort, jsonify, request
 
 from booklab import service
 from booklab.errors import InvalidDeployment
@@ -49,7 +49,7 @@ from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
 from booklab.web import auth
 from booklab.web.pages import context
-from booklab.web.projects import check_access, launch_path, stream_path
+from booklab.web.projects import check_access, kept_downloads, launch_path, stream_path
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +88,9 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
     save = protocol.describe(ctx, dep.id, record)
     if save:
         out["save"] = save
-    downloads = kept.listing(ctx, dep.id)
+    downloads = kept_downloads(dep, base)
     if downloads:
-        out["kept"] = [
-            {
-                **k.as_json(),
-                "filename": k.filename(dep.id),
-                "download": base + url_for("api.download_kept", deployment_id=dep.id, run=k.run),
-            }
-            for k in downloads
-        ]
+        out["kept"] = downloads
     return out
 
 

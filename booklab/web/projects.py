@@ -82,20 +82,28 @@ def _my_deployments(username: str) -> list[dict[str, str]]:
     ]
 
 
+def kept_downloads(dep: Deployment, base: str = "") -> list[dict[str, Any]]:
+    """The changes kept of the deployment's given-up saves, newest run first, as the API and
+    the home page offer them: each with its ``filename`` and ``download`` URL (``base``: the
+    site's, for an absolute one)."""
+    return [
+        {
+            **changes.as_json(),
+            "filename": changes.filename(dep.id),
+            "download": base + url_for("api.download_kept", deployment_id=dep.id, run=changes.run),
+        }
+        for changes in kept.listing(context(), dep.id)
+    ]
+
+
 def _my_kept_changes(username: str) -> list[dict[str, Any]]:
     """The changes kept of the user's saves that were given up, newest first."""
     found = [
-        {
-            "project": dep.project,
-            "ref": dep.ref,
-            "kept": changes,
-            "filename": changes.filename(dep.id),
-            "url": url_for("api.download_kept", deployment_id=dep.id, run=changes.run),
-        }
+        {"project": dep.project, "ref": dep.ref, **download}
         for dep, _ in context().deployments.of_user(username)
-        for changes in kept.listing(context(), dep.id)
+        for download in kept_downloads(dep)
     ]
-    return sorted(found, key=lambda item: item["kept"].at, reverse=True)
+    return sorted(found, key=lambda item: item["at"], reverse=True)
 
 
 @bp.get("/projects/<path:project_path>")
