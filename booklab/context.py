@@ -64,6 +64,12 @@ class Context:
     def docker(self) -> docker.DockerClient:
         return docker.from_env()
 
+    @functools.cached_property
+    def docker_host(self) -> str:
+        """The name of the Docker Engine's host (``docker info``): what runners on one engine share,
+        its images for one."""
+        return self.docker.info()["Name"]
+
     def gitlab(self, token: str) -> GitLabClient:
         return GitLabClient(self.config.gitlab_host, token, self.config.gitlab_timeout)
 
