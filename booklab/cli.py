@@ -6,7 +6,8 @@ A bad setting stops them with one sentence.
 
 ``booklab deploy PATH --ref BRANCH [--save-back] [--follow] [--json]``, ``booklab status``,
 ``booklab stop DEPLOYMENT [--discard] [--no-wait]``, ``booklab save DEPLOYMENT`` and
-``booklab retry DEPLOYMENT [--follow]`` talk to the web tier's JSON API (``--url`` or ``BOOKLAB_URL``),
+``booklab retry DEPLOYMENT [--follow]`` and, for operators, ``booklab admin`` talk to the web
+tier's JSON API (``--url`` or ``BOOKLAB_URL``),
 authenticated by a GitLab personal access token (``BOOKLAB_GITLAB_TOKEN``, or
 ``--gitlab-token``, which other users of the machine can see in the process list).
 """
@@ -21,6 +22,7 @@ import sys
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from booklab import admin_cli
 from booklab import config as config_module
 from booklab.client import BooklabClient
 from booklab.errors import ApiError, ConfigError
@@ -233,8 +235,10 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _api_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _api_options(argument_default: Any = None) -> argparse.ArgumentParser:
+    """The options of every command that talks to the web tier; ``argument_default``
+    ``argparse.SUPPRESS`` for a sub-subcommand's, which must not undo its parent's."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=argument_default)
     common.add_argument("--url", help="base URL of Booklab's web tier (default: $BOOKLAB_URL)")
     common.add_argument(
         "--gitlab-token",
@@ -318,6 +322,7 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
     logs.add_argument("--run", type=int, help="the run whose log to print (default: the newest)")
     logs.set_defaults(func=_logs)
+    admin_cli.add_commands(sub, common, _api_options(argparse.SUPPRESS), _client, _out)
     return p
 
 

@@ -132,6 +132,15 @@ class BooklabClient:
     def retry(self, deployment_id: str, rebuild: bool = False) -> dict[str, Any]:
         return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/retry", json={"rebuild": rebuild})
 
+    def admin(self, what: str = "") -> dict[str, Any]:
+        """An operator's view: everything, or ``runners``, ``queue``, ``deployments``, ``quotas``,
+        ``images`` or ``actions`` alone."""
+        return self._call("GET", "/api/admin" + (f"/{what}" if what else ""))
+
+    def admin_stop(self, deployment_id: str) -> dict[str, Any]:
+        """Stop any user's deployment, as an operator."""
+        return self._call("POST", f"/api/admin/deployments/{self._id(deployment_id)}/stop")
+
     def events_url(self, project: str, ref: str) -> str:
         """The event stream of the user's deployment of ``ref`` of ``project`` (BinderHub's shape)."""
         return f"{self.url}/build/gl/{quote(project, safe='')}/{quote(ref, safe='/')}"

@@ -215,6 +215,16 @@ class Config:
         200,
         "Notebooks waiting for a runner beyond which new launches are refused rather than left waiting; 0: no limit.",
     )
+    admin_users: str = _setting(
+        "admin/users",
+        "",
+        "GitLab usernames (comma-separated) of Booklab's operators, who see every runner and notebook at /admin.",
+    )
+    admin_gitlab_admins: bool = _setting(
+        "admin/gitlab_admins",
+        True,
+        "true: the GitLab server's administrators are Booklab's operators too; false: only admin/users.",
+    )
     save_give_up_after: int = _setting(
         "save/give_up_after",
         3600,

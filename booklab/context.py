@@ -15,6 +15,7 @@ from booklab.config import Config
 from booklab.derived_keys import NOTEBOOK_SLUG, derive_key
 from booklab.pipeline.gitlab_client import GitLabClient
 from booklab.pipeline.routes.publishers import Routes, make_routes
+from booklab.state.audit import AuditLog
 from booklab.state.deployment import Deployment
 from booklab.state.events import EventLog
 from booklab.state.grants import Grants
@@ -36,6 +37,7 @@ class Context:
         self.deployments = Deployments(self.redis)
         self.runners = Runners(self.redis)
         self.queue = Queue(self.redis, self.lifecycle, self.deployments)
+        self.audit = AuditLog(self.redis)
 
     @functools.cached_property
     def vault(self) -> Vault:

@@ -147,11 +147,17 @@ def _keep_login(ctx: Context, deployment_id: str, grant_id: str) -> None:
 
 
 def stop(
-    ctx: Context, deployment_id: str, discard: bool = False, gitlab_token: str | None = None, grant_id: str = ""
+    ctx: Context,
+    deployment_id: str,
+    discard: bool = False,
+    gitlab_token: str | None = None,
+    grant_id: str = "",
+    by: str = "",
 ) -> Phase:
     """Stop a deployment: at once when still queued, else its run becomes ``stopping`` and
     its runner ends it within ``runner/poll_interval`` seconds, after saving its changes when
     the user chose that (unless ``discard``). A run queued behind an end is dropped too.
+    ``by``: who stops it, when not its owner (an operator), said in its log.
     Returns the status it had."""
     current = status(ctx, deployment_id)
     if discard:
@@ -161,7 +167,7 @@ def stop(
             _keep_token(ctx, deployment_id, gitlab_token, grant_id)
         protocol.announce(ctx, deployment_id)  # the runner saves it before it ends it
     protocol.forget_failure(ctx, deployment_id)
-    was, _ = ctx.lifecycle.stop(deployment_id)
+    was, _ = ctx.lifecycle.stop(deployment_id, by)
     if was is Phase.TODO:  # over at once, its secrets gone with it
         ctx.deployments.forget_long_ended()
         ctx.queue.announce_positions()

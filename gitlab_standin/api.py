@@ -121,10 +121,13 @@ def _bool(value: object) -> bool:
 
 @bp.get("/user")
 def current_user() -> Response:
-    """The authenticated user; ``commit_email`` is the primary email (the stand-in sets no other)."""
+    """The authenticated user; ``commit_email`` is the primary email (the stand-in sets no other).
+    As GitLab does, ``is_admin`` is there only for an administrator (true)."""
     user = g.user
+    admin = {"is_admin": True} if user.admin else {}
     return jsonify(
         {
+            **admin,
             "id": user.id,
             "username": user.username,
             "name": user.name,

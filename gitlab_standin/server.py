@@ -164,6 +164,13 @@ class GitLabStandIn:
         inherited from a parent group stays)."""
         self.store.set_group_member(full_path, username, access_level)
 
+    def set_admin(self, username: str, admin: bool = True) -> None:
+        """Make the user an administrator of the GitLab server, or no longer one."""
+        user = self.store.user(username)
+        if user is None:
+            raise ValueError(f"no user {username!r}")
+        user.admin = admin
+
     def revoke_oauth_access(self, user: User) -> None:
         """The user revokes the OAuth applications' access in GitLab: their access and refresh
         tokens stop working."""

@@ -63,6 +63,8 @@ class User:
     token: str
     """A personal access token (``glpat-...``)."""
     created_at: datetime
+    admin: bool = False
+    """An administrator of the GitLab server (``is_admin`` in ``/user``)."""
 
 
 @dataclass

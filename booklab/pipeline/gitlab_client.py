@@ -66,6 +66,8 @@ class Project:
 class GitLabUser:
     username: str
     name: str
+    #: an administrator of the GitLab server (GitLab says so to administrators only)
+    is_admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ class GitLabClient:
     def whoami(self) -> GitLabUser:
         """Who the token belongs to."""
         data = self._get("/user", "reading your account").json()
-        return GitLabUser(data["username"], data.get("name") or data["username"])
+        return GitLabUser(data["username"], data.get("name") or data["username"], data.get("is_admin") is True)
 
     def username(self) -> str:
         """The username the token belongs to."""

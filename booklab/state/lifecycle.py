@@ -638,18 +638,20 @@ class Lifecycle:
 
     # -- a run's end --------------------------------------------------------------------
 
-    def stop(self, deployment_id: str) -> tuple[Phase | None, Run | None]:
+    def stop(self, deployment_id: str, by: str = "") -> tuple[Phase | None, Run | None]:
         """Ask for the end of the deployment's current run: a queued one is stopped at once,
         one being prepared or serving becomes ``stopping`` (its runner ends it). A run
-        queued behind an end is dropped. Returns the status it had and the run."""
+        queued behind an end is dropped. ``by``: who asked, when not its owner (said in its
+        log). Returns the status it had and the run."""
+        asked = f" ({by} asked)" if by else ""
         answer = self._call(
             "stop",
             deployment_id,
             [schema.QUEUE, schema.ENDED, schema.slug(""), schema.next_run(deployment_id)],
             [
                 f"{time.time():.3f}",
-                encode(Phase.STOPPED, "Stopped before a runner took it."),
-                encode(Phase.STOPPING, "Stopping the notebook..."),
+                encode(Phase.STOPPED, f"Stopped before a runner took it{asked}."),
+                encode(Phase.STOPPING, f"Stopping the notebook{asked}..."),
                 schema.secret(deployment_id, ""),
             ],
         )

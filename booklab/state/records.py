@@ -107,12 +107,27 @@ class Runners:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    def beat(self, name: str) -> None:
-        """Declare the runner and refresh its heartbeat."""
+    def beat(self, name: str, host: str = "") -> None:
+        """Declare the runner and refresh its heartbeat; ``host``: its Docker Engine's host, when known."""
         with self.redis.pipeline() as pipe:
             pipe.sadd(schema.RUNNERS, name)
             pipe.set(schema.heartbeat(name), f"{time.time():.3f}", ex=schema.HEARTBEAT_TTL)
+            if host:
+                pipe.hset(schema.RUNNER_HOSTS, name, host)
             pipe.execute()
+
+    def declared(self) -> list[str]:
+        """Every runner declared, alive or lost, by name."""
+        return sorted(self.redis.smembers(schema.RUNNERS))
+
+    def last_beats(self, names: list[str]) -> dict[str, float | None]:
+        """When each runner last beat (unix time); None once its heartbeat expired."""
+        beats = self.redis.mget([schema.heartbeat(n) for n in names]) if names else []
+        return {n: None if beat is None else float(beat) for n, beat in zip(names, beats)}
+
+    def hosts(self) -> dict[str, str]:
+        """The host of each runner that said which."""
+        return self.redis.hgetall(schema.RUNNER_HOSTS)
 
     def alive(self) -> list[str]:
         names = sorted(self.redis.smembers(schema.RUNNERS))
@@ -123,6 +138,7 @@ class Runners:
         with self.redis.pipeline() as pipe:
             pipe.srem(schema.RUNNERS, name)
             pipe.delete(schema.heartbeat(name), schema.runner(name))
+            pipe.hdel(schema.RUNNER_HOSTS, name)
             pipe.execute()
 
     def attach(self, name: str, **fields: str) -> None:

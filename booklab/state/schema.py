@@ -7,6 +7,7 @@ TYPE   key                         meaning
 SET    runners                     runners declared
 STR    heartbeat:<runner>          set by a live runner, expires after 30 s
 HASH   runner:<runner>             the deployment and run a runner serves, and its container
+HASH   runnerhost                  runner -> the host of its Docker Engine (``docker info``'s name)
 HASH   status                      deployment -> its current run's phase (phases.Phase), until 7 days after its end;
                                    written only through booklab.state.lifecycle's checked moves
 HASH   deployment:<deployment>     the current run: run, project, ref, user, commit, image, runner, url, ending, ...
@@ -36,6 +37,7 @@ STR    routecheck:<slug>           SHA-256 of the runner's pass through forward-
 STR    ratelimit:<kind>:<client>:<window>  a client's requests of one kind in one window, with TTL
 HASH   metrics:<name>              a duration histogram: le=<bucket> counts, sum, count
 HASH   conf                        settings the web tier shares with runners
+LIST   adminlog                    the operators' actions (JSON: at, operator, action, target), the last 1000
 =====  ==========================  =====================================================
 
 Celery's broker keys (``deployments``, ``runner.<name>``, ``unacked*``, ``_kombu*``) live
@@ -47,11 +49,13 @@ removed (:data:`TRAEFIK_ANCHOR`).
 """
 
 RUNNERS = "runners"
+RUNNER_HOSTS = "runnerhost"
 STATUS = "status"
 QUEUE = "queue"
 ENDED = "ended"
 KEY_SWEEP = "keysweep"
 CONF = "conf"
+AUDIT_LOG = "adminlog"
 
 HEARTBEAT_TTL = 30
 RECORD_TTL = 7 * 24 * 3600

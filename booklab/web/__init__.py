@@ -3,8 +3,9 @@
 :func:`create_app` builds the app from Booklab's configuration (or from a ready
 :class:`~booklab.context.Context`) and registers one blueprint per concern: ``auth``
 (GitLab login), ``projects`` (home page, branch picker, Launch), ``deploy`` (deploy page,
-BinderHub launch links and event stream, badge), ``api`` (JSON for scripts and the CLI)
-and ``notebook_auth`` (Traefik's forward-auth: only a notebook's owner reaches it).
+BinderHub launch links and event stream, badge), ``api`` (JSON for scripts and the CLI),
+``admin`` (the operator's page and API) and ``notebook_auth`` (Traefik's forward-auth: only a
+notebook's owner reaches it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,20 @@ from booklab.errors import (
     SlugTaken,
     TokenRejected,
 )
-from booklab.web import api, auth, cookies, csrf, deploy, health, notebook_auth, outage, projects, security, sessions
+from booklab.web import (
+    admin,
+    api,
+    auth,
+    cookies,
+    csrf,
+    deploy,
+    health,
+    notebook_auth,
+    outage,
+    projects,
+    security,
+    sessions,
+)
 from booklab.web.pages import error_page
 
 log = logging.getLogger(__name__)
@@ -80,6 +94,7 @@ def create_app(config: Config | None = None, context: Context | None = None) -> 
     projects.init_app(app)
     deploy.init_app(app)
     api.init_app(app)
+    admin.init_app(app)
     notebook_auth.init_app(app)
     health.init_app(app)
     _error_pages(app)

@@ -141,7 +141,7 @@ def _logged_in(blueprint: GitLabLogin, token: dict | None) -> Any:
     session.clear()
     sessions.regenerate()
     blueprint.token = token
-    session["user"] = {"username": user.username, "name": user.name}
+    session["user"] = {"username": user.username, "name": user.name, "gitlab_admin": user.is_admin}
     log.info("%s logged in", user.username)
     return redirect(next_url or url_for("projects.home"))
 
@@ -195,6 +195,11 @@ def session_user() -> WebUser | None:
             user = WebUser(info["username"], info["name"], token, grant_id)
     g.session_user = user
     return user
+
+
+def session_is_gitlab_admin() -> bool:
+    """Whether GitLab said, when this session's user logged in, that they administer it."""
+    return bool((session.get("user") or {}).get("gitlab_admin"))
 
 
 def this_url() -> str:

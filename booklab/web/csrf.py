@@ -19,7 +19,7 @@ FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: blueprints whose views take a token header instead of the session (never both)
-TOKEN_BLUEPRINTS = frozenset({"api"})
+TOKEN_BLUEPRINTS = frozenset({"api", "admin_api"})
 REFUSED = (
     "This request did not come from a Booklab page (its CSRF token is missing or stale): reload the page and try again."
 )

@@ -1,0 +1,77 @@
+"""``booklab admin``: the operator's view and actions from a terminal, through the admin API
+(:mod:`booklab.web.admin`), with the operator's own GitLab token.
+
+``booklab admin [runners|queue|deployments|quotas|actions] [--json]`` prints what the page
+``/admin`` shows (everything without a section); ``booklab admin stop DEPLOYMENT`` stops any
+user's notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any, Callable
+
+SECTIONS = ("runners", "queue", "deployments", "quotas", "actions")
+
+
+def add_commands(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    common_again: argparse.ArgumentParser,
+    client: Callable,
+    out: Callable[[str], None],
+) -> None:
+    """Add ``admin`` to the ``booklab`` command's subcommands: ``common`` are the API options,
+    ``common_again`` the same without defaults (which would undo an option given before the
+    section); ``client`` makes the API client from the parsed options, ``out`` prints a line."""
+    admin = sub.add_parser("admin", parents=[common], help="operators: every runner, the queue, anyone's notebooks")
+    admin.add_argument("--json", action="store_true", help="print the API's JSON")
+    admin.set_defaults(func=lambda args: _show(args, client, out), section="")
+    sections = admin.add_subparsers(dest="action", metavar="{" + ",".join(SECTIONS) + ",stop}")
+    for section in SECTIONS:
+        shown = sections.add_parser(section, parents=[common_again], help=f"show the {section} only")
+        shown.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON")
+        shown.set_defaults(section=section)
+    stop = sections.add_parser("stop", parents=[common_again], help="stop any user's deployment (its save back stays)")
+    stop.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
+    stop.set_defaults(func=lambda args: _stop(args, client, out))
+
+
+def _show(args: argparse.Namespace, client: Callable, out: Callable[[str], None]) -> int:
+    with client(args) as api:
+        found = api.admin(args.section)
+    if args.json:
+        out(json.dumps(found))
+        return 0
+    for section in SECTIONS:
+        if section in found:
+            out(f"{section.capitalize()}:")
+            rows = [_LINES[section](row) for row in found[section]]
+            for line in rows or ["(none)"]:
+                out(f"  {line}")
+    return 0
+
+
+def _stop(args: argparse.Namespace, client: Callable, out: Callable[[str], None]) -> int:
+    with client(args) as api:
+        stopped = api.admin_stop(args.deployment)
+    out(f"Stopping {stopped['id']} (it was {stopped['was']}).")
+    return 0
+
+
+def _clock(unix_time: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix_time)) if unix_time else "-"
+
+
+_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "runners": lambda r: (
+        f"{r['name']}  {r['host'] or '-'}  {r['state']}  beat {_clock(r['last_beat'])}"
+        + (f"  serves {r['deployment']} ({r['phase']}) since {_clock(r['since'])}" if r["deployment"] else "")
+    ),
+    "queue": lambda q: f"{q['position']}. {q['deployment']}  waiting since {_clock(q['since'])}",
+    "deployments": lambda d: f"{d['id']}  {d['phase']}  run {d['run'] or '-'}  {d['runner'] or ''}".rstrip(),
+    "quotas": lambda q: f"{q['kind']} {q['name']}: {q['in_use']} of {q['limit'] or 'no limit'}",
+    "actions": lambda a: f"{_clock(a['at'])}  {a['operator']}: {a['action']} {a['target']}",
+}
