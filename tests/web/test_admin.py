@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from booklab import service
 from booklab.phases import Phase
 from tests.fixtures.web import csrf_token, log_in
 
@@ -61,3 +62,12 @@ def test_an_operator_sees_everyones_notebooks_and_stops_one(web_app, web_client,
 
     missing = web_client.post("/api/admin/deployments/demo%2Fnone:main:bob/stop", headers=bearer(carol))
     assert missing.status_code == 404 and "no deployment" in missing.json["error"]
+
+
+def test_a_hostile_branch_name_is_shown_as_text_on_the_operators_page(web_app, web_client, gitlab, alice):
+    carol = gitlab.add_user("carol")
+    hostile = 'x"><img/src=x/onerror=alert(1)>'
+    service.request_deployment(web_app.extensions["booklab"], "demo/notebooks", hostile, alice.token)
+    log_in(web_client, carol)
+    page = web_client.get("/admin").get_data(as_text=True)
+    assert "<img" not in page and "&lt;img/src=x/onerror=alert(1)&gt;" in page
