@@ -72,6 +72,7 @@ Booklab's demo is running (started in {demo.started_in:g} s).
   Projects
 {projects}
   Notebooks at  http://<slug>.localhost:{demo.traefik_port}/
+  Operators     {demo.url}/admin  (runners, queue, everyone's notebooks)
   Flower        {demo.flower_url}  user {demo.flower_user}  password {demo.flower_password}
   Traefik       {demo.traefik_dashboard}
   Health        {demo.url}/health

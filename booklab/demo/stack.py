@@ -275,6 +275,7 @@ class _Starter:
             BOOKLAB_ROUTES_TRAEFIK_ENTRYPOINT_URL=f"http://127.0.0.1:{self.port}",
             BOOKLAB_ROUTES_AUTH_URL=f"http://127.0.0.1:{self.web_port}",  # Traefik's forward-auth
             BOOKLAB_NOTEBOOK_NETWORK=self.network,
+            BOOKLAB_ADMIN_USERS=DEMO_USER,  # the newcomer sees the operator's page too
         )
 
     def booklab(self, gitlab: dict[str, Any], flower_password: str, metrics_token: str) -> None:
