@@ -31,6 +31,7 @@ from booklab.errors import (
     NotFound,
     SlugTaken,
     TokenRejected,
+    UnknownProfile,
 )
 from booklab.web import api, auth, cookies, csrf, deploy, health, notebook_auth, outage, projects, security, sessions
 from booklab.web.pages import error_page
@@ -144,6 +145,10 @@ def _error_pages(app: Flask) -> None:
     @app.errorhandler(NotAllowed)
     def not_allowed(exc: NotAllowed) -> Any:
         return error_page(403, "Not allowed here", str(exc))
+
+    @app.errorhandler(UnknownProfile)
+    def unknown_profile(exc: UnknownProfile) -> Any:
+        return error_page(400, "No such profile", str(exc))
 
     @app.errorhandler(LimitReached)
     def limit_reached(exc: LimitReached) -> Any:
