@@ -4,14 +4,16 @@ checked when a user logs in and again at each launch (a membership may have chan
 A user may when they are a member (Guest or more, directly or through a parent group) of
 one of ``access/allowed_groups`` or of one of its subgroups; a project may be launched when
 it is one of ``access/allowed_projects`` or lies under one of them. Empty settings let
-everyone in, as before they existed.
+everyone in, as before they existed. A machine profile (``profiles/list``) with groups is for
+their members alike, checked when a launch is requested.
 """
 
 from __future__ import annotations
 
 from booklab.config import Config
-from booklab.errors import NotAllowed
+from booklab.errors import NotAllowed, UnknownProfile
 from booklab.pipeline.gitlab_client import GitLabClient
+from booklab.profiles import Profile, listed
 
 
 def check_user(config: Config, gl: GitLabClient) -> None:
@@ -20,9 +22,9 @@ def check_user(config: Config, gl: GitLabClient) -> None:
     if not allowed:
         return
     mine = gl.group_paths()
-    if not any(_within(path, group) for path in mine for group in allowed):
+    if not _member(mine, allowed):
         raise NotAllowed(
-            f"This Booklab is for the members of {_listed(allowed)} on GitLab: ask to join one of them, then "
+            f"This Booklab is for the members of {listed(allowed)} on GitLab: ask to join one of them, then "
             "log in again."
         )
 
@@ -31,14 +33,42 @@ def check_project(config: Config, project: str) -> None:
     """NotAllowed unless ``project`` (a full path) may be launched here."""
     allowed = config.paths_of("access_allowed_projects")
     if allowed and not any(_within(project.strip("/"), place) for place in allowed):
-        raise NotAllowed(f"This Booklab launches the projects of {_listed(allowed)} only, and {project} is not one.")
+        raise NotAllowed(f"This Booklab launches the projects of {listed(allowed)} only, and {project} is not one.")
+
+
+def usable_profiles(config: Config, gl: GitLabClient) -> tuple[Profile, ...]:
+    """The profiles of ``profiles/list`` the user of ``gl`` may use (GitLab is asked only when
+    one of them is for some groups)."""
+    profiles = config.profiles_list
+    mine = gl.group_paths() if any(p.groups for p in profiles) else []
+    return tuple(p for p in profiles if not p.groups or _member(mine, p.groups))
+
+
+def check_profile(config: Config, name: str, usable: tuple[Profile, ...]) -> Profile:
+    """The profile ``name`` when it is one of ``usable``; UnknownProfile, listing them, when
+    there is no such profile, NotAllowed, naming its groups, when it is for others."""
+    profile = config.profile(name)
+    if profile is None:
+        there = config.profiles_list
+        raise UnknownProfile(
+            f"There is no profile {name[:40]!r} here: pick one of {listed([p.name for p in there])}."
+            if there
+            else f"There is no profile {name[:40]!r}: this Booklab has none, launch without one."
+        )
+    if profile not in usable:
+        raise NotAllowed(
+            f"The profile {profile.name} is for the members of {listed(profile.groups)} on GitLab: pick another "
+            "one, or ask to join one of them."
+        )
+    return profile
+
+
+def _member(mine: list[str], groups: tuple[str, ...]) -> bool:
+    """Whether one of the user's groups (``mine``) is one of ``groups`` or lies under one."""
+    return any(_within(path, group) for path in mine for group in groups)
 
 
 def _within(path: str, place: str) -> bool:
     """Whether ``path`` is ``place`` or lies under it (GitLab paths are case-insensitive)."""
     path, place = path.lower(), place.lower()
     return path == place or path.startswith(place + "/")
-
-
-def _listed(paths: tuple[str, ...]) -> str:
-    return paths[0] if len(paths) == 1 else ", ".join(paths[:-1]) + " or " + paths[-1]

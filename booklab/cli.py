@@ -96,12 +96,29 @@ def _notebook_link(event: dict[str, Any]) -> str:
 
 def _deploy(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return _report(client, client.deploy(args.path, args.ref, save_back=args.save_back, rebuild=args.rebuild), args)
+        created = client.deploy(
+            args.path, args.ref, save_back=args.save_back, rebuild=args.rebuild, profile=args.profile or ""
+        )
+        return _report(client, created, args)
 
 
 def _retry(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return _report(client, client.retry(args.deployment, rebuild=args.rebuild), args)
+        return _report(client, client.retry(args.deployment, rebuild=args.rebuild, profile=args.profile), args)
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        found = client.profiles()
+    if args.json:
+        _out(json.dumps(found))
+        return 0
+    if not found["profiles"]:
+        _out("This Booklab offers no machine profiles: notebooks get its standard machine.")
+    for p in found["profiles"]:
+        default = " (default)" if p["name"] == found["default"] else ""
+        _out(f"{p['summary']}{default}" + (f"  {p['description']}" if p["description"] else ""))
+    return 0
 
 
 def _report(client, created: dict[str, Any], args: argparse.Namespace) -> int:
@@ -158,7 +175,8 @@ def _status(args: argparse.Namespace) -> int:
         _out("You have no deployments.")
     for item in found:
         where = item.get("url") or (f"position {item['position']} in the queue" if item.get("position") else "")
-        _out(f"{item['id']}  {item['status']}  {where}".rstrip())
+        profile = f"profile {item['profile']}" if item.get("profile") else ""
+        _out("  ".join(filter(None, (item["id"], item["status"], profile, where))))
         if item.get("save"):
             _out(f"    {_save_line(item['save'])}")
         if item.get("kept"):
@@ -256,6 +274,14 @@ def _rebuild_option(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _profile_option(command: argparse.ArgumentParser, default: str) -> None:
+    command.add_argument(
+        "--profile",
+        metavar="NAME",
+        help=f"the machine profile to run on (`booklab profiles` lists yours; default: {default})",
+    )
+
+
 def _follow_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--follow", action="store_true", help="follow the deployment until it is ready or failed")
     command.add_argument("--json", action="store_true", help="print JSON: one event per line with --follow")
@@ -285,13 +311,18 @@ def parser() -> argparse.ArgumentParser:
         help="when the notebook ends, push its changes to a new branch booklab/<you>/<date>",
     )
     _rebuild_option(deploy)
+    _profile_option(deploy, "the one the repository's .booklab.yml asks for, else the operator's")
     _follow_options(deploy)
     deploy.set_defaults(func=_deploy)
     retry = sub.add_parser("retry", parents=[common], help="launch one of your failed or stopped deployments again")
     retry.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
     _rebuild_option(retry)
+    _profile_option(retry, "the one picked last time")
     _follow_options(retry)
     retry.set_defaults(func=_retry)
+    profiles = sub.add_parser("profiles", parents=[common], help="list the machine profiles you may launch on")
+    profiles.add_argument("--json", action="store_true", help="print them as JSON")
+    profiles.set_defaults(func=_profiles)
     status = sub.add_parser("status", parents=[common], help="list your deployments (or show one)")
     status.add_argument("deployment", nargs="?", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
     status.add_argument("--json", action="store_true", help="print one JSON object per deployment")

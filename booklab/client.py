@@ -77,11 +77,18 @@ class BooklabClient:
     def deployment(self, deployment_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/deployments/{self._id(deployment_id)}")
 
-    def deploy(self, project: str, ref: str, save_back: bool = False, rebuild: bool = False) -> dict[str, Any]:
+    def profiles(self) -> dict[str, Any]:
+        """The machine profiles the user may launch on (``profiles``) and the ``default`` one."""
+        return self._call("GET", "/api/profiles")
+
+    def deploy(
+        self, project: str, ref: str, save_back: bool = False, rebuild: bool = False, profile: str = ""
+    ) -> dict[str, Any]:
         """Launch ``ref`` of ``project`` (or join it when it is queued, running or ready);
         with ``save_back``, its changes are pushed to a new branch when it ends; with
-        ``rebuild``, its image is built again, every layer."""
-        body = {"project": project, "ref": ref, "save_back": save_back, "rebuild": rebuild}
+        ``rebuild``, its image is built again, every layer; on the machine ``profile`` (empty:
+        the repository's, else the default)."""
+        body = {"project": project, "ref": ref, "save_back": save_back, "rebuild": rebuild, "profile": profile}
         return self._call("POST", "/api/deployments", json=body)
 
     def stop(self, deployment_id: str, discard: bool = False) -> dict[str, Any]:
@@ -129,8 +136,12 @@ class BooklabClient:
         path = f"/api/deployments/{self._id(deployment_id)}/log"
         return self._request("GET", path, params=params, headers={"Accept": "text/plain"}).text
 
-    def retry(self, deployment_id: str, rebuild: bool = False) -> dict[str, Any]:
-        return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/retry", json={"rebuild": rebuild})
+    def retry(self, deployment_id: str, rebuild: bool = False, profile: str | None = None) -> dict[str, Any]:
+        """Launch the deployment again, on the machine ``profile`` (None: the one last picked)."""
+        body: dict[str, Any] = {"rebuild": rebuild}
+        if profile is not None:
+            body["profile"] = profile
+        return self._call("POST", f"/api/deployments/{self._id(deployment_id)}/retry", json=body)
 
     def admin(self, what: str = "") -> dict[str, Any]:
         """An operator's view: everything, or ``runners``, ``queue``, ``deployments``, ``quotas``,

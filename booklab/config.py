@@ -14,12 +14,12 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import yaml
 
-from booklab import units
+from booklab import profiles, units
 from booklab.errors import ConfigError
 from booklab.state import schema
 
@@ -35,8 +35,12 @@ MIN_NOTEBOOK_CPUS = 0.1
 MIN_NOTEBOOK_IDLE_TIMEOUT = 60  # seconds
 
 
-def _setting(path: str, default: Any, help: str, alias: str | None = None) -> Any:
-    return field(default=default, metadata={"path": path, "help": help, "alias": alias})
+def _setting(
+    path: str, default: Any, help: str, alias: str | None = None, parse: Callable[[Any, str], Any] | None = None
+) -> Any:
+    """A setting; ``parse(raw, origin)`` reads a structured one (a mapping in config.yml, its
+    text in the environment) instead of the default's type."""
+    return field(default=default, metadata={"path": path, "help": help, "alias": alias, "parse": parse})
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,19 @@ class Config:
         "",
         "Token /metrics requires, sent as 'Authorization: Bearer <token>'; empty: /metrics is off.",
     )
+    profiles_list: tuple[profiles.Profile, ...] = _setting(
+        "profiles/list",
+        (),
+        "Machine profiles users pick at launch: name -> {memory, cpus, groups (empty: everyone), description}; "
+        "empty: none, notebook/memory and notebook/cpus.",
+        parse=profiles.parse,
+    )
+    profiles_default: str = _setting(
+        "profiles/default",
+        "",
+        "Profile of a launch that picks none, when its .booklab.yml asks for none (a profile for everyone); "
+        "empty: notebook/memory and notebook/cpus.",
+    )
 
     @classmethod
     def settings(cls) -> list[dataclasses.Field]:
@@ -309,6 +326,10 @@ class Config:
     def paths_of(self, name: str) -> tuple[str, ...]:
         """The comma-separated GitLab paths of the setting ``name`` (such as ``access_allowed_groups``)."""
         return tuple(path.strip().strip("/") for path in getattr(self, name).split(",") if path.strip().strip("/"))
+
+    def profile(self, name: str) -> profiles.Profile | None:
+        """The profile ``name`` of ``profiles/list``, None when there is none of that name."""
+        return profiles.named(self.profiles_list, name)
 
     def bytes_of(self, name: str) -> int:
         """The size setting ``name`` (such as ``notebook_memory``) in bytes; ConfigError when it is not a size."""
@@ -357,6 +378,8 @@ def _lookup(tree: Mapping[str, Any], path: str) -> Any:
 
 
 def _convert(f: dataclasses.Field, raw: Any, origin: str) -> Any:
+    if f.metadata["parse"] is not None:
+        return f.metadata["parse"](raw, origin)
     kind = type(f.default)
     try:
         if kind is bool:
@@ -430,6 +453,40 @@ def _validate(config: Config) -> None:
         )
     if config.retry_attempts < 1:
         raise ConfigError("Setting retry/attempts must be at least 1 (1: never try again).")
+    _validate_profiles(config)
+
+
+def _validate_profiles(config: Config) -> None:
+    """Each profile between the smallest notebook and the maxima (notebook/max_*); the default
+    one of them, for everyone."""
+    max_memory = config.bytes_of("notebook_max_memory")
+    for p in config.profiles_list:
+        where = f"Setting profiles/list, profile {p.name}"
+        if not MIN_NOTEBOOK_MEMORY <= p.memory <= max_memory:
+            raise ConfigError(
+                f"{where}: memory must be between {units.format_size(MIN_NOTEBOOK_MEMORY)} and notebook/max_memory "
+                f"({units.format_size(max_memory)}), not {units.format_size(p.memory)}: raise notebook/max_memory "
+                "or lower the profile."
+            )
+        if not MIN_NOTEBOOK_CPUS <= p.cpus <= config.notebook_max_cpus:
+            raise ConfigError(
+                f"{where}: cpus must be between {MIN_NOTEBOOK_CPUS:g} and notebook/max_cpus "
+                f"({config.notebook_max_cpus:g}), not {p.cpus:g}: raise notebook/max_cpus or lower the profile."
+            )
+    if config.profiles_default:
+        default = config.profile(config.profiles_default)
+        if default is None:
+            names = [p.name for p in config.profiles_list]
+            there = f"one of {', '.join(names)}" if names else "empty, as profiles/list defines none"
+            raise ConfigError(
+                f"Setting profiles/default names the profile {config.profiles_default!r}, which profiles/list "
+                f"does not define: make it {there}."
+            )
+        if default.groups:
+            raise ConfigError(
+                f"Setting profiles/default names the profile {default.name}, which is for some groups only: "
+                "the default is everyone's, so name a profile without groups."
+            )
 
 
 def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Config:

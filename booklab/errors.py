@@ -131,6 +131,10 @@ class NotAllowed(BooklabError):
     """The operator's access rules (``access/*``) do not let this user, or this project, in."""
 
 
+class UnknownProfile(BooklabError):
+    """A launch asked for a machine profile that ``profiles/list`` does not define."""
+
+
 class LimitReached(BooklabError):
     """A new run would pass one of the operator's limits (``limits/*``): nothing was queued."""
 

@@ -48,25 +48,39 @@ def request_deployment(
     save_back: bool = False,
     grant_id: str = "",
     rebuild: bool = False,
+    profile: str = "",
 ) -> Request:
     """Deploy ``ref`` of ``project`` for the owner of ``gitlab_token``: a new run, queued
     (behind the end of the current run when that one is stopping), or the run already
     queued or running; with ``save_back``, its changes are pushed to a new branch when it
     ends (a joined run too); with ``rebuild``, a new run builds the commit's image again, every
-    layer, and replaces it (a run joined is left as it is). ``grant_id``: the user's GitLab login the token comes from
+    layer, and replaces it (a run joined is left as it is); ``profile``: the machine profile the
+    user picked (empty: none; the repository's ``.booklab.yml`` may then ask for one, else
+    ``profiles/default``), for a new run. ``grant_id``: the user's GitLab login the token comes from
     (:mod:`booklab.state.grants`), whose newest token the runners then act with. Raises
-    LimitReached, saying which, when a new run would pass the operator's ``limits/*``, and
-    NotAllowed when the operator's ``access/*`` keeps the user or the project out."""
+    LimitReached, saying which, when a new run would pass the operator's ``limits/*``,
+    NotAllowed when the operator's ``access/*`` keeps the user or the project out or the profile
+    is for other groups, and UnknownProfile when there is no such profile."""
     allowed.check_project(ctx.config, project)
     with ctx.gitlab(gitlab_token) as gl:
         user = gl.username()
         allowed.check_user(ctx.config, gl)  # again: a membership may have ended since the login
+        usable = allowed.usable_profiles(ctx.config, gl)
+    if profile:
+        allowed.check_profile(ctx.config, profile, usable)
     dep = Deployment(project, ref, user)
     token = gitlab_token.encode()
     outcome, run = ctx.lifecycle.request(
         dep,
         ctx.slug(dep.id),
-        {"save_back": "1" if save_back else "", "grant": grant_id, "rebuild": "1" if rebuild else ""},
+        {
+            "save_back": "1" if save_back else "",
+            "grant": grant_id,
+            "rebuild": "1" if rebuild else "",
+            # the runner honours the repository's profile: only when its user may use it
+            "profile_asked": profile,
+            "profiles_allowed": ",".join(p.name for p in usable),
+        },
         ctx.vault.seal(token),
         ctx.config.token_ttl,
         ctx.vault.seal(token) if save_back else b"",

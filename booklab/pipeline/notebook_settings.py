@@ -7,13 +7,14 @@ A repository may set, all optional::
     cpus: 1.5                        # CPU limit
     idle_timeout: 30m                # culled after this long without activity: 90s, 2h, or seconds
     urlpath: tree/notebooks/intro.ipynb   # page to open inside the notebook server
+    profile: medium                  # the operator's machine profile, when its user picks none
 
 :func:`read` (or :func:`parse`) turns the file into :class:`NotebookSettings` and refuses an
 invalid file with a :class:`SettingsError` that names the file, the key and what is allowed.
-A value above the operator's maximum is *not* an error: :func:`effective` caps it and says so
-in a note for the deployment's log. A key left out (or left empty) takes the operator's
-default. :meth:`NotebookSettings.as_label` and :meth:`NotebookSettings.from_label` keep the
-settings on the built image, as a Docker label.
+A value above the operator's maximum (or the machine profile's) is *not* an error:
+:func:`effective` caps it and says so in a note for the deployment's log. A key left out (or
+left empty) takes the operator's default. :meth:`NotebookSettings.as_label` and
+:meth:`NotebookSettings.from_label` keep the settings on the built image, as a Docker label.
 
 Error messages show the offending value only, shortened; never the rest of the file.
 """
@@ -42,6 +43,8 @@ from booklab.config import (
     check_notebook_maxima,
 )
 from booklab.errors import SettingsError
+from booklab.profiles import NAME as PROFILE_NAME
+from booklab.profiles import Profile
 from booklab.units import NUMBER, format_duration, format_size, parse_duration, parse_size
 
 FILE_NAME = ".booklab.yml"
@@ -84,6 +87,7 @@ class NotebookSettings:
     cpus: float | None = None
     idle_timeout: int | None = None  # seconds
     urlpath: str | None = None  # relative, without a leading /
+    profile: str | None = None  # a profile's name, which this Booklab may not have
 
     def as_label(self) -> str:
         """The keys that are set, as compact JSON for a Docker image label (``{}``: none)."""
@@ -122,16 +126,25 @@ def limits_of(config: Config) -> Limits:
     return Limits(config.bytes_of("notebook_max_memory"), config.notebook_max_cpus, config.notebook_max_idle_timeout)
 
 
-def for_notebook(requested: NotebookSettings, config: Config) -> Effective:
+def for_notebook(requested: NotebookSettings, config: Config, profile: Profile | None = None) -> Effective:
     """What a notebook runs with under ``config``: its repository's settings, else the
-    ``notebook/*`` defaults, capped at the ``notebook/max_*`` maxima."""
-    memory = config.bytes_of("notebook_memory")
+    ``notebook/*`` defaults, capped at the ``notebook/max_*`` maxima; on a machine ``profile``,
+    its memory and CPUs, which the repository may lower, never raise."""
+    if profile is None:
+        return effective(
+            requested,
+            limits_of(config),
+            memory=config.bytes_of("notebook_memory"),
+            cpus=config.notebook_cpus,
+            idle_timeout=config.notebook_idle_timeout,
+        )
     return effective(
         requested,
-        limits_of(config),
-        memory=memory,
-        cpus=config.notebook_cpus,
+        Limits(profile.memory, profile.cpus, config.notebook_max_idle_timeout),
+        memory=profile.memory,
+        cpus=profile.cpus,
         idle_timeout=config.notebook_idle_timeout,
+        machine=f"the profile {profile.name}'s",
     )
 
 
@@ -200,18 +213,27 @@ def parse(text: str, limits: Limits) -> NotebookSettings:
 
 
 def effective(
-    requested: NotebookSettings, limits: Limits, *, memory: int, cpus: float, idle_timeout: int, urlpath: str = ""
+    requested: NotebookSettings,
+    limits: Limits,
+    *,
+    memory: int,
+    cpus: float,
+    idle_timeout: int,
+    urlpath: str = "",
+    machine: str = "",
 ) -> Effective:
     """The settings to run with: the requested ones, else the operator's defaults (``memory``,
     ``cpus``, ``idle_timeout``, ``urlpath``), each capped at the operator's maximum, with a
-    note for each value that was capped."""
+    note for each value that was capped; ``machine`` names whose maximum memory and CPUs
+    ``limits`` hold in the notes (``the profile medium's``)."""
     notes: list[str] = []
 
     def capped(key: str, value: Any, maximum: Any, asked: bool, show: Any) -> Any:
         if value <= maximum:
             return value
         origin = f"{key} {show(value)} from {FILE_NAME}" if asked else f"the default {key} {show(value)}"
-        notes.append(f"{origin} is above the maximum {show(maximum)}: using {show(maximum)}.")
+        whose = f"{machine} {key}" if machine and key in ("memory", "cpus") else "the maximum"
+        notes.append(f"{origin} is above {whose} {show(maximum)}: using {show(maximum)}.")
         return maximum
 
     def pick(key: str, default: Any, maximum: Any, show: Any) -> Any:
@@ -352,11 +374,21 @@ def _check_urlpath(value: Any, origin: str, limits: Limits | None) -> str:
         ) from None
 
 
+def _check_profile(value: Any, origin: str, limits: Limits | None) -> str:
+    if not isinstance(value, str) or not PROFILE_NAME.fullmatch(value):
+        raise SettingsError(
+            f"{origin}: profile must be the name of one of this Booklab's machine profiles, a simple label "
+            f"(like medium), not {_show(value)}."
+        )
+    return value
+
+
 _CHECKS = {
     "memory": _check_memory,
     "cpus": _check_cpus,
     "idle_timeout": _check_idle_timeout,
     "urlpath": _check_urlpath,
+    "profile": _check_profile,
 }
 
 
@@ -403,5 +435,5 @@ def _clean(problem: Any) -> str:
 def _too_large() -> SettingsError:
     return SettingsError(
         f"{FILE_NAME} is larger than {MAX_FILE_SIZE // 1024} KiB: keep only the "
-        f"settings (memory, cpus, idle_timeout, urlpath) in it."
+        f"settings (memory, cpus, idle_timeout, urlpath, profile) in it."
     )

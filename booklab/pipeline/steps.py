@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from booklab import profiles
 from booklab.context import Context
 from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, DeployKeyRefused, Moved
 from booklab.phases import Phase
@@ -237,7 +238,7 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     deployment_id = run.deployment
     record = ctx.deployments.record(deployment_id)
     slug = ctx.slug(deployment_id)
-    settings = _notebook_settings(ctx, run, record["image"])
+    settings = _notebook_settings(ctx, run, record)
     ctx.lifecycle.say(run, Phase.LAUNCHING, "Launching the notebook server...")
     started = time.monotonic()
     if ctx.config.notebook_network:  # checked at the runner's start too, but Docker may not have answered then
@@ -276,14 +277,29 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     metrics.observe(ctx.redis, "launch", time.monotonic() - started)
 
 
-def _notebook_settings(ctx: Context, run: Run, image: str) -> notebook_settings.Effective:
-    """The settings the image's repository asked for, within the operator's maxima; says in
-    the log what it capped."""
-    label = ctx.docker.images.get(image).labels.get(notebook_settings.LABEL) or "{}"
-    settings = notebook_settings.for_notebook(notebook_settings.NotebookSettings.from_label(label), ctx.config)
+def _notebook_settings(ctx: Context, run: Run, record: dict[str, str]) -> notebook_settings.Effective:
+    """The settings the image's repository asked for, on the machine profile its user picked
+    (else the one the repository asked for, when the user may use it, else the default), within
+    the operator's maxima; says in the log which profile, and what it capped."""
+    label = ctx.docker.images.get(record["image"]).labels.get(notebook_settings.LABEL) or "{}"
+    requested = notebook_settings.NotebookSettings.from_label(label)
+    choice = profiles.choose(
+        ctx.config.profiles_list,
+        ctx.config.profiles_default,
+        picked=record.get("profile_asked", ""),
+        asked=requested.profile,
+        usable=record.get("profiles_allowed", "").split(","),
+    )
+    if choice.note:
+        ctx.lifecycle.say(run, Phase.LAUNCHING, choice.note)
+    if choice.profile is not None:
+        ctx.lifecycle.say(run, Phase.LAUNCHING, f"Profile {choice.profile.summary()}")
+    settings = notebook_settings.for_notebook(requested, ctx.config, choice.profile)
     for note in settings.notes:
         ctx.lifecycle.say(run, Phase.LAUNCHING, note[0].upper() + note[1:])
-    ctx.deployments.update(run.deployment, urlpath=settings.urlpath)
+    ctx.deployments.update(
+        run.deployment, urlpath=settings.urlpath, profile=choice.profile.name if choice.profile else ""
+    )
     return settings
 
 

@@ -32,6 +32,7 @@ from booklab.errors import (
     NotFound,
     SlugTaken,
     TokenRejected,
+    UnknownProfile,
 )
 from booklab.web import (
     admin,
@@ -159,6 +160,10 @@ def _error_pages(app: Flask) -> None:
     @app.errorhandler(NotAllowed)
     def not_allowed(exc: NotAllowed) -> Any:
         return error_page(403, "Not allowed here", str(exc))
+
+    @app.errorhandler(UnknownProfile)
+    def unknown_profile(exc: UnknownProfile) -> Any:
+        return error_page(400, "No such profile", str(exc))
 
     @app.errorhandler(LimitReached)
     def limit_reached(exc: LimitReached) -> Any:

@@ -7,13 +7,16 @@ deployment answers 404, as one that does not exist.
 
 =======  ====================================  ==========================================
 GET      /api/user                             who the token or session belongs to
+GET      /api/profiles                         the machine profiles I may launch on, and the default
 GET      /api/deployments                      my deployments
-POST     /api/deployments                      {"project", "ref", "save_back", "rebuild"}: launch (201) or join (200)
+POST     /api/deployments                      {"project", "ref", "save_back", "rebuild", "profile"}: launch (201)
+                                               or join (200)
 GET      /api/deployments/<id>                 one of mine
 POST     /api/deployments/<id>/stop            stop it (202, status ``stopping`` until it is ``stopped``);
                                                {"discard": true}: without saving
 POST     /api/deployments/<id>/retry           launch it again (201), or join it if active; {"rebuild": true}:
-                                               build its image again, every layer, and replace it
+                                               build its image again, every layer, and replace it;
+                                               {"profile": name}: on that profile (default: the one last picked)
 POST     /api/deployments/<id>/save            push its changes to GitLab now (202)
 POST     /api/deployments/<id>/save_back       {"enabled": bool}: save its changes when it ends
 GET      /api/deployments/<id>/kept/<run>      the changes of a save given up, a .tar.gz
@@ -29,6 +32,8 @@ it started or joined (``requested_run``); its events are ``events`` with ``Last-
 ``branch``, ``merge_request_url`` and ``saved_at``. ``kept`` lists the changes kept of runs
 whose automatic save was given up (``run``, ``at``, ``size``, ``files``, ``reason``,
 ``filename`` and ``download``, its URL), newest first, for ``save/keep_failed`` after that.
+``profile`` is the machine profile the run has (the one picked, until its runner decides),
+absent when it has none. A profile unknown answers 400, one for other groups 403.
 
 Deployment ids are ``<path>:<branch>:<username>``, URL-escaped in these paths.
 """
@@ -49,7 +54,7 @@ from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
 from booklab.web import auth
 from booklab.web.pages import context
-from booklab.web.projects import check_access, kept_downloads, launch_path, stream_path
+from booklab.web.projects import check_access, kept_downloads, launch_path, stream_path, usable_profiles
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,8 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
         if record.get(name):
             out[name] = float(record[name])
     out["save_back"] = bool(record.get("save_back"))
+    if record.get("profile") or record.get("profile_asked"):
+        out["profile"] = record.get("profile") or record["profile_asked"]
     save = protocol.describe(ctx, dep.id, record)
     if save:
         out["save"] = save
@@ -126,12 +133,29 @@ def _mine(deployment_id: str, user: auth.WebUser) -> Deployment:
     return dep
 
 
-def _launch(user: auth.WebUser, project: str, ref: str, save_back: bool = False, rebuild: bool = False) -> Any:
+def _profile(body: dict[str, Any], last: str = "") -> str:
+    """The profile the request names (``last``: when it names none)."""
+    value = body.get("profile", last)
+    if value is not None and not isinstance(value, str):
+        abort(400, 'Name the profile as text: {"profile": "medium"}.')
+    return (value or "").strip()
+
+
+def _launch(
+    user: auth.WebUser, project: str, ref: str, save_back: bool = False, rebuild: bool = False, profile: str = ""
+) -> Any:
     refused = check_access(user, project, ref)
     if refused is not None:
         return refused
     requested = service.request_deployment(
-        context(), project, ref, user.token, save_back=save_back, grant_id=user.grant, rebuild=rebuild
+        context(),
+        project,
+        ref,
+        user.token,
+        save_back=save_back,
+        grant_id=user.grant,
+        rebuild=rebuild,
+        profile=profile,
     )
     log.info(
         "%s launched %s through the API (%s)", user.username, requested.run, "new" if requested.started else "joined"
@@ -151,6 +175,17 @@ def whoami() -> Any:
     return jsonify({"username": user.username, "name": user.name})
 
 
+@bp.get("/profiles")
+def profiles() -> Any:
+    user = auth.api_user()
+    return jsonify(
+        {
+            "profiles": [p.as_json() for p in usable_profiles(user)],
+            "default": context().config.profiles_default,
+        }
+    )
+
+
 @bp.get("/deployments")
 def list_deployments() -> Any:
     user = auth.api_user()
@@ -168,7 +203,9 @@ def create() -> Any:
     project, ref = str(body.get("project") or "").strip(), str(body.get("ref") or "").strip()
     if not project or not ref:
         abort(400, 'Send {"project": "<group/project>", "ref": "<branch>"}.')
-    return _launch(user, project, ref, save_back=_flag(body, "save_back"), rebuild=_flag(body, "rebuild"))
+    return _launch(
+        user, project, ref, save_back=_flag(body, "save_back"), rebuild=_flag(body, "rebuild"), profile=_profile(body)
+    )
 
 
 @bp.get("/deployments/<path:deployment_id>")
@@ -192,7 +229,8 @@ def stop(deployment_id: str) -> Any:
 def retry(deployment_id: str) -> Any:
     user = auth.api_user()
     dep, _ = _own(deployment_id, user)
-    return _launch(user, dep.project, dep.ref, rebuild=_flag(_body(), "rebuild"))
+    body, last = _body(), context().deployments.record(dep.id).get("profile_asked", "")
+    return _launch(user, dep.project, dep.ref, rebuild=_flag(body, "rebuild"), profile=_profile(body, last))
 
 
 @bp.post("/deployments/<path:deployment_id>/save")

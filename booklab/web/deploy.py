@@ -1,6 +1,6 @@
 """The deploy page and BinderHub's shapes: launch links ``GET /v2/gl/<escaped path>/<ref>``
 (log in first, then come back), the event stream ``GET /build/gl/<escaped path>/<ref>``
-and ``/badge.svg``.
+and ``/badge.svg``; a launch link's ``?profile=<name>`` launches on that machine profile.
 
 The event stream is BinderHub's: ``id:`` and ``data: {json}`` per event, a ``:keepalive``
 comment every 25 s, the token only in the owner's ``ready`` event. It is the stream of one
@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import NotFound as HTTPNotFound
@@ -67,6 +67,11 @@ def split_spec(prefix: str) -> tuple[str, str]:
     return project, ref
 
 
+def _profile() -> str:
+    """``?profile=``: the machine profile a launch link asks for (checked when it launches)."""
+    return request.args.get("profile", "").strip()
+
+
 def _urlpath() -> str:
     """``?urlpath=`` as a path inside the notebook server (no scheme, no other host, no
     ``..``), by the rules of ``.booklab.yml``'s ``urlpath``; empty when it is not one."""
@@ -91,17 +96,23 @@ def launch_page(_spec: str) -> Any:
     status = deployments.status(dep.id)
     clicked = fetch_site.from_booklab() or fetch_site.clicked_navigation()
     if (status is None or not status.is_joinable) and not clicked:
-        return render_template("confirm_launch.html", project=project, ref=ref, urlpath=_urlpath()), 200
+        return (
+            render_template("confirm_launch.html", project=project, ref=ref, urlpath=_urlpath(), profile=_profile()),
+            200,
+        )
     # queued or running: the page only follows its run (it cannot start a second one even if
     # it ends before the page connects); else the page's stream launches one
     current = context().lifecycle.current(dep.id)[1]
-    follow_only = f"?last_event_id={current.number}.0" if status is not None and status.is_joinable and current else ""
+    if status is not None and status.is_joinable and current:
+        follow = f"?last_event_id={current.number}.0"
+    else:  # the stream launches it, on the link's profile
+        follow = f"?{urlencode({'profile': _profile()})}" if _profile() else ""
     return render_template(
         "deploy.html",
         project=project,
         ref=ref,
         deployment_id=dep.id,
-        stream_url=base + stream_path(project, ref) + follow_only,
+        stream_url=base + stream_path(project, ref) + follow,
         launch_link=base + launch_path(project, ref),
         urlpath=_urlpath(),
         steps=STEPS,
@@ -201,7 +212,7 @@ def build_stream(_spec: str) -> Response:
         try:
             with ctx.gitlab(user.token) as gl:
                 gl.launchable(project, ref)
-            run = service.request_deployment(ctx, project, ref, user.token, grant_id=user.grant).run
+            run = service.request_deployment(ctx, project, ref, user.token, grant_id=user.grant, profile=_profile()).run
         except TokenRejected:
             raise
         except (NotFound, NoAccess) as e:

@@ -2,7 +2,8 @@
 as GitLab paginates), a project's branch picker with its default branch preselected, and
 the Launch form, a POST with CSRF protection that checks access with the user's own
 token before anything is created or queued (and, ticked, asks to save the notebook's changes
-back to GitLab when it stops)."""
+back to GitLab when it stops; when the operator offers machine profiles, the user picks one
+of those they may use)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from flask import (
 from booklab import allowed, service
 from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotAllowed, NotFound
 from booklab.pipeline import notebook_settings
+from booklab.profiles import Profile
 from booklab.saveback import kept
 from booklab.state.deployment import Deployment
 from booklab.web import auth
@@ -44,6 +46,15 @@ def checked_urlpath(value: str) -> str:
         return notebook_settings.check_urlpath(value.strip())
     except ValueError:
         return ""
+
+
+def usable_profiles(user: auth.WebUser) -> tuple[Profile, ...]:
+    """The machine profiles ``user`` may launch on (none when the operator offers none)."""
+    config = context().config
+    if not config.profiles_list:
+        return ()
+    with context().gitlab(user.token) as gl:
+        return allowed.usable_profiles(config, gl)
 
 
 def stream_path(project: str, ref: str) -> str:
@@ -119,6 +130,8 @@ def project(project_path: str) -> Any:
         project=found,
         branches=names,
         more_branches=more,
+        profiles=usable_profiles(user),
+        default_profile=context().config.profiles_default,
         launch_link=request.host_url.rstrip("/") + launch_path(found.path, found.default_branch or ""),
     )
 
@@ -136,13 +149,17 @@ def launch() -> Any:
     if checked is not None:
         return checked
     save_back = request.form.get("save_back", "").strip().lower() in ("1", "on", "true", "yes")
-    request_ = service.request_deployment(context(), path, ref, user.token, save_back=save_back, grant_id=user.grant)
+    profile = request.form.get("profile", "").strip()
+    request_ = service.request_deployment(
+        context(), path, ref, user.token, save_back=save_back, grant_id=user.grant, profile=profile
+    )
     log.info(
-        "%s launched %s (%s%s)",
+        "%s launched %s (%s%s%s)",
         user.username,
         request_.id,
         "new" if request_.started else "joined",
         ", saving back" if save_back else "",
+        f", profile {profile}" if profile else "",
     )
     # the launch link's ?urlpath=, when the Launch button of a link opened without a click sent it
     urlpath = checked_urlpath(request.form.get("urlpath", ""))

@@ -257,7 +257,7 @@ def test_urlpath_messages_escape_and_shorten_the_value():
 
 def test_unknown_key_names_it_and_lists_the_known_ones():
     assert error_of("memory: 2g\nmem: 2g\n") == (
-        ".booklab.yml: unknown key 'mem'; the known keys are memory, cpus, idle_timeout and urlpath."
+        ".booklab.yml: unknown key 'mem'; the known keys are memory, cpus, idle_timeout, urlpath and profile."
     )
     assert "unknown key a boolean (true)" in error_of("on: push\n")
     assert "unknown key 'notebook'" in error_of("notebook:\n  memory: 2g\n")
