@@ -79,6 +79,8 @@ class DeploymentRow:
     runner: str
     requested_at: float | None
     ready_at: float | None
+    #: its machine profile (``profiles/list``), once its runner chose one; else the one its user picked
+    profile: str = ""
 
     @property
     def stoppable(self) -> bool:
@@ -154,6 +156,7 @@ def deployments(ctx: Context) -> list[DeploymentRow]:
                 record.get("runner", ""),
                 _float(record.get("requested_at")),
                 _float(record.get("ready_at")),
+                record.get("profile") or record.get("profile_asked", ""),
             )
         )
     return rows

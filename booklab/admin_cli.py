@@ -71,7 +71,11 @@ _LINES: dict[str, Callable[[dict[str, Any]], str]] = {
         + (f"  serves {r['deployment']} ({r['phase']}) since {_clock(r['since'])}" if r["deployment"] else "")
     ),
     "queue": lambda q: f"{q['position']}. {q['deployment']}  waiting since {_clock(q['since'])}",
-    "deployments": lambda d: f"{d['id']}  {d['phase']}  run {d['run'] or '-'}  {d['runner'] or ''}".rstrip(),
+    "deployments": lambda d: (
+        f"{d['id']}  {d['phase']}  run {d['run'] or '-'}"
+        + (f"  profile {d['profile']}" if d["profile"] else "")
+        + (f"  on {d['runner']}" if d["runner"] else "")
+    ),
     "quotas": lambda q: f"{q['kind']} {q['name']}: {q['in_use']} of {q['limit'] or 'no limit'}",
     "actions": lambda a: f"{_clock(a['at'])}  {a['operator']}: {a['action']} {a['target']}",
 }
