@@ -36,7 +36,7 @@ from booklab.context import Context
 from booklab.pipeline import builder
 from booklab.state import schema
 from booklab.state.images import ImageInfo
-from booklab.units import format_duration, format_size_roughly
+from booklab.units import format_size_roughly
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def to_remove(
     ``max_age`` seconds (0: none), then the least recently used until they take at most
     ``max_bytes`` (None: no limit) and ``short_of`` more bytes are freed for the disk."""
     removals = [
-        Removal(image, f"unused for {format_duration(int(now - image.last_used))}, longer than images/max_age")
+        Removal(image, f"unused for {(now - image.last_used) / 86400:.1f} days, longer than images/max_age")
         for image in images
         if max_age and not image.in_use and now - image.last_used > max_age
     ]
