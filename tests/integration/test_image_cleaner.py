@@ -18,10 +18,12 @@ import pytest
 
 from booklab import config as config_module
 from booklab.context import Context
-from booklab.pipeline import builder, image_cleaner
+from booklab.pipeline import builder, image_cleaner, steps
 from booklab.state import schema
 from booklab.state.deployment import Deployment
-from tests.fixtures.pipeline import queue_run
+from gitlab_standin.store import MAINTAINER
+from tests.fixtures.gitlab import create_local_repo
+from tests.fixtures.pipeline import messages, notebook_repo_files, queue_run, take_run
 from tests.fixtures.services import wait_until
 
 KIB = 1024
@@ -90,7 +92,8 @@ class ImageMaker:
     def remove_all(self) -> None:
         for container in self.containers:
             self.engine.containers.get(container).remove(force=True)
-        for image_id in self.ids:
+        built = [image["Id"] for image in self.engine.api.images(name=f"{self.prefix}/*")]
+        for image_id in self.ids + built:
             try:
                 self.engine.images.remove(image_id, force=True)
             except docker.errors.ImageNotFound:
@@ -258,3 +261,28 @@ def test_a_runner_cleans_on_its_schedule_and_says_so_in_its_log(images, runners,
     wait_until(lambda: not images.present(later), 30, "the runner's next cleaning")
     assert ctx.images.removed() == {ctx.docker_host: 2}
     assert ctx.images.inventory() == {ctx.docker_host: []}
+
+
+def test_a_build_short_of_space_makes_room_first_and_says_only_how_much(
+    images, cleaner_ctx, gitlab, base_image, tmp_path
+):
+    other_project = images.name("secret-group/other-project")
+    images.load(other_project, 8 * KIB)
+    gitlab.add_user("maria")
+    gitlab.add_project("lab/build", members={"maria": MAINTAINER})
+    files = {**notebook_repo_files(base_image), "unique.txt": secrets.token_hex(8)}
+    gitlab.push("lab/build", create_local_repo(tmp_path / "build", {"main": files}))
+    ctx = cleaner_ctx(BOOKLAB_IMAGES_MAX_DISK="1k")
+    dep = Deployment("lab/build", "main", "maria")
+    queue_run(ctx, dep, gitlab.store.user("maria").token)
+    run = take_run(ctx, dep.id, "runner-played-by-a-test")
+    for step in (steps.provision_key, steps.clone, steps.build):
+        step(ctx, run, "runner-played-by-a-test")
+
+    log = messages([event.data for event in ctx.events.read(run.id, 0)])
+    assert "Made room for the build: removed 1 unused image(s) (8.0k)." in log
+    assert "secret-group" not in log  # another project's name is none of this user's business
+    assert not images.present(other_project)
+    image = ctx.deployments.record(dep.id)["image"]
+    assert images.engine.images.get(image).labels[image_cleaner.BUILT_AS] == image
+    assert ctx.images.last_launched(image) == pytest.approx(time.time(), abs=120)
