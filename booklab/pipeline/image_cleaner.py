@@ -115,9 +115,17 @@ def check_disk(config: Config, client: docker.DockerClient) -> None:
     """At the runner's start: ConfigError when images/max_disk is a share of a disk it cannot see."""
     disk = data_disk(client)
     limit = config.images_limit(None if disk is None else disk.size)
-    where = "a Docker data disk the runner cannot see" if disk is None else f"the Docker data disk at {disk.path}"
-    shown = "no limit" if limit is None else format_size_roughly(limit)
-    log.info("Booklab's images are kept under %s (images/max_disk), on %s", shown, where)
+    if limit is None:
+        log.info("Booklab's images have no size limit (images/max_disk)")
+    elif disk is None:
+        log.info("Booklab's images are kept under %s (images/max_disk)", format_size_roughly(limit))
+    else:
+        log.info(
+            "Booklab's images are kept under %s (images/max_disk) and %.0f%% of the Docker data disk at %s free",
+            format_size_roughly(limit),
+            MIN_FREE * 100,
+            disk.path,
+        )
 
 
 def clean(ctx: Context, when_short: bool = False) -> list[Removal]:
