@@ -308,6 +308,24 @@ class Config:
         "Profile of a launch that picks none, when its .booklab.yml asks for none (a profile for everyone); "
         "empty: notebook/memory and notebook/cpus.",
     )
+    images_max_disk: str = _setting(
+        "images/max_disk",
+        "50%",
+        "Most disk Booklab's images may take on each runner host: a size (100g) or a share of the Docker data "
+        "disk (50%); 0: no limit.",
+    )
+    images_max_age: int = _setting(
+        "images/max_age", 0, "Seconds an image may go unlaunched before it is removed; 0: no limit."
+    )
+    images_clean_interval: int = _setting(
+        "images/clean_interval", 600, "Seconds between two cleanings of a runner host's images."
+    )
+    images_prune_dangling: bool = _setting(
+        "images/prune_dangling",
+        True,
+        "true: also remove every dangling image (layers a failed build left) older than build/timeout, Booklab's "
+        "or not; false: only those Booklab built.",
+    )
 
     @classmethod
     def settings(cls) -> list[dataclasses.Field]:
@@ -330,6 +348,31 @@ class Config:
     def profile(self, name: str) -> profiles.Profile | None:
         """The profile ``name`` of ``profiles/list``, None when there is none of that name."""
         return profiles.named(self.profiles_list, name)
+
+    def images_limit(self, disk_size: int | None) -> int | None:
+        """images/max_disk in bytes, of a Docker data disk of ``disk_size`` bytes (None: one the
+        runner cannot see); None: no limit. ConfigError when it is a share of a disk not seen."""
+        size, share = self._images_max_disk()
+        if share is None:
+            return size or None
+        if disk_size is None:
+            raise ConfigError(
+                f"Setting images/max_disk is {self.images_max_disk}, a share of the Docker data disk, which this "
+                "runner cannot see: mount the Docker Engine's data directory (DockerRootDir of docker info) into "
+                "the runner at the same path, read-only will do, or set images/max_disk to a size such as 100g."
+            )
+        return int(disk_size * share)
+
+    def _images_max_disk(self) -> tuple[int, float | None]:
+        """images/max_disk as (bytes, None) for a size, (0, share) for a percentage (``50%``: 0.5)."""
+        value = self.images_max_disk.strip()
+        try:
+            return (0, units.parse_percent(value)) if value.endswith("%") else (units.parse_size(value), None)
+        except ValueError:
+            raise ConfigError(
+                f"Setting images/max_disk must be a size such as 100g or a share of the Docker data disk such as "
+                f"50%, not {value!r}."
+            ) from None
 
     def bytes_of(self, name: str) -> int:
         """The size setting ``name`` (such as ``notebook_memory``) in bytes; ConfigError when it is not a size."""
@@ -451,6 +494,9 @@ def _validate(config: Config) -> None:
             f"Setting notebook/max_lifetime must be less than {schema.RECORD_TTL} s (7 days, how long "
             f"a deployment's record lives), not {config.notebook_max_lifetime}."
         )
+    config.images_limit(disk_size=0)  # a size or a share
+    if config.images_clean_interval < 1:
+        raise ConfigError("Setting images/clean_interval must be at least 1.")
     if config.retry_attempts < 1:
         raise ConfigError("Setting retry/attempts must be at least 1 (1: never try again).")
     _validate_profiles(config)

@@ -1,5 +1,5 @@
 """The clients one process shares: configuration, Redis, the event log, the lifecycle
-(every move of a status), the vault, state stores, the key of notebook host names, the
+(every move of a status), the vault, state stores (images among them), the key of notebook host names, the
 route publisher, Docker and GitLab. Built once per process, rebuilt after a fork."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from booklab.state.audit import AuditLog
 from booklab.state.deployment import Deployment
 from booklab.state.events import EventLog
 from booklab.state.grants import Grants
+from booklab.state.images import Images
 from booklab.state.lifecycle import Lifecycle
 from booklab.state.queue import Queue
 from booklab.state.records import Deployments, Runners
@@ -38,6 +39,8 @@ class Context:
         self.runners = Runners(self.redis)
         self.queue = Queue(self.redis, self.lifecycle, self.deployments)
         self.audit = AuditLog(self.redis)
+        # a host that published nothing for three cleanings drops out of the inventory
+        self.images = Images(self.redis, inventory_ttl=3 * self.config.images_clean_interval)
 
     @functools.cached_property
     def vault(self) -> Vault:

@@ -16,6 +16,7 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 _AMOUNT = r"(?P<amount>[0-9]{1,18}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})"
 _SIZE = re.compile(_AMOUNT + r"\s*(?P<unit>[kmg]?)b?", re.IGNORECASE)
 _DURATION = re.compile(_AMOUNT + r"\s*(?P<unit>[smh]?)", re.IGNORECASE)
+_PERCENT = re.compile(_AMOUNT + r"\s*%")
 
 #: a number without a unit, written as the amounts of sizes and durations are: no sign, no exponent
 NUMBER = re.compile(_AMOUNT)
@@ -31,6 +32,16 @@ def parse_duration(value: int | str) -> int:
     """Whole seconds from a duration such as ``90s``, ``30m``, ``1.5h`` or ``600`` (seconds);
     ``ValueError`` when it is not one."""
     return _amount(value, _DURATION, _DURATION_UNITS)
+
+
+def parse_percent(value: str) -> float:
+    """The share a percentage such as ``50%`` or ``12.5%`` names (0.5, 0.125), more than 0 and at
+    most 1; ``ValueError`` when it is not one."""
+    match = _PERCENT.fullmatch(value.strip())
+    share = Fraction(match["amount"]) / 100 if match else 0
+    if not 0 < share <= 1:
+        raise ValueError(value)
+    return float(share)
 
 
 def _amount(value: int | str, pattern: re.Pattern[str], units: dict[str, int]) -> int:
@@ -51,6 +62,14 @@ def format_size(n: int) -> str:
         if n and n % _SIZE_UNITS[unit] == 0:
             return f"{n // _SIZE_UNITS[unit]}{unit}"
     return str(n)
+
+
+def format_size_roughly(n: int) -> str:
+    """A size in bytes to one decimal in the largest unit it reaches: 1288490188 -> ``1.2g``, 2048 -> ``2.0k``."""
+    for unit in ("g", "m", "k"):
+        if n >= _SIZE_UNITS[unit]:
+            return f"{n / _SIZE_UNITS[unit]:.1f}{unit}"
+    return f"{n}b"
 
 
 def format_duration(seconds: int) -> str:

@@ -62,6 +62,15 @@ def image_name(prefix: str, project_path: str, commit_sha: str) -> str:
     return f"{prefix}/{'-'.join(filter(None, (slug, digest)))}:{commit_sha.lower()}"
 
 
+def commit_image(prefix: str, name: str) -> str | None:
+    """The commit's image ``name`` stands for when Booklab named it under ``prefix`` (an
+    :func:`image_name` or a :func:`rebuild_name` of one), else None: the base image, the
+    runner's, anyone else's."""
+    commit_image = rf"{re.escape(prefix)}/(?:[a-z0-9-]+-)?[0-9a-f]{{12}}:[0-9a-f]{{7,64}}"
+    match = re.fullmatch(rf"({commit_image})(?:-rebuild-[0-9]+)?", name)
+    return match[1] if match else None
+
+
 def image_exists(client: docker.DockerClient, image: str) -> bool:
     """Whether the Docker Engine already holds ``image``."""
     try:

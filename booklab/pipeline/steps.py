@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from booklab import profiles
+from booklab import profiles, units
 from booklab.context import Context
 from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, DeployKeyRefused, Moved
 from booklab.phases import Phase
@@ -28,6 +28,7 @@ from booklab.pipeline import (
     checkout_guard,
     git,
     gitlab_tokens,
+    image_cleaner,
     launcher,
     notebook_container,
     notebook_network,
@@ -178,16 +179,24 @@ def build(ctx: Context, run: Run, runner: str) -> None:
         ctx.lifecycle.say(run, Phase.BUILDING, f"Rebuilding image {image} from scratch, as you asked")
     else:
         ctx.lifecycle.say(run, Phase.BUILDING, f"Building image {image}")
+    # other projects' images may go: the log says how many, never which
+    removed = image_cleaner.make_room(ctx)
+    if removed:
+        size = units.format_size_roughly(sum(removal.image.size for removal in removed))
+        ctx.lifecycle.say(
+            run, Phase.BUILDING, f"Made room for the build: removed {len(removed)} unused image(s) ({size})."
+        )
+    # repo2docker reuses an image of that name: a rebuild is built under another, then renamed
+    built = builder.rebuild_name(image, run.number) if rebuild else image
     labels = {
         "booklab.project": record["project"],
         "booklab.commit": record["commit"],
+        image_cleaner.BUILT_AS: built,
         notebook_settings.LABEL: record.get("settings") or "{}",
     }
     started = time.monotonic()
     try:
         with _neutral_errors(dest):
-            # repo2docker reuses an image of that name: a rebuild is built under another, then renamed
-            built = builder.rebuild_name(image, run.number) if rebuild else image
             for line in builder.build_image(
                 dest,
                 built,
@@ -202,6 +211,7 @@ def build(ctx: Context, run: Run, runner: str) -> None:
         raise
     if rebuild:
         builder.replace(ctx.docker, built, image)
+    ctx.images.launched(image)  # just built: the image cleaner counts it as used now
     metrics.observe(ctx.redis, "build", time.monotonic() - started)
     # a failed build keeps the checkout for its next try; release() removes it when none is left
     shutil.rmtree(dest, ignore_errors=True)
@@ -261,6 +271,7 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     except Moved:
         launcher.stop(ctx.docker, notebook.container_id)
         raise
+    ctx.images.launched(record["image"])
     ctx.runners.attach(
         runner,
         container=notebook.container_id,

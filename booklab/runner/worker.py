@@ -24,7 +24,7 @@ from booklab.context import Context, get_context
 from booklab.dispatch.app import app, configure
 from booklab.dispatch.queues import CONCURRENCY, DEPLOYMENTS_QUEUE, runner_queue
 from booklab.phases import Phase
-from booklab.pipeline import notebook_network, teardown
+from booklab.pipeline import image_cleaner, notebook_network, teardown
 from booklab.runner import recovery
 from booklab.runner.supervisor import ChainWatch, QueueWatch, supervise
 from booklab.saveback import protocol
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: why a runner's notebook ends when the runner stops
 SHUT_DOWN = "The runner was shut down."
+#: seconds after its start before a runner first cleans its host's images
+FIRST_CLEANING = 5
 
 
 def runner_name(config: Config) -> str:
@@ -56,6 +58,7 @@ class Supervisor(bootsteps.StartStopStep):
     def __init__(self, parent, **kwargs):
         super().__init__(parent, **kwargs)
         self._timer = None
+        self._cleanings = []
         self._resumed = False
         self._watch = ChainWatch()
         self._queue = QueueWatch()
@@ -73,12 +76,23 @@ class Supervisor(bootsteps.StartStopStep):
         if ctx.runners.held(c.hostname).get("deployment"):
             c.cancel_task_queue(DEPLOYMENTS_QUEUE)  # one notebook at a time, adopted ones too
         self._timer = c.timer.call_repeatedly(ctx.config.runner_poll_interval, self._tick, (c,), priority=10)
+        # once soon after the start, which publishes the host's images, then on schedule
+        self._cleanings = [
+            c.timer.call_after(FIRST_CLEANING, self._clean_images, (c,)),
+            c.timer.call_repeatedly(ctx.config.images_clean_interval, self._clean_images, (c,)),
+        ]
 
     def _tick(self, c):
         try:
             self._supervise(get_context(), c)
         except Exception:  # keep supervising: a Redis or Docker hiccup must not stop the runner
             log.exception("supervising %s failed", c.hostname)
+
+    def _clean_images(self, c):
+        try:
+            image_cleaner.clean(get_context())
+        except Exception:  # clean next time: a Redis or Docker hiccup must not stop the runner
+            log.exception("%s could not clean the images of its Docker Engine", c.hostname)
 
     def _supervise(self, ctx: Context, c) -> None:
         in_hand = _steps_in_hand()
@@ -97,6 +111,9 @@ class Supervisor(bootsteps.StartStopStep):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for cleaning in self._cleanings:
+            cleaning.cancel()
+        self._cleanings = []
 
     def shutdown(self, c):
         self.stop(c)
@@ -129,11 +146,21 @@ def _check_notebook_network(config: Config) -> None:
         log.warning("notebook/network was not checked: the Docker Engine did not answer (%s)", e)
 
 
+def _check_images_disk(config: Config) -> None:
+    """Refuse to start when images/max_disk is a share of a Docker data disk the runner cannot see."""
+    try:
+        with closing(docker.from_env()) as client:
+            image_cleaner.check_disk(config, client)
+    except docker.errors.DockerException as e:  # checked again at each cleaning
+        log.warning("images/max_disk was not checked: the Docker Engine did not answer (%s)", e)
+
+
 def run_worker(config: Config, name: str | None = None, loglevel: str = "INFO") -> None:
     """Start one runner in this process (blocks until it is stopped)."""
     configure(config)
     name = name or runner_name(config)
     _check_notebook_network(config)
+    _check_images_disk(config)
     os.makedirs(config.tmpdir, exist_ok=True)
     app.steps["consumer"].add(Supervisor)
     app.worker_main(

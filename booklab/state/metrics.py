@@ -1,16 +1,18 @@
 """Booklab's figures for Prometheus, gathered from Redis so that every runner and every
 web worker sees the same ones: deployments by phase, queue length, runners busy and free,
-and build and launch duration histograms that the runners add to."""
+build and launch duration histograms that the runners add to, and the bytes of Booklab's
+images and the images removed on each runner host."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import redis
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from booklab.state import schema
+from booklab.state.images import Images
 from booklab.state.records import Deployments, Runners
 
 #: upper bounds (seconds) of the duration buckets
@@ -55,6 +57,20 @@ class RedisCollector(Collector):
         yield state
         for name, help_text in HISTOGRAMS.items():
             yield self._histogram(name, help_text)
+        yield from self._images()
+
+    def _images(self) -> Iterator:
+        images = Images(self.redis)
+        size = GaugeMetricFamily("booklab_images_bytes", "Bytes of Booklab's images on a runner host", labels=["host"])
+        for host, n in sorted(images.bytes_by_host().items()):
+            size.add_metric([host], n)
+        yield size
+        removed = CounterMetricFamily(
+            "booklab_images_removed", "Images the cleaner of a runner host removed", labels=["host"]
+        )
+        for host, n in sorted(images.removed().items()):
+            removed.add_metric([host], n)
+        yield removed
 
     def _histogram(self, name: str, help_text: str) -> HistogramMetricFamily:
         stored = self.redis.hgetall(schema.histogram(name))

@@ -38,6 +38,11 @@ STR    ratelimit:<kind>:<client>:<window>  a client's requests of one kind in on
 HASH   metrics:<name>              a duration histogram: le=<bucket> counts, sum, count
 HASH   conf                        settings the web tier shares with runners
 LIST   adminlog                    the operators' actions (JSON: at, operator, action, target), the last 1000
+ZSET   imagelaunches               image name -> when a notebook of it last launched (or it was built), all hosts
+HASH   imageinventory              host -> JSON of its Booklab images as its cleaner last saw them, and until when
+SET    imageremovals:<host>        image names an operator asked to remove from that host's Docker Engine
+HASH   imagesremoved               host -> how many images its cleaner ever removed
+STR    imagecleaning:<host>        held while one runner of that host cleans its images, a few minutes at most
 =====  ==========================  =====================================================
 
 Celery's broker keys (``deployments``, ``runner.<name>``, ``unacked*``, ``_kombu*``) live
@@ -56,6 +61,9 @@ ENDED = "ended"
 KEY_SWEEP = "keysweep"
 CONF = "conf"
 AUDIT_LOG = "adminlog"
+IMAGE_LAUNCHES = "imagelaunches"
+IMAGE_INVENTORY = "imageinventory"
+IMAGES_REMOVED = "imagesremoved"
 
 HEARTBEAT_TTL = 30
 RECORD_TTL = 7 * 24 * 3600
@@ -196,3 +204,13 @@ def traefik_service(slug: str, name: str) -> str:
 def traefik_middleware(name: str, setting: str) -> str:
     """One setting of a Traefik middleware (rootKey ``traefik``)."""
     return f"traefik/http/middlewares/{name}/{setting}"
+
+
+def image_removals(host: str) -> str:
+    """The images an operator asked to remove from the Docker Engine ``host``, which its runners' cleaner takes."""
+    return f"imageremovals:{host}"
+
+
+def image_cleaning(host: str) -> str:
+    """Held by the one runner of the Docker Engine ``host`` that cleans its images."""
+    return f"imagecleaning:{host}"

@@ -48,6 +48,7 @@ def test_the_stack_is_valid_with_scalable_runners_behind_traefik():
     assert "container_name" not in runner and "ports" not in runner  # `--scale runner=N` works
     mounts = [f"{v['source']}:{v['target']}" if isinstance(v, dict) else v for v in runner["volumes"]]
     assert any(m.startswith("/var/run/docker.sock:/var/run/docker.sock") for m in mounts), mounts
+    assert "/var/lib/docker:/var/lib/docker:ro" in mounts, mounts  # images/max_disk's share of the disk
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "flower:fl0wer"
     for name, service in services.items():  # secrets go through the environment only
         assert not any(secret in " ".join(service.get("command") or []) for secret in SETTINGS.values()), name

@@ -27,7 +27,11 @@ def test_a_runner_in_its_image_deploys_a_notebook(
         detach=True,
         network_mode="host",
         environment=env,
-        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}},
+        volumes={
+            "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
+            # as docker-compose.yml mounts it: the disk whose share images/max_disk names
+            docker_engine.info()["DockerRootDir"]: {"bind": docker_engine.info()["DockerRootDir"], "mode": "ro"},
+        },
     )
     try:
         wait_until(lambda: ctx.redis.exists(schema.heartbeat(name)), 60, "the runner in its container")
@@ -47,3 +51,24 @@ def test_a_runner_in_its_image_deploys_a_notebook(
         for notebook in docker_engine.containers.list(all=True, filters={"label": f"booklab.runner={name}"}):
             notebook.remove(force=True)
     assert "The runner was shut down" in events_of(ctx, request.id)[-1].data["message"], logs
+
+
+def test_a_runner_that_cannot_see_the_docker_data_disk_refuses_a_share_of_it_and_says_what_to_do(
+    booklab_env, docker_engine, runner_image
+):
+    env = {k: v for k, v in booklab_env.items() if k != "TMPDIR"}
+    runner = docker_engine.containers.run(
+        runner_image,
+        ["booklab", "runner", "--name", f"blind-runner@test-{os.getpid()}"],
+        detach=True,
+        network_mode="host",
+        environment={**env, "BOOKLAB_IMAGES_MAX_DISK": "50%"},
+        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}},
+    )
+    try:
+        exit_code = runner.wait(timeout=60)["StatusCode"]
+        logs = runner.logs().decode(errors="replace")
+    finally:
+        runner.remove(force=True)
+    assert exit_code != 0, logs
+    assert "Setting images/max_disk is 50%, a share of the Docker data disk, which this runner cannot see" in logs

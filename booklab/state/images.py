@@ -1,0 +1,115 @@
+"""Booklab's images in Redis, for the cleaner of each runner host and the operator's page.
+
+When a notebook of each image last launched (all hosts alike: an image is named by its
+project and commit wherever it was built); what images each Docker Engine holds, as its
+cleaner last saw them (a host that stops publishing drops out); the removals an operator
+asked for, which only a runner of that host can do (the web tier has no Docker Engine); and
+how many images each host's cleaner removed, for ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+from booklab.state import schema
+
+#: seconds a host's inventory is shown without news from its cleaner, unless told otherwise
+INVENTORY_TTL = 3 * 600
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One of Booklab's images on a Docker Engine."""
+
+    name: str
+    """``repository:tag``"""
+    id: str
+    size: int
+    """bytes, as ``docker images`` shows them (layers shared with other images included)"""
+    created: float
+    """unix time"""
+    last_launched: float | None
+    """unix time a notebook of it last launched (or it was built); None: never since Booklab keeps count"""
+    in_use: bool
+    """a container (running or stopped) or a deployment in progress uses it: never removed"""
+
+    @property
+    def last_used(self) -> float:
+        """When it was last launched, else when it was built."""
+        return self.created if self.last_launched is None else self.last_launched
+
+
+class Images:
+    def __init__(self, client: redis.Redis, inventory_ttl: float = INVENTORY_TTL) -> None:
+        self.redis = client
+        self.inventory_ttl = inventory_ttl
+
+    def launched(self, image: str, when: float | None = None) -> None:
+        """A notebook of ``image`` launched at ``when`` (now), or it was just built."""
+        self.redis.zadd(schema.IMAGE_LAUNCHES, {image: time.time() if when is None else when})
+
+    def last_launched(self, image: str) -> float | None:
+        return self.redis.zscore(schema.IMAGE_LAUNCHES, image)
+
+    def last_launches(self, images: list[str]) -> dict[str, float | None]:
+        """:meth:`last_launched` of each of ``images``, in one round trip."""
+        if not images:
+            return {}
+        return dict(zip(images, self.redis.zmscore(schema.IMAGE_LAUNCHES, images)))
+
+    def forget_launches_before(self, when: float) -> None:
+        """Forget launches older than ``when`` (an image launched before counts from its build)."""
+        self.redis.zremrangebyscore(schema.IMAGE_LAUNCHES, "-inf", f"({when}")
+
+    def publish(self, host: str, images: list[ImageInfo]) -> None:
+        """``images`` are what Booklab has on the Docker Engine ``host`` now."""
+        entry = {"until": time.time() + self.inventory_ttl, "images": [dataclasses.asdict(i) for i in images]}
+        self.redis.hset(schema.IMAGE_INVENTORY, host, json.dumps(entry))
+
+    def inventory(self) -> dict[str, list[ImageInfo]]:
+        """Each host's images, as its cleaner last published them, for hosts heard of lately; by name."""
+        now, found, gone = time.time(), {}, []
+        for host, raw in sorted(self.redis.hgetall(schema.IMAGE_INVENTORY).items()):
+            entry = json.loads(raw)
+            if entry["until"] < now:
+                gone.append(host)
+                continue
+            found[host] = sorted((ImageInfo(**image) for image in entry["images"]), key=lambda i: i.name)
+        if gone:
+            self.redis.hdel(schema.IMAGE_INVENTORY, *gone)
+        return found
+
+    def request_removal(self, host: str, image: str) -> None:
+        """An operator asks to remove ``image`` from the Docker Engine ``host`` (its cleaner refuses one in use)."""
+        self.redis.sadd(schema.image_removals(host), image)
+
+    def pending_removals(self, host: str) -> set[str]:
+        return self.redis.smembers(schema.image_removals(host))
+
+    def take_removals(self, host: str) -> list[str]:
+        """The removals asked for ``host``, taken at once: no other runner gets them."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.smembers(schema.image_removals(host))
+            pipe.delete(schema.image_removals(host))
+            taken, _ = pipe.execute()
+        return sorted(taken)
+
+    def count_removed(self, host: str, count: int) -> None:
+        """The cleaner of ``host`` removed ``count`` more images."""
+        if count:
+            self.redis.hincrby(schema.IMAGES_REMOVED, host, count)
+
+    def removed(self) -> dict[str, int]:
+        """How many images each host's cleaner ever removed."""
+        return {host: int(n) for host, n in self.redis.hgetall(schema.IMAGES_REMOVED).items()}
+
+    def bytes_by_host(self) -> dict[str, int]:
+        """The bytes of Booklab's images on each host heard of lately, each image counted once."""
+        return {
+            host: sum({image.id: image.size for image in images}.values()) for host, images in self.inventory().items()
+        }
