@@ -7,8 +7,9 @@ Who is an operator: the GitLab users named in ``admin/users``, and (with
 What an operator sees (:func:`overview`): every runner (its host, whether it is alive, its
 last heartbeat, the notebook it serves, for whom, since when), the queue in order, the
 deployments (every active one and the latest that ended) with their phase, the images each
-runner host keeps, and the quotas in use. What an operator does: stop any notebook (its
-owner's choice to save it back holds) and ask a host to remove an image; each action goes
+runner host keeps (:mod:`booklab.state.images`), and the quotas in use. What an operator does:
+stop any notebook (its owner's choice to save it back holds) and ask a host's image cleaner
+to remove an image (:mod:`booklab.pipeline.image_cleaner`); each action goes
 to the operators' log (:mod:`booklab.state.audit`) and to the web tier's log, and a stop is
 said in the deployment's own log.
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 from booklab import service
 from booklab.context import Context
-from booklab.errors import InvalidDeployment, UnknownDeployment
+from booklab.errors import InvalidDeployment, UnknownDeployment, UnknownImage
 from booklab.phases import Phase
 from booklab.pipeline.gitlab_client import GitLabClient
 from booklab.state import schema
@@ -191,12 +192,34 @@ def _counted(ctx: Context) -> list[str]:
     return sorted(d for d, phase in statuses.items() if phase.is_joinable or d in queued_behind)
 
 
+@dataclass(frozen=True)
+class ImageRow:
+    host: str
+    name: str
+    size: int
+    created: float
+    last_launched: float | None
+    in_use: bool
+    #: an operator asked to remove it; that host's cleaner does it next (unless it is in use)
+    removal_asked: bool
+
+
+def images(ctx: Context) -> list[ImageRow]:
+    """The images each runner host keeps, as its cleaner last saw them, by host and name."""
+    rows = []
+    for host, found in ctx.images.inventory().items():
+        asked = ctx.images.pending_removals(host)
+        rows += [ImageRow(host, i.name, i.size, i.created, i.last_launched, i.in_use, i.name in asked) for i in found]
+    return rows
+
+
 def overview(ctx: Context) -> dict[str, Any]:
     """All an operator's page shows, as JSON."""
     return {
         "runners": [asdict(row) for row in runners(ctx)],
         "queue": [asdict(row) for row in queue(ctx)],
         "deployments": [asdict(row) for row in deployments(ctx)],
+        "images": [asdict(row) for row in images(ctx)],
         "quotas": [asdict(row) for row in quotas(ctx)],
         "actions": [action.as_json() for action in ctx.audit.recent()],
     }
@@ -211,6 +234,16 @@ def stop(ctx: Context, deployment_id: str, operator: str) -> Phase:
     ctx.audit.record(operator, "stop", deployment_id)
     log.info("the operator %s stopped %s (was %s)", operator, deployment_id, was.value)
     return was
+
+
+def remove_image(ctx: Context, host: str, image: str, operator: str) -> None:
+    """Ask ``host``'s cleaner, as ``operator``, to remove ``image`` at its next cleaning (it
+    keeps one in use); UnknownImage unless that host's inventory lists it."""
+    if image not in {i.name for i in ctx.images.inventory().get(host, [])}:
+        raise UnknownImage(f"The host {host!r} has no image {image!r} of Booklab's (any more).")
+    ctx.images.request_removal(host, image)
+    ctx.audit.record(operator, "remove image", f"{image} on {host}")
+    log.info("the operator %s asked %s to remove the image %s", operator, host, image)
 
 
 def _deployment(deployment_id: str) -> Deployment | None:

@@ -1,9 +1,9 @@
 """``booklab admin``: the operator's view and actions from a terminal, through the admin API
 (:mod:`booklab.web.admin`), with the operator's own GitLab token.
 
-``booklab admin [runners|queue|deployments|quotas|actions] [--json]`` prints what the page
-``/admin`` shows (everything without a section); ``booklab admin stop DEPLOYMENT`` stops any
-user's notebook.
+``booklab admin [runners|queue|deployments|images|quotas|actions] [--json]`` prints what the
+page ``/admin`` shows (everything without a section); ``booklab admin stop DEPLOYMENT`` stops
+any user's notebook; ``booklab admin remove-image HOST IMAGE`` has that host remove an image.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import json
 import time
 from typing import Any, Callable
 
-SECTIONS = ("runners", "queue", "deployments", "quotas", "actions")
+from booklab.units import human_size
+
+SECTIONS = ("runners", "queue", "deployments", "images", "quotas", "actions")
 
 
 def add_commands(
@@ -29,7 +31,7 @@ def add_commands(
     admin = sub.add_parser("admin", parents=[common], help="operators: every runner, the queue, anyone's notebooks")
     admin.add_argument("--json", action="store_true", help="print the API's JSON")
     admin.set_defaults(func=lambda args: _show(args, client, out), section="")
-    sections = admin.add_subparsers(dest="action", metavar="{" + ",".join(SECTIONS) + ",stop}")
+    sections = admin.add_subparsers(dest="action", metavar="{" + ",".join(SECTIONS) + ",stop,remove-image}")
     for section in SECTIONS:
         shown = sections.add_parser(section, parents=[common_again], help=f"show the {section} only")
         shown.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON")
@@ -37,6 +39,12 @@ def add_commands(
     stop = sections.add_parser("stop", parents=[common_again], help="stop any user's deployment (its save back stays)")
     stop.add_argument("deployment", metavar="DEPLOYMENT", help="a deployment id <path>:<branch>:<user>")
     stop.set_defaults(func=lambda args: _stop(args, client, out))
+    remove = sections.add_parser(
+        "remove-image", parents=[common_again], help="have a runner host remove an image (unless it is in use)"
+    )
+    remove.add_argument("host", metavar="HOST", help="the runner host, as `booklab admin images` shows it")
+    remove.add_argument("image", metavar="IMAGE", help="the image, <repository>:<tag>")
+    remove.set_defaults(func=lambda args: _remove_image(args, client, out))
 
 
 def _show(args: argparse.Namespace, client: Callable, out: Callable[[str], None]) -> int:
@@ -61,6 +69,13 @@ def _stop(args: argparse.Namespace, client: Callable, out: Callable[[str], None]
     return 0
 
 
+def _remove_image(args: argparse.Namespace, client: Callable, out: Callable[[str], None]) -> int:
+    with client(args) as api:
+        api.admin_remove_image(args.host, args.image)
+    out(f"{args.host} removes {args.image} at its next cleaning, unless a notebook uses it by then.")
+    return 0
+
+
 def _clock(unix_time: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix_time)) if unix_time else "-"
 
@@ -75,6 +90,10 @@ _LINES: dict[str, Callable[[dict[str, Any]], str]] = {
         f"{d['id']}  {d['phase']}  run {d['run'] or '-'}"
         + (f"  profile {d['profile']}" if d["profile"] else "")
         + (f"  on {d['runner']}" if d["runner"] else "")
+    ),
+    "images": lambda i: (
+        f"{i['host']}  {i['name']}  {human_size(i['size'])}  launched {_clock(i['last_launched'])}"
+        + ("  in use" if i["in_use"] else "  removal asked" if i["removal_asked"] else "")
     ),
     "quotas": lambda q: f"{q['kind']} {q['name']}: {q['in_use']} of {q['limit'] or 'no limit'}",
     "actions": lambda a: f"{_clock(a['at'])}  {a['operator']}: {a['action']} {a['target']}",

@@ -152,6 +152,10 @@ class BooklabClient:
         """Stop any user's deployment, as an operator."""
         return self._call("POST", f"/api/admin/deployments/{self._id(deployment_id)}/stop")
 
+    def admin_remove_image(self, host: str, image: str) -> dict[str, Any]:
+        """Have the runner host ``host`` remove ``image`` at its next cleaning, as an operator."""
+        return self._call("POST", "/api/admin/images/remove", json={"host": host, "image": image})
+
     def events_url(self, project: str, ref: str) -> str:
         """The event stream of the user's deployment of ``ref`` of ``project`` (BinderHub's shape)."""
         return f"{self.url}/build/gl/{quote(project, safe='')}/{quote(ref, safe='/')}"

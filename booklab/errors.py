@@ -123,6 +123,10 @@ class UnknownDeployment(BooklabError):
     """No deployment with that id exists."""
 
 
+class UnknownImage(BooklabError):
+    """A runner host does not list that image of Booklab's."""
+
+
 class NotRunning(BooklabError):
     """The deployment has no running notebook to act on."""
 

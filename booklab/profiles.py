@@ -46,7 +46,7 @@ class Profile:
 
     def summary(self) -> str:
         """``medium: 4 GiB, 2 CPUs``, as the log and the picker show it."""
-        return f"{self.name}: {human_size(self.memory)}, {self.cpus:g} CPU{'' if self.cpus == 1 else 's'}"
+        return f"{self.name}: {units.human_size(self.memory)}, {self.cpus:g} CPU{'' if self.cpus == 1 else 's'}"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -65,14 +65,6 @@ class Choice:
 
     profile: Profile | None
     note: str = ""
-
-
-def human_size(n: int) -> str:
-    """A size for people: 4294967296 -> ``4 GiB``, 1610612736 -> ``1.5 GiB``, 536870912 -> ``512 MiB``."""
-    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= size:
-            return f"{round(n / size, 2):g} {unit}"
-    return f"{n} bytes"
 
 
 def parse(raw: Any, origin: str) -> tuple[Profile, ...]:

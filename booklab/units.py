@@ -64,12 +64,12 @@ def format_size(n: int) -> str:
     return str(n)
 
 
-def format_size_roughly(n: int) -> str:
-    """A size in bytes to one decimal in the largest unit it reaches: 1288490188 -> ``1.2g``, 2048 -> ``2.0k``."""
-    for unit in ("g", "m", "k"):
-        if n >= _SIZE_UNITS[unit]:
-            return f"{n / _SIZE_UNITS[unit]:.1f}{unit}"
-    return f"{n}b"
+def human_size(n: int) -> str:
+    """A size for people: 4294967296 -> ``4 GiB``, 1610612736 -> ``1.5 GiB``, 536870912 -> ``512 MiB``."""
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{round(n / size, 2):g} {unit}"
+    return f"{n} bytes"
 
 
 def format_duration(seconds: int) -> str:

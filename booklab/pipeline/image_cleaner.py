@@ -36,7 +36,7 @@ from booklab.context import Context
 from booklab.pipeline import builder
 from booklab.state import schema
 from booklab.state.images import ImageInfo
-from booklab.units import format_size_roughly
+from booklab.units import human_size
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def to_remove(
     over = total - max_bytes if max_bytes is not None else 0
     if over > 0:
         why = (
-            f"least recently used while Booklab's images took {format_size_roughly(total)}, "
-            f"over images/max_disk ({format_size_roughly(max_bytes or 0)})"
+            f"least recently used while Booklab's images took {human_size(total)}, "
+            f"over images/max_disk ({human_size(max_bytes or 0)})"
         )
     else:
         why = f"least recently used while the Docker data disk had less than {MIN_FREE:.0%} free"
@@ -118,11 +118,11 @@ def check_disk(config: Config, client: docker.DockerClient) -> None:
     if limit is None:
         log.info("Booklab's images have no size limit (images/max_disk)")
     elif disk is None:
-        log.info("Booklab's images are kept under %s (images/max_disk)", format_size_roughly(limit))
+        log.info("Booklab's images are kept under %s (images/max_disk)", human_size(limit))
     else:
         log.info(
             "Booklab's images are kept under %s (images/max_disk) and %.0f%% of the Docker data disk at %s free",
-            format_size_roughly(limit),
+            human_size(limit),
             MIN_FREE * 100,
             disk.path,
         )
@@ -239,7 +239,7 @@ def _remove(ctx: Context, removal: Removal, active: set[str]) -> bool:
             raise
         log.info("not removing image %s (%s): %s", name, removal.why, e.explanation)
         return False
-    log.info("removed image %s (%s): %s", name, format_size_roughly(removal.image.size), removal.why)
+    log.info("removed image %s (%s): %s", name, human_size(removal.image.size), removal.why)
     return True
 
 
@@ -253,7 +253,7 @@ def _prune_dangling(ctx: Context, now: float) -> None:
             log.info(
                 "removed %d dangling image layers (%s)",
                 len(deleted),
-                format_size_roughly(int(result.get("SpaceReclaimed") or 0)),
+                human_size(int(result.get("SpaceReclaimed") or 0)),
             )
         return
     for entry in ctx.docker.api.images(filters={"dangling": True, "label": BUILT_AS}):
@@ -267,6 +267,6 @@ def _prune_dangling(ctx: Context, now: float) -> None:
         log.info(
             "removed dangling image %s (%s), built as %s",
             entry["Id"],
-            format_size_roughly(int(entry.get("Size") or 0)),
+            human_size(int(entry.get("Size") or 0)),
             built_as,
         )

@@ -182,7 +182,7 @@ def build(ctx: Context, run: Run, runner: str) -> None:
     # other projects' images may go: the log says how many, never which
     removed = image_cleaner.make_room(ctx)
     if removed:
-        size = units.format_size_roughly(sum(removal.image.size for removal in removed))
+        size = units.human_size(sum(removal.image.size for removal in removed))
         ctx.lifecycle.say(
             run, Phase.BUILDING, f"Made room for the build: removed {len(removed)} unused image(s) ({size})."
         )

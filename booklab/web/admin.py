@@ -9,9 +9,12 @@ GET      /api/admin                              everything below at once
 GET      /api/admin/runners                      every runner: host, state, last heartbeat, its notebook
 GET      /api/admin/queue                        the deployments waiting for a runner, in order
 GET      /api/admin/deployments                  every active deployment and the latest ended
+GET      /api/admin/images                       the images each runner host keeps: size, last launch, in use
 GET      /api/admin/quotas                       what counts against ``limits/*`` now
 GET      /api/admin/actions                      the operators' log, newest first
 POST     /api/admin/deployments/<id>/stop        stop any user's notebook (202)
+POST     /api/admin/images/remove                {"host", "image"}: that host's cleaner removes it next,
+                                                 unless it is in use (202)
 =======  ======================================  ====================================================
 """
 
@@ -25,7 +28,8 @@ from typing import Any, Callable
 from flask import Blueprint, Flask, abort, flash, jsonify, redirect, render_template, request, url_for
 
 from booklab import admin
-from booklab.errors import UnknownDeployment
+from booklab.errors import UnknownDeployment, UnknownImage
+from booklab.units import human_size
 from booklab.web import auth
 from booklab.web.pages import context
 
@@ -89,6 +93,7 @@ def overview(user: auth.WebUser) -> Any:
         runners=admin.runners(ctx),
         queue=admin.queue(ctx),
         deployments=admin.deployments(ctx),
+        images=admin.images(ctx),
         quotas=admin.quotas(ctx),
         actions=ctx.audit.recent(),
     )
@@ -104,6 +109,19 @@ def stop_from_page(user: auth.WebUser) -> Any:
         flash(str(e))
     else:
         flash(f"Stopping {deployment_id} (it was {was.value}).")
+    return redirect(url_for("admin.overview"))
+
+
+@page.post("/admin/images/remove")
+@_operator_page
+def remove_image_from_page(user: auth.WebUser) -> Any:
+    host, image = request.form.get("host", ""), request.form.get("image", "")
+    try:
+        admin.remove_image(context(), host, image, user.username)
+    except UnknownImage as e:
+        flash(str(e))
+    else:
+        flash(f"{host} removes {image} at its next cleaning, unless a notebook uses it by then.")
     return redirect(url_for("admin.overview"))
 
 
@@ -131,6 +149,12 @@ def api_deployments(user: auth.WebUser) -> Any:
     return jsonify({"deployments": [asdict(row) for row in admin.deployments(context())]})
 
 
+@api.get("/images")
+@_operator_api
+def api_images(user: auth.WebUser) -> Any:
+    return jsonify({"images": [asdict(row) for row in admin.images(context())]})
+
+
 @api.get("/quotas")
 @_operator_api
 def api_quotas(user: auth.WebUser) -> Any:
@@ -153,6 +177,20 @@ def api_stop(user: auth.WebUser, deployment_id: str) -> Any:
     return jsonify({"id": deployment_id, "was": was.value}), 202
 
 
+@api.post("/images/remove")
+@_operator_api
+def api_remove_image(user: auth.WebUser) -> Any:
+    body = request.get_json(silent=True) if request.is_json else None
+    host, image = (str(body.get(k) or "") for k in ("host", "image")) if isinstance(body, dict) else ("", "")
+    if not host or not image:
+        abort(400, 'Send {"host": "<runner host>", "image": "<repository:tag>"}.')
+    try:
+        admin.remove_image(context(), host, image, user.username)
+    except UnknownImage as e:
+        abort(404, str(e))
+    return jsonify({"host": host, "image": image, "removal_asked": True}), 202
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(page)
     app.register_blueprint(api)
@@ -160,6 +198,10 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def operator_link() -> dict[str, Any]:
         return {"is_operator": operator_in_session}
+
+    @app.template_filter("size")
+    def size(n: int) -> str:
+        return human_size(n)
 
     @app.template_filter("isotime")
     def isotime(unix_time: float) -> str:

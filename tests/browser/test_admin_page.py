@@ -1,6 +1,7 @@
 """The operator's page in a real Chromium: an operator follows the link to /admin, sees the
 runner serving another user's notebook (its host, whom it serves), stops that notebook with
-its Stop button, and sees the runner free again and the stop in the operators' log. A
+its Stop button, sees the runner free again and the stop in the operators' log, and asks for
+the removal of that notebook's image once no notebook uses it. A
 screenshot of the page goes to ``test-artifacts/admin.png``."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import pytest
 import requests
 
 from booklab.phases import Phase
+from booklab.pipeline import image_cleaner
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import log_in_with_the_browser, push_notebook_project
@@ -35,6 +37,8 @@ def test_an_operator_sees_whom_each_runner_serves_and_stops_a_notebook(
     )
     deployment_id = launched.json()["id"]
     wait_until(lambda: ctx.deployments.status(deployment_id) is Phase.READY, 240, "alice's notebook to be ready")
+    image = ctx.deployments.record(deployment_id)["image"]
+    image_cleaner.clean(ctx)  # as the runner's next cleaning, which reports what its host keeps
 
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     page.set_default_timeout(30_000)
@@ -45,6 +49,8 @@ def test_an_operator_sees_whom_each_runner_serves_and_stops_a_notebook(
     assert row.locator("td").nth(1).inner_text() == ctx.docker_host
     assert row.locator("td").nth(2).inner_text() == "serving"
     assert deployment_id in row.locator("td").nth(4).inner_text() and row.locator("td").nth(5).inner_text() == "alice"
+    image_row = page.locator(f'tr[data-image="{ctx.docker_host} {image}"]')
+    assert image_row.locator("td").nth(5).inner_text() == "in use"  # no Delete while a notebook uses it
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "admin.png", full_page=True)
 
@@ -55,3 +61,9 @@ def test_an_operator_sees_whom_each_runner_serves_and_stops_a_notebook(
     assert row.locator("td").nth(2).inner_text() == "free"
     assert f"carol: stop {deployment_id}" in page.locator("#actions").inner_text()
     assert not page.get_by_role("button", name=f"Stop {deployment_id}").is_visible()  # over: nothing to stop
+
+    image_cleaner.clean(ctx)  # as the runner's next cleaning: the image is no longer in use
+    page.get_by_role("link", name="Refresh").click()
+    page.get_by_role("button", name=f"Delete {image} on {ctx.docker_host}").click()
+    page.locator(".flash", has_text=f"removes {image} at its next cleaning").wait_for()
+    assert image_row.locator("td").nth(5).inner_text() == "removal asked"

@@ -153,8 +153,8 @@ def test_over_max_disk_the_least_recently_launched_go_first_never_one_in_use(ima
     assert not images.present(never_launched) and not images.present(launched_5_days_ago)
     assert all(images.present(name) for name in kept)
     log = removed_lines(caplog)
-    assert f"removed image {never_launched} (64.0k): least recently used while Booklab's images took" in log
-    assert f"removed image {launched_5_days_ago} (64.0k)" in log
+    assert f"removed image {never_launched} (64 KiB): least recently used while Booklab's images took" in log
+    assert f"removed image {launched_5_days_ago} (64 KiB)" in log
     published = {image.name: image for image in ctx.images.inventory()[ctx.docker_host]}
     assert set(published) == set(kept)
     assert published[in_a_container].in_use and published[being_prepared].in_use
@@ -191,7 +191,7 @@ def test_max_age_removes_images_unused_that_long(images, cleaner_ctx, caplog):
         image_cleaner.clean(ctx)
     assert not images.present(stale) and not images.present(never_launched)
     assert images.present(fresh) and images.present(fresh_build)
-    assert f"removed image {stale} (16.0k): unused for 8.0 days, longer than images/max_age" in removed_lines(caplog)
+    assert f"removed image {stale} (16 KiB): unused for 8.0 days, longer than images/max_age" in removed_lines(caplog)
 
 
 def test_removals_an_operator_asked_are_done_but_never_of_an_image_in_use_or_not_booklabs(images, cleaner_ctx, caplog):
@@ -281,9 +281,44 @@ def test_a_build_short_of_space_makes_room_first_and_says_only_how_much(
         step(ctx, run, "runner-played-by-a-test")
 
     log = messages([event.data for event in ctx.events.read(run.id, 0)])
-    assert "Made room for the build: removed 1 unused image(s) (8.0k)." in log
+    assert "Made room for the build: removed 1 unused image(s) (8 KiB)." in log
     assert "secret-group" not in log  # another project's name is none of this user's business
     assert not images.present(other_project)
     image = ctx.deployments.record(dep.id)["image"]
     assert images.engine.images.get(image).labels[image_cleaner.BUILT_AS] == image
     assert ctx.images.last_launched(image) == pytest.approx(time.time(), abs=120)
+
+
+def test_an_operator_sees_each_hosts_images_and_has_one_removed(images, cleaner_ctx, web_client, gitlab):
+    unused, used = images.name("lab/unused"), images.name("lab/used")
+    for name in (unused, used):
+        images.load(name, 8 * KIB)
+    images.used_by_stopped_container(used)
+    ctx = cleaner_ctx()
+    image_cleaner.clean(ctx)  # publishes what the host keeps
+    carol = gitlab.add_user("carol")
+    gitlab.set_admin("carol")  # GitLab's administrators are operators
+    headers = {"Authorization": f"Bearer {carol.token}"}
+    host = ctx.docker_host
+
+    listed = {i["name"]: i for i in web_client.get("/api/admin/images", headers=headers).json["images"]}
+    assert (listed[used]["host"], listed[used]["in_use"], listed[unused]["in_use"]) == (host, True, False)
+    assert listed[unused]["size"] == images.size(unused)
+    asked = web_client.post("/api/admin/images/remove", json={"host": host, "image": unused}, headers=headers)
+    assert asked.status_code == 202
+    unknown = web_client.post("/api/admin/images/remove", json={"host": host, "image": "x:1"}, headers=headers)
+    assert unknown.status_code == 404 and "has no image 'x:1'" in unknown.json["error"]
+    assert [
+        i["removal_asked"]
+        for i in web_client.get("/api/admin/images", headers=headers).json["images"]
+        if i["name"] == unused
+    ] == [True]
+
+    image_cleaner.clean(ctx)
+    assert not images.present(unused) and images.present(used)
+    names = [i["name"] for i in web_client.get("/api/admin/images", headers=headers).json["images"]]
+    assert unused not in names and used in names
+    actions = web_client.get("/api/admin/actions", headers=headers).json["actions"]
+    assert [(a["operator"], a["action"], a["target"]) for a in actions] == [
+        ("carol", "remove image", f"{unused} on {host}")
+    ]

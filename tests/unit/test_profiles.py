@@ -9,7 +9,8 @@ import pytest
 from booklab.config import load
 from booklab.errors import ConfigError, SettingsError
 from booklab.pipeline.notebook_settings import NotebookSettings, for_notebook, limits_of, parse
-from booklab.profiles import Profile, choose, human_size
+from booklab.profiles import Profile, choose
+from booklab.units import human_size
 
 GIB = 1024**3
 
