@@ -23,6 +23,13 @@ def booklab_env(booklab_env):
     return {**booklab_env, "BOOKLAB_ADMIN_USERS": "carol"}
 
 
+def reported(ctx, image: str, in_use: bool) -> bool:
+    """Clean the host's images as the runner's next cleaning does (unless its runner is cleaning
+    right now), which reports what the host keeps; whether it reports ``image``, ``in_use`` or not."""
+    image_cleaner.clean(ctx)
+    return any(i.name == image and i.in_use is in_use for i in ctx.images.inventory().get(ctx.docker_host, []))
+
+
 def test_an_operator_sees_whom_each_runner_serves_and_stops_a_notebook(
     browser, web_server, runners, traefik, gitlab, alice, base_image, tmp_path, ctx
 ):
@@ -38,7 +45,7 @@ def test_an_operator_sees_whom_each_runner_serves_and_stops_a_notebook(
     deployment_id = launched.json()["id"]
     wait_until(lambda: ctx.deployments.status(deployment_id) is Phase.READY, 240, "alice's notebook to be ready")
     image = ctx.deployments.record(deployment_id)["image"]
-    image_cleaner.clean(ctx)  # as the runner's next cleaning, which reports what its host keeps
+    wait_until(lambda: reported(ctx, image, in_use=True), 30, "the host to report the notebook's image")
 
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     page.set_default_timeout(30_000)
@@ -62,7 +69,7 @@ def test_an_operator_sees_whom_each_runner_serves_and_stops_a_notebook(
     assert f"carol: stop {deployment_id}" in page.locator("#actions").inner_text()
     assert not page.get_by_role("button", name=f"Stop {deployment_id}").is_visible()  # over: nothing to stop
 
-    image_cleaner.clean(ctx)  # as the runner's next cleaning: the image is no longer in use
+    wait_until(lambda: reported(ctx, image, in_use=False), 30, "the host to report the image unused")
     page.get_by_role("link", name="Refresh").click()
     page.get_by_role("button", name=f"Delete {image} on {ctx.docker_host}").click()
     page.locator(".flash", has_text=f"removes {image} at its next cleaning").wait_for()
