@@ -31,9 +31,15 @@ def check_user(config: Config, gl: GitLabClient) -> None:
 
 def check_project(config: Config, project: str) -> None:
     """NotAllowed unless ``project`` (a full path) may be launched here."""
-    allowed = config.paths_of("access_allowed_projects")
-    if allowed and not any(_within(project.strip("/"), place) for place in allowed):
+    if not project_allowed(config, project):
+        allowed = config.paths_of("access_allowed_projects")
         raise NotAllowed(f"This Booklab launches the projects of {listed(allowed)} only, and {project} is not one.")
+
+
+def project_allowed(config: Config, project: str) -> bool:
+    """Whether ``project`` (a full path) may be launched here (``access/allowed_projects``)."""
+    allowed = config.paths_of("access_allowed_projects")
+    return not allowed or any(_within(project.strip("/"), place) for place in allowed)
 
 
 def usable_profiles(config: Config, gl: GitLabClient) -> tuple[Profile, ...]:

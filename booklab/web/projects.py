@@ -7,6 +7,7 @@ of those they may use)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -20,7 +21,7 @@ from flask import (
     url_for,
 )
 
-from booklab import allowed, service
+from booklab import allowed, profiles, service
 from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotAllowed, NotFound
 from booklab.pipeline import notebook_settings
 from booklab.profiles import Profile
@@ -75,9 +76,15 @@ def home() -> Any:
     search = request.args.get("search", "").strip()
     with context().gitlab(user.token) as gl:
         page = gl.projects(search=search, page=_page_number())
+    config = context().config
+    launchable = [p for p in page.items if allowed.project_allowed(config, p["path_with_namespace"])]
     return render_template(
         "home.html",
-        page=page,
+        page=dataclasses.replace(page, items=launchable),
+        hidden=len(page.items) - len(launchable),
+        allowed_projects=profiles.listed(config.paths_of("access_allowed_projects"))
+        if config.access_allowed_projects
+        else "",
         search=search,
         deployments=_my_deployments(user.username),
         kept=_my_kept_changes(user.username),

@@ -62,3 +62,13 @@ def test_only_members_of_an_allowed_group_log_in_and_launch_and_only_allowed_pro
     assert answer.status_code == 403 and answer.json["error"] == (
         "This Booklab launches the projects of demo only, and lab/other is not one."
     )
+
+
+def test_the_home_page_lists_only_the_projects_that_may_be_launched(web_client, gitlab, alice, plain_project):
+    gitlab.add_group("dept")
+    gitlab.add_group("dept/lab", {alice.username: GUEST})
+    gitlab.add_project("lab/other", {alice.username: DEVELOPER})
+    assert logging_in(web_client, alice).status_code == 302
+    page = web_client.get("/").get_data(as_text=True)
+    assert plain_project in page and "lab/other" not in page
+    assert "This Booklab launches the projects of demo only: 1 other of yours on this page is not listed." in page
