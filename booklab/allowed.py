@@ -51,15 +51,14 @@ def usable_profiles(config: Config, gl: GitLabClient) -> tuple[Profile, ...]:
 
 
 def check_profile(config: Config, name: str, usable: tuple[Profile, ...]) -> Profile:
-    """The profile ``name`` when it is one of ``usable``; UnknownProfile, listing them, when
+    """The profile ``name`` when it is one of ``usable``; UnknownProfile, listing those, when
     there is no such profile, NotAllowed, naming its groups, when it is for others."""
     profile = config.profile(name)
-    if profile is None:
-        there = config.profiles_list
+    if profile is None:  # the ones the user may use only: the others are their groups' business
         raise UnknownProfile(
-            f"There is no profile {name[:40]!r} here: pick one of {listed([p.name for p in there])}."
-            if there
-            else f"There is no profile {name[:40]!r}: this Booklab has none, launch without one."
+            f"There is no profile {name[:40]!r} here: pick one of {listed([p.name for p in usable])}."
+            if usable
+            else f"There is no profile {name[:40]!r}: this Booklab has none for you, launch without one."
         )
     if profile not in usable:
         raise NotAllowed(

@@ -81,8 +81,15 @@ def _client(args: argparse.Namespace):
 
 
 def _out(line: str) -> None:
-    sys.stdout.write(line + "\n")
+    sys.stdout.write(printable(line) + "\n")
     sys.stdout.flush()
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal could take for a command (escape sequences, C1
+    controls such as U+009B, bidirectional overrides) written as its escape: what the CLI prints
+    holds other people's branch names and a repository's build output."""
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 def _notebook_link(event: dict[str, Any]) -> str:
@@ -249,7 +256,7 @@ def _download(args: argparse.Namespace) -> int:
 
 def _logs(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        sys.stdout.write(client.log(args.deployment, args.run))
+        sys.stdout.write(printable(client.log(args.deployment, args.run)))
     return 0
 
 

@@ -168,8 +168,7 @@ def _clean(ctx: Context, host: str, when_short: bool) -> list[Removal]:
         max_bytes=limit,
         short_of=short_of - sum(removal.image.size for removal in removals),
     )
-    active = _active_images(ctx)  # again: a deployment may have started since
-    done = [removal for removal in removals if _remove(ctx, removal, active)]
+    done = [removal for removal in removals if _remove(ctx, removal)]
     ctx.images.count_removed(host, len(done))
     _prune_dangling(ctx, now)
     ctx.images.forget_launches_before(now - max(LAUNCHES_KEPT, ctx.config.images_max_age))
@@ -224,10 +223,11 @@ def _requested(ctx: Context, host: str, images: list[ImageInfo]) -> list[Removal
     return removals
 
 
-def _remove(ctx: Context, removal: Removal, active: set[str]) -> bool:
-    """Remove the image's name (the image too when it was its last), unless it came in use; whether it went."""
+def _remove(ctx: Context, removal: Removal) -> bool:
+    """Remove the image's name (the image too when it was its last), unless it came in use; whether it went.
+    The deployments are read again for each: one may have named it since (its cache check then finds it)."""
     name = removal.image.name
-    if builder.commit_image(ctx.config.image_prefix, name) in active:
+    if builder.commit_image(ctx.config.image_prefix, name) in _active_images(ctx):
         log.info("not removing image %s (%s): a deployment uses it now", name, removal.why)
         return False
     try:

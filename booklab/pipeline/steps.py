@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from booklab import profiles, units
+from booklab import profiles
 from booklab.context import Context
 from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, DeployKeyRefused, Moved
 from booklab.phases import Phase
@@ -180,12 +180,8 @@ def build(ctx: Context, run: Run, runner: str) -> None:
     else:
         ctx.lifecycle.say(run, Phase.BUILDING, f"Building image {image}")
     # other projects' images may go: the log says how many, never which
-    removed = image_cleaner.make_room(ctx)
-    if removed:
-        size = units.human_size(sum(removal.image.size for removal in removed))
-        ctx.lifecycle.say(
-            run, Phase.BUILDING, f"Made room for the build: removed {len(removed)} unused image(s) ({size})."
-        )
+    if image_cleaner.make_room(ctx):  # which images, how many and how large is other projects' business
+        ctx.lifecycle.say(run, Phase.BUILDING, "Made room for the build: removed unused images.")
     # repo2docker reuses an image of that name: a rebuild is built under another, then renamed
     built = builder.rebuild_name(image, run.number) if rebuild else image
     labels = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from contextlib import closing
 
@@ -49,6 +50,35 @@ def _steps_in_hand() -> bool:
     return bool(state.active_requests or state.reserved_requests or state.scheduled_requests)
 
 
+class ImageCleaning(threading.Thread):
+    """Cleans the images of the runner's Docker Engine (:mod:`booklab.pipeline.image_cleaner`)
+    soon after the runner starts, which reports what the host keeps, then every
+    ``images/clean_interval`` seconds: in a thread of its own, with a context of its own, so that a
+    long cleaning never holds up the runner's heartbeat or its supervision."""
+
+    def __init__(self, config: Config, runner: str) -> None:
+        super().__init__(name=f"image-cleaning-{runner}", daemon=True)
+        self.config = config
+        self.runner = runner
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        ctx = Context(self.config)
+        try:
+            wait = FIRST_CLEANING
+            while not self.stopped.wait(wait):
+                try:
+                    image_cleaner.clean(ctx)
+                except Exception:  # clean next time: a Redis or Docker hiccup must not stop the runner
+                    log.exception("%s could not clean the images of its Docker Engine", self.runner)
+                wait = self.config.images_clean_interval
+        finally:
+            ctx.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
 class Supervisor(bootsteps.StartStopStep):
     """Runs :func:`~booklab.runner.supervisor.supervise` every ``runner/poll_interval`` seconds in
     the worker's main process, and takes deployments again once the runner is free."""
@@ -58,7 +88,7 @@ class Supervisor(bootsteps.StartStopStep):
     def __init__(self, parent, **kwargs):
         super().__init__(parent, **kwargs)
         self._timer = None
-        self._cleanings = []
+        self._cleaning: ImageCleaning | None = None
         self._resumed = False
         self._watch = ChainWatch()
         self._queue = QueueWatch()
@@ -76,23 +106,15 @@ class Supervisor(bootsteps.StartStopStep):
         if ctx.runners.held(c.hostname).get("deployment"):
             c.cancel_task_queue(DEPLOYMENTS_QUEUE)  # one notebook at a time, adopted ones too
         self._timer = c.timer.call_repeatedly(ctx.config.runner_poll_interval, self._tick, (c,), priority=10)
-        # once soon after the start, which publishes the host's images, then on schedule
-        self._cleanings = [
-            c.timer.call_after(FIRST_CLEANING, self._clean_images, (c,)),
-            c.timer.call_repeatedly(ctx.config.images_clean_interval, self._clean_images, (c,)),
-        ]
+        if self._cleaning is None:  # one for the process: it goes on while the consumer reconnects
+            self._cleaning = ImageCleaning(ctx.config, c.hostname)
+            self._cleaning.start()
 
     def _tick(self, c):
         try:
             self._supervise(get_context(), c)
         except Exception:  # keep supervising: a Redis or Docker hiccup must not stop the runner
             log.exception("supervising %s failed", c.hostname)
-
-    def _clean_images(self, c):
-        try:
-            image_cleaner.clean(get_context())
-        except Exception:  # clean next time: a Redis or Docker hiccup must not stop the runner
-            log.exception("%s could not clean the images of its Docker Engine", c.hostname)
 
     def _supervise(self, ctx: Context, c) -> None:
         in_hand = _steps_in_hand()
@@ -111,12 +133,11 @@ class Supervisor(bootsteps.StartStopStep):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for cleaning in self._cleanings:
-            cleaning.cancel()
-        self._cleanings = []
 
     def shutdown(self, c):
         self.stop(c)
+        if self._cleaning is not None:
+            self._cleaning.stop()
         ctx = get_context()
         held = ctx.runners.held(c.hostname)
         run = Run.held(held)

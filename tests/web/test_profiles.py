@@ -54,7 +54,7 @@ def test_a_user_is_offered_and_may_launch_on_the_profiles_of_their_groups_only(
     )
     unknown = launch(web_client, alice, plain_project, profile="huge")
     assert unknown.status_code == 400
-    assert unknown.json["error"] == "There is no profile 'huge' here: pick one of small or large."
+    assert unknown.json["error"] == "There is no profile 'huge' here: pick one of small."  # not the others' profiles
     assert ctx.deployments.status(f"{plain_project}:main:alice") is None  # nothing was queued
 
     gitlab.add_group("physics/gpu/lab", {alice.username: GUEST})  # a subgroup's member is one of the group's
