@@ -19,9 +19,8 @@ from flask import (
     url_for,
 )
 
-from booklab import allowed, service
+from booklab import allowed, service, urlpaths
 from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotAllowed, NotFound
-from booklab.pipeline import notebook_settings
 from booklab.saveback import kept
 from booklab.state.deployment import Deployment
 from booklab.web import auth
@@ -41,7 +40,7 @@ def checked_urlpath(value: str) -> str:
     """``value`` when it is a path inside the notebook server (no scheme, no other host, no
     ``..``) by the rules of ``.booklab.yml``'s ``urlpath``; else empty."""
     try:
-        return notebook_settings.check_urlpath(value.strip())
+        return urlpaths.check(value.strip())
     except ValueError:
         return ""
 
