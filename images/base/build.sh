@@ -57,6 +57,10 @@ chroot "$rootfs" env -i PATH=/usr/bin:/bin HOME=/root \
   ${http_proxy:+http_proxy="$http_proxy"} ${https_proxy:+https_proxy="$https_proxy"} \
   ${no_proxy:+no_proxy="$no_proxy"} \
   sh -c 'python3 -m venv "$0" && "$0/bin/pip" install --quiet "$@"' "$venv" "${jupyter_packages[@]}"
+# JupyterLab neither asks to fetch Jupyter's news nor looks for updates: a notebook may have no internet
+mkdir -p "$rootfs$venv/share/jupyter/lab/settings"
+echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+  > "$rootfs$venv/share/jupyter/lab/settings/overrides.json"
 # the notebook's user may install packages into it, as in repo2docker's images
 chroot "$rootfs" chown -R jovyan:jovyan "$venv"
 
