@@ -37,14 +37,19 @@ def test_the_demo_sample_opens_in_jupyterlab_and_runs_a_cell(
     page.locator("#jp-main-dock-panel").wait_for(timeout=90_000)  # JupyterLab's shell, once its scripts ran
 
     page.locator(".jp-DirListing-item", has_text="hello.ipynb").dblclick(timeout=60_000)
+    # its kernel starts without asking which (the status bar says Idle once it is connected)
+    page.locator("#jp-main-statusbar").filter(has_text="Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+    assert not page.locator(".jp-Dialog").is_visible()
     notebook = page.locator(".jp-NotebookPanel:visible")
-    notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
-    assert not page.locator(".jp-Dialog").is_visible()  # its kernel started without asking which
     code = notebook.locator(".jp-CodeCell").first
     code.locator(".cm-content").click()
     page.keyboard.press("Shift+Enter")
     output = code.locator(".jp-OutputArea-output")
-    output.filter(has_text="Python 3.").wait_for(timeout=60_000)
+    try:
+        output.filter(has_text="Python 3.").wait_for(timeout=60_000)
+    except Exception:
+        page.screenshot(path=ARTIFACTS / "jupyterlab-without-output.png")
+        raise
     assert re.fullmatch(r"Python 3\.\d+\.\d+ on \w+\s*", output.inner_text()), output.inner_text()
     assert code.locator(".jp-InputArea-prompt").inner_text().strip() == "[1]:"
     page.screenshot(path=ARTIFACTS / "jupyterlab.png")
