@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from booklab import profiles, units
+from booklab import profiles, units, urlpaths
 from booklab.errors import ConfigError
 from booklab.state import schema
 
@@ -139,6 +139,12 @@ class Config:
         "notebook/host",
         "127.0.0.1",
         "Address on which a runner publishes its notebook's port.",
+    )
+    notebook_urlpath: str = _setting(
+        "notebook/urlpath",
+        "lab",
+        "Page a notebook opens at when its project's .booklab.yml sets no urlpath: lab (JupyterLab), tree (the "
+        "file list), or empty: the image's own default.",
     )
     routes_publisher: str = _setting(
         "routes/publisher",
@@ -499,6 +505,13 @@ def _validate(config: Config) -> None:
         raise ConfigError("Setting images/clean_interval must be at least 1.")
     if config.retry_attempts < 1:
         raise ConfigError("Setting retry/attempts must be at least 1 (1: never try again).")
+    try:
+        urlpaths.check(config.notebook_urlpath)
+    except ValueError as e:
+        raise ConfigError(
+            f"Setting notebook/urlpath must be a path inside the notebook server such as lab or tree, "
+            f"not {config.notebook_urlpath[:40]!r}: {e}."
+        ) from None
     _validate_profiles(config)
 
 

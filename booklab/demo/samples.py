@@ -24,15 +24,21 @@ _IDENTITY = {
 }
 
 
+#: the notebooks' kernel, named so that JupyterLab starts it without asking which one
+_KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}
+
+
 def _notebook(*cells: tuple[str, str]) -> str:
-    """An nbformat 4 notebook of ``(cell type, source)`` cells, never run."""
+    """An nbformat 4 notebook of ``(cell type, source)`` cells for the Python kernel, never run."""
 
     def cell(kind: str, source: str) -> dict:
         made = {"cell_type": kind, "metadata": {}, "source": source.splitlines(keepends=True)}
         return made | ({"execution_count": None, "outputs": []} if kind == "code" else {})
 
     return (
-        json.dumps({"cells": [cell(*c) for c in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1)
+        json.dumps(
+            {"cells": [cell(*c) for c in cells], "metadata": _KERNEL, "nbformat": 4, "nbformat_minor": 5}, indent=1
+        )
         + "\n"
     )
 
@@ -42,7 +48,7 @@ def _files(base_image: str) -> dict[str, str]:
         "Dockerfile": f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\n",
         "README.md": (
             "# Booklab sample\n\nA notebook that Booklab builds from its Dockerfile "
-            f"(`FROM {base_image}`) and opens in Jupyter.\n"
+            f"(`FROM {base_image}`) and opens in JupyterLab.\n"
         ),
         "hello.ipynb": _notebook(
             (

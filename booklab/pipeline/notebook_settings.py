@@ -26,15 +26,14 @@ import errno
 import json
 import math
 import os
-import re
 import stat
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
+from booklab import urlpaths
 from booklab.config import (
     MIN_NOTEBOOK_CPUS,
     MIN_NOTEBOOK_IDLE_TIMEOUT,
@@ -57,8 +56,6 @@ MAX_FILE_SIZE = 64 * 1024
 MIN_MEMORY = MIN_NOTEBOOK_MEMORY  # bytes
 MIN_CPUS = MIN_NOTEBOOK_CPUS
 MIN_IDLE_TIMEOUT = MIN_NOTEBOOK_IDLE_TIMEOUT  # seconds
-
-MAX_URLPATH_LENGTH = 300
 
 #: a longer label is not ours (the longest urlpath, JSON-escaped, and the numbers fit)
 _MAX_LABEL_LENGTH = 8192
@@ -128,8 +125,9 @@ def limits_of(config: Config) -> Limits:
 
 def for_notebook(requested: NotebookSettings, config: Config, profile: Profile | None = None) -> Effective:
     """What a notebook runs with under ``config``: its repository's settings, else the
-    ``notebook/*`` defaults, capped at the ``notebook/max_*`` maxima; on a machine ``profile``,
-    its memory and CPUs, which the repository may lower, never raise."""
+    ``notebook/*`` defaults (``notebook/urlpath`` too), capped at the ``notebook/max_*`` maxima; on a
+    machine ``profile``, its memory and CPUs, which the repository may lower, never raise."""
+    urlpath = urlpaths.check(config.notebook_urlpath)
     if profile is None:
         return effective(
             requested,
@@ -137,6 +135,7 @@ def for_notebook(requested: NotebookSettings, config: Config, profile: Profile |
             memory=config.bytes_of("notebook_memory"),
             cpus=config.notebook_cpus,
             idle_timeout=config.notebook_idle_timeout,
+            urlpath=urlpath,
         )
     return effective(
         requested,
@@ -145,6 +144,7 @@ def for_notebook(requested: NotebookSettings, config: Config, profile: Profile |
         cpus=profile.cpus,
         idle_timeout=config.notebook_idle_timeout,
         machine=f"the profile {profile.name}'s",
+        urlpath=urlpath,
     )
 
 
@@ -249,33 +249,6 @@ def effective(
     )
 
 
-def check_urlpath(value: str) -> str:
-    """``value`` as a path inside the notebook server, without its leading ``/``;
-    ``ValueError`` saying why when it is not one."""
-    if not isinstance(value, str):
-        raise ValueError(f"it is {_kind(value)}")
-    if len(value) > MAX_URLPATH_LENGTH:
-        raise ValueError(f"it is longer than {MAX_URLPATH_LENGTH} characters")
-    if any(unicodedata.category(c).startswith("C") for c in value):
-        raise ValueError("it holds a control character")
-    if "\\" in value:
-        raise ValueError("it holds a backslash")
-    if value.startswith("//"):
-        raise ValueError("it names another host")
-    value = value[1:] if value.startswith("/") else value
-    if value != value.strip():
-        raise ValueError("it starts or ends with a space")
-    path = re.split(r"[?#]", value, maxsplit=1)[0]
-    if ":" in path.split("/", 1)[0]:
-        raise ValueError("it has a scheme")
-    decoded = _unquote(path)
-    if any(c == "\\" or unicodedata.category(c).startswith("C") for c in decoded):
-        raise ValueError("it holds an escaped backslash or control character")
-    if ".." in decoded.split("/"):
-        raise ValueError("it has a '..' segment")
-    return value
-
-
 def _settings(values: dict, origin: str, limits: Limits | None) -> NotebookSettings:
     """Check every key and value of a mapping; ``limits`` words the ranges in messages."""
     known = [f.name for f in dataclasses.fields(NotebookSettings)]
@@ -365,11 +338,13 @@ def _at_least(
 
 def _check_urlpath(value: Any, origin: str, limits: Limits | None) -> str:
     try:
-        return check_urlpath(value)
+        if not isinstance(value, str):
+            raise ValueError(f"it is {_kind(value)}")
+        return urlpaths.check(value)
     except ValueError as e:
         raise SettingsError(
             f"{origin}: urlpath must be a path inside the notebook server of at most "
-            f"{MAX_URLPATH_LENGTH} characters (like lab or tree/notebooks/intro.ipynb), "
+            f"{urlpaths.MAX_LENGTH} characters (like lab or tree/notebooks/intro.ipynb), "
             f"not {_show(value)}: {e}."
         ) from None
 
@@ -394,11 +369,6 @@ _CHECKS = {
 
 def _format_cpus(n: float) -> str:
     return f"{n:g}"
-
-
-def _unquote(path: str) -> str:
-    """``path`` with its %XX escapes decoded, as a browser or server may read it."""
-    return re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m[1], 16)), path)
 
 
 def _kind(value: Any) -> str:

@@ -21,9 +21,8 @@ from flask import (
     url_for,
 )
 
-from booklab import allowed, profiles, service
+from booklab import allowed, profiles, service, urlpaths
 from booklab.errors import BranchNotFound, InvalidDeployment, NoAccess, NotAllowed, NotFound
-from booklab.pipeline import notebook_settings
 from booklab.profiles import Profile
 from booklab.saveback import kept
 from booklab.state.deployment import Deployment
@@ -44,7 +43,7 @@ def checked_urlpath(value: str) -> str:
     """``value`` when it is a path inside the notebook server (no scheme, no other host, no
     ``..``) by the rules of ``.booklab.yml``'s ``urlpath``; else empty."""
     try:
-        return notebook_settings.check_urlpath(value.strip())
+        return urlpaths.check(value.strip())
     except ValueError:
         return ""
 

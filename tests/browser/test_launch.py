@@ -1,6 +1,6 @@
 """A person's first launch, in a real headless Chromium driven by Playwright: log in
 through GitLab's sign-in page, pick a project and a branch, click Launch, watch the build
-log arrive, and land on the notebook's tree page with the sample notebook, at its own host
+log arrive, and land in JupyterLab with the sample notebook, at the notebook's own host
 through Traefik, whose forward-auth lets the logged-in owner's browser through.
 
 Screenshots of the deploy page (desktop and phone) and of the notebook are saved in
@@ -66,9 +66,9 @@ def test_login_pick_launch_and_land_on_the_notebook(
     phone_page.screenshot(path=ARTIFACTS / "deploy-page-phone.png")
     phone.close()
 
-    page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/tree"), timeout=180_000)
-    try:  # Jupyter lists the files once its scripts loaded (slower on a cold first start)
-        page.locator("#notebook_list .item_name", has_text="hello.ipynb").wait_for(timeout=90_000)
+    page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/lab"), timeout=180_000)
+    try:  # JupyterLab lists the files once its scripts loaded (slower on a cold first start)
+        page.locator(".jp-DirListing-item", has_text="hello.ipynb").wait_for(timeout=90_000)
     except Exception:
         page.screenshot(path=ARTIFACTS / "notebook-without-its-files.png")
         raise
@@ -84,7 +84,7 @@ def test_login_pick_launch_and_land_on_the_notebook(
     page.get_by_role("button", name="Launch again").wait_for(timeout=60_000)
     assert "Stopped" in status.inner_text()
     page.get_by_role("button", name="Launch again").click()
-    page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/tree"), timeout=120_000)
+    page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/lab"), timeout=120_000)
     assert ctx.lifecycle.current(f"{PROJECT}:slow:alice")[1].number == first_run.number + 1
     context.close()
 

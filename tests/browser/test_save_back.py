@@ -71,7 +71,7 @@ def test_save_now_and_stop_from_the_deploy_page_push_to_a_new_branch(
     page.get_by_role("button", name="Launch").click()
     page.wait_for_url(web_server + DEPLOY_PAGE)
     # the page saw it being prepared: it opens the notebook once it is ready
-    page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/tree"), timeout=180_000)
+    page.wait_for_url(re.compile(rf"^http://[a-z0-9-]+\.booklab\.localhost:{traefik.port}/lab"), timeout=180_000)
     record = ctx.deployments.record(deployment)
     assert record["save_back"] == "1"
     notebook_url, jupyter_token = record["url"], ctx.vault.notebook_token(deployment)

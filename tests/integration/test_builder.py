@@ -8,6 +8,7 @@ import pytest
 
 from booklab.errors import BuildError
 from booklab.pipeline.builder import build_image, image_exists
+from tests.fixtures.pipeline import IMAGE_PREFIX
 from tests.fixtures.services import wait_until
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
@@ -16,7 +17,7 @@ NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 @pytest.fixture
 def image(docker_engine):
     """A fresh image name; the image is removed afterwards."""
-    name = f"booklab-test/builder-{uuid.uuid4().hex[:12]}:latest"
+    name = f"{IMAGE_PREFIX}/builder-{uuid.uuid4().hex[:12]}:latest"
     yield name
     try:
         docker_engine.images.remove(name, force=True)

@@ -14,6 +14,7 @@ from booklab.errors import LaunchError
 from booklab.pipeline.builder import build_image
 from booklab.pipeline.launcher import find_notebooks, last_activity, launch, stop, wait_ready
 from booklab.pipeline.notebook_container import Limits
+from tests.fixtures.pipeline import IMAGE_PREFIX
 
 CPUS = 0.5
 LIMITS = Limits(memory="256m", cpus=CPUS, pids=128)
@@ -24,7 +25,7 @@ def build(docker_engine, path, base_image, *steps):
     path.mkdir()
     lines = [f"FROM {base_image}", *steps, "USER jovyan", "WORKDIR /home/jovyan"]
     (path / "Dockerfile").write_text("\n".join(lines) + "\n")
-    image = f"booklab-test/launcher-{uuid.uuid4().hex[:12]}:latest"
+    image = f"{IMAGE_PREFIX}/launcher-{uuid.uuid4().hex[:12]}:latest"
     for _ in build_image(path, image, timeout=300):
         pass
     yield image

@@ -18,6 +18,7 @@ from booklab.state import schema
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import (
     BRANCH_WITH_SLASH,
+    IMAGE_PREFIX,
     MAINTAINER,
     PROJECT,
     events_of,
@@ -50,7 +51,7 @@ def test_a_deployment_reaches_ready_and_its_notebook_needs_the_token(ctx, runner
     assert {"fetching", "building", "launching"} <= set(phases(events))
     assert phases(events)[-1] == "ready", messages(events)
     ready = events[-1]
-    assert ready["image"].startswith("booklab-test/") and ready["token"]
+    assert ready["image"].startswith(f"{IMAGE_PREFIX}/") and ready["token"]
     assert api_status(ready, ready["token"]) == 200
     assert api_status(ready, None) in (401, 403)
     assert api_status(ready, "not-the-token") in (401, 403)

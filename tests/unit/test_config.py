@@ -41,6 +41,11 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
         ({"BOOKLAB_NOTEBOOK_MAX_IDLE_TIMEOUT": "30"}, "notebook/max_idle_timeout must be at least 1m, not 30"),
         ({"BOOKLAB_SAVE_KEEP_FAILED": "2592000"}, "save/keep_failed must be at most 604800 (7 days)"),
         ({"BOOKLAB_SAVE_KEEP_MAX_SIZE": "big"}, "save/keep_max_size must be a size such as 50m, not 'big'"),
+        (
+            {"BOOKLAB_NOTEBOOK_URLPATH": "//evil.example/lab"},
+            "notebook/urlpath must be a path inside the notebook server such as lab or tree, "
+            "not '//evil.example/lab': it names another host.",
+        ),
     ],
 )
 def test_invalid_settings_stop_with_one_sentence(tmp_path, environ, sentence):

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from booklab.config import Config
 from booklab.errors import BooklabError, ConfigError, SettingsError
 from booklab.pipeline.notebook_settings import (
     FILE_NAME,
@@ -16,6 +17,7 @@ from booklab.pipeline.notebook_settings import (
     Limits,
     NotebookSettings,
     effective,
+    for_notebook,
     parse,
     read,
 )
@@ -334,6 +336,13 @@ def test_defaults_apply_to_keys_not_set():
         memory=2 * G, cpus=1.0, idle_timeout=3600, urlpath="", notes=()
     )
     assert effective(NotebookSettings(), LIMITS, **DEFAULTS, urlpath="tree").urlpath == "tree"
+
+
+def test_a_notebook_opens_jupyterlab_unless_its_repository_or_the_operator_says_otherwise():
+    assert for_notebook(NotebookSettings(), Config()).urlpath == "lab"
+    assert for_notebook(NotebookSettings(urlpath="tree"), Config()).urlpath == "tree"
+    assert for_notebook(NotebookSettings(), Config(notebook_urlpath="/tree/docs")).urlpath == "tree/docs"
+    assert for_notebook(NotebookSettings(), Config(notebook_urlpath="")).urlpath == ""
 
 
 def test_requested_values_within_limits_are_used_as_they_are():
