@@ -647,7 +647,7 @@ def _name_images_under_registry(values: dict[str, Any]) -> None:
             f"or 127.0.0.1:5000/booklab, not {registry!r}."
         )
     prefix = values.get("image_prefix")
-    if prefix and prefix != registry:
+    if prefix and prefix not in (registry, _field("image_prefix").default):  # config.yml lists the default
         raise ConfigError(
             f"Settings build/image_prefix ({prefix}) and images/registry ({registry}) are both set: with a "
             "registry, images are named under it, so keep only images/registry."

@@ -1,18 +1,24 @@
 """The image registry runner hosts share (``images/registry``), asked through the Docker Engine:
-the digest of the image it holds under a name, pull, push.
+the digest of the image it holds under a name, pull, push; and through its HTTP API v2 for what
+the engine cannot do: list the tags under the registry's path, delete one.
 
 Runner hosts share nothing but Redis and this registry: a commit's image, named alike on every
 host (:func:`booklab.pipeline.builder.image_name` under ``images/registry``), is built on one
 host, pushed there, and pulled by the others. Credentials go to the Docker Engine in the
-``X-Registry-Auth`` header (the docker SDK's ``auth_config``), never in argv; an error says what
-the engine or the registry answered, never the request.
+``X-Registry-Auth`` header (the docker SDK's ``auth_config``), never in argv, and to the HTTP API
+as basic auth; an error says what the engine or the registry answered, never the request. The
+HTTP API is reached as Docker reaches it: plain HTTP on a loopback address, else HTTPS trusting
+the CA of ``/etc/docker/certs.d/<host[:port]>/ca.crt`` when there is one.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Iterator
+from urllib.parse import urljoin
 
 import docker
 import requests
@@ -21,6 +27,18 @@ from booklab.config import Config
 from booklab.errors import RegistryError
 
 log = logging.getLogger(__name__)
+
+#: where Docker finds the CA a registry's certificate is signed by; the HTTP API trusts it too
+DOCKER_CERTS = "/etc/docker/certs.d"
+#: seconds the HTTP API has to answer
+API_TIMEOUT = 30
+#: the manifests Booklab's images have in a registry (a HEAD of a tag answers with the digest of one)
+MANIFESTS = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
 
 #: statuses of a pull's layers not worth a line of the log each
 _PULL_CHATTER = frozenset(
@@ -47,6 +65,15 @@ class Registry:
     @property
     def auth_config(self) -> dict[str, str] | None:
         return {"username": self.username, "password": self.password} if self.username else None
+
+    @property
+    def host(self) -> str:
+        return self.path.split("/", 1)[0]
+
+    @property
+    def base_path(self) -> str:
+        """The path of images/registry in the registry: its repositories are ``<base_path>/<name>``."""
+        return self.path.split("/", 1)[1]
 
 
 def digest(client: docker.DockerClient, registry: Registry, image: str) -> str | None:
@@ -109,3 +136,85 @@ def _reason(e: Exception) -> str:
     if isinstance(e, docker.errors.APIError):
         return str(e.explanation or f"the Docker Engine answered {e.status_code}")
     return f"the Docker Engine did not answer ({type(e).__name__})"
+
+
+def _api(registry: Registry) -> tuple[str, requests.Session]:
+    """The HTTP API's base URL and a session with the registry's login and CA."""
+    session = requests.Session()
+    if registry.username:
+        session.auth = (registry.username, registry.password)
+    ca = os.path.join(DOCKER_CERTS, registry.host, "ca.crt")
+    session.verify = ca if os.path.isfile(ca) else True
+    scheme = "http" if _loopback(registry.host.rsplit(":", 1)[0].strip("[]")) else "https"
+    return f"{scheme}://{registry.host}/v2/", session
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _get_all(session: requests.Session, url: str, key: str) -> list[str]:
+    """The items ``key`` of every page of a listing (``Link: <next>; rel="next"``)."""
+    items: list[str] = []
+    while url:
+        answer = session.get(url, timeout=API_TIMEOUT)
+        if answer.status_code == 404:
+            return items
+        answer.raise_for_status()
+        items += answer.json().get(key) or []
+        url = urljoin(url, answer.links["next"]["url"]) if "next" in answer.links else ""
+    return items
+
+
+def tags(registry: Registry) -> dict[str, list[str]]:
+    """Each repository under images/registry's path (``host/path/name``), with its tags; :class:`RegistryError`
+    when the registry does not answer or refuses."""
+    base, session = _api(registry)
+    with session:
+        try:
+            repositories = _get_all(session, f"{base}_catalog?n=1000", "repositories")
+            return {
+                f"{registry.host}/{repository}": sorted(_get_all(session, f"{base}{repository}/tags/list", "tags"))
+                for repository in repositories
+                if repository.startswith(f"{registry.base_path}/")
+            }
+        except (requests.RequestException, ValueError) as e:
+            raise RegistryError(_http_reason(e)) from None
+
+
+def delete(registry: Registry, image: str) -> bool:
+    """Delete ``image`` (``host/path/name:tag``) from the registry (its manifest, so every tag of the same
+    image); whether it was there. The registry frees the space at its next garbage collection."""
+    base, session = _api(registry)
+    repository, tag = image.removeprefix(f"{registry.host}/").rsplit(":", 1)
+    with session:
+        try:
+            found = session.head(
+                f"{base}{repository}/manifests/{tag}", headers={"Accept": ", ".join(MANIFESTS)}, timeout=API_TIMEOUT
+            )
+            if found.status_code == 404:
+                return False
+            found.raise_for_status()
+            answer = session.delete(
+                f"{base}{repository}/manifests/{found.headers['Docker-Content-Digest']}", timeout=API_TIMEOUT
+            )
+            if answer.status_code == 404:
+                return False
+            answer.raise_for_status()
+        except (requests.RequestException, KeyError) as e:
+            raise RegistryError(_http_reason(e)) from None
+    return True
+
+
+def _http_reason(e: Exception) -> str:
+    """What the registry answered (status and reason), without the request."""
+    if isinstance(e, requests.HTTPError) and e.response is not None:
+        return f"the registry answered {e.response.status_code} {e.response.reason}"
+    if isinstance(e, KeyError):
+        return "the registry gave no digest of the image"
+    return f"the registry did not answer ({type(e).__name__})"

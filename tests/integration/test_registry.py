@@ -1,21 +1,30 @@
 """Images shared between runner hosts through a real registry (Debian's docker-registry), with real
 runners, Docker and the GitLab stand-in: a commit built once is pushed alongside its launch, and a
 host without the image pulls it instead of building it again; a registry that does not answer
-means a build, never a failed launch; the registry's credentials never reach a log."""
+means a build, never a failed launch; the registry's credentials never reach a log; the image
+cleaner deletes from the registry the images unlaunched for longer than images/registry_max_age."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 
 import pytest
 
+from booklab import config as config_module
 from booklab import service
+from booklab.context import Context
 from booklab.phases import Phase
-from booklab.pipeline import builder, image_sharing
+from booklab.pipeline import builder, image_cleaner, image_sharing, registry
 from booklab.pipeline.launcher import api_status
+from booklab.pipeline.registry import Registry
+from booklab.state import schema
+from booklab.state.deployment import Deployment
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import MAINTAINER, messages, notebook_repo_files, run_to_end
+from tests.fixtures.pipeline import MAINTAINER, messages, notebook_repo_files, queue_run, run_to_end
 from tests.fixtures.services import ImageRegistry, free_port, wait_until
+from tests.integration.test_image_cleaner import DAY, KIB, ImageMaker
 
 USER = "booklab-runner"
 
@@ -113,3 +122,74 @@ def test_a_registry_that_does_not_answer_means_a_build_and_a_launch_as_on_one_ho
         service.stop(ctx, request.id)
         wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the notebook to stop")
         docker_engine.images.remove(image)
+
+
+@pytest.fixture
+def shared_images(image_registry, docker_engine):
+    """Small images named under a path of the test's own in the tests' registry (removed after the test)."""
+    maker = ImageMaker(docker_engine, f"{image_registry.host}/booklab-{secrets.token_hex(4)}")
+    yield maker
+    maker.remove_all()
+
+
+@pytest.fixture
+def registry_ctx(booklab_env, redis_client, shared_images):
+    """A Booklab context whose images are shared through the tests' registry, and deleted from it after a day."""
+    environ = {
+        **booklab_env,
+        "BOOKLAB_BUILD_IMAGE_PREFIX": "",
+        "BOOKLAB_IMAGES_REGISTRY": shared_images.prefix,
+        "BOOKLAB_IMAGES_REGISTRY_MAX_AGE": str(DAY),
+        "BOOKLAB_IMAGES_MAX_DISK": "0",
+    }
+    context = Context(config_module.load(os.devnull, environ=environ))
+    yield context
+    context.close()
+
+
+def test_a_rebuilt_image_is_pushed_in_place_of_the_one_its_name_had(shared_images, registry_ctx, docker_engine):
+    shared, name = Registry.of(registry_ctx.config), shared_images.name("lab/rebuilt")
+    shared_images.load(name, 4 * KIB)
+    assert registry.digest(docker_engine, shared, name) is None and not registry.holds(docker_engine, shared, name)
+    first = registry.push(docker_engine, shared, name)
+    assert registry.digest(docker_engine, shared, name) == first and registry.holds(docker_engine, shared, name)
+    shared_images.load(name, 4 * KIB)  # a rebuild: another image under the name
+    assert not registry.holds(docker_engine, shared, name)
+    second = registry.push(docker_engine, shared, name)
+    assert second != first and registry.digest(docker_engine, shared, name) == second
+
+
+def test_images_unlaunched_longer_than_registry_max_age_are_deleted_from_the_registry(
+    shared_images, registry_ctx, image_registry, docker_engine, caplog
+):
+    ctx, shared = registry_ctx, Registry.of(registry_ctx.config)
+    old, recent, being_prepared, unknown = (
+        shared_images.name(project) for project in ("lab/old", "lab/recent", "lab/active", "lab/unknown")
+    )
+    for name in (old, recent, being_prepared, unknown):
+        shared_images.load(name, 4 * KIB)
+        registry.push(docker_engine, shared, name)
+    not_booklabs = f"{shared_images.prefix}/someone-elses:latest"
+    shared_images.load(not_booklabs, 4 * KIB)
+    registry.push(docker_engine, shared, not_booklabs)
+    now = time.time()
+    ctx.images.launched(old, now - 2 * DAY)
+    ctx.images.launched(being_prepared, now - 3 * DAY)
+    ctx.images.launched(recent, now - DAY / 2)
+    dep = Deployment("lab/active", "main", "alice")
+    queue_run(ctx, dep)
+    ctx.deployments.update(dep.id, image=being_prepared)
+
+    caplog.set_level("INFO", logger=image_cleaner.__name__)
+    assert image_cleaner.prune_registry(ctx) == [old]
+    assert f"deleted image {old} from the registry: unlaunched for 2.0 days" in caplog.text
+    in_registry = {f"{repository}:{tag}" for repository, tags in registry.tags(shared).items() for tag in tags}
+    assert in_registry == {recent, being_prepared, unknown, not_booklabs}
+    assert registry.digest(docker_engine, shared, old) is None
+    # an image whose launch Booklab forgot counts from now
+    assert ctx.images.last_launched(unknown) >= now
+    # one runner of all, once per images/clean_interval
+    ctx.images.launched(recent, now - 2 * DAY)
+    assert image_cleaner.prune_registry(ctx) == []
+    ctx.redis.delete(schema.REGISTRY_PRUNING)
+    assert image_cleaner.prune_registry(ctx) == [recent]
