@@ -138,15 +138,41 @@ def _reason(e: Exception) -> str:
     return f"the Docker Engine did not answer ({type(e).__name__})"
 
 
-def _api(registry: Registry) -> tuple[str, requests.Session]:
-    """The HTTP API's base URL and a session with the registry's login and CA."""
-    session = requests.Session()
-    if registry.username:
-        session.auth = (registry.username, registry.password)
-    ca = os.path.join(DOCKER_CERTS, registry.host, "ca.crt")
-    session.verify = ca if os.path.isfile(ca) else True
-    scheme = "http" if _loopback(registry.host.rsplit(":", 1)[0].strip("[]")) else "https"
-    return f"{scheme}://{registry.host}/v2/", session
+class _API:
+    """The registry's HTTP API v2, with its login and the CA Docker trusts for it."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.session = requests.Session()
+        if registry.username:
+            self.session.auth = (registry.username, registry.password)
+        ca = os.path.join(DOCKER_CERTS, registry.host, "ca.crt")
+        # given with each request: a session's own is overridden by REQUESTS_CA_BUNDLE
+        self.verify: str | bool = ca if os.path.isfile(ca) else True
+        scheme = "http" if _loopback(registry.host.rsplit(":", 1)[0].strip("[]")) else "https"
+        self.base = f"{scheme}://{registry.host}/v2/"
+
+    def __enter__(self) -> _API:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.session.close()
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        """``method`` on ``path`` (under /v2/, or an absolute URL the registry gave)."""
+        url = urljoin(self.base, path)
+        return self.session.request(method, url, verify=self.verify, timeout=API_TIMEOUT, **kwargs)
+
+    def listing(self, path: str, key: str) -> list[str]:
+        """The items ``key`` of every page of a listing (``Link: <next>; rel="next"``); none when it is not found."""
+        items: list[str] = []
+        while path:
+            answer = self.call("GET", path)
+            if answer.status_code == 404:
+                return items
+            answer.raise_for_status()
+            items += answer.json().get(key) or []
+            path = urljoin(answer.url, answer.links["next"]["url"]) if "next" in answer.links else ""
+        return items
 
 
 def _loopback(host: str) -> bool:
@@ -158,29 +184,14 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _get_all(session: requests.Session, url: str, key: str) -> list[str]:
-    """The items ``key`` of every page of a listing (``Link: <next>; rel="next"``)."""
-    items: list[str] = []
-    while url:
-        answer = session.get(url, timeout=API_TIMEOUT)
-        if answer.status_code == 404:
-            return items
-        answer.raise_for_status()
-        items += answer.json().get(key) or []
-        url = urljoin(url, answer.links["next"]["url"]) if "next" in answer.links else ""
-    return items
-
-
 def tags(registry: Registry) -> dict[str, list[str]]:
     """Each repository under images/registry's path (``host/path/name``), with its tags; :class:`RegistryError`
     when the registry does not answer or refuses."""
-    base, session = _api(registry)
-    with session:
+    with _API(registry) as api:
         try:
-            repositories = _get_all(session, f"{base}_catalog?n=1000", "repositories")
             return {
-                f"{registry.host}/{repository}": sorted(_get_all(session, f"{base}{repository}/tags/list", "tags"))
-                for repository in repositories
+                f"{registry.host}/{repository}": sorted(api.listing(f"{repository}/tags/list", "tags"))
+                for repository in api.listing("_catalog?n=1000", "repositories")
                 if repository.startswith(f"{registry.base_path}/")
             }
         except (requests.RequestException, ValueError) as e:
@@ -190,19 +201,14 @@ def tags(registry: Registry) -> dict[str, list[str]]:
 def delete(registry: Registry, image: str) -> bool:
     """Delete ``image`` (``host/path/name:tag``) from the registry (its manifest, so every tag of the same
     image); whether it was there. The registry frees the space at its next garbage collection."""
-    base, session = _api(registry)
     repository, tag = image.removeprefix(f"{registry.host}/").rsplit(":", 1)
-    with session:
+    with _API(registry) as api:
         try:
-            found = session.head(
-                f"{base}{repository}/manifests/{tag}", headers={"Accept": ", ".join(MANIFESTS)}, timeout=API_TIMEOUT
-            )
+            found = api.call("HEAD", f"{repository}/manifests/{tag}", headers={"Accept": ", ".join(MANIFESTS)})
             if found.status_code == 404:
                 return False
             found.raise_for_status()
-            answer = session.delete(
-                f"{base}{repository}/manifests/{found.headers['Docker-Content-Digest']}", timeout=API_TIMEOUT
-            )
+            answer = api.call("DELETE", f"{repository}/manifests/{found.headers['Docker-Content-Digest']}")
             if answer.status_code == 404:
                 return False
             answer.raise_for_status()

@@ -6,15 +6,25 @@ cleaner deletes from the registry the images unlaunched for longer than images/r
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import ipaddress
 import os
 import secrets
+import shutil
 import time
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from booklab import config as config_module
 from booklab import service
 from booklab.context import Context
+from booklab.errors import RegistryError
 from booklab.phases import Phase
 from booklab.pipeline import builder, image_cleaner, image_sharing, registry
 from booklab.pipeline.launcher import api_status
@@ -45,11 +55,11 @@ def auth_registry(tmp_path, docker_engine):
     password = secrets.token_urlsafe(18)
     directory = tmp_path / "registry"
     directory.mkdir()
-    registry = ImageRegistry(directory, users={USER: password})
-    registry.start()
-    yield registry, password
-    registry.stop()
-    registry.remove_local_images(docker_engine)
+    served = ImageRegistry(directory, users={USER: password})
+    served.start()
+    yield served, password
+    served.stop()
+    served.remove_local_images(docker_engine)
 
 
 def test_an_image_built_on_one_host_is_pushed_and_another_host_pulls_it_instead_of_building_it(
@@ -193,3 +203,94 @@ def test_images_unlaunched_longer_than_registry_max_age_are_deleted_from_the_reg
     assert image_cleaner.prune_registry(ctx) == []
     ctx.redis.delete(schema.REGISTRY_PRUNING)
     assert image_cleaner.prune_registry(ctx) == [recent]
+
+
+def certificates(directory: Path, address: str) -> tuple[Path, Path, Path]:
+    """A CA of the test's own, and a certificate it signed for ``address``: (certificate, key, CA) files."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject: str, key, issuer: str, signer, extensions) -> bytes:
+        made = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+        for extension, critical in extensions:
+            made = made.add_extension(extension, critical=critical)
+        return made.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    files = {
+        "ca.crt": certificate(
+            "Booklab test CA",
+            ca_key,
+            "Booklab test CA",
+            ca_key,
+            [(x509.BasicConstraints(ca=True, path_length=0), True)],
+        ),
+        "registry.crt": certificate(
+            address,
+            key,
+            "Booklab test CA",
+            ca_key,
+            [(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), False)],
+        ),
+        "registry.key": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    }
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    return directory / "registry.crt", directory / "registry.key", directory / "ca.crt"
+
+
+@pytest.fixture
+def tls_registry(tmp_path, docker_engine):
+    """A registry of this test's own with TLS (its certificate signed by a CA of the test's) and a login, on
+    the address of Docker's bridge: not a loopback one, which Docker would reach without checking the
+    certificate. (registry, password, the file through which Docker trusts the CA once it is there)."""
+    address = docker_engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    password = secrets.token_urlsafe(18)
+    directory = tmp_path / "tls-registry"
+    directory.mkdir()
+    tls = certificates(directory, address)
+    served = ImageRegistry(directory, users={USER: password}, address=address, tls=tls)
+    served.start()
+    trust = Path(registry.DOCKER_CERTS) / served.host / "ca.crt"
+    certs_there = trust.parent.parent.exists()
+    yield served, password, trust
+    served.stop()
+    served.remove_local_images(docker_engine)
+    shutil.rmtree(trust.parent, ignore_errors=True)
+    if not certs_there:
+        with contextlib.suppress(OSError):  # unless another test trusts a CA there meanwhile
+            trust.parent.parent.rmdir()
+
+
+def test_a_registry_with_tls_and_a_login_is_used_once_docker_trusts_its_ca(tls_registry, docker_engine):
+    tls, password, trust = tls_registry
+    shared = Registry(f"{tls.host}/booklab-{secrets.token_hex(4)}", USER, password)
+    maker = ImageMaker(docker_engine, shared.path)
+    name = maker.name("lab/over-tls")
+    maker.load(name, 4 * KIB)
+    try:
+        with pytest.raises(RegistryError, match="certificate signed by unknown authority"):
+            registry.digest(docker_engine, shared, name)
+        trust.parent.mkdir(parents=True)
+        shutil.copy(tls.verify, trust)  # what an operator does on each runner host (docs/SCALING.md)
+
+        with pytest.raises(RegistryError, match="unauthorized") as refused:
+            registry.push(docker_engine, Registry(shared.path, USER, "not-the-password"), name)
+        assert "not-the-password" not in str(refused.value)
+        pushed = registry.push(docker_engine, shared, name)
+        assert registry.tags(shared) == {name.rsplit(":", 1)[0]: [name.rsplit(":", 1)[1]]}  # HTTP API, same CA
+        docker_engine.images.remove(name)
+        assert list(registry.pull(docker_engine, shared, name)) and registry.holds(docker_engine, shared, name)
+        assert registry.digest(docker_engine, shared, name) == pushed
+        assert registry.delete(shared, name) and registry.digest(docker_engine, shared, name) is None
+    finally:
+        maker.remove_all()
