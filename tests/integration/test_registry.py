@@ -112,6 +112,8 @@ def test_an_image_built_on_one_host_is_pushed_and_another_host_pulls_it_instead_
     assert all(full_logs)
     for text in (runner.output(), *full_logs):
         assert password not in text
+    service.stop(ctx, request.id)  # before the registry's images go
+    wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the notebook to stop")
 
 
 def test_a_registry_that_does_not_answer_means_a_build_and_a_launch_as_on_one_host(
