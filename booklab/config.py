@@ -27,7 +27,11 @@ CONFIG_FILE_ENV = "BOOKLAB_CONFIG"
 
 
 #: settings that are secrets: never printed
-SECRETS = frozenset({"secret_key", "gitlab_consumer_secret", "web_metrics_token"})
+SECRETS = frozenset({"secret_key", "gitlab_consumer_secret", "web_metrics_token", "images_registry_password"})
+
+#: secret settings that may be read from the file their ``<name>_file`` setting names, and what a message calls
+#: that file and the secret
+SECRET_FILES = {"secret_key": ("secret key", "key"), "images_registry_password": ("registry password", "password")}
 
 #: the smallest notebook: a repository's .booklab.yml may ask for no less, so notebook/max_* may be no lower
 MIN_NOTEBOOK_MEMORY = 128 * 1024**2  # bytes
@@ -332,6 +336,28 @@ class Config:
         "true: also remove every dangling image (layers a failed build left) older than build/timeout, Booklab's "
         "or not; false: only those Booklab built.",
     )
+    images_registry: str = _setting(
+        "images/registry",
+        "",
+        "Registry (host[:port]/path) through which runner hosts share images, named under it instead of "
+        "build/image_prefix; empty: each host builds its own.",
+    )
+    images_registry_username: str = _setting(
+        "images/registry_username", "", "User runners log in to images/registry as; empty: no login."
+    )
+    images_registry_password: str = _setting(
+        "images/registry_password", "", "Password of images/registry_username (better: its _file)."
+    )
+    images_registry_password_file: str = _setting(
+        "images/registry_password_file",
+        "",
+        "File holding images/registry_password instead (mode 0600), which keeps it out of the environment; not both.",
+    )
+    images_registry_max_age: int = _setting(
+        "images/registry_max_age",
+        0,
+        "Seconds an image may go unlaunched before its tag is deleted from images/registry; 0: never.",
+    )
 
     @classmethod
     def settings(cls) -> list[dataclasses.Field]:
@@ -503,6 +529,11 @@ def _validate(config: Config) -> None:
     config.images_limit(disk_size=0)  # a size or a share
     if config.images_clean_interval < 1:
         raise ConfigError("Setting images/clean_interval must be at least 1.")
+    if bool(config.images_registry_username) != bool(config.images_registry_password):
+        raise ConfigError(
+            "Settings images/registry_username and images/registry_password (or images/registry_password_file) "
+            "go together: set both, or neither for a registry without login."
+        )
     if config.retry_attempts < 1:
         raise ConfigError("Setting retry/attempts must be at least 1 (1: never try again).")
     try:
@@ -573,32 +604,65 @@ def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | Non
                 raw, origin = environ[var], f"from {var}"
         if raw is not None:
             values[f.name] = _convert(f, raw, origin)
-    if values.get("secret_key_file"):
-        if values.get("secret_key"):
-            raise ConfigError(
-                "Settings secret_key and secret_key_file are both set: keep only one "
-                "(secret_key_file keeps the key out of the environment)."
-            )
-        values["secret_key"] = _read_secret_file(values["secret_key_file"])
+    for name, what in SECRET_FILES.items():
+        _read_from_file(values, name, what)
+    _name_images_under_registry(values)
     config = Config(**values)
     _validate(config)
     return config
 
 
-def _read_secret_file(path: str) -> str:
-    """The secret in the file ``path`` (surrounding white space left out), which only its owner may read."""
+def _read_from_file(values: dict[str, Any], name: str, what: tuple[str, str]) -> None:
+    """Fill the secret setting ``name`` from the file its ``<name>_file`` setting names, if set."""
+    path = values.get(f"{name}_file")
+    if not path:
+        return
+    setting, file_setting = _field(name).metadata["path"], _field(f"{name}_file").metadata["path"]
+    if values.get(name):
+        raise ConfigError(
+            f"Settings {setting} and {file_setting} are both set: keep only one "
+            f"({file_setting} keeps the secret out of the environment)."
+        )
+    values[name] = _read_secret_file(path, file_setting, what)
+
+
+def _read_secret_file(path: str, setting: str, what: tuple[str, str]) -> str:
+    """The secret in the file ``path`` (surrounding white space left out), which only its owner may read;
+    ``what``: the file's and the secret's names in a message (``secret key``, ``key``)."""
+    file_name, secret_name = what
     try:
         with open(path, encoding="utf-8") as f:
             mode = os.fstat(f.fileno()).st_mode
             if mode & 0o077:
                 raise ConfigError(
-                    f"Setting secret_key_file names {path}, which others may read or write (mode "
+                    f"Setting {setting} names {path}, which others may read or write (mode "
                     f"{mode & 0o777:04o}): make it readable by its owner only, with chmod 600 {path}."
                 )
             secret = f.read().strip()
     except (OSError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or "it is not UTF-8 text"
-        raise ConfigError(f"Cannot read the secret key file {path} (setting secret_key_file): {reason}.") from None
+        raise ConfigError(f"Cannot read the {file_name} file {path} (setting {setting}): {reason}.") from None
     if not secret:
-        raise ConfigError(f"The secret key file {path} (setting secret_key_file) is empty: put the key in it.")
+        raise ConfigError(f"The {file_name} file {path} (setting {setting}) is empty: put the {secret_name} in it.")
     return secret
+
+
+def _name_images_under_registry(values: dict[str, Any]) -> None:
+    """With images/registry, Booklab's images are named under it (build/image_prefix is it), so that a
+    commit's image has one name on every runner host."""
+    registry = values.get("images_registry", "").strip().rstrip("/")
+    if not registry:
+        return
+    host = registry.split("/")[0]
+    if "/" not in registry or not ("." in host or ":" in host or host == "localhost"):
+        raise ConfigError(
+            "Setting images/registry must be a registry host and a path, such as registry.example.org/booklab "
+            f"or 127.0.0.1:5000/booklab, not {registry!r}."
+        )
+    prefix = values.get("image_prefix")
+    if prefix and prefix not in (registry, _field("image_prefix").default):  # config.yml lists the default
+        raise ConfigError(
+            f"Settings build/image_prefix ({prefix}) and images/registry ({registry}) are both set: with a "
+            "registry, images are named under it, so keep only images/registry."
+        )
+    values["images_registry"] = values["image_prefix"] = registry

@@ -103,6 +103,11 @@ class DockerUnavailable(BooklabError):
     transient = True
 
 
+class RegistryError(BooklabError):
+    """The image registry (``images/registry``) did not answer, or refused: the image is built here, or not
+    shared."""
+
+
 class LaunchError(BooklabError):
     """The notebook container did not start or did not answer in time."""
 

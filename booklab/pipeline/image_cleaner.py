@@ -17,6 +17,11 @@ never an image a container uses (running or stopped) or the image of a deploymen
 progress (queued, building, launching, ready, ending). Each removal is a line of the runner's
 log; then the host's images are published for the operator's page and ``/metrics``. Runners
 clean on a schedule (``images/clean_interval``) and before a build when space is short.
+
+With a registry (``images/registry``) and ``images/registry_max_age``, one runner of all, once per
+``images/clean_interval``, also deletes from the registry the images unlaunched for longer, on any
+host (:func:`prune_registry`); a host that lacks an image pulls it from the registry, so a local
+removal costs a pull, not a build.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ import redis
 
 from booklab.config import Config
 from booklab.context import Context
-from booklab.pipeline import builder
+from booklab.errors import RegistryError
+from booklab.pipeline import builder, registry
+from booklab.pipeline.registry import Registry
 from booklab.state import schema
 from booklab.state.images import ImageInfo
 from booklab.units import human_size
@@ -131,6 +138,11 @@ def check_disk(config: Config, client: docker.DockerClient) -> None:
 def clean(ctx: Context, when_short: bool = False) -> list[Removal]:
     """Clean the images of this runner's Docker Engine (``when_short``: only if space is short);
     the removals done. Nothing when another runner of the engine is cleaning."""
+    if not when_short:
+        try:
+            prune_registry(ctx)
+        except RegistryError as e:  # next time: the host's own images do not wait for it
+            log.warning("old images were not deleted from the registry: %s", e)
     host = ctx.docker_host
     lock = ctx.redis.lock(schema.image_cleaning(host), timeout=LOCK_TTL)
     if not lock.acquire(blocking=False):
@@ -171,10 +183,49 @@ def _clean(ctx: Context, host: str, when_short: bool) -> list[Removal]:
     done = [removal for removal in removals if _remove(ctx, removal)]
     ctx.images.count_removed(host, len(done))
     _prune_dangling(ctx, now)
-    ctx.images.forget_launches_before(now - max(LAUNCHES_KEPT, ctx.config.images_max_age))
+    ctx.images.forget_launches_before(
+        now - max(LAUNCHES_KEPT, ctx.config.images_max_age, ctx.config.images_registry_max_age)
+    )
     removed = {removal.image.name for removal in done}
     ctx.images.publish(host, [image for image in images if image.name not in removed])
     return done
+
+
+def prune_registry(ctx: Context) -> list[str]:
+    """Delete from the registry Booklab's images unlaunched for longer than ``images/registry_max_age`` (an
+    image whose launch Booklab does not know counts from now), never that of a deployment in progress;
+    the images deleted. Nothing without a registry or that setting, or when a runner did it less than
+    ``images/clean_interval`` ago."""
+    shared, max_age = Registry.of(ctx.config), ctx.config.images_registry_max_age
+    if shared is None or not max_age:
+        return []
+    if not ctx.redis.set(schema.REGISTRY_PRUNING, ctx.docker_host, nx=True, ex=ctx.config.images_clean_interval):
+        return []
+    now = time.time()
+    names = [
+        f"{repository}:{tag}"
+        for repository, tags in registry.tags(shared).items()
+        for tag in tags
+        if builder.commit_image(ctx.config.image_prefix, f"{repository}:{tag}") == f"{repository}:{tag}"
+    ]
+    launches = ctx.images.last_launches(names)
+    for name in names:
+        if launches[name] is None:
+            ctx.images.launched(name, now)
+    active = _active_images(ctx)
+    deleted = []
+    for name in names:
+        last = launches[name]
+        if last is None or now - last <= max_age or name in active:
+            continue
+        if registry.delete(shared, name):
+            log.info(
+                "deleted image %s from the registry: unlaunched for %.1f days, longer than images/registry_max_age",
+                name,
+                (now - last) / 86400,
+            )
+            deleted.append(name)
+    return deleted
 
 
 def _images(ctx: Context) -> list[ImageInfo]:

@@ -29,6 +29,7 @@ from booklab.pipeline import (
     git,
     gitlab_tokens,
     image_cleaner,
+    image_sharing,
     launcher,
     notebook_container,
     notebook_network,
@@ -52,7 +53,8 @@ def checkout_dir(ctx: Context, deployment_id: str) -> Path:
 
 def provision_key(ctx: Context, run: Run, runner: str) -> None:
     """Note that ``runner`` took the run (it claimed it), resolve the branch to a commit and, unless the
-    commit's image exists already, add a read-only deploy key (or fall back to HTTPS)."""
+    commit's image exists already (or is pulled from the registry), add a read-only deploy key (or fall
+    back to HTTPS)."""
     deployment_id = run.deployment
     dep = Deployment.from_id(deployment_id)
     # the runner's name tells its host: it stays in the record and the runner's own log
@@ -73,7 +75,7 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             http_url=project.http_url,
         )
         rebuild = bool(ctx.deployments.record(deployment_id).get("rebuild"))
-        if not rebuild and builder.image_exists(ctx.docker, image):
+        if not rebuild and (builder.image_exists(ctx.docker, image) or image_sharing.pull_if_shared(ctx, run, image)):
             ctx.deployments.update(deployment_id, cached="1")
             ctx.vault.delete(deployment_id, GITLAB_TOKEN)
             return
@@ -268,6 +270,7 @@ def run(ctx: Context, run: Run, runner: str) -> None:
         launcher.stop(ctx.docker, notebook.container_id)
         raise
     ctx.images.launched(record["image"])
+    image_sharing.share_alongside(ctx, run, record["image"])
     ctx.runners.attach(
         runner,
         container=notebook.container_id,

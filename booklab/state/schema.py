@@ -43,6 +43,7 @@ HASH   imageinventory              host -> JSON of its Booklab images as its cle
 SET    imageremovals:<host>        image names an operator asked to remove from that host's Docker Engine
 HASH   imagesremoved               host -> how many images its cleaner ever removed
 STR    imagecleaning:<host>        held while one runner of that host cleans its images, a few minutes at most
+STR    registrypruning             held for images/clean_interval by the runner that deleted old tags of the registry
 =====  ==========================  =====================================================
 
 Celery's broker keys (``deployments``, ``runner.<name>``, ``unacked*``, ``_kombu*``) live
@@ -64,6 +65,7 @@ AUDIT_LOG = "adminlog"
 IMAGE_LAUNCHES = "imagelaunches"
 IMAGE_INVENTORY = "imageinventory"
 IMAGES_REMOVED = "imagesremoved"
+REGISTRY_PRUNING = "registrypruning"
 
 HEARTBEAT_TTL = 30
 RECORD_TTL = 7 * 24 * 3600

@@ -134,7 +134,8 @@ def _stop_taking_deployments(runner: str) -> None:
             log.warning("the broker connection of %s broke; trying again", runner)
 
 
-@app.task(bind=True, name="booklab.provision_key", time_limit=180)
+# a pull of the commit's image from the registry included
+@app.task(bind=True, name="booklab.provision_key", time_limit=900)
 def provision_key(self: Task, run_id: str) -> str:
     return _run_step(self, steps.provision_key, run_id, claim=True)
 

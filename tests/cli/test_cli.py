@@ -120,14 +120,14 @@ def test_config_lists_every_setting_and_hides_the_secrets(tmp_path):
     }
     out = subprocess.run(
         [sys.executable, "-m", "booklab.cli", "config"],
-        env={**os.environ, **secrets},
+        env={**os.environ, **secrets, "BOOKLAB_IMAGES_REGISTRY_USERNAME": "runner"},  # whose password is a secret
         cwd=tmp_path,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     assert all(f"{f.metadata['path']} = " in out for f in Config.settings())
-    assert out.count("'<set>'") == len(SECRETS) == 3
+    assert out.count("'<set>'") == len(SECRETS) == 4
     assert not any(value in out for value in secrets.values())
 
 

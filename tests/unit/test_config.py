@@ -7,6 +7,7 @@ import yaml
 
 from booklab.config import Config, _lookup, load
 from booklab.errors import ConfigError
+from booklab.pipeline.registry import Registry
 
 
 def test_file_values_and_environment_overrides(tmp_path):
@@ -119,3 +120,54 @@ def test_secret_key_and_secret_key_file_are_exclusive(tmp_path):
     path = secret_file(tmp_path)
     with pytest.raises(ConfigError, match="secret_key and secret_key_file are both set: keep only one"):
         load(None, environ={"BOOKLAB_SECRET_KEY_FILE": str(path), "BOOKLAB_SECRET_KEY": "another"})
+
+
+# -- images/registry ---------------------------------------------------------------------
+
+
+def test_with_a_registry_images_are_named_under_it_on_every_host():
+    config = load(None, environ={"BOOKLAB_IMAGES_REGISTRY": "registry.example.org:5000/booklab/"})
+    assert config.images_registry == config.image_prefix == "registry.example.org:5000/booklab"
+    # the same prefix set twice is no conflict
+    same = {"BOOKLAB_IMAGES_REGISTRY": "127.0.0.1:5000/lab", "BOOKLAB_BUILD_IMAGE_PREFIX": "127.0.0.1:5000/lab"}
+    assert load(None, environ=same).image_prefix == "127.0.0.1:5000/lab"
+    assert load(None, environ={}).image_prefix == "booklab"
+
+
+@pytest.mark.parametrize(
+    "environ, sentence",
+    [
+        (
+            {"BOOKLAB_IMAGES_REGISTRY": "registry.example.org/booklab", "BOOKLAB_BUILD_IMAGE_PREFIX": "mine"},
+            r"build/image_prefix \(mine\) and images/registry \(registry.example.org/booklab\) are both set",
+        ),
+        # a first part that is no host would be a path on Docker Hub
+        ({"BOOKLAB_IMAGES_REGISTRY": "booklab/images"}, "must be a registry host and a path"),
+        ({"BOOKLAB_IMAGES_REGISTRY": "registry.example.org"}, "must be a registry host and a path"),
+        (
+            {"BOOKLAB_IMAGES_REGISTRY": "localhost:5000/b", "BOOKLAB_IMAGES_REGISTRY_USERNAME": "runner"},
+            "images/registry_username and images/registry_password .* go together",
+        ),
+    ],
+)
+def test_a_registry_setting_that_cannot_work_stops_with_one_sentence(environ, sentence):
+    with pytest.raises(ConfigError, match=sentence):
+        load(None, environ=environ)
+
+
+def test_the_registry_password_comes_from_a_file_only_its_owner_reads(tmp_path):
+    path = secret_file(tmp_path, content="the-registry-password\n")
+    environ = {
+        "BOOKLAB_IMAGES_REGISTRY": "registry.example.org/booklab",
+        "BOOKLAB_IMAGES_REGISTRY_USERNAME": "runner",
+        "BOOKLAB_IMAGES_REGISTRY_PASSWORD_FILE": str(path),
+    }
+    config = load(None, environ=environ)
+    assert config.images_registry_password == "the-registry-password"
+    assert "the-registry-password" not in repr(Registry.of(config))
+    with pytest.raises(ConfigError, match="registry_password and images/registry_password_file are both set"):
+        load(None, environ={**environ, "BOOKLAB_IMAGES_REGISTRY_PASSWORD": "another"})
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"registry_password_file names .* others may read") as refused:
+        load(None, environ=environ)
+    assert "the-registry-password" not in str(refused.value)
