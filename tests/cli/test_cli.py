@@ -51,7 +51,7 @@ def test_deploy_follow_prints_the_phases_and_the_notebook_url(web_server, runner
     headers = re.findall(r"^==> (\w+)$", done.stdout, re.MULTILINE)
     assert headers[0] == "waiting" and headers[-1] == "ready"
     assert {"fetching", "launching"} <= set(headers) and {"building", "built"} & set(headers)
-    link = re.search(r"^Your notebook is ready: (http://127\.0\.0\.1:\d+/)\?token=(\S+)$", done.stdout, re.MULTILINE)
+    link = re.search(r"^Your notebook is ready: (http://127\.0\.0\.1:\d+/)lab\?token=(\S+)$", done.stdout, re.MULTILINE)
     assert link, done.stdout
     contents = requests.get(
         link.group(1) + "api/contents", timeout=10, headers={"Authorization": f"token {link.group(2)}"}
@@ -72,7 +72,9 @@ def test_deploy_follow_prints_the_phases_and_the_notebook_url(web_server, runner
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Building image" not in again.stdout
     assert re.findall(r"^==> (\w+)$", again.stdout, re.MULTILINE)[0] == "waiting"
-    relink = re.search(r"^Your notebook is ready: (http://127\.0\.0\.1:\d+/)\?token=(\S+)$", again.stdout, re.MULTILINE)
+    relink = re.search(
+        r"^Your notebook is ready: (http://127\.0\.0\.1:\d+/)lab\?token=(\S+)$", again.stdout, re.MULTILINE
+    )
     assert relink and relink.group(2) != link.group(2), again.stdout
     no_wait = booklab(web_server, alice.token, "stop", "--no-wait", deployment)
     assert no_wait.returncode == 0 and "Stopped" not in no_wait.stdout
@@ -140,7 +142,7 @@ def test_save_pushes_the_changes_and_prints_the_branch_and_merge_request_link(
     runners(1)
     done = booklab(web_server, alice.token, "deploy", cli_project, "--ref", "main", "--save-back", "--follow")
     assert done.returncode == 0, done.stdout + done.stderr
-    url, token = re.search(r"^Your notebook is ready: (\S+)\?token=(\S+)$", done.stdout, re.MULTILINE).groups()
+    url, token = re.search(r"^Your notebook is ready: (\S+/)lab\?token=(\S+)$", done.stdout, re.MULTILINE).groups()
     requests.put(
         url + "api/contents/notes.md",
         json={"type": "file", "format": "text", "content": "from the CLI\n"},
