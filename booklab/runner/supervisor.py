@@ -9,9 +9,6 @@ from __future__ import annotations
 import logging
 import time
 
-import docker
-import requests
-
 from booklab.context import Context
 from booklab.dispatch.send import queue_run
 from booklab.phases import Phase
@@ -79,25 +76,17 @@ class QueueWatch:
         self.first = None
 
 
-def supervise(ctx: Context, name: str, watch: ChainWatch, steps_in_hand: bool) -> bool:
+def supervise(ctx: Context, name: str, watch: ChainWatch, steps_in_hand: bool, host: str = "") -> bool:
     """One check of the runner ``name``: its heartbeat, lost runners, deploy keys to sweep, and
     the life of the notebook it holds (or of its preparation). ``steps_in_hand``: whether a
-    task of its run is running, queued or scheduled in this runner. True when the runner is
-    free to take a deployment."""
-    ctx.runners.beat(name, _host(ctx))
+    task of its run is running, queued or scheduled in this runner; ``host``: its Docker Engine's
+    host, when known. True when the runner is free to take a deployment."""
+    ctx.runners.beat(name, host)
     for lost in recovery.lost_runners(ctx):
         recovery.reap(ctx, lost, by=name)
     key_sweeper.sweep(ctx)
     held = ctx.runners.held(name)
     return not (held.get("deployment") and _still_holds(ctx, name, held, watch, steps_in_hand))
-
-
-def _host(ctx: Context) -> str:
-    """The host of the runner's Docker Engine; empty while the engine does not answer."""
-    try:
-        return ctx.docker_host
-    except (docker.errors.DockerException, requests.RequestException):
-        return ""
 
 
 def _still_holds(ctx: Context, name: str, held: dict[str, str], watch: ChainWatch, steps_in_hand: bool) -> bool:

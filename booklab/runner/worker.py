@@ -17,6 +17,7 @@ import uuid
 from contextlib import closing
 
 import docker
+import requests
 from celery import bootsteps
 from celery.worker import state as worker_state
 
@@ -118,7 +119,7 @@ class Supervisor(bootsteps.StartStopStep):
 
     def _supervise(self, ctx: Context, c) -> None:
         in_hand = _steps_in_hand()
-        if not supervise(ctx, c.hostname, self._watch, in_hand):
+        if not supervise(ctx, c.hostname, self._watch, in_hand, _docker_host(ctx)):
             self._queue.pause()  # it holds a notebook: not free to take the first of the queue
             return
         if not c.task_consumer.consuming_from(DEPLOYMENTS_QUEUE):
@@ -156,6 +157,15 @@ class Supervisor(bootsteps.StartStopStep):
         elif run and claim:
             teardown.release(ctx, run, c.hostname, claim.token, Phase.STOPPED, SHUT_DOWN)
         ctx.runners.retire(c.hostname)
+
+
+def _docker_host(ctx: Context) -> str:
+    """The host of the runner's Docker Engine (the operator's page shows it); empty while the
+    engine does not answer."""
+    try:
+        return ctx.docker_host
+    except (docker.errors.DockerException, requests.RequestException):
+        return ""
 
 
 def _check_notebook_network(config: Config) -> None:
