@@ -9,6 +9,7 @@ such as ``FQDN`` or ``TMPDIR``). ``booklab config`` prints them all.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import tempfile
@@ -143,6 +144,18 @@ class Config:
         "notebook/host",
         "127.0.0.1",
         "Address on which a runner publishes its notebook's port.",
+    )
+    notebook_reachable_from: str = _setting(
+        "notebook/reachable_from",
+        "",
+        "IPv4 addresses or networks (comma-separated: Traefik's host) that alone may open connections to this "
+        "host's notebooks, by a firewall rule the runner sets; empty: no rule (notebooks on one host).",
+    )
+    notebook_unreachable: str = _setting(
+        "notebook/unreachable",
+        "",
+        "IPv4 networks (comma-separated: Booklab's hosts, with Redis, the registry and other hosts' notebooks) "
+        "that notebooks may not open connections to, by a firewall rule the runner sets; empty: no rule.",
     )
     notebook_urlpath: str = _setting(
         "notebook/urlpath",
@@ -377,6 +390,26 @@ class Config:
         """The comma-separated GitLab paths of the setting ``name`` (such as ``access_allowed_groups``)."""
         return tuple(path.strip().strip("/") for path in getattr(self, name).split(",") if path.strip().strip("/"))
 
+    def networks_of(self, name: str) -> tuple[ipaddress.IPv4Network, ...]:
+        """The comma-separated IPv4 addresses or networks of the setting ``name`` (such as
+        ``notebook_unreachable``); ConfigError for anything else."""
+        parsed = []
+        for item in (part.strip() for part in getattr(self, name).split(",")):
+            if not item:
+                continue
+            path = _field(name).metadata["path"]
+            try:
+                network = ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"Setting {path} must list IPv4 addresses or networks such as 10.0.0.1 or 10.0.0.0/24, "
+                    f"not {item!r}."
+                ) from None
+            if network.version != 4:
+                raise ConfigError(f"Setting {path} takes IPv4 addresses and networks only (iptables), not {item!r}.")
+            parsed.append(network)
+        return tuple(parsed)
+
     def profile(self, name: str) -> profiles.Profile | None:
         """The profile ``name`` of ``profiles/list``, None when there is none of that name."""
         return profiles.named(self.profiles_list, name)
@@ -491,6 +524,8 @@ def _validate(config: Config) -> None:
     check_notebook_maxima(
         config.bytes_of("notebook_max_memory"), config.notebook_max_cpus, config.notebook_max_idle_timeout
     )
+    config.networks_of("notebook_reachable_from")
+    config.networks_of("notebook_unreachable")
     if not config.notebook_publish and not config.notebook_network:
         raise ConfigError("Setting notebook/publish is false, so notebook/network must name a Docker network.")
     if config.clone_method not in {"ssh", "https"}:

@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.pipeline",
     "tests.fixtures.traefik",
     "tests.fixtures.web",
+    "tests.fixtures.hosts",
 ]
 
 #: fixtures that start or talk to a Docker Engine

@@ -32,6 +32,7 @@ from booklab.pipeline import (
     image_sharing,
     launcher,
     notebook_container,
+    notebook_firewall,
     notebook_network,
     notebook_settings,
 )
@@ -251,6 +252,7 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     started = time.monotonic()
     if ctx.config.notebook_network:  # checked at the runner's start too, but Docker may not have answered then
         notebook_network.ensure_isolated(ctx.docker, ctx.config.notebook_network)
+    notebook_firewall.ensure(ctx.docker, ctx.config)  # mended before each launch, should it be gone
     notebook = launcher.launch(
         ctx.docker,
         record["image"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 
@@ -75,6 +75,20 @@ def static_flags(
     if routes_file is not None:
         flags.append(f"--providers.file.filename={routes_file}")
     return flags
+
+
+def static_environment(flags: list[str], redis_url: str = "") -> dict[str, str]:
+    """The static configuration of ``flags`` as Traefik's environment variables, with the Redis provider's
+    password from ``redis_url``: Traefik reads its static configuration from one source only, and a password
+    belongs in a process's environment, never on its command line."""
+    environment = {}
+    for flag in flags:
+        name, _, value = flag.removeprefix("--").partition("=")
+        environment[f"TRAEFIK_{name.replace('.', '_').upper()}"] = value
+    password = urlsplit(redis_url).password if redis_url else None
+    if password:
+        environment["TRAEFIK_PROVIDERS_REDIS_PASSWORD"] = unquote(password)
+    return environment
 
 
 def tls_flags(tls_address: str, check_address: str, entrypoint: str = ENTRYPOINT) -> list[str]:

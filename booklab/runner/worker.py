@@ -26,7 +26,7 @@ from booklab.context import Context, get_context
 from booklab.dispatch.app import app, configure
 from booklab.dispatch.queues import CONCURRENCY, DEPLOYMENTS_QUEUE, runner_queue
 from booklab.phases import Phase
-from booklab.pipeline import image_cleaner, notebook_network, teardown
+from booklab.pipeline import image_cleaner, notebook_firewall, notebook_network, teardown
 from booklab.runner import recovery
 from booklab.runner.supervisor import ChainWatch, QueueWatch, supervise
 from booklab.saveback import protocol
@@ -169,10 +169,12 @@ def _docker_host(ctx: Context) -> str:
 
 
 def _check_notebook_network(config: Config) -> None:
-    """Create the notebook network when missing; refuse to start on one where notebooks reach each other."""
+    """Create the notebook network when missing; refuse to start on one where notebooks reach each other, or
+    without the firewall rules notebook/reachable_from and notebook/unreachable ask for."""
     try:
         with closing(docker.from_env()) as client:
             notebook_network.ensure_isolated(client, config.notebook_network)
+            notebook_firewall.ensure(client, config)
     except docker.errors.DockerException as e:  # the runner waits for Docker as for any outage
         log.warning("notebook/network was not checked: the Docker Engine did not answer (%s)", e)
 

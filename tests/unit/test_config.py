@@ -43,6 +43,12 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
         ({"BOOKLAB_SAVE_KEEP_FAILED": "2592000"}, "save/keep_failed must be at most 604800 (7 days)"),
         ({"BOOKLAB_SAVE_KEEP_MAX_SIZE": "big"}, "save/keep_max_size must be a size such as 50m, not 'big'"),
         (
+            {"BOOKLAB_NOTEBOOK_REACHABLE_FROM": "10.0.0.1, traefik"},
+            "notebook/reachable_from must list IPv4 addresses or networks such as 10.0.0.1 or 10.0.0.0/24, "
+            "not 'traefik'",
+        ),
+        ({"BOOKLAB_NOTEBOOK_UNREACHABLE": "fd00::/8"}, "notebook/unreachable takes IPv4 addresses and networks only"),
+        (
             {"BOOKLAB_NOTEBOOK_URLPATH": "//evil.example/lab"},
             "notebook/urlpath must be a path inside the notebook server such as lab or tree, "
             "not '//evil.example/lab': it names another host.",

@@ -1,0 +1,103 @@
+"""The firewall rules a runner sets on its host when notebooks run on several hosts.
+
+On one host a notebook's port is published on loopback (or not at all) and Booklab's services
+listen on loopback, so nothing else reaches a notebook and a notebook reaches nothing of
+Booklab's. Across hosts both stop being true: a notebook on host B is published on B's address
+for Traefik on host A, and Redis and the registry listen on A's address for B's runners. Two
+settings, set on every runner host, give the same guarantees back with iptables rules in the
+host's network namespace (the runner needs it and the NET_ADMIN capability there):
+
+- ``notebook/reachable_from``: only these addresses (Traefik's host) may open a connection to a
+  notebook of this host; others are refused, whether they come through the published port or
+  straight to the container's address routed through the host;
+- ``notebook/unreachable``: notebooks of this host may not open a connection to these networks
+  (Booklab's hosts: Redis, the registry, the web tier, other hosts' notebooks); Traefik's host
+  among them is reached at its public address, as a user's browser reaches it.
+
+The rules live in two chains of Booklab's own, rewritten whole and at once (``iptables-restore
+--noflush``) at each launch, so that a change of the settings or a flushed firewall is mended
+before the next notebook starts; the chains are entered from Docker's ``DOCKER-USER`` chain
+(connections forwarded to or from the notebook network's bridge) and from ``INPUT``
+(connections from a notebook to the host's own addresses).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+
+import docker
+
+from booklab.config import Config
+from booklab.errors import ConfigError
+
+#: connections opened towards a notebook of this host
+INGRESS = "BOOKLAB-NOTEBOOKS-IN"
+#: connections a notebook of this host opens
+EGRESS = "BOOKLAB-NOTEBOOKS-OUT"
+#: the option of a bridge network that names its Linux bridge
+BRIDGE_NAME = "com.docker.network.bridge.name"
+
+
+def chains(reachable_from: tuple[ipaddress.IPv4Network, ...], unreachable: tuple[ipaddress.IPv4Network, ...]) -> str:
+    """Booklab's two chains, whole, as ``iptables-restore`` reads them: declaring a chain empties it."""
+    lines = ["*filter", f":{INGRESS} - [0:0]", f":{EGRESS} - [0:0]"]
+    if reachable_from:
+        lines += [f"-A {INGRESS} -s {network} -j RETURN" for network in reachable_from]
+        lines += [f"-A {INGRESS} -p tcp -j REJECT --reject-with tcp-reset", f"-A {INGRESS} -j REJECT"]
+    for network in unreachable:
+        lines += [
+            f"-A {EGRESS} -d {network} -p tcp -j REJECT --reject-with tcp-reset",
+            f"-A {EGRESS} -d {network} -j REJECT",
+        ]
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+def jumps(bridge: str) -> list[list[str]]:
+    """The rules that send new connections to and from the notebook network's ``bridge`` through Booklab's chains."""
+    new = ["-m", "conntrack", "--ctstate", "NEW"]
+    return [
+        ["DOCKER-USER", "-o", bridge, *new, "-j", INGRESS],
+        ["DOCKER-USER", "-i", bridge, *new, "-j", EGRESS],
+        ["INPUT", "-i", bridge, *new, "-j", EGRESS],
+    ]
+
+
+def bridge_of(network) -> str:
+    """The Linux bridge of a Docker bridge network (a docker-py Network)."""
+    return (network.attrs.get("Options") or {}).get(BRIDGE_NAME) or f"br-{network.id[:12]}"
+
+
+def wanted(config: Config) -> bool:
+    """Whether ``notebook/reachable_from`` or ``notebook/unreachable`` asks for rules."""
+    return bool(config.networks_of("notebook_reachable_from") or config.networks_of("notebook_unreachable"))
+
+
+def ensure(client: docker.DockerClient, config: Config) -> None:
+    """Set the rules for the notebook network (``notebook/network``, empty: Docker's default bridge) when
+    ``notebook/reachable_from`` or ``notebook/unreachable`` asks for any; ConfigError when they cannot be
+    set, so that no notebook starts without them."""
+    if not wanted(config):
+        return
+    if not (shutil.which("iptables") and shutil.which("iptables-restore")):
+        raise ConfigError(
+            "Settings notebook/reachable_from and notebook/unreachable need iptables on the runner's host: install "
+            "it (apt-get install iptables), or empty both settings."
+        )
+    bridge = bridge_of(client.networks.get(config.notebook_network or "bridge"))
+    rules = chains(config.networks_of("notebook_reachable_from"), config.networks_of("notebook_unreachable"))
+    _iptables(["iptables-restore", "--wait", "--noflush"], rules)
+    for rule in jumps(bridge):
+        if subprocess.run(["iptables", "--wait", "-C", *rule], capture_output=True).returncode != 0:
+            _iptables(["iptables", "--wait", "-I", *rule])
+
+
+def _iptables(argv: list[str], stdin: str | None = None) -> None:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ConfigError(
+            f"The runner could not set its notebooks' firewall rules ({argv[0]}: {done.stderr.strip()}): it needs "
+            "the host's network namespace and the NET_ADMIN capability (docker compose: network_mode: host, "
+            "cap_add: [NET_ADMIN]), and Docker's iptables rules (DOCKER-USER)."
+        )
