@@ -86,8 +86,17 @@ def learn_host_key(ctx: Context, credentials: Credentials) -> None:
 
 
 def revoke(ctx: Context, deployment_id: str) -> None:
-    """Remove the deployment's clone key from GitLab (or leave it to the key sweeper when
-    GitLab does not answer) and the secrets that reach its repository from Redis."""
+    """Remove the deployment's clone key (:func:`remove_deploy_key`) and the user's GitLab token from Redis:
+    nothing of Booklab's reaches its repository any more."""
+    try:
+        remove_deploy_key(ctx, deployment_id)
+    finally:
+        ctx.vault.delete(deployment_id, GITLAB_TOKEN)
+
+
+def remove_deploy_key(ctx: Context, deployment_id: str) -> None:
+    """Remove the deployment's clone key from GitLab (or leave it to the key sweeper when GitLab does not
+    answer) and from Redis."""
     record = ctx.deployments.record(deployment_id)
     try:
         if record.get("deploy_key_title"):
@@ -102,4 +111,4 @@ def revoke(ctx: Context, deployment_id: str) -> None:
             e,
         )
     finally:
-        ctx.vault.delete(deployment_id, GITLAB_TOKEN, DEPLOY_KEY)
+        ctx.vault.delete(deployment_id, DEPLOY_KEY)

@@ -5,8 +5,12 @@ secrets, checkout, route, container), frees the runner and starts the run queued
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+
+import docker
+import requests
 
 from booklab.context import Context
 from booklab.dispatch.send import queue_run
@@ -27,6 +31,26 @@ def end(ctx: Context, run: Run, runner: str, phase: Phase, message: str, take_ov
     if claim is None:
         return False
     release(ctx, run, runner, claim.token, phase, message)
+    return True
+
+
+def hand_back(ctx: Context, run: Run, runner: str, reason: str) -> bool:
+    """Give the run ``runner`` holds back to the queue, in its place, for a runner whose Docker Engine answers
+    (``runner``'s did not: ``reason``), and send its chain again; what its steps left here goes first (the
+    next runner adds a deploy key of its own), the user's GitLab token stays for the next runner. False when
+    the runner no longer holds the run, or it is no longer being prepared."""
+    deployment_id = run.deployment
+    access.remove_deploy_key(ctx, deployment_id)
+    shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
+    container = ctx.deployments.record(deployment_id).get("container")
+    if container:
+        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+            launcher.stop(ctx.docker, container)  # its engine may answer again by now
+    told = f"{reason} The notebook goes back to the queue, in its place, for a runner of another Docker Engine."
+    if not ctx.lifecycle.hand_back(run, runner, told):
+        return False
+    log.warning("%s gave %s back to the queue: %s", runner, run, reason)
+    queue_run(ctx, run)
     return True
 
 

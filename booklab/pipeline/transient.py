@@ -11,6 +11,7 @@ import random
 
 import docker.errors
 import requests
+import urllib3
 
 from booklab.errors import BooklabError, DockerUnavailable
 
@@ -29,7 +30,8 @@ def docker_unavailable(exc: BaseException) -> bool:
         return exc.is_server_error()
     if isinstance(exc, docker.errors.DockerException) and exc.__cause__ is not None:
         return docker_unavailable(exc.__cause__)  # e.g. no answer while asking its version
-    return isinstance(exc, (requests.ConnectionError, requests.Timeout))
+    # a stream read raw from the engine (a pull, a build) that breaks off: the engine went away halfway
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout, urllib3.exceptions.ProtocolError))
 
 
 def as_booklab_error(exc: Exception) -> BooklabError | None:

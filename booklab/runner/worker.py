@@ -119,8 +119,15 @@ class Supervisor(bootsteps.StartStopStep):
 
     def _supervise(self, ctx: Context, c) -> None:
         in_hand = _steps_in_hand()
-        if not supervise(ctx, c.hostname, self._watch, in_hand, _docker_host(ctx)):
+        host = _docker_host(ctx)
+        if not supervise(ctx, c.hostname, self._watch, in_hand, host):
             self._queue.pause()  # it holds a notebook: not free to take the first of the queue
+            return
+        if not host:  # a deployment it took would go back to the queue: leave them to runners of other engines
+            if c.task_consumer.consuming_from(DEPLOYMENTS_QUEUE):
+                c.cancel_task_queue(DEPLOYMENTS_QUEUE)
+                log.warning("%s takes no deployment until its Docker Engine answers", c.hostname)
+            self._queue.pause()
             return
         if not c.task_consumer.consuming_from(DEPLOYMENTS_QUEUE):
             c.add_task_queue(DEPLOYMENTS_QUEUE)
@@ -163,6 +170,7 @@ def _docker_host(ctx: Context) -> str:
     """The host of the runner's Docker Engine (the operator's page shows it); empty while the
     engine does not answer."""
     try:
+        ctx.docker.ping()
         return ctx.docker_host
     except (docker.errors.DockerException, requests.RequestException):
         return ""

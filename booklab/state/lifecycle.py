@@ -105,6 +105,15 @@ MOVES: tuple[Move, ...] = (
     Move(Phase.BUILT, Phase.LAUNCHING, _STEPS, said=True),
     Move(Phase.LAUNCHING, Phase.LAUNCHING, _STEPS, said=True),
     Move(Phase.LAUNCHING, Phase.READY, _STEPS, said=True),
+    *(
+        Move(
+            before,
+            Phase.TODO,
+            "the run's steps, on a runner whose Docker Engine did not answer: the run goes back to the "
+            "queue, in its place, for a runner whose engine answers",
+        )
+        for before in _PREPARING
+    ),
     *(Move(before, Phase.STOPPING, _END) for before in (Phase.TODO, *_PREPARING, Phase.READY)),
     Move(
         Phase.STOPPING,
@@ -278,6 +287,21 @@ redis.call('HSET', KEYS[3], 'deployment', d, 'run', run, 'since', ARGV[10])
 redis.call('HSET', STATUS, d, 'fetching')
 redis.call('ZREM', KEYS[4], d)
 return {1, emit(run, ARGV[11])}
+"""
+
+# KEYS[3] the runner's hold, KEYS[4] the queue; ARGV[9] run, ARGV[10] the event, ARGV[11] now
+_HAND_BACK = """
+local status, run = current()
+if run ~= ARGV[9] or status == 'todo' or over(status) or not may(status, 'todo')
+    or redis.call('HGET', KEYS[3], 'deployment') ~= d or redis.call('HGET', KEYS[3], 'run') ~= run then
+  return {0, status, run}
+end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', STATUS, d, 'todo')
+redis.call('HDEL', RECORD, 'runner', 'container')
+redis.call('HINCRBY', RECORD, 'handed_back', 1)
+redis.call('ZADD', KEYS[4], redis.call('HGET', RECORD, 'requested_at') or ARGV[11], d)
+return {1, emit(run, ARGV[10])}
 """
 
 # KEYS[3] slug, KEYS[4] run counter, KEYS[5] next run, KEYS[6] queue, KEYS[7] ended, KEYS[8] save lock;
@@ -467,6 +491,7 @@ return {1, status, run}
 _SCRIPTS = {
     "say": _SAY,
     "claim": _CLAIM,
+    "hand_back": _HAND_BACK,
     "request": _REQUEST,
     "stop": _STOP,
     "claim_end": _CLAIM_END,
@@ -610,6 +635,21 @@ class Lifecycle:
         )
         if not answer[0]:
             self._refused(run, "the claim of a runner", answer)
+            return False
+        return True
+
+    def hand_back(self, run: Run, runner: str, message: str) -> bool:
+        """``runner``, whose Docker Engine did not answer, gives back the run it holds: queued again in its
+        place (the time of its request), for another runner; its log says ``message``. False when the
+        runner no longer holds the run, or it is no longer being prepared (stopped meanwhile, say)."""
+        answer = self._call(
+            "hand_back",
+            run.deployment,
+            [schema.runner(runner), schema.QUEUE],
+            [run.number, encode(Phase.WAITING, message), f"{time.time():.3f}"],
+        )
+        if not answer[0]:
+            self._refused(run, f"handing back by {runner}", answer)
             return False
         return True
 

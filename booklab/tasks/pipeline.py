@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError
 from booklab.context import Context, get_context
 from booklab.dispatch.app import app
 from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, runner_queue
-from booklab.errors import BooklabError, Moved
+from booklab.errors import BooklabError, DockerUnavailable, Moved
 from booklab.phases import Phase
 from booklab.pipeline import steps, teardown
 from booklab.pipeline.transient import as_booklab_error, backoff
@@ -69,7 +69,11 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
             _end_crashed(ctx, run, runner, task)
             raise Ignore() from None
         message = str(error)
-        if error.transient:
+        if isinstance(error, DockerUnavailable):
+            if _hand_back(ctx, run, runner, error):
+                raise Ignore() from None
+            message += f" Gave up after {ctx.config.retry_attempts} tries."
+        elif error.transient:
             try:
                 _retry_later(task, ctx, run, runner, error)
             except Moved:  # stopped meanwhile: no try left to tell about
@@ -96,6 +100,14 @@ def _end_stopped(ctx: Context, run: Run, runner: str) -> None:
     """The run was stopped (or is over): end it, unless someone else does; the chain goes no further."""
     teardown.end(ctx, run, runner, Phase.STOPPED, "Stopped on request.")
     raise Ignore()
+
+
+def _hand_back(ctx: Context, run: Run, runner: str, error: BooklabError) -> bool:
+    """This runner's Docker Engine did not answer: give the run back to the queue for a runner whose engine
+    answers (this one takes none until its own does), unless it went back ``retry/attempts`` times already
+    or is no longer this runner's; False then, and the error ends the run."""
+    handed_back = int(ctx.deployments.record(run.deployment).get("handed_back") or 0)
+    return handed_back + 1 < ctx.config.retry_attempts and teardown.hand_back(ctx, run, runner, str(error))
 
 
 def _retry_later(task: Task, ctx: Context, run: Run, runner: str, error: BooklabError) -> None:

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from booklab import service
+from booklab.phases import Phase
 from tests.fixtures.pipeline import events_of, messages, phases, run_to_end
 from tests.fixtures.services import ROOT, free_port, wait_until
 
@@ -87,19 +88,12 @@ def test_git_unable_to_reach_gitlab_is_tried_again(ctx, runners, gitlab, project
 
 def test_a_docker_engine_that_does_not_answer_is_waited_for(ctx, runners, alice, project, tmp_path):
     socket = tmp_path / "docker.sock"  # nothing there yet: like a daemon that is restarting
-    runners(
-        1,
-        DOCKER_HOST=f"unix://{socket}",
-        BOOKLAB_RETRY_ATTEMPTS="20",
-        BOOKLAB_RETRY_FIRST_DELAY="0.5",
-        BOOKLAB_RETRY_MAX_DELAY="1",
-    )
+    (runner,) = runners(1, DOCKER_HOST=f"unix://{socket}")
+    wait_until(lambda: "takes no deployment until its Docker Engine answers" in runner.output(), 30, "the runner")
     request = service.request_deployment(ctx, project, "main", alice.token)
-    wait_until(
-        lambda: "The Docker Engine did not answer" in messages([e.data for e in events_of(ctx, request.id)]),
-        60,
-        "a retry for want of Docker",
-    )
+    assert ctx.deployments.status(request.id) is Phase.TODO
+    told = [e.data["message"] for e in events_of(ctx, request.id)]
+    assert told == ["Waiting for a free runner: position 1 in the queue.\n"]
 
     socket.symlink_to("/var/run/docker.sock")  # the daemon is back
     events = run_to_end(ctx, request.id)

@@ -100,3 +100,40 @@ def test_a_commit_built_on_one_host_launches_on_the_other_by_a_pull_and_only_tra
     wait_until(lambda: through_traefik(hosts, events[-1]) == 404, 10, "Traefik to drop the route")
     assert hosts.b.client.containers.list(all=True, filters={"label": f"booklab.deployment={second.id}"}) == []
     assert ctx.deployments.status(first.id) is Phase.READY
+
+
+def test_a_launch_whose_engine_dies_is_served_by_another_host(hosts, bed_ctx, shared_project):
+    ctx, (path, alice, bob) = bed_ctx, shared_project
+    runner_a = hosts.runner(hosts.a, "runner-1@booklab-a", ctx)
+    first = service.request_deployment(ctx, path, "main", alice.token)
+    assert run_to_end(ctx, first.run)[-1]["phase"] == "ready"
+    wait_until(lambda: "is shared through the registry" in runner_a.output(), 180, "the image to be pushed")
+    for image in hosts.b.client.images.list():  # host B holds no layer of it: its pull takes a while
+        hosts.b.client.images.remove(image.id, force=True)
+
+    runner_b = hosts.runner(hosts.b, "runner-1@booklab-b", ctx)
+    second = service.request_deployment(ctx, path, "main", bob.token)
+    told = lambda: messages([event.data for event in events_of(ctx, second.id)])  # noqa: E731
+    wait_until(lambda: image_sharing.PULLING in told(), 60, "host B to pull the image")
+    try:
+        hosts.registry.proc.send_signal(signal.SIGSTOP)  # the pull hangs halfway...
+        hosts.b.kill()  # ...when host B's engine dies
+    finally:
+        hosts.registry.proc.send_signal(signal.SIGCONT)
+    try:
+        back = "The notebook goes back to the queue, in its place, for a runner of another Docker Engine."
+        wait_until(lambda: back in told(), 60, "host B's runner to give the launch back")
+        assert "The Docker Engine did not answer" in told()
+        assert ctx.deployments.status(second.id) is Phase.TODO and not ctx.runners.held(runner_b.name)
+
+        # the front's runner serves alice; a second one takes bob's launch, with the image on its host
+        runner_a2 = hosts.runner(hosts.a, "runner-2@booklab-a", ctx)
+        events = run_to_end(ctx, second.run)
+        assert events[-1]["phase"] == "ready", messages(events)
+        assert ctx.deployments.record(second.id)["runner"] == runner_a2.name
+        assert ctx.lifecycle.newest(second.id) == second.run  # the same run, its whole log kept
+        assert "Found built image, launching..." in messages(events)
+        assert through_traefik(hosts, events[-1]) == 200
+        assert runner_b.proc.poll() is None and not ctx.runners.held(runner_b.name)  # takes nothing meanwhile
+    finally:
+        hosts.b.start()
