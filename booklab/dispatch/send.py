@@ -6,6 +6,7 @@ from __future__ import annotations
 from celery import chain
 
 from booklab.context import Context
+from booklab.dispatch import placement
 from booklab.dispatch.app import app
 from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, runner_queue
 from booklab.state.lifecycle import Run
@@ -15,19 +16,18 @@ STEPS = ("booklab.provision_key", "booklab.clone", "booklab.build", "booklab.run
 SAVE = "booklab.save"
 
 
-def deployment_chain(run: Run) -> chain:
+def deployment_chain(run: Run, queue: str = DEPLOYMENTS_QUEUE) -> chain:
     """provision key -> clone -> build -> run -> register token, for one run of a deployment
-    (each task carries the run's id, ``<deployment>#<n>``, and passes it on)."""
+    (each task carries the run's id, ``<deployment>#<n>``, and passes it on); the first step to ``queue``."""
     first, *later = STEPS
-    return chain(
-        app.signature(first, args=(run.id,), queue=DEPLOYMENTS_QUEUE), *(app.signature(name) for name in later)
-    )
+    return chain(app.signature(first, args=(run.id,), queue=queue), *(app.signature(name) for name in later))
 
 
-def queue_run(ctx: Context, run: Run) -> None:
-    """Send the chain of a run just queued to the runners, and tell it its place."""
+def queue_run(ctx: Context, run: Run, prefer: bool = True) -> None:
+    """Send the chain of a run just queued to the runners (``prefer``: to a host that holds its image, when
+    one of its runners is idle: :mod:`booklab.dispatch.placement`), and tell it its place."""
     ctx.queue.announce_positions(only=run.deployment)
-    deployment_chain(run).apply_async()
+    deployment_chain(run, placement.first_queue(ctx, run, prefer)).apply_async()
 
 
 def save(runner: str, deployment_id: str, then_end: str, owner: str, run_id: str, claim: str, automatic: bool) -> None:

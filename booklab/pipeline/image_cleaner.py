@@ -187,6 +187,7 @@ def _clean(ctx: Context, host: str, when_short: bool) -> list[Removal]:
         now - max(LAUNCHES_KEPT, ctx.config.images_max_age, ctx.config.images_registry_max_age)
     )
     removed = {removal.image.name for removal in done}
+    ctx.images.removed_from(host, sorted(removed))
     ctx.images.publish(host, [image for image in images if image.name not in removed])
     return done
 

@@ -10,7 +10,8 @@ host's network namespace (the runner needs it and the NET_ADMIN capability there
 - ``notebook/reachable_from``: only these addresses (Traefik's host) may open a connection to a
   notebook of this host; others are refused, whether they come through the published port or
   straight to the container's address routed through the host;
-- ``notebook/unreachable``: notebooks of this host may not open a connection to these networks
+- ``notebook/unreachable``: notebooks of this host, and the builds of repositories (their
+  Dockerfile's commands run on Docker's default bridge), may not open a connection to these networks
   (Booklab's hosts: Redis, the registry, the web tier, other hosts' notebooks); Traefik's host
   among them is reached at its public address, as a user's browser reaches it.
 
@@ -54,14 +55,15 @@ def chains(reachable_from: tuple[ipaddress.IPv4Network, ...], unreachable: tuple
     return "\n".join([*lines, "COMMIT", ""])
 
 
-def jumps(bridge: str) -> list[list[str]]:
-    """The rules that send new connections to and from the notebook network's ``bridge`` through Booklab's chains."""
+def jumps(notebooks: str, builds: str) -> list[list[str]]:
+    """The rules that send new connections through Booklab's chains: to and from the notebook network's
+    bridge ``notebooks``, and from the bridge ``builds`` the builds' containers run on (a repository's
+    Dockerfile runs there)."""
     new = ["-m", "conntrack", "--ctstate", "NEW"]
-    return [
-        ["DOCKER-USER", "-o", bridge, *new, "-j", INGRESS],
-        ["DOCKER-USER", "-i", bridge, *new, "-j", EGRESS],
-        ["INPUT", "-i", bridge, *new, "-j", EGRESS],
-    ]
+    rules = [["DOCKER-USER", "-o", notebooks, *new, "-j", INGRESS]]
+    for bridge in dict.fromkeys([notebooks, builds]):
+        rules += [["DOCKER-USER", "-i", bridge, *new, "-j", EGRESS], ["INPUT", "-i", bridge, *new, "-j", EGRESS]]
+    return rules
 
 
 def bridge_of(network) -> str:
@@ -85,10 +87,11 @@ def ensure(client: docker.DockerClient, config: Config) -> None:
             "Settings notebook/reachable_from and notebook/unreachable need iptables on the runner's host: install "
             "it (apt-get install iptables), or empty both settings."
         )
-    bridge = bridge_of(client.networks.get(config.notebook_network or "bridge"))
+    notebooks = bridge_of(client.networks.get(config.notebook_network or "bridge"))
+    builds = bridge_of(client.networks.get("bridge"))
     rules = chains(config.networks_of("notebook_reachable_from"), config.networks_of("notebook_unreachable"))
     _iptables(["iptables-restore", "--wait", "--noflush"], rules)
-    for rule in jumps(bridge):
+    for rule in jumps(notebooks, builds):
         if subprocess.run(["iptables", "--wait", "-C", *rule], capture_output=True).returncode != 0:
             _iptables(["iptables", "--wait", "-I", *rule])
 

@@ -78,7 +78,6 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
         rebuild = bool(ctx.deployments.record(deployment_id).get("rebuild"))
         if not rebuild and (builder.image_exists(ctx.docker, image) or image_sharing.pull_if_shared(ctx, run, image)):
             ctx.deployments.update(deployment_id, cached="1")
-            ctx.vault.delete(deployment_id, GITLAB_TOKEN)
             return
         ctx.lifecycle.say(run, Phase.FETCHING, f"Branch {dep.ref} is at commit {commit[:12]}.")
         method = ctx.config.clone_method
@@ -125,8 +124,10 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
     if credentials is None:
         credentials = access.https(gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)[0])
         _clone(ctx, run, record["http_url"], record["ref"], credentials, dest)
-    # a failed clone keeps the key for its next try; release() revokes it when none is left
-    access.revoke(ctx, deployment_id)
+    # a failed clone keeps the key for its next try; release() revokes it when none is left. The user's
+    # token stays until the notebook starts: should this runner's Docker Engine fail first, another runner
+    # prepares the run again (teardown.hand_back)
+    access.remove_deploy_key(ctx, deployment_id)
     access.learn_host_key(ctx, credentials)
     # before anything reads the checkout: a link out of it would have the runner read its own host
     checkout_guard.check(dest)
@@ -271,7 +272,8 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     except Moved:
         launcher.stop(ctx.docker, notebook.container_id)
         raise
-    ctx.images.launched(record["image"])
+    ctx.images.launched_on(ctx.docker_host, record["image"], record["project"], record["ref"])
+    ctx.vault.delete(deployment_id, GITLAB_TOKEN)  # started: no runner prepares this run again
     image_sharing.share_alongside(ctx, run, record["image"])
     ctx.runners.attach(
         runner,

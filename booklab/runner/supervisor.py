@@ -10,6 +10,7 @@ import logging
 import time
 
 from booklab.context import Context
+from booklab.dispatch.placement import PLACEMENT_GAP
 from booklab.dispatch.send import queue_run
 from booklab.phases import Phase
 from booklab.pipeline import key_sweeper, teardown
@@ -50,8 +51,9 @@ class ChainWatch:
 class QueueWatch:
     """Notices a queued run that no runner takes: first in the queue for :data:`CHAIN_GAP`
     seconds while this runner was free to take it, so its chain was never sent (the process
-    that queued it, behind the end of the run before, died first). Sends it again: a second
-    chain of a run that is taken after all is refused by the claim."""
+    that queued it, behind the end of the run before, died first); or for :data:`PLACEMENT_GAP`
+    seconds when it was placed on a host whose runners all turned busy meanwhile. Sends it again,
+    to the shared queue: a second chain of a run that is taken after all is refused by the claim."""
 
     def __init__(self) -> None:
         self.first: str | None = None
@@ -63,13 +65,19 @@ class QueueWatch:
         if first != self.first:
             self.first, self.since = first, now
             return
-        if first is None or now - self.since < CHAIN_GAP:
+        if first is None:
+            return
+        placed_on = ctx.deployments.record(first).get("placed_on")
+        if now - self.since < (PLACEMENT_GAP if placed_on else CHAIN_GAP):
             return
         self.since = now
         status, run, _ = ctx.lifecycle.current(first)
         if status is Phase.TODO and run is not None:
-            log.warning("%s waited first in the queue with no runner taking it; sending it again", run)
-            queue_run(ctx, run)
+            if placed_on:
+                log.info("%s waited for a runner of %s, which holds its image: any runner may take it", run, placed_on)
+            else:
+                log.warning("%s waited first in the queue with no runner taking it; sending it again", run)
+            queue_run(ctx, run, prefer=False)
 
     def pause(self) -> None:
         """The runner holds a notebook: it is not free to take the first of the queue."""

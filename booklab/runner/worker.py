@@ -24,7 +24,7 @@ from celery.worker import state as worker_state
 from booklab.config import Config
 from booklab.context import Context, get_context
 from booklab.dispatch.app import app, configure
-from booklab.dispatch.queues import CONCURRENCY, DEPLOYMENTS_QUEUE, runner_queue
+from booklab.dispatch.queues import CONCURRENCY, DEPLOYMENTS_QUEUE, is_host_queue, runner_queue, shared_queues
 from booklab.phases import Phase
 from booklab.pipeline import image_cleaner, notebook_firewall, notebook_network, teardown
 from booklab.runner import recovery
@@ -105,7 +105,7 @@ class Supervisor(bootsteps.StartStopStep):
                 log.exception("%s could not look for what it left before a restart", c.hostname)
             self._resumed = True
         if ctx.runners.held(c.hostname).get("deployment"):
-            c.cancel_task_queue(DEPLOYMENTS_QUEUE)  # one notebook at a time, adopted ones too
+            _stop_taking_deployments(c)  # one notebook at a time, adopted ones too
         self._timer = c.timer.call_repeatedly(ctx.config.runner_poll_interval, self._tick, (c,), priority=10)
         if self._cleaning is None:  # one for the process: it goes on while the consumer reconnects
             self._cleaning = ImageCleaning(ctx.config, c.hostname)
@@ -124,13 +124,11 @@ class Supervisor(bootsteps.StartStopStep):
             self._queue.pause()  # it holds a notebook: not free to take the first of the queue
             return
         if not host:  # a deployment it took would go back to the queue: leave them to runners of other engines
-            if c.task_consumer.consuming_from(DEPLOYMENTS_QUEUE):
-                c.cancel_task_queue(DEPLOYMENTS_QUEUE)
+            if _stop_taking_deployments(c):
                 log.warning("%s takes no deployment until its Docker Engine answers", c.hostname)
             self._queue.pause()
             return
-        if not c.task_consumer.consuming_from(DEPLOYMENTS_QUEUE):
-            c.add_task_queue(DEPLOYMENTS_QUEUE)
+        if _take_deployments(c, host):
             log.info("%s is free and takes deployments again", c.hostname)
             self._queue.pause()  # from now on
         elif not in_hand:
@@ -166,6 +164,22 @@ class Supervisor(bootsteps.StartStopStep):
         ctx.runners.retire(c.hostname)
 
 
+def _take_deployments(c, host: str) -> bool:
+    """Consume the queues of an idle runner of ``host``; whether it did not consume them all already."""
+    missing = [queue for queue in shared_queues(host) if not c.task_consumer.consuming_from(queue)]
+    for queue in missing:
+        c.add_task_queue(queue)
+    return bool(missing)
+
+
+def _stop_taking_deployments(c) -> bool:
+    """Stop consuming the queues of an idle runner (its own stays); whether it consumed any."""
+    taken = [q.name for q in c.task_consumer.queues if q.name == DEPLOYMENTS_QUEUE or is_host_queue(q.name)]
+    for queue in taken:
+        c.cancel_task_queue(queue)
+    return bool(taken)
+
+
 def _docker_host(ctx: Context) -> str:
     """The host of the runner's Docker Engine (the operator's page shows it); empty while the
     engine does not answer."""
@@ -176,15 +190,18 @@ def _docker_host(ctx: Context) -> str:
         return ""
 
 
-def _check_notebook_network(config: Config) -> None:
+def _check_notebook_network(config: Config) -> str:
     """Create the notebook network when missing; refuse to start on one where notebooks reach each other, or
-    without the firewall rules notebook/reachable_from and notebook/unreachable ask for."""
+    without the firewall rules notebook/reachable_from and notebook/unreachable ask for. The Docker Engine's
+    host; empty when the engine does not answer."""
     try:
         with closing(docker.from_env()) as client:
             notebook_network.ensure_isolated(client, config.notebook_network)
             notebook_firewall.ensure(client, config)
+            return client.info()["Name"]
     except docker.errors.DockerException as e:  # the runner waits for Docker as for any outage
         log.warning("notebook/network was not checked: the Docker Engine did not answer (%s)", e)
+        return ""
 
 
 def _check_images_disk(config: Config) -> None:
@@ -200,7 +217,7 @@ def run_worker(config: Config, name: str | None = None, loglevel: str = "INFO") 
     """Start one runner in this process (blocks until it is stopped)."""
     configure(config)
     name = name or runner_name(config)
-    _check_notebook_network(config)
+    host = _check_notebook_network(config)
     _check_images_disk(config)
     os.makedirs(config.tmpdir, exist_ok=True)
     app.steps["consumer"].add(Supervisor)
@@ -214,7 +231,7 @@ def run_worker(config: Config, name: str | None = None, loglevel: str = "INFO") 
             "--pool",
             "prefork",
             "--queues",
-            f"{DEPLOYMENTS_QUEUE},{runner_queue(name)}",
+            ",".join([*shared_queues(host), runner_queue(name)]),
             "--loglevel",
             loglevel,
             "--task-events",

@@ -66,6 +66,31 @@ class Images:
         """Forget launches older than ``when`` (an image launched before counts from its build)."""
         self.redis.zremrangebyscore(schema.IMAGE_LAUNCHES, "-inf", f"({when}")
 
+    def launched_on(self, host: str, image: str, project: str, ref: str) -> None:
+        """A notebook of ``image``, the newest of the branch ``ref`` of ``project``, launched now on ``host``,
+        whose Docker Engine holds it from now on (for placement: :mod:`booklab.dispatch.placement`)."""
+        with self.redis.pipeline() as pipe:
+            pipe.zadd(schema.IMAGE_LAUNCHES, {image: time.time()})
+            pipe.sadd(schema.image_hosts(image), host)
+            pipe.expire(schema.image_hosts(image), schema.RECORD_TTL)
+            pipe.hset(schema.IMAGE_LATEST, f"{project}:{ref}", image)
+            pipe.execute()
+
+    def latest(self, project: str, ref: str) -> str | None:
+        """The image a notebook of the branch ``ref`` of ``project`` launched last, on any host."""
+        return self.redis.hget(schema.IMAGE_LATEST, f"{project}:{ref}")
+
+    def hosts_of(self, image: str) -> set[str]:
+        """The hosts whose Docker Engine holds ``image``, as far as Booklab knows."""
+        return self.redis.smembers(schema.image_hosts(image))
+
+    def removed_from(self, host: str, images: list[str]) -> None:
+        """``images`` are no longer on the Docker Engine ``host``."""
+        with self.redis.pipeline() as pipe:
+            for image in images:
+                pipe.srem(schema.image_hosts(image), host)
+            pipe.execute()
+
     def publish(self, host: str, images: list[ImageInfo]) -> None:
         """``images`` are what Booklab has on the Docker Engine ``host`` now."""
         entry = {"until": time.time() + self.inventory_ttl, "images": [dataclasses.asdict(i) for i in images]}

@@ -134,6 +134,19 @@ class Runners:
         beats = self.redis.mget([schema.heartbeat(n) for n in names]) if names else []
         return [n for n, beat in zip(names, beats) if beat is not None]
 
+    def idle_hosts(self) -> set[str]:
+        """The hosts with a runner alive that serves nothing, as far as Redis knows (a runner may take a
+        deployment the next instant)."""
+        names = self.alive()
+        if not names:
+            return set()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.exists(schema.runner(name))
+            pipe.hmget(schema.RUNNER_HOSTS, names)
+            *holding, hosts = pipe.execute()
+        return {host for busy, host in zip(holding, hosts) if not busy and host}
+
     def retire(self, name: str) -> None:
         with self.redis.pipeline() as pipe:
             pipe.srem(schema.RUNNERS, name)

@@ -65,6 +65,7 @@ AUDIT_LOG = "adminlog"
 IMAGE_LAUNCHES = "imagelaunches"
 IMAGE_INVENTORY = "imageinventory"
 IMAGES_REMOVED = "imagesremoved"
+IMAGE_LATEST = "imagelatest"
 REGISTRY_PRUNING = "registrypruning"
 
 HEARTBEAT_TTL = 30
@@ -78,6 +79,11 @@ def heartbeat(runner: str) -> str:
 
 def runner(runner: str) -> str:
     return f"runner:{runner}"
+
+
+def image_hosts(image: str) -> str:
+    """The hosts whose Docker Engine holds ``image``."""
+    return f"imagehosts:{image}"
 
 
 def deployment(deployment_id: str) -> str:

@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError
 
 from booklab.context import Context, get_context
 from booklab.dispatch.app import app
-from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, runner_queue
+from booklab.dispatch.queues import runner_queue, shared_queues
 from booklab.errors import BooklabError, DockerUnavailable, Moved
 from booklab.phases import Phase
 from booklab.pipeline import steps, teardown
@@ -135,10 +135,12 @@ def _claim(ctx: Context, runner: str, run: Run) -> None:
 
 
 def _stop_taking_deployments(runner: str) -> None:
-    """Make this runner's main process stop consuming the shared queue, now."""
+    """Make this runner's main process stop consuming the shared queue and its host's, now."""
+    queues = shared_queues(get_context().runners.hosts().get(runner, ""))
     for attempt in range(CLAIM_TRIES):  # a broker connection of the pool may have died with a Redis restart
         try:
-            app.control.cancel_consumer(DEPLOYMENTS_QUEUE, destination=[runner], reply=True, timeout=5)
+            for queue in queues:
+                app.control.cancel_consumer(queue, destination=[runner], reply=True, timeout=5)
             return
         except (redis.ConnectionError, ConnectionError, OperationalError):
             if attempt == CLAIM_TRIES - 1:

@@ -1,8 +1,9 @@
 """Runners on two Docker hosts that share nothing but a network (:mod:`tests.fixtures.hosts`): Redis, the
-registry and Traefik on the first. A commit built on one host launches on the other by a pull; a notebook
-on the second host answers through Traefik, and refuses everyone else, the other host's notebooks
-included; notebooks reach none of the hosts' services; the second host's runner leaves and its notebook
-ends with its route."""
+registry and Traefik on the first. A commit built on one host launches there when a runner of that host is
+idle, else on the other by a pull; a notebook on the second host answers through Traefik, and refuses
+everyone else, the other host's notebooks included; notebooks reach none of the hosts' services; the second
+host's runner leaves and its notebook ends with its route; a launch whose engine dies halfway is served by
+the other host."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from booklab.phases import Phase
 from booklab.pipeline import image_sharing
 from booklab.pipeline.routes.names import kv_pairs
 from booklab.runner.worker import SHUT_DOWN
+from booklab.state.vault import GITLAB_TOKEN
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.hosts import REDIS_PORT, Bed, DockerHost
 from tests.fixtures.pipeline import MAINTAINER, events_of, messages, notebook_repo_files, run_to_end
@@ -26,17 +28,30 @@ from tests.fixtures.reach import connections_from
 from tests.fixtures.services import wait_until
 
 REFUSED = "ConnectionRefusedError"
+#: run by a build (its Dockerfile's RUN): tries each host:port and prints what happened
+BUILD_PROBE = """
+import socket, sys
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        print("build reached", target)
+    except OSError as e:
+        print("build could not reach", target, type(e).__name__)
+"""
 
 
 @pytest.fixture
 def shared_project(hosts: Bed, bed_ctx, base_image, tmp_path):
-    """A project alice and bob may launch, never built before: (path, alice, bob)."""
-    alice, bob = hosts.gitlab.add_user("alice"), hosts.gitlab.add_user("bob")
+    """A project alice, bob and carol may launch, never built before: (path, alice, bob, carol)."""
+    users = [hosts.gitlab.add_user(name) for name in ("alice", "bob", "carol")]
     path = f"lab/nb-{secrets.token_hex(3)}"
-    files = {**notebook_repo_files(base_image), "unique.txt": secrets.token_hex(8)}
-    hosts.gitlab.add_project(path, members={"alice": MAINTAINER, "bob": MAINTAINER})
+    # its Dockerfile tries the front's services while it builds, as a hostile repository would
+    probe = f"RUN python3 /home/jovyan/probe.py {hosts.a.address}:{REDIS_PORT} {hosts.registry.host}\n"
+    files = {**notebook_repo_files(base_image, probe), "probe.py": BUILD_PROBE, "unique.txt": secrets.token_hex(8)}
+    hosts.gitlab.add_project(path, members={user.username: MAINTAINER for user in users})
     hosts.gitlab.push(path, create_local_repo(tmp_path / "repo", {"main": files}))
-    return path, alice, bob
+    return path, *users
 
 
 def through_traefik(hosts: Bed, ready: dict) -> int:
@@ -53,26 +68,39 @@ def published_port(host: DockerHost, container_id: str) -> int:
     return int(host.client.containers.get(container_id).ports["8888/tcp"][0]["HostPort"])
 
 
-def test_a_commit_built_on_one_host_launches_on_the_other_by_a_pull_and_only_traefik_reaches_it(
+def test_a_commit_built_on_one_host_launches_there_or_on_the_other_by_a_pull_and_only_traefik_reaches_it(
     hosts, bed_ctx, shared_project
 ):
-    ctx, (path, alice, bob) = bed_ctx, shared_project
+    ctx, (path, alice, bob, carol) = bed_ctx, shared_project
     runner_a = hosts.runner(hosts.a, "runner-1@booklab-a", ctx)
     first = service.request_deployment(ctx, path, "main", alice.token)
     events = run_to_end(ctx, first.run)
     assert events[-1]["phase"] == "ready", messages(events)
     assert "Building image" in messages(events)
+    for front in (f"{hosts.a.address}:{REDIS_PORT}", hosts.registry.host):
+        assert f"build could not reach {front} {REFUSED}" in messages(events)
     wait_until(lambda: "is shared through the registry" in runner_a.output(), 180, "the image to be pushed")
 
-    # the front's runner serves alice: bob's launch goes to the other host, which pulls the image
+    # both hosts have an idle runner (host B's the longer): bob's launch goes where the image is
     runner_b = hosts.runner(hosts.b, "runner-1@booklab-b", ctx)
+    service.stop(ctx, first.id)
+    wait_until(lambda: ctx.deployments.status(first.id) is Phase.STOPPED, 60, "alice's notebook to stop")
+    wait_until(lambda: ctx.runners.idle_hosts() == {"booklab-a", "booklab-b"}, 10, "both runners to be idle")
     second = service.request_deployment(ctx, path, "main", bob.token)
     events = run_to_end(ctx, second.run)
+    assert events[-1]["phase"] == "ready", messages(events)
+    assert ctx.deployments.record(second.id)["runner"] == runner_a.name
+    assert image_sharing.PULLING not in messages(events) and "Found built image, launching..." in messages(events)
+    assert ctx.vault.find(second.id, GITLAB_TOKEN) is None
+
+    # host A's runner serves bob: carol's launch does not wait for it, host B pulls the image
+    third = service.request_deployment(ctx, path, "main", carol.token)
+    events = run_to_end(ctx, third.run)
     told = messages(events)
     assert events[-1]["phase"] == "ready", told
     assert image_sharing.PULLING in told and "Building image" not in told
-    on_b = ctx.deployments.record(second.id)
-    assert on_b["runner"] == runner_b.name and on_b["image"] == ctx.deployments.record(first.id)["image"]
+    on_b = ctx.deployments.record(third.id)
+    assert on_b["runner"] == runner_b.name and on_b["image"] == ctx.deployments.record(second.id)["image"]
     assert ctx.runners.hosts() == {runner_a.name: "booklab-a", runner_b.name: "booklab-b"}
 
     # host B's notebook: through Traefik at the front, and no one else
@@ -82,7 +110,7 @@ def test_a_commit_built_on_one_host_launches_on_the_other_by_a_pull_and_only_tra
     assert hosts.stranger.connects(hosts.b.address, port) == REFUSED
     assert hosts.outside.connects(hosts.b.address, port) == REFUSED
     # notebooks reach the world outside, and nothing of Booklab's on any host
-    on_a = hosts.a.client.containers.get(ctx.deployments.record(first.id)["container"])
+    on_a = hosts.a.client.containers.get(ctx.deployments.record(second.id)["container"])
     services = [f"{hosts.a.address}:{REDIS_PORT}", hosts.registry.host, f"{hosts.a.address}:{hosts.traefik.port}"]
     outside = f"{hosts.outside.address}:{hosts.gitlab.ssh_port}"
     reached_from_a = connections_from(on_a, [f"{hosts.b.address}:{port}", *services, outside])
@@ -91,19 +119,19 @@ def test_a_commit_built_on_one_host_launches_on_the_other_by_a_pull_and_only_tra
     assert reached_from_b == {**dict.fromkeys(services, REFUSED), outside: "open"}
 
     # host B's runner leaves: its notebook ends, and its route with it
-    slug = ctx.slug(second.id)
+    slug = ctx.slug(third.id)
     os.killpg(runner_b.proc.pid, signal.SIGTERM)
     runner_b.proc.wait(60)
-    assert ctx.deployments.status(second.id) is Phase.STOPPED
-    assert SHUT_DOWN in events_of(ctx, second.id)[-1].data["message"]
+    assert ctx.deployments.status(third.id) is Phase.STOPPED
+    assert SHUT_DOWN in events_of(ctx, third.id)[-1].data["message"]
     assert not ctx.redis.exists(*kv_pairs(ctx.config, slug, ""))
     wait_until(lambda: through_traefik(hosts, events[-1]) == 404, 10, "Traefik to drop the route")
-    assert hosts.b.client.containers.list(all=True, filters={"label": f"booklab.deployment={second.id}"}) == []
-    assert ctx.deployments.status(first.id) is Phase.READY
+    assert hosts.b.client.containers.list(all=True, filters={"label": f"booklab.deployment={third.id}"}) == []
+    assert ctx.deployments.status(second.id) is Phase.READY
 
 
 def test_a_launch_whose_engine_dies_is_served_by_another_host(hosts, bed_ctx, shared_project):
-    ctx, (path, alice, bob) = bed_ctx, shared_project
+    ctx, (path, alice, bob, _) = bed_ctx, shared_project
     runner_a = hosts.runner(hosts.a, "runner-1@booklab-a", ctx)
     first = service.request_deployment(ctx, path, "main", alice.token)
     assert run_to_end(ctx, first.run)[-1]["phase"] == "ready"
@@ -132,6 +160,7 @@ def test_a_launch_whose_engine_dies_is_served_by_another_host(hosts, bed_ctx, sh
         assert events[-1]["phase"] == "ready", messages(events)
         assert ctx.deployments.record(second.id)["runner"] == runner_a2.name
         assert ctx.lifecycle.newest(second.id) == second.run  # the same run, its whole log kept
+        assert ctx.vault.find(second.id, GITLAB_TOKEN) is None  # kept for host A's runner until it started
         assert "Found built image, launching..." in messages(events)
         assert through_traefik(hosts, events[-1]) == 200
         assert runner_b.proc.poll() is None and not ctx.runners.held(runner_b.name)  # takes nothing meanwhile

@@ -1,0 +1,32 @@
+"""Where a run's first step goes: to the runners of a host whose Docker Engine already holds the image
+its branch launched last, when one of them is idle (no pull, no build), else to the shared queue, which
+every idle runner takes from (it pulls the image, or builds it). A run never waits for its preferred
+host: placed on a host whose runners all turned busy meanwhile, it is sent to the shared queue once it
+has waited :data:`PLACEMENT_GAP` seconds while another runner was free
+(:class:`booklab.runner.supervisor.QueueWatch`)."""
+
+from __future__ import annotations
+
+from booklab.context import Context
+from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, host_queue
+from booklab.state.lifecycle import Run
+
+#: seconds a run placed on a host waits for that host's runners before any runner may take it
+PLACEMENT_GAP = 2.0
+
+
+def preferred_host(ctx: Context, run: Run) -> str:
+    """A host holding the image the run's branch launched last and with an idle runner; empty: none."""
+    record = ctx.deployments.record(run.deployment)
+    image = ctx.images.latest(record.get("project", ""), record.get("ref", ""))
+    if not image:
+        return ""
+    holders = ctx.images.hosts_of(image) & ctx.runners.idle_hosts()
+    return min(holders) if holders else ""
+
+
+def first_queue(ctx: Context, run: Run, prefer: bool = True) -> str:
+    """The queue of the run's first step; its record says which host it was placed on (empty: none)."""
+    host = preferred_host(ctx, run) if prefer else ""
+    ctx.deployments.update(run.deployment, placed_on=host)
+    return host_queue(host) if host else DEPLOYMENTS_QUEUE
