@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 #: rounds of each loop: a smoke check of the real thing (the interleavings themselves are explored
 #: by tests/integration/test_interleavings.py); each round waits for Jupyter's start (about 3 s)
-ROUNDS = 10
+ROUNDS = 5
 
 
 def test_a_launch_right_after_a_stop_is_a_new_run_with_its_own_log_and_url(ctx, runners, alice, project, docker_engine):
