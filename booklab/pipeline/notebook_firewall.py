@@ -15,7 +15,10 @@ host's network namespace (the runner needs it and the NET_ADMIN capability there
   (Booklab's hosts: Redis, the registry, the web tier, other hosts' notebooks); Traefik's host
   among them is reached at its public address, as a user's browser reaches it.
 
-The rules live in two chains of Booklab's own, rewritten whole and at once (``iptables-restore
+On the host's own addresses (its gateway on each bridge, its public address), notebooks and builds reach
+Traefik's entrypoints (ports 80, 443 and ``routes/port``) and nothing else, whatever listens there.
+
+The rules live in chains of Booklab's own, rewritten whole and at once (``iptables-restore
 --noflush``) at each launch, so that a change of the settings or a flushed firewall is mended
 before the next notebook starts; the chains are entered from Docker's ``DOCKER-USER`` chain
 (connections forwarded to or from the notebook network's bridge) and from ``INPUT``
@@ -37,13 +40,25 @@ from booklab.errors import ConfigError
 INGRESS = "BOOKLAB-NOTEBOOKS-IN"
 #: connections a notebook of this host opens
 EGRESS = "BOOKLAB-NOTEBOOKS-OUT"
+#: connections a notebook of this host, or a build, opens to the host's own addresses
+HOST = "BOOKLAB-NOTEBOOKS-HOST"
+#: the ports of Traefik's public entrypoints (plain and TLS): what notebooks reach on a host's own addresses
+TRAEFIK_PORTS = (80, 443)
 #: the option of a bridge network that names its Linux bridge
 BRIDGE_NAME = "com.docker.network.bridge.name"
 
 
-def chains(reachable_from: tuple[ipaddress.IPv4Network, ...], unreachable: tuple[ipaddress.IPv4Network, ...]) -> str:
-    """Booklab's two chains, whole, as ``iptables-restore`` reads them: declaring a chain empties it."""
-    lines = ["*filter", f":{INGRESS} - [0:0]", f":{EGRESS} - [0:0]"]
+def chains(
+    reachable_from: tuple[ipaddress.IPv4Network, ...],
+    unreachable: tuple[ipaddress.IPv4Network, ...],
+    traefik_ports: tuple[int, ...],
+) -> str:
+    """Booklab's chains, whole, as ``iptables-restore`` reads them: declaring a chain empties it. On the
+    host's own addresses (any of them: its gateway on each bridge, its public address) notebooks and builds
+    reach ``traefik_ports`` only."""
+    lines = ["*filter", f":{INGRESS} - [0:0]", f":{EGRESS} - [0:0]", f":{HOST} - [0:0]"]
+    lines += [f"-A {HOST} -p tcp --dport {port} -j RETURN" for port in traefik_ports]
+    lines += [f"-A {HOST} -p tcp -j REJECT --reject-with tcp-reset", f"-A {HOST} -j REJECT"]
     if reachable_from:
         lines += [f"-A {INGRESS} -s {network} -j RETURN" for network in reachable_from]
         lines += [f"-A {INGRESS} -p tcp -j REJECT --reject-with tcp-reset", f"-A {INGRESS} -j REJECT"]
@@ -62,7 +77,7 @@ def jumps(notebooks: str, builds: str) -> list[list[str]]:
     new = ["-m", "conntrack", "--ctstate", "NEW"]
     rules = [["DOCKER-USER", "-o", notebooks, *new, "-j", INGRESS]]
     for bridge in dict.fromkeys([notebooks, builds]):
-        rules += [["DOCKER-USER", "-i", bridge, *new, "-j", EGRESS], ["INPUT", "-i", bridge, *new, "-j", EGRESS]]
+        rules += [["DOCKER-USER", "-i", bridge, *new, "-j", EGRESS], ["INPUT", "-i", bridge, *new, "-j", HOST]]
     return rules
 
 
@@ -87,9 +102,16 @@ def ensure(client: docker.DockerClient, config: Config) -> None:
             "Settings notebook/reachable_from and notebook/unreachable need iptables on the runner's host: install "
             "it (apt-get install iptables), or empty both settings."
         )
-    notebooks = bridge_of(client.networks.get(config.notebook_network or "bridge"))
-    builds = bridge_of(client.networks.get("bridge"))
-    rules = chains(config.networks_of("notebook_reachable_from"), config.networks_of("notebook_unreachable"))
+    networks = [client.networks.get(config.notebook_network or "bridge"), client.networks.get("bridge")]
+    for network in networks:
+        if network.attrs.get("EnableIPv6"):
+            raise ConfigError(
+                f"The Docker network {network.name!r} has IPv6, which the firewall rules of notebook/reachable_from "
+                "and notebook/unreachable (iptables) do not cover: use a network without IPv6."
+            )
+    notebooks, builds = (bridge_of(network) for network in networks)
+    ports = tuple(sorted({*TRAEFIK_PORTS, config.routes_port} - {0}))
+    rules = chains(config.networks_of("notebook_reachable_from"), config.networks_of("notebook_unreachable"), ports)
     _iptables(["iptables-restore", "--wait", "--noflush"], rules)
     for rule in jumps(notebooks, builds):
         if subprocess.run(["iptables", "--wait", "-C", *rule], capture_output=True).returncode != 0:

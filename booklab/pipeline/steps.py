@@ -183,6 +183,7 @@ def build(ctx: Context, run: Run, runner: str) -> None:
         ctx.lifecycle.say(run, Phase.BUILDING, f"Rebuilding image {image} from scratch, as you asked")
     else:
         ctx.lifecycle.say(run, Phase.BUILDING, f"Building image {image}")
+    notebook_firewall.ensure(ctx.docker, ctx.config)  # the repository's Dockerfile runs next
     # other projects' images may go: the log says how many, never which
     if image_cleaner.make_room(ctx):  # which images, how many and how large is other projects' business
         ctx.lifecycle.say(run, Phase.BUILDING, "Made room for the build: removed unused images.")

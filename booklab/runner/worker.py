@@ -9,6 +9,7 @@ what it left (:mod:`booklab.runner.recovery`).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -97,7 +98,7 @@ class Supervisor(bootsteps.StartStopStep):
     def start(self, c):
         """At the runner's start, and again each time the consumer reconnects to the broker."""
         ctx = get_context()
-        ctx.runners.beat(c.hostname)
+        ctx.runners.beat(c.hostname, _docker_host(ctx))  # its host first: a claim stops that host's queue too
         if not self._resumed:  # this process just started: what did an earlier one leave?
             try:
                 recovery.resume(ctx, c.hostname)
@@ -128,7 +129,11 @@ class Supervisor(bootsteps.StartStopStep):
                 log.warning("%s takes no deployment until its Docker Engine answers", c.hostname)
             self._queue.pause()
             return
-        if _take_deployments(c, host):
+        missing = [queue for queue in shared_queues(host) if not c.task_consumer.consuming_from(queue)]
+        if missing:
+            notebook_firewall.ensure(ctx.docker, ctx.config)  # no deployment without the rules it asks for
+            for queue in missing:
+                c.add_task_queue(queue)
             log.info("%s is free and takes deployments again", c.hostname)
             self._queue.pause()  # from now on
         elif not in_hand:
@@ -164,14 +169,6 @@ class Supervisor(bootsteps.StartStopStep):
         ctx.runners.retire(c.hostname)
 
 
-def _take_deployments(c, host: str) -> bool:
-    """Consume the queues of an idle runner of ``host``; whether it did not consume them all already."""
-    missing = [queue for queue in shared_queues(host) if not c.task_consumer.consuming_from(queue)]
-    for queue in missing:
-        c.add_task_queue(queue)
-    return bool(missing)
-
-
 def _stop_taking_deployments(c) -> bool:
     """Stop consuming the queues of an idle runner (its own stays); whether it consumed any."""
     taken = [q.name for q in c.task_consumer.queues if q.name == DEPLOYMENTS_QUEUE or is_host_queue(q.name)]
@@ -198,10 +195,23 @@ def _check_notebook_network(config: Config) -> str:
         with closing(docker.from_env()) as client:
             notebook_network.ensure_isolated(client, config.notebook_network)
             notebook_firewall.ensure(client, config)
+            if config.notebook_publish and not notebook_firewall.wanted(config) and not _loopback(config.notebook_host):
+                log.warning(
+                    "notebooks are published on %s for anyone who reaches it: set notebook/reachable_from to "
+                    "Traefik's host (docs/SCALING.md)",
+                    config.notebook_host,
+                )
             return client.info()["Name"]
     except docker.errors.DockerException as e:  # the runner waits for Docker as for any outage
         log.warning("notebook/network was not checked: the Docker Engine did not answer (%s)", e)
         return ""
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def _check_images_disk(config: Config) -> None:

@@ -298,7 +298,7 @@ if run ~= ARGV[9] or status == 'todo' or over(status) or not may(status, 'todo')
 end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', STATUS, d, 'todo')
-redis.call('HDEL', RECORD, 'runner', 'container')
+redis.call('HDEL', RECORD, 'runner', 'container', 'cached')
 redis.call('HINCRBY', RECORD, 'handed_back', 1)
 redis.call('ZADD', KEYS[4], redis.call('HGET', RECORD, 'requested_at') or ARGV[11], d)
 return {1, emit(run, ARGV[10])}

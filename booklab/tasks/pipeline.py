@@ -22,6 +22,7 @@ from booklab.pipeline import steps, teardown
 from booklab.pipeline.transient import as_booklab_error, backoff
 from booklab.state import schema
 from booklab.state.lifecycle import Run
+from booklab.state.vault import GITLAB_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
             _end_crashed(ctx, run, runner, task)
             raise Ignore() from None
         message = str(error)
-        if isinstance(error, DockerUnavailable):
+        if isinstance(error, DockerUnavailable) and not _engine_answers(ctx):
             if _hand_back(ctx, run, runner, error):
                 raise Ignore() from None
             message += f" Gave up after {ctx.config.retry_attempts} tries."
@@ -102,12 +103,26 @@ def _end_stopped(ctx: Context, run: Run, runner: str) -> None:
     raise Ignore()
 
 
+def _engine_answers(ctx: Context) -> bool:
+    """Whether this runner's Docker Engine answers now (a failure of one of its calls says only that it
+    failed: a 5xx is tried again here, not elsewhere, where a hostile repository would be built again)."""
+    try:
+        return bool(ctx.docker.ping())
+    except Exception:  # whatever docker-py raises for an engine gone: none of it is a bug here
+        return False
+
+
 def _hand_back(ctx: Context, run: Run, runner: str, error: BooklabError) -> bool:
-    """This runner's Docker Engine did not answer: give the run back to the queue for a runner whose engine
-    answers (this one takes none until its own does), unless it went back ``retry/attempts`` times already
-    or is no longer this runner's; False then, and the error ends the run."""
+    """This runner's Docker Engine does not answer: give the run back to the queue for a runner whose engine
+    answers (this one takes none until its own does), unless it went back ``retry/attempts`` times already,
+    its notebook started (the user's GitLab token is gone: no one could prepare it again) or it is no longer
+    this runner's; False then, and the error ends the run."""
     handed_back = int(ctx.deployments.record(run.deployment).get("handed_back") or 0)
-    return handed_back + 1 < ctx.config.retry_attempts and teardown.hand_back(ctx, run, runner, str(error))
+    return (
+        handed_back + 1 < ctx.config.retry_attempts
+        and ctx.vault.find(run.deployment, GITLAB_TOKEN) is not None
+        and teardown.hand_back(ctx, run, runner, str(error))
+    )
 
 
 def _retry_later(task: Task, ctx: Context, run: Run, runner: str, error: BooklabError) -> None:
@@ -136,7 +151,8 @@ def _claim(ctx: Context, runner: str, run: Run) -> None:
 
 def _stop_taking_deployments(runner: str) -> None:
     """Make this runner's main process stop consuming the shared queue and its host's, now."""
-    queues = shared_queues(get_context().runners.hosts().get(runner, ""))
+    ctx = get_context()
+    queues = shared_queues(ctx.runners.hosts().get(runner) or ctx.docker_host)
     for attempt in range(CLAIM_TRIES):  # a broker connection of the pool may have died with a Redis restart
         try:
             for queue in queues:

@@ -109,12 +109,18 @@ def test_a_commit_built_on_one_host_launches_there_or_on_the_other_by_a_pull_and
     assert hosts.a.namespace.connects(hosts.b.address, port) == "open"  # Traefik's host
     assert hosts.stranger.connects(hosts.b.address, port) == REFUSED
     assert hosts.outside.connects(hosts.b.address, port) == REFUSED
-    # notebooks reach the world outside, and nothing of Booklab's on any host
+    # notebooks reach the world outside and, on the front's own addresses, Traefik's entrypoint only: nothing
+    # else of Booklab's on any host (the front's public address lies outside the hosts' network, where the
+    # notebooks of every host reach Traefik)
     on_a = hosts.a.client.containers.get(ctx.deployments.record(second.id)["container"])
-    services = [f"{hosts.a.address}:{REDIS_PORT}", hosts.registry.host, f"{hosts.a.address}:{hosts.traefik.port}"]
-    outside = f"{hosts.outside.address}:{hosts.gitlab.ssh_port}"
-    reached_from_a = connections_from(on_a, [f"{hosts.b.address}:{port}", *services, outside])
-    assert reached_from_a == {**dict.fromkeys([f"{hosts.b.address}:{port}", *services], REFUSED), outside: "open"}
+    services = [f"{hosts.a.address}:{REDIS_PORT}", hosts.registry.host]
+    entrypoint, outside = f"{hosts.a.address}:{hosts.traefik.port}", f"{hosts.outside.address}:{hosts.gitlab.ssh_port}"
+    reached_from_a = connections_from(on_a, [f"{hosts.b.address}:{port}", *services, entrypoint, outside])
+    assert reached_from_a == {
+        **dict.fromkeys([f"{hosts.b.address}:{port}", *services], REFUSED),
+        entrypoint: "open",
+        outside: "open",
+    }
     reached_from_b = connections_from(hosts.b.client.containers.get(on_b["container"]), [*services, outside])
     assert reached_from_b == {**dict.fromkeys(services, REFUSED), outside: "open"}
 
