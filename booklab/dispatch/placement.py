@@ -1,9 +1,9 @@
 """Where a run's first step goes: to the runners of a host whose Docker Engine already holds the image
-its branch launched last, when one of them is idle (no pull, no build), else to the shared queue, which
-every idle runner takes from (it pulls the image, or builds it). A run never waits for its preferred
-host: placed on a host whose runners all turned busy meanwhile, it is sent to the shared queue once it
-has waited :data:`PLACEMENT_GAP` seconds while another runner was free
-(:class:`booklab.runner.supervisor.QueueWatch`)."""
+its branch launched last, when one of them is idle (no pull, no build) and no run waits ahead of it,
+else to the shared queue, which every idle runner takes from in order (it pulls the image, or builds
+it). A run never waits for its preferred host: placed on a host whose runners all turned busy
+meanwhile, it is sent to the shared queue once it has waited :data:`PLACEMENT_GAP` seconds while
+another runner was free (:class:`booklab.runner.supervisor.QueueWatch`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ PLACEMENT_GAP = 2.0
 
 
 def preferred_host(ctx: Context, run: Run) -> str:
-    """A host holding the image the run's branch launched last and with an idle runner; empty: none."""
+    """A host holding the image the run's branch launched last and with an idle runner; empty: none, or runs
+    wait ahead of this one (placed, it could pass them: they wait in the shared queue)."""
+    if ctx.queue.ahead_of(run.deployment):
+        return ""
     record = ctx.deployments.record(run.deployment)
     image = ctx.images.latest(record.get("project", ""), record.get("ref", ""))
     if not image:

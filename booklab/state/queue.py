@@ -41,6 +41,11 @@ class Queue:
                 except redis.WatchError:
                     continue
 
+    def ahead_of(self, deployment_id: str) -> int:
+        """How many deployments wait ahead of ``deployment_id`` (all of the queue when it is not queued)."""
+        rank = self.redis.zrank(schema.QUEUE, deployment_id)
+        return self.redis.zcard(schema.QUEUE) if rank is None else rank
+
     def leave(self, deployment_id: str) -> None:
         """Take the deployment out of the queue; those behind it learn their new position."""
         if self.deployments.dequeue(deployment_id):

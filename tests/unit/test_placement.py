@@ -38,14 +38,20 @@ def test_with_no_idle_runner_on_a_host_holding_the_image_any_runner_takes_it(red
     runners_on(ctx, a1="host-a", b1="host-b")
     ctx.images.launched_on("host-a", IMAGE, PROJECT, "main")
     taken(ctx, Deployment(PROJECT, "main", "alice"), "a1")  # host A's only runner serves alice
-    for dep in (Deployment(PROJECT, "main", "bob"), Deployment(PROJECT, "other", "bob")):  # an image nowhere
-        assert placement.preferred_host(ctx, queue_without_chain(ctx, dep)) == ""
 
+    def preferred(user: str, ref: str = "main") -> str:
+        """Where a launch of ``user`` goes, alone in the queue."""
+        run = queue_without_chain(ctx, Deployment(PROJECT, ref, user))
+        host = placement.preferred_host(ctx, run)
+        ctx.queue.leave(run.deployment)
+        return host
+
+    assert preferred("bob") == "" and preferred("bob", "other") == ""  # an image nowhere
     ctx.images.removed_from("host-a", [IMAGE])
     runners_on(ctx, a2="host-a")
-    assert placement.preferred_host(ctx, queue_without_chain(ctx, Deployment(PROJECT, "main", "carol"))) == ""
+    assert preferred("carol") == ""
     ctx.images.launched_on("host-a", IMAGE, PROJECT, "main")
-    assert placement.preferred_host(ctx, queue_without_chain(ctx, Deployment(PROJECT, "main", "dan"))) == "host-a"
+    assert preferred("dan") == "host-a"
 
 
 def test_a_run_placed_on_a_host_that_turned_busy_goes_to_any_runner_after_a_short_wait(redis_ctx):
@@ -63,3 +69,14 @@ def test_a_run_placed_on_a_host_that_turned_busy_goes_to_any_runner_after_a_shor
     watch.check(ctx)
     assert tasks_sent(ctx, DEPLOYMENTS_QUEUE) == [("booklab.provision_key", [run.id])]
     assert ctx.deployments.record(run.deployment)["placed_on"] == ""
+
+
+def test_a_launch_behind_others_waiting_never_passes_them(redis_ctx):
+    ctx = redis_ctx
+    runners_on(ctx, a1="host-a")
+    ctx.images.launched_on("host-a", IMAGE, PROJECT, "main")
+    queue_without_chain(ctx, Deployment(PROJECT, "other", "alice"))  # waits ahead
+    behind = queue_without_chain(ctx, Deployment(PROJECT, "main", "bob"))
+    queue_run(ctx, behind)
+    assert tasks_sent(ctx, DEPLOYMENTS_QUEUE) == [("booklab.provision_key", [behind.id])]
+    assert tasks_sent(ctx, host_queue("host-a")) == []  # behind alice, whose runner is yet to come
