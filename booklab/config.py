@@ -468,6 +468,16 @@ def check_notebook_maxima(max_memory: int, max_cpus: float, max_idle_timeout: in
             raise ConfigError(f"Setting notebook/{name} must be at least {show(minimum)}, not {value!r}.")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, without a port) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _field(name: str) -> dataclasses.Field:
     return next(f for f in dataclasses.fields(Config) if f.name == name)
 

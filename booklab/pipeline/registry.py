@@ -13,7 +13,6 @@ the CA of ``/etc/docker/certs.d/<host[:port]>/ca.crt`` when there is one.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from urllib.parse import urljoin
 import docker
 import requests
 
-from booklab.config import Config
+from booklab.config import Config, is_loopback
 from booklab.errors import RegistryError
 
 log = logging.getLogger(__name__)
@@ -148,7 +147,7 @@ class _API:
         ca = os.path.join(DOCKER_CERTS, registry.host, "ca.crt")
         # given with each request: a session's own is overridden by REQUESTS_CA_BUNDLE
         self.verify: str | bool = ca if os.path.isfile(ca) else True
-        scheme = "http" if _loopback(registry.host.rsplit(":", 1)[0].strip("[]")) else "https"
+        scheme = "http" if is_loopback(registry.host.rsplit(":", 1)[0].strip("[]")) else "https"
         self.base = f"{scheme}://{registry.host}/v2/"
 
     def __enter__(self) -> _API:
@@ -173,15 +172,6 @@ class _API:
             items += answer.json().get(key) or []
             path = urljoin(answer.url, answer.links["next"]["url"]) if "next" in answer.links else ""
         return items
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def tags(registry: Registry) -> dict[str, list[str]]:

@@ -9,7 +9,6 @@ what it left (:mod:`booklab.runner.recovery`).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -22,7 +21,7 @@ import requests
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from booklab.config import Config
+from booklab.config import Config, is_loopback
 from booklab.context import Context, get_context
 from booklab.dispatch.app import app, configure
 from booklab.dispatch.queues import CONCURRENCY, DEPLOYMENTS_QUEUE, is_host_queue, runner_queue, shared_queues
@@ -195,7 +194,11 @@ def _check_notebook_network(config: Config) -> str:
         with closing(docker.from_env()) as client:
             notebook_network.ensure_isolated(client, config.notebook_network)
             notebook_firewall.ensure(client, config)
-            if config.notebook_publish and not notebook_firewall.wanted(config) and not _loopback(config.notebook_host):
+            if (
+                config.notebook_publish
+                and not notebook_firewall.wanted(config)
+                and not is_loopback(config.notebook_host)
+            ):
                 log.warning(
                     "notebooks are published on %s for anyone who reaches it: set notebook/reachable_from to "
                     "Traefik's host (docs/SCALING.md)",
@@ -205,13 +208,6 @@ def _check_notebook_network(config: Config) -> str:
     except docker.errors.DockerException as e:  # the runner waits for Docker as for any outage
         log.warning("notebook/network was not checked: the Docker Engine did not answer (%s)", e)
         return ""
-
-
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
 
 
 def _check_images_disk(config: Config) -> None:
