@@ -387,7 +387,9 @@ def test_every_booklab_service_command_exists_in_the_runner_image_with_iptables(
     ).decode()
     assert versions.count("v1.8.9 (nf_tables)") == 2, versions
     # which loads the runner's chains with NET_ADMIN (here in the container's own network namespace)
-    rules = notebook_firewall.chains((ipaddress.ip_network("10.0.0.1/32"),), (ipaddress.ip_network("10.0.0.0/24"),))
+    rules = notebook_firewall.chains(
+        (ipaddress.ip_network("10.0.0.1/32"),), (ipaddress.ip_network("10.0.0.0/24"),), notebook_firewall.TRAEFIK_PORTS
+    )
     load_them = 'printf %s "$RULES" | iptables-restore --wait --noflush && iptables -S'
     loaded = docker_engine.containers.run(
         runner_image, ["sh", "-c", load_them], environment={"RULES": rules}, cap_add=["NET_ADMIN"], remove=True
