@@ -7,6 +7,7 @@ not root)."""
 from __future__ import annotations
 
 import io
+import secrets
 import threading
 import time
 
@@ -78,7 +79,8 @@ def test_traefik_labels_give_no_route_even_while_the_image_builds(
     """The build's own containers carry the Dockerfile's labels, and a build step may serve
     on Jupyter's port for as long as the build runs: Traefik must not route to them."""
     runners(1, **traefik.runner_env("docker"))
-    serving = "RUN (timeout 8 python3 -u -m http.server 8888 || true)\n"
+    # a step of its own: from Docker's build cache, it would serve nothing
+    serving = f"RUN (echo {secrets.token_hex(8)}; timeout 8 python3 -u -m http.server 8888 || true)\n"
     seen: list[str] = []
     done = threading.Event()
 

@@ -4,6 +4,7 @@ than a deployment log keeps (and a line longer than a log line may be)."""
 
 from __future__ import annotations
 
+import secrets
 import time
 
 import pytest
@@ -105,7 +106,13 @@ def test_a_huge_build_log_is_capped_and_the_notebook_still_starts(ctx, runners, 
         alice,
         tmp_path,
         "odd/chatty",
-        {"Dockerfile": (f"FROM {base_image}\nRUN seq 1 20000\nRUN python3 -c \"print('x' * 3_000_000)\"\n")},
+        # steps of their own: from Docker's build cache, they would print nothing
+        {
+            "Dockerfile": (
+                f"FROM {base_image}\nRUN echo {secrets.token_hex(8)} && seq 1 20000\n"
+                "RUN python3 -c \"print('x' * 3_000_000)\"\n"
+            )
+        },
     )
     assert phases(events)[-1] == "ready", messages(events[-5:])
     assert len(events) > 20000  # all of them were streamed live...
