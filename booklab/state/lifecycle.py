@@ -587,7 +587,9 @@ class Lifecycle:
         for the run that starts, and the save token also for one joined. Raises
         :class:`SlugTaken` when another live deployment holds ``slug``, and
         :class:`LimitReached` when a new run would pass ``quotas`` (a run joined never does)."""
-        now = f"{time.time():.3f}"
+        # to the microsecond: the queue is in this order, so requests one after the other must not tie (in a tie,
+        # Redis orders by name: a later request could pass an earlier one)
+        now = f"{time.time():.6f}"
         record = {"project": dep.project, "ref": dep.ref, "user": dep.user, "slug": slug, "requested_at": now, **fields}
         waiting = encode(Phase.WAITING, "Waiting for the notebook's previous run to end.")
         answer = self._call(

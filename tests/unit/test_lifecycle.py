@@ -58,6 +58,14 @@ def test_a_request_while_the_run_stops_starts_a_new_run_behind_it_and_never_join
     assert phases(lifecycle, second) == ["waiting"]
 
 
+def test_requests_one_after_the_other_queue_in_their_order_whatever_their_names(lifecycle, redis_client):
+    # names that sort backwards: in a tie of the queue's scores Redis would order them so
+    users = [f"user-{99 - i:02d}" for i in range(40)]
+    for user in users:
+        lifecycle.request(Deployment("g/p", "main", user), f"slug-of-{user}", {}, b"sealed", 60)
+    assert redis_client.zrange(schema.QUEUE, 0, -1) == [f"g/p:main:{user}" for user in users]
+
+
 def test_a_step_of_a_stopped_run_writes_nothing(lifecycle):
     _, run = lifecycle.request(DEP, SLUG, {}, b"sealed", 60)
     lifecycle.claim(run, "runner-1")
