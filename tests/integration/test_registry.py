@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import json
 import os
 import secrets
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from booklab.errors import RegistryError
 from booklab.phases import Phase
 from booklab.pipeline import builder, image_cleaner, image_sharing, registry
 from booklab.pipeline.launcher import api_status
+from booklab.pipeline.notebook_firewall import bridge_of
 from booklab.pipeline.registry import Registry
 from booklab.state import schema
 from booklab.state.deployment import Deployment
@@ -250,12 +253,20 @@ def certificates(directory: Path, address: str) -> tuple[Path, Path, Path]:
     return directory / "registry.crt", directory / "registry.key", directory / "ca.crt"
 
 
+def bridge_address(client) -> str:
+    """This host's address on Docker's default bridge: its IPAM names it only when Docker chose it, not when the
+    bridge had an address when dockerd started; the bridge itself always holds it."""
+    bridge = bridge_of(client.networks.get("bridge"))
+    shown = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", bridge], capture_output=True, check=True)
+    return json.loads(shown.stdout)[0]["addr_info"][0]["local"]
+
+
 @pytest.fixture
 def tls_registry(tmp_path, docker_engine):
     """A registry of this test's own with TLS (its certificate signed by a CA of the test's) and a login, on
     the address of Docker's bridge: not a loopback one, which Docker would reach without checking the
     certificate. (registry, password, the file through which Docker trusts the CA once it is there)."""
-    address = docker_engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    address = bridge_address(docker_engine)
     password = secrets.token_urlsafe(18)
     directory = tmp_path / "tls-registry"
     directory.mkdir()
