@@ -1,7 +1,8 @@
-"""``python -m booklab.demo [--port P] [--runners N] [--repos DIR]... [--state-dir DIR]``:
+"""``python -m booklab.demo [--port P] [--runners N] [--hosts N] [--repos DIR]... [--state-dir DIR]``:
 start the whole demo, print where to open it, how to log in, and two lines for scripts
 (``BOOKLAB_URL=...``, ``BOOKLAB_GITLAB_TOKEN=...``), then run until Ctrl-C or SIGTERM, or
-until a part of it stops; either way stop everything it started.
+until a part of it stops; either way stop everything it started. While it runs it tells
+which host and runner serve each notebook that turns ready.
 
 Progress goes to stderr, the summary to stdout; ``<state dir>/demo.json`` holds the same
 facts (and the processes' ids) for scripts.
@@ -19,13 +20,19 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
+import redis
+
 from booklab.demo.processes import Processes
-from booklab.demo.stack import Demo, Options, start
+from booklab.demo.served import ServedBy
+from booklab.demo.several_hosts import SeveralHosts
+from booklab.demo.stack import Demo, Options, Starter, start
 from booklab.errors import DemoError
 
 log = logging.getLogger("booklab.demo")
 
 WATCH_INTERVAL = 1.0
+#: host names run from booklab-a to booklab-z
+MAX_HOSTS = 26
 
 
 def _options(argv: list[str] | None) -> Options:
@@ -37,6 +44,12 @@ def _options(argv: list[str] | None) -> Options:
         help="Traefik's port, where the web tier, Flower and notebooks are served (0: a free one)",
     )
     parser.add_argument("--runners", type=int, default=Options.runners, help="how many runners")
+    parser.add_argument(
+        "--hosts",
+        type=int,
+        default=Options.hosts,
+        help="Docker hosts of their own on this machine (network namespaces; as root), the runners shared out",
+    )
     parser.add_argument(
         "--repos",
         action="append",
@@ -51,16 +64,23 @@ def _options(argv: list[str] | None) -> Options:
     args = parser.parse_args(argv)
     if args.runners < 1:
         parser.error("--runners must be at least 1")
+    if not 1 <= args.hosts <= MAX_HOSTS:
+        parser.error(f"--hosts must be between 1 and {MAX_HOSTS}")
     for directory in args.repos:
         if not directory.is_dir():
             parser.error(f"--repos {directory}: no such directory")
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="booklab-demo-", dir="/tmp"))
     return Options(
-        state_dir=state_dir, port=args.port, runners=args.runners, repos=tuple(d.resolve() for d in args.repos)
+        state_dir=state_dir,
+        port=args.port,
+        runners=args.runners,
+        repos=tuple(d.resolve() for d in args.repos),
+        hosts=args.hosts,
     )
 
 
 def _summary(demo: Demo) -> str:
+    runners = ", ".join(f"{name.split('@')[0]} on {host}" for name, host in demo.runner_hosts.items())
     projects = "\n".join(
         f"                {path}  (branches: {', '.join(branches)})" for path, branches in demo.projects.items()
     )
@@ -77,7 +97,7 @@ Booklab's demo is running (started in {demo.started_in:g} s).
   Traefik       {demo.traefik_dashboard}
   Health        {demo.url}/health
   Metrics       curl -H 'Authorization: Bearer {demo.metrics_token}' {demo.url}/metrics
-  Runners       {len(demo.runners)}
+  Runners       {runners}
   Logs          {demo.logs}/
 
 Press Ctrl-C to stop everything. For the CLI (booklab deploy/status/stop):
@@ -91,9 +111,12 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _watch(processes: Processes) -> None:
-    """Return when a process of the demo has stopped; raise it as :class:`DemoError`."""
+def _watch(processes: Processes, served: ServedBy) -> None:
+    """Tell which host serves each new notebook until a process of the demo stops; raise that as
+    :class:`DemoError`."""
     while (child := processes.exited()) is None:
+        for line in served.news():
+            print(line, flush=True)
         time.sleep(WATCH_INTERVAL)
     raise DemoError(
         f"{child.name} stopped (status {child.process.returncode}); the end of {child.log}:\n{child.tail()}"
@@ -108,9 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     exits = ExitStack()
     try:
-        demo, processes = start(options, exits)
+        demo, processes = start(options, exits, SeveralHosts if options.hosts > 1 else Starter)
         print(_summary(demo), flush=True)
-        _watch(processes)
+        client = redis.Redis.from_url(demo.redis_url, decode_responses=True)
+        exits.callback(client.close)
+        _watch(processes, ServedBy(client))
     except KeyboardInterrupt:
         log.info("stopping")
     except DemoError as e:

