@@ -26,6 +26,7 @@ from booklab.demo.processes import Processes
 from booklab.demo.served import ServedBy
 from booklab.demo.several_hosts import SeveralHosts
 from booklab.demo.stack import Demo, Options, Starter, start
+from booklab.demo.terminal import printable
 from booklab.errors import DemoError
 
 log = logging.getLogger("booklab.demo")
@@ -82,7 +83,8 @@ def _options(argv: list[str] | None) -> Options:
 def _summary(demo: Demo) -> str:
     runners = ", ".join(f"{name.split('@')[0]} on {host}" for name, host in demo.runner_hosts.items())
     projects = "\n".join(
-        f"                {path}  (branches: {', '.join(branches)})" for path, branches in demo.projects.items()
+        f"                {printable(path)}  (branches: {', '.join(map(printable, branches))})"
+        for path, branches in demo.projects.items()
     )
     return f"""
 Booklab's demo is running (started in {demo.started_in:g} s).
@@ -131,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     exits = ExitStack()
     try:
-        demo, processes = start(options, exits, SeveralHosts if options.hosts > 1 else Starter)
+        demo, starter = start(options, exits, SeveralHosts if options.hosts > 1 else Starter)
         print(_summary(demo), flush=True)
         client = redis.Redis.from_url(demo.redis_url, decode_responses=True)
         exits.callback(client.close)
-        _watch(processes, ServedBy(client))
+        _watch(starter.processes, ServedBy(client))
     except KeyboardInterrupt:
         log.info("stopping")
     except DemoError as e:

@@ -1,5 +1,6 @@
-"""``python -m booklab.demo.forward LISTEN TARGET``: pass every TCP connection made to ``LISTEN``
-(``host:port``) on to ``TARGET``, until SIGTERM.
+"""``python -m booklab.demo.forward FD TARGET``: pass every TCP connection made to the listening socket
+``FD`` (handed over already bound, so that no one else takes its port meanwhile) on to ``TARGET``
+(``host:port``), until SIGTERM.
 
 The demo of several hosts runs Traefik on the first host's address, in a network namespace of its
 own; a browser on this machine opens ``http://<slug>.localhost:<port>/``, which is always this
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 
 CHUNK = 65536
 
@@ -36,28 +38,30 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
 
 
-async def _serve(listen: tuple[str, int], target: tuple[str, int]) -> None:
+async def _serve(listener: socket.socket, target: tuple[str, int]) -> None:
     async def forward(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        writers = [client_writer]
         try:
             target_reader, target_writer = await asyncio.open_connection(*target)
+            writers.append(target_writer)
+            await asyncio.gather(_pipe(client_reader, target_writer), _pipe(target_reader, client_writer))
         except OSError:
-            client_writer.close()
-            return
-        await asyncio.gather(_pipe(client_reader, target_writer), _pipe(target_reader, client_writer))
-        for writer in (client_writer, target_writer):
-            writer.close()
+            pass
+        finally:
+            for writer in writers:
+                writer.close()
 
-    server = await asyncio.start_server(forward, *listen, reuse_address=True)
+    server = await asyncio.start_server(forward, sock=listener)
     async with server:
         await server.serve_forever()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m booklab.demo.forward", description=__doc__.split("\n\n")[0])
-    parser.add_argument("listen", type=_address, help="host:port to listen on")
+    parser.add_argument("fd", type=int, help="a listening TCP socket this process was given")
     parser.add_argument("target", type=_address, help="host:port to pass connections on to")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.listen, args.target))
+    asyncio.run(_serve(socket.socket(fileno=args.fd), args.target))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import docker
 
+from booklab.demo.processes import end_with_parent
 from booklab.errors import DemoError
 
 #: how long an engine may take to answer once started
@@ -151,14 +152,20 @@ class DockerHost:
                 ["unshare", "--uts", "--", *self.namespace.wrap(), "sh", "-c", script, self.hostname, *dockerd],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # a Ctrl-C in a terminal is for its starter, which stops it in order
+                preexec_fn=end_with_parent,  # and ends with its starter however that ends
             )
-        deadline = time.monotonic() + ENGINE_START_TIMEOUT
-        while self.proc.poll() is None and not self.answers():
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                self.proc.wait()
-            time.sleep(0.1)
+        try:
+            deadline = time.monotonic() + ENGINE_START_TIMEOUT
+            while self.proc.poll() is None and not self.answers():
+                if time.monotonic() > deadline:
+                    self.proc.kill()
+                time.sleep(0.1)
+        except BaseException:  # a Ctrl-C while it starts: nothing else would stop it
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+            raise
         if self.proc.poll() is not None:
             log = (self.directory / "dockerd.log").read_text(errors="replace")[-3000:]
             self.proc = None
@@ -186,13 +193,14 @@ class DockerHost:
         self.proc = None
 
     def remove(self) -> None:
-        """Remove every container and the engine with its files (started again first when it was killed, so
-        that it ends the containers it left)."""
+        """Remove every container and the engine with its files (started again first when it was killed after
+        it had answered, so that it ends the containers it left)."""
         try:
-            if self.proc is None:
+            if self.proc is None and self.client is not None:
                 self.start()
-            for container in self.client.containers.list(all=True):
-                container.remove(force=True)
+            if self.client is not None:
+                for container in self.client.containers.list(all=True):
+                    container.remove(force=True)
         finally:
             if self.proc is not None:
                 self.proc.terminate()

@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from booklab.demo.terminal import printable_lines
 from booklab.errors import DemoError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def _end_with_parent() -> None:
+def end_with_parent() -> None:
     """In the child, before exec: receive SIGTERM when the demo dies, however it dies.
     (A ``preexec_fn`` is safe here: the demo runs no threads.)"""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -48,8 +49,8 @@ class Child:
     log: Path
 
     def tail(self) -> str:
-        """The end of its log, for error messages."""
-        return self.log.read_text(errors="replace")[-LOG_TAIL:]
+        """The end of its log, for error messages (escaped: a runner's log holds what repositories print)."""
+        return printable_lines(self.log.read_text(errors="replace")[-LOG_TAIL:])
 
 
 class Processes:
@@ -60,7 +61,12 @@ class Processes:
         self.children: list[Child] = []
 
     def start(
-        self, name: str, command: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+        self,
+        name: str,
+        command: list[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> Child:
         log_file = self.log_dir / f"{name}.log"
         with log_file.open("ab") as out:
@@ -72,7 +78,8 @@ class Processes:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_end_with_parent,
+                preexec_fn=end_with_parent,
+                pass_fds=pass_fds,
             )
         child = Child(name, process, log_file)
         self.children.append(child)

