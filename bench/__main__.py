@@ -25,6 +25,7 @@ from bench import (
     relaunch,
     report,
     route,
+    several_hosts,
     stack,
 )
 from bench import streams as open_streams
@@ -44,6 +45,7 @@ FIGURES: dict[str, Callable[[stack.Stack, Settings], list[Figure]]] = {
     "api": api.run,
     "forward-auth": forward_auth.run,
     "redis-memory": redis_memory.run,
+    "placement": several_hosts.run,
 }
 TITLES = {"route": "route (docker labels and Redis KV)"}
 

@@ -129,58 +129,79 @@ class Stack:
         run("commit", "--quiet", "-m", f"bench: {', '.join(files)}")
         self.gitlab.push(PROJECT, self.repo)
 
-    def free_count(self, runner: Child) -> int:
-        return runner.log.read_text(errors="replace").count(FREE_LINE)
+    def free_counts(self) -> dict[str, int]:
+        return free_counts(self.runners)
 
     def wait_free(self, since: dict[str, int] | None = None, timeout: float = 60) -> None:
-        """Wait until every runner holds nothing and consumes the shared queue again (it
-        logged it more often than in ``since``, runner name -> count), then a moment more."""
-        for runner in self.runners:
-            name = self.runner_name(runner)
-            key, seen = schema.runner(name), (since or {}).get(runner.name, 0)
-            wait_until(lambda k=key: not self.redis.exists(k), timeout, f"{name} to be free")
-            if since is not None:
-                wait_until(
-                    lambda r=runner, n=seen: self.free_count(r) > n, timeout, f"{name} to take deployments again"
-                )
-        time.sleep(FREE_SETTLE)
-
-    def free_counts(self) -> dict[str, int]:
-        return {runner.name: self.free_count(runner) for runner in self.runners}
+        wait_free(self.redis, self.runners, since, timeout)
 
     def runner_name(self, runner: Child) -> str:
-        return runner.process.args[-1]
+        return runner_name(runner)
 
     def deploy(self, ref: str, token: str | None = None, timeout: float = 300) -> Deployed:
-        """Request ``ref`` of the project and follow it to its end, as a client of the
-        service does; raises unless it ends ``ready``."""
-        started = time.monotonic()
-        request = service.request_deployment(self.ctx, PROJECT, ref, token or self.owner.token)
-        last: dict = {}
-        phases: dict[str, float] = {}
-        for _, event in service.follow(self.ctx, request.run, timeout=timeout):
-            last = event
-            phases.setdefault(event["phase"], time.monotonic() - started)
-        elapsed = time.monotonic() - started
-        if last.get("phase") != Phase.READY.value:
-            raise RuntimeError(
-                f"{request.id} ended {last.get('phase')!r}: {last.get('message')!r}; "
-                f"runner logs in {self.processes.log_dir}"
-            )
-        record = self.ctx.deployments.record(request.id)
-        held = self.ctx.runners.held(record["runner"])
-        return Deployed(request.id, elapsed, record, phases, float(held.get("started_at") or 0))
+        """Request ``ref`` of the project and follow it to ``ready`` (see :func:`deploy`)."""
+        return deploy(self.ctx, PROJECT, ref, token or self.owner.token, timeout, self.processes.log_dir)
 
     def stop(self, deployment_id: str, timeout: float = 60) -> None:
-        """Stop a deployment and wait until its runner takes deployments again."""
-        before = self.free_counts()
-        service.stop(self.ctx, deployment_id)
-        wait_until(
-            lambda: self.ctx.deployments.status(deployment_id) in (Phase.STOPPED, Phase.FAILED),
-            timeout,
-            f"{deployment_id} to stop",
-        )
-        self.wait_free(before, timeout)
+        stop(self.ctx, self.runners, deployment_id, timeout)
+
+
+def runner_name(runner: Child) -> str:
+    return runner.process.args[-1]
+
+
+def free_count(runner: Child) -> int:
+    return runner.log.read_text(errors="replace").count(FREE_LINE)
+
+
+def free_counts(runners: list[Child]) -> dict[str, int]:
+    return {runner.name: free_count(runner) for runner in runners}
+
+
+def wait_free(
+    client: redis.Redis, runners: list[Child], since: dict[str, int] | None = None, timeout: float = 60
+) -> None:
+    """Wait until every runner holds nothing and consumes the shared queue again (it logged it more
+    often than in ``since``, runner name -> count), then a moment more."""
+    for runner in runners:
+        name = runner_name(runner)
+        key, seen = schema.runner(name), (since or {}).get(runner.name, 0)
+        wait_until(lambda k=key: not client.exists(k), timeout, f"{name} to be free")
+        if since is not None:
+            wait_until(lambda r=runner, n=seen: free_count(r) > n, timeout, f"{name} to take deployments again")
+    time.sleep(FREE_SETTLE)
+
+
+def deploy(ctx: Context, project: str, ref: str, token: str, timeout: float, logs: Path) -> Deployed:
+    """Request ``ref`` of ``project`` and follow it to its end, as a client of the service does; raises
+    unless it ends ``ready``."""
+    started = time.monotonic()
+    request = service.request_deployment(ctx, project, ref, token)
+    last: dict = {}
+    phases: dict[str, float] = {}
+    for _, event in service.follow(ctx, request.run, timeout=timeout):
+        last = event
+        phases.setdefault(event["phase"], time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    if last.get("phase") != Phase.READY.value:
+        raise RuntimeError(f"{request.id} ended {last.get('phase')!r}: {last.get('message')!r}; runner logs in {logs}")
+    record = ctx.deployments.record(request.id)
+    held = ctx.runners.held(record["runner"])
+    return Deployed(request.id, elapsed, record, phases, float(held.get("started_at") or 0))
+
+
+def stop(ctx: Context, runners: list[Child], deployment_id: str, timeout: float = 60) -> None:
+    """Stop a deployment and wait until its runner takes deployments again."""
+    serving = ctx.deployments.record(deployment_id).get("runner")
+    runners = [runner for runner in runners if runner_name(runner) == serving] or runners
+    before = free_counts(runners)
+    service.stop(ctx, deployment_id)
+    wait_until(
+        lambda: ctx.deployments.status(deployment_id) in (Phase.STOPPED, Phase.FAILED),
+        timeout,
+        f"{deployment_id} to stop",
+    )
+    wait_free(ctx.redis, runners, before, timeout)
 
 
 def _engine_version(client: docker.DockerClient) -> str:
