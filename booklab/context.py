@@ -1,6 +1,6 @@
 """The clients one process shares: configuration, Redis, the event log, the lifecycle
-(every move of a status), the vault, state stores (images among them), the key of notebook host names, the
-route publisher, Docker and GitLab. Built once per process, rebuilt after a fork."""
+(every move of a status), the vault, state stores (images and their builds' claims among them), the key of
+notebook host names, the route publisher, Docker and GitLab. Built once per process, rebuilt after a fork."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from booklab.derived_keys import NOTEBOOK_SLUG, derive_key
 from booklab.pipeline.gitlab_client import GitLabClient
 from booklab.pipeline.routes.publishers import Routes, make_routes
 from booklab.state.audit import AuditLog
+from booklab.state.build_claims import BuildClaims
 from booklab.state.deployment import Deployment
 from booklab.state.events import EventLog
 from booklab.state.grants import Grants
@@ -41,6 +42,7 @@ class Context:
         self.audit = AuditLog(self.redis)
         # a host that published nothing for three cleanings drops out of the inventory
         self.images = Images(self.redis, inventory_ttl=3 * self.config.images_clean_interval)
+        self.build_claims = BuildClaims(self.redis)
 
     @functools.cached_property
     def vault(self) -> Vault:

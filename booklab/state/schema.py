@@ -44,6 +44,8 @@ SET    imageremovals:<host>        image names an operator asked to remove from 
 HASH   imagesremoved               host -> how many images its cleaner ever removed
 STR    imagecleaning:<host>        held while one runner of that host cleans its images, a few minutes at most
 STR    registrypruning             held for images/clean_interval by the runner that deleted old tags of the registry
+HASH   buildclaim:<image>          the launch building that image: run, runner, host; gone once it is built (and
+                                   pushed, with a registry), or after build/timeout and a margin
 =====  ==========================  =====================================================
 
 Celery's broker keys (``deployments``, ``runner.<name>``, ``unacked*``, ``_kombu*``) live
@@ -222,3 +224,8 @@ def image_removals(host: str) -> str:
 def image_cleaning(host: str) -> str:
     """Held by the one runner of the Docker Engine ``host`` that cleans its images."""
     return f"imagecleaning:{host}"
+
+
+def build_claim(image: str) -> str:
+    """Held by the one launch that builds ``image`` (across runners and hosts): the others wait for it."""
+    return f"buildclaim:{image}"
