@@ -8,6 +8,10 @@ from celery.signals import worker_process_init
 
 from booklab.config import Config
 from booklab.context import set_context
+from booklab.state.build_claims import claim_ttl
+
+#: seconds the first step may take for its own work, beside a wait for another launch's build
+PROVISION_KEY_LIMIT = 900
 
 app = Celery("booklab", include=["booklab.tasks.pipeline", "booklab.tasks.saving"])
 app.config_from_object("booklab.dispatch.settings")
@@ -25,6 +29,8 @@ def configure(config: Config) -> Celery:
         "unacked_restore_throttle": 1,
     }
     app.conf.task_annotations = {
+        # its own work (a pull from the registry included), and a wait for another launch's build of the image
+        "booklab.provision_key": {"time_limit": PROVISION_KEY_LIMIT + claim_ttl(config.build_timeout)},
         "booklab.build": {"time_limit": config.build_timeout + 120},
         "booklab.run": {"time_limit": config.notebook_ready_timeout + config.routes_timeout + 120},
     }

@@ -6,7 +6,9 @@ that fails, only means a build here, as without a registry. Once the notebook's 
 started, an image the registry lacks (just built, rebuilt, or built before the registry was
 set) is pushed in a thread of the runner, so that the launch never waits for it
 (:func:`share_alongside`); a push that fails is a warning, and the next launch of that image
-tries again. Without ``images/registry``, neither does anything.
+tries again. Either way the run then lets go of the image's build claim, if it holds it: a launch
+of another host that waits for the image pulls it, or builds it
+(:mod:`booklab.pipeline.one_build`). Without ``images/registry``, neither does anything.
 """
 
 from __future__ import annotations
@@ -71,6 +73,13 @@ def share_alongside(ctx: Context, run: Run, image: str) -> threading.Thread | No
 
 
 def _share(ctx: Context, run: Run, image: str, shared: Registry) -> None:
+    try:
+        _push(ctx, run, image, shared)
+    finally:
+        ctx.build_claims.release(image, run.id)
+
+
+def _push(ctx: Context, run: Run, image: str, shared: Registry) -> None:
     started = time.monotonic()
     # a client of its own: the step's goes on with the launch meanwhile
     with closing(docker.from_env()) as client:

@@ -35,6 +35,7 @@ from booklab.pipeline import (
     notebook_firewall,
     notebook_network,
     notebook_settings,
+    one_build,
 )
 from booklab.pipeline.transient import backoff
 from booklab.state import metrics, schema
@@ -54,8 +55,8 @@ def checkout_dir(ctx: Context, deployment_id: str) -> Path:
 
 def provision_key(ctx: Context, run: Run, runner: str) -> None:
     """Note that ``runner`` took the run (it claimed it), resolve the branch to a commit and, unless the
-    commit's image exists already (or is pulled from the registry), add a read-only deploy key (or fall
-    back to HTTPS)."""
+    commit's image exists already (or is pulled from the registry, or another launch builds it meanwhile:
+    :mod:`~booklab.pipeline.one_build`), add a read-only deploy key (or fall back to HTTPS)."""
     deployment_id = run.deployment
     dep = Deployment.from_id(deployment_id)
     # the runner's name tells its host: it stays in the record and the runner's own log
@@ -76,7 +77,11 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             http_url=project.http_url,
         )
         rebuild = bool(ctx.deployments.record(deployment_id).get("rebuild"))
-        if not rebuild and (builder.image_exists(ctx.docker, image) or image_sharing.pull_if_shared(ctx, run, image)):
+        if not rebuild and (
+            builder.image_exists(ctx.docker, image)
+            or image_sharing.pull_if_shared(ctx, run, image)
+            or one_build.built_by_another(ctx, run, runner, image)
+        ):
             ctx.deployments.update(deployment_id, cached="1")
             return
         ctx.lifecycle.say(run, Phase.FETCHING, f"Branch {dep.ref} is at commit {commit[:12]}.")
@@ -136,6 +141,7 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
     ctx.deployments.update(deployment_id, settings=settings.as_label())
     commit = git.head_commit(dest)
     if commit != record["commit"]:  # the branch moved since it was resolved
+        one_build.release(ctx, run)  # the image it claimed is not the one it builds
         ctx.deployments.update(
             deployment_id, commit=commit, image=builder.image_name(ctx.config.image_prefix, record["project"], commit)
         )
@@ -195,7 +201,7 @@ def build(ctx: Context, run: Run, runner: str) -> None:
         image_cleaner.BUILT_AS: built,
         notebook_settings.LABEL: record.get("settings") or "{}",
     }
-    started = time.monotonic()
+    started, built_it = time.monotonic(), False
     try:
         with _neutral_errors(dest):
             for line in builder.build_image(
@@ -207,9 +213,12 @@ def build(ctx: Context, run: Run, runner: str) -> None:
                 no_cache=rebuild,
             ):
                 ctx.lifecycle.say(run, Phase.BUILDING, _neutral(line, dest))
+        built_it = True
     except BuildError:
         ctx.docker.ping()  # a Docker Engine that went away is worth another try, a bad repository not
         raise
+    finally:
+        one_build.build_ended(ctx, run, built_it)
     if rebuild:
         builder.replace(ctx.docker, built, image)
     ctx.images.launched(image)  # just built: the image cleaner counts it as used now

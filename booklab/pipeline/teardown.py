@@ -1,7 +1,8 @@
 """The end of a run, whatever step or whoever ends it (its chain on a failure, its runner's
 supervisor on a Stop, a cull or an exit, recovery, a runner's shutdown, a save before the
 end): :func:`end` claims it, :func:`release` undoes what the steps left behind (deploy key,
-secrets, checkout, route, container), frees the runner and starts the run queued behind."""
+secrets, checkout, route, container, the claim of its image's build), frees the runner and starts
+the run queued behind."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import requests
 from booklab.context import Context
 from booklab.dispatch.send import queue_run
 from booklab.phases import Phase
-from booklab.pipeline import access, launcher
+from booklab.pipeline import access, launcher, one_build
 from booklab.pipeline.steps import checkout_dir
 from booklab.state.lifecycle import Run
 from booklab.state.vault import NOTEBOOK_TOKEN, SAVE_TOKEN
@@ -42,6 +43,7 @@ def hand_back(ctx: Context, run: Run, runner: str, reason: str) -> bool:
     deployment_id = run.deployment
     access.remove_deploy_key(ctx, deployment_id)
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
+    one_build.release(ctx, run)  # the next runner claims the build again, if it must build
     container = ctx.deployments.record(deployment_id).get("container")
     if container:
         with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
@@ -66,6 +68,7 @@ def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, messa
     access.revoke(ctx, deployment_id)
     ctx.vault.delete(deployment_id, NOTEBOOK_TOKEN, SAVE_TOKEN)
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
+    one_build.release(ctx, run)  # ended before its build, or before its image was shared
     ctx.routes.remove(ctx.slug(deployment_id))
     container = ctx.deployments.record(deployment_id).get("container")
     if container:
