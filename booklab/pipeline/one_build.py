@@ -46,6 +46,8 @@ def built_by_another(ctx: Context, run: Run, runner: str, image: str) -> bool:
     while True:
         holder = ctx.build_claims.take(image, me, ttl)
         if holder is None:
+            if waiting:
+                ctx.lifecycle.say(run, Phase.FETCHING, "The other launch ended without the image: building it here.")
             return False
         if ctx.build_claims.take_over(image, holder, me, ttl):
             log.warning("%s takes over the build of %s from %s, which was lost", run, image, holder.runner)

@@ -4,16 +4,20 @@ for provision_key's look for a cached image."""
 
 import os
 import subprocess
+import threading
 
 import pytest
 
-from booklab.errors import SettingsError, UnsafeCheckout
-from booklab.pipeline import steps
+from booklab.errors import Moved, SettingsError, UnsafeCheckout
+from booklab.phases import Phase
+from booklab.pipeline import builder, steps
+from booklab.state.build_claims import Holder
 from booklab.state.deployment import Deployment
 from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN
 from gitlab_standin.store import DEVELOPER, MAINTAINER
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import messages, queue_run, take_run
+from tests.fixtures.services import wait_until
 
 PROJECT = "lab/steps"
 RUNNER = "runner-played-by-a-test"
@@ -107,3 +111,33 @@ def test_a_checkout_linking_out_of_itself_is_not_built(ctx, repository, tmp_path
     run = fetch(ctx, repository, "maria", "links")
     with pytest.raises(UnsafeCheckout):
         steps.clone(ctx, run, RUNNER)
+
+
+def test_a_launch_waiting_for_another_launchs_build_ends_at_a_stop_with_no_key_added(ctx, repository, tmp_path):
+    commit = subprocess.run(
+        ["git", "-C", str(tmp_path / "steps"), "rev-parse", "main"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    image = builder.image_name(ctx.config.image_prefix, PROJECT, commit)
+    other = Holder("lab/steps:main:dev#1", "runner-building-it", ctx.docker_host)
+    ctx.runners.beat(other.runner)
+    assert ctx.build_claims.take(image, other, 60) is None
+    dep = Deployment(PROJECT, "main", "maria")
+    queue_run(ctx, dep, repository.store.user("maria").token)
+    run = take_run(ctx, dep.id, RUNNER)
+    ended: list[BaseException] = []
+
+    def provision() -> None:
+        try:
+            steps.provision_key(ctx, run, RUNNER)
+        except BaseException as e:  # what ends the step, for the test to see
+            ended.append(e)
+
+    waiting = threading.Thread(target=provision)
+    waiting.start()
+    wait_until(lambda: "(on this host): waiting for it..." in log_of(ctx, run), 30, "the launch to wait")
+    ctx.lifecycle.stop(dep.id)
+    waiting.join(30)
+    assert not waiting.is_alive()
+    assert [type(e) for e in ended] == [Moved] and ended[0].phase is Phase.STOPPING
+    assert repository.deploy_keys(PROJECT) == []
+    assert ctx.build_claims.holder(image) == other
