@@ -91,6 +91,8 @@ def test_an_image_built_on_one_host_is_pushed_and_another_host_pulls_it_instead_
     # pushed alongside the launch, under the commit's own name; only with the login
     wait_until(lambda: record["commit"] in registry.tags(repository, auth=(USER, password)), 180, "the push")
     assert "is shared through the registry" in runner.output()
+    # its build's claim is let go once pushed: a launch of another host waiting for it pulls it then
+    wait_until(lambda: not ctx.redis.exists(schema.build_claim(image)), 10, "the build's claim to be let go")
     with pytest.raises(Exception, match="401"):
         registry.tags(repository)
 
