@@ -184,6 +184,7 @@ def build(ctx: Context, run: Run, runner: str) -> None:
     if record.get("cached") or (not rebuild and builder.image_exists(ctx.docker, image)):
         ctx.lifecycle.say(run, Phase.BUILT, "Found built image, launching...")
         shutil.rmtree(dest, ignore_errors=True)
+        one_build.build_ended(ctx, run, built=True)  # built meanwhile by a launch that waited too long for this one
         return
     if rebuild:
         ctx.lifecycle.say(run, Phase.BUILDING, f"Rebuilding image {image} from scratch, as you asked")
