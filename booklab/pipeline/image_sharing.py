@@ -61,12 +61,16 @@ def pull_if_shared(ctx: Context, run: Run, image: str) -> bool:
 
 
 def share_alongside(ctx: Context, run: Run, image: str) -> threading.Thread | None:
-    """With a registry, push ``image`` there unless it holds it already, in a thread (returned) that
-    the launch does not wait for; the run's log says when the image is shared, while the run is
-    still launching (the runner's log says it in any case)."""
+    """With a registry, push ``image`` there unless it holds it already or another launch holds the claim of
+    its build (that launch pushes it), in a thread (returned) that the launch does not wait for; the run's log
+    says when the image is shared, while the run is still launching (the runner's log says it in any case)."""
     shared = Registry.of(ctx.config)
     if shared is None:
         return None
+    holder = ctx.build_claims.holder(image)
+    if holder is not None and holder.run != run.id:
+        return None  # the launch that built it pushes it; a second push of the same image meanwhile is waste
+    ctx.build_claims.pushing(image, run.id)  # the claim, if the run holds it, stays until the push ends
     thread = threading.Thread(target=_share, args=(ctx, run, image, shared), name=f"push {image}", daemon=True)
     thread.start()
     return thread
@@ -76,7 +80,7 @@ def _share(ctx: Context, run: Run, image: str, shared: Registry) -> None:
     try:
         _push(ctx, run, image, shared)
     finally:
-        ctx.build_claims.release(image, run.id)
+        ctx.build_claims.release(image, run.id, pushed=True)
 
 
 def _push(ctx: Context, run: Run, image: str, shared: Registry) -> None:

@@ -80,7 +80,9 @@ def build_ended(ctx: Context, run: Run, built: bool) -> None:
 
 
 def release(ctx: Context, run: Run) -> None:
-    """Let go of the claim of the build of the run's image, if the run holds it."""
+    """Let go of the claim of the build of the run's image, if the run holds it and no push of the image is
+    under way (that push lets go once it ends, so that launches on other hosts pull the image, not build it:
+    a notebook may well be stopped before its image is pushed)."""
     image = ctx.deployments.record(run.deployment).get("image")
     if image and ctx.build_claims.release(image, run.id):
         log.info("%s lets go of the build of %s", run, image)

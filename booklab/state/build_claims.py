@@ -43,10 +43,18 @@ redis.call('EXPIRE', KEYS[1], ARGV[6])
 return 1
 """
 
-# KEYS[1] the claim; ARGV[1] the run that releases it
+# KEYS[1] the claim; ARGV[1] the run that releases it, ARGV[2] '1' when its push ended (else a push under way
+# keeps the claim)
 _RELEASE = """
 if redis.call('HGET', KEYS[1], 'run') ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '1' and redis.call('HGET', KEYS[1], 'pushing') == '1' then return 0 end
 return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS[1] the claim; ARGV[1] the run that pushes the image
+_PUSHING = """
+if redis.call('HGET', KEYS[1], 'run') ~= ARGV[1] then return 0 end
+return redis.call('HSET', KEYS[1], 'pushing', '1') + 1
 """
 
 
@@ -73,6 +81,7 @@ class BuildClaims:
         self._take = client.register_script(_TAKE)
         self._take_over = client.register_script(_TAKE_OVER)
         self._release = client.register_script(_RELEASE)
+        self._pushing = client.register_script(_PUSHING)
 
     def take(self, image: str, holder: Holder, ttl: int) -> Holder | None:
         """Claim the build of ``image`` for ``holder`` for ``ttl`` seconds (again, for its run: the TTL starts
@@ -95,6 +104,13 @@ class BuildClaims:
             )
         )
 
-    def release(self, image: str, run: str) -> bool:
-        """Let the build of ``image`` go, if the run ``run`` holds it; whether it did."""
-        return bool(self._release(keys=[schema.build_claim(image)], args=[run]))
+    def pushing(self, image: str, run: str) -> bool:
+        """Note that the run ``run`` pushes ``image`` now, if it holds its build's claim: the claim stays until the
+        push ends (a launch of another host waiting for the image pulls it then), even if the run ends first;
+        whether it holds it."""
+        return bool(self._pushing(keys=[schema.build_claim(image)], args=[run]))
+
+    def release(self, image: str, run: str, pushed: bool = False) -> bool:
+        """Let the build of ``image`` go, if the run ``run`` holds it and pushes nothing (``pushed``: its push
+        ended); whether it did."""
+        return bool(self._release(keys=[schema.build_claim(image)], args=[run, "1" if pushed else "0"]))

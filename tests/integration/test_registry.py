@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -119,6 +120,45 @@ def test_an_image_built_on_one_host_is_pushed_and_another_host_pulls_it_instead_
         assert password not in text
     service.stop(ctx, request.id)  # before the registry's images go
     wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the notebook to stop")
+
+
+def test_a_notebook_stopped_before_its_image_is_pushed_keeps_its_builds_claim_until_the_push_ends(
+    ctx, runners, alice, own_project, auth_registry, tmp_path
+):
+    """Launches of another host waiting for the image pull it once the claim goes: the claim must not go
+    with the notebook while the image is still being pushed, or they would build it again."""
+    registry, password = auth_registry
+    password_file = tmp_path / "registry-password"
+    password_file.write_text(password)
+    password_file.chmod(0o600)
+    runners(
+        1,
+        BOOKLAB_IMAGES_REGISTRY=f"{registry.host}/booklab-{secrets.token_hex(4)}",
+        BOOKLAB_BUILD_IMAGE_PREFIX="",
+        BOOKLAB_IMAGES_REGISTRY_USERNAME=USER,
+        BOOKLAB_IMAGES_REGISTRY_PASSWORD_FILE=str(password_file),
+    )
+    request = service.request_deployment(ctx, own_project, "main", alice.token)
+    stopped_registry = False
+    try:
+        for _, event in service.follow(ctx, request.run, timeout=240):
+            if event["phase"] == "launching" and not stopped_registry:  # built: the push starts after the launch
+                os.kill(registry.proc.pid, signal.SIGSTOP)
+                stopped_registry = True
+            if Phase(event["phase"]).is_final or event["phase"] == "ready":
+                break
+        assert event["phase"] == "ready", event
+        image = ctx.deployments.record(request.id)["image"]
+        assert ctx.build_claims.holder(image).run == request.run.id
+        service.stop(ctx, request.id)
+        wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the notebook to stop")
+        assert ctx.build_claims.holder(image).run == request.run.id  # the push still holds it
+    finally:
+        if stopped_registry:
+            os.kill(registry.proc.pid, signal.SIGCONT)
+    wait_until(lambda: ctx.build_claims.holder(image) is None, 120, "the claim to go once the push ends")
+    repository, tag = image.removeprefix(f"{registry.host}/").rsplit(":", 1)
+    assert tag in registry.tags(repository, auth=(USER, password))
 
 
 def test_a_registry_that_does_not_answer_means_a_build_and_a_launch_as_on_one_host(

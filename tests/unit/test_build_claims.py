@@ -1,5 +1,6 @@
 """The claim of an image's build (booklab.state.build_claims) on a real Redis: one launch holds it, the
-others learn who; only its holder lets it go; it is taken over only from a runner whose heartbeat expired.
+others learn who; only its holder lets it go, and not while it pushes the image; it is taken over only from a
+runner whose heartbeat expired.
 A small stateful exploration checks any order of these against a model of one claim."""
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def test_only_its_holder_releases_the_claim(redis_client):
     assert claims.take(IMAGE, B, TTL) is None
     assert not claims.release(IMAGE, A.run)  # a late release of the old holder leaves the new one alone
     assert claims.holder(IMAGE) == B
+
+
+def test_a_claim_whose_image_is_being_pushed_stays_until_the_push_ends(redis_client):
+    claims = BuildClaims(redis_client)
+    claims.take(IMAGE, A, TTL)
+    assert not claims.pushing(IMAGE, B.run)  # only its holder pushes under the claim
+    assert claims.pushing(IMAGE, A.run)
+    assert not claims.release(IMAGE, A.run)  # its run ended: the push goes on, and so does the claim
+    assert claims.holder(IMAGE) == A
+    assert claims.release(IMAGE, A.run, pushed=True)
+    assert claims.holder(IMAGE) is None
+    assert not claims.pushing(IMAGE, A.run)  # no claim, nothing to keep
 
 
 def test_the_claim_is_taken_over_only_from_a_runner_whose_heartbeat_expired(redis_client):
