@@ -33,6 +33,10 @@ class Settings:
     auth_clients: int = 4
     #: runner processes (one serves one notebook; the figures need one)
     runners: int = 1
+    #: the figures of several hosts: runners over the two hosts, projects, and launches of them at once
+    scale_runners: int = 16
+    scale_projects: int = 8
+    scale_launches: int = 32
 
     @classmethod
     def from_env(cls, environ: os._Environ | dict[str, str] | None = None, **overrides: int | None) -> Settings:

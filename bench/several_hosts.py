@@ -16,6 +16,12 @@ the route), the idle rate over the same time taken out; and the keys a notebook'
 Traefik's root key. ``traefik-change``: Redis commands Traefik's Redis provider spends on one route
 published, with :data:`ROUTES_PRESENT` other routes in its tree (to an address that answers nothing),
 against the same with none: Traefik reads its whole tree again on a change.
+
+``scale``: :attr:`~bench.settings.Settings.scale_launches` launches of
+:attr:`~bench.settings.Settings.scale_projects` projects never built, asked for at once, on
+:attr:`~bench.settings.Settings.scale_runners` runners over the two hosts; each notebook is stopped as
+soon as it is ready (a class that opens it and leaves), so that launches beyond the runners run as
+runners free. Each project's launches are of branches at one commit: one image a project.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +46,7 @@ from bench.settings import Settings
 from bench.stack import Deployed
 from bench.stats import Figure, median
 from booklab import config as config_module
+from booklab import service
 from booklab.context import Context, set_context
 from booklab.demo import docker_host, samples
 from booklab.demo import stack as demo_stack
@@ -45,6 +54,7 @@ from booklab.demo.hosts import DockerHost
 from booklab.demo.processes import Child
 from booklab.demo.several_hosts import SeveralHosts
 from booklab.dispatch.app import configure
+from booklab.phases import Phase
 from booklab.pipeline import image_sharing, traefik_config
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.services import wait_until
@@ -58,6 +68,9 @@ ENVIRONMENT = "demo/environment"
 REGISTRY_TIMEOUT = 120
 #: Traefik's root key in Redis (booklab.pipeline.traefik_config)
 ROUTE_ROOT = "traefik"
+#: seconds the scale figure's launches may take in all, and between two looks at their statuses
+SCALE_TIMEOUT = 900
+SCALE_POLL = 0.05
 #: seconds over which the idle rate of Redis commands is measured, each sample
 IDLE_SAMPLE = 5.0
 #: routes in Traefik's tree while a change is measured
@@ -120,13 +133,17 @@ class Hosts:
                 pass
 
 
-def start(exits: ExitStack, runners: int) -> Hosts:
-    """The demo of two hosts with ``runners`` runners shared out; closing ``exits`` stops it."""
+def start(exits: ExitStack, runners: int, class_projects: int, class_branches: int) -> Hosts:
+    """The demo of two hosts with ``runners`` runners shared out, serving the sample, the environment project
+    and ``class_projects`` projects of ``class_branches`` branches at one commit; closing ``exits`` stops it."""
     state = Path(tempfile.mkdtemp(prefix="booklab-bench-hosts-"))
     state.chmod(0o755)  # the stand-in's sshd serves git as the user git
-    exits.callback(shutil.rmtree, state, ignore_errors=True)
+    if not os.environ.get("BENCH_KEEP_HOSTS"):
+        exits.callback(shutil.rmtree, state, ignore_errors=True)
     base_image = os.environ.get("BOOKLAB_BASE_IMAGE", docker_host.BASE_IMAGE)
     create_local_repo(state / "repos" / "environment", {"main": {"Dockerfile": _environment_dockerfile(base_image)}})
+    for i in range(class_projects):
+        _class_repository(state / "repos" / f"class-{i}", base_image, class_branches)
     options = demo_stack.Options(state_dir=state / "demo", port=0, runners=runners, hosts=2, repos=(state / "repos",))
     demo, starter = demo_stack.start(options, exits, SeveralHosts)
     env = {
@@ -134,6 +151,9 @@ def start(exits: ExitStack, runners: int) -> Hosts:
         "BOOKLAB_SECRET_KEY_FILE": str(Path(demo.state_dir) / "secret_key"),
         "BOOKLAB_GITLAB_HOST": demo.gitlab_url,
         "BOOKLAB_FQDN": demo_stack.FQDN,
+        # one user plays a whole class, asking for all its launches at once
+        "BOOKLAB_LIMITS_NOTEBOOKS_PER_USER": "0",
+        "BOOKLAB_LIMITS_QUEUE_LENGTH": "0",
     }
     ctx = Context(config_module.load(os.devnull, environ=env))
     configure(ctx.config)
@@ -256,12 +276,82 @@ def traefik_change(hosts: Hosts, rounds: int, idle_rate: float) -> list[Figure]:
     ]
 
 
+def _class_repository(directory: Path, base_image: str, branches: int) -> None:
+    """A git repository at ``directory`` whose ``branches`` branches are at one commit."""
+    create_local_repo(
+        directory, {"main": {"Dockerfile": f"FROM {base_image}\nCOPY --chown=1000:1000 . /home/jovyan/\n"}}
+    )
+    for i in range(1, branches):
+        subprocess.run(["git", "-C", str(directory), "branch", f"class-{i}"], check=True)
+
+
+def scale(hosts: Hosts, settings: Settings) -> list[Figure]:
+    ctx = hosts.ctx
+    per_project = settings.scale_launches // settings.scale_projects
+    launches = [
+        (f"demo/class-{p}", "main" if b == 0 else f"class-{b}")
+        for b in range(per_project)
+        for p in range(settings.scale_projects)
+    ]
+    requests_ = [service.request_deployment(ctx, project, ref, hosts.demo.token) for project, ref in launches]
+    waiting = {r.id for r in requests_}
+    ready: dict[str, float] = {}
+    ended: dict[str, str] = {}
+    deadline = time.monotonic() + SCALE_TIMEOUT
+    while waiting and time.monotonic() < deadline:
+        for deployment_id in list(waiting):
+            status = ctx.deployments.status(deployment_id)
+            if status is Phase.READY:
+                record = ctx.deployments.record(deployment_id)
+                ready[deployment_id] = float(record["ready_at"]) - float(record["requested_at"])
+                service.stop(ctx, deployment_id)  # the class leaves: its runner takes the next launch
+                waiting.discard(deployment_id)
+            elif status.is_final:
+                ended[deployment_id] = status.value
+                waiting.discard(deployment_id)
+        time.sleep(SCALE_POLL)
+    logs = [[event.data.get("message", "") for event in ctx.lifecycle.events.read(r.run.id)] for r in requests_]
+
+    def runs_saying(start: str) -> int:
+        return sum(any(message.startswith(start) for message in log) for log in logs)
+
+    builds, waited = runs_saying("Building image"), runs_saying("Another launch is building")
+    pulls = runs_saying(image_sharing.PULLING)
+    served_by = Counter(hosts.starter.host_of(ctx.deployments.record(r.id)["runner"]).hostname for r in requests_)
+    figure = Figure(
+        "scale",
+        f"{len(launches)} launches of {settings.scale_projects} projects at once, {settings.scale_runners} runners "
+        "over 2 hosts: request -> `ready`",
+        "s",
+        list(ready.values()),
+        target=f"all ready, {settings.scale_projects} builds",
+        meets=lambda f: len(ready) == len(launches) and builds == settings.scale_projects,
+        show_p99=True,
+    )
+    figure.notes.append(
+        f"{len(ready)} of {len(launches)} ready (not ready: {len(waiting)} still waiting after {SCALE_TIMEOUT} s, "
+        f"{len(ended)} ended otherwise: {sorted(set(ended.values())) or 'none'}); {builds} builds for "
+        f"{settings.scale_projects} images (one launch of each commit builds it, the others wait for its image: "
+        f"{waited} waited, {pulls} pulled); "
+        f"served by host: {dict(sorted(served_by.items()))}. Each notebook is stopped once ready, so launches beyond "
+        f"the {settings.scale_runners} runners wait for one to free: the slowest include that wait. Each project's "
+        f"{per_project} launches are of branches at one commit, by one user."
+    )
+    return [figure]
+
+
 def run(local: bench_stack.Stack, settings: Settings) -> list[Figure]:
     with ExitStack() as exits:
         exits.callback(set_context, local.ctx)  # the other figures' stack, once this one is gone
         exits.callback(configure, local.ctx.config)
-        hosts = start(exits, runners=2)
+        hosts = start(
+            exits,
+            runners=settings.scale_runners,
+            class_projects=settings.scale_projects,
+            class_branches=settings.scale_launches // settings.scale_projects,
+        )
         return [
+            *scale(hosts, settings),
             placement(hosts, SAMPLE, "placement", "the demo's sample (kB of its own)", settings.rounds),
             placement(
                 hosts, ENVIRONMENT, "placement-environment", f"a project adding {ENVIRONMENT_MB} MB", settings.rounds
