@@ -194,8 +194,8 @@ def placement(hosts: Hosts, project: str, key: str, what: str, rounds: int) -> F
         f"that holds the image; {len(placed)} of {len(here)} relaunches with the image on a host went there by "
         "placement, the others were taken by that host's runner from the shared queue. Pulls, by the runs' logs: "
         f"{pulls[0]} of {len(here)} relaunches on a host holding the image, {pulls[1]} of {len(pulled)} after it "
-        "was removed from both hosts. Two hosts, one runner each, images pulled over a Linux bridge from Debian's "
-        "docker-registry on the first host, with the base image's layers already on both."
+        f"was removed from both hosts. Two hosts, {len(hosts.runners)} runners, images pulled over a Linux bridge "
+        "from Debian's docker-registry on the first host, with the base image's layers already on both."
     )
     return figure
 
@@ -296,6 +296,7 @@ def scale(hosts: Hosts, settings: Settings) -> list[Figure]:
     requests_ = [service.request_deployment(ctx, project, ref, hosts.demo.token) for project, ref in launches]
     waiting = {r.id for r in requests_}
     ready: dict[str, float] = {}
+    queued: dict[str, float] = {}  # request -> a runner takes it
     ended: dict[str, str] = {}
     deadline = time.monotonic() + SCALE_TIMEOUT
     while waiting and time.monotonic() < deadline:
@@ -303,7 +304,9 @@ def scale(hosts: Hosts, settings: Settings) -> list[Figure]:
             status = ctx.deployments.status(deployment_id)
             if status is Phase.READY:
                 record = ctx.deployments.record(deployment_id)
-                ready[deployment_id] = float(record["ready_at"]) - float(record["requested_at"])
+                requested, started = float(record["requested_at"]), float(record["started_at"])
+                ready[deployment_id] = float(record["ready_at"]) - requested
+                queued[deployment_id] = started - requested
                 service.stop(ctx, deployment_id)  # the class leaves: its runner takes the next launch
                 waiting.discard(deployment_id)
             elif status.is_final:
@@ -334,7 +337,9 @@ def scale(hosts: Hosts, settings: Settings) -> list[Figure]:
         f"{settings.scale_projects} images (one launch of each commit builds it, the others wait for its image: "
         f"{waited} waited, {pulls} pulled); "
         f"served by host: {dict(sorted(served_by.items()))}. Each notebook is stopped once ready, so launches beyond "
-        f"the {settings.scale_runners} runners wait for one to free: the slowest include that wait. Each project's "
+        f"the {settings.scale_runners} runners wait for one to free: the slowest include that wait (request -> a "
+        f"runner takes it, median {median(list(queued.values())):.1f} s, slowest {max(queued.values(), default=0):.1f}"
+        f" s). All on the machine below: every build, pull, push and Jupyter start shares its cores. Each project's "
         f"{per_project} launches are of branches at one commit, by one user."
     )
     return [figure]
