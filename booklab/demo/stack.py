@@ -137,7 +137,7 @@ class Starter:
         self.url = f"http://{FQDN}:{self.port}"
         self.base_image = os.environ.get("BOOKLAB_BASE_IMAGE", docker_host.BASE_IMAGE)
         self.secret_key = secrets.token_urlsafe(32)
-        #: where Redis and Traefik listen, the command the front's processes run under, the stand-in's address
+        #: where Redis and Traefik listen, and the command the front's processes run under
         self.front_address, self.front_wrap = "127.0.0.1", ()
         #: where the GitLab stand-in listens, and the command it runs under
         self.gitlab_address, self.gitlab_wrap = "127.0.0.1", ()
