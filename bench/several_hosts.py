@@ -15,7 +15,8 @@ one relaunch to ``ready`` and its stop (the request, the client following its lo
 the route), the idle rate over the same time taken out; and the keys a notebook's route adds under
 Traefik's root key. ``traefik-change``: Redis commands Traefik's Redis provider spends on one route
 published, with :data:`ROUTES_PRESENT` other routes in its tree (to an address that answers nothing),
-against the same with none: Traefik reads its whole tree again on a change.
+against the same with none: on each key event Traefik reads its tree again, with a ``SCAN`` of the whole
+Redis database, so the cost grows with every key in Redis (docs/SCALING.md).
 
 ``scale``: :attr:`~bench.settings.Settings.scale_launches` launches of
 :attr:`~bench.settings.Settings.scale_projects` projects never built, asked for at once, on
