@@ -109,7 +109,7 @@ class Hosts:
     def wait_shared(self, image: str) -> None:
         """Wait until the registry holds ``image`` (pushed after its notebook started)."""
         repository, tag = image.split("/", 1)[1].rsplit(":", 1)
-        url = f"http://{self.starter.front_address}:{self.starter.registry_port}/v2/{repository}/tags/list"
+        url = f"http://{self.starter.registry_host}/v2/{repository}/tags/list"
         login = self.starter.registry_login
 
         def shared() -> bool:

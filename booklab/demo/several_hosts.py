@@ -33,7 +33,7 @@ import requests
 from booklab.demo import docker_host, registry
 from booklab.demo.hosts import DockerHost, Namespace, Wire
 from booklab.demo.processes import free_ports
-from booklab.demo.stack import Options, Starter
+from booklab.demo.stack import Options, Starter, write_private
 from booklab.errors import DemoError
 from booklab.pipeline import traefik_config
 from booklab.pipeline.routes.names import route_label
@@ -76,6 +76,11 @@ class SeveralHosts(Starter):
         self.listener = socket.create_server(("127.0.0.1", self.port), backlog=128)
         exits.callback(self.listener.close)
 
+    @property
+    def registry_host(self) -> str:
+        """Where the registry listens (``address:port``), on the front."""
+        return f"{self.front_address}:{self.registry_port}"
+
     def host_of(self, runner: str) -> DockerHost:
         """Runners are shared out over the hosts in turn."""
         return self.hosts[self.runner_names.index(runner) % len(self.hosts)]
@@ -104,7 +109,7 @@ class SeveralHosts(Starter):
         return {
             **super().booklab_env(gitlab, tmpdir),
             "BOOKLAB_ROUTES_PUBLISHER": "redis",
-            "BOOKLAB_IMAGES_REGISTRY": f"{self.front_address}:{self.registry_port}/{REGISTRY_PATH}",
+            "BOOKLAB_IMAGES_REGISTRY": f"{self.registry_host}/{REGISTRY_PATH}",
         }
 
     def traefik_flags(self, routes: Path) -> list[str]:
@@ -153,14 +158,11 @@ class SeveralHosts(Starter):
             ["htpasswd", "-iBc", str(htpasswd), user], input=password, text=True, check=True, capture_output=True
         )
         self.registry_password_file = storage / "password"
-        with open(os.open(self.registry_password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-            out.write(password)
+        write_private(self.registry_password_file, password)
         config = storage / "config.yml"
-        config.write_text(
-            registry.config_text(storage / "data", f"{self.front_address}:{self.registry_port}", htpasswd=htpasswd)
-        )
+        config.write_text(registry.config_text(storage / "data", self.registry_host, htpasswd=htpasswd))
         front = self.tier()
-        url = f"http://{self.front_address}:{self.registry_port}"
+        url = f"http://{self.registry_host}"
         front.append(self.processes.start("registry", [*self.front_wrap, "docker-registry", "serve", str(config)]))
         self.processes.wait_until(
             front[-1], lambda: _registry_answers(url, self.registry_login), REGISTRY_TIMEOUT, "the registry answered"

@@ -90,6 +90,12 @@ class Demo:
             json.dump(asdict(self), out, indent=2)
 
 
+def write_private(path: Path, text: str) -> None:
+    """A new file ``path`` holding ``text`` that only its owner reads (a password, a key)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(text)
+
+
 def _prepare(state_dir: Path) -> Path:
     """The state directory (new or empty; world-searchable, because the stand-in's sshd
     serves git as user ``git``) and its ``logs`` directory (private)."""
@@ -210,8 +216,7 @@ class Starter:
         redis_dir, gitlab_dir, sample_dir = self.scratch("redis"), self.scratch("gitlab"), self.scratch("samples")
         services = self.tier()
         redis_conf = redis_dir / "redis.conf"  # its password, out of its command line
-        with open(os.open(redis_conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-            out.write(f"requirepass {self.redis_password}\n" if self.redis_password else "")
+        write_private(redis_conf, f"requirepass {self.redis_password}\n" if self.redis_password else "")
         redis_server = self.processes.start(
             "redis",
             [
@@ -289,8 +294,7 @@ class Starter:
     def write_secret_key(self) -> Path:
         """The demo's secret key in a file only its owner reads (out of the processes' environment)."""
         path = self.state / "secret_key"
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-            out.write(self.secret_key)
+        write_private(path, self.secret_key)
         self.exits.callback(path.unlink, missing_ok=True)  # the demo's secrets go with it
         return path
 
