@@ -5,9 +5,10 @@ pulled, never built again (:func:`pull_if_shared`); a registry that does not ans
 that fails, only means a build here, as without a registry. Once the notebook's container has
 started, an image the registry lacks (just built, rebuilt, or built before the registry was
 set) is pushed in a thread of the runner, so that the launch never waits for it
-(:func:`share_alongside`); a push that fails is a warning, and the next launch of that image
-tries again. Either way the run then lets go of the image's build claim, if it holds it: a launch
-of another host that waits for the image pulls it, or builds it
+(:func:`share_alongside`); a push that fails is tried again twice (a registry may fail pushes
+of the same layers at once), then it is a warning, and the next launch of that image tries
+again. Either way the run then lets go of the image's build claim, if it holds it, once the
+push has ended: a launch of another host that waits for the image pulls it, or builds it
 (:mod:`booklab.pipeline.one_build`). Without ``images/registry``, neither does anything.
 """
 
@@ -30,6 +31,8 @@ from booklab.state.lifecycle import Run
 
 log = logging.getLogger(__name__)
 
+#: seconds before each new try of a push that failed
+PUSH_PAUSES = (2, 8)
 PULLING = "Pulling the image built on another host..."
 SHARED = "The image is shared through the registry."
 
@@ -91,13 +94,25 @@ def _push(ctx: Context, run: Run, image: str, shared: Registry) -> None:
             if registry.holds(client, shared, image):
                 return
             _tell(ctx, run, "Sharing the image through the registry, alongside the launch.")
-            registry.push(client, shared, image)
+            _push_tried_again(run, client, shared, image)
         except (RegistryError, docker.errors.DockerException) as e:
             log.warning("%s: %s was not shared through the registry: %s", run, image, e)
             _tell(ctx, run, "The image could not be shared through the registry: another host would build it again.")
             return
     log.info("%s: %s is shared through the registry (pushed in %.1f s)", run, image, time.monotonic() - started)
     _tell(ctx, run, SHARED)
+
+
+def _push_tried_again(run: Run, client: docker.DockerClient, shared: Registry, image: str) -> None:
+    """Push ``image``, trying again after each of :data:`PUSH_PAUSES` when it fails; the last failure raised."""
+    for pause in PUSH_PAUSES:
+        try:
+            registry.push(client, shared, image)
+            return
+        except (RegistryError, docker.errors.DockerException) as e:
+            log.warning("%s: pushing %s failed (%s): trying again in %d s", run, image, e, pause)
+        time.sleep(pause)
+    registry.push(client, shared, image)
 
 
 def _tell(ctx: Context, run: Run, message: str) -> None:

@@ -34,9 +34,19 @@ from booklab.pipeline.launcher import api_status
 from booklab.pipeline.notebook_firewall import bridge_of
 from booklab.pipeline.registry import Registry
 from booklab.state import schema
+from booklab.state.build_claims import Holder
 from booklab.state.deployment import Deployment
+from tests.fixtures.failing_front import FailingFront
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import MAINTAINER, messages, notebook_repo_files, queue_run, run_to_end
+from tests.fixtures.pipeline import (
+    MAINTAINER,
+    events_of,
+    messages,
+    notebook_repo_files,
+    queue_run,
+    run_to_end,
+    taken,
+)
 from tests.fixtures.services import ImageRegistry, free_port, wait_until
 from tests.integration.test_image_cleaner import DAY, KIB, ImageMaker
 
@@ -214,6 +224,43 @@ def test_a_rebuilt_image_is_pushed_in_place_of_the_one_its_name_had(shared_image
     assert not registry.holds(docker_engine, shared, name)
     second = registry.push(docker_engine, shared, name)
     assert second != first and registry.digest(docker_engine, shared, name) == second
+
+
+def test_a_push_the_registry_fails_is_tried_again_and_the_build_claim_stays_until_the_image_is_there(
+    image_registry, booklab_env, redis_client, docker_engine, caplog
+):
+    """A registry may fail a push (the bench's 32 launches met one); a launch of another host waiting for the
+    image pulls it once the claim goes, so a push given up on too soon means a second build there."""
+    with FailingFront(image_registry.host, "PUT", r"/manifests/") as front:
+        images = ImageMaker(docker_engine, f"{front.host}/booklab-{secrets.token_hex(4)}")
+        environ = {**booklab_env, "BOOKLAB_BUILD_IMAGE_PREFIX": "", "BOOKLAB_IMAGES_REGISTRY": images.prefix}
+        context = Context(config_module.load(os.devnull, environ=environ))
+        try:
+            name = images.name("lab/pushed-twice")
+            images.load(name, 4 * KIB)
+            run = taken(context, Deployment("lab/pushed-twice", "main", "maria"), "runner-a")
+            context.lifecycle.say(run, Phase.BUILT, "Built.")
+            context.lifecycle.say(run, Phase.LAUNCHING, "Launching the notebook server...")
+            builder_of_it = Holder(run.id, "runner-a", "host-a")
+            assert context.build_claims.take(name, builder_of_it, 600) is None
+            pushing = image_sharing.share_alongside(context, run, name)
+            wait_until(lambda: front.failed == 1, 60, "the registry to fail the first push")
+            assert context.build_claims.holder(name) == builder_of_it  # a launch elsewhere goes on waiting
+            pushing.join(120)
+            assert not pushing.is_alive()
+            print(
+                "DBG",
+                registry.digest(docker_engine, Registry.of(context.config), name),
+                docker_engine.api.inspect_image(name).get("RepoDigests"),
+            )
+            assert registry.holds(docker_engine, Registry.of(context.config), name)
+            assert context.build_claims.holder(name) is None  # now it pulls
+            told = "".join(event.data["message"] for event in events_of(context, run.deployment))
+            assert image_sharing.SHARED in told and "could not be shared" not in told
+            assert "trying again" in caplog.text
+        finally:
+            context.close()
+            images.remove_all()
 
 
 def test_images_unlaunched_longer_than_registry_max_age_are_deleted_from_the_registry(
