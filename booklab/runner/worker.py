@@ -105,7 +105,7 @@ class Supervisor(bootsteps.StartStopStep):
                 log.exception("%s could not look for what it left before a restart", c.hostname)
             self._resumed = True
         if ctx.runners.held(c.hostname).get("deployment"):
-            _stop_taking_deployments(c)  # one notebook at a time, adopted ones too
+            _stop_consuming_shared_queues(c)  # one notebook at a time, adopted ones too
         self._timer = c.timer.call_repeatedly(ctx.config.runner_poll_interval, self._tick, (c,), priority=10)
         if self._cleaning is None:  # one for the process: it goes on while the consumer reconnects
             self._cleaning = ImageCleaning(ctx.config, c.hostname)
@@ -124,7 +124,7 @@ class Supervisor(bootsteps.StartStopStep):
             self._queue.pause()  # it holds a notebook: not free to take the first of the queue
             return
         if not host:  # a deployment it took would go back to the queue: leave them to runners of other engines
-            if _stop_taking_deployments(c):
+            if _stop_consuming_shared_queues(c):
                 log.warning("%s takes no deployment until its Docker Engine answers", c.hostname)
             self._queue.pause()
             return
@@ -168,7 +168,7 @@ class Supervisor(bootsteps.StartStopStep):
         ctx.runners.retire(c.hostname)
 
 
-def _stop_taking_deployments(c) -> bool:
+def _stop_consuming_shared_queues(c) -> bool:
     """Stop consuming the queues of an idle runner (its own stays); whether it consumed any."""
     taken = [q.name for q in c.task_consumer.queues if q.name == DEPLOYMENTS_QUEUE or is_host_queue(q.name)]
     for queue in taken:

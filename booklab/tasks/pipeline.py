@@ -43,7 +43,7 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
     if claim and ctx.runners.held(runner).get("deployment") not in (None, run.deployment):
         # taken in the instant a runner that serves a notebook reconnected to the broker
         log.warning("%s serves a notebook already; %s goes back to the queue", runner, run)
-        _stop_taking_deployments(runner)
+        _ask_runner_to_stop_taking_deployments(runner)
         raise Reject("the runner serves a notebook already", requeue=True)
     if not _first_run(ctx.redis, task):
         log.warning("%s for %s was delivered again; it already ran", task.name, run)
@@ -146,11 +146,13 @@ def _claim(ctx: Context, runner: str, run: Run) -> None:
     if not ctx.lifecycle.claim(run, runner):
         raise Ignore()  # stopped, or taken already, while it waited
     ctx.queue.announce_positions()
-    _stop_taking_deployments(runner)
+    _ask_runner_to_stop_taking_deployments(runner)
 
 
-def _stop_taking_deployments(runner: str) -> None:
-    """Make this runner's main process stop consuming the shared queue and its host's, now."""
+def _ask_runner_to_stop_taking_deployments(runner: str) -> None:
+    """Make this runner's main process stop consuming the shared queue and its host's, now: the step runs in a
+    child of the pool, which asks the main process over the broker's control channel (the main process itself
+    cancels its queues directly, :mod:`booklab.runner.worker`)."""
     ctx = get_context()
     queues = shared_queues(ctx.runners.hosts().get(runner) or ctx.docker_host)
     for attempt in range(CLAIM_TRIES):  # a broker connection of the pool may have died with a Redis restart
