@@ -21,6 +21,15 @@ from booklab.state import schema
 #: seconds a host's inventory is shown without news from its cleaner, unless told otherwise
 INVENTORY_TTL = 3 * 600
 
+#: forget the latest image of each branch (field, image, ...) that is still that image and whose launches are forgotten
+_FORGET_LATEST = """
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] and not redis.call('ZSCORE', KEYS[2], ARGV[i + 1]) then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+"""
+
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -48,6 +57,7 @@ class Images:
     def __init__(self, client: redis.Redis, inventory_ttl: float = INVENTORY_TTL) -> None:
         self.redis = client
         self.inventory_ttl = inventory_ttl
+        self._forget_latest = client.register_script(_FORGET_LATEST)
 
     def launched(self, image: str, when: float | None = None) -> None:
         """A notebook of ``image`` launched at ``when`` (now), or it was just built."""
@@ -63,8 +73,18 @@ class Images:
         return dict(zip(images, self.redis.zmscore(schema.IMAGE_LAUNCHES, images)))
 
     def forget_launches_before(self, when: float) -> None:
-        """Forget launches older than ``when`` (an image launched before counts from its build)."""
+        """Forget launches older than ``when`` (an image launched before counts from its build), and the branches
+        whose latest image was launched last before then (:meth:`latest`)."""
         self.redis.zremrangebyscore(schema.IMAGE_LAUNCHES, "-inf", f"({when}")
+        latest = list(self.redis.hscan_iter(schema.IMAGE_LATEST, count=1000))
+        if not latest:
+            return
+        launches = self.redis.zmscore(schema.IMAGE_LAUNCHES, [image for _, image in latest])
+        forgotten = [
+            item for (branch, image), launch in zip(latest, launches) if launch is None for item in (branch, image)
+        ]
+        if forgotten:  # unless launched again meanwhile
+            self._forget_latest(keys=[schema.IMAGE_LATEST, schema.IMAGE_LAUNCHES], args=forgotten)
 
     def launched_on(self, host: str, image: str, project: str, ref: str) -> None:
         """A notebook of ``image``, the newest of the branch ``ref`` of ``project``, launched now on ``host``,

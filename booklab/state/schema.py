@@ -39,6 +39,9 @@ HASH   metrics:<name>              a duration histogram: le=<bucket> counts, sum
 HASH   conf                        settings the web tier shares with runners
 LIST   adminlog                    the operators' actions (JSON: at, operator, action, target), the last 1000
 ZSET   imagelaunches               image name -> when a notebook of it last launched (or it was built), all hosts
+SET    imagehosts:<image>          the hosts whose Docker Engine holds that image (placement), 7 days after its launch
+HASH   imagelatest                 "<project>:<branch>" -> the image it launched last (placement); forgotten
+                                   with that image's launches
 HASH   imageinventory              host -> JSON of its Booklab images as its cleaner last saw them, and until when
 SET    imageremovals:<host>        image names an operator asked to remove from that host's Docker Engine
 HASH   imagesremoved               host -> how many images its cleaner ever removed

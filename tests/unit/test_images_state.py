@@ -31,6 +31,19 @@ def test_launches_are_remembered_per_image_and_old_ones_forgotten(redis_client):
     assert images.last_launched("booklab/b:1") is None and images.last_launched("booklab/a:1") == 300.0
 
 
+def test_the_latest_image_of_a_branch_is_forgotten_with_its_launches(redis_client):
+    """Placement's hint (the image a branch launched last) goes once its image's launches are forgotten: the
+    branches of every project ever launched would otherwise stay in Redis for good."""
+    images = Images(redis_client)
+    images.launched_on("host-a", "booklab/old:1", "lab/old", "main")
+    images.launched_on("host-a", "booklab/new:1", "lab/new", "main")
+    images.launched_on("host-a", "booklab/new:1", "lab/new", "feature")  # the same commit on another branch
+    images.launched("booklab/old:1", when=100.0)  # launched long ago
+    images.forget_launches_before(time.time() - 3600)
+    assert images.latest("lab/old", "main") is None
+    assert images.latest("lab/new", "main") == images.latest("lab/new", "feature") == "booklab/new:1"
+
+
 def test_each_host_publishes_its_images_and_a_silent_host_drops_out(redis_client):
     images = Images(redis_client, inventory_ttl=1)
     one = [info("booklab/b:2", in_use=True), info("booklab/a:1", last_launched=5.0)]
