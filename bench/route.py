@@ -53,7 +53,7 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
     """One notebook: seconds from answering directly to answering through Traefik."""
     ctx = stack.ctx
     config = stack.config(BOOKLAB_ROUTES_PUBLISHER=provider)
-    publisher = publishers.make_routes(config, ctx.redis)
+    publisher = publishers.make_routes(config, ctx.redis, ctx.route_tree)
     dep = Deployment(PROJECT, name, OWNER)
     slug = ctx.slug(dep.id)
     hold_run(stack, dep)  # forward-auth's owner check finds it, live
@@ -81,7 +81,7 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
         check = secrets.token_urlsafe(32)
         ctx.redis.set(schema.route_check(slug), check, ex=TIMEOUT + 10)
         if provider == "redis":
-            ctx.redis.mset(
+            ctx.route_tree.mset(
                 {
                     schema.TRAEFIK_ANCHOR: "1",
                     **names.kv_pairs(config, slug, notebook.url),

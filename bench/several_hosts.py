@@ -218,7 +218,8 @@ def costs(hosts: Hosts, rounds: int) -> list[Figure]:
     for _ in range(rounds):
         before, started = _commands(client), time.monotonic()
         deployed = hosts.deploy(SAMPLE)
-        keys.append(sum(1 for _ in client.scan_iter(f"{ROUTE_ROOT}/*{deployed.record['slug']}*", count=1000)))
+        route = f"{ROUTE_ROOT}/*{deployed.record['slug']}*"
+        keys.append(sum(1 for _ in hosts.ctx.route_tree.scan_iter(route, count=1000)))
         hosts.stop(deployed)
         spent = _commands(client) - before - 1
         launch.append(spent - rate * (time.monotonic() - started))
@@ -242,28 +243,29 @@ def _route_keys(name: str) -> dict[str, str]:
     }
 
 
-def _commands_of_a_change(client: redis.Redis, name: str, idle_rate: float) -> float:
-    """Redis commands in the :data:`CHANGE_SETTLE` s after one route is published, but its own and idle traffic."""
+def _commands_of_a_change(client: redis.Redis, tree: redis.Redis, name: str, idle_rate: float) -> float:
+    """Redis commands (of the whole server, ``client``) in the :data:`CHANGE_SETTLE` s after one route is published
+    in Traefik's database ``tree``, but its own and idle traffic."""
     keys = _route_keys(name)
     before, started = _commands(client), time.monotonic()
-    client.mset(keys)
+    tree.mset(keys)
     time.sleep(CHANGE_SETTLE)
     spent = _commands(client) - before - 2
-    client.delete(*keys)
+    tree.delete(*keys)
     time.sleep(CHANGE_SETTLE)
     return spent - idle_rate * (time.monotonic() - started - CHANGE_SETTLE)
 
 
 def traefik_change(hosts: Hosts, rounds: int, idle_rate: float) -> list[Figure]:
-    client = hosts.ctx.redis
-    alone = [_commands_of_a_change(client, f"bench-change-{i}", idle_rate) for i in range(rounds)]
+    client, tree = hosts.ctx.redis, hosts.ctx.route_tree
+    alone = [_commands_of_a_change(client, tree, f"bench-change-{i}", idle_rate) for i in range(rounds)]
     present = {}
     for i in range(ROUTES_PRESENT):
         present |= _route_keys(f"bench-present-{i}")
-    client.mset(present)
+    tree.mset(present)
     time.sleep(CHANGE_SETTLE)
-    crowded = [_commands_of_a_change(client, f"bench-change-{i}", idle_rate) for i in range(rounds)]
-    client.delete(*present)
+    crowded = [_commands_of_a_change(client, tree, f"bench-change-{i}", idle_rate) for i in range(rounds)]
+    tree.delete(*present)
     keys = len(present)
     return [
         Figure(

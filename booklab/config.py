@@ -192,6 +192,13 @@ class Config:
         "http://127.0.0.1:80",
         "Where runners reach Traefik's entrypoint to check a notebook answers through its route.",
     )
+    routes_redis_db: int = _setting(
+        "routes/redis_db",
+        1,
+        "Database, on redis/url's Redis server, of the routes Traefik's Redis provider reads (routes/publisher: "
+        "redis; Traefik's providers.redis.db must name it). Traefik reads its whole database again on every change, "
+        "so one of its own keeps that cost to the routes; redis/url's own database: beside Booklab's keys.",
+    )
     routes_timeout: int = _setting("routes/timeout", 30, "Seconds Traefik has to serve a new route.")
     routes_forward_auth: bool = _setting(
         "routes/forward_auth",
@@ -385,6 +392,12 @@ class Config:
                     f"Setting {f.metadata['path']} is missing: set it in config.yml "
                     f"or in the environment variable {env_name(f)}."
                 )
+
+    def routes_redis_url(self) -> str:
+        """redis/url with the database of routes/redis_db: where the Redis publisher writes Traefik's routes."""
+        url = urlsplit(self.redis_url)
+        query = "&".join(part for part in url.query.split("&") if part and not part.startswith("db="))
+        return url._replace(path=f"/{self.routes_redis_db}", query=query).geturl()
 
     def paths_of(self, name: str) -> tuple[str, ...]:
         """The comma-separated GitLab paths of the setting ``name`` (such as ``access_allowed_groups``)."""

@@ -64,8 +64,16 @@ class Context:
         return Deployment.from_id(deployment_id).slug_with(self.slug_key)
 
     @functools.cached_property
+    def route_tree(self) -> redis.Redis:
+        """The Redis database of the routes Traefik's Redis provider reads (routes/redis_db); Booklab's own client
+        when it is Booklab's database."""
+        if self.config.routes_redis_db == self.redis.connection_pool.connection_kwargs.get("db", 0):
+            return self.redis
+        return redis.Redis.from_url(self.config.routes_redis_url(), decode_responses=True, health_check_interval=30)
+
+    @functools.cached_property
     def routes(self) -> Routes:
-        return make_routes(self.config, self.redis)
+        return make_routes(self.config, self.redis, self.route_tree)
 
     @functools.cached_property
     def docker(self) -> docker.DockerClient:
@@ -84,6 +92,8 @@ class Context:
         if self.events.fanout is not None:
             self.events.fanout.close()
         self.redis.close()
+        if "route_tree" in self.__dict__:
+            self.route_tree.close()
         if "docker" in self.__dict__:
             self.docker.close()
 

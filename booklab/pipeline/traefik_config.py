@@ -32,7 +32,7 @@ def static_flags(
     *,
     docker_network: str = "",
     route_label: str = "",
-    redis_url: str = "",
+    routes_redis_url: str = "",
     routes_file: Path | None = None,
     entrypoint: str = ENTRYPOINT,
 ) -> list[str]:
@@ -40,9 +40,9 @@ def static_flags(
     dashboard and ping at ``api_address`` (``host:port``), and the providers asked for:
     docker (containers on ``docker_network`` that carry Booklab's route label with the value
     ``route_label``, :func:`booklab.pipeline.routes.names.route_label`: no other container, a repository's
-    build containers among them, becomes a route whatever its labels), Redis
-    (``redis_url``) and file (``routes_file``, see :func:`host_routes`). No call leaves the
-    machine."""
+    build containers among them, becomes a route whatever its labels), Redis (``routes_redis_url``,
+    the database of the routes: :meth:`~booklab.config.Config.routes_redis_url`) and file
+    (``routes_file``, see :func:`host_routes`). No call leaves the machine."""
     flags = [
         "--global.checkNewVersion=false",
         "--global.sendAnonymousUsage=false",
@@ -65,8 +65,8 @@ def static_flags(
             f"--providers.docker.network={docker_network}",
             f"--providers.docker.constraints=Label(`{ROUTE_LABEL}`,`{route_label}`)",
         ]
-    if redis_url:
-        redis = urlsplit(redis_url)
+    if routes_redis_url:
+        redis = urlsplit(routes_redis_url)
         flags += [
             f"--providers.redis.endpoints={redis.hostname}:{redis.port or 6379}",
             f"--providers.redis.db={redis.path.strip('/') or 0}",

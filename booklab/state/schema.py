@@ -52,8 +52,9 @@ HASH   buildclaim:<image>          the launch building that image: run, runner, 
 =====  ==========================  =====================================================
 
 Celery's broker keys (``deployments``, ``runner.<name>``, ``unacked*``, ``_kombu*``) live
-beside these, and so do the notebooks' routes that Traefik's Redis provider reads
-(``routes/publisher: redis``, rootKey ``traefik``): STR ``traefik/http/routers/<slug>/...``
+beside these. The notebooks' routes that Traefik's Redis provider reads (``routes/publisher:
+redis``, rootKey ``traefik``) live in a database of their own on the same server
+(``routes/redis_db``, ``ctx.route_tree``): STR ``traefik/http/routers/<slug>/...``
 and ``traefik/http/services/<slug>/...``, the forward-auth middleware of each route
 (``traefik/http/middlewares/<slug>-auth/...``), and one unused middleware that is never
 removed (:data:`TRAEFIK_ANCHOR`).

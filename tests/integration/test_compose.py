@@ -150,10 +150,15 @@ def test_compose_traefik_reads_routes_from_redis_with_its_password_and_the_route
     to Redis, logged in with the password, and the web tier's and Flower's from the file."""
     client = redis.Redis.from_url(own_redis.url)
     client.config_set("requirepass", SETTINGS["REDIS_PASSWORD"])
-    client = redis.Redis.from_url(own_redis.url, password=SETTINGS["REDIS_PASSWORD"])
     config = load(
-        os.devnull, environ={"BOOKLAB_FQDN": "booklab.example.org", "BOOKLAB_ROUTES_ENTRYPOINT": "websecure,check"}
+        os.devnull,
+        environ={
+            "BOOKLAB_FQDN": "booklab.example.org",
+            "BOOKLAB_ROUTES_ENTRYPOINT": "websecure,check",
+            "BOOKLAB_REDIS_URL": own_redis.url,
+        },
     )
+    client = redis.Redis.from_url(config.routes_redis_url(), password=SETTINGS["REDIS_PASSWORD"])  # as runners write
     client.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(config, "nb-1234", "http://127.0.0.1:9/")})
 
     environment = services_of(*ONE_HOST)["traefik"]["environment"]

@@ -156,11 +156,11 @@ def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(
         (container,) = docker_engine.containers.list(filters={"label": f"booklab.deployment={dep.id}"})
         assert container.labels[f"traefik.http.middlewares.{slug}-auth.forwardauth.address"] == address
     else:
-        assert ctx.redis.get(schema.traefik_middleware(f"{slug}-auth", "forwardAuth/address")) == address
+        assert ctx.route_tree.get(schema.traefik_middleware(f"{slug}-auth", "forwardAuth/address")) == address
     service.stop(ctx, dep.id)
     wait_until(lambda: ctx.deployments.status(dep.id) is Phase.STOPPED, 15, "the stop")
     wait_until(lambda: through_traefik(traefik, host).status_code == 404, 10, "Traefik to drop the route")
-    assert ctx.redis.keys(f"traefik/http/*/{slug}*") == []
+    assert ctx.route_tree.keys(f"traefik/http/*/{slug}*") == []
     assert not ctx.redis.exists(schema.slug(slug))  # the stopped notebook gave its host name up
 
 
@@ -278,7 +278,7 @@ def test_the_endpoint_answers_traefik_for_the_owner_only(ctx, web_app, alice, bo
 
 def test_routes_ask_the_web_tier_before_every_notebook_request():
     config = Config(fqdn="example.org", routes_auth_url="http://web:8080")
-    labels = DockerLabelRoutes(config, None).labels(SLUG)
+    labels = DockerLabelRoutes(config, None, None).labels(SLUG)
     assert labels[f"traefik.http.routers.{SLUG}.middlewares"] == f"{SLUG}-auth"
     assert (
         labels[f"traefik.http.middlewares.{SLUG}-auth.forwardauth.address"] == f"http://web:8080/auth/notebook/{SLUG}"
@@ -293,9 +293,9 @@ def test_routes_ask_the_web_tier_before_every_notebook_request():
         == f"https://booklab.example.org/auth/notebook/{SLUG}"
     )
     off = Config(routes_forward_auth=False)
-    assert DockerLabelRoutes(off, None).labels(SLUG) == docker_labels(off, SLUG)
+    assert DockerLabelRoutes(off, None, None).labels(SLUG) == docker_labels(off, SLUG)
     with pytest.raises(ConfigError, match="routes/auth_url is missing"):
-        DockerLabelRoutes(Config(), None).labels(SLUG)
+        DockerLabelRoutes(Config(), None, None).labels(SLUG)
     with pytest.raises(ConfigError, match="routes/auth_url must be a base URL"):
         load(None, environ={"BOOKLAB_ROUTES_AUTH_URL": "web:8080"})
     assert load(None, environ={}).routes_forward_auth is True  # on by default

@@ -130,7 +130,7 @@ def test_a_commit_built_on_one_host_launches_there_or_on_the_other_by_a_pull_and
     runner_b.proc.wait(60)
     assert ctx.deployments.status(third.id) is Phase.STOPPED
     assert SHUT_DOWN in events_of(ctx, third.id)[-1].data["message"]
-    assert not ctx.redis.exists(*kv_pairs(ctx.config, slug, ""))
+    assert not ctx.route_tree.exists(*kv_pairs(ctx.config, slug, ""))
     wait_until(lambda: through_traefik(hosts, events[-1]) == 404, 10, "Traefik to drop the route")
     assert hosts.b.client.containers.list(all=True, filters={"label": f"booklab.deployment={third.id}"}) == []
     assert ctx.deployments.status(second.id) is Phase.READY

@@ -66,13 +66,33 @@ def test_kv_pairs_route_the_slug_host_to_the_published_port():
 
 @pytest.mark.parametrize("publisher, kind", [("none", Routes), ("docker", DockerLabelRoutes), ("redis", RedisRoutes)])
 def test_the_setting_chooses_the_publisher(publisher, kind):
-    assert type(make_routes(load(None, environ={"BOOKLAB_ROUTES_PUBLISHER": publisher}), None)) is kind
+    assert type(make_routes(load(None, environ={"BOOKLAB_ROUTES_PUBLISHER": publisher}), None, None)) is kind
 
 
 def test_without_routes_a_notebook_keeps_its_direct_address():
-    routes = make_routes(Config(), None)
+    routes = make_routes(Config(), None, None)
     notebook = Notebook("c0ffee", "booklab-x", "http://127.0.0.1:49153/", "token", "image")
     assert routes.labels(SLUG) == {} and routes.publish(SLUG, notebook) == notebook.url
+
+
+@pytest.mark.parametrize(
+    "redis_url, routes_db, tree_url",
+    [
+        ("redis://localhost:6379/0", 1, "redis://localhost:6379/1"),
+        ("redis://:secret@redis.example.org:6380/2", 5, "redis://:secret@redis.example.org:6380/5"),
+        ("rediss://redis.example.org?db=3&socket_timeout=5", 1, "rediss://redis.example.org/1?socket_timeout=5"),
+        ("redis://localhost", 0, "redis://localhost/0"),
+    ],
+)
+def test_traefiks_routes_are_in_the_database_of_routes_redis_db_on_booklabs_redis(redis_url, routes_db, tree_url):
+    environ = {"BOOKLAB_REDIS_URL": redis_url, "BOOKLAB_ROUTES_REDIS_DB": str(routes_db)}
+    assert load(None, environ=environ).routes_redis_url() == tree_url
+
+
+@pytest.mark.parametrize("value", ["-1", "traefik"])
+def test_a_routes_database_that_is_not_a_database_number_is_refused(value):
+    with pytest.raises(ConfigError, match="routes/redis_db"):
+        load(None, environ={"BOOKLAB_ROUTES_REDIS_DB": value})
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ def test_an_end_leaves_nothing_behind_and_starts_the_run_queued_behind_it(redis_
     (checkout / ".git").mkdir(parents=True)
     slug = redis_ctx.slug(DEP.id)
     route = kv_pairs(redis_ctx.config, slug, URL)
-    redis_ctx.redis.mset(route)
+    redis_ctx.route_tree.mset(route)
     redis_ctx.vault.put(DEP.id, NOTEBOOK_TOKEN, b"the notebook's token")
     redis_ctx.vault.put(DEP.id, SAVE_TOKEN, alice.token.encode())
     make_ready(redis_ctx, run, URL)
@@ -56,7 +56,7 @@ def test_an_end_leaves_nothing_behind_and_starts_the_run_queued_behind_it(redis_
     assert told(redis_ctx, run) == ("stopped", "Stopped on request.")
     assert gitlab.deploy_keys(PROJECT) == []
     assert not checkout.exists()
-    assert redis_ctx.redis.exists(*route) == 0
+    assert redis_ctx.route_tree.exists(*route) == 0
     assert redis_ctx.runners.held(RUNNER) == {}
     for secret in (DEPLOY_KEY, NOTEBOOK_TOKEN, SAVE_TOKEN):
         assert redis_ctx.vault.find(DEP.id, secret) is None

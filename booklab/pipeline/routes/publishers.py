@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class Routes:
-    """No routes: a notebook is reached at the address its runner publishes it on."""
+    """No routes: a notebook is reached at the address its runner publishes it on. ``client``: Booklab's Redis;
+    ``tree``: the database of Traefik's routes in it (routes/redis_db)."""
 
-    def __init__(self, config: Config, client: redis.Redis) -> None:
+    def __init__(self, config: Config, client: redis.Redis, tree: redis.Redis) -> None:
         self.config = config
         self.redis = client
+        self.tree = tree
 
     def labels(self, slug: str) -> dict[str, str]:
         """Labels the notebook container carries for its route."""
@@ -65,16 +67,16 @@ class RedisRoutes(TraefikRoutes):
 
     def publish(self, slug: str, notebook: Notebook) -> str:
         auth = auth_pairs(self.config, slug) if self.config.routes_forward_auth else {}
-        self.redis.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(self.config, slug, notebook.url), **auth})
+        self.tree.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(self.config, slug, notebook.url), **auth})
         return super().publish(slug, notebook)
 
     def remove(self, slug: str) -> None:
-        self.redis.delete(*kv_pairs(self.config, slug, ""), *auth_pairs(self.config, slug, ""))
+        self.tree.delete(*kv_pairs(self.config, slug, ""), *auth_pairs(self.config, slug, ""))
 
 
 PUBLISHERS: dict[str, type[Routes]] = {"none": Routes, "docker": DockerLabelRoutes, "redis": RedisRoutes}
 
 
-def make_routes(config: Config, client: redis.Redis) -> Routes:
+def make_routes(config: Config, client: redis.Redis, tree: redis.Redis) -> Routes:
     """The publisher ``routes/publisher`` names."""
-    return PUBLISHERS[config.routes_publisher](config, client)
+    return PUBLISHERS[config.routes_publisher](config, client, tree)
