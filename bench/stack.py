@@ -276,8 +276,7 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
                 f"127.0.0.1:{api_port}",
                 docker_network=network,
                 route_label=route_label(secret_key),
-                # routes/redis_db as by default
-                routes_redis_url=config_module.Config(redis_url=redis_url).routes_redis_url(),
+                redis_url=redis_url,
             ),
         ],
     )

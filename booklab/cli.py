@@ -27,6 +27,7 @@ from booklab import config as config_module
 from booklab.client import BooklabClient
 from booklab.errors import ApiError, ConfigError
 from booklab.phases import Phase, SaveState
+from booklab.scrub import scrub
 
 #: exit status when the deployment failed or was stopped, or the web tier refused
 FAILED = 1
@@ -49,6 +50,8 @@ def _config(args: argparse.Namespace) -> int:
     for f in config_module.Config.settings():
         value = getattr(current, f.name)
         shown = "<set>" if f.name in config_module.SECRETS and value else value
+        if isinstance(shown, str):
+            shown = scrub(shown, current)  # a password in a URL (redis/url's)
         alias = f" or {f.metadata['alias']}" if f.metadata["alias"] else ""
         print(f"{f.metadata['path']} = {shown!r}\n    {f.metadata['help']} (env {config_module.env_name(f)}{alias})")
     return 0

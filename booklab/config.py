@@ -393,12 +393,6 @@ class Config:
                     f"or in the environment variable {env_name(f)}."
                 )
 
-    def routes_redis_url(self) -> str:
-        """redis/url with the database of routes/redis_db: where the Redis publisher writes Traefik's routes."""
-        url = urlsplit(self.redis_url)
-        query = "&".join(part for part in url.query.split("&") if part and not part.startswith("db="))
-        return url._replace(path=f"/{self.routes_redis_db}", query=query).geturl()
-
     def paths_of(self, name: str) -> tuple[str, ...]:
         """The comma-separated GitLab paths of the setting ``name`` (such as ``access_allowed_groups``)."""
         return tuple(path.strip().strip("/") for path in getattr(self, name).split(",") if path.strip().strip("/"))

@@ -67,9 +67,12 @@ class Context:
     def route_tree(self) -> redis.Redis:
         """The Redis database of the routes Traefik's Redis provider reads (routes/redis_db); Booklab's own client
         when it is Booklab's database."""
-        if self.config.routes_redis_db == self.redis.connection_pool.connection_kwargs.get("db", 0):
+        pool = self.redis.connection_pool
+        if self.config.routes_redis_db == pool.connection_kwargs.get("db", 0):
             return self.redis
-        return redis.Redis.from_url(self.config.routes_redis_url(), decode_responses=True, health_check_interval=30)
+        # Booklab's connection in all but the database (a unix socket, TLS, a login: as redis/url says them)
+        settings = {**pool.connection_kwargs, "db": self.config.routes_redis_db}
+        return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **settings))
 
     @functools.cached_property
     def routes(self) -> Routes:

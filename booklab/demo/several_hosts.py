@@ -30,7 +30,6 @@ from typing import Any
 
 import requests
 
-from booklab.config import Config
 from booklab.demo import docker_host, registry
 from booklab.demo.hosts import DockerHost, Namespace, Wire
 from booklab.demo.processes import free_ports
@@ -119,7 +118,7 @@ class SeveralHosts(Starter):
             f"{self.front_address}:{self.port}",
             f"{self.front_address}:{self.api_port}",
             route_label=route_label(self.secret_key),
-            routes_redis_url=Config(redis_url=self.redis_url).routes_redis_url(),  # routes/redis_db as by default
+            redis_url=self.redis_url,
             routes_file=routes,
         )
 

@@ -21,6 +21,7 @@ from urllib.parse import urljoin
 
 import docker
 import requests
+import urllib3
 
 from booklab.config import Config, is_loopback
 from booklab.errors import RegistryError
@@ -38,6 +39,10 @@ MANIFESTS = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.index.v1+json",
 )
+
+#: what a call to the Docker Engine may fail with: its answer, or its connection (refused, or silent past the
+#: client's timeout while a push or pull streams its progress: urllib3's own error, not requests')
+_ENGINE_ERRORS = (docker.errors.APIError, requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 #: statuses of a pull's layers not worth a line of the log each
 _PULL_CHATTER = frozenset(
@@ -82,7 +87,7 @@ def digest(client: docker.DockerClient, registry: Registry, image: str) -> str |
         answer = client.api.inspect_distribution(image, auth_config=registry.auth_config)
     except docker.errors.NotFound:
         return None
-    except (docker.errors.APIError, requests.RequestException) as e:
+    except _ENGINE_ERRORS as e:
         raise RegistryError(_reason(e)) from None
     return answer["Descriptor"]["digest"]
 
@@ -109,7 +114,7 @@ def pull(client: docker.DockerClient, registry: Registry, image: str) -> Iterato
             status = str(event.get("status") or "")
             if status and status not in _PULL_CHATTER:
                 yield f"{event['id']}: {status}" if event.get("id") else status
-    except (docker.errors.APIError, requests.RequestException) as e:
+    except _ENGINE_ERRORS as e:
         raise RegistryError(_reason(e)) from None
 
 
@@ -123,7 +128,7 @@ def push(client: docker.DockerClient, registry: Registry, image: str) -> str:
             if "error" in event:
                 raise RegistryError(str(event["error"]))
             pushed = (event.get("aux") or {}).get("Digest") or pushed
-    except (docker.errors.APIError, requests.RequestException) as e:
+    except _ENGINE_ERRORS as e:
         raise RegistryError(_reason(e)) from None
     if pushed is None:
         raise RegistryError("the Docker Engine ended the push without the image's digest")

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
+from booklab.config import Config
 from booklab.pipeline.routes.names import ROUTE_LABEL
 
 ENTRYPOINT = "web"
@@ -32,7 +33,8 @@ def static_flags(
     *,
     docker_network: str = "",
     route_label: str = "",
-    routes_redis_url: str = "",
+    redis_url: str = "",
+    routes_redis_db: int = Config.routes_redis_db,
     routes_file: Path | None = None,
     entrypoint: str = ENTRYPOINT,
 ) -> list[str]:
@@ -40,9 +42,9 @@ def static_flags(
     dashboard and ping at ``api_address`` (``host:port``), and the providers asked for:
     docker (containers on ``docker_network`` that carry Booklab's route label with the value
     ``route_label``, :func:`booklab.pipeline.routes.names.route_label`: no other container, a repository's
-    build containers among them, becomes a route whatever its labels), Redis (``routes_redis_url``,
-    the database of the routes: :meth:`~booklab.config.Config.routes_redis_url`) and file
-    (``routes_file``, see :func:`host_routes`). No call leaves the machine."""
+    build containers among them, becomes a route whatever its labels), Redis (the server of
+    ``redis_url``, plain TCP, its database ``routes_redis_db``: the runners' ``routes/redis_db``, by default
+    the setting's default) and file (``routes_file``, see :func:`host_routes`). No call leaves the machine."""
     flags = [
         "--global.checkNewVersion=false",
         "--global.sendAnonymousUsage=false",
@@ -65,13 +67,18 @@ def static_flags(
             f"--providers.docker.network={docker_network}",
             f"--providers.docker.constraints=Label(`{ROUTE_LABEL}`,`{route_label}`)",
         ]
-    if routes_redis_url:
-        redis = urlsplit(routes_redis_url)
+    if redis_url:
+        redis = urlsplit(redis_url)
+        if redis.scheme != "redis":
+            raise ValueError(f"Traefik is started here for Redis over plain TCP (redis://), not {redis.scheme}://")
+        host = f"[{redis.hostname}]" if ":" in (redis.hostname or "") else redis.hostname
         flags += [
-            f"--providers.redis.endpoints={redis.hostname}:{redis.port or 6379}",
-            f"--providers.redis.db={redis.path.strip('/') or 0}",
+            f"--providers.redis.endpoints={host}:{redis.port or 6379}",
+            f"--providers.redis.db={routes_redis_db}",
             "--providers.redis.rootKey=traefik",
         ]
+        if redis.username:
+            flags.append(f"--providers.redis.username={unquote(redis.username)}")
     if routes_file is not None:
         flags.append(f"--providers.file.filename={routes_file}")
     return flags

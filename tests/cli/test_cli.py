@@ -122,7 +122,12 @@ def test_config_lists_every_setting_and_hides_the_secrets(tmp_path):
     }
     out = subprocess.run(
         [sys.executable, "-m", "booklab.cli", "config"],
-        env={**os.environ, **secrets, "BOOKLAB_IMAGES_REGISTRY_USERNAME": "runner"},  # whose password is a secret
+        env={
+            **os.environ,
+            **secrets,
+            "BOOKLAB_IMAGES_REGISTRY_USERNAME": "runner",  # whose password is a secret
+            "BOOKLAB_REDIS_URL": "redis://:r3dis-password@redis.example.org:6379/0",
+        },
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -131,6 +136,7 @@ def test_config_lists_every_setting_and_hides_the_secrets(tmp_path):
     assert all(f"{f.metadata['path']} = " in out for f in Config.settings())
     assert out.count("'<set>'") == len(SECRETS) == 4
     assert not any(value in out for value in secrets.values())
+    assert "r3dis-password" not in out and "redis://:[secret removed]@redis.example.org:6379/0" in out
 
 
 def test_save_pushes_the_changes_and_prints_the_branch_and_merge_request_link(

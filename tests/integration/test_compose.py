@@ -17,6 +17,7 @@ import re
 import secrets
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import docker
 import pytest
@@ -25,6 +26,7 @@ import requests
 import yaml
 
 from booklab.config import Config, load
+from booklab.context import Context
 from booklab.pipeline import notebook_firewall, traefik_config
 from booklab.pipeline.routes.names import kv_pairs
 from booklab.state import schema
@@ -155,10 +157,10 @@ def test_compose_traefik_reads_routes_from_redis_with_its_password_and_the_route
         environ={
             "BOOKLAB_FQDN": "booklab.example.org",
             "BOOKLAB_ROUTES_ENTRYPOINT": "websecure,check",
-            "BOOKLAB_REDIS_URL": own_redis.url,
+            "BOOKLAB_REDIS_URL": f"redis://:{quote(SETTINGS['REDIS_PASSWORD'], safe='')}@127.0.0.1:{own_redis.port}/0",
         },
     )
-    client = redis.Redis.from_url(config.routes_redis_url(), password=SETTINGS["REDIS_PASSWORD"])  # as runners write
+    client = Context(config).route_tree  # where the runners write routes
     client.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(config, "nb-1234", "http://127.0.0.1:9/")})
 
     environment = services_of(*ONE_HOST)["traefik"]["environment"]

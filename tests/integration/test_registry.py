@@ -248,11 +248,6 @@ def test_a_push_the_registry_fails_is_tried_again_and_the_build_claim_stays_unti
             assert context.build_claims.holder(name) == builder_of_it  # a launch elsewhere goes on waiting
             pushing.join(120)
             assert not pushing.is_alive()
-            print(
-                "DBG",
-                registry.digest(docker_engine, Registry.of(context.config), name),
-                docker_engine.api.inspect_image(name).get("RepoDigests"),
-            )
             assert registry.holds(docker_engine, Registry.of(context.config), name)
             assert context.build_claims.holder(name) is None  # now it pulls
             told = "".join(event.data["message"] for event in events_of(context, run.deployment))

@@ -3,7 +3,9 @@
 import pytest
 
 from booklab.config import Config, load
+from booklab.context import Context
 from booklab.errors import ConfigError
+from booklab.pipeline import traefik_config
 from booklab.pipeline.launcher import Notebook
 from booklab.pipeline.routes.names import ROUTE_LABEL, docker_labels, kv_pairs, port_suffix, public_url, route_label
 from booklab.pipeline.routes.publishers import DockerLabelRoutes, RedisRoutes, Routes, make_routes
@@ -76,17 +78,33 @@ def test_without_routes_a_notebook_keeps_its_direct_address():
 
 
 @pytest.mark.parametrize(
-    "redis_url, routes_db, tree_url",
+    "redis_url",
     [
-        ("redis://localhost:6379/0", 1, "redis://localhost:6379/1"),
-        ("redis://:secret@redis.example.org:6380/2", 5, "redis://:secret@redis.example.org:6380/5"),
-        ("rediss://redis.example.org?db=3&socket_timeout=5", 1, "rediss://redis.example.org/1?socket_timeout=5"),
-        ("redis://localhost", 0, "redis://localhost/0"),
+        "redis://localhost:6379/0",
+        "redis://booklab:secret@redis.example.org:6380/2",
+        "rediss://redis.example.org?db=3&ssl_cert_reqs=required",
+        "unix://:secret@localhost/run/redis/redis.sock?db=0",
+        "redis://[::1]:6379/%30",
     ],
 )
-def test_traefiks_routes_are_in_the_database_of_routes_redis_db_on_booklabs_redis(redis_url, routes_db, tree_url):
-    environ = {"BOOKLAB_REDIS_URL": redis_url, "BOOKLAB_ROUTES_REDIS_DB": str(routes_db)}
-    assert load(None, environ=environ).routes_redis_url() == tree_url
+def test_traefiks_routes_are_written_in_the_database_of_routes_redis_db_as_booklab_reaches_redis(redis_url):
+    config = load(None, environ={"BOOKLAB_REDIS_URL": redis_url, "BOOKLAB_ROUTES_REDIS_DB": "5"})
+    ctx = Context(config)
+    try:
+        booklab, routes = ctx.redis.connection_pool, ctx.route_tree.connection_pool
+        settings = ("host", "port", "path", "username", "password", "ssl_cert_reqs", "decode_responses")
+        assert {name: routes.connection_kwargs.get(name) for name in settings} == {
+            name: booklab.connection_kwargs.get(name) for name in settings
+        }
+        assert routes.connection_kwargs["db"] == 5
+        assert routes.connection_class is booklab.connection_class
+    finally:
+        ctx.close()
+
+
+def test_routes_in_booklabs_own_database_share_its_client():
+    ctx = Context(load(None, environ={"BOOKLAB_REDIS_URL": "redis://localhost/1", "BOOKLAB_ROUTES_REDIS_DB": "1"}))
+    assert ctx.route_tree is ctx.redis
 
 
 @pytest.mark.parametrize("value", ["-1", "traefik"])
@@ -107,3 +125,27 @@ def test_a_routes_database_that_is_not_a_database_number_is_refused(value):
 def test_invalid_route_settings_stop_with_one_sentence(environ, sentence):
     with pytest.raises(ConfigError, match=sentence):
         load(None, environ=environ)
+
+
+@pytest.mark.parametrize(
+    "redis_url, endpoint, username",
+    [
+        ("redis://127.0.0.1:6379/0", "127.0.0.1:6379", None),
+        ("redis://traefik:pass@[::1]/0", "[::1]:6379", "traefik"),
+    ],
+)
+def test_traefik_reads_the_routes_database_of_booklabs_redis_with_its_login_off_its_command_line(
+    redis_url, endpoint, username
+):
+    flags = traefik_config.static_flags("127.0.0.1:80", "127.0.0.1:8080", redis_url=redis_url, routes_redis_db=3)
+    assert f"--providers.redis.endpoints={endpoint}" in flags and "--providers.redis.db=3" in flags
+    assert (f"--providers.redis.username={username}" in flags) is bool(username)
+    assert not any("pass" in flag for flag in flags)
+    assert traefik_config.static_environment(flags, redis_url).get("TRAEFIK_PROVIDERS_REDIS_PASSWORD") == (
+        "pass" if username else None
+    )
+
+
+def test_traefik_is_not_started_for_redis_over_tls_it_would_not_speak():
+    with pytest.raises(ValueError, match="plain TCP"):
+        traefik_config.static_flags("127.0.0.1:80", "127.0.0.1:8080", redis_url="rediss://redis.example.org/0")
