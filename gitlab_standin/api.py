@@ -61,7 +61,11 @@ def authenticate() -> Response | None:
     if user is None:
         return error(401, "401 Unauthorized")
     scopes = context().store.scopes(bearer)
-    needed = ("api", "read_api") if request.method in ("GET", "HEAD") else ("api",)
+    needed: tuple[str, ...] = ("api", "read_api") if request.method in ("GET", "HEAD") else ("api",)
+    if request.method in ("GET", "HEAD") and (
+        request.path == "/api/v4/user" or request.path.startswith("/api/v4/users")
+    ):
+        needed += ("read_user",)  # as GitLab: the user's own profile, and the read-only /users endpoints
     if scopes is not None and not scopes & set(needed):  # as GitLab: 403 naming the scopes that would do
         response = jsonify(
             {

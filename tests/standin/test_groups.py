@@ -168,6 +168,17 @@ def test_a_token_is_needed_and_read_api_suffices(gitlab):
     assert response.status_code == 200
 
 
+def test_read_user_reads_the_users_own_profile_and_nothing_else(gitlab):
+    """As GitLab: the read_user scope (what JupyterHub's GitLab login asks for) reads /user and /users, no more."""
+    alice = gitlab.add_user("alice")
+    gitlab.add_group("dept", {"alice": GUEST})
+    bearer = {"Authorization": f"Bearer {gitlab.issue_oauth_token(alice, scope='read_user')}"}
+    me = requests.get(f"{gitlab.url}/api/v4/user", headers=bearer, timeout=10)
+    assert me.status_code == 200 and me.json()["username"] == "alice"
+    refused = requests.get(f"{gitlab.url}/api/v4/groups/dept", headers=bearer, timeout=10)
+    assert refused.status_code == 403 and refused.json()["scope"] == "api read_api"
+
+
 def test_a_subgroup_needs_its_parent_and_a_free_path(gitlab):
     gitlab.add_user("alice")
     with pytest.raises(ValueError, match="parent group 'dept' does not exist"):
