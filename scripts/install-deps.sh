@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker.io docker-compose redis-server openssh-server git debootstrap chromium docker-registry apache2-utils)
+packages=(docker.io docker-compose redis-server openssh-server git debootstrap chromium docker-registry apache2-utils
+  node-configurable-http-proxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,4 +17,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[test,demo]"
+python3 -m pip install -q --disable-pip-version-check -e ".[test,demo,hub]"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 image=${1:-booklab/runner:latest}
-base=${BOOKLAB_BASE_IMAGE:-booklab/base:bookworm-4}
+base=${BOOKLAB_BASE_IMAGE:-booklab/base:bookworm-5}
 images/base/build.sh "$base"
 
 context=$(mktemp -d "${TMPDIR:-/tmp}/booklab-runner.XXXXXX")

@@ -21,7 +21,7 @@ from booklab.pipeline import notebook_network
 log = logging.getLogger(__name__)
 
 SOCKET = "unix:///var/run/docker.sock"
-BASE_IMAGE = "booklab/base:bookworm-4"
+BASE_IMAGE = "booklab/base:bookworm-5"
 BASE_IMAGE_SCRIPT = Path(__file__).resolve().parents[2] / "images" / "base" / "build.sh"
 START_TIMEOUT = 60
 

@@ -4,14 +4,15 @@
 # (with notebook 7, so that `jupyter notebook` runs as in repo2docker's images) from PyPI
 # into a virtual environment in it, then `docker import` the tree. Does nothing when the
 # image already exists.
-# Usage: images/base/build.sh [IMAGE]     (default: booklab/base:bookworm-4)
+# Usage: images/base/build.sh [IMAGE]     (default: booklab/base:bookworm-5)
 set -euo pipefail
 
-image=${1:-${BOOKLAB_BASE_IMAGE:-booklab/base:bookworm-4}}
+image=${1:-${BOOKLAB_BASE_IMAGE:-booklab/base:bookworm-5}}
 suite=bookworm
 venv=/opt/jupyter
-# the Jupyter that notebooks run, by major version
-jupyter_packages=('jupyterlab>=4,<5' 'notebook>=7,<8' 'ipykernel>=6,<7')
+# the Jupyter that notebooks run, by major version; jupyterhub for jupyterhub-singleuser, which a site's
+# JupyterHub runs in Booklab's images (launch/target: jupyterhub), of the hub's major version
+jupyter_packages=('jupyterlab>=4,<5' 'notebook>=7,<8' 'ipykernel>=6,<7' 'jupyterhub>=6,<7')
 
 if docker image inspect "$image" >/dev/null 2>&1; then
   echo "base image $image already present"
