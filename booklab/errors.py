@@ -108,6 +108,11 @@ class RegistryError(BooklabError):
     shared."""
 
 
+class HubError(BooklabError):
+    """The site's JupyterHub (``launch/target: jupyterhub``) refused, or did not answer: its words, never the
+    request (which holds Booklab's token)."""
+
+
 class LaunchError(BooklabError):
     """The notebook container did not start or did not answer in time."""
 
