@@ -28,11 +28,17 @@ CONFIG_FILE_ENV = "BOOKLAB_CONFIG"
 
 
 #: settings that are secrets: never printed
-SECRETS = frozenset({"secret_key", "gitlab_consumer_secret", "web_metrics_token", "images_registry_password"})
+SECRETS = frozenset(
+    {"secret_key", "gitlab_consumer_secret", "web_metrics_token", "images_registry_password", "jupyterhub_api_token"}
+)
 
 #: secret settings that may be read from the file their ``<name>_file`` setting names, and what a message calls
 #: that file and the secret
-SECRET_FILES = {"secret_key": ("secret key", "key"), "images_registry_password": ("registry password", "password")}
+SECRET_FILES = {
+    "secret_key": ("secret key", "key"),
+    "images_registry_password": ("registry password", "password"),
+    "jupyterhub_api_token": ("JupyterHub API token", "token"),
+}
 
 #: the smallest notebook: a repository's .booklab.yml may ask for no less, so notebook/max_* may be no lower
 MIN_NOTEBOOK_MEMORY = 128 * 1024**2  # bytes
@@ -378,6 +384,31 @@ class Config:
         0,
         "Seconds an image may go unlaunched before its tag is deleted from images/registry; 0: never.",
     )
+    launch_target: str = _setting(
+        "launch/target",
+        "standalone",
+        "standalone: Booklab runs each notebook and routes to it; jupyterhub: each notebook is its user's named "
+        "server of the site's JupyterHub (jupyterhub/url), reached through the hub and its login.",
+    )
+    jupyterhub_url: str = _setting(
+        "jupyterhub/url", "", "The site's JupyterHub, as its users reach it (e.g. https://hub.example.org)."
+    )
+    jupyterhub_api_token: str = _setting(
+        "jupyterhub/api_token",
+        "",
+        "API token of Booklab's service in the hub, which also keys Booklab's image grants (better: its _file).",
+    )
+    jupyterhub_api_token_file: str = _setting(
+        "jupyterhub/api_token_file",
+        "",
+        "File holding jupyterhub/api_token instead (mode 0600), which keeps it out of the environment; not both.",
+    )
+    jupyterhub_create_users: bool = _setting(
+        "jupyterhub/create_users",
+        False,
+        "true: a GitLab user the hub does not know yet is added to it at their first launch (the service needs "
+        "admin:users); false: such a launch fails, saying so.",
+    )
 
     @classmethod
     def settings(cls) -> list[dataclasses.Field]:
@@ -551,14 +582,15 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"Setting routes/publisher must be none, docker or redis, not {config.routes_publisher!r}.")
     if config.routes_scheme not in {"http", "https"}:
         raise ConfigError(f"Setting routes/scheme must be http or https, not {config.routes_scheme!r}.")
+    if config.launch_target not in {"standalone", "jupyterhub"}:
+        raise ConfigError(f"Setting launch/target must be standalone or jupyterhub, not {config.launch_target!r}.")
+    if config.launch_target == "jupyterhub":
+        config.require("jupyterhub_url", "jupyterhub_api_token")
+        _check_base_url(config, "jupyterhub_url", "https://hub.example.org")
     if config.routes_port > 65535:
         raise ConfigError(f"Setting routes/port must be a TCP port or 0, not {config.routes_port}.")
     if config.web_url:
-        url = urlsplit(config.web_url)
-        if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
-            raise ConfigError(
-                f"Setting web/url must be a base URL such as https://booklab.example.org, not {config.web_url!r}."
-            )
+        _check_base_url(config, "web_url", "https://booklab.example.org")
     if not 0 < config.web_port < 65536:
         raise ConfigError(f"Setting web/port must be a TCP port (1-65535), not {config.web_port}.")
     if config.web_workers < 1 or config.web_connections < 1:
@@ -596,6 +628,16 @@ def _validate(config: Config) -> None:
             f"not {config.notebook_urlpath[:40]!r}: {e}."
         ) from None
     _validate_profiles(config)
+
+
+def _check_base_url(config: Config, name: str, example: str) -> None:
+    """ConfigError unless the setting ``name`` is an http(s) URL with no query or fragment."""
+    value = getattr(config, name)
+    url = urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+        raise ConfigError(
+            f"Setting {_field(name).metadata['path']} must be a base URL such as {example}, not {value!r}."
+        )
 
 
 def _validate_profiles(config: Config) -> None:

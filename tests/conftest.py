@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.traefik",
     "tests.fixtures.web",
     "tests.fixtures.hosts",
+    "tests.fixtures.hub",
 ]
 
 #: fixtures that start or talk to a Docker Engine

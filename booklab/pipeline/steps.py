@@ -28,6 +28,7 @@ from booklab.pipeline import (
     checkout_guard,
     git,
     gitlab_tokens,
+    hub_launch,
     image_cleaner,
     image_sharing,
     launcher,
@@ -262,6 +263,10 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     settings = _notebook_settings(ctx, run, record)
     ctx.lifecycle.say(run, Phase.LAUNCHING, "Launching the notebook server...")
     started = time.monotonic()
+    if ctx.config.launch_target == "jupyterhub":
+        _run_on_hub(ctx, run, runner, record, settings)
+        metrics.observe(ctx.redis, "launch", time.monotonic() - started)
+        return
     if ctx.config.notebook_network:  # checked at the runner's start too, but Docker may not have answered then
         notebook_network.ensure_isolated(ctx.docker, ctx.config.notebook_network)
     notebook_firewall.ensure(ctx.docker, ctx.config)  # mended before each launch, should it be gone
@@ -283,23 +288,47 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     except Moved:
         launcher.stop(ctx.docker, notebook.container_id)
         raise
-    ctx.images.launched_on(ctx.docker_host, record["image"], record["project"], record["ref"])
-    ctx.vault.delete(deployment_id, GITLAB_TOKEN)  # started: no runner prepares this run again
-    image_sharing.share_alongside(ctx, run, record["image"])
-    ctx.runners.attach(
-        runner,
-        container=notebook.container_id,
-        url=notebook.url,
-        started_at=f"{time.time():.3f}",
-        idle_timeout=str(settings.idle_timeout),
-    )
-    ctx.deployments.update(deployment_id, container=notebook.container_id)
+    _started(ctx, run, runner, record, settings, notebook.container_id, notebook.url)
     # sealed like every secret in Redis, for as long as the notebook may live: a reader of Redis
     # does not learn it (register_token announces it to its owner only)
     ctx.vault.put(deployment_id, NOTEBOOK_TOKEN, notebook.token.encode(), ttl=schema.RECORD_TTL)
     launcher.wait_ready(notebook, timeout=ctx.config.notebook_ready_timeout)
     ctx.deployments.update(deployment_id, url=ctx.routes.publish(slug, notebook))
     metrics.observe(ctx.redis, "launch", time.monotonic() - started)
+
+
+def _run_on_hub(
+    ctx: Context, run: Run, runner: str, record: dict[str, str], settings: notebook_settings.Effective
+) -> None:
+    """Hub mode's launch: the image as its user's named server of the site's JupyterHub, ready once the hub
+    says so; the hub's proxy and login serve it (no route, no token of Booklab's)."""
+    container, url = hub_launch.start(ctx, run, record["image"])
+    try:  # stopped (or taken over) while the hub started it: that server is this step's to stop
+        ctx.lifecycle.expect(run, Phase.LAUNCHING)
+    except Moved:
+        hub_launch.stop(ctx, run.deployment)
+        raise
+    _started(ctx, run, runner, record, settings, container, url)
+    ctx.deployments.update(run.deployment, url=url)
+
+
+def _started(
+    ctx: Context,
+    run: Run,
+    runner: str,
+    record: dict[str, str],
+    settings: notebook_settings.Effective,
+    container: str,
+    url: str,
+) -> None:
+    """The notebook's container runs: its host holds the image, the runner holds the container."""
+    ctx.images.launched_on(ctx.docker_host, record["image"], record["project"], record["ref"])
+    ctx.vault.delete(run.deployment, GITLAB_TOKEN)  # started: no runner prepares this run again
+    image_sharing.share_alongside(ctx, run, record["image"])
+    ctx.runners.attach(
+        runner, container=container, url=url, started_at=f"{time.time():.3f}", idle_timeout=str(settings.idle_timeout)
+    )
+    ctx.deployments.update(run.deployment, container=container)
 
 
 def _notebook_settings(ctx: Context, run: Run, record: dict[str, str]) -> notebook_settings.Effective:

@@ -16,7 +16,7 @@ import requests
 from booklab.context import Context
 from booklab.dispatch.send import queue_run
 from booklab.phases import Phase
-from booklab.pipeline import access, launcher, one_build
+from booklab.pipeline import access, hub_launch, launcher, one_build
 from booklab.pipeline.steps import checkout_dir
 from booklab.state.lifecycle import Run
 from booklab.state.vault import NOTEBOOK_TOKEN, SAVE_TOKEN
@@ -45,6 +45,8 @@ def hand_back(ctx: Context, run: Run, runner: str, reason: str) -> bool:
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
     one_build.release(ctx, run)  # the next runner claims the build again, if it must build
     container = ctx.deployments.record(deployment_id).get("container")
+    if ctx.config.launch_target == "jupyterhub":
+        hub_launch.stop(ctx, deployment_id)
     if container:
         with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
             launcher.stop(ctx.docker, container)  # its engine may answer again by now
@@ -71,6 +73,8 @@ def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, messa
     one_build.release(ctx, run)  # ended before its build, or before its image was shared
     ctx.routes.remove(ctx.slug(deployment_id))
     container = ctx.deployments.record(deployment_id).get("container")
+    if ctx.config.launch_target == "jupyterhub":
+        hub_launch.stop(ctx, deployment_id)  # before its container goes, so that the hub forgets the server too
     if container:
         launcher.stop(ctx.docker, container)
     ctx.queue.leave(deployment_id)

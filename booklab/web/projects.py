@@ -67,6 +67,15 @@ def _page_number() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
+@bp.get("/services/booklab/")
+@bp.get("/services/booklab/<path:rest>")
+def from_jupyterhub(rest: str = "") -> Any:
+    """Booklab's link in a JupyterHub's Services menu (hub mode): the hub's proxy sends it here under the hub's
+    own host, so the way home is Booklab's own address (web/url), when it has one."""
+    web_url = context().config.web_url
+    return redirect(f"{web_url.rstrip('/')}/" if web_url else url_for("projects.home"))
+
+
 @bp.get("/")
 def home() -> Any:
     user = auth.session_user()

@@ -75,7 +75,9 @@
 
   function notebookUrl(event) {
     var url = new URL(cfg.urlpath || event.urlpath || "", event.url);  // the link's, else .booklab.yml's
-    url.searchParams.set("token", event.token);
+    if (event.token) {  // none in hub mode: the hub's login guards the server
+      url.searchParams.set("token", event.token);
+    }
     return url.toString();
   }
 

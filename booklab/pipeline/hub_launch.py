@@ -1,0 +1,86 @@
+"""Hub mode's launch (``launch/target: jupyterhub``): the image Booklab built becomes its user's named server
+of the site's JupyterHub, and the server goes when the notebook ends.
+
+The hub's user is the deployment's GitLab username (the hub logs users in with the same GitLab); one the hub
+does not know is added when ``jupyterhub/create_users`` allows it, else the launch fails saying what to do.
+The server's name is derived from the notebook's slug (the hub takes 30 characters at most); its start goes
+with Booklab's grant for that user, server and image (:mod:`booklab.hub.grants`), and its progress is told
+in the run's log. The runner stays with the server's container (DockerSpawner's, on the runner's engine) as
+with its own notebooks: it sees it end, whoever stops it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import closing
+
+from booklab.context import Context
+from booklab.errors import HubError, LaunchError
+from booklab.hub import grants
+from booklab.phases import Phase
+from booklab.pipeline.hub_client import HubClient
+from booklab.state.deployment import Deployment
+from booklab.state.lifecycle import Run
+
+log = logging.getLogger(__name__)
+
+#: seconds a grant admits its server's start (the hub checks it when it starts the server)
+GRANT_LIFETIME = 600
+
+
+def server_name(ctx: Context, deployment_id: str) -> str:
+    """The named server of the deployment's notebook: lowercase, 23 characters, as the hub's names must be."""
+    return "bk-" + hashlib.sha256(ctx.slug(deployment_id).encode()).hexdigest()[:20]
+
+
+def client(ctx: Context) -> HubClient:
+    return HubClient(f"{ctx.config.jupyterhub_url.rstrip('/')}/hub/api", ctx.config.jupyterhub_api_token)
+
+
+def start(ctx: Context, run: Run, image: str) -> tuple[str, str]:
+    """Start the run's notebook as its user's named server of ``image``, telling its progress; its container
+    and URL once the hub says it is ready. :class:`LaunchError` when the hub cannot start it."""
+    deployment = Deployment.from_id(run.deployment)
+    user, server = deployment.user, server_name(ctx, run.deployment)
+    try:
+        with closing(client(ctx)) as hub:
+            _ensure_user(ctx, run, hub, user)
+            # keyed by the service's token, which the hub's spawner knows too
+            grant = grants.grant(ctx.config.jupyterhub_api_token, user, server, image, GRANT_LIFETIME)
+            options = {"image": image, grants.OPTION: grant}
+            hub.start(user, server, options, display_name=f"{deployment.project} @ {deployment.ref}")
+            for event in hub.progress(user, server):
+                if event.get("failed"):
+                    raise LaunchError(f"JupyterHub could not start the server: {event.get('message', '')}")
+                if event.get("message"):
+                    ctx.lifecycle.say(run, Phase.LAUNCHING, f"JupyterHub: {event['message']}")
+            started = hub.server(user, server)
+    except HubError as e:
+        raise LaunchError(str(e)) from None
+    if started is None or not started.ready or not started.container:
+        raise LaunchError("JupyterHub said the server was ready, then showed no running server of that name.")
+    return started.container, f"{ctx.config.jupyterhub_url.rstrip('/')}{started.url}"
+
+
+def stop(ctx: Context, deployment_id: str) -> None:
+    """Ask the hub to stop the deployment's server and forget it; a hub that does not answer is logged (the
+    runner removes the container itself, which the hub then sees)."""
+    user = Deployment.from_id(deployment_id).user
+    with closing(client(ctx)) as hub:
+        try:
+            hub.stop(user, server_name(ctx, deployment_id))
+        except HubError as e:
+            log.warning("JupyterHub did not stop the server of %s (%s): its container is removed", deployment_id, e)
+
+
+def _ensure_user(ctx: Context, run: Run, hub: HubClient, user: str) -> None:
+    if hub.has_user(user):
+        return
+    if not ctx.config.jupyterhub_create_users:
+        raise LaunchError(
+            f"JupyterHub has no user {user}, and Booklab does not add users to it (jupyterhub/create_users): "
+            "log in to the hub once, or ask its administrators to add you."
+        )
+    hub.create_user(user)
+    ctx.lifecycle.say(run, Phase.LAUNCHING, f"Added {user} to JupyterHub.")

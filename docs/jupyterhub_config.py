@@ -1,0 +1,73 @@
+"""JupyterHub's configuration for a site whose users open Booklab's builds as their own named servers
+(Booklab's ``launch/target: jupyterhub``). The tests run the hub with this very file.
+
+The hub runs as a process beside Booklab, on a host with the Docker Engine Booklab's runners build on, and
+starts each server as a container of Booklab's image on Booklab's notebook network, with the hardening of
+Booklab's own notebooks. Booklab is a service of the hub: it asks, with its API token, for a named server of
+a user with an image and Booklab's grant for that user, server and image; the spawner starts no other
+image a user asks for (``booklab.hub.spawner``). Users log in with the same GitLab as Booklab's, and the
+hub's user is the GitLab username.
+
+Set in the environment (or edit the values below):
+
+- ``HUB_URL``: where users reach the hub (its proxy), e.g. https://hub.example.org
+- ``HUB_API_URL``: where the hub's own API listens, an address notebooks reach (the notebook network's
+  gateway: they report to the hub), e.g. http://172.30.0.1:8081
+- ``HUB_STATE``: a directory of the hub's own (its database, cookie secret)
+- ``HUB_NOTEBOOK_NETWORK``: Booklab's ``notebook/network`` (default booklab-notebooks)
+- ``HUB_DEFAULT_IMAGE``: the image of servers started from the hub's own pages
+- ``BOOKLAB_URL``: Booklab's web tier (a link in the hub's Services menu)
+- ``BOOKLAB_HUB_TOKEN_FILE``: a file holding the API token Booklab uses (``jupyterhub/api_token``), 0600
+- ``BOOKLAB_ADDS_USERS``: ``true`` when Booklab adds the users the hub does not know
+  (``jupyterhub/create_users``), which needs the superuser-grade ``admin:users``
+- ``GITLAB_URL``, ``GITLAB_CLIENT_ID``, ``GITLAB_CLIENT_SECRET``: the hub's own OAuth application in GitLab
+  (callback ``<HUB_URL>/hub/oauth_callback``, scope ``read_user``)
+"""
+
+import os
+from pathlib import Path
+
+c = get_config()  # noqa: F821 (JupyterHub gives it)
+
+hub_url = os.environ["HUB_URL"]
+state = Path(os.environ["HUB_STATE"])
+booklab_token = Path(os.environ["BOOKLAB_HUB_TOKEN_FILE"]).read_text().strip()
+
+c.JupyterHub.bind_url = hub_url
+c.JupyterHub.public_url = hub_url
+c.JupyterHub.hub_bind_url = os.environ["HUB_API_URL"]
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+c.JupyterHub.allow_named_servers = True
+# the proxy: configurable-http-proxy (Debian's node-configurable-http-proxy), its API on loopback
+c.ConfigurableHTTPProxy.api_url = os.environ.get("HUB_PROXY_API_URL", "http://127.0.0.1:8001")
+
+# GitLab login, as Booklab's: the hub's user is the GitLab username; users Booklab adds may log in
+c.JupyterHub.authenticator_class = "gitlab"
+c.GitLabOAuthenticator.oauth_callback_url = f"{hub_url}/hub/oauth_callback"
+c.GitLabOAuthenticator.scope = ["read_user"]
+c.GitLabOAuthenticator.allow_existing_users = True
+
+# Booklab's images, each only as Booklab grants it, hardened as Booklab's own notebooks
+c.JupyterHub.spawner_class = "booklab.hub.spawner.BooklabSpawner"
+c.BooklabSpawner.grant_secret = booklab_token
+c.DockerSpawner.image = os.environ.get("HUB_DEFAULT_IMAGE", "quay.io/jupyter/base-notebook")
+c.DockerSpawner.network_name = os.environ.get("HUB_NOTEBOOK_NETWORK", "booklab-notebooks")
+c.DockerSpawner.pull_policy = "never"  # Booklab's images are on this engine (or its registry's, pulled by Booklab)
+c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
+c.DockerSpawner.name_template = "booklab-hub-{username}--{raw_servername}"
+c.DockerSpawner.remove = True
+c.DockerSpawner.mem_limit = "2G"
+c.DockerSpawner.cpu_limit = 1.0
+c.DockerSpawner.extra_host_config = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "pids_limit": 512}
+
+# Booklab, a service: a link in the Services menu, and a role to start and stop users' servers
+c.JupyterHub.services = [
+    {"name": "booklab", "url": os.environ["BOOKLAB_URL"], "api_token": booklab_token, "display": True, "timeout": 5}
+]
+# admin:servers shows Booklab each server's container; admin:users lets it add users (jupyterhub/create_users)
+booklab_scopes = ["servers", "admin:servers"]
+if os.environ.get("BOOKLAB_ADDS_USERS") == "true":
+    booklab_scopes.append("admin:users")
+c.JupyterHub.load_roles = [{"name": "booklab", "services": ["booklab"], "scopes": booklab_scopes}]
+c.JupyterHub.extra_user_scopes = ["access:services!service=booklab"]

@@ -1,0 +1,135 @@
+"""Hub mode against a real JupyterHub (docs/jupyterhub_config.py, DockerSpawner, configurable-http-proxy, GitLab
+login against the stand-in): Booklab, the hub's service, starts a user's named server of an image it grants,
+follows its start, sees its container, and stops it; the hub starts no image without Booklab's grant for
+exactly that user, server and image, whoever asks."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+import requests
+
+from booklab import service
+from booklab.errors import HubError
+from booklab.hub import grants
+from booklab.phases import Phase
+from booklab.pipeline import hub_launch
+from tests.fixtures.pipeline import messages, run_to_end
+from tests.fixtures.services import wait_until
+
+DISPLAY = "demo/notebooks @ main"
+
+
+@pytest.fixture
+def web_env(web_env, web_port):
+    """Booklab's web tier at an address of its own (web/url), as the hub's link to it needs."""
+    return {**web_env, "BOOKLAB_WEB_URL": f"http://127.0.0.1:{web_port}"}
+
+
+def options(hub, user: str, server: str, image: str, granted_to: tuple[str, str, str] | None = None) -> dict:
+    """The options of a start of ``image``, with Booklab's grant (of another user, server or image: ``granted_to``)."""
+    user_, server_, image_ = granted_to or (user, server, image)
+    return {"image": image, grants.OPTION: grants.grant(hub.token, user_, server_, image_, 600)}
+
+
+def test_booklab_starts_a_users_named_server_of_an_image_it_grants_follows_it_and_stops_it(
+    hub, gitlab, docker_engine, base_image
+):
+    gitlab.add_user("alice")
+    client = hub.client()
+    assert not client.has_user("alice")
+    client.create_user("alice")
+    assert client.has_user("alice")
+    server = f"bk-{secrets.token_hex(3)}"
+    client.start("alice", server, options(hub, "alice", server, base_image), DISPLAY)
+    events = list(client.progress("alice", server))
+    assert events[-1].get("ready") is True, events
+    started = client.server("alice", server)
+    assert started.ready and started.url == f"/user/alice/{server}/"
+    container = docker_engine.containers.get(started.container)
+    assert container.image.tags == [base_image]
+    assert container.attrs["HostConfig"]["CapDrop"] == ["ALL"]
+    assert container.attrs["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
+    assert list(container.attrs["NetworkSettings"]["Networks"]) == [hub.network]
+    # served through the hub's proxy, behind the hub's login
+    through_proxy = requests.get(f"{hub.url}{started.url}lab", allow_redirects=False, timeout=10)
+    assert through_proxy.status_code == 302 and "/hub/api/oauth2/authorize" in through_proxy.headers["Location"]
+
+    client.stop("alice", server)
+    assert client.server("alice", server) is None
+    assert docker_engine.containers.list(all=True, filters={"id": started.container}) == []
+    client.stop("alice", server)  # nothing to stop: nothing said
+
+
+def test_booklabs_link_in_the_hubs_services_menu_leads_to_booklab(hub, web_server):
+    """The hub proxies /services/booklab/ to Booklab under the hub's own host: Booklab sends the user home."""
+    linked = requests.get(f"{hub.url}/services/booklab/", allow_redirects=False, timeout=10)
+    assert linked.status_code == 302 and linked.headers["Location"] == f"{web_server}/"
+
+
+@pytest.mark.parametrize(
+    "granted_to", [("bob", "SERVER", "IMAGE"), ("alice", "bk-other", "IMAGE"), ("alice", "SERVER", "other/image:1")]
+)
+def test_the_hub_starts_no_image_without_booklabs_grant_for_that_user_server_and_image(
+    hub, gitlab, docker_engine, base_image, granted_to
+):
+    gitlab.add_user("alice")
+    client = hub.client()
+    client.create_user("alice")
+    server = f"bk-{secrets.token_hex(3)}"
+    granted_to = tuple({"SERVER": server, "IMAGE": base_image}.get(part, part) for part in granted_to)
+    with pytest.raises(HubError, match="403.*has not granted this image"):
+        client.start("alice", server, options(hub, "alice", server, base_image, granted_to))
+    # nor when the user asks the hub herself, with a token of her own
+    own = hub.user_token("alice")
+    asked = requests.post(
+        f"{hub.api_url}/users/alice/servers/{server}",
+        headers={"Authorization": f"token {own}"},
+        json={"user_options": {"image": base_image, grants.OPTION: "1.forged"}},
+        timeout=30,
+    )
+    assert asked.status_code == 403 and "has not granted this image" in asked.json()["message"]
+    assert "allowed list" not in asked.text and base_image not in asked.json()["message"]
+    assert docker_engine.containers.list(all=True, filters={"network": hub.network}) == []
+
+
+def test_a_launch_in_hub_mode_ends_as_its_users_server_of_the_hub_and_a_stop_from_either_side_frees_the_runner(
+    hub, ctx, runners, alice, project, docker_engine
+):
+    (runner,) = runners(1, **hub.booklab_env())
+    client = hub.client()
+    request = service.request_deployment(ctx, project, "main", alice.token)
+    events = run_to_end(ctx, request.run)
+    told = messages(events)
+    assert events[-1]["phase"] == "ready", told
+    assert "Added alice to JupyterHub." in told and "JupyterHub: Server ready at" in told
+    server = hub_launch.server_name(ctx, request.id)
+    started = client.server("alice", server)
+    assert started.ready and events[-1]["url"] == f"{hub.url}/user/alice/{server}/"
+    assert ctx.deployments.record(request.id)["container"] == started.container
+    assert events[-1].get("token") is None  # the hub's login guards it, not a token of Booklab's
+
+    service.stop(ctx, request.id)
+    wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the notebook to stop")
+    assert client.server("alice", server) is None
+    wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+
+    # stopped from the hub's side (its admin page, its culler): the deployment ends, the runner is free
+    again = service.request_deployment(ctx, project, "main", alice.token)
+    assert run_to_end(ctx, again.run)[-1]["phase"] == "ready"
+    client.stop("alice", server)
+    wait_until(lambda: ctx.deployments.status(again.id).is_final, 60, "the deployment to end")
+    wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+
+
+@pytest.mark.parametrize("hub", [False], indirect=True)  # a hub that lets Booklab add no user
+def test_a_launch_for_a_user_the_hub_does_not_know_fails_saying_what_to_do(hub, ctx, runners, alice, project):
+    runners(1, **hub.booklab_env(create_users=False))
+    request = service.request_deployment(ctx, project, "main", alice.token)
+    events = run_to_end(ctx, request.run)
+    assert events[-1]["phase"] == "failed"
+    assert "JupyterHub has no user alice" in events[-1]["message"] and "log in to the hub once" in events[-1]["message"]
+    assert not hub.client().has_user("alice")
+    with pytest.raises(HubError, match="403"):  # nor could it
+        hub.client().create_user("alice")
