@@ -587,6 +587,12 @@ def _validate(config: Config) -> None:
     if config.launch_target == "jupyterhub":
         config.require("jupyterhub_url", "jupyterhub_api_token")
         _check_base_url(config, "jupyterhub_url", "https://hub.example.org")
+        hub = urlsplit(config.jupyterhub_url)
+        if hub.scheme != "https" and not is_loopback(hub.hostname or ""):
+            raise ConfigError(
+                "Setting jupyterhub/url must be https:// (plain http only on loopback): Booklab sends the hub its "
+                f"API token, which would travel in clear, not {config.jupyterhub_url!r}."
+            )
     if config.routes_port > 65535:
         raise ConfigError(f"Setting routes/port must be a TCP port or 0, not {config.routes_port}.")
     if config.web_url:

@@ -11,6 +11,9 @@ hub's user is the GitLab username.
 Set in the environment (or edit the values below):
 
 - ``HUB_URL``: where users reach the hub (its proxy), e.g. https://hub.example.org
+- ``HUB_SUBDOMAIN_HOST``: e.g. https://hub.example.org, with a wildcard DNS record and certificate for
+  ``*.hub.example.org``: each user's servers on a host of their own (``alice.hub.example.org``). Set it: without
+  it a repository's server shares the hub's origin, and its pages' scripts act as their user on the hub
 - ``HUB_API_URL``: where the hub's own API listens, an address notebooks reach (the notebook network's
   gateway: they report to the hub), e.g. http://172.30.0.1:8081
 - ``HUB_STATE``: a directory of the hub's own (its database, cookie secret)
@@ -39,6 +42,9 @@ c.JupyterHub.hub_bind_url = os.environ["HUB_API_URL"]
 c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 c.JupyterHub.allow_named_servers = True
+if os.environ.get("HUB_SUBDOMAIN_HOST"):
+    c.JupyterHub.subdomain_host = os.environ["HUB_SUBDOMAIN_HOST"]
+    c.JupyterHub.cookie_host_prefix_enabled = True
 # the proxy: configurable-http-proxy (Debian's node-configurable-http-proxy), its API on loopback
 c.ConfigurableHTTPProxy.api_url = os.environ.get("HUB_PROXY_API_URL", "http://127.0.0.1:8001")
 
@@ -48,7 +54,8 @@ c.GitLabOAuthenticator.oauth_callback_url = f"{hub_url}/hub/oauth_callback"
 c.GitLabOAuthenticator.scope = ["read_user"]
 c.GitLabOAuthenticator.allow_existing_users = True
 
-# Booklab's images, each only as Booklab grants it, hardened as Booklab's own notebooks
+# Booklab's images, each only as Booklab grants it (Booklab refuses images that run as root), without
+# capabilities or new privileges, with bounded memory, CPU and processes, as Booklab's own notebooks
 c.JupyterHub.spawner_class = "booklab.hub.spawner.BooklabSpawner"
 c.BooklabSpawner.grant_secret = booklab_token
 c.DockerSpawner.image = os.environ.get("HUB_DEFAULT_IMAGE", "quay.io/jupyter/base-notebook")

@@ -40,6 +40,6 @@ def grant(secret: str, user: str, server: str, image: str, lifetime: int) -> str
 def valid(secret: str, user: str, server: str, image: str, presented: str) -> bool:
     """Whether ``presented`` is an unexpired grant of exactly this user, server and image."""
     expires, _, mac = str(presented).partition(".")
-    if not expires.isdigit() or int(expires) < time.time():
+    if not (expires.isascii() and expires.isdigit()) or int(expires) < time.time():
         return False
     return hmac.compare_digest(mac, _mac(secret, user, server, image, int(expires)))

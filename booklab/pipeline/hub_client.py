@@ -106,7 +106,8 @@ class HubClient:
 def _message(answer: requests.Response) -> str:
     """The hub's own words for a refusal (its JSON ``message``), shortened."""
     try:
-        message = str(answer.json().get("message") or "")
+        found = answer.json()
+        message = str(found.get("message") or "") if isinstance(found, dict) else answer.text
     except ValueError:
         message = answer.text
     return " ".join(message.split())[:300] or answer.reason

@@ -1,7 +1,8 @@
 """Hub mode's launch (``launch/target: jupyterhub``): the image Booklab built becomes its user's named server
 of the site's JupyterHub, and the server goes when the notebook ends.
 
-The hub's user is the deployment's GitLab username (the hub logs users in with the same GitLab); one the hub
+An image that would run as root is refused before the hub sees it, as for Booklab's own notebooks. The hub's
+user is the deployment's GitLab username, lowercase (the hub logs users in with the same GitLab); one the hub
 does not know is added when ``jupyterhub/create_users`` allows it, else the launch fails saying what to do.
 The server's name is derived from the notebook's slug (the hub takes 30 characters at most); its start goes
 with Booklab's grant for that user, server and image (:mod:`booklab.hub.grants`), and its progress is told
@@ -19,19 +20,38 @@ from booklab.context import Context
 from booklab.errors import HubError, LaunchError
 from booklab.hub import grants
 from booklab.phases import Phase
+from booklab.pipeline import notebook_container
 from booklab.pipeline.hub_client import HubClient
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
 
 log = logging.getLogger(__name__)
 
-#: seconds a grant admits its server's start (the hub checks it when it starts the server)
-GRANT_LIFETIME = 600
+#: seconds a grant admits its server's start (the hub checks it as the start begins, seconds after it is made):
+#: short, since its user reads it in the server's options and could start that server again with it meanwhile
+GRANT_LIFETIME = 60
 
 
 def server_name(ctx: Context, deployment_id: str) -> str:
     """The named server of the deployment's notebook: lowercase, 23 characters, as the hub's names must be."""
     return "bk-" + hashlib.sha256(ctx.slug(deployment_id).encode()).hexdigest()[:20]
+
+
+def hub_user(deployment_id: str) -> str:
+    """The hub's name of the deployment's user: the GitLab username, lowercase as JupyterHub keeps names."""
+    return Deployment.from_id(deployment_id).user.lower()
+
+
+def _refuse_root(ctx: Context, image: str) -> None:
+    """As for Booklab's own notebooks: :class:`LaunchError` for an image that would run as root, by its
+    configuration or by its ``/etc/passwd`` (read from a container created for that, never started)."""
+    attrs = ctx.docker.api.inspect_image(image)
+    notebook_container.refuse_root(attrs["Config"].get("User") or "")
+    probe = ctx.docker.containers.create(image, ["true"], network_disabled=True)
+    try:
+        notebook_container.check_before_start(probe, attrs, notebook_container.Limits(0, 0, 0))
+    finally:
+        probe.remove(force=True)
 
 
 def client(ctx: Context) -> HubClient:
@@ -42,7 +62,9 @@ def start(ctx: Context, run: Run, image: str) -> tuple[str, str]:
     """Start the run's notebook as its user's named server of ``image``, telling its progress; its container
     and URL once the hub says it is ready. :class:`LaunchError` when the hub cannot start it."""
     deployment = Deployment.from_id(run.deployment)
-    user, server = deployment.user, server_name(ctx, run.deployment)
+    user, server = hub_user(run.deployment), server_name(ctx, run.deployment)
+    if not ctx.config.notebook_allow_root:
+        _refuse_root(ctx, image)
     try:
         with closing(client(ctx)) as hub:
             _ensure_user(ctx, run, hub, user)
@@ -66,7 +88,7 @@ def start(ctx: Context, run: Run, image: str) -> tuple[str, str]:
 def stop(ctx: Context, deployment_id: str) -> None:
     """Ask the hub to stop the deployment's server and forget it; a hub that does not answer is logged (the
     runner removes the container itself, which the hub then sees)."""
-    user = Deployment.from_id(deployment_id).user
+    user = hub_user(deployment_id)
     with closing(client(ctx)) as hub:
         try:
             hub.stop(user, server_name(ctx, deployment_id))

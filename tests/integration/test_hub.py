@@ -15,7 +15,8 @@ from booklab.errors import HubError
 from booklab.hub import grants
 from booklab.phases import Phase
 from booklab.pipeline import hub_launch
-from tests.fixtures.pipeline import messages, run_to_end
+from tests.fixtures.gitlab import create_local_repo
+from tests.fixtures.pipeline import MAINTAINER, messages, notebook_repo_files, run_to_end
 from tests.fixtures.services import wait_until
 
 DISPLAY = "demo/notebooks @ main"
@@ -133,3 +134,25 @@ def test_a_launch_for_a_user_the_hub_does_not_know_fails_saying_what_to_do(hub, 
     assert not hub.client().has_user("alice")
     with pytest.raises(HubError, match="403"):  # nor could it
         hub.client().create_user("alice")
+
+
+def test_an_image_that_would_run_as_root_is_never_granted(hub, ctx, runners, gitlab, base_image, tmp_path):
+    """As for Booklab's own notebooks, whatever the hub's spawner would do with it; and a GitLab user whose name
+    has capitals is the hub's lowercase user."""
+    carol = gitlab.add_user("Carol")
+    for path, extra in (("lab/rooted", "USER root\n"), ("lab/plain", "")):
+        gitlab.add_project(path, members={"Carol": MAINTAINER})
+        gitlab.push(path, create_local_repo(tmp_path / path, {"main": notebook_repo_files(base_image, extra)}))
+    runners(1, **hub.booklab_env())
+    rooted = service.request_deployment(ctx, "lab/rooted", "main", carol.token)
+    events = run_to_end(ctx, rooted.run)
+    assert events[-1]["phase"] == "failed" and "The image runs as root" in events[-1]["message"]
+    assert not hub.client().has_user("carol")  # nothing was asked of the hub
+
+    plain = service.request_deployment(ctx, "lab/plain", "main", carol.token)
+    events = run_to_end(ctx, plain.run)
+    assert events[-1]["phase"] == "ready", messages(events)
+    assert events[-1]["url"].startswith(f"{hub.url}/user/carol/")
+    service.stop(ctx, plain.id)
+    wait_until(lambda: ctx.deployments.status(plain.id) is Phase.STOPPED, 60, "the notebook to stop")
+    assert hub.client().server("carol", hub_launch.server_name(ctx, plain.id)) is None

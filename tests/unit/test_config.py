@@ -177,3 +177,26 @@ def test_the_registry_password_comes_from_a_file_only_its_owner_reads(tmp_path):
     with pytest.raises(ConfigError, match=r"registry_password_file names .* others may read") as refused:
         load(None, environ=environ)
     assert "the-registry-password" not in str(refused.value)
+
+
+HUB = {"BOOKLAB_LAUNCH_TARGET": "jupyterhub", "BOOKLAB_JUPYTERHUB_API_TOKEN": "a token of the hub's"}
+
+
+@pytest.mark.parametrize(
+    "environ, sentence",
+    [
+        ({"BOOKLAB_LAUNCH_TARGET": "kubernetes"}, "launch/target must be standalone or jupyterhub"),
+        ({**HUB, "BOOKLAB_JUPYTERHUB_URL": ""}, "jupyterhub/url is missing"),
+        ({**HUB, "BOOKLAB_JUPYTERHUB_URL": "hub.example.org"}, "jupyterhub/url must be a base URL"),
+        ({**HUB, "BOOKLAB_JUPYTERHUB_URL": "http://hub.example.org"}, "must be https:// .* would travel in clear"),
+        ({**HUB, "BOOKLAB_JUPYTERHUB_API_TOKEN": "", "BOOKLAB_JUPYTERHUB_URL": "https://hub.example.org"}, "api_token"),
+    ],
+)
+def test_hub_mode_settings_that_cannot_work_stop_with_one_sentence(environ, sentence):
+    with pytest.raises(ConfigError, match=sentence):
+        load(None, environ=environ)
+
+
+def test_hub_mode_takes_an_https_hub_or_one_on_loopback():
+    for url in ("https://hub.example.org", "http://127.0.0.1:8000"):
+        assert load(None, environ={**HUB, "BOOKLAB_JUPYTERHUB_URL": url}).jupyterhub_url == url

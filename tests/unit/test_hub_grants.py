@@ -29,7 +29,7 @@ def test_a_grant_admits_no_other_user_server_image_or_secret(secret, user, serve
     assert not grants.valid(secret, user, server, image, made)
 
 
-@pytest.mark.parametrize("presented", ["", "forged", "1.abc", "99999999999.abc", None, 12])
+@pytest.mark.parametrize("presented", ["", "forged", "1.abc", "99999999999.abc", "²³.abc", "١٢٣٤٥٦٧٨٩٠١.abc", None, 12])
 def test_what_is_not_a_grant_admits_nothing(presented):
     assert not grants.valid(SECRET, "alice", "bk-1", "booklab/lab:abc", presented)
 
