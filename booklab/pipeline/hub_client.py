@@ -27,8 +27,6 @@ class Server:
     """A user's named server as the hub sees it."""
 
     ready: bool
-    pending: str | None
-    """``spawn`` or ``stop`` while the hub does that, else None"""
     url: str
     """its path on the hub (``/user/<name>/<server>/``)"""
     container: str | None
@@ -37,7 +35,7 @@ class Server:
     @classmethod
     def of(cls, model: dict[str, Any]) -> Server:
         state = model.get("state") or {}
-        return cls(bool(model.get("ready")), model.get("pending"), model.get("url") or "", state.get("object_id"))
+        return cls(bool(model.get("ready")), model.get("url") or "", state.get("object_id"))
 
 
 class HubClient:

@@ -54,8 +54,13 @@ def _refuse_root(ctx: Context, image: str) -> None:
         probe.remove(force=True)
 
 
+def _hub_url(ctx: Context) -> str:
+    """jupyterhub/url without its trailing slash: the hub's paths (``/hub/api``, ``/user/...``) follow it."""
+    return ctx.config.jupyterhub_url.rstrip("/")
+
+
 def client(ctx: Context) -> HubClient:
-    return HubClient(f"{ctx.config.jupyterhub_url.rstrip('/')}/hub/api", ctx.config.jupyterhub_api_token)
+    return HubClient(f"{_hub_url(ctx)}/hub/api", ctx.config.jupyterhub_api_token)
 
 
 def start(ctx: Context, run: Run, image: str) -> tuple[str, str]:
@@ -82,7 +87,7 @@ def start(ctx: Context, run: Run, image: str) -> tuple[str, str]:
         raise LaunchError(str(e)) from None
     if started is None or not started.ready or not started.container:
         raise LaunchError("JupyterHub said the server was ready, then showed no running server of that name.")
-    return started.container, f"{ctx.config.jupyterhub_url.rstrip('/')}{started.url}"
+    return started.container, f"{_hub_url(ctx)}{started.url}"
 
 
 def stop(ctx: Context, deployment_id: str) -> None:
