@@ -391,7 +391,9 @@ class Config:
         "server of the site's JupyterHub (jupyterhub/url), reached through the hub and its login.",
     )
     jupyterhub_url: str = _setting(
-        "jupyterhub/url", "", "The site's JupyterHub, as its users reach it (e.g. https://hub.example.org)."
+        "jupyterhub/url",
+        "",
+        "The site's JupyterHub, where Booklab reaches it and its API (e.g. https://hub.example.org).",
     )
     jupyterhub_api_token: str = _setting(
         "jupyterhub/api_token",

@@ -11,9 +11,11 @@ hub's user is the GitLab username.
 Set in the environment (or edit the values below):
 
 - ``HUB_URL``: where users reach the hub (its proxy), e.g. https://hub.example.org
+- ``HUB_BIND_URL``: where the hub's proxy listens, when not at ``HUB_URL`` (e.g. http://0.0.0.0:8000 behind TLS)
 - ``HUB_SUBDOMAIN_HOST``: e.g. https://hub.example.org, with a wildcard DNS record and certificate for
-  ``*.hub.example.org``: each user's servers on a host of their own (``alice.hub.example.org``). Set it: without
-  it a repository's server shares the hub's origin, and its pages' scripts act as their user on the hub
+  ``*.hub.example.org``: each user's servers on a host of their own (``alice.hub.example.org``). Booklab
+  launches nothing on a hub without it: there a repository's server would share the hub's origin, and its
+  pages' scripts would act as their user on the hub
 - ``HUB_API_URL``: where the hub's own API listens, an address notebooks reach (the notebook network's
   gateway: they report to the hub), e.g. http://172.30.0.1:8081
 - ``HUB_STATE``: a directory of the hub's own (its database, cookie secret)
@@ -36,7 +38,7 @@ hub_url = os.environ["HUB_URL"]
 state = Path(os.environ["HUB_STATE"])
 booklab_token = Path(os.environ["BOOKLAB_HUB_TOKEN_FILE"]).read_text().strip()
 
-c.JupyterHub.bind_url = hub_url
+c.JupyterHub.bind_url = os.environ.get("HUB_BIND_URL", hub_url)
 c.JupyterHub.public_url = hub_url
 c.JupyterHub.hub_bind_url = os.environ["HUB_API_URL"]
 c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
@@ -44,7 +46,8 @@ c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 c.JupyterHub.allow_named_servers = True
 if os.environ.get("HUB_SUBDOMAIN_HOST"):
     c.JupyterHub.subdomain_host = os.environ["HUB_SUBDOMAIN_HOST"]
-    c.JupyterHub.cookie_host_prefix_enabled = True
+    # over https, cookies a user's host cannot overwrite from another (browsers take __Host- only with https)
+    c.JupyterHub.cookie_host_prefix_enabled = c.JupyterHub.subdomain_host.startswith("https://")
 # the proxy: configurable-http-proxy (Debian's node-configurable-http-proxy), its API on loopback
 c.ConfigurableHTTPProxy.api_url = os.environ.get("HUB_PROXY_API_URL", "http://127.0.0.1:8001")
 

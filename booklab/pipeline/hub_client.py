@@ -28,7 +28,8 @@ class Server:
 
     ready: bool
     url: str
-    """its path on the hub (``/user/<name>/<server>/``)"""
+    """its URL: on its user's host with subdomains (``https://alice.hub.example.org/user/alice/<server>/``),
+    else only a path on the hub's host"""
     container: str | None
     """DockerSpawner's container id (the hub shows it to a token with ``admin:servers``)"""
 

@@ -6,8 +6,10 @@ user is the deployment's GitLab username, lowercase (the hub logs users in with 
 does not know is added when ``jupyterhub/create_users`` allows it, else the launch fails saying what to do.
 The server's name is derived from the notebook's slug (the hub takes 30 characters at most); its start goes
 with Booklab's grant for that user, server and image (:mod:`booklab.hub.grants`), and its progress is told
-in the run's log. The runner stays with the server's container (DockerSpawner's, on the runner's engine) as
-with its own notebooks: it sees it end, whoever stops it.
+in the run's log. A hub that serves its users' servers on its own host (without JupyterHub's
+``subdomain_host``) is refused: a repository's pages there would act as their user on the hub. The runner
+stays with the server's container (DockerSpawner's, on the runner's engine) as with its own notebooks: it
+sees it end, whoever stops it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from contextlib import closing
+from urllib.parse import urlsplit
 
 from booklab.context import Context
 from booklab.errors import HubError, LaunchError
@@ -54,13 +57,16 @@ def _refuse_root(ctx: Context, image: str) -> None:
         probe.remove(force=True)
 
 
-def _hub_url(ctx: Context) -> str:
-    """jupyterhub/url without its trailing slash: the hub's paths (``/hub/api``, ``/user/...``) follow it."""
-    return ctx.config.jupyterhub_url.rstrip("/")
+#: why a launch on a hub without subdomains fails
+SHARED_ORIGIN = (
+    "JupyterHub serves its users' servers on its own host (it has no subdomain_host): a repository's pages "
+    "there could act as their user on the hub, so Booklab launches nothing on it. Its administrators can give "
+    "each user a host of their own (Booklab's README: With your JupyterHub)."
+)
 
 
 def client(ctx: Context) -> HubClient:
-    return HubClient(f"{_hub_url(ctx)}/hub/api", ctx.config.jupyterhub_api_token)
+    return HubClient(f"{ctx.config.jupyterhub_url.rstrip('/')}/hub/api", ctx.config.jupyterhub_api_token)
 
 
 def start(ctx: Context, run: Run, image: str) -> tuple[str, str]:
@@ -77,6 +83,7 @@ def start(ctx: Context, run: Run, image: str) -> tuple[str, str]:
             grant = grants.grant(ctx.config.jupyterhub_api_token, user, server, image, GRANT_LIFETIME)
             options = {"image": image, grants.OPTION: grant}
             hub.start(user, server, options, display_name=f"{deployment.project} @ {deployment.ref}")
+            _refuse_the_hubs_own_host(hub, user, server)
             for event in hub.progress(user, server):
                 if event.get("failed"):
                     raise LaunchError(f"JupyterHub could not start the server: {event.get('message', '')}")
@@ -87,7 +94,21 @@ def start(ctx: Context, run: Run, image: str) -> tuple[str, str]:
         raise LaunchError(str(e)) from None
     if started is None or not started.ready or not started.container:
         raise LaunchError("JupyterHub said the server was ready, then showed no running server of that name.")
-    return started.container, f"{_hub_url(ctx)}{started.url}"
+    return started.container, started.url
+
+
+def _refuse_the_hubs_own_host(hub: HubClient, user: str, server: str) -> None:
+    """Stop the server just asked for, and raise :class:`LaunchError`, when its URL is a path on the hub's own
+    host (the hub gives a full URL, on the user's host, only with subdomains)."""
+    placed = hub.server(user, server)
+    if placed is not None and not _on_a_host_of_its_own(placed.url):
+        hub.stop(user, server)
+        raise LaunchError(SHARED_ORIGIN)
+
+
+def _on_a_host_of_its_own(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def stop(ctx: Context, deployment_id: str) -> None:

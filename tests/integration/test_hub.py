@@ -16,6 +16,7 @@ from booklab.hub import grants
 from booklab.phases import Phase
 from booklab.pipeline import hub_launch
 from tests.fixtures.gitlab import create_local_repo
+from tests.fixtures.hub import Site
 from tests.fixtures.pipeline import MAINTAINER, messages, notebook_repo_files, run_to_end
 from tests.fixtures.services import wait_until
 
@@ -47,14 +48,14 @@ def test_booklab_starts_a_users_named_server_of_an_image_it_grants_follows_it_an
     events = list(client.progress("alice", server))
     assert events[-1].get("ready") is True, events
     started = client.server("alice", server)
-    assert started.ready and started.url == f"/user/alice/{server}/"
+    assert started.ready and started.url == f"{hub.user_host('alice')}/user/alice/{server}/"
     container = docker_engine.containers.get(started.container)
     assert container.image.tags == [base_image]
     assert container.attrs["HostConfig"]["CapDrop"] == ["ALL"]
     assert container.attrs["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
     assert list(container.attrs["NetworkSettings"]["Networks"]) == [hub.network]
     # served through the hub's proxy, behind the hub's login
-    through_proxy = requests.get(f"{hub.url}{started.url}lab", allow_redirects=False, timeout=10)
+    through_proxy = requests.get(f"{started.url}lab", allow_redirects=False, timeout=10)
     assert through_proxy.status_code == 302 and "/hub/api/oauth2/authorize" in through_proxy.headers["Location"]
 
     client.stop("alice", server)
@@ -64,8 +65,8 @@ def test_booklab_starts_a_users_named_server_of_an_image_it_grants_follows_it_an
 
 
 def test_booklabs_link_in_the_hubs_services_menu_leads_to_booklab(hub, web_server):
-    """The hub proxies /services/booklab/ to Booklab under the hub's own host: Booklab sends the user home."""
-    linked = requests.get(f"{hub.url}/services/booklab/", allow_redirects=False, timeout=10)
+    """The hub proxies /services/booklab/ to Booklab: Booklab sends the user home."""
+    linked = requests.get(hub.service_url("booklab"), allow_redirects=False, timeout=10)
     assert linked.status_code == 302 and linked.headers["Location"] == f"{web_server}/"
 
 
@@ -107,7 +108,7 @@ def test_a_launch_in_hub_mode_ends_as_its_users_server_of_the_hub_and_a_stop_fro
     assert "Added alice to JupyterHub." in told and "JupyterHub: Server ready at" in told
     server = hub_launch.server_name(ctx, request.id)
     started = client.server("alice", server)
-    assert started.ready and events[-1]["url"] == f"{hub.url}/user/alice/{server}/"
+    assert started.ready and events[-1]["url"] == f"{hub.user_host('alice')}/user/alice/{server}/"
     assert ctx.deployments.record(request.id)["container"] == started.container
     assert events[-1].get("token") is None  # the hub's login guards it, not a token of Booklab's
 
@@ -124,7 +125,7 @@ def test_a_launch_in_hub_mode_ends_as_its_users_server_of_the_hub_and_a_stop_fro
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
 
-@pytest.mark.parametrize("hub", [False], indirect=True)  # a hub that lets Booklab add no user
+@pytest.mark.parametrize("hub", [Site(adds_users=False)], indirect=True)
 def test_a_launch_for_a_user_the_hub_does_not_know_fails_saying_what_to_do(hub, ctx, runners, alice, project):
     runners(1, **hub.booklab_env(create_users=False))
     request = service.request_deployment(ctx, project, "main", alice.token)
@@ -152,7 +153,18 @@ def test_an_image_that_would_run_as_root_is_never_granted(hub, ctx, runners, git
     plain = service.request_deployment(ctx, "lab/plain", "main", carol.token)
     events = run_to_end(ctx, plain.run)
     assert events[-1]["phase"] == "ready", messages(events)
-    assert events[-1]["url"].startswith(f"{hub.url}/user/carol/")
+    assert events[-1]["url"].startswith(f"{hub.user_host('carol')}/user/carol/")
     service.stop(ctx, plain.id)
     wait_until(lambda: ctx.deployments.status(plain.id) is Phase.STOPPED, 60, "the notebook to stop")
     assert hub.client().server("carol", hub_launch.server_name(ctx, plain.id)) is None
+
+
+@pytest.mark.parametrize("hub", [Site(subdomains=False)], indirect=True)
+def test_a_hub_that_serves_its_users_servers_on_its_own_host_is_refused(hub, ctx, runners, alice, project):
+    """There a repository's pages would act as their user on the hub: the launch fails, and leaves no server."""
+    (runner,) = runners(1, **hub.booklab_env())
+    request = service.request_deployment(ctx, project, "main", alice.token)
+    events = run_to_end(ctx, request.run)
+    assert events[-1]["phase"] == "failed" and hub_launch.SHARED_ORIGIN in events[-1]["message"]
+    assert hub.client().server("alice", hub_launch.server_name(ctx, request.id)) is None
+    wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
