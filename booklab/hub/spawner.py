@@ -3,6 +3,11 @@
 ``user_options`` only with Booklab's grant for that user, server and image (:mod:`booklab.hub.grants`).
 Servers started without an image (from the hub's own pages) run the site's ``c.DockerSpawner.image`` as
 before; an image asked for without a valid grant is refused, and the refusal names no other image.
+
+A server of Booklab's always starts from a new container of the granted image, and its container stays when
+the server stops, whoever stops it (the hub's admin page, its culler, its user): Booklab's runner, which
+watches it, saves its work when its user asked for that, then removes it. The site's ``remove`` applies to
+its other servers.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from traitlets import Unicode
 
 from booklab.hub import grants
 
+#: the key of the server's state that says its container is Booklab's to remove (kept over a hub's restart)
+BOOKLABS = "booklab_removes"
+
 
 class BooklabSpawner(DockerSpawner):
     grant_secret = Unicode(
@@ -21,8 +29,30 @@ class BooklabSpawner(DockerSpawner):
         help="The secret Booklab keys its image grants with: the API token of the hub's booklab service.",
     )
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._site_removes = self.remove
+
+    async def start(self):
+        self.remove = self._site_removes  # until a grant says the server is Booklab's
+        return await super().start()
+
     async def check_allowed(self, image: str) -> str:
         presented = self.user_options.get(grants.OPTION, "")
-        if self.grant_secret and grants.valid(self.grant_secret, self.user.name, self.name, image, presented):
-            return image
-        raise web.HTTPError(403, "Booklab has not granted this image to this server: launch it from Booklab.")
+        if not (self.grant_secret and grants.valid(self.grant_secret, self.user.name, self.name, image, presented)):
+            raise web.HTTPError(403, "Booklab has not granted this image to this server: launch it from Booklab.")
+        if await self.get_object():
+            await self.remove_object()  # an earlier start's container: never started again
+        self.remove = False
+        return image
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self._site_removes and not self.remove:
+            state[BOOKLABS] = True
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        if state.get(BOOKLABS):
+            self.remove = False

@@ -44,12 +44,7 @@ def hand_back(ctx: Context, run: Run, runner: str, reason: str) -> bool:
     access.remove_deploy_key(ctx, deployment_id)
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
     one_build.release(ctx, run)  # the next runner claims the build again, if it must build
-    container = ctx.deployments.record(deployment_id).get("container")
-    if ctx.config.launch_target == "jupyterhub":
-        hub_launch.stop(ctx, deployment_id)
-    if container:
-        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
-            launcher.stop(ctx.docker, container)  # its engine may answer again by now
+    _end_notebook(ctx, deployment_id, engine_answers=False)
     told = f"{reason} The notebook goes back to the queue, in its place, for a runner of another Docker Engine."
     if not ctx.lifecycle.hand_back(run, runner, told):
         return False
@@ -72,11 +67,7 @@ def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, messa
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
     one_build.release(ctx, run)  # ended before its build, or before its image was shared
     ctx.routes.remove(ctx.slug(deployment_id))
-    container = ctx.deployments.record(deployment_id).get("container")
-    if ctx.config.launch_target == "jupyterhub":
-        hub_launch.stop(ctx, deployment_id)  # before its container goes, so that the hub forgets the server too
-    if container:
-        launcher.stop(ctx.docker, container)
+    _end_notebook(ctx, deployment_id)
     ctx.queue.leave(deployment_id)
     behind = ctx.lifecycle.finish(run, claim, phase, message)
     if behind is not None:
@@ -85,3 +76,18 @@ def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, messa
     ctx.runners.release(runner, deployment_id, run.number)
     ctx.deployments.forget_long_ended()
     return True
+
+
+def _end_notebook(ctx: Context, deployment_id: str, engine_answers: bool = True) -> None:
+    """Remove the deployment's notebook container, if it has one; in hub mode the hub's server goes first, so
+    that the hub forgets the server too. An engine that did not answer a moment ago may still not."""
+    container = ctx.deployments.record(deployment_id).get("container")
+    if ctx.config.launch_target == "jupyterhub":
+        hub_launch.stop(ctx, deployment_id)
+    if not container:
+        return
+    if engine_answers:
+        launcher.stop(ctx.docker, container)
+        return
+    with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+        launcher.stop(ctx.docker, container)

@@ -17,8 +17,9 @@ from booklab.phases import Phase
 from booklab.pipeline import hub_launch
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.hub import Site
-from tests.fixtures.pipeline import MAINTAINER, messages, notebook_repo_files, run_to_end
+from tests.fixtures.pipeline import MAINTAINER, events_of, messages, notebook_repo_files, run_to_end
 from tests.fixtures.services import wait_until
+from tests.integration.test_save_back import stand_in_git
 
 DISPLAY = "demo/notebooks @ main"
 
@@ -35,7 +36,7 @@ def options(hub, user: str, server: str, image: str, granted_to: tuple[str, str,
     return {"image": image, grants.OPTION: grants.grant(hub.token, user_, server_, image_, 600)}
 
 
-def test_booklab_starts_a_users_named_server_of_an_image_it_grants_follows_it_and_stops_it(
+def test_booklab_starts_a_users_named_server_of_an_image_it_grants_follows_it_and_stops_it_leaving_its_container(
     hub, gitlab, docker_engine, base_image
 ):
     gitlab.add_user("alice")
@@ -60,7 +61,24 @@ def test_booklab_starts_a_users_named_server_of_an_image_it_grants_follows_it_an
 
     client.stop("alice", server)
     assert client.server("alice", server) is None
+    # its container stays, stopped, for Booklab's runner to save from and remove; a new start never reuses it
+    assert docker_engine.containers.get(started.container).status == "exited"
+    client.start("alice", server, options(hub, "alice", server, base_image), DISPLAY)
+    assert list(client.progress("alice", server))[-1].get("ready") is True
+    again = client.server("alice", server)
+    assert again.container != started.container
     assert docker_engine.containers.list(all=True, filters={"id": started.container}) == []
+    # stopped and started again from the hub's own pages (no image): the site's image, removed as the site says
+    service_token = {"Authorization": f"token {hub.token}"}
+    requests.delete(f"{hub.api_url}/users/alice/servers/{server}", headers=service_token, timeout=30).raise_for_status()
+    docker_engine.containers.get(again.container).remove()
+    client.start("alice", server, {})
+    assert list(client.progress("alice", server))[-1].get("ready") is True
+    plain = client.server("alice", server)
+    requests.delete(f"{hub.api_url}/users/alice/servers/{server}", headers=service_token, timeout=30).raise_for_status()
+    wait_until(lambda: client.server("alice", server).ready is False, 30, "the hub to stop the server")
+    assert docker_engine.containers.list(all=True, filters={"id": plain.container}) == []
+    client.stop("alice", server)
     client.stop("alice", server)  # nothing to stop: nothing said
 
 
@@ -122,6 +140,34 @@ def test_a_launch_in_hub_mode_ends_as_its_users_server_of_the_hub_and_a_stop_fro
     assert run_to_end(ctx, again.run)[-1]["phase"] == "ready"
     client.stop("alice", server)
     wait_until(lambda: ctx.deployments.status(again.id).is_final, 60, "the deployment to end")
+    wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+
+
+def test_a_server_its_user_stops_in_the_hub_is_saved_first_and_then_frees_the_runner(
+    hub, ctx, runners, gitlab, alice, project, docker_engine
+):
+    """The hub stops the server (here its user's own Stop, with a token of hers); its container stays for
+    Booklab, which saves the work to a branch, then removes the container and the hub's record of the server."""
+    (runner,) = runners(1, **hub.booklab_env())
+    request = service.request_deployment(ctx, project, "main", alice.token, save_back=True)
+    ready = run_to_end(ctx, request.run)[-1]
+    assert ready["phase"] == "ready"
+    own = {"Authorization": f"token {hub.user_token('alice')}"}
+    draft = {"type": "file", "format": "text", "content": "written in the hub\n"}
+    written = requests.put(f"{ready['url']}api/contents/draft.md", headers=own, json=draft, timeout=10)
+    assert written.status_code == 201, written.text
+    server, container = hub_launch.server_name(ctx, request.id), ctx.deployments.record(request.id)["container"]
+
+    stopped = requests.delete(f"{hub.api_url}/users/alice/servers/{server}", headers=own, timeout=30)
+    assert stopped.status_code in (202, 204), stopped.text
+    wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the notebook to stop")
+
+    final = events_of(ctx, request.id)[-1].data
+    assert "The notebook server ended" in final["message"] and "Saved your changes to branch" in final["message"]
+    branch = ctx.deployments.record(request.id)["saved_branch"]
+    assert stand_in_git(gitlab, project, "show", f"{branch}:draft.md") == "written in the hub\n"
+    assert docker_engine.containers.list(all=True, filters={"id": container}) == []
+    assert hub.client().server("alice", server) is None
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
 
