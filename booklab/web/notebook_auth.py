@@ -60,12 +60,12 @@ from flask import (
 from werkzeug.exceptions import TooManyRequests, Unauthorized
 
 from booklab.derived_keys import NOTEBOOK_NEXT, derive_key
-from booklab.pipeline.routes.names import DEFAULT_PORTS, port_suffix, public_url, route_host
+from booklab.pipeline.routes.names import DEFAULT_PORTS, public_url, route_host
 from booklab.pipeline.routes.waiting import ROUTE_CHECK_HEADER, route_check_passes
 from booklab.state import schema
 from booklab.state.deployment import Deployment
 from booklab.web import auth, cookies, rate_limit, sessions
-from booklab.web.pages import context, error_page
+from booklab.web.pages import context, error_page, web_base
 from booklab.web.projects import launch_path
 
 log = logging.getLogger(__name__)
@@ -108,14 +108,6 @@ def _unseal(sealed: str) -> str:
 
 def _deployment(slug: str) -> Deployment | None:
     return context().deployments.by_slug(slug) if SLUG.fullmatch(slug) else None
-
-
-def web_base() -> str:
-    """The web tier's public base URL: ``web/url``, else ``<scheme>://<fqdn>[:<port>]``."""
-    config = context().config
-    if config.web_url:
-        return config.web_url.rstrip("/")
-    return f"{config.routes_scheme}://{config.fqdn}{port_suffix(config)}"
 
 
 def _is_browser() -> bool:

@@ -1,12 +1,13 @@
-"""What every blueprint uses: the process's context the app keeps (:func:`context`), and
-what it answers with: an error as a page that says what to do, or as JSON for the API and
-event streams (:func:`wants_json`)."""
+"""What every blueprint uses: the process's context the app keeps (:func:`context`), the web
+tier's own address (:func:`web_base`), and what it answers with: an error as a page that says
+what to do, or as JSON for the API and event streams (:func:`wants_json`)."""
 
 from __future__ import annotations
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
 
 from booklab.context import Context
+from booklab.pipeline.routes.names import port_suffix
 
 
 def context_of(app: Flask) -> Context:
@@ -17,6 +18,14 @@ def context_of(app: Flask) -> Context:
 def context() -> Context:
     """The context of the app handling this request (:func:`context_of`)."""
     return context_of(current_app)
+
+
+def web_base() -> str:
+    """The web tier's public base URL: ``web/url``, else ``<scheme>://<fqdn>[:<port>]``."""
+    config = context().config
+    if config.web_url:
+        return config.web_url.rstrip("/")
+    return f"{config.routes_scheme}://{config.fqdn}{port_suffix(config)}"
 
 
 def wants_json() -> bool:

@@ -27,7 +27,7 @@ from booklab.profiles import Profile
 from booklab.saveback import kept
 from booklab.state.deployment import Deployment
 from booklab.web import auth
-from booklab.web.pages import context, error_page
+from booklab.web.pages import context, error_page, web_base
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,9 @@ def _page_number() -> int:
 @bp.get("/services/booklab/")
 @bp.get("/services/booklab/<path:rest>")
 def from_jupyterhub(rest: str = "") -> Any:
-    """Booklab's link in a JupyterHub's Services menu (hub mode): the hub's proxy sends it here under the hub's
-    own host, so the way home is Booklab's own address (web/url), when it has one."""
-    web_url = context().config.web_url
-    return redirect(f"{web_url.rstrip('/')}/" if web_url else url_for("projects.home"))
+    """Booklab's link in a JupyterHub's Services menu (hub mode): the hub's proxy sends it here under a host
+    of the hub's, so the way home is Booklab's own address."""
+    return redirect(f"{web_base()}/")
 
 
 @bp.get("/")

@@ -164,3 +164,11 @@ def test_gitlab_asking_to_slow_down_is_a_503_that_says_when_to_come_back(logged_
     assert page.status_code == 503 and page.headers["Retry-After"] == "30"
     assert "slow down" in html.unescape(page.text)
     assert [r.status for r in gitlab.request_log() if r.path == "/api/v4/projects"] == [429]  # asked once, no waiting
+
+
+def test_booklabs_link_in_a_jupyterhubs_services_menu_leads_to_booklabs_own_address(web_client, web_env):
+    """The hub's proxy sends the link here under a host of the hub's (hub mode, without web/url): a relative
+    redirect would stay on the hub's host."""
+    assert "BOOKLAB_WEB_URL" not in web_env and "BOOKLAB_ROUTES_PORT" not in web_env
+    answer = web_client.get("/services/booklab/", headers={"Host": "booklab--service.hub.example.org"})
+    assert answer.status_code == 302 and answer.headers["Location"] == "http://booklab.localhost/"
