@@ -405,6 +405,12 @@ class Config:
         "",
         "File holding jupyterhub/api_token instead (mode 0600), which keeps it out of the environment; not both.",
     )
+    jupyterhub_api_port: int = _setting(
+        "jupyterhub/api_port",
+        0,
+        "Port of the hub's own API on this host (its hub_bind_url), which its servers report to: with "
+        "notebook/unreachable, notebooks may open it on the host's own addresses as well as Traefik's ports.",
+    )
     jupyterhub_create_users: bool = _setting(
         "jupyterhub/create_users",
         False,
@@ -594,6 +600,11 @@ def _validate(config: Config) -> None:
             raise ConfigError(
                 "Setting jupyterhub/url must be https:// (plain http only on loopback): Booklab sends the hub its "
                 f"API token, which would travel in clear, not {config.jupyterhub_url!r}."
+            )
+        if config.networks_of("notebook_unreachable") and not 0 < config.jupyterhub_api_port < 65536:
+            raise ConfigError(
+                "Setting jupyterhub/api_port must be the port of the hub's own API (its hub_bind_url) when "
+                "notebook/unreachable is set: the hub's servers report there, and the firewall would refuse it."
             )
     if config.routes_port > 65535:
         raise ConfigError(f"Setting routes/port must be a TCP port or 0, not {config.routes_port}.")

@@ -17,7 +17,8 @@ Set in the environment (or edit the values below):
   launches nothing on a hub without it: there a repository's server would share the hub's origin, and its
   pages' scripts would act as their user on the hub
 - ``HUB_API_URL``: where the hub's own API listens, an address notebooks reach (the notebook network's
-  gateway: they report to the hub), e.g. http://172.30.0.1:8081
+  gateway: they report to the hub), e.g. http://172.30.0.1:8081; with Booklab's ``notebook/unreachable``,
+  its port is Booklab's ``jupyterhub/api_port``
 - ``HUB_STATE``: a directory of the hub's own (its database, cookie secret)
 - ``HUB_NOTEBOOK_NETWORK``: Booklab's ``notebook/network`` (default booklab-notebooks)
 - ``HUB_DEFAULT_IMAGE``: the image of servers started from the hub's own pages

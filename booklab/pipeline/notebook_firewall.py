@@ -16,7 +16,9 @@ host's network namespace (the runner needs it and the NET_ADMIN capability there
   among them is reached at its public address, as a user's browser reaches it.
 
 On the host's own addresses (its gateway on each bridge, its public address), notebooks and builds reach
-Traefik's entrypoints (ports 80, 443 and ``routes/port``) and nothing else, whatever listens there.
+Traefik's entrypoints (ports 80, 443 and ``routes/port``) and nothing else, whatever listens there; in hub
+mode, the hub's own API too (``jupyterhub/api_port``), which its servers report to and which the hub's
+proxy serves to anyone at ``/hub/api`` anyway.
 
 The rules live in chains of Booklab's own, rewritten whole and at once (``iptables-restore
 --noflush``) at each launch, so that a change of the settings or a flushed firewall is mended
@@ -110,7 +112,8 @@ def ensure(client: docker.DockerClient, config: Config) -> None:
                 "and notebook/unreachable (iptables) do not cover: use a network without IPv6."
             )
     notebooks, builds = (bridge_of(network) for network in networks)
-    ports = tuple(sorted({*TRAEFIK_PORTS, config.routes_port} - {0}))
+    hub_api = config.jupyterhub_api_port if config.launch_target == "jupyterhub" else 0
+    ports = tuple(sorted({*TRAEFIK_PORTS, config.routes_port, hub_api} - {0}))
     rules = chains(config.networks_of("notebook_reachable_from"), config.networks_of("notebook_unreachable"), ports)
     _iptables(["iptables-restore", "--wait", "--noflush"], rules)
     for rule in jumps(notebooks, builds):

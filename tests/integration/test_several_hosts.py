@@ -3,7 +3,8 @@ registry and Traefik on the first. A commit built on one host launches there whe
 idle, else on the other by a pull; a notebook on the second host answers through Traefik, and refuses
 everyone else, the other host's notebooks included; notebooks reach none of the hosts' services; the second
 host's runner leaves and its notebook ends with its route; a launch whose engine dies halfway is served by
-the other host."""
+the other host; a site's JupyterHub on a host with those rules gets its servers' reports, and they reach
+nothing more."""
 
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ import requests
 
 from booklab import service
 from booklab.phases import Phase
-from booklab.pipeline import image_sharing
+from booklab.pipeline import image_sharing, notebook_network
 from booklab.pipeline.routes.names import kv_pairs
 from booklab.runner.worker import SHUT_DOWN
 from booklab.state.vault import GITLAB_TOKEN
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.hosts import REDIS_PORT, Bed, DockerHost
+from tests.fixtures.hosts import NOTEBOOK_NETWORK, REDIS_PORT, Bed, DockerHost
+from tests.fixtures.hub import Site, running_hub
 from tests.fixtures.pipeline import MAINTAINER, events_of, messages, notebook_repo_files, run_to_end
-from tests.fixtures.reach import connections_from
+from tests.fixtures.reach import connections_from, gateway
 from tests.fixtures.services import wait_until
 
 REFUSED = "ConnectionRefusedError"
@@ -172,3 +174,27 @@ def test_a_launch_whose_engine_dies_is_served_by_another_host(hosts, bed_ctx, sh
         assert runner_b.proc.poll() is None and not ctx.runners.held(runner_b.name)  # takes nothing meanwhile
     finally:
         hosts.b.start()
+
+
+def test_a_hubs_servers_on_a_host_with_the_firewall_rules_reach_the_hubs_api_and_nothing_more(
+    hosts, bed_ctx, shared_project, base_image, tmp_path
+):
+    """Hub mode with notebook/unreachable: a server reports to the hub's own API on its host (jupyterhub/api_port),
+    which the rules open beside Traefik's entrypoint, and reaches no other service of the host's."""
+    ctx, (path, alice, _, _) = bed_ctx, shared_project
+    notebook_network.ensure_isolated(hosts.a.client, NOTEBOOK_NETWORK)
+    booklab = "http://booklab.localhost"
+    with running_hub(
+        tmp_path / "hub", hosts.a.client, NOTEBOOK_NETWORK, hosts.gitlab, booklab, base_image, Site(), host=hosts.a
+    ) as hub:
+        api = urlsplit(hub.environment["HUB_API_URL"]).port
+        hosts.runner(hosts.a, "runner-1@booklab-a", ctx, **hub.booklab_env(), BOOKLAB_JUPYTERHUB_API_PORT=str(api))
+        request = service.request_deployment(ctx, path, "main", alice.token)
+        events = run_to_end(ctx, request.run)
+        assert events[-1]["phase"] == "ready", messages(events)
+        server = hosts.a.client.containers.get(ctx.deployments.record(request.id)["container"])
+        hub_api, front = f"{gateway(server, NOTEBOOK_NETWORK)}:{api}", f"{hosts.a.address}:{REDIS_PORT}"
+        reached = connections_from(server, [hub_api, front, hosts.registry.host])
+        assert reached == {hub_api: "open", front: REFUSED, hosts.registry.host: REFUSED}
+        service.stop(ctx, request.id)
+        wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the notebook to stop")

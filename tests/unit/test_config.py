@@ -190,6 +190,10 @@ HUB = {"BOOKLAB_LAUNCH_TARGET": "jupyterhub", "BOOKLAB_JUPYTERHUB_API_TOKEN": "a
         ({**HUB, "BOOKLAB_JUPYTERHUB_URL": "hub.example.org"}, "jupyterhub/url must be a base URL"),
         ({**HUB, "BOOKLAB_JUPYTERHUB_URL": "http://hub.example.org"}, "must be https:// .* would travel in clear"),
         ({**HUB, "BOOKLAB_JUPYTERHUB_API_TOKEN": "", "BOOKLAB_JUPYTERHUB_URL": "https://hub.example.org"}, "api_token"),
+        (
+            {**HUB, "BOOKLAB_JUPYTERHUB_URL": "https://hub.example.org", "BOOKLAB_NOTEBOOK_UNREACHABLE": "10.0.0.0/24"},
+            "jupyterhub/api_port must be the port of the hub's own API .* when notebook/unreachable is set",
+        ),
     ],
 )
 def test_hub_mode_settings_that_cannot_work_stop_with_one_sentence(environ, sentence):
