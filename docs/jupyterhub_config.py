@@ -57,6 +57,7 @@ c.JupyterHub.authenticator_class = "gitlab"
 c.GitLabOAuthenticator.oauth_callback_url = f"{hub_url}/hub/oauth_callback"
 c.GitLabOAuthenticator.scope = ["read_user"]
 c.GitLabOAuthenticator.allow_existing_users = True
+c.Authenticator.auto_login = True  # straight to GitLab: one click from Booklab's Launch to the server
 
 # Booklab's images, each only as Booklab grants it (Booklab refuses images that run as root), without
 # capabilities or new privileges, with bounded memory, CPU and processes, as Booklab's own notebooks
