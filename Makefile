@@ -2,6 +2,7 @@
 # `make demo` runs all of Booklab on this machine until Ctrl-C; optional:
 #   RUNNERS=N (default 2), DEMO_PORT=P (Traefik's port, default 8000; 0: a free one),
 #   HOSTS=N (default 1; more: N Docker hosts of their own on this machine, as root; see docs/SCALING.md),
+#   HUB=1 (a JupyterHub beside Booklab, where notebooks open as the users' servers; see the README),
 #   DEMO_REPOS=DIR (serve every git repository in DIR as the project demo/<its name>).
 PYTHON ?= python3
 
@@ -20,7 +21,7 @@ test: deps
 	$(PYTHON) -m pytest
 
 demo: deps
-	$(PYTHON) -m booklab.demo $(if $(RUNNERS),--runners $(RUNNERS)) $(if $(HOSTS),--hosts $(HOSTS)) $(if $(DEMO_PORT),--port $(DEMO_PORT)) \
+	$(PYTHON) -m booklab.demo $(if $(RUNNERS),--runners $(RUNNERS)) $(if $(HOSTS),--hosts $(HOSTS)) $(if $(HUB),--hub) $(if $(DEMO_PORT),--port $(DEMO_PORT)) \
 		$(if $(DEMO_REPOS),--repos "$(DEMO_REPOS)")
 
 # Benchmarks against the real local stack; writes BENCHMARKS.md. Optional: FIGURES="relaunch route"

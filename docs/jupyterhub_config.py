@@ -22,7 +22,9 @@ Set in the environment (or edit the values below):
 - ``HUB_STATE``: a directory of the hub's own (its database, cookie secret)
 - ``HUB_NOTEBOOK_NETWORK``: Booklab's ``notebook/network`` (default booklab-notebooks)
 - ``HUB_DEFAULT_IMAGE``: the image of servers started from the hub's own pages
-- ``BOOKLAB_URL``: Booklab's web tier (a link in the hub's Services menu)
+- ``BOOKLAB_URL``: Booklab's web tier at its own address, e.g. http://10.0.0.5:8080 (a link in the hub's
+  Services menu, which the hub's proxy forwards there with the hub's host name: not through a proxy that routes
+  by host name, such as Booklab's Traefik); Booklab answers with a redirect to its public address
 - ``BOOKLAB_HUB_TOKEN_FILE``: a file holding the API token Booklab uses (``jupyterhub/api_token``), 0600
 - ``BOOKLAB_ADDS_USERS``: ``true`` when Booklab adds the users the hub does not know
   (``jupyterhub/create_users``), which needs the superuser-grade ``admin:users``

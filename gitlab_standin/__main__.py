@@ -48,6 +48,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--redirect-uri", help="register an OAuth application with this callback")
     parser.add_argument(
+        "--hub-redirect-uri", help="register a JupyterHub's login application (scope read_user) with this callback"
+    )
+    parser.add_argument(
         "--info", type=Path, metavar="FILE", help="write addresses, credentials and projects there as JSON once ready"
     )
     args = parser.parse_args(argv)
@@ -89,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
             gitlab.add_project(path, members)
         _serve_repositories(gitlab, args.repos, members)
         client_id, secret = gitlab.add_oauth_app(args.redirect_uri) if args.redirect_uri else ("", "")
+        hub_id, hub_secret = (
+            gitlab.add_oauth_app(args.hub_redirect_uri, "read_user") if args.hub_redirect_uri else ("", "")
+        )
         projects = {
             p.path_with_namespace: [b.name for b in gitlab.repos.branches(p.path_with_namespace, p.default_branch)]
             for p in gitlab.store.all_projects()
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             "users": {u.username: {"password": u.password, "token": u.token} for u in users},
             "projects": projects,
             "oauth": {"client_id": client_id, "client_secret": secret, "redirect_uri": args.redirect_uri or ""},
+            "hub_oauth": {"client_id": hub_id, "client_secret": hub_secret},
         }
         for path, branches in projects.items():
             log.info("project %s (branches %s): %s", path, ", ".join(branches), gitlab.ssh_url(path))

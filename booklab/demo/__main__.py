@@ -1,4 +1,4 @@
-"""``python -m booklab.demo [--port P] [--runners N] [--hosts N] [--repos DIR]... [--state-dir DIR]``:
+"""``python -m booklab.demo [--port P] [--runners N] [--hosts N] [--hub] [--repos DIR]... [--state-dir DIR]``:
 start the whole demo, print where to open it, how to log in, and two lines for scripts
 (``BOOKLAB_URL=...``, ``BOOKLAB_GITLAB_TOKEN=...``), then run until Ctrl-C or SIGTERM, or
 until a part of it stops; either way stop everything it started. While it runs it tells
@@ -22,6 +22,7 @@ from types import FrameType
 
 import redis
 
+from booklab.demo.hub import WithHub
 from booklab.demo.processes import Processes
 from booklab.demo.served import ServedBy
 from booklab.demo.several_hosts import SeveralHosts
@@ -52,6 +53,11 @@ def _options(argv: list[str] | None) -> Options:
         help="Docker hosts of their own on this machine (network namespaces; as root), the runners shared out",
     )
     parser.add_argument(
+        "--hub",
+        action="store_true",
+        help="a JupyterHub beside Booklab, where notebooks open as their users' servers (launch/target: jupyterhub)",
+    )
+    parser.add_argument(
         "--repos",
         action="append",
         default=[],
@@ -67,6 +73,8 @@ def _options(argv: list[str] | None) -> Options:
         parser.error("--runners must be at least 1")
     if not 1 <= args.hosts <= MAX_HOSTS:
         parser.error(f"--hosts must be between 1 and {MAX_HOSTS}")
+    if args.hub and args.hosts > 1:
+        parser.error("--hub goes with one host: the hub starts its servers on this machine's Docker Engine")
     for directory in args.repos:
         if not directory.is_dir():
             parser.error(f"--repos {directory}: no such directory")
@@ -77,6 +85,7 @@ def _options(argv: list[str] | None) -> Options:
         runners=args.runners,
         repos=tuple(d.resolve() for d in args.repos),
         hosts=args.hosts,
+        hub=args.hub,
     )
 
 
@@ -86,6 +95,11 @@ def _summary(demo: Demo) -> str:
         f"                {printable(path)}  (branches: {', '.join(map(printable, branches))})"
         for path, branches in demo.projects.items()
     )
+    notebooks = (
+        f"JupyterHub    {demo.hub_url}/  (notebooks open there, as {demo.username}'s servers)"
+        if demo.hub_url
+        else f"Notebooks at  http://<slug>.localhost:{demo.traefik_port}/"
+    )
     return f"""
 Booklab's demo is running (started in {demo.started_in:g} s).
 
@@ -93,7 +107,7 @@ Booklab's demo is running (started in {demo.started_in:g} s).
   Log in as     {demo.username}  password {demo.password}  (on the GitLab stand-in's sign-in page)
   Projects
 {projects}
-  Notebooks at  http://<slug>.localhost:{demo.traefik_port}/
+  {notebooks}
   Operators     {demo.url}/admin  (runners, queue, everyone's notebooks)
   Flower        {demo.flower_url}  user {demo.flower_user}  password {demo.flower_password}
   Traefik       {demo.traefik_dashboard}
@@ -107,6 +121,12 @@ Press Ctrl-C to stop everything. For the CLI (booklab deploy/status/stop):
 BOOKLAB_URL={demo.url}
 BOOKLAB_GITLAB_TOKEN={demo.token}
 """
+
+
+def _starter_type(options: Options) -> type[Starter]:
+    if options.hub:
+        return WithHub
+    return SeveralHosts if options.hosts > 1 else Starter
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
@@ -133,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     exits = ExitStack()
     try:
-        demo, starter = start(options, exits, SeveralHosts if options.hosts > 1 else Starter)
+        demo, starter = start(options, exits, _starter_type(options))
         print(_summary(demo), flush=True)
         client = redis.Redis.from_url(demo.redis_url, decode_responses=True)
         exits.callback(client.close)

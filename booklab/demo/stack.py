@@ -56,6 +56,8 @@ class Options:
     """Directories whose git repositories are served as ``demo/<name>``."""
     hosts: int = 1
     """Docker hosts of their own on this machine (:mod:`booklab.demo.several_hosts`) when more than one."""
+    hub: bool = False
+    """A JupyterHub beside Booklab, where notebooks open (:mod:`booklab.demo.hub`)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class Demo:
     metrics_token: str
     traefik_port: int
     traefik_dashboard: str
+    hub_url: str
+    """the demo's JupyterHub (``--hub``), where notebooks open; else empty"""
     gitlab_url: str
     network: str
     redis_url: str
@@ -162,6 +166,15 @@ class Starter:
     def runner_hosts(self) -> dict[str, str]:
         """The host name of each runner's Docker host."""
         return dict.fromkeys(self.runner_names, socket.gethostname())
+
+    @property
+    def hub_url(self) -> str:
+        """Where the demo's JupyterHub is (``--hub``), else empty."""
+        return ""
+
+    def gitlab_args(self) -> list[str]:
+        """What the GitLab stand-in's command adds to the demo's users and projects."""
+        return ["--redirect-uri", f"{self.url}/login/gitlab/authorized"]
 
     def runner_env(self, name: str) -> dict[str, str]:
         """What a runner's settings add to :meth:`booklab_env`'s."""
@@ -254,8 +267,7 @@ class Starter:
                 "--user",
                 DEMO_USER,
                 *repos,
-                "--redirect-uri",
-                f"{self.url}/login/gitlab/authorized",
+                *self.gitlab_args(),
                 "--info",
                 str(info_file),
                 "--host",
@@ -409,6 +421,7 @@ def start(options: Options, exits: ExitStack, starter_type: type[Starter] = Star
         metrics_token=metrics_token,
         traefik_port=starter.port,
         traefik_dashboard=f"{starter.api_url}/dashboard/",
+        hub_url=starter.hub_url,
         gitlab_url=gitlab["url"],
         network=starter.network,
         redis_url=starter.redis_url,

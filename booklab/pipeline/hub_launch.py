@@ -111,15 +111,19 @@ def _on_a_host_of_its_own(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def stop(ctx: Context, deployment_id: str) -> None:
-    """Ask the hub to stop the deployment's server and forget it; a hub that does not answer is logged (the
-    runner removes the container itself, which the hub then sees)."""
-    user = hub_user(deployment_id)
+def stop(ctx: Context, deployment_id: str) -> str | None:
+    """Ask the hub to stop the deployment's server and forget it; the server's container, as the hub told it
+    (Booklab's spawner leaves it for the runner to remove; a launch stopped halfway never recorded it), or None.
+    A hub that does not answer is logged (the runner removes the container it knows, which the hub then sees)."""
+    user, name = hub_user(deployment_id), server_name(ctx, deployment_id)
+    found = None
     with closing(client(ctx)) as hub:
         try:
-            hub.stop(user, server_name(ctx, deployment_id))
+            found = hub.server(user, name)
+            hub.stop(user, name)
         except HubError as e:
             log.warning("JupyterHub did not stop the server of %s (%s): its container is removed", deployment_id, e)
+    return found.container if found else None
 
 
 def _ensure_user(ctx: Context, run: Run, hub: HubClient, user: str) -> None:

@@ -80,14 +80,14 @@ def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, messa
 
 def _end_notebook(ctx: Context, deployment_id: str, engine_answers: bool = True) -> None:
     """Remove the deployment's notebook container, if it has one; in hub mode the hub's server goes first, so
-    that the hub forgets the server too. An engine that did not answer a moment ago may still not."""
-    container = ctx.deployments.record(deployment_id).get("container")
+    that the hub forgets the server too, and the container the hub names goes with it. An engine that did not
+    answer a moment ago may still not."""
+    containers = [ctx.deployments.record(deployment_id).get("container")]
     if ctx.config.launch_target == "jupyterhub":
-        hub_launch.stop(ctx, deployment_id)
-    if not container:
-        return
-    if engine_answers:
-        launcher.stop(ctx.docker, container)
-        return
-    with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
-        launcher.stop(ctx.docker, container)
+        containers.append(hub_launch.stop(ctx, deployment_id))
+    for container in dict.fromkeys(filter(None, containers)):
+        if engine_answers:
+            launcher.stop(ctx.docker, container)
+            continue
+        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+            launcher.stop(ctx.docker, container)

@@ -3,7 +3,8 @@ scripts pick up, serves a sample project's notebook through Traefik at its slug 
 notebook whose code does not reach Traefik's API) and Flower behind
 basic auth, and a Ctrl-C leaves none of its processes, containers or
 network behind. On two hosts (``make demo HOSTS=2``) it tells which host serves each
-notebook, and a Ctrl-C leaves none of its namespaces, engines or mounts behind."""
+notebook, and a Ctrl-C leaves none of its namespaces, engines or mounts behind. With a hub
+(``make demo HUB=1``) notebooks open as the demo user's servers of the hub."""
 
 from __future__ import annotations
 
@@ -198,3 +199,47 @@ def test_the_demo_on_two_hosts_tells_which_host_serves_each_notebook(base_image,
     assert _namespaces() == namespaces_before
     mounts = Path("/proc/mounts").read_text()
     assert str(demo_state) not in mounts
+
+
+def test_the_demo_with_a_hub_opens_notebooks_as_the_users_servers_there(
+    docker_engine, base_image, test_images, demo_state, tmp_path
+):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BOOKLAB_BASE_IMAGE": base_image,
+        "BOOKLAB_BUILD_IMAGE_PREFIX": IMAGE_PREFIX,
+    }
+    demo = RunningDemo(["--runners", "1", "--hub"], env, demo_state, tmp_path / "demo.err")
+    info = demo.info
+    try:
+        hub = urlsplit(info["hub_url"])
+        assert hub.hostname == "hub.localhost", info["hub_url"]
+        ready = demo.deploy("main")
+        server = urlsplit(ready["url"])
+        assert server.hostname == "demo.hub.localhost" and server.port == hub.port
+        assert server.path.startswith("/user/demo/bk-")
+        # the hub serves it, behind its own login
+        answer = requests.get(
+            f"http://127.0.0.1:{hub.port}{server.path}lab",
+            headers={"Host": server.netloc},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert answer.status_code == 302 and "/hub/api/oauth2/authorize" in answer.headers["Location"]
+        (container,) = docker_engine.containers.list(filters={"network": info["network"]})
+        assert container.image.tags[0].startswith(f"{IMAGE_PREFIX}")
+        # the hub's Services link leads to Booklab
+        link = requests.get(
+            f"http://127.0.0.1:{hub.port}/services/booklab/",
+            headers={"Host": f"booklab--service.{hub.netloc}"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert link.status_code == 302 and link.headers["Location"] == f"{info['url']}/"
+    finally:
+        stopped = demo.stop()
+
+    assert stopped == 0, demo.progress.read_text()
+    assert _leftovers(set(info["processes"].values()), str(demo_state)) == []
+    assert docker_engine.containers.list(all=True, filters={"id": container.id}) == []

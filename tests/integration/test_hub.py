@@ -171,9 +171,24 @@ def test_a_server_its_user_stops_in_the_hub_is_saved_first_and_then_frees_the_ru
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
 
+def test_a_stop_while_the_hub_starts_the_server_leaves_no_server_nor_container(
+    hub, ctx, runners, alice, project, docker_engine
+):
+    """The launch ends without recording the server's container: the hub names it, and it goes too."""
+    (runner,) = runners(1, **hub.booklab_env())
+    request = service.request_deployment(ctx, project, "main", alice.token)
+    server, client = hub_launch.server_name(ctx, request.id), hub.client()
+    wait_until(lambda: client.has_user("alice") and client.server("alice", server), 240, "the hub to start it")
+    service.stop(ctx, request.id)
+    wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the notebook to stop")
+    wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+    assert client.server("alice", server) is None
+    assert docker_engine.containers.list(all=True, filters={"network": hub.network}) == []
+
+
 @pytest.mark.parametrize("hub", [Site(adds_users=False)], indirect=True)
 def test_a_launch_for_a_user_the_hub_does_not_know_fails_saying_what_to_do(hub, ctx, runners, alice, project):
-    runners(1, **hub.booklab_env(create_users=False))
+    runners(1, **hub.booklab_env())
     request = service.request_deployment(ctx, project, "main", alice.token)
     events = run_to_end(ctx, request.run)
     assert events[-1]["phase"] == "failed"

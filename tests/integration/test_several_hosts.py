@@ -187,7 +187,7 @@ def test_a_hubs_servers_on_a_host_with_the_firewall_rules_reach_the_hubs_api_and
     with running_hub(
         tmp_path / "hub", hosts.a.client, NOTEBOOK_NETWORK, hosts.gitlab, booklab, base_image, Site(), host=hosts.a
     ) as hub:
-        api = urlsplit(hub.environment["HUB_API_URL"]).port
+        api = urlsplit(hub.site.api_url).port
         hosts.runner(hosts.a, "runner-1@booklab-a", ctx, **hub.booklab_env(), BOOKLAB_JUPYTERHUB_API_PORT=str(api))
         request = service.request_deployment(ctx, path, "main", alice.token)
         events = run_to_end(ctx, request.run)
