@@ -1,8 +1,9 @@
 """The spawner a site's JupyterHub uses for Booklab's images (``c.JupyterHub.spawner_class =
 "booklab.hub.spawner.BooklabSpawner"``): DockerSpawner, which starts an image asked for in the server's
-``user_options`` only with Booklab's grant for that user, server and image (:mod:`booklab.hub.grants`).
-Servers started without an image (from the hub's own pages) run the site's ``c.DockerSpawner.image`` as
-before; an image asked for without a valid grant is refused, and the refusal names no other image.
+``user_options`` only with Booklab's grant for that user, server, image and limits (:mod:`booklab.hub.grants`),
+and gives the container the memory and CPUs Booklab granted. Servers started without an image (from the hub's
+own pages) run the site's ``c.DockerSpawner.image`` with the site's limits, as before; an image asked for
+without a valid grant is refused, and the refusal names no other image.
 
 A server of Booklab's always starts from a new container of the granted image, and its container stays when
 the server stops, whoever stops it (the hub's admin page, its culler, its user): Booklab's runner, which
@@ -31,19 +32,22 @@ class BooklabSpawner(DockerSpawner):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._site_removes = self.remove
+        self._site_removes, self._site_limits = self.remove, (self.mem_limit, self.cpu_limit)
 
     async def start(self):
-        self.remove = self._site_removes  # until a grant says the server is Booklab's
+        # the site's, until a grant says the server is Booklab's
+        self.remove, (self.mem_limit, self.cpu_limit) = self._site_removes, self._site_limits
         return await super().start()
 
     async def check_allowed(self, image: str) -> str:
-        presented = self.user_options.get(grants.OPTION, "")
-        if not (self.grant_secret and grants.valid(self.grant_secret, self.user.name, self.name, image, presented)):
+        asked = {**self.user_options, "image": image}
+        if not (self.grant_secret and grants.valid(self.grant_secret, self.user.name, self.name, asked)):
             raise web.HTTPError(403, "Booklab has not granted this image to this server: launch it from Booklab.")
         if await self.get_object():
             await self.remove_object()  # an earlier start's container: never started again
         self.remove = False
+        self.mem_limit = int(asked[grants.MEMORY])
+        self.cpu_limit = float(asked[grants.CPUS])
         return image
 
     def get_state(self) -> dict:

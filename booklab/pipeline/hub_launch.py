@@ -23,7 +23,7 @@ from booklab.context import Context
 from booklab.errors import HubError, LaunchError
 from booklab.hub import grants
 from booklab.phases import Phase
-from booklab.pipeline import notebook_container
+from booklab.pipeline import notebook_container, notebook_settings
 from booklab.pipeline.hub_client import HubClient
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
@@ -69,9 +69,10 @@ def client(ctx: Context) -> HubClient:
     return HubClient(f"{ctx.config.jupyterhub_url.rstrip('/')}/hub/api", ctx.config.jupyterhub_api_token)
 
 
-def start(ctx: Context, run: Run, image: str) -> tuple[str, str]:
-    """Start the run's notebook as its user's named server of ``image``, telling its progress; its container
-    and URL once the hub says it is ready. :class:`LaunchError` when the hub cannot start it."""
+def start(ctx: Context, run: Run, image: str, limits: notebook_settings.Effective) -> tuple[str, str]:
+    """Start the run's notebook as its user's named server of ``image`` within the memory and CPUs of
+    ``limits``, telling its progress; its container and URL once the hub says it is ready. :class:`LaunchError`
+    when the hub cannot start it."""
     deployment = Deployment.from_id(run.deployment)
     user, server = hub_user(run.deployment), server_name(ctx, run.deployment)
     if not ctx.config.notebook_allow_root:
@@ -79,9 +80,9 @@ def start(ctx: Context, run: Run, image: str) -> tuple[str, str]:
     try:
         with closing(client(ctx)) as hub:
             _ensure_user(ctx, run, hub, user)
-            # keyed by the service's token, which the hub's spawner knows too
-            grant = grants.grant(ctx.config.jupyterhub_api_token, user, server, image, GRANT_LIFETIME)
-            options = {"image": image, grants.OPTION: grant}
+            # granted with the service's token, which the hub's spawner knows too
+            secret = ctx.config.jupyterhub_api_token
+            options = grants.options(secret, user, server, image, limits.memory, limits.cpus, GRANT_LIFETIME)
             hub.start(user, server, options, display_name=f"{deployment.project} @ {deployment.ref}")
             _refuse_the_hubs_own_host(hub, user, server)
             for event in hub.progress(user, server):

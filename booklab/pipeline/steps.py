@@ -302,11 +302,11 @@ def _run_on_hub(
 ) -> None:
     """Hub mode's launch: the image as its user's named server of the site's JupyterHub, ready once the hub
     says so; the hub's proxy and login serve it (no route, no token of Booklab's)."""
-    container, url = hub_launch.start(ctx, run, record["image"])
+    container, url = hub_launch.start(ctx, run, record["image"], settings)
     try:  # stopped (or taken over) while the hub started it: that server is this step's to stop
         ctx.lifecycle.expect(run, Phase.LAUNCHING)
     except Moved:
-        hub_launch.stop(ctx, run.deployment)
+        launcher.stop(ctx.docker, hub_launch.stop(ctx, run.deployment) or container)
         raise
     _started(ctx, run, runner, record, settings, container, url)
     ctx.deployments.update(run.deployment, url=url)

@@ -30,10 +30,19 @@ def web_env(web_env, web_port):
     return {**web_env, "BOOKLAB_WEB_URL": f"http://127.0.0.1:{web_port}"}
 
 
+MIB = 1024**2
+
+
 def options(hub, user: str, server: str, image: str, granted_to: tuple[str, str, str] | None = None) -> dict:
-    """The options of a start of ``image``, with Booklab's grant (of another user, server or image: ``granted_to``)."""
+    """The options of a start of ``image`` within 256 MiB and half a CPU, with Booklab's grant (of another user,
+    server or image: ``granted_to``)."""
     user_, server_, image_ = granted_to or (user, server, image)
-    return {"image": image, grants.OPTION: grants.grant(hub.token, user_, server_, image_, 600)}
+    return {**grants.options(hub.token, user_, server_, image_, 256 * MIB, 0.5, 600), "image": image}
+
+
+def cpus(host_config: dict) -> float:
+    """The CPUs a container may use (DockerSpawner sets them as a quota per period)."""
+    return host_config["CpuQuota"] / host_config["CpuPeriod"]
 
 
 def test_booklab_starts_a_users_named_server_of_an_image_it_grants_follows_it_and_stops_it_leaving_its_container(
@@ -52,6 +61,7 @@ def test_booklab_starts_a_users_named_server_of_an_image_it_grants_follows_it_an
     assert started.ready and started.url == f"{hub.user_host('alice')}/user/alice/{server}/"
     container = docker_engine.containers.get(started.container)
     assert container.image.tags == [base_image]
+    assert container.attrs["HostConfig"]["Memory"] == 256 * MIB and cpus(container.attrs["HostConfig"]) == 0.5
     assert container.attrs["HostConfig"]["CapDrop"] == ["ALL"]
     assert container.attrs["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
     assert list(container.attrs["NetworkSettings"]["Networks"]) == [hub.network]
@@ -75,6 +85,7 @@ def test_booklab_starts_a_users_named_server_of_an_image_it_grants_follows_it_an
     client.start("alice", server, {})
     assert list(client.progress("alice", server))[-1].get("ready") is True
     plain = client.server("alice", server)
+    assert docker_engine.containers.get(plain.container).attrs["HostConfig"]["Memory"] == 2048 * MIB  # the site's
     requests.delete(f"{hub.api_url}/users/alice/servers/{server}", headers=service_token, timeout=30).raise_for_status()
     wait_until(lambda: client.server("alice", server).ready is False, 30, "the hub to stop the server")
     assert docker_engine.containers.list(all=True, filters={"id": plain.container}) == []
@@ -117,7 +128,7 @@ def test_the_hub_starts_no_image_without_booklabs_grant_for_that_user_server_and
 def test_a_launch_in_hub_mode_ends_as_its_users_server_of_the_hub_and_a_stop_from_either_side_frees_the_runner(
     hub, ctx, runners, alice, project, docker_engine
 ):
-    (runner,) = runners(1, **hub.booklab_env())
+    (runner,) = runners(1, **hub.booklab_env(), BOOKLAB_NOTEBOOK_MEMORY="384m", BOOKLAB_NOTEBOOK_CPUS="0.75")
     client = hub.client()
     request = service.request_deployment(ctx, project, "main", alice.token)
     events = run_to_end(ctx, request.run)
@@ -128,6 +139,8 @@ def test_a_launch_in_hub_mode_ends_as_its_users_server_of_the_hub_and_a_stop_fro
     started = client.server("alice", server)
     assert started.ready and events[-1]["url"] == f"{hub.user_host('alice')}/user/alice/{server}/"
     assert ctx.deployments.record(request.id)["container"] == started.container
+    limits = docker_engine.containers.get(started.container).attrs["HostConfig"]
+    assert limits["Memory"] == 384 * MIB and cpus(limits) == 0.75  # Booklab's, not the site's
     assert events[-1].get("token") is None  # the hub's login guards it, not a token of Booklab's
 
     service.stop(ctx, request.id)
