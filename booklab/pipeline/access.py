@@ -6,6 +6,7 @@ over HTTPS when GitLab refuses a deploy key; and the GitLab host's SSH key, conf
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from booklab.context import Context
-from booklab.errors import BooklabError
+from booklab.errors import BooklabError, DeployKeyRefused
 from booklab.pipeline import gitlab_tokens, key_sweeper
 from booklab.pipeline.git import HttpsCredentials, SshCredentials
 from booklab.pipeline.gitlab_client import GitLabClient, Project
@@ -67,6 +68,19 @@ def add_deploy_key(ctx: Context, gl: GitLabClient, project: Project, title: str,
     keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
     gl.add_deploy_key(project, title, keys.public_openssh, can_push=can_push)
     return keys
+
+
+def deploy_key_or_token(
+    ctx: Context, gl: GitLabClient, project: Project, title: str, tell: Callable[[str], None], can_push: bool = False
+) -> KeyPair | None:
+    """:func:`add_deploy_key`, or None when GitLab refuses it, having told ``tell`` why and
+    that the user's token over HTTPS (:func:`https`) is used instead: the one decision of a
+    clone (read-only key) and of a save (``can_push``)."""
+    try:
+        return add_deploy_key(ctx, gl, project, title, can_push)
+    except DeployKeyRefused as refused:
+        tell(f"{refused}: {'pushing' if can_push else 'cloning'} over HTTPS with your own token instead.")
+        return None
 
 
 def ssh(ctx: Context, private_key: bytes) -> SshCredentials:

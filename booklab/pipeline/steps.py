@@ -20,7 +20,7 @@ from typing import Iterator
 
 from booklab import profiles
 from booklab.context import Context
-from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, DeployKeyRefused, Moved
+from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, Moved
 from booklab.phases import Phase
 from booklab.pipeline import (
     access,
@@ -91,11 +91,11 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             # named before it exists, so that it can be removed whatever happens next
             title = ctx.deployments.record(deployment_id).get("deploy_key_title") or access.key_title(dep.user, dep.ref)
             ctx.deployments.update(deployment_id, deploy_key_title=title)
-            try:
-                keys = access.add_deploy_key(ctx, gl, project, title)
-            except DeployKeyRefused as refused:
+            keys = access.deploy_key_or_token(
+                ctx, gl, project, title, tell=lambda why: ctx.lifecycle.say(run, Phase.FETCHING, why)
+            )
+            if keys is None:
                 ctx.deployments.update(deployment_id, deploy_key_title="")
-                ctx.lifecycle.say(run, Phase.FETCHING, f"{refused}: cloning over HTTPS with your own token instead.")
                 method = "https"
             else:
                 ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)

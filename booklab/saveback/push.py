@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import docker
 
 from booklab.context import Context
-from booklab.errors import BranchNamesTaken, CloneError, DeployKeyRefused, PushRejected, SaveError, SecretUnavailable
+from booklab.errors import BranchNamesTaken, CloneError, PushRejected, SaveError, SecretUnavailable
 from booklab.pipeline import access, git, gitlab_tokens, key_sweeper
 from booklab.pipeline.gitlab_client import GitLabClient, Project
 from booklab.saveback import workspace
@@ -178,11 +178,11 @@ def _write_access(
         title = access.key_title("save", Deployment.from_id(deployment_id).user)
         # swept later unless removed below (the runner may die before; GitLab's answer may be lost)
         key_sweeper.expect(ctx, project.id, title, token, due=time.time() + TIME_LIMIT, grant_id=grant_id)
-        try:
-            keys = access.add_deploy_key(ctx, gl, project, title, can_push=True)
-        except DeployKeyRefused as refused:
+        keys = access.deploy_key_or_token(
+            ctx, gl, project, title, tell=lambda why: log.info("%s: %s", project.path, why), can_push=True
+        )
+        if keys is None:
             key_sweeper.forget(ctx, project.id, title)
-            log.info("%s on %s; pushing with the user's token", refused, project.path)
         else:
             try:
                 yield project.ssh_url, access.ssh(ctx, keys.private_openssh)
