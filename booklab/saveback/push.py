@@ -1,8 +1,9 @@
 """Save back's git work: commit a notebook's changed files as the user on top of its last save
 (or of its own commit) and push them to a branch ``booklab/<user>/<yyyymmdd-hhmm>`` of the
 project, with a link that opens a merge request. The push uses a deploy key with write
-access added for that push only and removed after it, or the user's own token when their
-role cannot add deploy keys (or ``clone/method`` is ``https``)."""
+access added for that push only (waited for while GitLab does not accept it yet, as a
+clone's) and removed after it, or the user's own token when their role cannot add deploy
+keys (or ``clone/method`` is ``https``)."""
 
 from __future__ import annotations
 
@@ -87,8 +88,13 @@ def save(ctx: Context, deployment_id: str) -> Outcome:
             _write_access(ctx, gl, project, deployment_id, grant_id) as (url, credentials),
         ):
             checkout = Path(work) / "checkout"
-            # the notebook's own commit plus every change since its start: the tree to save
-            git.fetch_commit(url, record["commit"], checkout, credentials, GIT_TIMEOUT)
+            # the notebook's own commit plus every change since its start: the tree to save. The first git
+            # command with a new deploy key: GitLab may not accept the key yet
+            access.once_accepted(
+                ctx,
+                lambda: git.fetch_commit(url, record["commit"], checkout, credentials, GIT_TIMEOUT),
+                tell=lambda why: log.info("%s: %s", deployment_id, why),
+            )
             left_out = workspace.copy_into(container, found, checkout, git.tracked_files(checkout))
             parent, branch = _last_save(checkout, url, credentials, record)
             commit = git.commit_work_tree(checkout, parent, author, message)
