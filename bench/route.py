@@ -19,8 +19,6 @@ import logging
 import secrets
 import time
 
-import requests
-
 from bench.settings import Settings
 from bench.stack import OWNER, PROJECT, Stack, ensure_image
 from bench.stats import Figure
@@ -37,16 +35,9 @@ TIMEOUT = 30
 
 
 def _answers_through_traefik(entrypoint: str, host: str, token: str, check: str) -> bool:
-    try:
-        response = requests.get(
-            f"{entrypoint}/api/status",
-            timeout=2,
-            allow_redirects=False,
-            headers={"Host": host, "Authorization": f"token {token}", waiting.ROUTE_CHECK_HEADER: check},
-        )
-        return response.status_code == 200
-    except requests.RequestException:
-        return False
+    """As the runner's route check asks (:func:`booklab.pipeline.routes.waiting.wait_served`)."""
+    headers = {waiting.ROUTE_CHECK_HEADER: check}
+    return launcher.api_status(f"{entrypoint.rstrip('/')}/", token, host, headers, allow_redirects=False) is not None
 
 
 def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) -> float:

@@ -221,8 +221,8 @@ class Config:
     gitlab_deploy_key_wait: float = _setting(
         "gitlab/deploy_key_wait",
         60.0,
-        "Seconds a clone waits for GitLab to accept a deploy key just added (a self-hosted GitLab "
-        "writes keys from a background job); then it clones over HTTPS with the user's token.",
+        "Seconds a clone or a save waits for GitLab to accept a deploy key just added (a self-hosted "
+        "GitLab writes keys from a background job); then a clone goes over HTTPS with the user's token.",
     )
     token_ttl: int = _setting(
         "keys/token_ttl",

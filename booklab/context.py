@@ -5,6 +5,7 @@ notebook host names, the route publisher, Docker and GitLab. Built once per proc
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import docker
@@ -88,8 +89,10 @@ class Context:
         its images for one."""
         return self.docker.info()["Name"]
 
-    def gitlab(self, token: str) -> GitLabClient:
-        return GitLabClient(self.config.gitlab_host, token, self.config.gitlab_timeout)
+    def gitlab(self, token: str, renew: Callable[[str], str | None] | None = None) -> GitLabClient:
+        """A client of the configured GitLab acting with ``token`` as it is; with ``renew``, which
+        gives another for a token GitLab refused (a login's: :func:`booklab.pipeline.gitlab_tokens.client`)."""
+        return GitLabClient(self.config.gitlab_host, token, self.config.gitlab_timeout, renew)
 
     def close(self) -> None:
         if self.events.fanout is not None:

@@ -1,28 +1,38 @@
 """How Booklab reaches a project's repository, for a clone and for a save alike: a new
-ed25519 deploy key (read-only to clone, with write access to save), or the user's own token
-over HTTPS when GitLab refuses a deploy key; and the GitLab host's SSH key, configured
-(``gitlab/known_hosts``) or learnt at the first SSH clone and kept."""
+ed25519 deploy key (read-only to clone, with write access to save), waited for while GitLab
+does not accept it yet, or the user's own token over HTTPS when GitLab refuses a deploy key;
+and the GitLab host's SSH key, configured (``gitlab/known_hosts``) or learnt at the first SSH
+clone and kept."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from booklab.context import Context
-from booklab.errors import BooklabError
+from booklab.errors import BooklabError, DeployKeyNotAccepted, DeployKeyRefused
 from booklab.pipeline import gitlab_tokens, key_sweeper
 from booklab.pipeline.git import HttpsCredentials, SshCredentials
 from booklab.pipeline.gitlab_client import GitLabClient, Project
+from booklab.pipeline.transient import backoff
 from booklab.state import schema
 from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN
 
 log = logging.getLogger(__name__)
 
 Credentials = SshCredentials | HttpsCredentials
+
+T = TypeVar("T")
+
+#: seconds between tries of a deploy key GitLab does not accept yet: the first, and the longest
+KEY_RETRY_FIRST, KEY_RETRY_MAX = 1.0, 8.0
 
 #: the field of Booklab's shared settings (``schema.CONF``) that keeps a learnt host key
 KNOWN_HOSTS = "known_hosts"
@@ -67,6 +77,37 @@ def add_deploy_key(ctx: Context, gl: GitLabClient, project: Project, title: str,
     keys = generate_keypair(f"booklab@{ctx.config.fqdn}")
     gl.add_deploy_key(project, title, keys.public_openssh, can_push=can_push)
     return keys
+
+
+def deploy_key_or_token(
+    ctx: Context, gl: GitLabClient, project: Project, title: str, tell: Callable[[str], None], can_push: bool = False
+) -> KeyPair | None:
+    """:func:`add_deploy_key`, or None when GitLab refuses it, having told ``tell`` why and
+    that the user's token over HTTPS (:func:`https`) is used instead: the one decision of a
+    clone (read-only key) and of a save (``can_push``)."""
+    try:
+        return add_deploy_key(ctx, gl, project, title, can_push)
+    except DeployKeyRefused as refused:
+        tell(f"{refused}: {'pushing' if can_push else 'cloning'} over HTTPS with your own token instead.")
+        return None
+
+
+def once_accepted(ctx: Context, use_key: Callable[[], T], tell: Callable[[str], None]) -> T:
+    """``use_key()``, the first git command with a deploy key just added, tried again with
+    backoff while GitLab does not accept the key yet (a self-hosted GitLab writes its keys from
+    a background job), for ``gitlab/deploy_key_wait`` s at most: then DeployKeyNotAccepted.
+    ``tell`` hears of each wait."""
+    deadline, attempt = time.monotonic() + ctx.config.gitlab_deploy_key_wait, 0
+    while True:
+        try:
+            return use_key()
+        except DeployKeyNotAccepted:
+            delay = backoff(attempt, KEY_RETRY_FIRST, KEY_RETRY_MAX)
+            if time.monotonic() + delay > deadline:
+                raise
+            tell(f"GitLab does not accept the new deploy key yet: trying again in {delay:.0f} s.")
+            time.sleep(delay)  # a runner serves one deployment: nothing else waits for it
+            attempt += 1
 
 
 def ssh(ctx: Context, private_key: bytes) -> SshCredentials:

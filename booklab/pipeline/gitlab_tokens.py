@@ -64,7 +64,7 @@ def client(ctx: Context, token: str, grant_id: str = "") -> GitLabClient:
     """A GitLab client acting with ``token``; for a login (``grant_id``), a token GitLab refuses
     is renewed once."""
     renew = (lambda rejected: fresh(ctx, grant_id, rejected)) if grant_id else None
-    return GitLabClient(ctx.config.gitlab_host, token, ctx.config.gitlab_timeout, renew)
+    return ctx.gitlab(token, renew)
 
 
 def of_deployment(ctx: Context, deployment_id: str, name: str) -> tuple[str, str]:

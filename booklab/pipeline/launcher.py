@@ -172,33 +172,28 @@ def find_notebooks(client: docker.DockerClient, labels: dict[str, str]) -> list[
     return client.containers.list(all=True, filters=filters)
 
 
-def ask_status(
+def api_status(
     url: str,
     token: str,
     host: str | None = None,
     headers: Mapping[str, str] | None = None,
     *,
     allow_redirects: bool = True,
-) -> requests.Response:
-    """Ask Jupyter's ``/api/status`` under base ``url`` with ``token`` (as ``host`` when
-    given, through a proxy, and with ``headers`` besides), within :data:`HTTP_TIMEOUT`;
-    raises what :func:`requests.get` raises."""
-    return requests.get(
-        f"{url}api/status",
-        timeout=HTTP_TIMEOUT,
-        allow_redirects=allow_redirects,
-        headers={"Authorization": f"token {token}", **({"Host": host} if host else {}), **(headers or {})},
-    )
-
-
-def api_status(url: str, token: str, host: str | None = None) -> dict | None:
-    """Jupyter's ``/api/status`` under base ``url``, asked with ``token`` (and as ``host``
-    when given, through a proxy); None unless it answers 200."""
+) -> dict | None:
+    """Jupyter's ``/api/status`` under base ``url``, asked with ``token`` (as ``host`` when
+    given, through a proxy, and with ``headers`` besides) within :data:`HTTP_TIMEOUT`,
+    following redirects unless told not to; None unless it answers 200 with a JSON object."""
     try:
-        response = ask_status(url, token, host)
-        return response.json() if response.status_code == 200 else None
-    except requests.RequestException:  # not up yet, gone, or not Jupyter
+        response = requests.get(
+            f"{url}api/status",
+            timeout=HTTP_TIMEOUT,
+            allow_redirects=allow_redirects,
+            headers={"Authorization": f"token {token}", **({"Host": host} if host else {}), **(headers or {})},
+        )
+        status = response.json() if response.status_code == 200 else None
+    except (requests.RequestException, ValueError):  # not up yet, gone, or not Jupyter
         return None
+    return status if isinstance(status, dict) else None
 
 
 def _exited(container: Container, token: str) -> LaunchError:

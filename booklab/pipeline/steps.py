@@ -20,7 +20,7 @@ from typing import Iterator
 
 from booklab import profiles
 from booklab.context import Context
-from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, DeployKeyRefused, Moved
+from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, Moved
 from booklab.phases import Phase
 from booklab.pipeline import (
     access,
@@ -38,16 +38,12 @@ from booklab.pipeline import (
     notebook_settings,
     one_build,
 )
-from booklab.pipeline.transient import backoff
 from booklab.state import metrics, schema
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
 from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN
 
 log = logging.getLogger(__name__)
-
-#: seconds between clones waiting for a deploy key GitLab does not accept yet: the first, and the longest
-KEY_RETRY_FIRST, KEY_RETRY_MAX = 1.0, 8.0
 
 
 def checkout_dir(ctx: Context, deployment_id: str) -> Path:
@@ -91,11 +87,11 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             # named before it exists, so that it can be removed whatever happens next
             title = ctx.deployments.record(deployment_id).get("deploy_key_title") or access.key_title(dep.user, dep.ref)
             ctx.deployments.update(deployment_id, deploy_key_title=title)
-            try:
-                keys = access.add_deploy_key(ctx, gl, project, title)
-            except DeployKeyRefused as refused:
+            keys = access.deploy_key_or_token(
+                ctx, gl, project, title, tell=lambda why: ctx.lifecycle.say(run, Phase.FETCHING, why)
+            )
+            if keys is None:
                 ctx.deployments.update(deployment_id, deploy_key_title="")
-                ctx.lifecycle.say(run, Phase.FETCHING, f"{refused}: cloning over HTTPS with your own token instead.")
                 method = "https"
             else:
                 ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)
@@ -117,7 +113,11 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
     credentials: access.Credentials | None = None
     if record.get("clone_method") == "ssh":
         try:
-            credentials = _clone_with_key(ctx, run, record, dest)
+            credentials = access.once_accepted(
+                ctx,
+                lambda: _clone_with_key(ctx, run, record, dest),
+                tell=lambda why: ctx.lifecycle.say(run, Phase.FETCHING, why),
+            )
         except DeployKeyNotAccepted:
             wait = ctx.config.gitlab_deploy_key_wait
             ctx.lifecycle.say(
@@ -156,23 +156,10 @@ def _clone(ctx: Context, run: Run, url: str, ref: str, credentials: access.Crede
 
 
 def _clone_with_key(ctx: Context, run: Run, record: dict[str, str], dest: Path) -> access.Credentials:
-    """Clone over SSH with the run's deploy key, trying again with backoff while GitLab does not
-    accept the key yet, for ``gitlab/deploy_key_wait`` s at most (then DeployKeyNotAccepted)."""
-    deadline, attempt = time.monotonic() + ctx.config.gitlab_deploy_key_wait, 0
-    while True:
-        credentials = access.ssh(ctx, ctx.vault.get(run.deployment, DEPLOY_KEY))
-        try:
-            _clone(ctx, run, record["ssh_url"], record["ref"], credentials, dest)
-            return credentials
-        except DeployKeyNotAccepted:
-            delay = backoff(attempt, KEY_RETRY_FIRST, KEY_RETRY_MAX)
-            if time.monotonic() + delay > deadline:
-                raise
-            ctx.lifecycle.say(
-                run, Phase.FETCHING, f"GitLab does not accept the new deploy key yet: trying again in {delay:.0f} s."
-            )
-            time.sleep(delay)  # this runner serves this deployment only: nothing else waits
-            attempt += 1
+    """Clone over SSH with the run's deploy key."""
+    credentials = access.ssh(ctx, ctx.vault.get(run.deployment, DEPLOY_KEY))
+    _clone(ctx, run, record["ssh_url"], record["ref"], credentials, dest)
+    return credentials
 
 
 def build(ctx: Context, run: Run, runner: str) -> None:

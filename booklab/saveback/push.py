@@ -1,8 +1,9 @@
 """Save back's git work: commit a notebook's changed files as the user on top of its last save
 (or of its own commit) and push them to a branch ``booklab/<user>/<yyyymmdd-hhmm>`` of the
 project, with a link that opens a merge request. The push uses a deploy key with write
-access added for that push only and removed after it, or the user's own token when their
-role cannot add deploy keys (or ``clone/method`` is ``https``)."""
+access added for that push only (waited for while GitLab does not accept it yet, as a
+clone's) and removed after it, or the user's own token when their role cannot add deploy
+keys (or ``clone/method`` is ``https``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from urllib.parse import urlencode
 import docker
 
 from booklab.context import Context
-from booklab.errors import BranchNamesTaken, CloneError, DeployKeyRefused, PushRejected, SaveError, SecretUnavailable
+from booklab.errors import BranchNamesTaken, CloneError, PushRejected, SaveError, SecretUnavailable
 from booklab.pipeline import access, git, gitlab_tokens, key_sweeper
 from booklab.pipeline.gitlab_client import GitLabClient, Project
 from booklab.saveback import workspace
@@ -87,8 +88,13 @@ def save(ctx: Context, deployment_id: str) -> Outcome:
             _write_access(ctx, gl, project, deployment_id, grant_id) as (url, credentials),
         ):
             checkout = Path(work) / "checkout"
-            # the notebook's own commit plus every change since its start: the tree to save
-            git.fetch_commit(url, record["commit"], checkout, credentials, GIT_TIMEOUT)
+            # the notebook's own commit plus every change since its start: the tree to save. The first git
+            # command with a new deploy key: GitLab may not accept the key yet
+            access.once_accepted(
+                ctx,
+                lambda: git.fetch_commit(url, record["commit"], checkout, credentials, GIT_TIMEOUT),
+                tell=lambda why: log.info("%s: %s", deployment_id, why),
+            )
             left_out = workspace.copy_into(container, found, checkout, git.tracked_files(checkout))
             parent, branch = _last_save(checkout, url, credentials, record)
             commit = git.commit_work_tree(checkout, parent, author, message)
@@ -178,11 +184,11 @@ def _write_access(
         title = access.key_title("save", Deployment.from_id(deployment_id).user)
         # swept later unless removed below (the runner may die before; GitLab's answer may be lost)
         key_sweeper.expect(ctx, project.id, title, token, due=time.time() + TIME_LIMIT, grant_id=grant_id)
-        try:
-            keys = access.add_deploy_key(ctx, gl, project, title, can_push=True)
-        except DeployKeyRefused as refused:
+        keys = access.deploy_key_or_token(
+            ctx, gl, project, title, tell=lambda why: log.info("%s: %s", project.path, why), can_push=True
+        )
+        if keys is None:
             key_sweeper.forget(ctx, project.id, title)
-            log.info("%s on %s; pushing with the user's token", refused, project.path)
         else:
             try:
                 yield project.ssh_url, access.ssh(ctx, keys.private_openssh)

@@ -14,7 +14,7 @@ from celery.exceptions import Ignore, Reject
 from kombu.exceptions import OperationalError
 
 from booklab.context import Context, get_context
-from booklab.dispatch.app import PROVISION_KEY_LIMIT, app
+from booklab.dispatch.app import app
 from booklab.dispatch.queues import runner_queue, shared_queues
 from booklab.errors import BooklabError, DockerUnavailable, Moved
 from booklab.phases import Phase
@@ -167,7 +167,7 @@ def _ask_runner_to_stop_taking_deployments(runner: str) -> None:
 
 
 # its time limit is configured (booklab.dispatch.app): a wait for another launch's build of the image included
-@app.task(bind=True, name="booklab.provision_key", time_limit=PROVISION_KEY_LIMIT)
+@app.task(bind=True, name="booklab.provision_key")
 def provision_key(self: Task, run_id: str) -> str:
     return _run_step(self, steps.provision_key, run_id, claim=True)
 

@@ -30,10 +30,12 @@ def save(
     run_id: str = "",
     claim: str = "",
     automatic: bool = False,
-) -> str:
+) -> str | None:
     """``owner``: the runner that holds the notebook, when it is not this one (it was lost);
     ``run_id`` and ``claim``: the run whose end waits for this save, and the claim of that end;
-    ``automatic``: that end is not the user's Stop (a save that fails for good is given up)."""
+    ``automatic``: that end is not the user's Stop (a save that fails for good is given up).
+    Returns how the save went (a :class:`~booklab.phases.SaveState` value, the result Flower
+    shows), None when there was no save: the runner no longer serves the notebook."""
     ctx, runner = get_context(), self.request.hostname
     owner = owner or runner
     run = Run.parse(run_id) if run_id else None
@@ -41,7 +43,7 @@ def save(
     if held.get("deployment") != deployment_id or (run and Run.held(held) != run):
         log.info("%s no longer serves %s: nothing to save", owner, run or deployment_id)
         protocol.unlock(ctx, deployment_id)
-        return "gone"
+        return None
     if then_end and run:
         ended = protocol.save_then_end(ctx, run, owner, claim, then_end, automatic)
         if ended and owner != runner:

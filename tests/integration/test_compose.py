@@ -97,6 +97,7 @@ def test_the_stack_is_valid_with_scalable_runners_behind_traefik():
     assert any(m.startswith("/var/run/docker.sock:/var/run/docker.sock") for m in mounts), mounts
     assert "/var/lib/docker:/var/lib/docker:ro" in mounts, mounts  # images/max_disk's share of the disk
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "flower:fl0wer"
+    assert services["flower"]["command"][:4] == ["celery", "-A", "booklab.dispatch.app", "flower"]  # as the demo
     assert_no_secret_in_a_command_line(services)
     assert not services["flower"].get("secrets")  # Flower needs no key
     for name in ("web", "runner"):  # the secret key not even there: in a file only its owner reads
@@ -388,6 +389,12 @@ def test_every_booklab_service_command_exists_in_the_runner_image_with_iptables(
     for program in programs:
         output = docker_engine.containers.run(runner_image, ["sh", "-c", f"command -v {program}"], remove=True)
         assert output.strip(), f"{program} ({[k for k, v in ours.items() if v == program]}) is not in the runner image"
+    # Flower's Celery app loads there, with Booklab's settings and the broker of its environment
+    command = services_of(*ONE_HOST)["flower"]["command"]
+    report = [*command[: command.index("flower")], "report"]
+    broker = {"BROKER_URL": "redis://127.0.0.1:1/0"}
+    output = docker_engine.containers.run(runner_image, report, environment=broker, remove=True).decode()
+    assert "transport:redis" in output and "task_default_queue: 'deployments'" in output, output
     # the firewall rules of several hosts: Debian's iptables, with nf_tables as Debian's Docker hosts
     versions = docker_engine.containers.run(
         runner_image, ["sh", "-c", "iptables --version && iptables-restore --version"], remove=True

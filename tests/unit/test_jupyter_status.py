@@ -10,14 +10,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from booklab.pipeline.launcher import ask_status
+from booklab.pipeline.launcher import api_status
 
 TOKEN = "0123abcd"
 
 
 class Status(BaseHTTPRequestHandler):
     """``/api/status`` answers the host it was asked as (and keeps every request's
-    headers); ``/moved/api/status`` redirects there."""
+    headers); ``/moved/api/status`` redirects there; ``/listed/api/status`` answers a JSON
+    list, not Jupyter's object."""
 
     seen: list[dict[str, str]] = []
 
@@ -29,7 +30,8 @@ class Status(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = json.dumps({"path": self.path, "host": self.headers["Host"]}).encode()
+        answer = {"path": self.path, "host": self.headers["Host"]}
+        body = json.dumps([answer] if self.path == "/listed/api/status" else answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -53,16 +55,21 @@ def jupyter() -> Iterator[str]:
 
 
 def test_status_is_asked_with_the_token_as_the_host_and_with_the_extra_headers(jupyter):
-    response = ask_status(jupyter, TOKEN, "nb.example.org", {"X-Booklab-Route-Check": "once"})
-    assert response.status_code == 200 and response.json() == {"path": "/api/status", "host": "nb.example.org"}
+    status = api_status(jupyter, TOKEN, "nb.example.org", {"X-Booklab-Route-Check": "once"})
+    assert status == {"path": "/api/status", "host": "nb.example.org"}
     asked = Status.seen[-1]
     assert asked["Authorization"] == f"token {TOKEN}" and asked["X-Booklab-Route-Check"] == "once"
 
 
 def test_without_a_host_status_is_asked_of_the_address_itself(jupyter):
-    assert ask_status(jupyter, TOKEN).json()["host"] == jupyter.removeprefix("http://").rstrip("/")
+    assert api_status(jupyter, TOKEN)["host"] == jupyter.removeprefix("http://").rstrip("/")
 
 
 def test_redirects_are_followed_unless_told_not_to(jupyter):
-    assert ask_status(f"{jupyter}moved/", TOKEN).status_code == 200
-    assert ask_status(f"{jupyter}moved/", TOKEN, allow_redirects=False).status_code == 302
+    assert api_status(f"{jupyter}moved/", TOKEN) is not None
+    assert api_status(f"{jupyter}moved/", TOKEN, allow_redirects=False) is None
+
+
+def test_only_a_json_object_is_a_status(jupyter):
+    assert api_status(f"{jupyter}listed/", TOKEN) is None
+    assert api_status("http://127.0.0.1:1/", TOKEN) is None  # nothing listens there

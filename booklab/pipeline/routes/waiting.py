@@ -70,8 +70,10 @@ def wait_served(config: Config, slug: str, provider: str, token: str, headers: M
         if config.routes_forward_auth
         else ""
     )
+    host = route_host(config, slug)
     _wait(
-        lambda: _answers(entrypoint, token, route_host(config, slug), headers or {}),
+        # behind forward-auth a redirect is its refusal: the one-off value is never sent on
+        lambda: launcher.api_status(entrypoint, token, host, headers, allow_redirects=not headers) is not None,
         deadline,
         f"The notebook did not answer through Traefik at {entrypoint} within {config.routes_timeout} s: "
         "check routes/traefik_entrypoint_url and routes/entrypoint, that Traefik reaches "
@@ -84,17 +86,6 @@ def _wait(check: Callable[[], bool], deadline: float, failure: str) -> None:
         if time.monotonic() > deadline:
             raise RouteError(failure)
         time.sleep(POLL_INTERVAL)
-
-
-def _answers(entrypoint: str, token: str, host: str, headers: Mapping[str, str]) -> bool:
-    """Whether Jupyter answers ``/api/status`` for ``host`` at Traefik's ``entrypoint``."""
-    if not headers:
-        return launcher.api_status(entrypoint, token, host) is not None
-    try:
-        response = launcher.ask_status(entrypoint, token, host, headers, allow_redirects=False)
-        return response.status_code == 200 and isinstance(response.json(), dict)
-    except (requests.RequestException, ValueError):  # not routed yet, or not Jupyter
-        return False
 
 
 def _enabled(router_url: str) -> bool:
