@@ -28,6 +28,11 @@ Set in the environment (or edit the values below):
 - ``BOOKLAB_HUB_TOKEN_FILE``: a file holding the API token Booklab uses (``jupyterhub/api_token``), 0600
 - ``BOOKLAB_ADDS_USERS``: ``true`` when Booklab adds the users the hub does not know
   (``jupyterhub/create_users``), which needs the superuser-grade ``admin:users``
+- ``HUB_PROXY``: ``traefik`` for Booklab's own Traefik as the hub's proxy (else configurable-http-proxy, whose
+  API listens at ``HUB_PROXY_API_URL``), with ``HUB_TRAEFIK_REDIS_URL`` (Booklab's Redis), its
+  ``HUB_TRAEFIK_REDIS_PASSWORD``, ``HUB_TRAEFIK_REDIS_DB`` (Booklab's ``routes/redis_db``, default 1),
+  ``HUB_TRAEFIK_API_URL`` (Traefik's API) and ``HUB_TRAEFIK_ENTRYPOINT`` (default ``hub``: an entrypoint of
+  Booklab's Traefik for the hub's routes alone)
 - ``GITLAB_URL``, ``GITLAB_CLIENT_ID``, ``GITLAB_CLIENT_SECRET``: the hub's own OAuth application in GitLab
   (callback ``<HUB_URL>/hub/oauth_callback``, scope ``read_user``)
 """
@@ -51,8 +56,22 @@ if os.environ.get("HUB_SUBDOMAIN_HOST"):
     c.JupyterHub.subdomain_host = os.environ["HUB_SUBDOMAIN_HOST"]
     # over https, cookies a user's host cannot overwrite from another (browsers take __Host- only with https)
     c.JupyterHub.cookie_host_prefix_enabled = c.JupyterHub.subdomain_host.startswith("https://")
-# the proxy: configurable-http-proxy (Debian's node-configurable-http-proxy), its API on loopback
-c.ConfigurableHTTPProxy.api_url = os.environ.get("HUB_PROXY_API_URL", "http://127.0.0.1:8001")
+if os.environ.get("HUB_PROXY") == "traefik":
+    # the proxy: Booklab's own Traefik (pip install 'jupyterhub-traefik-proxy[redis]'), which the hub's routes
+    # reach through Booklab's routes database in Redis, served on an entrypoint of the hub's own
+    c.JupyterHub.proxy_class = "traefik_redis"
+    c.TraefikRedisProxy.should_start = False  # Booklab's Traefik runs already
+    c.TraefikRedisProxy.redis_url = os.environ["HUB_TRAEFIK_REDIS_URL"]  # its host and port only
+    c.TraefikRedisProxy.redis_password = os.environ.get("HUB_TRAEFIK_REDIS_PASSWORD", "")
+    c.TraefikRedisProxy.redis_client_kwargs = {"db": int(os.environ.get("HUB_TRAEFIK_REDIS_DB", "1"))}
+    c.TraefikRedisProxy.traefik_entrypoint = os.environ.get("HUB_TRAEFIK_ENTRYPOINT", "hub")
+    c.TraefikRedisProxy.traefik_api_url = os.environ["HUB_TRAEFIK_API_URL"]
+    c.TraefikRedisProxy.traefik_api_username = "hub"  # Booklab's Traefik API takes no login: must not be empty
+    c.TraefikRedisProxy.traefik_api_password = "unused"
+    c.TraefikRedisProxy.enable_setup_dynamic_config = False  # no router of its own to Traefik's API
+else:
+    # the proxy: configurable-http-proxy (Debian's node-configurable-http-proxy), its API on loopback
+    c.ConfigurableHTTPProxy.api_url = os.environ.get("HUB_PROXY_API_URL", "http://127.0.0.1:8001")
 
 # GitLab login, as Booklab's: the hub's user is the GitLab username; users Booklab adds may log in
 c.JupyterHub.authenticator_class = "gitlab"

@@ -46,6 +46,9 @@ class HubSite:
     subdomains: bool = True
     """each user's servers on a host of their own, as Booklab requires"""
     all_addresses: bool = False
+    traefik: tuple[str, str] | None = None
+    """the Redis URL of Booklab's routes and the API of Booklab's Traefik, when the hub's proxy is that Traefik
+    (its entrypoint ``hub`` on :attr:`port`); else the hub starts configurable-http-proxy"""
 
     @property
     def bind_url(self) -> str:
@@ -91,6 +94,9 @@ class HubSite:
         }
         if self.subdomains:
             environment["HUB_SUBDOMAIN_HOST"] = self.url
+        if self.traefik:
+            redis_url, api_url = self.traefik
+            environment |= {"HUB_PROXY": "traefik", "HUB_TRAEFIK_REDIS_URL": redis_url, "HUB_TRAEFIK_API_URL": api_url}
         return environment
 
     def command(self) -> list[str]:

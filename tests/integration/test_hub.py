@@ -242,3 +242,35 @@ def test_a_hub_that_serves_its_users_servers_on_its_own_host_is_refused(hub, ctx
     assert events[-1]["phase"] == "failed" and hub_launch.SHARED_ORIGIN in events[-1]["message"]
     assert hub.client().server("alice", hub_launch.server_name(ctx, request.id)) is None
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+
+
+@pytest.mark.parametrize("hub", [Site(proxy="traefik")], indirect=True)
+def test_the_hubs_proxy_can_be_booklabs_traefik_serving_the_hubs_routes_on_their_own_entrypoint(
+    hub, ctx, runners, alice, project, traefik
+):
+    """docs/jupyterhub_config.py with HUB_PROXY=traefik: the hub writes its routes into Booklab's routes
+    database, and Booklab's Traefik serves them on the hub's entrypoint only, never on Booklab's."""
+    runners(1, **hub.booklab_env())
+    request = service.request_deployment(ctx, project, "main", alice.token)
+    events = run_to_end(ctx, request.run)
+    assert events[-1]["phase"] == "ready", messages(events)
+    url = events[-1]["url"]
+    assert url.startswith(f"http://alice.hub.localhost:{traefik.hub_port}/user/alice/bk-")
+    through_traefik = requests.get(f"{url}lab", allow_redirects=False, timeout=10)
+    assert through_traefik.status_code == 302 and "/hub/api/oauth2/authorize" in through_traefik.headers["Location"]
+    path = url.split(str(traefik.hub_port), 1)[1]
+    on_booklabs = {"Host": f"alice.hub.localhost:{traefik.port}"}
+    assert requests.get(f"{traefik.entrypoint_url}{path}lab", headers=on_booklabs, timeout=10).status_code == 404
+
+    service.stop(ctx, request.id)
+    wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the notebook to stop")
+    # the server's route is gone: the hub itself answers there, sending the user to its page of the server
+    wait_until(
+        lambda: (
+            requests.get(f"{url}lab", allow_redirects=False, timeout=10)
+            .headers["Location"]
+            .startswith(f"{hub.url}/hub/user/alice/")
+        ),
+        10,
+        "Traefik to drop the server's route",
+    )
