@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterator
 from urllib.parse import quote
 
@@ -32,11 +33,13 @@ class Server:
     else only a path on the hub's host"""
     container: str | None
     """DockerSpawner's container id (the hub shows it to a token with ``admin:servers``)"""
+    last_activity: datetime | None = None
+    """the last activity the hub saw (through its proxy, or reported by the server)"""
 
     @classmethod
     def of(cls, model: dict[str, Any]) -> Server:
         state = model.get("state") or {}
-        return cls(bool(model.get("ready")), model.get("url") or "", state.get("object_id"))
+        return cls(bool(model.get("ready")), model.get("url") or "", state.get("object_id"), _time(model))
 
 
 class HubClient:
@@ -100,6 +103,13 @@ class HubClient:
         if answer.status_code not in ok:
             raise HubError(f"JupyterHub answered {answer.status_code}: {_message(answer)}")
         return answer
+
+
+def _time(model: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(model["last_activity"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _message(answer: requests.Response) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from contextlib import closing
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from booklab.context import Context
@@ -125,6 +126,16 @@ def stop(ctx: Context, deployment_id: str) -> str | None:
         except HubError as e:
             log.warning("JupyterHub did not stop the server of %s (%s): its container is removed", deployment_id, e)
     return found.container if found else None
+
+
+def last_activity(ctx: Context, deployment_id: str) -> datetime | None:
+    """When the hub last saw the deployment's server active; None when it does not say (or does not answer)."""
+    with closing(client(ctx)) as hub:
+        try:
+            found = hub.server(hub_user(deployment_id), server_name(ctx, deployment_id))
+        except HubError:
+            return None
+    return found.last_activity if found else None
 
 
 def _ensure_user(ctx: Context, run: Run, hub: HubClient, user: str) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import timezone
+from datetime import datetime, timezone
 
 import docker
 
 from booklab.context import Context
 from booklab.phases import Phase
-from booklab.pipeline import launcher
+from booklab.pipeline import hub_launch, launcher
 from booklab.pipeline.launcher import Notebook
 
 
@@ -17,7 +17,7 @@ def reason_to_end(ctx: Context, held: dict[str, str], status: Phase, now: float 
     """Why the notebook a runner holds, in ``status``, must end now, or None while it may
     live on. Only a ready notebook is judged: one being launched ends through its launch,
     which says why it failed."""
-    deployment_id, container = held["deployment"], held.get("container")
+    container = held.get("container")
     if status is Phase.STOPPING:
         return "Stopped on request."
     if status is not Phase.READY or not container:
@@ -32,13 +32,22 @@ def reason_to_end(ctx: Context, held: dict[str, str], status: Phase, now: float 
     started = float(held.get("started_at") or now)
     if now - started > ctx.config.notebook_max_lifetime:
         return f"The notebook reached its maximum lifetime of {ctx.config.notebook_max_lifetime} s."
-    token = ctx.vault.notebook_token(deployment_id)
-    if token is None:
-        return None  # not ready yet: no activity to judge
-    activity = launcher.last_activity(Notebook(container, "", held["url"], token, ""))
+    activity = _last_activity(ctx, held)
     if activity is not None:
         idle = now - activity.astimezone(timezone.utc).timestamp()
         limit = int(held.get("idle_timeout") or ctx.config.notebook_idle_timeout)  # the repository's own
         if idle > limit:
             return f"The notebook was idle for more than {limit} s."
     return None
+
+
+def _last_activity(ctx: Context, held: dict[str, str]) -> datetime | None:
+    """When the notebook last saw activity, as Jupyter reports it (in hub mode, as the hub saw it); None when
+    there is none to judge yet."""
+    deployment_id = held["deployment"]
+    if ctx.config.launch_target == "jupyterhub":
+        return hub_launch.last_activity(ctx, deployment_id)
+    token = ctx.vault.notebook_token(deployment_id)
+    if token is None:
+        return None  # not ready yet
+    return launcher.last_activity(Notebook(held["container"], "", held["url"], token, ""))

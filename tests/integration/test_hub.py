@@ -199,6 +199,16 @@ def test_a_stop_while_the_hub_starts_the_server_leaves_no_server_nor_container(
     assert docker_engine.containers.list(all=True, filters={"network": hub.network}) == []
 
 
+def test_a_server_idle_as_the_hub_sees_it_is_culled_as_booklabs_own_notebooks_are(hub, ctx, runners, alice, project):
+    (runner,) = runners(1, **hub.booklab_env(), BOOKLAB_NOTEBOOK_IDLE_TIMEOUT="4")
+    request = service.request_deployment(ctx, project, "main", alice.token)
+    assert run_to_end(ctx, request.run)[-1]["phase"] == "ready"
+    wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the idle server to be culled")
+    assert "The notebook was idle for more than 4 s." in events_of(ctx, request.id)[-1].data["message"]
+    assert hub.client().server("alice", hub_launch.server_name(ctx, request.id)) is None
+    wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
+
+
 @pytest.mark.parametrize("hub", [Site(adds_users=False)], indirect=True)
 def test_a_launch_for_a_user_the_hub_does_not_know_fails_saying_what_to_do(hub, ctx, runners, alice, project):
     runners(1, **hub.booklab_env())
