@@ -64,8 +64,11 @@ class HubSite:
     def token_file(self) -> Path:
         return self.state / "booklab-token"
 
-    def make_token(self) -> str:
-        """A new API token of Booklab's service, in :attr:`token_file` (0600), which the hub reads."""
+    def prepare(self) -> str:
+        """The hub's directory, its owner's alone (the hub's database and cookie secret go there), with a new API
+        token of Booklab's service in :attr:`token_file`, which the hub reads; returns the token."""
+        self.state.mkdir(exist_ok=True)
+        self.state.chmod(0o700)
         token = secrets.token_hex(32)
         write_private(self.token_file, token)
         return token
@@ -158,7 +161,7 @@ class WithHub(Starter):
             self.base_image,
             self.web_tier,
         )
-        hub.make_token()
+        hub.prepare()
         self.hub = hub
 
     @property

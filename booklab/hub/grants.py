@@ -40,7 +40,9 @@ def options(secret: str, user: str, server: str, image: str, memory: int, cpus: 
 def valid(secret: str, user: str, server: str, asked: Mapping[str, object]) -> bool:
     """Whether the options ``asked`` hold an unexpired grant of exactly this user, server, image and limits."""
     expires, _, mac = str(asked.get(OPTION, "")).partition(".")
-    if not (expires.isascii() and expires.isdigit()) or int(expires) < time.time():
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 12 and mac.isascii()):
+        return False
+    if int(expires) < time.time():
         return False
     return hmac.compare_digest(mac, _mac(secret, user, server, asked, int(expires)))
 

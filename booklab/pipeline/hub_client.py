@@ -61,6 +61,13 @@ class HubClient:
         """Add the user ``name`` to the hub (it must then let them log in: its ``allow_existing_users``)."""
         self._call("POST", f"users/{quote(name, safe='')}", ok=(201, 409))
 
+    def create(self, user: str, server: str, display_name: str) -> Server | None:
+        """Have the hub make ``user``'s named server ``server`` without starting it (JupyterHub 6); None when it
+        has one of that name already."""
+        body = {"display_name": display_name}
+        answer = self._call("PUT", self._server_path(user, server), ok=(201, 409), json=body)
+        return Server.of(answer.json()) if answer.status_code == 201 else None
+
     def start(self, user: str, server: str, options: dict[str, str], display_name: str = "") -> None:
         """Ask the hub to start ``user``'s named server ``server`` with ``options`` (the image, its grant)."""
         body: dict[str, Any] = {"user_options": options}

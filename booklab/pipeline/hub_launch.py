@@ -81,11 +81,11 @@ def start(ctx: Context, run: Run, image: str, limits: notebook_settings.Effectiv
     try:
         with closing(client(ctx)) as hub:
             _ensure_user(ctx, run, hub, user)
+            _refuse_the_hubs_own_host(hub, user, server, display_name=f"{deployment.project} @ {deployment.ref}")
             # granted with the service's token, which the hub's spawner knows too
             secret = ctx.config.jupyterhub_api_token
             options = grants.options(secret, user, server, image, limits.memory, limits.cpus, GRANT_LIFETIME)
-            hub.start(user, server, options, display_name=f"{deployment.project} @ {deployment.ref}")
-            _refuse_the_hubs_own_host(hub, user, server)
+            hub.start(user, server, options)
             for event in hub.progress(user, server):
                 if event.get("failed"):
                     raise LaunchError(f"JupyterHub could not start the server: {event.get('message', '')}")
@@ -96,14 +96,19 @@ def start(ctx: Context, run: Run, image: str, limits: notebook_settings.Effectiv
         raise LaunchError(str(e)) from None
     if started is None or not started.ready or not started.container:
         raise LaunchError("JupyterHub said the server was ready, then showed no running server of that name.")
+    if not _on_a_host_of_its_own(started.url):
+        raise LaunchError(SHARED_ORIGIN)
     return started.container, started.url
 
 
-def _refuse_the_hubs_own_host(hub: HubClient, user: str, server: str) -> None:
-    """Stop the server just asked for, and raise :class:`LaunchError`, when its URL is a path on the hub's own
-    host (the hub gives a full URL, on the user's host, only with subdomains)."""
-    placed = hub.server(user, server)
-    if placed is not None and not _on_a_host_of_its_own(placed.url):
+def _refuse_the_hubs_own_host(hub: HubClient, user: str, server: str, display_name: str) -> None:
+    """Have the hub make the server, not started yet, and read its URL: when it is a path on the hub's own host
+    (the hub gives a full URL, on the user's host, only with subdomains), forget it and raise
+    :class:`LaunchError`."""
+    placed = hub.create(user, server, display_name) or hub.server(user, server)
+    if placed is None:
+        raise LaunchError("JupyterHub did not keep the server Booklab asked it to make.")
+    if not _on_a_host_of_its_own(placed.url):
         hub.stop(user, server)
         raise LaunchError(SHARED_ORIGIN)
 

@@ -17,8 +17,9 @@ host's network namespace (the runner needs it and the NET_ADMIN capability there
 
 On the host's own addresses (its gateway on each bridge, its public address), notebooks and builds reach
 Traefik's entrypoints (ports 80, 443 and ``routes/port``) and nothing else, whatever listens there; in hub
-mode, the hub's own API too (``jupyterhub/api_port``), which its servers report to and which the hub's
-proxy serves to anyone at ``/hub/api`` anyway.
+mode, notebooks (not builds) reach the hub's own API too, on the notebook network's gateway
+(``jupyterhub/api_port``), which its servers report to and which the hub's proxy serves to anyone at
+``/hub/api`` anyway.
 
 The rules live in chains of Booklab's own, rewritten whole and at once (``iptables-restore
 --noflush``) at each launch, so that a change of the settings or a flushed firewall is mended
@@ -54,12 +55,17 @@ def chains(
     reachable_from: tuple[ipaddress.IPv4Network, ...],
     unreachable: tuple[ipaddress.IPv4Network, ...],
     traefik_ports: tuple[int, ...],
+    hub_api: tuple[str, str, int] | None = None,
 ) -> str:
     """Booklab's chains, whole, as ``iptables-restore`` reads them: declaring a chain empties it. On the
     host's own addresses (any of them: its gateway on each bridge, its public address) notebooks and builds
-    reach ``traefik_ports`` only."""
+    reach ``traefik_ports`` only; and, with ``hub_api`` (bridge, address, port), the notebooks of that bridge
+    reach a hub's own API at that address and port."""
     lines = ["*filter", f":{INGRESS} - [0:0]", f":{EGRESS} - [0:0]", f":{HOST} - [0:0]"]
     lines += [f"-A {HOST} -p tcp --dport {port} -j RETURN" for port in traefik_ports]
+    if hub_api:
+        bridge, address, port = hub_api
+        lines.append(f"-A {HOST} -i {bridge} -d {address} -p tcp --dport {port} -j RETURN")
     lines += [f"-A {HOST} -p tcp -j REJECT --reject-with tcp-reset", f"-A {HOST} -j REJECT"]
     if reachable_from:
         lines += [f"-A {INGRESS} -s {network} -j RETURN" for network in reachable_from]
@@ -112,9 +118,13 @@ def ensure(client: docker.DockerClient, config: Config) -> None:
                 "and notebook/unreachable (iptables) do not cover: use a network without IPv6."
             )
     notebooks, builds = (bridge_of(network) for network in networks)
-    hub_api = config.jupyterhub_api_port if config.launch_target == "jupyterhub" else 0
-    ports = tuple(sorted({*TRAEFIK_PORTS, config.routes_port, hub_api} - {0}))
-    rules = chains(config.networks_of("notebook_reachable_from"), config.networks_of("notebook_unreachable"), ports)
+    ports = tuple(sorted({*TRAEFIK_PORTS, config.routes_port} - {0}))
+    hub_api = None
+    if config.launch_target == "jupyterhub":  # the hub listens on the notebook network's gateway
+        gateway = networks[0].attrs["IPAM"]["Config"][0]["Gateway"]
+        hub_api = (notebooks, gateway, config.jupyterhub_api_port)
+    reachable_from = config.networks_of("notebook_reachable_from")
+    rules = chains(reachable_from, config.networks_of("notebook_unreachable"), ports, hub_api)
     _iptables(["iptables-restore", "--wait", "--noflush"], rules)
     for rule in jumps(notebooks, builds):
         if subprocess.run(["iptables", "--wait", "-C", *rule], capture_output=True).returncode != 0:

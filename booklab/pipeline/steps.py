@@ -250,13 +250,13 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     settings = _notebook_settings(ctx, run, record)
     ctx.lifecycle.say(run, Phase.LAUNCHING, "Launching the notebook server...")
     started = time.monotonic()
+    if ctx.config.notebook_network:  # checked at the runner's start too, but Docker may not have answered then
+        notebook_network.ensure_isolated(ctx.docker, ctx.config.notebook_network)
+    notebook_firewall.ensure(ctx.docker, ctx.config)  # mended before each launch, should it be gone
     if ctx.config.launch_target == "jupyterhub":
         _run_on_hub(ctx, run, runner, record, settings)
         metrics.observe(ctx.redis, "launch", time.monotonic() - started)
         return
-    if ctx.config.notebook_network:  # checked at the runner's start too, but Docker may not have answered then
-        notebook_network.ensure_isolated(ctx.docker, ctx.config.notebook_network)
-    notebook_firewall.ensure(ctx.docker, ctx.config)  # mended before each launch, should it be gone
     notebook = launcher.launch(
         ctx.docker,
         record["image"],

@@ -78,19 +78,46 @@ def test_booklab_starts_a_users_named_server_of_an_image_it_grants_follows_it_an
     again = client.server("alice", server)
     assert again.container != started.container
     assert docker_engine.containers.list(all=True, filters={"id": started.container}) == []
-    # stopped and started again from the hub's own pages (no image): the site's image, removed as the site says
-    service_token = {"Authorization": f"token {hub.token}"}
-    requests.delete(f"{hub.api_url}/users/alice/servers/{server}", headers=service_token, timeout=30).raise_for_status()
-    docker_engine.containers.get(again.container).remove()
-    client.start("alice", server, {})
-    assert list(client.progress("alice", server))[-1].get("ready") is True
-    plain = client.server("alice", server)
-    assert docker_engine.containers.get(plain.container).attrs["HostConfig"]["Memory"] == 2048 * MIB  # the site's
-    requests.delete(f"{hub.api_url}/users/alice/servers/{server}", headers=service_token, timeout=30).raise_for_status()
-    wait_until(lambda: client.server("alice", server).ready is False, 30, "the hub to stop the server")
-    assert docker_engine.containers.list(all=True, filters={"id": plain.container}) == []
+    # stopped from the hub's side, not forgotten: its API token goes; it starts again only with a new grant,
+    # never from the hub's pages (no image), and its container waits for Booklab
+    api_token = api_token_of(docker_engine.containers.get(again.container))
+    assert requests.get(f"{hub.api_url}/user", headers={"Authorization": f"token {api_token}"}, timeout=10).ok
+    stop_in_the_hub(hub, "alice", server)
+    assert (
+        requests.get(f"{hub.api_url}/user", headers={"Authorization": f"token {api_token}"}, timeout=10).status_code
+        == 403
+    )
+    with pytest.raises(HubError, match="403.*launch it again from Booklab"):
+        client.start("alice", server, {})
+    assert docker_engine.containers.get(again.container).status == "exited"
     client.stop("alice", server)
+    docker_engine.containers.get(again.container).remove()
     client.stop("alice", server)  # nothing to stop: nothing said
+
+    # a server of the site's own (started from the hub's pages: no image): the site's image and limits, and
+    # removed at its stop as the site says
+    client.start("alice", "mine", {})
+    assert list(client.progress("alice", "mine"))[-1].get("ready") is True
+    plain = client.server("alice", "mine")
+    assert docker_engine.containers.get(plain.container).attrs["HostConfig"]["Memory"] == 2048 * MIB
+    stop_in_the_hub(hub, "alice", "mine")
+    assert docker_engine.containers.list(all=True, filters={"id": plain.container}) == []
+    client.stop("alice", "mine")
+
+
+def api_token_of(container) -> str:
+    """The hub's API token a server's container was given."""
+    (token,) = [e.split("=", 1)[1] for e in container.attrs["Config"]["Env"] if e.startswith("JUPYTERHUB_API_TOKEN=")]
+    return token
+
+
+def stop_in_the_hub(hub, user: str, server: str) -> None:
+    """Stop the server as the hub's admin page or culler does (the hub keeps its record of it)."""
+    service_token = {"Authorization": f"token {hub.token}"}
+    requests.delete(
+        f"{hub.api_url}/users/{user}/servers/{server}", headers=service_token, timeout=30
+    ).raise_for_status()
+    wait_until(lambda: not hub.client().server(user, server).ready, 30, "the hub to stop the server")
 
 
 def test_booklabs_link_in_the_hubs_services_menu_leads_to_booklab(hub, web_server):
@@ -244,13 +271,16 @@ def test_an_image_that_would_run_as_root_is_never_granted(hub, ctx, runners, git
 
 
 @pytest.mark.parametrize("hub", [Site(subdomains=False)], indirect=True)
-def test_a_hub_that_serves_its_users_servers_on_its_own_host_is_refused(hub, ctx, runners, alice, project):
+def test_a_hub_that_serves_its_users_servers_on_its_own_host_is_refused(
+    hub, ctx, runners, alice, project, docker_engine
+):
     """There a repository's pages would act as their user on the hub: the launch fails, and leaves no server."""
     (runner,) = runners(1, **hub.booklab_env())
     request = service.request_deployment(ctx, project, "main", alice.token)
     events = run_to_end(ctx, request.run)
     assert events[-1]["phase"] == "failed" and hub_launch.SHARED_ORIGIN in events[-1]["message"]
     assert hub.client().server("alice", hub_launch.server_name(ctx, request.id)) is None
+    assert docker_engine.containers.list(all=True, filters={"network": hub.network}) == []  # nothing started
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
 
