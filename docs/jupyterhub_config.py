@@ -29,8 +29,9 @@ Set in the environment (or edit the values below):
 - ``BOOKLAB_ADDS_USERS``: ``true`` when Booklab adds the users the hub does not know
   (``jupyterhub/create_users``), which needs the superuser-grade ``admin:users``
 - ``HUB_PROXY``: ``traefik`` for Booklab's own Traefik as the hub's proxy (else configurable-http-proxy, whose
-  API listens at ``HUB_PROXY_API_URL``), with ``HUB_TRAEFIK_REDIS_URL`` (Booklab's Redis), its
-  ``HUB_TRAEFIK_REDIS_PASSWORD``, ``HUB_TRAEFIK_REDIS_DB`` (Booklab's ``routes/redis_db``, default 1),
+  API listens at ``HUB_PROXY_API_URL``), with ``HUB_TRAEFIK_REDIS_URL`` (Booklab's Redis), the hub's login
+  there (``HUB_TRAEFIK_REDIS_USERNAME``, ``HUB_TRAEFIK_REDIS_PASSWORD``: an ACL user of the routes' keys alone,
+  see Booklab's README), ``HUB_TRAEFIK_REDIS_DB`` (Booklab's ``routes/redis_db``, default 1),
   ``HUB_TRAEFIK_API_URL`` (Traefik's API) and ``HUB_TRAEFIK_ENTRYPOINT`` (default ``hub``: an entrypoint of
   Booklab's Traefik for the hub's routes alone)
 - ``GITLAB_URL``, ``GITLAB_CLIENT_ID``, ``GITLAB_CLIENT_SECRET``: the hub's own OAuth application in GitLab
@@ -62,6 +63,7 @@ if os.environ.get("HUB_PROXY") == "traefik":
     c.JupyterHub.proxy_class = "traefik_redis"
     c.TraefikRedisProxy.should_start = False  # Booklab's Traefik runs already
     c.TraefikRedisProxy.redis_url = os.environ["HUB_TRAEFIK_REDIS_URL"]  # its host and port only
+    c.TraefikRedisProxy.redis_username = os.environ.get("HUB_TRAEFIK_REDIS_USERNAME", "")
     c.TraefikRedisProxy.redis_password = os.environ.get("HUB_TRAEFIK_REDIS_PASSWORD", "")
     c.TraefikRedisProxy.redis_client_kwargs = {"db": int(os.environ.get("HUB_TRAEFIK_REDIS_DB", "1"))}
     c.TraefikRedisProxy.traefik_entrypoint = os.environ.get("HUB_TRAEFIK_ENTRYPOINT", "hub")

@@ -14,6 +14,7 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import docker
 import requests
@@ -47,8 +48,9 @@ class HubSite:
     """each user's servers on a host of their own, as Booklab requires"""
     all_addresses: bool = False
     traefik: tuple[str, str] | None = None
-    """the Redis URL of Booklab's routes and the API of Booklab's Traefik, when the hub's proxy is that Traefik
-    (its entrypoint ``hub`` on :attr:`port`); else the hub starts configurable-http-proxy"""
+    """Booklab's Redis as the hub logs in to it (``redis://user:password@host:port``, the routes' keys alone) and
+    the API of Booklab's Traefik, when the hub's proxy is that Traefik (its entrypoint ``hub`` on :attr:`port`);
+    else the hub starts configurable-http-proxy"""
 
     @property
     def bind_url(self) -> str:
@@ -99,7 +101,14 @@ class HubSite:
             environment["HUB_SUBDOMAIN_HOST"] = self.url
         if self.traefik:
             redis_url, api_url = self.traefik
-            environment |= {"HUB_PROXY": "traefik", "HUB_TRAEFIK_REDIS_URL": redis_url, "HUB_TRAEFIK_API_URL": api_url}
+            redis = urlsplit(redis_url)
+            environment |= {
+                "HUB_PROXY": "traefik",
+                "HUB_TRAEFIK_REDIS_URL": f"redis://{redis.hostname}:{redis.port or 6379}",
+                "HUB_TRAEFIK_REDIS_USERNAME": unquote(redis.username or ""),
+                "HUB_TRAEFIK_REDIS_PASSWORD": unquote(redis.password or ""),
+                "HUB_TRAEFIK_API_URL": api_url,
+            }
         return environment
 
     def command(self) -> list[str]:

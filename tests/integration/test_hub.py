@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 
 import pytest
+import redis
 import requests
 
 from booklab import service
@@ -15,6 +16,7 @@ from booklab.errors import HubError
 from booklab.hub import grants
 from booklab.phases import Phase
 from booklab.pipeline import hub_launch
+from booklab.state import schema
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.hub import Site
 from tests.fixtures.pipeline import MAINTAINER, events_of, messages, notebook_repo_files, run_to_end
@@ -301,6 +303,13 @@ def test_the_hubs_proxy_can_be_booklabs_traefik_serving_the_hubs_routes_on_their
     path = url.split(str(traefik.hub_port), 1)[1]
     on_booklabs = {"Host": f"alice.hub.localhost:{traefik.port}"}
     assert requests.get(f"{traefik.entrypoint_url}{path}lab", headers=on_booklabs, timeout=10).status_code == 404
+
+    # the hub's login to Redis reaches the routes' keys alone: not Booklab's state, nor its runners' queue
+    with redis.Redis.from_url(hub.site.traefik[0], db=ctx.config.routes_redis_db) as as_the_hub:
+        assert any(as_the_hub.scan_iter("traefik/http/routers/*"))
+        for key in (schema.QUEUE, f"deployment:{request.id}"):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                as_the_hub.exists(key)
 
     service.stop(ctx, request.id)
     wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 60, "the notebook to stop")
