@@ -45,6 +45,16 @@ def _leftovers(sessions: set[int], marker: str) -> list[str]:
     return found
 
 
+def demo_env(base_image: str) -> dict[str, str]:
+    """The demo's environment: this source tree, the tests' base image, its builds named as the tests' images."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BOOKLAB_BASE_IMAGE": base_image,
+        "BOOKLAB_BUILD_IMAGE_PREFIX": IMAGE_PREFIX,
+    }
+
+
 @pytest.fixture
 def demo_state() -> Path:
     """A new state directory under the system temp dir (the stand-in's sshd must reach it)."""
@@ -120,12 +130,7 @@ class RunningDemo:
 def test_the_demo_serves_notebooks_and_flower_and_ctrl_c_stops_it_all(
     docker_engine, base_image, test_images, demo_state, tmp_path
 ):
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "BOOKLAB_BASE_IMAGE": base_image,
-        "BOOKLAB_BUILD_IMAGE_PREFIX": IMAGE_PREFIX,
-    }
+    env = demo_env(base_image)
     demo = RunningDemo(["--runners", "1"], env, demo_state, tmp_path / "demo.err")
     info, entrypoint = demo.info, demo.entrypoint
     try:
@@ -204,12 +209,7 @@ def test_the_demo_on_two_hosts_tells_which_host_serves_each_notebook(base_image,
 def test_the_demo_with_a_hub_opens_notebooks_as_the_users_servers_there(
     docker_engine, base_image, test_images, demo_state, tmp_path
 ):
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "BOOKLAB_BASE_IMAGE": base_image,
-        "BOOKLAB_BUILD_IMAGE_PREFIX": IMAGE_PREFIX,
-    }
+    env = demo_env(base_image)
     demo = RunningDemo(["--runners", "1", "--hub"], env, demo_state, tmp_path / "demo.err")
     info = demo.info
     try:
