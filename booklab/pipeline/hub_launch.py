@@ -1,7 +1,8 @@
 """Hub mode's launch (``launch/target: jupyterhub``): the image Booklab built becomes its user's named server
 of the site's JupyterHub, and the server goes when the notebook ends.
 
-An image that would run as root is refused before the hub sees it, as for Booklab's own notebooks. The hub's
+An image that would run as root, or whose labels would route traffic or pass for Booklab's own, is refused
+before the hub sees it, as for Booklab's own notebooks. The hub's
 user is the deployment's GitLab username, lowercase (the hub logs users in with the same GitLab); one the hub
 does not know is added when ``jupyterhub/create_users`` allows it, else the launch fails saying what to do.
 The server's name is derived from the notebook's slug (the hub takes 30 characters at most); its start goes
@@ -46,10 +47,15 @@ def hub_user(deployment_id: str) -> str:
     return Deployment.from_id(deployment_id).user.lower()
 
 
-def _refuse_root(ctx: Context, image: str) -> None:
-    """As for Booklab's own notebooks: :class:`LaunchError` for an image that would run as root, by its
-    configuration or by its ``/etc/passwd`` (read from a container created for that, never started)."""
+def _refuse_what_booklab_refuses(ctx: Context, image: str) -> None:
+    """As for Booklab's own notebooks: :class:`LaunchError` for an image whose labels would route traffic or
+    pass for Booklab's own (its containers carry them), or that would run as root (unless
+    ``notebook/allow_root``), by its configuration or by its ``/etc/passwd`` (read from a container created
+    for that, never started)."""
     attrs = ctx.docker.api.inspect_image(image)
+    notebook_container.refuse_labels(attrs["Config"].get("Labels") or {})
+    if ctx.config.notebook_allow_root:
+        return
     notebook_container.refuse_root(attrs["Config"].get("User") or "")
     probe = ctx.docker.containers.create(image, ["true"], network_disabled=True)
     try:
@@ -76,8 +82,7 @@ def start(ctx: Context, run: Run, image: str, limits: notebook_settings.Effectiv
     when the hub cannot start it."""
     deployment = Deployment.from_id(run.deployment)
     user, server = hub_user(run.deployment), server_name(ctx, run.deployment)
-    if not ctx.config.notebook_allow_root:
-        _refuse_root(ctx, image)
+    _refuse_what_booklab_refuses(ctx, image)
     try:
         with closing(client(ctx)) as hub:
             _ensure_user(ctx, run, hub, user)

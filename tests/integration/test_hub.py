@@ -250,17 +250,23 @@ def test_a_launch_for_a_user_the_hub_does_not_know_fails_saying_what_to_do(hub, 
         hub.client().create_user("alice")
 
 
-def test_an_image_that_would_run_as_root_is_never_granted(hub, ctx, runners, gitlab, base_image, tmp_path):
+def test_an_image_that_would_run_as_root_or_carries_routing_labels_is_never_granted(
+    hub, ctx, runners, gitlab, base_image, tmp_path
+):
     """As for Booklab's own notebooks, whatever the hub's spawner would do with it; and a GitLab user whose name
     has capitals is the hub's lowercase user."""
     carol = gitlab.add_user("Carol")
-    for path, extra in (("lab/rooted", "USER root\n"), ("lab/plain", "")):
+    labelled = "LABEL traefik.http.routers.x.rule=Host(`booklab.localhost`) booklab.runner=runner-1@test\n"
+    for path, extra in (("lab/rooted", "USER root\n"), ("lab/labelled", labelled), ("lab/plain", "")):
         gitlab.add_project(path, members={"Carol": MAINTAINER})
         gitlab.push(path, create_local_repo(tmp_path / path, {"main": notebook_repo_files(base_image, extra)}))
     runners(1, **hub.booklab_env())
     rooted = service.request_deployment(ctx, "lab/rooted", "main", carol.token)
     events = run_to_end(ctx, rooted.run)
     assert events[-1]["phase"] == "failed" and "The image runs as root" in events[-1]["message"]
+    labelled_run = service.request_deployment(ctx, "lab/labelled", "main", carol.token)
+    told = run_to_end(ctx, labelled_run.run)[-1]
+    assert told["phase"] == "failed" and "The image carries Traefik labels" in told["message"]
     assert not hub.client().has_user("carol")  # nothing was asked of the hub
 
     plain = service.request_deployment(ctx, "lab/plain", "main", carol.token)
