@@ -348,7 +348,10 @@ def register_token(ctx: Context, run: Run, runner: str) -> None:
     """Publish the notebook's token and announce ``ready``."""
     deployment_id = run.deployment
     record = ctx.deployments.record(deployment_id)
-    ctx.deployments.update(deployment_id, ready_at=f"{time.time():.3f}")
+    now = time.time()
+    ctx.deployments.update(deployment_id, ready_at=f"{now:.3f}")
+    outcome = metrics.Outcome.CACHED if record.get("cached") else metrics.Outcome.BUILT
+    metrics.observe_launch(ctx.redis, outcome, float(record.get("requested_at") or now), now)
     # the token is added by whoever serves the event to its owner, never kept in the log
     extra = {"urlpath": record["urlpath"]} if record.get("urlpath") else {}
     ctx.lifecycle.say(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import time
 
 import docker
 import requests
@@ -18,6 +19,7 @@ from booklab.dispatch.send import queue_run
 from booklab.phases import Phase
 from booklab.pipeline import access, hub_launch, launcher, one_build
 from booklab.pipeline.steps import checkout_dir
+from booklab.state import metrics
 from booklab.state.lifecycle import Run
 from booklab.state.vault import NOTEBOOK_TOKEN, SAVE_TOKEN
 
@@ -44,7 +46,7 @@ def hand_back(ctx: Context, run: Run, runner: str, reason: str) -> bool:
     access.remove_deploy_key(ctx, deployment_id)
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
     one_build.release(ctx, run)  # the next runner claims the build again, if it must build
-    _end_notebook(ctx, deployment_id, engine_answers=False)
+    _end_notebook(ctx, deployment_id, ctx.deployments.record(deployment_id).get("container"), engine_answers=False)
     told = f"{reason} The notebook goes back to the queue, in its place, for a runner of another Docker Engine."
     if not ctx.lifecycle.hand_back(run, runner, told):
         return False
@@ -67,9 +69,12 @@ def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, messa
     shutil.rmtree(checkout_dir(ctx, deployment_id), ignore_errors=True)
     one_build.release(ctx, run)  # ended before its build, or before its image was shared
     ctx.routes.remove(ctx.slug(deployment_id))
-    _end_notebook(ctx, deployment_id)
+    record = ctx.deployments.record(deployment_id)
+    _end_notebook(ctx, deployment_id, record.get("container"))
     ctx.queue.leave(deployment_id)
     behind = ctx.lifecycle.finish(run, claim, phase, message)
+    if phase is Phase.FAILED and record.get("requested_at") and not record.get("ready_at"):  # a launch failed
+        metrics.observe_launch(ctx.redis, metrics.Outcome.FAILED, float(record["requested_at"]), time.time())
     if behind is not None:
         log.info("%s ended; %s queued behind it starts", run, behind)
         queue_run(ctx, behind)
@@ -78,11 +83,11 @@ def release(ctx: Context, run: Run, runner: str, claim: str, phase: Phase, messa
     return True
 
 
-def _end_notebook(ctx: Context, deployment_id: str, engine_answers: bool = True) -> None:
-    """Remove the deployment's notebook container, if it has one; in hub mode the hub's server goes first, so
-    that the hub forgets the server too, and the container the hub names goes with it. An engine that did not
-    answer a moment ago may still not."""
-    containers = [ctx.deployments.record(deployment_id).get("container")]
+def _end_notebook(ctx: Context, deployment_id: str, container: str | None, engine_answers: bool = True) -> None:
+    """Remove the deployment's notebook ``container``, if it has one; in hub mode the hub's server goes first,
+    so that the hub forgets the server too, and the container the hub names goes with it. An engine that did
+    not answer a moment ago may still not."""
+    containers = [container]
     if ctx.config.launch_target == "jupyterhub":
         containers.append(hub_launch.stop(ctx, deployment_id))
     for container in dict.fromkeys(filter(None, containers)):

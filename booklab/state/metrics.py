@@ -1,11 +1,13 @@
 """Booklab's figures for Prometheus, gathered from Redis so that every runner and every
 web worker sees the same ones: deployments by phase, queue length, runners busy and free,
-build and launch duration histograms that the runners add to, and the bytes of Booklab's
-images and the images removed on each runner host."""
+build and launch duration histograms that the runners add to, the time from a launch's request
+to its end by outcome (with BinderHub's buckets, so that both sit on one dashboard), and the
+bytes of Booklab's images and the images removed on each runner host."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from enum import Enum
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -18,17 +20,37 @@ from booklab.state.records import Deployments, Runners
 #: upper bounds (seconds) of the duration buckets
 BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 HISTOGRAMS = {"build": "Seconds a repo2docker build took", "launch": "Seconds from container start to ready"}
+#: BinderHub's buckets of its launch time (binderhub_launch_time_seconds)
+LAUNCH_TIME_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
-def observe(client: redis.Redis, name: str, seconds: float) -> None:
+class Outcome(str, Enum):
+    """How a launch ended: ready with an image there already (or pulled, or built by another launch), ready
+    after building its image, or failed."""
+
+    CACHED = "cached"
+    BUILT = "built"
+    FAILED = "failed"
+
+
+def observe(client: redis.Redis, name: str, seconds: float, buckets: tuple[float, ...] = BUCKETS) -> None:
     """Add one duration to the ``name`` histogram."""
     with client.pipeline(transaction=True) as pipe:
-        for bound in BUCKETS:
+        for bound in buckets:
             if seconds <= bound:
                 pipe.hincrby(schema.histogram(name), f"le={bound}", 1)
         pipe.hincrbyfloat(schema.histogram(name), "sum", seconds)
         pipe.hincrby(schema.histogram(name), "count", 1)
         pipe.execute()
+
+
+def observe_launch(client: redis.Redis, outcome: Outcome, requested_at: float, now: float) -> None:
+    """Add a launch that ended in ``outcome`` at ``now``, requested at ``requested_at`` (epoch seconds)."""
+    observe(client, _launch_time(outcome), max(now - requested_at, 0.0), LAUNCH_TIME_BUCKETS)
+
+
+def _launch_time(outcome: Outcome) -> str:
+    return f"launch_time:{outcome.value}"
 
 
 class RedisCollector(Collector):
@@ -57,7 +79,19 @@ class RedisCollector(Collector):
         yield state
         for name, help_text in HISTOGRAMS.items():
             yield self._histogram(name, help_text)
+        yield self._launch_times()
         yield from self._images()
+
+    def _launch_times(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(
+            "booklab_launch_time_seconds",
+            "Seconds from a launch's request to its end (ready or failed), by outcome",
+            labels=["outcome"],
+        )
+        for outcome in Outcome:
+            buckets, total = self._buckets(_launch_time(outcome), LAUNCH_TIME_BUCKETS)
+            family.add_metric([outcome.value], buckets, total)
+        return family
 
     def _images(self) -> Iterator:
         images = Images(self.redis)
@@ -73,9 +107,12 @@ class RedisCollector(Collector):
         yield removed
 
     def _histogram(self, name: str, help_text: str) -> HistogramMetricFamily:
+        buckets, total = self._buckets(name, BUCKETS)
+        return HistogramMetricFamily(f"booklab_{name}_duration_seconds", help_text, buckets=buckets, sum_value=total)
+
+    def _buckets(self, name: str, bounds: tuple[float, ...]) -> tuple[list[tuple[str, int]], float]:
+        """The cumulative bucket counts of the ``name`` histogram (``+Inf`` last), and its sum."""
         stored = self.redis.hgetall(schema.histogram(name))
-        buckets = [(str(bound), int(stored.get(f"le={bound}", 0))) for bound in BUCKETS]
+        buckets = [(str(float(bound)), int(stored.get(f"le={bound}", 0))) for bound in bounds]  # le="1.0", as usual
         buckets.append(("+Inf", int(stored.get("count", 0))))
-        return HistogramMetricFamily(
-            f"booklab_{name}_duration_seconds", help_text, buckets=buckets, sum_value=float(stored.get("sum", 0))
-        )
+        return buckets, float(stored.get("sum", 0))
