@@ -22,6 +22,7 @@ import requests
 from booklab.demo.processes import free_ports
 from booklab.demo.stack import SOURCE_ROOT, Options, Starter, write_private
 from booklab.errors import DemoError
+from booklab.pipeline import notebook_network
 
 #: the hub's configuration, as the docs give it to sites
 CONFIG = SOURCE_ROOT / "docs" / "jupyterhub_config.py"
@@ -128,11 +129,6 @@ def installed() -> bool:
     return bool(shutil.which("jupyterhub") and shutil.which("configurable-http-proxy"))
 
 
-def gateway(client: docker.DockerClient, network: str) -> str:
-    """The address at which containers of ``network`` reach the host."""
-    return client.networks.get(network).attrs["IPAM"]["Config"][0]["Gateway"]
-
-
 def answers(api_url: str) -> bool:
     """Whether the hub's API at ``api_url`` (``.../hub/api``) answers."""
     try:
@@ -160,7 +156,7 @@ class WithHub(Starter):
     def docker(self) -> None:
         super().docker()
         with closing(docker.from_env()) as client:
-            api_url = f"http://{gateway(client, self.network)}:{self.hub_api_port}"
+            api_url = f"http://{notebook_network.gateway(client.networks.get(self.network))}:{self.hub_api_port}"
         hub = HubSite(
             self.scratch("hub"),
             self.hub_port,

@@ -38,6 +38,7 @@ import docker
 
 from booklab.config import Config
 from booklab.errors import ConfigError
+from booklab.pipeline import notebook_network
 
 #: connections opened towards a notebook of this host
 INGRESS = "BOOKLAB-NOTEBOOKS-IN"
@@ -121,8 +122,7 @@ def ensure(client: docker.DockerClient, config: Config) -> None:
     ports = tuple(sorted({*TRAEFIK_PORTS, config.routes_port} - {0}))
     hub_api = None
     if config.launch_target == "jupyterhub":  # the hub listens on the notebook network's gateway
-        gateway = networks[0].attrs["IPAM"]["Config"][0]["Gateway"]
-        hub_api = (notebooks, gateway, config.jupyterhub_api_port)
+        hub_api = (notebooks, notebook_network.gateway(networks[0]), config.jupyterhub_api_port)
     reachable_from = config.networks_of("notebook_reachable_from")
     rules = chains(reachable_from, config.networks_of("notebook_unreachable"), ports, hub_api)
     _iptables(["iptables-restore", "--wait", "--noflush"], rules)

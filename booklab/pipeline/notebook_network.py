@@ -37,6 +37,11 @@ def create(client: docker.DockerClient, name: str, labels: dict[str, str] | None
     return client.networks.create(name, driver="bridge", options=ISOLATED, labels=labels or {}, check_duplicate=True)
 
 
+def gateway(network) -> str:
+    """The address at which the containers of ``network`` (a docker-py Network) reach their host."""
+    return network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+
 def isolates(network) -> bool:
     """Whether ``network`` (a docker-py Network) keeps its containers from reaching each other."""
     options = network.attrs.get("Options") or {}
