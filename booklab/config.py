@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from booklab import profiles, units, urlpaths
+from booklab import profiles, units, urlpaths, warm
 from booklab.errors import ConfigError
 from booklab.state import schema
 
@@ -411,6 +411,13 @@ class Config:
         "Port of the hub's own API on this host (its hub_bind_url), which its servers report to: with "
         "notebook/unreachable, notebooks may open it on the host's own addresses as well as Traefik's ports.",
     )
+    warm_projects: tuple[warm.Target, ...] = _setting(
+        "warm/projects",
+        (),
+        "Branches kept warm: <project path>@<branch> -> how many started notebooks of the image it launched last "
+        "idle runners hold for its next launches (warm spares); empty: none.",
+        parse=warm.parse,
+    )
     jupyterhub_create_users: bool = _setting(
         "jupyterhub/create_users",
         False,
@@ -606,6 +613,12 @@ def _validate(config: Config) -> None:
                 "Setting jupyterhub/api_port must be the port of the hub's own API (its hub_bind_url) when "
                 "notebook/unreachable is set: the hub's servers report there, and the firewall would refuse it."
             )
+    if config.warm_projects and (config.launch_target != "standalone" or config.routes_publisher == "docker"):
+        raise ConfigError(
+            "Setting warm/projects needs launch/target standalone and routes/publisher redis or none: a spare "
+            "gets its route when a launch claims it, and Traefik's docker provider reads a container's route from "
+            "labels set when it starts."
+        )
     if config.routes_port > 65535:
         raise ConfigError(f"Setting routes/port must be a TCP port or 0, not {config.routes_port}.")
     if config.web_url:

@@ -1,5 +1,5 @@
 """The clients one process shares: configuration, Redis, the event log, the lifecycle
-(every move of a status), the vault, state stores (images and their builds' claims among them), the key of
+(every move of a status), the vault, state stores (images, their builds' claims and warm spares among them), the key of
 notebook host names, the route publisher, Docker and GitLab. Built once per process, rebuilt after a fork."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from booklab.state.images import Images
 from booklab.state.lifecycle import Lifecycle
 from booklab.state.queue import Queue
 from booklab.state.records import Deployments, Runners
+from booklab.state.spares import Spares
 from booklab.state.vault import Vault
 
 
@@ -44,6 +45,7 @@ class Context:
         # a host that published nothing for three cleanings drops out of the inventory
         self.images = Images(self.redis, inventory_ttl=3 * self.config.images_clean_interval)
         self.build_claims = BuildClaims(self.redis)
+        self.spares = Spares(self.redis)
 
     @functools.cached_property
     def vault(self) -> Vault:

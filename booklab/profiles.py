@@ -18,9 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-import yaml
-
-from booklab import units
+from booklab import mapping_setting, units
 from booklab.errors import ConfigError
 
 #: a profile's name: a simple label, as it appears in links (?profile=) and .booklab.yml
@@ -71,19 +69,7 @@ def parse(raw: Any, origin: str) -> tuple[Profile, ...]:
     """The profiles of ``profiles/list`` as given ``origin`` (``in config.yml``, ``from
     BOOKLAB_PROFILES_LIST``): a mapping name -> {memory, cpus, groups, description}, or that
     mapping as YAML or JSON text; empty: none."""
-    if isinstance(raw, str):
-        try:
-            raw = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(
-                f"Setting {_SETTING} ({origin}) is not valid YAML or JSON: write a mapping such as {_EXAMPLE}."
-            ) from None
-    if raw is None:
-        return ()
-    if not isinstance(raw, Mapping):
-        raise ConfigError(
-            f"Setting {_SETTING} ({origin}) must be a mapping of profile names to machines, such as {_EXAMPLE}."
-        )
+    raw = mapping_setting.read(raw, _SETTING, origin, _EXAMPLE, "profile names to machines")
     return tuple(_profile(name, spec, origin) for name, spec in raw.items())
 
 

@@ -1,14 +1,16 @@
-"""Where a run's first step goes: to the runners of a host whose Docker Engine already holds the image
-its branch launched last, when one of them is idle (no pull, no build) and no run waits ahead of it,
-else to the shared queue, which every idle runner takes from in order (it pulls the image, or builds
-it). A run never waits for its preferred host: placed on a host whose runners all turned busy
+"""Where a run's first step goes: to the idle runner holding a warm spare of the image its branch launched
+last, when the run claims that spare (:mod:`booklab.state.spares`: one run a spare); else to the runners of a
+host whose Docker Engine already holds that image, when one of them is idle (no pull, no build) and no run
+waits ahead of it; else to the shared queue, which every idle runner takes from in order (it pulls the image,
+or builds it). A run never waits for its preferred host: placed on a host whose runners all turned busy
 meanwhile, it is sent to the shared queue once it has waited :data:`PLACEMENT_GAP` seconds while
-another runner was free (:class:`booklab.runner.supervisor.QueueWatch`)."""
+another runner was free (:class:`booklab.runner.supervisor.QueueWatch`); a runner whose spare a run claimed
+is idle, and takes it at once."""
 
 from __future__ import annotations
 
 from booklab.context import Context
-from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, host_queue
+from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, host_queue, runner_queue
 from booklab.state.lifecycle import Run
 
 #: seconds a run placed on a host waits for that host's runners before any runner may take it
@@ -28,8 +30,22 @@ def preferred_host(ctx: Context, run: Run) -> str:
     return min(holders) if holders else ""
 
 
+def spare_runner(ctx: Context, run: Run) -> str:
+    """The runner whose warm spare of the image the run's branch launched last the run claimed; empty: none
+    (none offered, or the run rebuilds its image)."""
+    record = ctx.deployments.record(run.deployment)
+    image = ctx.images.latest(record.get("project", ""), record.get("ref", ""))
+    if not image or record.get("rebuild"):
+        return ""
+    return ctx.spares.claim(image, run.id) or ""
+
+
 def first_queue(ctx: Context, run: Run, prefer: bool = True) -> str:
     """The queue of the run's first step; its record says which host it was placed on (empty: none)."""
+    runner = spare_runner(ctx, run) if prefer else ""
+    if runner:
+        ctx.deployments.update(run.deployment, placed_on="")
+        return runner_queue(runner)
     host = preferred_host(ctx, run) if prefer else ""
     ctx.deployments.update(run.deployment, placed_on=host)
     return host_queue(host) if host else DEPLOYMENTS_QUEUE

@@ -43,7 +43,7 @@ from booklab.config import (
 )
 from booklab.errors import SettingsError
 from booklab.profiles import NAME as PROFILE_NAME
-from booklab.profiles import Profile
+from booklab.profiles import Choice, Profile, choose
 from booklab.units import NUMBER, format_duration, format_size, parse_duration, parse_size
 
 FILE_NAME = ".booklab.yml"
@@ -146,6 +146,19 @@ def for_notebook(requested: NotebookSettings, config: Config, profile: Profile |
         machine=f"the profile {profile.name}'s",
         urlpath=urlpath,
     )
+
+
+def for_image(
+    labels: dict[str, str], config: Config, picked: str = "", usable: list[str] | None = None
+) -> tuple[Choice, Effective]:
+    """What a notebook of an image labelled ``labels`` runs with, and on which machine profile: the one its
+    user picked, else the one its repository asked for when the user may use it (``usable``), else the
+    default (:func:`booklab.profiles.choose`)."""
+    requested = NotebookSettings.from_label(labels.get(LABEL) or "{}")
+    choice = choose(
+        config.profiles_list, config.profiles_default, picked=picked, asked=requested.profile, usable=usable or []
+    )
+    return choice, for_notebook(requested, config, choice.profile)
 
 
 def read(checkout_dir: str | os.PathLike, limits: Limits) -> NotebookSettings:

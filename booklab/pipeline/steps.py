@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from booklab import profiles
 from booklab.context import Context
 from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, Moved
 from booklab.phases import Phase
@@ -37,6 +36,7 @@ from booklab.pipeline import (
     notebook_network,
     notebook_settings,
     one_build,
+    warm_launch,
 )
 from booklab.state import metrics, schema
 from booklab.state.deployment import Deployment
@@ -73,7 +73,13 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             ssh_url=project.ssh_url,
             http_url=project.http_url,
         )
-        rebuild = bool(ctx.deployments.record(deployment_id).get("rebuild"))
+        record = ctx.deployments.record(deployment_id)
+        if warm_launch.held_by(record, run, runner):
+            if record["spare_image"] == image:  # started already: nothing to fetch or build
+                ctx.deployments.update(deployment_id, cached="1")
+                return
+            warm_launch.let_go(ctx, run, record)  # the branch moved since the spare started
+        rebuild = bool(record.get("rebuild"))
         if not rebuild and (
             builder.image_exists(ctx.docker, image)
             or image_sharing.pull_if_shared(ctx, run, image)
@@ -257,6 +263,8 @@ def run(ctx: Context, run: Run, runner: str) -> None:
         _run_on_hub(ctx, run, runner, record, settings)
         metrics.observe(ctx.redis, "launch", time.monotonic() - started)
         return
+    if warm_launch.held_by(record, run, runner) and _run_spare(ctx, run, runner, record, settings):
+        return
     notebook = launcher.launch(
         ctx.docker,
         record["image"],
@@ -282,6 +290,21 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     launcher.wait_ready(notebook, timeout=ctx.config.notebook_ready_timeout)
     ctx.deployments.update(deployment_id, url=ctx.routes.publish(slug, notebook))
     metrics.observe(ctx.redis, "launch", time.monotonic() - started)
+
+
+def _run_spare(
+    ctx: Context, run: Run, runner: str, record: dict[str, str], settings: notebook_settings.Effective
+) -> bool:
+    """Serve the run with the spare it claimed: its route goes up, and it is the run's notebook. False, the
+    spare gone, when the user's notebook would get other limits or the spare no longer answers: the run
+    starts its own."""
+    notebook = warm_launch.notebook(ctx, run, record) if warm_launch.fits(record, settings) else None
+    if notebook is None:
+        warm_launch.let_go(ctx, run, record)
+        return False
+    _started(ctx, run, runner, record, settings, notebook.container_id, notebook.url)
+    ctx.deployments.update(run.deployment, url=ctx.routes.publish(ctx.slug(run.deployment), notebook))
+    return True
 
 
 def _run_on_hub(
@@ -322,20 +345,16 @@ def _notebook_settings(ctx: Context, run: Run, record: dict[str, str]) -> notebo
     """The settings the image's repository asked for, on the machine profile its user picked
     (else the one the repository asked for, when the user may use it, else the default), within
     the operator's maxima; says in the log which profile, and what it capped."""
-    label = ctx.docker.images.get(record["image"]).labels.get(notebook_settings.LABEL) or "{}"
-    requested = notebook_settings.NotebookSettings.from_label(label)
-    choice = profiles.choose(
-        ctx.config.profiles_list,
-        ctx.config.profiles_default,
+    choice, settings = notebook_settings.for_image(
+        ctx.docker.images.get(record["image"]).labels,
+        ctx.config,
         picked=record.get("profile_asked", ""),
-        asked=requested.profile,
         usable=record.get("profiles_allowed", "").split(","),
     )
     if choice.note:
         ctx.lifecycle.say(run, Phase.LAUNCHING, choice.note)
     if choice.profile is not None:
         ctx.lifecycle.say(run, Phase.LAUNCHING, f"Profile {choice.profile.summary()}")
-    settings = notebook_settings.for_notebook(requested, ctx.config, choice.profile)
     for note in settings.notes:
         ctx.lifecycle.say(run, Phase.LAUNCHING, note[0].upper() + note[1:])
     ctx.deployments.update(
@@ -350,7 +369,10 @@ def register_token(ctx: Context, run: Run, runner: str) -> None:
     record = ctx.deployments.record(deployment_id)
     now = time.time()
     ctx.deployments.update(deployment_id, ready_at=f"{now:.3f}")
-    outcome = metrics.Outcome.CACHED if record.get("cached") else metrics.Outcome.BUILT
+    if warm_launch.held_by(record, run, runner):
+        outcome = metrics.Outcome.WARM
+    else:
+        outcome = metrics.Outcome.CACHED if record.get("cached") else metrics.Outcome.BUILT
     metrics.observe_launch(ctx.redis, outcome, float(record.get("requested_at") or now), now)
     # the token is added by whoever serves the event to its owner, never kept in the log
     extra = {"urlpath": record["urlpath"]} if record.get("urlpath") else {}

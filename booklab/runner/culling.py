@@ -34,7 +34,8 @@ def reason_to_end(ctx: Context, held: dict[str, str], status: Phase, now: float 
         return f"The notebook reached its maximum lifetime of {ctx.config.notebook_max_lifetime} s."
     activity = _last_activity(ctx, held)
     if activity is not None:
-        idle = now - activity.astimezone(timezone.utc).timestamp()
+        # from its start at the earliest: a warm spare's server was idle before its user came
+        idle = now - max(activity.astimezone(timezone.utc).timestamp(), started)
         limit = int(held.get("idle_timeout") or ctx.config.notebook_idle_timeout)  # the repository's own
         if idle > limit:
             return f"The notebook was idle for more than {limit} s."

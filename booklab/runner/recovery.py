@@ -17,6 +17,7 @@ import logging
 from booklab.context import Context
 from booklab.phases import Phase
 from booklab.pipeline import launcher, teardown
+from booklab.runner import warming
 from booklab.saveback import protocol
 from booklab.state import schema
 from booklab.state.lifecycle import Claim, Run
@@ -58,6 +59,7 @@ def reap(ctx: Context, runner: str, by: str) -> bool:
     if run and claim:
         log.warning("runner %s lost; ending %s", runner, run)
         _end_held(ctx, runner, run, claim, "was lost")
+    warming.forget(ctx, runner)
     ctx.runners.retire(runner)
     return True
 
@@ -66,6 +68,7 @@ def resume(ctx: Context, runner: str) -> str | None:
     """At the start of ``runner``, after a restart: adopt the notebook it served if that
     still answers, end what it was preparing, and remove every other container it left.
     Returns the adopted deployment's id, or None when the runner is free."""
+    warming.forget(ctx, runner)  # its spare's container goes with the others below
     held = ctx.runners.held(runner)
     run, adopted = Run.held(held), None
     if run and _still_serving(ctx, run, held):

@@ -27,7 +27,7 @@ from booklab.dispatch.app import app, configure
 from booklab.dispatch.queues import CONCURRENCY, DEPLOYMENTS_QUEUE, is_host_queue, runner_queue, shared_queues
 from booklab.phases import Phase
 from booklab.pipeline import image_cleaner, notebook_firewall, notebook_network, teardown
-from booklab.runner import recovery
+from booklab.runner import recovery, warming
 from booklab.runner.supervisor import ChainWatch, QueueWatch, supervise
 from booklab.saveback import protocol
 from booklab.state.lifecycle import Run
@@ -137,6 +137,8 @@ class Supervisor(bootsteps.StartStopStep):
             self._queue.pause()  # from now on
         elif not in_hand:
             self._queue.check(ctx)
+            if ctx.config.warm_projects:
+                warming.tend(ctx, c.hostname)
 
     def stop(self, c):
         """The consumer restarts (its broker connection was lost): start() runs again after."""
@@ -165,6 +167,7 @@ class Supervisor(bootsteps.StartStopStep):
                 return
         elif run and claim:
             teardown.release(ctx, run, c.hostname, claim.token, Phase.STOPPED, SHUT_DOWN)
+        warming.forget(ctx, c.hostname)
         ctx.runners.retire(c.hostname)
 
 

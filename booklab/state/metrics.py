@@ -1,5 +1,5 @@
 """Booklab's figures for Prometheus, gathered from Redis so that every runner and every
-web worker sees the same ones: deployments by phase, queue length, runners busy and free,
+web worker sees the same ones: deployments by phase, queue length, runners busy and free, warm spares,
 build and launch duration histograms that the runners add to, the time from a launch's request
 to its end by outcome (with BinderHub's buckets, so that both sit on one dashboard), and the
 bytes of Booklab's images and the images removed on each runner host."""
@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from booklab.state import schema
 from booklab.state.images import Images
 from booklab.state.records import Deployments, Runners
+from booklab.state.spares import Spares
 
 #: upper bounds (seconds) of the duration buckets
 BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -25,9 +26,10 @@ LAUNCH_TIME_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
 class Outcome(str, Enum):
-    """How a launch ended: ready with an image there already (or pulled, or built by another launch), ready
-    after building its image, or failed."""
+    """How a launch ended: ready in a warm spare, ready with an image there already (or pulled, or built by
+    another launch), ready after building its image, or failed."""
 
+    WARM = "warm"
     CACHED = "cached"
     BUILT = "built"
     FAILED = "failed"
@@ -77,6 +79,11 @@ class RedisCollector(Collector):
         state.add_metric(["busy"], busy)
         state.add_metric(["free"], len(alive) - busy)
         yield state
+        yield GaugeMetricFamily(
+            "booklab_warm_spares",
+            "Warm spares idle runners hold, starting or offered to the next launch of their image",
+            value=sum(Spares(self.redis).counts().values()),
+        )
         for name, help_text in HISTOGRAMS.items():
             yield self._histogram(name, help_text)
         yield self._launch_times()

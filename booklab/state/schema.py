@@ -49,6 +49,10 @@ STR    imagecleaning:<host>        held while one runner of that host cleans its
 STR    registrypruning             held for images/clean_interval by the runner that deleted old tags of the registry
 HASH   buildclaim:<image>          the launch building that image: run, runner, host; gone once it is built (and
                                    pushed, with a registry), or after build/timeout and a margin
+HASH   spare:<runner>              the warm spare the runner holds: id, image, target, state (starting, offered,
+                                   claimed), container, address, limits, sealed token, the run that claimed it
+SET    spares:<image>              the runners offering a spare of that image to the next launch of it
+HASH   sparecount                  image -> how many spares of it are starting or offered
 =====  ==========================  =====================================================
 
 Celery's broker keys (``deployments``, ``runner.<name>``, ``unacked*``, ``_kombu*``) live
@@ -73,6 +77,7 @@ IMAGE_INVENTORY = "imageinventory"
 IMAGES_REMOVED = "imagesremoved"
 IMAGE_LATEST = "imagelatest"
 REGISTRY_PRUNING = "registrypruning"
+SPARE_COUNT = "sparecount"
 
 HEARTBEAT_TTL = 30
 RECORD_TTL = 7 * 24 * 3600
@@ -233,3 +238,13 @@ def image_cleaning(host: str) -> str:
 def build_claim(image: str) -> str:
     """Held by the one launch that builds ``image`` (across runners and hosts): the others wait for it."""
     return f"buildclaim:{image}"
+
+
+def spare(runner: str) -> str:
+    """The warm spare ``runner`` holds (:mod:`booklab.state.spares`)."""
+    return f"spare:{runner}"
+
+
+def spare_offers(image: str) -> str:
+    """The runners whose spare of ``image`` a launch may claim."""
+    return f"spares:{image}"

@@ -18,10 +18,11 @@ from booklab.dispatch.app import app
 from booklab.dispatch.queues import runner_queue, shared_queues
 from booklab.errors import BooklabError, DockerUnavailable, Moved
 from booklab.phases import Phase
-from booklab.pipeline import steps, teardown
+from booklab.pipeline import steps, teardown, warm_launch
 from booklab.pipeline.transient import as_booklab_error, backoff
 from booklab.state import schema
 from booklab.state.lifecycle import Run
+from booklab.state.spares import Spare, Taken
 from booklab.state.vault import GITLAB_TOKEN
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,21 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
         log.warning("%s serves a notebook already; %s goes back to the queue", runner, run)
         _ask_runner_to_stop_taking_deployments(runner)
         raise Reject("the runner serves a notebook already", requeue=True)
+    taken, spare = ctx.spares.take(runner, run.id) if claim else (Taken.NONE, None)
+    if taken is Taken.OTHER:  # a launch claimed this idle runner's spare in the instant it took this run
+        log.info("%s serves the launch that claimed its spare first; %s goes back to the queue", runner, run)
+        _ask_runner_to_stop_taking_deployments(runner)
+        raise Reject("the runner's spare was claimed by another launch", requeue=True)
+    if taken is Taken.DROPPED:
+        warm_launch.remove(ctx, spare.container)  # before the run's steps: it takes memory a build may want
     if not _first_run(ctx.redis, task):
         log.warning("%s for %s was delivered again; it already ran", task.name, run)
+        if taken is Taken.MINE:
+            warm_launch.remove(ctx, spare.container)
         raise Ignore()
     try:
         if claim and not task.request.retries:
-            _claim(ctx, runner, run)
+            _claim(ctx, runner, run, spare if taken is Taken.MINE else None)
         status, current, _ = ctx.lifecycle.current(run.deployment)
         if current != run or status is None or not status.is_joinable:
             _end_stopped(ctx, run, runner)
@@ -141,10 +151,15 @@ def _retry_later(task: Task, ctx: Context, run: Run, runner: str, error: Booklab
     raise task.retry(exc=error, countdown=delay, max_retries=None, queue=runner_queue(runner))
 
 
-def _claim(ctx: Context, runner: str, run: Run) -> None:
-    """Hold the run and stop taking new ones until its notebook ends."""
+def _claim(ctx: Context, runner: str, run: Run, spare: Spare | None) -> None:
+    """Hold the run and stop taking new ones until its notebook ends; the runner's ``spare``, which the run
+    claimed, is the run's."""
     if not ctx.lifecycle.claim(run, runner):
+        if spare is not None:
+            warm_launch.remove(ctx, spare.container)
         raise Ignore()  # stopped, or taken already, while it waited
+    if spare is not None:
+        warm_launch.hand_to(ctx, run, runner, spare)
     ctx.queue.announce_positions()
     _ask_runner_to_stop_taking_deployments(runner)
 

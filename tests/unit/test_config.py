@@ -31,6 +31,17 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
         ({"BOOKLAB_BUILD_TIMEOUT": "soon"}, "build/timeout (from BOOKLAB_BUILD_TIMEOUT) must be a int"),
         ({"BOOKLAB_GITLAB_HOST": "gitlab"}, "gitlab/host must be a URL"),
         ({"BOOKLAB_CLONE_METHOD": "ftp"}, "clone/method must be ssh or https"),
+        ({"BOOKLAB_WARM_PROJECTS": '{"course/lab": 3}'}, "'course/lab' must be a project's path and a branch"),
+        ({"BOOKLAB_WARM_PROJECTS": '{"course/lab@main": 0}'}, "course/lab@main: the count must be a whole number"),
+        ({"BOOKLAB_WARM_PROJECTS": '{"course/lab@main": "ten"}'}, "the count must be a whole number of spares"),
+        (
+            {"BOOKLAB_WARM_PROJECTS": "[course/lab@main]"},
+            "warm/projects (from BOOKLAB_WARM_PROJECTS) must be a mapping",
+        ),
+        (
+            {"BOOKLAB_WARM_PROJECTS": '{"course/lab@main": 2}', "BOOKLAB_ROUTES_PUBLISHER": "docker"},
+            "warm/projects needs launch/target standalone and routes/publisher redis or none",
+        ),
         ({"BOOKLAB_NOTEBOOK_CPUS": "-1"}, "notebook/cpus (from BOOKLAB_NOTEBOOK_CPUS) must not be negative"),
         ({"BOOKLAB_NOTEBOOK_PUBLISH": "false"}, "notebook/publish is false, so notebook/network must name"),
         ({"BOOKLAB_NOTEBOOK_PUBLISH": "maybe"}, "notebook/publish (from BOOKLAB_NOTEBOOK_PUBLISH) must be a bool"),
@@ -58,6 +69,17 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
 def test_invalid_settings_stop_with_one_sentence(tmp_path, environ, sentence):
     with pytest.raises(ConfigError, match=sentence.replace("(", r"\(").replace(")", r"\)")):
         load(None, environ=environ)
+
+
+def test_warm_projects_read_from_the_environment_as_a_mapping():
+    config = load(None, environ={"BOOKLAB_WARM_PROJECTS": '{"course/lab@feature/week-2": 10}'})
+    (target,) = config.warm_projects
+    assert (target.project, target.ref, target.count, target.name) == (
+        "course/lab",
+        "feature/week-2",
+        10,
+        "course/lab@feature/week-2",
+    )
 
 
 def test_unreadable_or_malformed_file(tmp_path):

@@ -1,0 +1,127 @@
+"""What an idle runner keeps warm (``warm/projects``): at each check, with no run in hand and none waiting,
+it starts a spare of a branch's latest image still short of its count, when its host holds that image;
+offers it once it answers; drops it when the branch moved to another image, when more are kept than wanted,
+or when its container ended. A claimed spare is served by the runner's next run; one whose launch never came
+(its message lost) goes after :data:`CLAIM_GAP` seconds and the launch is queued again. A lost or restarted
+runner's spare goes with it (:func:`forget`). A runner that takes a run drops its spare at once
+(:mod:`booklab.tasks.pipeline`), so spares only ever use idle runners."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import docker
+import requests
+
+from booklab.context import Context
+from booklab.dispatch.send import queue_run
+from booklab.errors import BooklabError
+from booklab.phases import Phase
+from booklab.pipeline import builder, warm_launch
+from booklab.state import schema
+from booklab.state.lifecycle import Run
+from booklab.state.spares import CLAIMED, OFFERED, STARTING, Spare
+
+log = logging.getLogger(__name__)
+
+#: seconds a claimed spare waits for its launch's first step before the launch is queued again
+CLAIM_GAP = 15
+
+
+def tend(ctx: Context, runner: str) -> None:
+    """One look at ``runner``'s spare, the runner being idle."""
+    spare = ctx.spares.of(runner)
+    if spare is None:
+        _start_one(ctx, runner)
+    elif spare.state == STARTING:
+        _offer_once_it_answers(ctx, runner, spare)
+    elif spare.state == OFFERED and not _still_wanted(ctx, spare):
+        _drop(ctx, runner, "no longer wanted")
+    elif spare.state == CLAIMED and time.time() - spare.since > CLAIM_GAP:
+        _claim_lost(ctx, runner, spare)
+
+
+def wanted(ctx: Context) -> dict[str, tuple[str, int]]:
+    """Image -> the warm target it is the latest image of (``<project>@<branch>``) and how many spares of it
+    are wanted; a branch not launched yet has no image to keep warm."""
+    images: dict[str, tuple[str, int]] = {}
+    for target in ctx.config.warm_projects:
+        image = ctx.images.latest(target.project, target.ref)
+        if image:
+            name, count = images.get(image, (target.name, 0))
+            images[image] = (name, count + target.count)
+    return images
+
+
+def _start_one(ctx: Context, runner: str) -> None:
+    if not ctx.config.warm_projects or ctx.redis.zcard(schema.QUEUE):
+        return
+    counts = ctx.spares.counts()
+    for image, (target, count) in wanted(ctx).items():
+        if counts.get(image, 0) >= count or not builder.image_exists(ctx.docker, image):
+            continue
+        spare_id = warm_launch.new_id()
+        if not ctx.spares.begin(runner, spare_id, image, target, count):
+            continue  # another idle runner started the last one wanted
+        try:
+            notebook, (memory, cpus) = warm_launch.start(ctx, runner, spare_id, image)
+        except (BooklabError, docker.errors.DockerException, requests.RequestException) as e:
+            log.warning("%s could not start a spare of %s: %s", runner, target, e)
+            ctx.spares.drop(runner)
+            return
+        token = ctx.vault.seal(notebook.token.encode()).decode()
+        if not ctx.spares.started(runner, spare_id, notebook.container_id, notebook.url, memory, cpus, token):
+            warm_launch.remove(ctx, notebook.container_id)  # dropped meanwhile
+            return
+        log.info("%s starts a spare of %s (%s)", runner, target, image)
+        return
+
+
+def _offer_once_it_answers(ctx: Context, runner: str, spare: Spare) -> None:
+    token = ctx.vault.unseal(spare.token) if spare.token else None
+    if token is not None and warm_launch.answers(spare.url, token.decode()):
+        if ctx.spares.offer(runner, spare.id, spare.image):
+            log.info("%s offers its spare of %s", runner, spare.target)
+        return
+    if time.time() - spare.since > ctx.config.notebook_ready_timeout:
+        _drop(ctx, runner, f"it did not answer within {ctx.config.notebook_ready_timeout} s")
+
+
+def _still_wanted(ctx: Context, spare: Spare) -> bool:
+    image = wanted(ctx).get(spare.image)
+    if image is None or ctx.spares.counts().get(spare.image, 0) > image[1]:
+        return False
+    try:
+        return ctx.docker.containers.get(spare.container).status == "running"
+    except docker.errors.NotFound:
+        return False
+
+
+def _drop(ctx: Context, runner: str, why: str) -> None:
+    spare = ctx.spares.drop(runner)
+    if spare is not None:  # not claimed meanwhile
+        log.info("%s drops its spare of %s: %s", runner, spare.target, why)
+        warm_launch.remove(ctx, spare.container)
+
+
+def _claim_lost(ctx: Context, runner: str, spare: Spare) -> None:
+    """The launch that claimed the spare never reached the runner (its message was lost): it is queued again,
+    for any runner, when it still waits."""
+    log.warning("%s claimed the spare of %s and never came", spare.run, runner)
+    forget(ctx, runner)
+
+
+def forget(ctx: Context, runner: str) -> None:
+    """``runner`` is lost, restarts or stops: its spare goes, claimed or not (a launch that claimed it is
+    queued again when it is still waiting), and its container where this host reaches it."""
+    spare = ctx.spares.drop(runner, claimed_too=True)
+    if spare is None:
+        return
+    warm_launch.remove(ctx, spare.container)
+    if spare.state == CLAIMED and spare.run:
+        run = Run.parse(spare.run)
+        status, current, _ = ctx.lifecycle.current(run.deployment)
+        if status is Phase.TODO and current == run:
+            log.info("%s, which claimed the spare of %s, is queued again", run, runner)
+            queue_run(ctx, run, prefer=False)
