@@ -27,6 +27,7 @@ from bench import (
     route,
     several_hosts,
     stack,
+    warm,
 )
 from bench import streams as open_streams
 from bench.settings import Settings
@@ -37,6 +38,7 @@ log = logging.getLogger("bench")
 #: figure -> its benchmark, in the order a full run measures them
 FIGURES: dict[str, Callable[[stack.Stack, Settings], list[Figure]]] = {
     "relaunch": relaunch.run,
+    "warm": warm.run,
     "first-deploy": first_deploy.run,
     "dispatch": dispatch.run,
     "route": route.run,
@@ -47,7 +49,7 @@ FIGURES: dict[str, Callable[[stack.Stack, Settings], list[Figure]]] = {
     "redis-memory": redis_memory.run,
     "placement": several_hosts.run,
 }
-TITLES = {"route": "route (docker labels and Redis KV)"}
+TITLES = {"route": "route (docker labels and Redis KV)", "warm": "warm launches (one, then bursts)"}
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:

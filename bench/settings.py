@@ -37,6 +37,9 @@ class Settings:
     scale_runners: int = 16
     scale_projects: int = 8
     scale_launches: int = 32
+    #: the warm figures: runners holding a spare each, and bursts of as many launches at once
+    warm_runners: int = 8
+    warm_bursts: int = 3
 
     @classmethod
     def from_env(cls, environ: os._Environ | dict[str, str] | None = None, **overrides: int | None) -> Settings:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack, closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -100,6 +100,8 @@ class Stack:
     engine_version: str = "?"
     #: the image of main's commit, once :func:`ensure_image` built it
     main_image: str = ""
+    #: runners a benchmark started besides the stack's own (:func:`add_runners`)
+    extra_runners: list[Child] = field(default_factory=list)
 
     @property
     def redis(self) -> redis.Redis:
@@ -315,6 +317,8 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
         for name in runner_names
     ]
     exits.callback(processes.stop, [web, *runner_children])
+    extra_runners: list[Child] = []  # those a benchmark adds (add_runners)
+    exits.callback(processes.stop, extra_runners)
 
     gitlab.start()
     exits.callback(gitlab.stop)
@@ -324,16 +328,7 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
 
     processes.wait_until(traefik, lambda: traefik_config.pings(traefik_api), START_TIMEOUT, "Traefik answered")
     processes.wait_until(web, lambda: _answers(f"{web_url}/badge.svg"), START_TIMEOUT, "the web tier answered")
-    with closing(redis.Redis.from_url(redis_url)) as check:
-        for child, name in zip(runner_children, runner_names):
-            key, ready = schema.heartbeat(name), f"{name} ready."
-            processes.wait_until(
-                child,
-                lambda k=key, c=child, r=ready: bool(check.exists(k)) and (r in c.log.read_text(errors="replace")),
-                START_TIMEOUT,
-                f"{name} was ready",
-            )
-
+    wait_runners_ready(processes, redis_url, runner_children)
     ctx = Context(config_module.load(os.devnull, environ=env))
     configure(ctx.config)
     set_context(ctx)
@@ -357,7 +352,40 @@ def start(exits: ExitStack, runners: int = 1, keep_state: bool = False) -> Stack
         repo,
         base_image,
         _engine_version(client),
+        extra_runners=extra_runners,
     )
+
+
+def wait_runners_ready(processes: Processes, redis_url: str, children: list[Child]) -> None:
+    """Wait until each runner beats and logs that it is ready."""
+    with closing(redis.Redis.from_url(redis_url)) as check:
+        for child in children:
+            name = runner_name(child)
+            key, ready = schema.heartbeat(name), f"{name} ready."
+            processes.wait_until(
+                child,
+                lambda k=key, c=child, r=ready: bool(check.exists(k)) and (r in c.log.read_text(errors="replace")),
+                START_TIMEOUT,
+                f"{name} was ready",
+            )
+
+
+def add_runners(stack: Stack, names: list[str], **overrides: str) -> list[Child]:
+    """Start more runners beside the stack's, with ``BOOKLAB_*`` ``overrides`` of its settings (stopped with the
+    stack, or by the caller); returns them once each is ready."""
+    env = {**stack.env, **overrides}
+    children = [
+        stack.processes.start(
+            name.split("@")[0],
+            [sys.executable, "-m", "booklab.cli", "runner", "--name", name],
+            env=env,
+            cwd=stack.state,
+        )
+        for name in names
+    ]
+    stack.extra_runners.extend(children)
+    wait_runners_ready(stack.processes, stack.redis_url, children)
+    return children
 
 
 def ensure_image(stack: Stack) -> str:

@@ -56,6 +56,8 @@ class RunnerRow:
     phase: str = ""
     #: when it took the deployment
     since: float | None = None
+    #: the warm spare it holds while free: ``<project>@<branch> (offered)``; empty: none
+    spare: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,15 @@ def runners(ctx: Context) -> list[RunnerRow]:
                 _user_of(deployment),
                 phase.value if phase else "",
                 _float(held.get("since")),
+                _spare_of(ctx, name),
             )
         )
     return rows
+
+
+def _spare_of(ctx: Context, runner: str) -> str:
+    spare = ctx.spares.of(runner)
+    return f"{spare.target} ({spare.state})" if spare else ""
 
 
 def queue(ctx: Context) -> list[QueueRow]:

@@ -29,7 +29,14 @@ CONFIG_FILE_ENV = "BOOKLAB_CONFIG"
 
 #: settings that are secrets: never printed
 SECRETS = frozenset(
-    {"secret_key", "gitlab_consumer_secret", "web_metrics_token", "images_registry_password", "jupyterhub_api_token"}
+    {
+        "secret_key",
+        "gitlab_consumer_secret",
+        "web_metrics_token",
+        "images_registry_password",
+        "jupyterhub_api_token",
+        "warm_gitlab_token",
+    }
 )
 
 #: secret settings that may be read from the file their ``<name>_file`` setting names, and what a message calls
@@ -38,6 +45,7 @@ SECRET_FILES = {
     "secret_key": ("secret key", "key"),
     "images_registry_password": ("registry password", "password"),
     "jupyterhub_api_token": ("JupyterHub API token", "token"),
+    "warm_gitlab_token": ("GitLab token of warm/refresh", "token"),
 }
 
 #: the smallest notebook: a repository's .booklab.yml may ask for no less, so notebook/max_* may be no lower
@@ -418,6 +426,30 @@ class Config:
         "idle runners hold for its next launches (warm spares); empty: none.",
         parse=warm.parse,
     )
+    warm_refresh: int = _setting(
+        "warm/refresh",
+        0,
+        "Seconds between two looks at the head of each branch of warm/projects: a new commit is built in the "
+        "background (as warm/gitlab_token's user) and its spares replace the old ones; 0: spares follow the "
+        "branch's launches only.",
+    )
+    warm_gitlab_token: str = _setting(
+        "warm/gitlab_token",
+        "",
+        "GitLab token (a bot user's, with read_api and read_repository on the warm projects) that warm/refresh "
+        "looks and builds with (better: its _file).",
+    )
+    warm_gitlab_token_file: str = _setting(
+        "warm/gitlab_token_file",
+        "",
+        "File holding warm/gitlab_token instead (mode 0600), which keeps it out of the environment; not both.",
+    )
+    warm_recent: int = _setting(
+        "warm/recent",
+        0,
+        "Also keep one spare of the latest image of each of the N branches launched most in the last 24 hours, "
+        "on runners idle besides warm/projects' spares; 0: none.",
+    )
     jupyterhub_create_users: bool = _setting(
         "jupyterhub/create_users",
         False,
@@ -613,11 +645,18 @@ def _validate(config: Config) -> None:
                 "Setting jupyterhub/api_port must be the port of the hub's own API (its hub_bind_url) when "
                 "notebook/unreachable is set: the hub's servers report there, and the firewall would refuse it."
             )
-    if config.warm_projects and (config.launch_target != "standalone" or config.routes_publisher == "docker"):
+    if config.warm_recent < 0:
+        raise ConfigError(f"Setting warm/recent must be 0 or more, not {config.warm_recent}.")
+    if config.warm_refresh < 0:
+        raise ConfigError(f"Setting warm/refresh must be 0 or more, not {config.warm_refresh}.")
+    if config.warm_refresh and config.warm_projects:
+        config.require("warm_gitlab_token")
+    warm_wanted = config.warm_projects or config.warm_recent
+    if warm_wanted and (config.launch_target != "standalone" or config.routes_publisher == "docker"):
         raise ConfigError(
-            "Setting warm/projects needs launch/target standalone and routes/publisher redis or none: a spare "
-            "gets its route when a launch claims it, and Traefik's docker provider reads a container's route from "
-            "labels set when it starts."
+            "Settings warm/projects and warm/recent need launch/target standalone and routes/publisher redis or "
+            "none: a spare gets its route when a launch claims it, and Traefik's docker provider reads a "
+            "container's route from labels set when it starts."
         )
     if config.routes_port > 65535:
         raise ConfigError(f"Setting routes/port must be a TCP port or 0, not {config.routes_port}.")

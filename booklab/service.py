@@ -49,6 +49,7 @@ def request_deployment(
     grant_id: str = "",
     rebuild: bool = False,
     profile: str = "",
+    build_only: bool = False,
 ) -> Request:
     """Deploy ``ref`` of ``project`` for the owner of ``gitlab_token``: a new run, queued
     (behind the end of the current run when that one is stopping), or the run already
@@ -56,7 +57,8 @@ def request_deployment(
     ends (a joined run too); with ``rebuild``, a new run builds the commit's image again, every
     layer, and replaces it (a run joined is left as it is); ``profile``: the machine profile the
     user picked (empty: none; the repository's ``.booklab.yml`` may then ask for one, else
-    ``profiles/default``), for a new run. ``grant_id``: the user's GitLab login the token comes from
+    ``profiles/default``), for a new run; ``build_only``: the run builds the commit's image for the branch's
+    warm spares, and ends (:mod:`booklab.runner.warming`). ``grant_id``: the user's GitLab login the token comes from
     (:mod:`booklab.state.grants`), whose newest token the runners then act with. Raises
     LimitReached, saying which, when a new run would pass the operator's ``limits/*``,
     NotAllowed when the operator's ``access/*`` keeps the user or the project out or the profile
@@ -77,6 +79,7 @@ def request_deployment(
             "save_back": "1" if save_back else "",
             "grant": grant_id,
             "rebuild": "1" if rebuild else "",
+            "build_only": "1" if build_only else "",
             # the runner honours the repository's profile: only when its user may use it
             "profile_asked": profile,
             "profiles_allowed": ",".join(p.name for p in usable),

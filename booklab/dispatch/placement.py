@@ -32,10 +32,10 @@ def preferred_host(ctx: Context, run: Run) -> str:
 
 def spare_runner(ctx: Context, run: Run) -> str:
     """The runner whose warm spare of the image the run's branch launched last the run claimed; empty: none
-    (none offered, or the run rebuilds its image)."""
+    (none offered, or the run builds its image again, or only builds one)."""
     record = ctx.deployments.record(run.deployment)
     image = ctx.images.latest(record.get("project", ""), record.get("ref", ""))
-    if not image or record.get("rebuild"):
+    if not image or record.get("rebuild") or record.get("build_only"):
         return ""
     return ctx.spares.claim(image, run.id) or ""
 

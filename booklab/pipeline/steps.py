@@ -363,6 +363,14 @@ def _notebook_settings(ctx: Context, run: Run, record: dict[str, str]) -> notebo
     return settings
 
 
+def built_for_spares(ctx: Context, run: Run, runner: str) -> str:
+    """A run that only builds (``build_only``): its image is its branch's latest from now on, which the
+    branch's warm spares follow; what its end says."""
+    record = ctx.deployments.record(run.deployment)
+    ctx.images.launched_on(ctx.docker_host, record["image"], record["project"], record["ref"], count=False)
+    return f"Built {record['image']} for the warm spares of {record['project']}@{record['ref']}."
+
+
 def register_token(ctx: Context, run: Run, runner: str) -> None:
     """Publish the notebook's token and announce ``ready``."""
     deployment_id = run.deployment

@@ -1,10 +1,14 @@
-"""What an idle runner keeps warm (``warm/projects``): at each check, with no run in hand and none waiting,
-it starts a spare of a branch's latest image still short of its count, when its host holds that image;
+"""What an idle runner keeps warm (``warm/projects``, ``warm/recent``): at each check, with no run in hand and
+none waiting, it starts a spare of a wanted image still short of its count, when its host holds that image;
 offers it once it answers; drops it when the branch moved to another image, when more are kept than wanted,
 or when its container ended. A claimed spare is served by the runner's next run; one whose launch never came
 (its message lost) goes after :data:`CLAIM_GAP` seconds and the launch is queued again. A lost or restarted
 runner's spare goes with it (:func:`forget`). A runner that takes a run drops its spare at once
-(:mod:`booklab.tasks.pipeline`), so spares only ever use idle runners."""
+(:mod:`booklab.tasks.pipeline`), so spares only ever use idle runners.
+
+Every ``warm/refresh`` seconds one idle runner looks at the head of each warm branch (as ``warm/gitlab_token``'s
+user) and, when its image is not the branch's latest, queues a run that builds it and ends
+(:func:`refresh`): spares of the new image then replace the old ones, before anyone launches it."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import time
 import docker
 import requests
 
+from booklab import service
 from booklab.context import Context
 from booklab.dispatch.send import queue_run
 from booklab.errors import BooklabError
@@ -43,19 +48,23 @@ def tend(ctx: Context, runner: str) -> None:
 
 
 def wanted(ctx: Context) -> dict[str, tuple[str, int]]:
-    """Image -> the warm target it is the latest image of (``<project>@<branch>``) and how many spares of it
-    are wanted; a branch not launched yet has no image to keep warm."""
+    """Image -> what it is kept warm for (``<project>@<branch>``, or ``recent``) and how many spares of it are
+    wanted: the latest image of each branch of ``warm/projects`` (a branch not launched yet has none), then one
+    of each of the ``warm/recent`` branches launched most, in that order of preference."""
     images: dict[str, tuple[str, int]] = {}
     for target in ctx.config.warm_projects:
         image = ctx.images.latest(target.project, target.ref)
         if image:
             name, count = images.get(image, (target.name, 0))
             images[image] = (name, count + target.count)
+    if ctx.config.warm_recent:
+        for image in ctx.images.most_launched(ctx.config.warm_recent):
+            images.setdefault(image, ("recent", 1))
     return images
 
 
 def _start_one(ctx: Context, runner: str) -> None:
-    if not ctx.config.warm_projects or ctx.redis.zcard(schema.QUEUE):
+    if ctx.redis.zcard(schema.QUEUE):
         return
     counts = ctx.spares.counts()
     for image, (target, count) in wanted(ctx).items():
@@ -110,6 +119,29 @@ def _claim_lost(ctx: Context, runner: str, spare: Spare) -> None:
     for any runner, when it still waits."""
     log.warning("%s claimed the spare of %s and never came", spare.run, runner)
     forget(ctx, runner)
+
+
+def refresh(ctx: Context, runner: str) -> None:
+    """Once every ``warm/refresh`` seconds, across runners: queue a build of each warm branch whose head's image
+    is not its latest."""
+    config = ctx.config
+    if not (config.warm_refresh and config.warm_projects):
+        return
+    if not ctx.redis.set(schema.WARM_REFRESH, runner, nx=True, ex=config.warm_refresh):
+        return
+    for target in config.warm_projects:
+        try:
+            with ctx.gitlab(config.warm_gitlab_token) as gl:
+                project = gl.project(target.project)
+                image = builder.image_name(config.image_prefix, project.path, gl.branch_commit(project, target.ref))
+            if image == ctx.images.latest(target.project, target.ref):
+                continue
+            request = service.request_deployment(
+                ctx, target.project, target.ref, config.warm_gitlab_token, build_only=True
+            )
+            log.info("%s: %s moved to a new commit; %s builds it for its spares", runner, target.name, request.run)
+        except BooklabError as e:  # looked at again after warm/refresh seconds
+            log.warning("%s could not refresh the warm branch %s: %s", runner, target.name, e)
 
 
 def forget(ctx: Context, runner: str) -> None:

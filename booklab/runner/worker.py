@@ -137,8 +137,9 @@ class Supervisor(bootsteps.StartStopStep):
             self._queue.pause()  # from now on
         elif not in_hand:
             self._queue.check(ctx)
-            if ctx.config.warm_projects:
+            if ctx.config.warm_projects or ctx.config.warm_recent:
                 warming.tend(ctx, c.hostname)
+                warming.refresh(ctx, c.hostname)
 
     def stop(self, c):
         """The consumer restarts (its broker connection was lost): start() runs again after."""

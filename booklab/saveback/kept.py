@@ -153,10 +153,12 @@ def _shown(relative: str) -> str:
     return relative.encode("unicode_escape").decode("ascii") if not relative.isprintable() else relative
 
 
-def listing(ctx: Context, deployment_id: str) -> list[Kept]:
-    """The changes kept of the deployment's runs, newest first."""
+def listing(ctx: Context, deployment_id: str, kept: dict[str, str] | None = None) -> list[Kept]:
+    """The changes kept of the deployment's runs, newest first; ``kept``: its ``kept:`` hash when the caller
+    read it already."""
     found = []
-    for number, raw in ctx.redis.hgetall(schema.kept(deployment_id)).items():
+    kept = ctx.redis.hgetall(schema.kept(deployment_id)) if kept is None else kept
+    for number, raw in kept.items():
         if ctx.redis.exists(schema.kept_files(schema.run_stream(deployment_id, number))):
             found.append(Kept(**{**json.loads(raw), "run": int(number)}))
     return sorted(found, key=lambda kept: kept.run, reverse=True)

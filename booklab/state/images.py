@@ -4,7 +4,8 @@ When a notebook of each image last launched (all hosts alike: an image is named 
 project and commit wherever it was built); what images each Docker Engine holds, as its
 cleaner last saw them (a host that stops publishing drops out); the removals an operator
 asked for, which only a runner of that host can do (the web tier has no Docker Engine); and
-how many images each host's cleaner removed, for ``/metrics``.
+how many images each host's cleaner removed, for ``/metrics``; how many launches each branch had in
+each hour of the last day (``warm/recent``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from booklab.state import schema
 
 #: seconds a host's inventory is shown without news from its cleaner, unless told otherwise
 INVENTORY_TTL = 3 * 600
+#: hours of launches :meth:`Images.most_launched` counts (warm/recent)
+LAUNCH_COUNT_HOURS = 24
 
 #: forget the latest image of each branch (field, image, ...) that is still that image and whose launches are forgotten
 _FORGET_LATEST = """
@@ -86,15 +89,35 @@ class Images:
         if forgotten:  # unless launched again meanwhile
             self._forget_latest(keys=[schema.IMAGE_LATEST, schema.IMAGE_LAUNCHES], args=forgotten)
 
-    def launched_on(self, host: str, image: str, project: str, ref: str) -> None:
-        """A notebook of ``image``, the newest of the branch ``ref`` of ``project``, launched now on ``host``,
-        whose Docker Engine holds it from now on (for placement: :mod:`booklab.dispatch.placement`)."""
+    def launched_on(
+        self, host: str, image: str, project: str, ref: str, now: float | None = None, count: bool = True
+    ) -> None:
+        """A notebook of ``image``, the newest of the branch ``ref`` of ``project``, launched ``now`` on ``host``
+        (or it was built there for the branch's warm spares: then not counted), whose Docker Engine holds it from
+        now on (for placement: :mod:`booklab.dispatch.placement`); the branch's launches of the hour count one
+        more (:meth:`most_launched`)."""
+        now = time.time() if now is None else now
+        hour = schema.launch_counts(int(now // 3600))
         with self.redis.pipeline() as pipe:
-            pipe.zadd(schema.IMAGE_LAUNCHES, {image: time.time()})
+            pipe.zadd(schema.IMAGE_LAUNCHES, {image: now})
             pipe.sadd(schema.image_hosts(image), host)
             pipe.expire(schema.image_hosts(image), schema.RECORD_TTL)
             pipe.hset(schema.IMAGE_LATEST, f"{project}:{ref}", image)
+            if count:
+                pipe.zincrby(hour, 1, f"{project}:{ref}")
+                pipe.expire(hour, (LAUNCH_COUNT_HOURS + 1) * 3600)
             pipe.execute()
+
+    def most_launched(self, n: int, now: float | None = None) -> list[str]:
+        """The latest images of the ``n`` branches launched most in the last :data:`LAUNCH_COUNT_HOURS` hours,
+        most launched first (a tie: by branch)."""
+        hour = int((time.time() if now is None else now) // 3600)
+        keys = [schema.launch_counts(hour - i) for i in range(LAUNCH_COUNT_HOURS)]
+        counted = sorted(self.redis.zunion(keys, withscores=True), key=lambda pair: (-pair[1], pair[0]))[:n]
+        if not counted:
+            return []
+        images = self.redis.hmget(schema.IMAGE_LATEST, [branch for branch, _ in counted])
+        return [image for image in images if image]
 
     def latest(self, project: str, ref: str) -> str | None:
         """The image a notebook of the branch ``ref`` of ``project`` launched last, on any host."""

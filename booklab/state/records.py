@@ -9,6 +9,7 @@ what each one holds.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import redis
 
@@ -32,6 +33,18 @@ return #ids
 """
 
 
+@dataclass(frozen=True)
+class Overview:
+    """A deployment's record, the number of the run queued behind the end of its current one, its place in the
+    queue (1: next) and the changes kept of its given-up saves (run number -> JSON), as :meth:`Deployments.overviews`
+    reads them."""
+
+    record: dict[str, str]
+    next_run: int | None
+    position: int | None
+    kept: dict[str, str]
+
+
 class Deployments:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
@@ -46,6 +59,20 @@ class Deployments:
             for deployment_id in deployment_ids:
                 pipe.hgetall(schema.deployment(deployment_id))
             return pipe.execute()
+
+    def overviews(self, deployment_ids: list[str]) -> list[Overview]:
+        """What the API shows of several deployments besides their status, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for deployment_id in deployment_ids:
+                pipe.hgetall(schema.deployment(deployment_id))
+                pipe.hget(schema.next_run(deployment_id), "run")
+                pipe.zrank(schema.QUEUE, deployment_id)
+                pipe.hgetall(schema.kept(deployment_id))
+            found = pipe.execute()
+        return [
+            Overview(record, None if run is None else int(run), None if rank is None else rank + 1, kept)
+            for record, run, rank, kept in zip(*[iter(found)] * 4)
+        ]
 
     def update(self, deployment_id: str, **fields: str) -> None:
         self.redis.hset(schema.deployment(deployment_id), mapping=fields)

@@ -42,6 +42,7 @@ ZSET   imagelaunches               image name -> when a notebook of it last laun
 SET    imagehosts:<image>          the hosts whose Docker Engine holds that image (placement), 7 days after its launch
 HASH   imagelatest                 "<project>:<branch>" -> the image it launched last (placement); forgotten
                                    with that image's launches
+ZSET   launchcount:<hour>      "<project>:<branch>" -> its launches in that hour (hours since 1970), 25 hours
 HASH   imageinventory              host -> JSON of its Booklab images as its cleaner last saw them, and until when
 SET    imageremovals:<host>        image names an operator asked to remove from that host's Docker Engine
 HASH   imagesremoved               host -> how many images its cleaner ever removed
@@ -53,6 +54,7 @@ HASH   spare:<runner>              the warm spare the runner holds: id, image, t
                                    claimed), container, address, limits, sealed token, the run that claimed it
 SET    spares:<image>              the runners offering a spare of that image to the next launch of it
 HASH   sparecount                  image -> how many spares of it are starting or offered
+STR    warmrefresh                 held for warm/refresh seconds by the runner that looked at the warm branches
 =====  ==========================  =====================================================
 
 Celery's broker keys (``deployments``, ``runner.<name>``, ``unacked*``, ``_kombu*``) live
@@ -78,6 +80,7 @@ IMAGES_REMOVED = "imagesremoved"
 IMAGE_LATEST = "imagelatest"
 REGISTRY_PRUNING = "registrypruning"
 SPARE_COUNT = "sparecount"
+WARM_REFRESH = "warmrefresh"
 
 HEARTBEAT_TTL = 30
 RECORD_TTL = 7 * 24 * 3600
@@ -248,3 +251,8 @@ def spare(runner: str) -> str:
 def spare_offers(image: str) -> str:
     """The runners whose spare of ``image`` a launch may claim."""
     return f"spares:{image}"
+
+
+def launch_counts(hour: int) -> str:
+    """The launches of each branch in ``hour`` (hours since 1970): warm/recent's ranking."""
+    return f"launchcount:{hour}"

@@ -199,7 +199,16 @@ def build(self: Task, run_id: str) -> str:
 
 @app.task(bind=True, name="booklab.run")
 def run(self: Task, run_id: str) -> str:
-    return _run_step(self, steps.run, run_id)
+    return _run_step(self, _launch_unless_build_only, run_id)
+
+
+def _launch_unless_build_only(ctx: Context, run: Run, runner: str) -> None:
+    """Launch the notebook; a run that only builds an image for warm spares ends here instead."""
+    if not ctx.deployments.record(run.deployment).get("build_only"):
+        steps.run(ctx, run, runner)
+        return
+    teardown.end(ctx, run, runner, Phase.STOPPED, steps.built_for_spares(ctx, run, runner))
+    raise Ignore()
 
 
 @app.task(bind=True, name="booklab.register_token", time_limit=60)

@@ -52,6 +52,7 @@ from booklab.saveback import kept, protocol
 from booklab.scrub import scrub
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
+from booklab.state.records import Overview
 from booklab.web import auth
 from booklab.web.pages import context
 from booklab.web.projects import check_access, kept_downloads, launch_path, stream_path, usable_profiles
@@ -61,11 +62,12 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = None) -> dict[str, Any]:
-    """A deployment as the API shows it to its owner (never a token); ``record``: its
-    record when the caller read it already."""
+def describe(dep: Deployment, status: Phase, overview: Overview | None = None) -> dict[str, Any]:
+    """A deployment as the API shows it to its owner (never a token); ``overview``: what of it the
+    caller read already (:meth:`~booklab.state.records.Deployments.overviews`)."""
     ctx, base = context(), request.host_url.rstrip("/")
-    record = ctx.deployments.record(dep.id) if record is None else record
+    overview = ctx.deployments.overviews([dep.id])[0] if overview is None else overview
+    record = overview.record
     out: dict[str, Any] = {
         "id": dep.id,
         "project": dep.project,
@@ -77,11 +79,10 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
     }
     if record.get("run"):
         out["run"] = int(record["run"])
-    pending = ctx.lifecycle.pending(dep.id)
-    if pending is not None:
-        out["next_run"] = pending.number
+    if overview.next_run is not None:
+        out["next_run"] = overview.next_run
     if status is Phase.TODO:
-        out["position"] = ctx.deployments.queue_position(dep.id)
+        out["position"] = overview.position
     if status is Phase.READY and record.get("url"):
         out["url"] = record["url"]
         if record.get("urlpath"):
@@ -95,7 +96,7 @@ def describe(dep: Deployment, status: Phase, record: dict[str, str] | None = Non
     save = protocol.describe(ctx, dep.id, record)
     if save:
         out["save"] = save
-    downloads = kept_downloads(dep, base)
+    downloads = kept_downloads(dep, base, overview.kept)
     if downloads:
         out["kept"] = downloads
     return out
@@ -191,8 +192,8 @@ def list_deployments() -> Any:
     user = auth.api_user()
     deployments = context().deployments
     found = deployments.of_user(user.username)
-    records = deployments.records([dep.id for dep, _ in found])
-    mine = [describe(dep, status, record) for (dep, status), record in zip(found, records)]
+    overviews = deployments.overviews([dep.id for dep, _ in found])
+    mine = [describe(dep, status, overview) for (dep, status), overview in zip(found, overviews)]
     return jsonify({"deployments": mine})
 
 

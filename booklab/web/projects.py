@@ -107,17 +107,17 @@ def _my_deployments(username: str) -> list[dict[str, str]]:
     ]
 
 
-def kept_downloads(dep: Deployment, base: str = "") -> list[dict[str, Any]]:
+def kept_downloads(dep: Deployment, base: str = "", kept_hash: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The changes kept of the deployment's given-up saves, newest run first, as the API and
     the home page offer them: each with its ``filename`` and ``download`` URL (``base``: the
-    site's, for an absolute one)."""
+    site's, for an absolute one); ``kept_hash``: its kept changes as read already."""
     return [
         {
             **changes.as_json(),
             "filename": changes.filename(dep.id),
             "download": base + url_for("api.download_kept", deployment_id=dep.id, run=changes.run),
         }
-        for changes in kept.listing(context(), dep.id)
+        for changes in kept.listing(context(), dep.id, kept_hash)
     ]
 
 

@@ -134,7 +134,7 @@ def test_config_lists_every_setting_and_hides_the_secrets(tmp_path):
         check=True,
     ).stdout
     assert all(f"{f.metadata['path']} = " in out for f in Config.settings())
-    assert out.count("'<set>'") == len(SECRETS) == 5
+    assert out.count("'<set>'") == len(SECRETS) == 6
     assert not any(value in out for value in secrets.values())
     assert "r3dis-password" not in out and "redis://:[secret removed]@redis.example.org:6379/0" in out
 

@@ -1,7 +1,8 @@
 """Warm spares with real runners, Docker and Traefik (its Redis provider): an idle runner holds a started
 notebook of a warm branch's image, unrouted; of 20 launches at once exactly one gets it, the others are served
 as usual and none gets that container; a fresh spare is started behind it; a new commit of the branch replaces
-the spare; a runner holding a spare drops it at once to serve another image."""
+the spare; a runner holding a spare drops it at once to serve another image; warm/refresh builds a branch's new
+commit in the background, and its spares replace the old ones before anyone launches it."""
 
 from __future__ import annotations
 
@@ -24,12 +25,22 @@ from tests.fixtures.web import push_notebook_project
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 LAUNCHES = 20
+REPORTER = 20
+ANY_IMAGE = object()
 
 
-def offered_spare(ctx, runner_names: list[str], image: str, not_container: str = ""):
+def offered_spare(ctx, runner_names: list[str], image: str, not_container: str = "", not_image: str = ""):
+    """(runner, spare) of an offered spare of ``image`` (:data:`ANY_IMAGE`: any but ``not_image``), not in
+    ``not_container``; None while there is none."""
     for name in runner_names:
         spare = ctx.spares.of(name)
-        if spare and spare.state == OFFERED and spare.image == image and spare.container != not_container:
+        if (
+            spare
+            and spare.state == OFFERED
+            and (image is ANY_IMAGE or spare.image == image)
+            and spare.image != not_image
+            and spare.container != not_container
+        ):
             return name, spare
     return None
 
@@ -132,3 +143,37 @@ def test_a_new_commit_replaces_the_spare_and_another_image_drops_it_at_once(
     assert ctx.spares.counts() == {new_image: 1}
     with pytest.raises(docker.errors.NotFound):
         docker_engine.containers.get(old_spare.container)
+
+
+def test_warm_refresh_builds_a_new_commit_in_the_background_and_its_spares_replace_the_old_ones(
+    ctx, runners, traefik, gitlab, alice, base_image, tmp_path, docker_engine
+):
+    bot = gitlab.add_user("booklab-bot")  # may read the project, not add deploy keys: it clones over HTTPS
+    gitlab.add_project("course/refreshed", members={"alice": MAINTAINER, "booklab-bot": REPORTER})
+    gitlab.push("course/refreshed", create_local_repo(tmp_path / "v1", {"main": notebook_repo_files(base_image)}))
+    (runner,) = runners(
+        1,
+        **traefik.runner_env("redis"),
+        BOOKLAB_WARM_PROJECTS='{"course/refreshed@main": 1}',
+        BOOKLAB_WARM_REFRESH="2",
+        BOOKLAB_WARM_GITLAB_TOKEN=bot.token,
+    )
+    # no one launched it yet: the refresh builds it, and a spare follows
+    _, first = wait_until(lambda: offered_spare(ctx, [runner.name], ANY_IMAGE), 180, "a spare of the branch")
+    assert ctx.images.latest("course/refreshed", "main") == first.image
+    built = "course/refreshed:main:booklab-bot"
+    assert ctx.deployments.status(built) is Phase.STOPPED
+    assert "for the warm spares of course/refreshed@main" in run_to_end(ctx, built)[-1]["message"]
+
+    files = {**notebook_repo_files(base_image), "week2.txt": "new material"}
+    gitlab.push("course/refreshed", create_local_repo(tmp_path / "v2", {"main": files}))
+    _, second = wait_until(
+        lambda: offered_spare(ctx, [runner.name], ANY_IMAGE, not_image=first.image), 180, "a spare of the new commit"
+    )
+    assert ctx.images.latest("course/refreshed", "main") == second.image
+    with pytest.raises(docker.errors.NotFound):
+        docker_engine.containers.get(first.container)
+
+    launch = service.request_deployment(ctx, "course/refreshed", "main", alice.token)
+    assert run_to_end(ctx, launch.id)[-1]["phase"] == "ready"
+    assert ctx.deployments.record(launch.id)["container"] == second.container

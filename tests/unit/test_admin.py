@@ -68,7 +68,9 @@ def test_the_operator_sees_runners_the_queue_deployments_and_quotas(operated, gi
         "alice",
     )
     assert rows[RUNNER].phase == "ready" and rows[RUNNER].since is not None and rows[RUNNER].last_beat is not None
-    assert (rows[IDLE].state, rows[IDLE].deployment) == ("free", "")
+    assert (rows[IDLE].state, rows[IDLE].deployment, rows[IDLE].spare) == ("free", "", "")
+    ctx.spares.begin(IDLE, "s1", "booklab/lab:" + "a" * 40, f"{PROJECT}@main", 1)
+    assert {row.name: row for row in admin.runners(ctx)}[IDLE].spare == f"{PROJECT}@main (starting)"
     assert (rows["runner-3@gone"].state, rows["runner-3@gone"].last_beat) == ("lost", None)
 
     assert [(q.position, q.deployment) for q in admin.queue(ctx)] == [

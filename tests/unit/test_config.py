@@ -40,7 +40,7 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
         ),
         (
             {"BOOKLAB_WARM_PROJECTS": '{"course/lab@main": 2}', "BOOKLAB_ROUTES_PUBLISHER": "docker"},
-            "warm/projects needs launch/target standalone and routes/publisher redis or none",
+            "warm/projects and warm/recent need launch/target standalone and routes/publisher redis or none",
         ),
         ({"BOOKLAB_NOTEBOOK_CPUS": "-1"}, "notebook/cpus (from BOOKLAB_NOTEBOOK_CPUS) must not be negative"),
         ({"BOOKLAB_NOTEBOOK_PUBLISH": "false"}, "notebook/publish is false, so notebook/network must name"),
