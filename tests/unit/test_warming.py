@@ -12,8 +12,12 @@ import time
 from booklab import config as config_module
 from booklab.context import Context
 from booklab.dispatch import placement
+from booklab.phases import Phase
+from booklab.pipeline import builder
 from booklab.runner import warming
+from booklab.state import schema
 from booklab.state.lifecycle import Run
+from tests.fixtures.gitlab import create_local_repo
 
 HOUR = 3600
 
@@ -73,3 +77,35 @@ def test_a_launch_claims_the_spare_of_the_image_its_branch_launched_last_unless_
     carol = Run("course/lab:main:carol", 1)
     ctx.deployments.update(carol.deployment, project="course/lab", ref="main")
     assert placement.spare_runner(ctx, carol) == ""  # claimed already
+
+
+def test_warm_refresh_queues_one_build_of_a_branch_whose_head_is_not_its_latest_image(
+    redis_ctx, booklab_env, gitlab, tmp_path
+):
+    bot = gitlab.add_user("booklab-bot")
+    gitlab.add_project("course/lab", members={"booklab-bot": 20})
+    gitlab.push("course/lab", create_local_repo(tmp_path / "repo", {"main": {"README.md": "week 1"}}))
+    ctx = context(
+        booklab_env,
+        BOOKLAB_WARM_PROJECTS='{"course/lab@main": 2}',
+        BOOKLAB_WARM_REFRESH="60",
+        BOOKLAB_WARM_GITLAB_TOKEN=bot.token,
+    )
+    warming.refresh(ctx, "runner-1@a")
+    built = "course/lab:main:booklab-bot"
+    assert ctx.deployments.status(built) is Phase.TODO
+    record = ctx.deployments.record(built)
+    assert record["build_only"] == "1"
+    assert placement.spare_runner(ctx, Run(built, 1)) == ""  # a build never takes a spare
+
+    ctx.lifecycle.stop(built)  # whatever became of it
+    warming.refresh(ctx, "runner-2@a")  # within warm/refresh seconds of the last look: nothing
+    assert ctx.lifecycle.newest(built).number == 1
+
+    with ctx.gitlab(bot.token) as gl:
+        project = gl.project("course/lab")
+        head = builder.image_name(ctx.config.image_prefix, project.path, gl.branch_commit(project, "main"))
+    ctx.images.launched_on("host-a", head, "course/lab", "main")
+    ctx.redis.delete(schema.WARM_REFRESH)
+    warming.refresh(ctx, "runner-2@a")  # its head is the latest image: nothing to build
+    assert ctx.lifecycle.newest(built).number == 1
