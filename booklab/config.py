@@ -447,8 +447,8 @@ class Config:
     warm_recent: int = _setting(
         "warm/recent",
         0,
-        "Also keep one spare of the latest image of each of the N branches launched most in the last 24 hours, "
-        "on runners idle besides warm/projects' spares; 0: none.",
+        "Also keep one spare of the latest image of each of the N branches the most users launched in the last 24 "
+        "hours, on runners idle besides warm/projects' spares; 0: none.",
     )
     jupyterhub_create_users: bool = _setting(
         "jupyterhub/create_users",

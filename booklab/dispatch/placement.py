@@ -32,10 +32,17 @@ def preferred_host(ctx: Context, run: Run) -> str:
 
 def spare_runner(ctx: Context, run: Run) -> str:
     """The runner whose warm spare of the image the run's branch launched last the run claimed; empty: none
-    (none offered, or the run builds its image again, or only builds one)."""
+    (none offered; or the run builds its image again, or only builds one, or its user picked a machine profile
+    other than the default, whose limits a spare has)."""
     record = ctx.deployments.record(run.deployment)
     image = ctx.images.latest(record.get("project", ""), record.get("ref", ""))
-    if not image or record.get("rebuild") or record.get("build_only"):
+    picked = record.get("profile_asked", "")
+    if (
+        not image
+        or record.get("rebuild")
+        or record.get("build_only")
+        or picked not in ("", ctx.config.profiles_default)
+    ):
         return ""
     return ctx.spares.claim(image, run.id) or ""
 

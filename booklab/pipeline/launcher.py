@@ -7,6 +7,7 @@ command line, and is kept out of every log line and error message.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -194,6 +195,35 @@ def api_status(
     except (requests.RequestException, ValueError):  # not up yet, gone, or not Jupyter
         return None
     return status if isinstance(status, dict) else None
+
+
+#: the most of an answer :func:`answers_within` reads
+PROBE_MAX_BYTES = 64 * 1024
+
+
+def answers_within(url: str, token: str, seconds: float) -> bool:
+    """Whether Jupyter under ``url`` answers ``/api/status`` with a JSON object within ``seconds`` in all, with
+    no redirect: a probe a runner's main loop may make of a server no user watches, which may trickle its
+    answer, send a large one, or point elsewhere."""
+    deadline = time.monotonic() + seconds
+    body = b""
+    try:
+        with requests.get(
+            f"{url}api/status",
+            timeout=(seconds, seconds),
+            allow_redirects=False,
+            stream=True,
+            headers={"Authorization": f"token {token}"},
+        ) as response:
+            if response.status_code != 200:
+                return False
+            for chunk in response.iter_content(4096):
+                body += chunk
+                if len(body) > PROBE_MAX_BYTES or time.monotonic() > deadline:
+                    return False
+        return isinstance(json.loads(body), dict)
+    except (requests.RequestException, ValueError):
+        return False
 
 
 def _exited(container: Container, token: str) -> LaunchError:

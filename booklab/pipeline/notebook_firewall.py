@@ -139,3 +139,12 @@ def _iptables(argv: list[str], stdin: str | None = None) -> None:
             "the host's network namespace and the NET_ADMIN capability (docker compose: network_mode: host, "
             "cap_add: [NET_ADMIN]), and Docker's iptables rules (DOCKER-USER)."
         )
+
+
+def before_notebook(client: docker.DockerClient, config: Config) -> None:
+    """What every notebook's start checks first, a launch's or a warm spare's: its network isolates notebooks
+    from each other (checked at the runner's start too, but Docker may not have answered then) and the
+    firewall rules hold (mended, should they be gone)."""
+    if config.notebook_network:
+        notebook_network.ensure_isolated(client, config.notebook_network)
+    ensure(client, config)

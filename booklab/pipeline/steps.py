@@ -33,7 +33,6 @@ from booklab.pipeline import (
     launcher,
     notebook_container,
     notebook_firewall,
-    notebook_network,
     notebook_settings,
     one_build,
     warm_launch,
@@ -256,9 +255,7 @@ def run(ctx: Context, run: Run, runner: str) -> None:
     settings = _notebook_settings(ctx, run, record)
     ctx.lifecycle.say(run, Phase.LAUNCHING, "Launching the notebook server...")
     started = time.monotonic()
-    if ctx.config.notebook_network:  # checked at the runner's start too, but Docker may not have answered then
-        notebook_network.ensure_isolated(ctx.docker, ctx.config.notebook_network)
-    notebook_firewall.ensure(ctx.docker, ctx.config)  # mended before each launch, should it be gone
+    notebook_firewall.before_notebook(ctx.docker, ctx.config)
     if ctx.config.launch_target == "jupyterhub":
         _run_on_hub(ctx, run, runner, record, settings)
         metrics.observe(ctx.redis, "launch", time.monotonic() - started)
@@ -332,7 +329,7 @@ def _started(
     url: str,
 ) -> None:
     """The notebook's container runs: its host holds the image, the runner holds the container."""
-    ctx.images.launched_on(ctx.docker_host, record["image"], record["project"], record["ref"])
+    ctx.images.launched_on(ctx.docker_host, record["image"], record["project"], record["ref"], by=record["user"])
     ctx.vault.delete(run.deployment, GITLAB_TOKEN)  # started: no runner prepares this run again
     image_sharing.share_alongside(ctx, run, record["image"])
     ctx.runners.attach(
@@ -367,7 +364,7 @@ def built_for_spares(ctx: Context, run: Run, runner: str) -> str:
     """A run that only builds (``build_only``): its image is its branch's latest from now on, which the
     branch's warm spares follow; what its end says."""
     record = ctx.deployments.record(run.deployment)
-    ctx.images.launched_on(ctx.docker_host, record["image"], record["project"], record["ref"], count=False)
+    ctx.images.launched_on(ctx.docker_host, record["image"], record["project"], record["ref"])
     return f"Built {record['image']} for the warm spares of {record['project']}@{record['ref']}."
 
 

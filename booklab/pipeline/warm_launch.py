@@ -17,7 +17,7 @@ import docker
 import requests
 
 from booklab.context import Context
-from booklab.pipeline import launcher, notebook_container, notebook_settings
+from booklab.pipeline import launcher, notebook_container, notebook_firewall, notebook_settings
 from booklab.state import schema
 from booklab.state.lifecycle import Run
 from booklab.state.spares import Spare
@@ -25,20 +25,28 @@ from booklab.state.vault import NOTEBOOK_TOKEN
 
 log = logging.getLogger(__name__)
 
+#: what a spare's container is named after
+SPARE_PREFIX = "booklab-spare-"
+#: seconds a probe of a spare may take in all
+PROBE_SECONDS = 1.0
+
 
 def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def start(ctx: Context, runner: str, spare_id: str, image: str) -> tuple[launcher.Notebook, tuple[str, str]]:
-    """Start a spare notebook of ``image`` on the runner's Docker Engine, with the memory and CPUs of a launch
-    that picks no profile (returned as :func:`limits_of` writes them); it answers soon after
+def start(ctx: Context, runner: str, spare_id: str, image: str) -> tuple[launcher.Notebook, tuple[str, str], str]:
+    """Start a spare notebook of ``image`` on the runner's Docker Engine, once its network and firewall are
+    checked as for any notebook, with the memory and CPUs of a launch that picks no profile; returns it, those
+    limits as :func:`limits_of` writes them, and the id of the image it runs. It answers soon after
     (:func:`answers`). LaunchError when the image may not run."""
-    settings = notebook_settings.for_image(ctx.docker.images.get(image).labels, ctx.config)[1]
+    notebook_firewall.before_notebook(ctx.docker, ctx.config)
+    found = ctx.docker.images.get(image)
+    settings = notebook_settings.for_image(found.labels, ctx.config)[1]
     notebook = launcher.launch(
         ctx.docker,
         image,
-        name=f"booklab-spare-{spare_id}",
+        name=f"{SPARE_PREFIX}{spare_id}",
         deployment_id="",
         labels={"booklab.runner": runner},
         limits=notebook_container.Limits(
@@ -48,7 +56,7 @@ def start(ctx: Context, runner: str, spare_id: str, image: str) -> tuple[launche
         host_ip=ctx.config.notebook_host,
         publish=ctx.config.notebook_publish,
     )
-    return notebook, limits_of(settings)
+    return notebook, limits_of(settings), found.id
 
 
 def limits_of(settings: notebook_settings.Effective) -> tuple[str, str]:
@@ -57,7 +65,8 @@ def limits_of(settings: notebook_settings.Effective) -> tuple[str, str]:
 
 
 def answers(url: str, token: str) -> bool:
-    return launcher.api_status(url, token) is not None
+    """Whether the spare answers, asked within :data:`PROBE_SECONDS` in all (a runner's main loop asks)."""
+    return launcher.answers_within(url, token, PROBE_SECONDS)
 
 
 def hand_to(ctx: Context, run: Run, runner: str, spare: Spare) -> None:
@@ -99,10 +108,17 @@ def fits(record: dict[str, str], settings: notebook_settings.Effective) -> bool:
 def notebook(ctx: Context, run: Run, record: dict[str, str]) -> launcher.Notebook | None:
     """The run's spare as a started notebook, if it still answers; None when it does not."""
     token = ctx.vault.notebook_token(run.deployment)
-    if token is None or not answers(record["spare_url"], token):
+    if token is None or launcher.api_status(record["spare_url"], token) is None:
         return None
     slug = ctx.slug(run.deployment)
     return launcher.Notebook(record["container"], f"booklab-{slug}", record["spare_url"], token, record["image"])
+
+
+def strays(ctx: Context, runner: str, keep: str = "") -> list[str]:
+    """The spare containers ``runner`` left on its Docker Engine besides ``keep`` (a handover cut off, a spare
+    dropped while its engine did not answer)."""
+    found = launcher.find_notebooks(ctx.docker, {"booklab.runner": runner})
+    return [c.id for c in found if c.name.startswith(SPARE_PREFIX) and c.id != keep]
 
 
 def remove(ctx: Context, container: str) -> None:

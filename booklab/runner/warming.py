@@ -13,7 +13,6 @@ user) and, when its image is not the branch's latest, queues a run that builds i
 from __future__ import annotations
 
 import logging
-import time
 
 import docker
 import requests
@@ -32,6 +31,10 @@ log = logging.getLogger(__name__)
 
 #: seconds a claimed spare waits for its launch's first step before the launch is queued again
 CLAIM_GAP = 15
+#: seconds a spare is offered at most: an older one goes, and a fresh one starts (no image runs unwatched long)
+MAX_AGE = 3600
+#: seconds no spare of an image starts after one of them ended or never answered (no crash loop)
+PAUSE = 300
 
 
 def tend(ctx: Context, runner: str) -> None:
@@ -41,10 +44,16 @@ def tend(ctx: Context, runner: str) -> None:
         _start_one(ctx, runner)
     elif spare.state == STARTING:
         _offer_once_it_answers(ctx, runner, spare)
-    elif spare.state == OFFERED and not _still_wanted(ctx, spare):
-        _drop(ctx, runner, "no longer wanted")
-    elif spare.state == CLAIMED and time.time() - spare.since > CLAIM_GAP:
+    elif spare.state == OFFERED:
+        _keep_if_wanted(ctx, runner, spare)
+    elif ctx.spares.now() - spare.since > CLAIM_GAP:
         _claim_lost(ctx, runner, spare)
+
+
+def claimed(ctx: Context, runner: str) -> bool:
+    """Whether a launch claimed ``runner``'s spare and is on its way to it: the runner takes no other first."""
+    spare = ctx.spares.of(runner)
+    return spare is not None and spare.state == CLAIMED
 
 
 def wanted(ctx: Context) -> dict[str, tuple[str, int]]:
@@ -64,27 +73,36 @@ def wanted(ctx: Context) -> dict[str, tuple[str, int]]:
 
 
 def _start_one(ctx: Context, runner: str) -> None:
+    """Start a spare of the first wanted image still short of its count that this host holds, unless runs wait."""
     if ctx.redis.zcard(schema.QUEUE):
         return
     counts = ctx.spares.counts()
     for image, (target, count) in wanted(ctx).items():
-        if counts.get(image, 0) >= count or not builder.image_exists(ctx.docker, image):
+        if counts.get(image, 0) >= count or ctx.redis.exists(schema.spare_pause(image)):
             continue
+        if not builder.image_exists(ctx.docker, image):
+            continue
+        for stray in warm_launch.strays(ctx, runner):
+            warm_launch.remove(ctx, stray)
         spare_id = warm_launch.new_id()
-        if not ctx.spares.begin(runner, spare_id, image, target, count):
-            continue  # another idle runner started the last one wanted
-        try:
-            notebook, (memory, cpus) = warm_launch.start(ctx, runner, spare_id, image)
-        except (BooklabError, docker.errors.DockerException, requests.RequestException) as e:
-            log.warning("%s could not start a spare of %s: %s", runner, target, e)
-            ctx.spares.drop(runner)
+        if ctx.spares.begin(runner, spare_id, image, target, count):  # else another runner started the last one
+            _start(ctx, runner, spare_id, image, target)
             return
-        token = ctx.vault.seal(notebook.token.encode()).decode()
-        if not ctx.spares.started(runner, spare_id, notebook.container_id, notebook.url, memory, cpus, token):
-            warm_launch.remove(ctx, notebook.container_id)  # dropped meanwhile
-            return
-        log.info("%s starts a spare of %s (%s)", runner, target, image)
+
+
+def _start(ctx: Context, runner: str, spare_id: str, image: str, target: str) -> None:
+    try:
+        notebook, (memory, cpus), image_id = warm_launch.start(ctx, runner, spare_id, image)
+    except (BooklabError, docker.errors.DockerException, requests.RequestException) as e:
+        log.warning("%s could not start a spare of %s: %s", runner, target, e)
+        _pause(ctx, image)
+        ctx.spares.drop(runner)
         return
+    token = ctx.vault.seal(notebook.token.encode()).decode()
+    if not ctx.spares.started(runner, spare_id, notebook.container_id, notebook.url, memory, cpus, token, image_id):
+        warm_launch.remove(ctx, notebook.container_id)  # dropped meanwhile
+        return
+    log.info("%s starts a spare of %s (%s)", runner, target, image)
 
 
 def _offer_once_it_answers(ctx: Context, runner: str, spare: Spare) -> None:
@@ -93,18 +111,43 @@ def _offer_once_it_answers(ctx: Context, runner: str, spare: Spare) -> None:
         if ctx.spares.offer(runner, spare.id, spare.image):
             log.info("%s offers its spare of %s", runner, spare.target)
         return
-    if time.time() - spare.since > ctx.config.notebook_ready_timeout:
+    if ctx.spares.now() - spare.since > ctx.config.notebook_ready_timeout:
+        _pause(ctx, spare.image)
         _drop(ctx, runner, f"it did not answer within {ctx.config.notebook_ready_timeout} s")
 
 
-def _still_wanted(ctx: Context, spare: Spare) -> bool:
+def _keep_if_wanted(ctx: Context, runner: str, spare: Spare) -> None:
+    """Drop an offered spare no longer wanted (its branch moved, fewer are wanted, its image was rebuilt), too old,
+    or whose container ended."""
     image = wanted(ctx).get(spare.image)
     if image is None or ctx.spares.counts().get(spare.image, 0) > image[1]:
-        return False
+        _drop(ctx, runner, "no longer wanted")
+    elif ctx.spares.now() - spare.since > MAX_AGE:
+        _drop(ctx, runner, f"offered for {MAX_AGE} s: a fresh one replaces it")
+    elif not _running(ctx, spare.container):
+        _pause(ctx, spare.image)
+        _drop(ctx, runner, "its notebook server ended")
+    elif _image_id(ctx, spare.image) != spare.image_id:
+        _drop(ctx, runner, "its image was built again, or removed")
+
+
+def _image_id(ctx: Context, image: str) -> str:
     try:
-        return ctx.docker.containers.get(spare.container).status == "running"
+        return ctx.docker.images.get(image).id
+    except docker.errors.ImageNotFound:
+        return ""
+
+
+def _running(ctx: Context, container: str) -> bool:
+    try:
+        return ctx.docker.containers.get(container).status == "running"
     except docker.errors.NotFound:
         return False
+
+
+def _pause(ctx: Context, image: str) -> None:
+    """No spare of ``image`` starts for :data:`PAUSE` seconds: one of them failed."""
+    ctx.redis.set(schema.spare_pause(image), "1", ex=PAUSE)
 
 
 def _drop(ctx: Context, runner: str, why: str) -> None:

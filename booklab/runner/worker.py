@@ -126,6 +126,12 @@ class Supervisor(bootsteps.StartStopStep):
         if not host:  # a deployment it took would go back to the queue: leave them to runners of other engines
             if _stop_consuming_shared_queues(c):
                 log.warning("%s takes no deployment until its Docker Engine answers", c.hostname)
+            warming.forget(ctx, c.hostname)  # no launch may claim a spare here now
+            self._queue.pause()
+            return
+        warm = ctx.config.warm_projects or ctx.config.warm_recent
+        if warm and not in_hand and warming.claimed(ctx, c.hostname):
+            warming.tend(ctx, c.hostname)  # a launch on its way to its spare: it takes no other first
             self._queue.pause()
             return
         missing = [queue for queue in shared_queues(host) if not c.task_consumer.consuming_from(queue)]
@@ -137,7 +143,7 @@ class Supervisor(bootsteps.StartStopStep):
             self._queue.pause()  # from now on
         elif not in_hand:
             self._queue.check(ctx)
-            if ctx.config.warm_projects or ctx.config.warm_recent:
+            if warm:
                 warming.tend(ctx, c.hostname)
                 warming.refresh(ctx, c.hostname)
 

@@ -5,7 +5,7 @@ project and commit wherever it was built); what images each Docker Engine holds,
 cleaner last saw them (a host that stops publishing drops out); the removals an operator
 asked for, which only a runner of that host can do (the web tier has no Docker Engine); and
 how many images each host's cleaner removed, for ``/metrics``; how many launches each branch had in
-each hour of the last day (``warm/recent``).
+each hour of the last day, by distinct users (``warm/recent``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,17 @@ for i = 1, #ARGV, 2 do
     redis.call('HDEL', KEYS[1], ARGV[i])
   end
 end
+"""
+
+
+#: KEYS[1] the hour's launch counts, KEYS[2] the hour's launchers; ARGV the branch, the user, the TTL: a user counts
+#: once an hour for a branch, so that no one alone makes a branch the most launched (warm/recent)
+_COUNT_LAUNCHER = """
+if redis.call('SADD', KEYS[2], ARGV[1] .. ' ' .. ARGV[2]) == 1 then
+  redis.call('ZINCRBY', KEYS[1], 1, ARGV[1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 """
 
 
@@ -61,6 +72,7 @@ class Images:
         self.redis = client
         self.inventory_ttl = inventory_ttl
         self._forget_latest = client.register_script(_FORGET_LATEST)
+        self._count = client.register_script(_COUNT_LAUNCHER)
 
     def launched(self, image: str, when: float | None = None) -> None:
         """A notebook of ``image`` launched at ``when`` (now), or it was just built."""
@@ -90,27 +102,27 @@ class Images:
             self._forget_latest(keys=[schema.IMAGE_LATEST, schema.IMAGE_LAUNCHES], args=forgotten)
 
     def launched_on(
-        self, host: str, image: str, project: str, ref: str, now: float | None = None, count: bool = True
+        self, host: str, image: str, project: str, ref: str, by: str = "", now: float | None = None
     ) -> None:
         """A notebook of ``image``, the newest of the branch ``ref`` of ``project``, launched ``now`` on ``host``
-        (or it was built there for the branch's warm spares: then not counted), whose Docker Engine holds it from
-        now on (for placement: :mod:`booklab.dispatch.placement`); the branch's launches of the hour count one
-        more (:meth:`most_launched`)."""
+        for the user ``by`` (or it was built there for the branch's warm spares: empty), whose Docker Engine holds
+        it from now on (for placement: :mod:`booklab.dispatch.placement`); a user's first launch of the branch in
+        the hour counts one more for it (:meth:`most_launched`)."""
         now = time.time() if now is None else now
-        hour = schema.launch_counts(int(now // 3600))
+        hour = int(now // 3600)
         with self.redis.pipeline() as pipe:
             pipe.zadd(schema.IMAGE_LAUNCHES, {image: now})
             pipe.sadd(schema.image_hosts(image), host)
             pipe.expire(schema.image_hosts(image), schema.RECORD_TTL)
             pipe.hset(schema.IMAGE_LATEST, f"{project}:{ref}", image)
-            if count:
-                pipe.zincrby(hour, 1, f"{project}:{ref}")
-                pipe.expire(hour, (LAUNCH_COUNT_HOURS + 1) * 3600)
             pipe.execute()
+        if by:
+            keys = [schema.launch_counts(hour), schema.launchers(hour)]
+            self._count(keys=keys, args=[f"{project}:{ref}", by, (LAUNCH_COUNT_HOURS + 1) * 3600])
 
     def most_launched(self, n: int, now: float | None = None) -> list[str]:
-        """The latest images of the ``n`` branches launched most in the last :data:`LAUNCH_COUNT_HOURS` hours,
-        most launched first (a tie: by branch)."""
+        """The latest images of the ``n`` branches launched most in the last :data:`LAUNCH_COUNT_HOURS` hours (by
+        users, each counted once an hour), most launched first (a tie: by branch)."""
         hour = int((time.time() if now is None else now) // 3600)
         keys = [schema.launch_counts(hour - i) for i in range(LAUNCH_COUNT_HOURS)]
         counted = sorted(self.redis.zunion(keys, withscores=True), key=lambda pair: (-pair[1], pair[0]))[:n]

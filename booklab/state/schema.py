@@ -42,7 +42,9 @@ ZSET   imagelaunches               image name -> when a notebook of it last laun
 SET    imagehosts:<image>          the hosts whose Docker Engine holds that image (placement), 7 days after its launch
 HASH   imagelatest                 "<project>:<branch>" -> the image it launched last (placement); forgotten
                                    with that image's launches
-ZSET   launchcount:<hour>      "<project>:<branch>" -> its launches in that hour (hours since 1970), 25 hours
+ZSET   launchcount:<hour>      "<project>:<branch>" -> the users who launched it in that hour (hours since 1970),
+                                   25 hours
+SET    launchers:<hour>            "<project>:<branch> <user>" of each launch in that hour, 25 hours
 HASH   imageinventory              host -> JSON of its Booklab images as its cleaner last saw them, and until when
 SET    imageremovals:<host>        image names an operator asked to remove from that host's Docker Engine
 HASH   imagesremoved               host -> how many images its cleaner ever removed
@@ -54,6 +56,7 @@ HASH   spare:<runner>              the warm spare the runner holds: id, image, t
                                    claimed), container, address, limits, sealed token, the run that claimed it
 SET    spares:<image>              the runners offering a spare of that image to the next launch of it
 HASH   sparecount                  image -> how many spares of it are starting or offered
+STR    sparepause:<image>          no spare of that image starts: one ended or never answered, 5 minutes
 STR    warmrefresh                 held for warm/refresh seconds by the runner that looked at the warm branches
 =====  ==========================  =====================================================
 
@@ -248,6 +251,11 @@ def spare(runner: str) -> str:
     return f"spare:{runner}"
 
 
+def spare_pause(image: str) -> str:
+    """Set while no spare of ``image`` starts (:mod:`booklab.runner.warming`)."""
+    return f"sparepause:{image}"
+
+
 def spare_offers(image: str) -> str:
     """The runners whose spare of ``image`` a launch may claim."""
     return f"spares:{image}"
@@ -256,3 +264,8 @@ def spare_offers(image: str) -> str:
 def launch_counts(hour: int) -> str:
     """The launches of each branch in ``hour`` (hours since 1970): warm/recent's ranking."""
     return f"launchcount:{hour}"
+
+
+def launchers(hour: int) -> str:
+    """Who launched which branch in ``hour``: each counts once in :func:`launch_counts`."""
+    return f"launchers:{hour}"

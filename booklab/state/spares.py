@@ -13,8 +13,7 @@ record (the vault's seal), and goes with it.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import redis
@@ -23,52 +22,67 @@ from booklab.state import schema
 
 STARTING, OFFERED, CLAIMED = "starting", "offered", "claimed"
 
-_FIELDS = ("id", "image", "target", "state", "container", "url", "memory", "cpus", "run", "since", "token")
+_FIELDS = ("id", "image", "target", "state", "container", "url", "memory", "cpus", "run", "since", "token", "image_id")
 
-# KEYS[1] the runner's spare, KEYS[2] sparecount; ARGV id, image, target, now, how many of the image are
-# wanted. 0: it holds one already, or as many are starting or offered
-_BEGIN = """
+#: the time of the Redis server, in seconds: every runner and web process compares a spare's age on one clock
+_NOW = """
+local clock = redis.call('TIME')
+local now = clock[1] .. '.' .. string.format('%06d', tonumber(clock[2]))
+"""
+
+# KEYS[1] the runner's spare, KEYS[2] sparecount; ARGV id, image, target, how many of the image are wanted.
+# 0: it holds one already, or as many are starting or offered
+_BEGIN = (
+    _NOW
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0') >= tonumber(ARGV[5]) then return 0 end
+if tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0') >= tonumber(ARGV[4]) then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'image', ARGV[2], 'target', ARGV[3], 'state', 'starting',
-  'since', ARGV[4])
+  'since', now)
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 return 1
 """
+)
 
-# KEYS[1] the runner's spare; ARGV id, container, url, memory, cpus, sealed token. 0: not that spare starting
+# KEYS[1] the runner's spare; ARGV id, container, url, memory, cpus, sealed token, the id of the image it runs.
+# 0: not that spare starting
 _STARTED = """
 if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'starting' then
   return 0
 end
 redis.call('HSET', KEYS[1], 'container', ARGV[2], 'url', ARGV[3], 'memory', ARGV[4], 'cpus', ARGV[5],
-  'token', ARGV[6])
+  'token', ARGV[6], 'image_id', ARGV[7])
 return 1
 """
 
-# KEYS[1] the runner's spare, KEYS[2] the offers of its image; ARGV id, runner, now. 0: not that spare starting
-_OFFER = """
+# KEYS[1] the runner's spare, KEYS[2] the offers of its image; ARGV id, runner. 0: not that spare starting
+_OFFER = (
+    _NOW
+    + """
 if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'starting'
     or not redis.call('HGET', KEYS[1], 'container') then
   return 0
 end
-redis.call('HSET', KEYS[1], 'state', 'offered', 'since', ARGV[3])
+redis.call('HSET', KEYS[1], 'state', 'offered', 'since', now)
 redis.call('SADD', KEYS[2], ARGV[2])
 return 1
 """
+)
 
-# KEYS[1] the offers of the image, KEYS[2] sparecount; ARGV image, run, now, the prefix of spare records,
-# the prefix of heartbeats. The runner whose spare the run claimed; nil: none offered. An offer whose runner's
+# KEYS[1] the offers of the image, KEYS[2] sparecount; ARGV image, run, the prefix of spare records, the prefix
+# of heartbeats. The runner whose spare the run claimed; nil: none offered. An offer whose runner's
 # heartbeat expired stays for the runner's return (or its reaper's drop); one no longer offered goes
-_CLAIM = """
+_CLAIM = (
+    _NOW
+    + """
 local passed, found = {}, false
 while true do
   local runner = redis.call('SPOP', KEYS[1])
   if not runner then break end
-  local spare = ARGV[4] .. runner
+  local spare = ARGV[3] .. runner
   if redis.call('HGET', spare, 'state') == 'offered' and redis.call('HGET', spare, 'image') == ARGV[1] then
-    if redis.call('EXISTS', ARGV[5] .. runner) == 1 then
-      redis.call('HSET', spare, 'state', 'claimed', 'run', ARGV[2], 'since', ARGV[3])
+    if redis.call('EXISTS', ARGV[4] .. runner) == 1 then
+      redis.call('HSET', spare, 'state', 'claimed', 'run', ARGV[2], 'since', now)
       if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
       found = runner
       break
@@ -79,13 +93,14 @@ end
 if #passed > 0 then redis.call('SADD', KEYS[1], unpack(passed)) end
 return found
 """
+)
 
 # KEYS[1] the runner's spare, KEYS[2] sparecount; ARGV the run it takes ('' to drop an unclaimed spare
 # only), the runner, the prefix of offers, '1' to drop a claimed one too. Empty: it holds none;
 # {'other'}: claimed by another run, left as it is; else its fields, and it is gone
 _TAKE = """
 local f = redis.call('HMGET', KEYS[1], 'id', 'image', 'target', 'state', 'container', 'url', 'memory', 'cpus',
-  'run', 'since', 'token')
+  'run', 'since', 'token', 'image_id')
 if not f[4] then return {} end
 if f[4] == 'claimed' and f[9] ~= ARGV[1] and ARGV[4] ~= '1' then return {'other'} end
 if f[4] ~= 'claimed' then
@@ -111,8 +126,9 @@ class Spare:
     memory: str = ""
     cpus: str = ""
     run: str = ""
-    since: float = 0.0
-    token: str = ""
+    since: float = 0.0  # on the Redis server's clock (:meth:`Spares.now`)
+    token: str = field(default="", repr=False)
+    image_id: str = ""  # the image it runs: a rebuild gives its name another
 
     @classmethod
     def of(cls, fields: list) -> Spare:
@@ -140,6 +156,11 @@ class Spares:
         self._claim = client.register_script(_CLAIM)
         self._take = client.register_script(_TAKE)
 
+    def now(self) -> float:
+        """The Redis server's time, which a spare's ``since`` is on."""
+        seconds, micros = self.redis.time()
+        return seconds + micros / 1e6
+
     def of(self, runner: str) -> Spare | None:
         """The spare ``runner`` holds; None when it holds none."""
         fields = self.redis.hmget(schema.spare(runner), _FIELDS)
@@ -153,25 +174,27 @@ class Spares:
         """``runner`` starts a spare of ``image`` for ``target``, which wants ``wanted`` of them; False when it
         holds one already, or ``wanted`` are starting or offered."""
         keys = [schema.spare(runner), schema.SPARE_COUNT]
-        return bool(self._begin(keys=keys, args=[spare_id, image, target, f"{time.time():.3f}", wanted]))
+        return bool(self._begin(keys=keys, args=[spare_id, image, target, wanted]))
 
-    def started(self, runner: str, spare_id: str, container: str, url: str, memory: str, cpus: str, token: str) -> bool:
-        """The spare's container started (``token``: its Jupyter token, sealed); False when ``runner`` no longer
-        holds that spare starting."""
-        args = [spare_id, container, url, memory, cpus, token]
+    def started(
+        self, runner: str, spare_id: str, container: str, url: str, memory: str, cpus: str, token: str, image_id: str
+    ) -> bool:
+        """The spare's container started from the image ``image_id`` (``token``: its Jupyter token, sealed); False
+        when ``runner`` no longer holds that spare starting."""
+        args = [spare_id, container, url, memory, cpus, token, image_id]
         return bool(self._started(keys=[schema.spare(runner)], args=args))
 
     def offer(self, runner: str, spare_id: str, image: str) -> bool:
         """The spare's notebook answers: launches of ``image`` may claim it from now on; False when ``runner``
         no longer holds that spare starting."""
         keys = [schema.spare(runner), schema.spare_offers(image)]
-        return bool(self._offer(keys=keys, args=[spare_id, runner, f"{time.time():.3f}"]))
+        return bool(self._offer(keys=keys, args=[spare_id, runner]))
 
     def claim(self, image: str, run_id: str) -> str | None:
         """Claim an offered spare of ``image`` for the run ``run_id``: the runner holding it, which serves that
         run next; None when no live runner offers one."""
         keys = [schema.spare_offers(image), schema.SPARE_COUNT]
-        args = [image, run_id, f"{time.time():.3f}", schema.spare(""), schema.heartbeat("")]
+        args = [image, run_id, schema.spare(""), schema.heartbeat("")]
         return self._claim(keys=keys, args=args)
 
     def take(self, runner: str, run_id: str) -> tuple[Taken, Spare | None]:

@@ -34,30 +34,40 @@ CLAIM_TRIES = 3
 def _first_run(client: redis.Redis, task: Task) -> bool:
     """False when this message already ran (the broker gave it again); each retry of a
     step is a message of its own."""
-    key = schema.taskrun(f"{task.request.id}:{task.request.retries}")
-    return bool(client.set(key, "1", nx=True, ex=schema.TASKRUN_TTL))
+    return bool(client.set(_taskrun(task), "1", nx=True, ex=schema.TASKRUN_TTL))
+
+
+def _taskrun(task: Task) -> str:
+    return schema.taskrun(f"{task.request.id}:{task.request.retries}")
+
+
+def _from_own_queue(task: Task, runner: str) -> bool:
+    """Whether the message came from the runner's own queue (a launch that claimed its spare)."""
+    return (task.request.delivery_info or {}).get("routing_key") == runner_queue(runner)
 
 
 def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
     ctx = get_context()
     runner, run = task.request.hostname, Run.parse(run_id)
     if claim and ctx.runners.held(runner).get("deployment") not in (None, run.deployment):
+        if _from_own_queue(task, runner):  # a launch that claimed its spare, queued again since it never came
+            log.warning("%s serves a notebook already; %s came too late to its spare", runner, run)
+            raise Ignore()
         # taken in the instant a runner that serves a notebook reconnected to the broker
         log.warning("%s serves a notebook already; %s goes back to the queue", runner, run)
         _ask_runner_to_stop_taking_deployments(runner)
         raise Reject("the runner serves a notebook already", requeue=True)
+    if not _first_run(ctx.redis, task):
+        log.warning("%s for %s was delivered again; it already ran", task.name, run)
+        raise Ignore()
     taken, spare = ctx.spares.take(runner, run.id) if claim else (Taken.NONE, None)
     if taken is Taken.OTHER:  # a launch claimed this idle runner's spare in the instant it took this run
         log.info("%s serves the launch that claimed its spare first; %s goes back to the queue", runner, run)
+        ctx.redis.delete(_taskrun(task))  # given back, not run: its next delivery runs
         _ask_runner_to_stop_taking_deployments(runner)
         raise Reject("the runner's spare was claimed by another launch", requeue=True)
     if taken is Taken.DROPPED:
         warm_launch.remove(ctx, spare.container)  # before the run's steps: it takes memory a build may want
-    if not _first_run(ctx.redis, task):
-        log.warning("%s for %s was delivered again; it already ran", task.name, run)
-        if taken is Taken.MINE:
-            warm_launch.remove(ctx, spare.container)
-        raise Ignore()
     try:
         if claim and not task.request.retries:
             _claim(ctx, runner, run, spare if taken is Taken.MINE else None)

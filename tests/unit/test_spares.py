@@ -22,7 +22,9 @@ R1, R2 = "runner-1@a", "runner-2@a"
 
 def _offered(spares: Spares, runner: str, image: str = IMAGE, spare_id: str = "s1") -> None:
     assert spares.begin(runner, spare_id, image, "course/notebooks@main", 5)
-    assert spares.started(runner, spare_id, f"container-{spare_id}", "http://10.0.0.2:8888/", "2g", "1.0", "sealed")
+    assert spares.started(
+        runner, spare_id, f"container-{spare_id}", "http://10.0.0.2:8888/", "2g", "1.0", "sealed", "sha256:1"
+    )
     assert spares.offer(runner, spare_id, image)
 
 
@@ -34,7 +36,7 @@ def test_a_spare_is_claimed_once_it_answers_and_then_by_one_launch_only(redis_cl
     assert spares.counts() == {IMAGE: 1}
     assert spares.claim(IMAGE, "alice#1") is None  # still starting
     assert not spares.offer(R1, "s1", IMAGE)  # no container yet
-    assert spares.started(R1, "s1", "c1", "http://10.0.0.2:8888/", "2g", "1.0", "sealed")
+    assert spares.started(R1, "s1", "c1", "http://10.0.0.2:8888/", "2g", "1.0", "sealed", "sha256:1")
     assert spares.offer(R1, "s1", IMAGE)
     assert spares.of(R1).state == OFFERED
     assert spares.claim(OTHER_IMAGE, "alice#1") is None
@@ -155,7 +157,7 @@ def test_any_order_of_moves_keeps_each_spare_with_one_launch_at_most(redis_clien
             spare = self.held.get(me)
             expected = spare is not None and spare["state"] == STARTING
             spare_id = spare["id"] if spare else "none"
-            assert spares.started(me, spare_id, f"c-{spare_id}", "http://x/", "1g", "1.0", "t") == expected
+            assert spares.started(me, spare_id, f"c-{spare_id}", "http://x/", "1g", "1.0", "t", "sha256:1") == expected
             if expected:
                 spare["container"] = f"c-{spare_id}"
 

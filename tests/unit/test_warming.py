@@ -30,22 +30,26 @@ def image(project: str, commit: str) -> str:
     return f"booklab/{project.replace('/', '-')}:{commit * 40}"
 
 
-def test_the_latest_image_of_each_warm_branch_is_wanted_then_the_most_launched_ones(redis_ctx, booklab_env):
+def test_the_latest_image_of_each_warm_branch_is_wanted_then_the_branches_most_users_launched(redis_ctx, booklab_env):
     ctx = context(
         booklab_env,
         BOOKLAB_WARM_PROJECTS=json.dumps({"course/lab@main": 10, "course/lab@week2": 2, "course/new@main": 3}),
         BOOKLAB_WARM_RECENT="2",
     )
     now = time.time()
-    ctx.images.launched_on("host-a", image("course/lab", "a"), "course/lab", "main", now)
-    ctx.images.launched_on("host-a", image("course/lab", "a"), "course/lab", "week2", now)  # one commit, two branches
-    for _ in range(3):
-        ctx.images.launched_on("host-a", image("physics/x", "b"), "physics/x", "main", now)
-    for _ in range(2):
-        ctx.images.launched_on("host-a", image("chem/y", "c"), "chem/y", "main", now)
-    for _ in range(5):  # the day before yesterday's favourite counts no more
-        ctx.images.launched_on("host-a", image("old/z", "d"), "old/z", "main", now - 25 * HOUR)
-    ctx.images.launched_on("host-a", image("physics/x", "e"), "physics/x", "main", now)  # its latest commit
+    launched = ctx.images.launched_on
+    launched("host-a", image("course/lab", "a"), "course/lab", "main", "alice", now)
+    launched("host-a", image("course/lab", "a"), "course/lab", "week2", "alice", now)  # one commit, two branches
+    for user in ("alice", "bob", "carol"):
+        launched("host-a", image("physics/x", "b"), "physics/x", "main", user, now)
+    for user in ("alice", "bob"):
+        launched("host-a", image("chem/y", "c"), "chem/y", "main", user, now)
+    for _ in range(9):  # one user alone, however often, counts once an hour
+        launched("host-a", image("mallory/miner", "f"), "mallory/miner", "main", "mallory", now)
+    for user in ("u1", "u2", "u3", "u4", "u5"):  # the day before yesterday's favourite counts no more
+        launched("host-a", image("old/z", "d"), "old/z", "main", user, now - 25 * HOUR)
+    launched("host-a", image("physics/x", "e"), "physics/x", "main", "dave", now)  # its latest commit
+    launched("host-a", image("lab/built", "g"), "lab/built", "main")  # built for spares: no user, not counted
 
     wanted = warming.wanted(ctx)
     assert list(wanted.items()) == [
@@ -61,7 +65,7 @@ def test_a_launch_claims_the_spare_of_the_image_its_branch_launched_last_unless_
     ctx.images.launched_on("host-a", built, "course/lab", "main")
     ctx.runners.beat("runner-1@a")
     assert ctx.spares.begin("runner-1@a", "s1", built, "course/lab@main", 1)
-    assert ctx.spares.started("runner-1@a", "s1", "c1", "http://10.0.0.2:8888/", "1", "1.0", "t")
+    assert ctx.spares.started("runner-1@a", "s1", "c1", "http://10.0.0.2:8888/", "1", "1.0", "t", "sha256:1")
     assert ctx.spares.offer("runner-1@a", "s1", built)
 
     rebuild = Run("course/lab:main:bob", 1)
