@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import docker
 import requests
@@ -202,27 +204,34 @@ PROBE_MAX_BYTES = 64 * 1024
 
 
 def answers_within(url: str, token: str, seconds: float) -> bool:
-    """Whether Jupyter under ``url`` answers ``/api/status`` with a JSON object within ``seconds`` in all, with
-    no redirect: a probe a runner's main loop may make of a server no user watches, which may trickle its
-    answer, send a large one, or point elsewhere."""
+    """Whether the Jupyter server at ``url`` (``http://<address>:<port>/``) answers ``/api/status`` with a JSON
+    object within ``seconds`` in all, with no redirect: a probe a runner's main loop may make of a server no
+    user watches, which may trickle its answer or send a large one. One HTTP/1.0 request on a socket whose every
+    read is bounded by the time left (an HTTP client's timeout bounds each read alone)."""
     deadline = time.monotonic() + seconds
-    body = b""
+    address = urlsplit(url)
+    request = (
+        f"GET {address.path or '/'}api/status HTTP/1.0\r\nHost: {address.netloc}\r\n"
+        f"Authorization: token {token}\r\n\r\n"
+    ).encode()
+    answer = b""
     try:
-        with requests.get(
-            f"{url}api/status",
-            timeout=(seconds, seconds),
-            allow_redirects=False,
-            stream=True,
-            headers={"Authorization": f"token {token}"},
-        ) as response:
-            if response.status_code != 200:
-                return False
-            for chunk in response.iter_content(4096):
-                body += chunk
-                if len(body) > PROBE_MAX_BYTES or time.monotonic() > deadline:
+        with socket.create_connection((address.hostname, address.port or 80), timeout=seconds) as connection:
+            connection.sendall(request)
+            while len(answer) <= PROBE_MAX_BYTES:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return False
-        return isinstance(json.loads(body), dict)
-    except (requests.RequestException, ValueError):
+                connection.settimeout(left)
+                chunk = connection.recv(16384)
+                if not chunk:
+                    break
+                answer += chunk
+            else:
+                return False
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return head.split(b" ", 2)[1:2] == [b"200"] and isinstance(json.loads(body), dict)
+    except (OSError, ValueError):
         return False
 
 

@@ -1,16 +1,18 @@
 """How Booklab asks a Jupyter server's ``/api/status`` (directly, or through Traefik as
-the notebook's host): a real HTTP server on loopback that records what it is asked."""
+the notebook's host), and how a runner's main loop probes a warm spare no user watches (within a deadline in
+all): a real HTTP server on loopback that records what it is asked, and can trickle or bloat its answer."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from booklab.pipeline.launcher import api_status
+from booklab.pipeline.launcher import PROBE_MAX_BYTES, answers_within, api_status
 
 TOKEN = "0123abcd"
 
@@ -24,6 +26,9 @@ class Status(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.seen.append(dict(self.headers))
+        if self.path in ("/trickle/api/status", "/bloated/api/status"):
+            self._hostile()
+            return
         if self.path == "/moved/api/status":
             self.send_response(302)
             self.send_header("Location", "/api/status")
@@ -37,6 +42,22 @@ class Status(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _hostile(self) -> None:
+        """A 200 whose body comes a byte every 0.2 s for 10 s, or is larger than a probe reads."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        try:
+            if self.path.startswith("/bloated"):
+                self.wfile.write(b'{"pad": "' + b"x" * (2 * PROBE_MAX_BYTES) + b'"}')
+                return
+            for _ in range(50):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -73,3 +94,14 @@ def test_redirects_are_followed_unless_told_not_to(jupyter):
 def test_only_a_json_object_is_a_status(jupyter):
     assert api_status(f"{jupyter}listed/", TOKEN) is None
     assert api_status("http://127.0.0.1:1/", TOKEN) is None  # nothing listens there
+
+
+def test_a_probe_of_a_spare_ends_within_its_deadline_whatever_the_server_does(jupyter):
+    assert answers_within(jupyter, TOKEN, 1.0)
+    assert Status.seen[-1]["Authorization"] == f"token {TOKEN}"
+    started = time.monotonic()
+    assert not answers_within(f"{jupyter}trickle/", TOKEN, 1.0)  # each byte well within the read timeout
+    assert time.monotonic() - started < 2.0
+    assert not answers_within(f"{jupyter}bloated/", TOKEN, 1.0)
+    assert not answers_within(f"{jupyter}moved/", TOKEN, 1.0)  # no redirect followed
+    assert not answers_within(f"{jupyter}listed/", TOKEN, 1.0)
