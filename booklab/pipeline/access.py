@@ -6,9 +6,11 @@ clone and kept."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TypeVar
@@ -133,6 +135,18 @@ def revoke(ctx: Context, deployment_id: str) -> None:
         remove_deploy_key(ctx, deployment_id)
     finally:
         ctx.vault.delete(deployment_id, GITLAB_TOKEN)
+
+
+@contextlib.contextmanager
+def removing_deploy_key(ctx: Context, deployment_id: str) -> Iterator[None]:
+    """Remove the deployment's clone key (:func:`remove_deploy_key`) while the block runs (a build: the key's
+    removal, two GitLab calls, need not hold it up), and be done with it when the block ends, however it ends."""
+    worker = threading.Thread(target=remove_deploy_key, args=(ctx, deployment_id), name=f"remove-key-{deployment_id}")
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.join()
 
 
 def remove_deploy_key(ctx: Context, deployment_id: str) -> None:

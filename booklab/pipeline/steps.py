@@ -135,10 +135,11 @@ def clone(ctx: Context, run: Run, runner: str) -> None:
     if credentials is None:
         credentials = access.https(gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)[0])
         _clone(ctx, run, record["http_url"], record["ref"], credentials, dest)
-    # a failed clone keeps the key for its next try; release() revokes it when none is left. The user's
-    # token stays until the notebook starts: should this runner's Docker Engine fail first, another runner
-    # prepares the run again (teardown.hand_back)
-    access.remove_deploy_key(ctx, deployment_id)
+    # a failed clone keeps the key for its next try; release() revokes it when none is left. Cloned: its private
+    # half goes now, the key itself while the image builds (build). The user's token stays until the notebook
+    # starts: should this runner's Docker Engine fail first, another runner prepares the run again
+    # (teardown.hand_back)
+    ctx.vault.delete(deployment_id, DEPLOY_KEY)
     access.learn_host_key(ctx, credentials)
     # before anything reads the checkout: a link out of it would have the runner read its own host
     checkout_guard.check(dest)
@@ -169,7 +170,12 @@ def _clone_with_key(ctx: Context, run: Run, record: dict[str, str], dest: Path) 
 
 def build(ctx: Context, run: Run, runner: str) -> None:
     """Build the commit's image with repo2docker, unless it exists already; a rebuild builds
-    every layer again and replaces it."""
+    every layer again and replaces it. The clone's deploy key is removed from GitLab meanwhile."""
+    with access.removing_deploy_key(ctx, run.deployment):
+        _build(ctx, run)
+
+
+def _build(ctx: Context, run: Run) -> None:
     deployment_id = run.deployment
     record = ctx.deployments.record(deployment_id)
     image, rebuild = record["image"], bool(record.get("rebuild"))
