@@ -10,7 +10,7 @@ import pytest
 
 from booklab.errors import Moved, SettingsError, UnsafeCheckout
 from booklab.phases import Phase
-from booklab.pipeline import builder, steps
+from booklab.pipeline import access, builder, steps, teardown
 from booklab.state.build_claims import Holder
 from booklab.state.deployment import Deployment
 from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN
@@ -50,14 +50,17 @@ def log_of(ctx, run) -> str:
     return messages([e.data for e in ctx.events.read(run.id, 0)])
 
 
-def test_a_maintainers_clone_uses_a_read_only_key_that_is_gone_after_it(ctx, repository):
+def test_a_maintainers_clone_uses_a_read_only_key_that_is_gone_once_the_image_is_built(ctx, repository):
     run = fetch(ctx, repository, "maria")
     (key,) = repository.deploy_keys(PROJECT)
     assert key["can_push"] is False and ctx.vault.find(run.deployment, DEPLOY_KEY)
     steps.clone(ctx, run, RUNNER)
     assert (steps.checkout_dir(ctx, run.deployment) / "hello.ipynb").exists()
+    assert ctx.vault.find(run.deployment, DEPLOY_KEY) is None  # its private half goes with the clone
+    assert len(repository.deploy_keys(PROJECT)) == 1  # the key itself while the image builds, as build does:
+    with access.removing_deploy_key(ctx, run.deployment):
+        pass
     assert repository.deploy_keys(PROJECT) == []
-    assert ctx.vault.find(run.deployment, DEPLOY_KEY) is None
     assert "Added a read-only deploy key to the project." in log_of(ctx, run)
     # the user's token stays for a runner of another engine until the notebook starts (test_several_hosts.py)
     assert ctx.vault.find(run.deployment, GITLAB_TOKEN)
@@ -84,7 +87,9 @@ def test_an_invalid_booklab_yml_is_refused_after_the_clone_with_what_to_change(c
     run = fetch(ctx, repository, "maria", "bad-settings")
     with pytest.raises(SettingsError, match=r"\.booklab\.yml.*memory must be a size"):
         steps.clone(ctx, run, RUNNER)
-    assert repository.deploy_keys(PROJECT) == []  # the key went with the clone, before the check
+    assert ctx.vault.find(run.deployment, DEPLOY_KEY) is None  # its private half went with the clone, before the check
+    teardown.end(ctx, run, RUNNER, Phase.FAILED, "The .booklab.yml is not valid.")  # as the failed step's task does
+    assert repository.deploy_keys(PROJECT) == []
 
 
 def test_a_checkout_linking_out_of_itself_is_not_built(ctx, repository, tmp_path):
