@@ -54,8 +54,8 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         f"`GET /api/deployments` with a personal access token, {settings.api_clients} concurrent clients",
         "req/s",
         result.per_second,
-        target=">= 500 requests/s on 2 cores",
-        meets=lambda f: f.median >= 500 and result.errors == 0,
+        target=">= 1000 requests/s on 2 cores",
+        meets=lambda f: f.median >= 1000 and result.errors == 0,
     )
     latencies = [s * 1000 for s in result.latencies]
     figure.notes.append(

@@ -55,6 +55,14 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         BOOKLAB_ROUTES_PUBLISHER="redis",
         BOOKLAB_WARM_PROJECTS=json.dumps({f"{PROJECT}@main": count}),
     )
+    try:
+        return _measure(stack, settings, names, runners, image)
+    finally:  # the next figures' launches are for the stack's own runners
+        stack.processes.stop(runners)
+
+
+def _measure(stack: Stack, settings: Settings, names: list[str], runners: list, image: str) -> list[Figure]:
+    count = len(names)
     users = [stack.gitlab.add_user(f"student{i:02}") for i in range(count)]
     for user in users:
         stack.gitlab.set_member(PROJECT, user.username, MAINTAINER)

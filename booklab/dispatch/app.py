@@ -7,7 +7,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from booklab.config import Config
-from booklab.context import set_context
+from booklab.context import get_context, set_context
 from booklab.state.build_claims import claim_ttl
 
 #: seconds the first step may take for its own work, beside a wait for another launch's build
@@ -39,5 +39,7 @@ def configure(config: Config) -> Celery:
 
 @worker_process_init.connect
 def _fresh_clients_after_fork(**_):
-    """Redis and Docker connections must not be shared with the parent process."""
+    """Redis and Docker connections must not be shared with the parent process: the child reads its
+    configuration now rather than in its first launch, and makes its own connections as it needs them."""
     set_context(None)
+    get_context()

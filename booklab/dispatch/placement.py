@@ -33,18 +33,19 @@ def preferred_host(ctx: Context, run: Run) -> str:
 def spare_runner(ctx: Context, run: Run) -> str:
     """The runner whose warm spare of the image the run's branch launched last the run claimed; empty: none
     (none offered; or the run builds its image again, or only builds one, or its user picked a machine profile
-    other than the default, whose limits a spare has)."""
+    other than the default, whose limits a spare has). The run's route to the spare goes up at once, so that
+    Traefik serves it by the time the runner hands the spare over (only the run's owner passes forward-auth,
+    and only its token opens the notebook)."""
     record = ctx.deployments.record(run.deployment)
     image = ctx.images.latest(record.get("project", ""), record.get("ref", ""))
-    picked = record.get("profile_asked", "")
-    if (
-        not image
-        or record.get("rebuild")
-        or record.get("build_only")
-        or picked not in ("", ctx.config.profiles_default)
-    ):
+    other_profile = record.get("profile_asked", "") not in ("", ctx.config.profiles_default)
+    if not image or record.get("rebuild") or record.get("build_only") or other_profile:
         return ""
-    return ctx.spares.claim(image, run.id) or ""
+    claimed = ctx.spares.claim(image, run.id)
+    if claimed is None:
+        return ""
+    ctx.routes.prepare(ctx.slug(run.deployment), claimed.url)
+    return claimed.runner
 
 
 def first_queue(ctx: Context, run: Run, prefer: bool = True) -> str:

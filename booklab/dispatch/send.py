@@ -16,18 +16,35 @@ STEPS = ("booklab.provision_key", "booklab.clone", "booklab.build", "booklab.run
 SAVE = "booklab.save"
 
 
-def deployment_chain(run: Run, queue: str = DEPLOYMENTS_QUEUE) -> chain:
-    """provision key -> clone -> build -> run -> register token, for one run of a deployment
-    (each task carries the run's id, ``<deployment>#<n>``, and passes it on); the first step to ``queue``."""
-    first, *later = STEPS
+#: the steps of a run that claimed a warm spare: nothing to fetch or build (:func:`prepare_after_all` when it
+#: cannot use it)
+WARM_STEPS = ("booklab.provision_key", "booklab.run", "booklab.register_token")
+
+
+def deployment_chain(run: Run, queue: str = DEPLOYMENTS_QUEUE, steps: tuple[str, ...] = STEPS) -> chain:
+    """provision key -> clone -> build -> run -> register token (or other ``steps``), for one run of a
+    deployment (each task carries the run's id, ``<deployment>#<n>``, and passes it on); the first step to
+    ``queue``."""
+    first, *later = steps
     return chain(app.signature(first, args=(run.id,), queue=queue), *(app.signature(name) for name in later))
 
 
 def queue_run(ctx: Context, run: Run, prefer: bool = True) -> None:
-    """Send the chain of a run just queued to the runners (``prefer``: to a host that holds its image, when
-    one of its runners is idle: :mod:`booklab.dispatch.placement`), and tell it its place."""
+    """Send the chain of a run just queued to the runners (``prefer``: to the runner of a warm spare it claims,
+    else to a host that holds its image when one of its runners is idle: :mod:`booklab.dispatch.placement`),
+    and tell it its place."""
     ctx.queue.announce_positions(only=run.deployment)
-    deployment_chain(run, placement.first_queue(ctx, run, prefer)).apply_async()
+    queue = placement.first_queue(ctx, run, prefer)
+    # a runner's own queue has a first step only when the run claimed that runner's spare
+    warm = queue.startswith(runner_queue(""))
+    deployment_chain(run, queue, WARM_STEPS if warm else STEPS).apply_async()
+
+
+def prepare_after_all(run: Run) -> None:
+    """A run sent with :data:`WARM_STEPS` that cannot use the spare it claimed (its branch moved): its clone,
+    build, launch and token follow, on its runner (:mod:`booklab.dispatch.routing`)."""
+    first, *later = STEPS[1:]
+    chain(app.signature(first, args=(run.id,)), *(app.signature(name) for name in later)).apply_async()
 
 
 def save(runner: str, deployment_id: str, then_end: str, owner: str, run_id: str, claim: str, automatic: bool) -> None:

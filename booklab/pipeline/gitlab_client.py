@@ -21,6 +21,7 @@ from typing import Any, Callable, TypeVar
 
 import gitlab
 import gitlab.exceptions
+import gitlab.v4.objects  # noqa: F401 (python-gitlab imports it at its first client: here, before a runner forks)
 import requests
 
 from booklab.errors import (

@@ -44,6 +44,9 @@ from booklab.state.vault import DEPLOY_KEY, GITLAB_TOKEN, NOTEBOOK_TOKEN
 
 log = logging.getLogger(__name__)
 
+#: what a run whose image is there already says, as BinderHub does
+FOUND_BUILT = "Found built image, launching..."
+
 
 def checkout_dir(ctx: Context, deployment_id: str) -> Path:
     return Path(ctx.config.tmpdir) / "booklab-checkouts" / ctx.slug(deployment_id)
@@ -74,8 +77,9 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
         )
         record = ctx.deployments.record(deployment_id)
         if warm_launch.held_by(record, run, runner):
-            if record["spare_image"] == image:  # started already: nothing to fetch or build
+            if record["spare_image"] == image:  # started already: nothing to fetch or build, nor any step for it
                 ctx.deployments.update(deployment_id, cached="1")
+                ctx.lifecycle.say(run, Phase.BUILT, FOUND_BUILT)
                 return
             warm_launch.let_go(ctx, run, record)  # the branch moved since the spare started
         rebuild = bool(record.get("rebuild"))
@@ -181,7 +185,7 @@ def _build(ctx: Context, run: Run) -> None:
     image, rebuild = record["image"], bool(record.get("rebuild"))
     dest = checkout_dir(ctx, deployment_id)
     if record.get("cached") or (not rebuild and builder.image_exists(ctx.docker, image)):
-        ctx.lifecycle.say(run, Phase.BUILT, "Found built image, launching...")
+        ctx.lifecycle.say(run, Phase.BUILT, FOUND_BUILT)
         shutil.rmtree(dest, ignore_errors=True)
         one_build.build_ended(ctx, run, built=True)  # built meanwhile by a launch that waited too long for this one
         return

@@ -70,8 +70,9 @@ return 1
 )
 
 # KEYS[1] the offers of the image, KEYS[2] sparecount; ARGV image, run, the prefix of spare records, the prefix
-# of heartbeats. The runner whose spare the run claimed; nil: none offered. An offer whose runner's
-# heartbeat expired stays for the runner's return (or its reaper's drop); one no longer offered goes
+# of heartbeats. The runner whose spare the run claimed and the spare's address; nil: none offered. An offer
+# whose runner's heartbeat expired stays for the runner's return (or its reaper's drop); one no longer offered
+# goes
 _CLAIM = (
     _NOW
     + """
@@ -84,7 +85,7 @@ while true do
     if redis.call('EXISTS', ARGV[4] .. runner) == 1 then
       redis.call('HSET', spare, 'state', 'claimed', 'run', ARGV[2], 'since', now)
       if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
-      found = runner
+      found = {runner, redis.call('HGET', spare, 'url')}
       break
     end
     table.insert(passed, runner)
@@ -134,6 +135,14 @@ class Spare:
     def of(cls, fields: list) -> Spare:
         values = dict(zip(_FIELDS, (value or "" for value in fields)))
         return cls(**{**values, "since": float(values["since"] or 0)})
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The spare a launch claimed: the runner holding it and the address its notebook answers at."""
+
+    runner: str
+    url: str
 
 
 class Taken(Enum):
@@ -190,12 +199,12 @@ class Spares:
         keys = [schema.spare(runner), schema.spare_offers(image)]
         return bool(self._offer(keys=keys, args=[spare_id, runner]))
 
-    def claim(self, image: str, run_id: str) -> str | None:
+    def claim(self, image: str, run_id: str) -> Claimed | None:
         """Claim an offered spare of ``image`` for the run ``run_id``: the runner holding it, which serves that
-        run next; None when no live runner offers one."""
+        run next, and where the spare answers; None when no live runner offers one."""
         keys = [schema.spare_offers(image), schema.SPARE_COUNT]
-        args = [image, run_id, schema.spare(""), schema.heartbeat("")]
-        return self._claim(keys=keys, args=args)
+        found = self._claim(keys=keys, args=[image, run_id, schema.spare(""), schema.heartbeat("")])
+        return Claimed(*found) if found else None
 
     def take(self, runner: str, run_id: str) -> tuple[Taken, Spare | None]:
         """``runner`` takes the run ``run_id``: its spare is the run's (claimed by it), still another run's

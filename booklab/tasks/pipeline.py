@@ -6,6 +6,7 @@ event that says what to do, and frees the runner."""
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable
 
 import redis
@@ -14,6 +15,7 @@ from celery.exceptions import Ignore, Reject
 from kombu.exceptions import OperationalError
 
 from booklab.context import Context, get_context
+from booklab.dispatch import send
 from booklab.dispatch.app import app
 from booklab.dispatch.queues import runner_queue, shared_queues
 from booklab.errors import BooklabError, DockerUnavailable, Moved
@@ -68,13 +70,16 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
         raise Reject("the runner's spare was claimed by another launch", requeue=True)
     if taken is Taken.DROPPED:
         warm_launch.remove(ctx, spare.container)  # before the run's steps: it takes memory a build may want
+    stopping: _Beside | None = None
     try:
         if claim and not task.request.retries:
-            _claim(ctx, runner, run, spare if taken is Taken.MINE else None)
+            stopping = _claim(ctx, runner, run, spare if taken is Taken.MINE else None)
         status, current, _ = ctx.lifecycle.current(run.deployment)
         if current != run or status is None or not status.is_joinable:
             _end_stopped(ctx, run, runner)
         step(ctx, run, runner)
+        if stopping is not None:
+            stopping.finish()
     except Ignore:
         raise
     except Moved as moved:  # stopped while the step ran (or a move the table does not know: a bug)
@@ -103,7 +108,30 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
         log.info("%s failed for %s: %s", task.name, run, message)
         teardown.end(ctx, run, runner, Phase.FAILED, message)
         raise Ignore() from None
+    finally:
+        if stopping is not None:
+            stopping.join()  # the runner takes no other run once this message is done with, however it ends
     return run_id
+
+
+class _Beside(threading.Thread):
+    """A call made beside a step (a runner's request to stop taking runs, two round trips to its main
+    process): :meth:`finish` waits for it and raises what it raised."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        super().__init__(name="beside-a-step", daemon=True)
+        self.call, self.error = call, None
+
+    def run(self) -> None:
+        try:
+            self.call()
+        except BaseException as e:  # raised again in the task by finish()
+            self.error = e
+
+    def finish(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _end_crashed(ctx: Context, run: Run, runner: str, task: Task) -> None:
@@ -161,17 +189,19 @@ def _retry_later(task: Task, ctx: Context, run: Run, runner: str, error: Booklab
     raise task.retry(exc=error, countdown=delay, max_retries=None, queue=runner_queue(runner))
 
 
-def _claim(ctx: Context, runner: str, run: Run, spare: Spare | None) -> None:
-    """Hold the run and stop taking new ones until its notebook ends; the runner's ``spare``, which the run
-    claimed, is the run's."""
+def _claim(ctx: Context, runner: str, run: Run, spare: Spare | None) -> _Beside:
+    """Hold the run and stop taking new ones until its notebook ends (asked beside the step: done before its
+    message is); the runner's ``spare``, which the run claimed, is the run's."""
     if not ctx.lifecycle.claim(run, runner):
         if spare is not None:
             warm_launch.remove(ctx, spare.container)
         raise Ignore()  # stopped, or taken already, while it waited
+    stopping = _Beside(lambda: _ask_runner_to_stop_taking_deployments(runner))
+    stopping.start()
     if spare is not None:
         warm_launch.hand_to(ctx, run, runner, spare)
     ctx.queue.announce_positions()
-    _ask_runner_to_stop_taking_deployments(runner)
+    return stopping
 
 
 def _ask_runner_to_stop_taking_deployments(runner: str) -> None:
@@ -194,7 +224,19 @@ def _ask_runner_to_stop_taking_deployments(runner: str) -> None:
 # its time limit is configured (booklab.dispatch.app): a wait for another launch's build of the image included
 @app.task(bind=True, name="booklab.provision_key")
 def provision_key(self: Task, run_id: str) -> str:
-    return _run_step(self, steps.provision_key, run_id, claim=True)
+    _run_step(self, steps.provision_key, run_id, claim=True)
+    if _skips_preparing(self):
+        run, ctx = Run.parse(run_id), get_context()
+        if not warm_launch.held_by(ctx.deployments.record(run.deployment), run, self.request.hostname):
+            send.prepare_after_all(run)  # the spare it claimed is of no use: prepared as any run, from here
+            raise Ignore()
+    return run_id
+
+
+def _skips_preparing(task: Task) -> bool:
+    """Whether the task's chain goes on straight to the launch (:data:`booklab.dispatch.send.WARM_STEPS`)."""
+    following = task.request.chain or []  # Celery keeps the steps still to come last first
+    return bool(following) and following[-1].get("task") == send.WARM_STEPS[1]
 
 
 @app.task(bind=True, name="booklab.clone", time_limit=900)

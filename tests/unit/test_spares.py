@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from booklab.state import schema
 from booklab.state.records import Runners
-from booklab.state.spares import CLAIMED, OFFERED, STARTING, Spares, Taken
+from booklab.state.spares import CLAIMED, OFFERED, STARTING, Claimed, Spares, Taken
 
 IMAGE = "booklab/course-notebooks-0123456789ab:" + "c" * 40
 OTHER_IMAGE = IMAGE.replace("c" * 40, "d" * 40)
@@ -40,7 +40,7 @@ def test_a_spare_is_claimed_once_it_answers_and_then_by_one_launch_only(redis_cl
     assert spares.offer(R1, "s1", IMAGE)
     assert spares.of(R1).state == OFFERED
     assert spares.claim(OTHER_IMAGE, "alice#1") is None
-    assert spares.claim(IMAGE, "alice#1") == R1
+    assert spares.claim(IMAGE, "alice#1") == Claimed(R1, "http://10.0.0.2:8888/")
     assert spares.claim(IMAGE, "bob#1") is None
     claimed = spares.of(R1)
     assert (claimed.state, claimed.run, claimed.container, claimed.token) == (CLAIMED, "alice#1", "c1", "sealed")
@@ -98,7 +98,7 @@ def test_a_spare_of_a_runner_whose_heartbeat_expired_is_not_claimed(redis_client
     _offered(spares, R1)
     _offered(spares, R2, spare_id="s2")
     redis_client.delete(schema.heartbeat(R1))
-    assert spares.claim(IMAGE, "alice#1") == R2
+    assert spares.claim(IMAGE, "alice#1").runner == R2
     assert spares.claim(IMAGE, "bob#1") is None
 
 
@@ -113,7 +113,8 @@ def test_twenty_launches_claiming_at_once_get_one_spare_once(redis_client, redis
 
         own = Spares(redis.Redis.from_url(redis_url, decode_responses=True))
         start.wait()
-        got[n] = own.claim(IMAGE, f"user{n}#1")
+        claimed = own.claim(IMAGE, f"user{n}#1")
+        got[n] = claimed.runner if claimed else None
 
     threads = [threading.Thread(target=launch, args=(n,)) for n in range(20)]
     for thread in threads:
@@ -171,7 +172,8 @@ def test_any_order_of_moves_keeps_each_spare_with_one_launch_at_most(redis_clien
 
         @rule(img=image, launch=run)
         def claim(self, img: str, launch: str) -> None:
-            got = spares.claim(img, launch)
+            claimed = spares.claim(img, launch)
+            got = claimed.runner if claimed else None
             offered = [
                 name
                 for name, spare in self.held.items()

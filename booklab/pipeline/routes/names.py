@@ -15,6 +15,8 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 AUTH_PATH = "/auth/notebook/"
 #: request headers Traefik replaces by the forward-auth answer's (removed when it has none)
 AUTH_RESPONSE_HEADERS = ("Authorization", "Private-Token", "Cookie")
+#: the key, under a route's service, of the notebook's address (Traefik's Redis provider)
+BACKEND = "loadbalancer/servers/0/url"
 #: Traefik's docker provider admits only containers whose label of this name has the value
 #: :func:`route_label` (its constraint: :func:`booklab.pipeline.traefik_config.static_flags`)
 ROUTE_LABEL = "booklab.route"
@@ -76,7 +78,7 @@ def kv_pairs(config: Config, slug: str, backend_url: str) -> dict[str, str]:
         schema.traefik_router(slug, "rule"): rule(config, slug),
         **{schema.traefik_router(slug, f"entrypoints/{i}"): name for i, name in enumerate(entrypoints(config))},
         schema.traefik_router(slug, "service"): slug,
-        schema.traefik_service(slug, "loadbalancer/servers/0/url"): backend_url.rstrip("/"),
+        schema.traefik_service(slug, BACKEND): backend_url.rstrip("/"),
     }
 
 

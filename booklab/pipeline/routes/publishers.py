@@ -11,7 +11,7 @@ import redis
 
 from booklab.config import Config
 from booklab.pipeline.launcher import Notebook
-from booklab.pipeline.routes.names import auth_labels, auth_pairs, docker_labels, kv_pairs, public_url
+from booklab.pipeline.routes.names import BACKEND, auth_labels, auth_pairs, docker_labels, kv_pairs, public_url
 from booklab.pipeline.routes.waiting import run_route_check
 from booklab.state import schema
 
@@ -30,6 +30,10 @@ class Routes:
     def labels(self, slug: str) -> dict[str, str]:
         """Labels the notebook container carries for its route."""
         return {}
+
+    def prepare(self, slug: str, backend_url: str) -> None:
+        """Route to a notebook that answers at ``backend_url`` ahead of its :meth:`publish`, where the provider
+        allows (a warm spare a launch just claimed)."""
 
     def publish(self, slug: str, notebook: Notebook) -> str:
         """Route to the running ``notebook``; return its URL once it answers there."""
@@ -65,9 +69,14 @@ class RedisRoutes(TraefikRoutes):
 
     provider = "redis"
 
-    def publish(self, slug: str, notebook: Notebook) -> str:
+    def prepare(self, slug: str, backend_url: str) -> None:
         auth = auth_pairs(self.config, slug) if self.config.routes_forward_auth else {}
-        self.tree.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(self.config, slug, notebook.url), **auth})
+        self.tree.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(self.config, slug, backend_url), **auth})
+
+    def publish(self, slug: str, notebook: Notebook) -> str:
+        # prepared already (a warm spare): not written again, which would have Traefik read its tree again
+        if self.tree.get(schema.traefik_service(slug, BACKEND)) != notebook.url.rstrip("/"):
+            self.prepare(slug, notebook.url)
         return super().publish(slug, notebook)
 
     def remove(self, slug: str) -> None:

@@ -1,6 +1,6 @@
-"""Waiting until Traefik serves a published route (:mod:`booklab.pipeline.routes`): its
-API shows the router enabled and the notebook answers through Traefik's entrypoint with its
-token; behind forward-auth, the runner passes with a one-off value (the route check,
+"""Waiting until Traefik serves a published route (:mod:`booklab.pipeline.routes`): the notebook
+answers through Traefik's entrypoint with its token (Traefik's API says why not, when it does not);
+behind forward-auth, the runner passes with a one-off value (the route check,
 :data:`ROUTE_CHECK_HEADER`) that the web tier lets through while the check runs."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import redis
 import requests
@@ -51,41 +51,38 @@ def run_route_check(config: Config, client: redis.Redis, slug: str, provider: st
 
 
 def wait_served(config: Config, slug: str, provider: str, token: str, headers: Mapping[str, str] | None = None) -> None:
-    """Return once Traefik's API (when ``routes/traefik_api`` names one) shows the router
-    ``<slug>@<provider>`` enabled and the notebook answers through Traefik's entrypoint
-    (asked with ``headers`` too); raise :class:`RouteError` after ``routes/timeout`` seconds."""
-    deadline = time.monotonic() + config.routes_timeout
-    if config.routes_traefik_api:
-        router = f"{slug}@{provider}"
-        api = config.routes_traefik_api.rstrip("/")
-        _wait(
-            lambda: _enabled(f"{api}/api/http/routers/{router}"),
-            deadline,
-            f"Traefik's API at {api} did not show the route {router} within {config.routes_timeout} s: "
-            f"check that Traefik runs with its {provider} provider and that routes/traefik_api is its API.",
-        )
+    """Return once the notebook answers through Traefik's entrypoint (asked with ``headers`` too); raise
+    :class:`RouteError` after ``routes/timeout`` seconds, saying whether Traefik's API (when ``routes/traefik_api``
+    names one) shows the router ``<slug>@<provider>`` enabled. One request a poll: runners that wait at once
+    leave Traefik's cores to apply their routes."""
     entrypoint = config.routes_traefik_entrypoint_url.rstrip("/") + "/"
+    host = route_host(config, slug)
+    deadline = time.monotonic() + config.routes_timeout
+    # behind forward-auth a redirect is its refusal: the one-off value is never sent on
+    while launcher.api_status(entrypoint, token, host, headers, allow_redirects=not headers) is None:
+        if time.monotonic() > deadline:
+            raise RouteError(_why_not_served(config, slug, provider, entrypoint))
+        time.sleep(POLL_INTERVAL)
+
+
+def _why_not_served(config: Config, slug: str, provider: str, entrypoint: str) -> str:
+    router = f"{slug}@{provider}"
+    api = config.routes_traefik_api.rstrip("/")
+    if api and not _enabled(f"{api}/api/http/routers/{router}"):
+        return (
+            f"Traefik's API at {api} did not show the route {router} within {config.routes_timeout} s: "
+            f"check that Traefik runs with its {provider} provider and that routes/traefik_api is its API."
+        )
     behind_auth = (
         (f", and that Traefik reaches the web tier for forward-auth at {auth_address(config, slug)} (routes/auth_url)")
         if config.routes_forward_auth
         else ""
     )
-    host = route_host(config, slug)
-    _wait(
-        # behind forward-auth a redirect is its refusal: the one-off value is never sent on
-        lambda: launcher.api_status(entrypoint, token, host, headers, allow_redirects=not headers) is not None,
-        deadline,
+    return (
         f"The notebook did not answer through Traefik at {entrypoint} within {config.routes_timeout} s: "
         "check routes/traefik_entrypoint_url and routes/entrypoint, that Traefik reaches "
-        f"the notebook (notebook/network, notebook/host){behind_auth}.",
+        f"the notebook (notebook/network, notebook/host){behind_auth}."
     )
-
-
-def _wait(check: Callable[[], bool], deadline: float, failure: str) -> None:
-    while not check():
-        if time.monotonic() > deadline:
-            raise RouteError(failure)
-        time.sleep(POLL_INTERVAL)
 
 
 def _enabled(router_url: str) -> bool:
