@@ -48,8 +48,8 @@ def run(stack: Stack, settings: Settings) -> list[Figure]:
         "first deploy of a Dockerfile repository: request -> `ready`",
         "s",
         [r.elapsed for r in runs],
-        target="ratio <= 1.15",
-        meets=lambda f: f.ratio is not None and f.ratio <= 1.15,
+        target="ratio <= 1.10",
+        meets=lambda f: f.ratio is not None and f.ratio <= 1.10,
         floor=floor,
         floor_title="`git clone` + `repo2docker --no-run` + `docker run` until `/api/status`",
     )

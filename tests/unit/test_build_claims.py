@@ -5,13 +5,13 @@ A small stateful exploration checks any order of these against a model of one cl
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from booklab.state import schema
 from booklab.state.build_claims import BuildClaims, Holder
 from booklab.state.records import Runners
+from tests.fixtures.stateful import explore
 
 IMAGE = "booklab/demo-notebooks-0123456789ab:" + "c" * 40
 TTL = 60
@@ -128,14 +128,4 @@ def test_any_order_of_takes_releases_take_overs_and_lost_runners_keeps_one_holde
         def one_holder_as_modelled(self) -> None:
             assert claims.holder(IMAGE) == self.holder
 
-    run_state_machine_as_test(
-        OneClaim,
-        settings=settings(
-            max_examples=60,
-            stateful_step_count=20,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=[HealthCheck.function_scoped_fixture],
-        ),
-    )
+    explore(OneClaim, examples=60, steps=20)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import threading
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from booklab.state import schema
 from booklab.state.records import Runners
 from booklab.state.spares import CLAIMED, OFFERED, STARTING, Claimed, Spares, Taken
+from tests.fixtures.stateful import explore
 
 IMAGE = "booklab/course-notebooks-0123456789ab:" + "c" * 40
 OTHER_IMAGE = IMAGE.replace("c" * 40, "d" * 40)
@@ -240,14 +240,4 @@ def test_any_order_of_moves_keeps_each_spare_with_one_launch_at_most(redis_clien
                     counts[held["image"]] = counts.get(held["image"], 0) + 1
             assert spares.counts() == counts
 
-    run_state_machine_as_test(
-        Model,
-        settings=settings(
-            max_examples=80,
-            stateful_step_count=25,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=[HealthCheck.function_scoped_fixture],
-        ),
-    )
+    explore(Model, examples=80, steps=25)
