@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from playwright.sync_api import expect
+
 from tests.browser.conftest import ARTIFACTS
 from tests.fixtures.pipeline import MAINTAINER
 from tests.fixtures.web import log_in_with_the_browser, push_notebook_project, sign_in_on_the_page
@@ -47,6 +49,7 @@ def test_a_launch_lands_in_the_users_own_hub_server_which_another_user_cannot_op
     with other.expect_response(lambda r: r.status >= 400) as refused:
         sign_in_on_the_page(other, bob)
     assert refused.value.status == 403 and refused.value.url.startswith(f"{hub.url}/hub/api/oauth2/authorize")
-    assert "You do not have permission to access Server at /user/alice/" in other.locator("body").inner_text()
+    # the refusal's page is read once it has rendered (the 403's headers can come before its body is drawn)
+    expect(other.locator("body")).to_contain_text("You do not have permission to access Server at /user/alice/")
     assert other.locator(".jp-DirListing-item").count() == 0
     other.screenshot(path=ARTIFACTS / "hub-server-refused.png")
