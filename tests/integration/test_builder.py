@@ -33,21 +33,28 @@ def make_repo(path, base_image, *steps):
     return path
 
 
+#: label values a Dockerfile would read otherwise: quotes, a variable, a backslash, a command
+ODD_VALUE = """{"memory": "2g\\", "x": '$HOME ${PATH} `id` $(id) \\$'}"""
+
+
 def test_builds_an_image_with_repo2docker_labels_and_streams_lines(tmp_path, docker_engine, base_image, image):
     marker = uuid.uuid4().hex  # never in the build cache
     repo = make_repo(tmp_path, base_image, f"RUN echo marker-{marker} && sleep 3")
     arrivals = {}
     started = time.monotonic()
     assert not image_exists(docker_engine, image)
+    given = {"booklab.test": "builder", "booklab.odd": ODD_VALUE, "booklab.empty": ""}
 
-    for line in build_image(repo, image, timeout=120, labels={"booklab.test": "builder"}):
+    for line in build_image(repo, image, timeout=120, labels=given):
         arrivals.setdefault(line, time.monotonic() - started)
     finished = time.monotonic() - started
 
     assert image_exists(docker_engine, image)
     labels = docker_engine.images.get(image).labels
     assert "repo2docker.version" in labels
-    assert labels["booklab.test"] == "builder"
+    assert {key: labels[key] for key in given} == given  # each value exactly as given, nothing expanded
+    # repo2docker's labels and Booklab's in one step of the build, not one step each
+    assert sum(" : LABEL " in line for line in arrivals) == 1
     assert "Using DockerBuildPack builder" in arrivals  # repo2docker's own message
     # the RUN line arrived while the build was still going (3 s sleep after it)
     assert finished - arrivals[f"marker-{marker}"] > 2
