@@ -1,9 +1,8 @@
 """The build step: name a commit's image and build a checkout into it with repo2docker.
 
-repo2docker runs as a subprocess with Booklab's ``booklab`` engine (Docker Engine API, no
-buildx), from an empty working directory and with a trimmed environment, so that neither
-a ``repo2docker_config.py`` nor the runner's secrets are within its reach. Its output is
-yielded line by line while it builds.
+repo2docker runs as a subprocess (:mod:`booklab.pipeline.r2d_process`: from an empty working
+directory, with a trimmed environment) with Booklab's ``booklab`` engine (Docker Engine API, no
+buildx). Its output is yielded line by line while it builds.
 
 On the runner, repo2docker only reads the repository's files (``Dockerfile``, ``apt.txt``,
 ``runtime.txt``, ``environment.yml``, ``Pipfile``, ``.dockerignore``, ...) and packs them
@@ -16,15 +15,10 @@ thus the only way a repository could have the runner read its host, and
 from __future__ import annotations
 
 import collections
-import ctypes
 import hashlib
 import logging
 import os
 import re
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from typing import Iterator
@@ -32,6 +26,7 @@ from typing import Iterator
 import docker
 
 from booklab.errors import BuildError, ConfigError
+from booklab.pipeline.r2d_process import Repo2docker
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +34,6 @@ SLUG_MAX = 60
 TAIL_LINES = 20
 NB_UID = 1000
 NB_USER = "jovyan"
-_PR_SET_PDEATHSIG = 1  # prctl(2)
-_KEPT_ENV = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH"}
 # Docker's reference grammar, lowercase: [registry[:port]/]component[/component...]
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -101,47 +94,31 @@ def build_image(
     memory_limit: str = "",
     labels: dict[str, str] | None = None,
     no_cache: bool = False,
+    process: Repo2docker | None = None,
 ) -> Iterator[str]:
     """Build ``checkout_dir`` into ``image`` with repo2docker, yielding each output line;
-    ``no_cache``: every layer again, none reused from earlier builds.
+    ``no_cache``: every layer again, none reused from earlier builds; ``process``: the repo2docker
+    process to build with (:func:`booklab.pipeline.r2d_process.take_ahead`), else one started now.
 
     Raises :class:`BuildError` when the build fails or takes longer than ``timeout`` s.
     """
-    argv = _repo2docker_argv(checkout_dir, image, memory_limit, labels or {}, no_cache)
+    process = process or Repo2docker()
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     expired = threading.Event()
+    timer = threading.Timer(timeout, lambda: (expired.set(), process.kill()))
     started = time.monotonic()
     log.info("building %s from %s", image, checkout_dir)
-    with tempfile.TemporaryDirectory(prefix="booklab-build-") as cwd:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=_child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-
-        def expire() -> None:
-            expired.set()
-            _kill(proc)
-
-        timer = threading.Timer(timeout, expire)
+    try:
+        output = process.begin(_repo2docker_args(checkout_dir, image, memory_limit, labels or {}, no_cache))
         timer.start()
-        try:
-            with proc.stdout:
-                for line in proc.stdout:
-                    tail.append(line.rstrip("\r\n"))
-                    yield tail[-1]
-            returncode = proc.wait()
-        finally:
-            timer.cancel()
-            if proc.poll() is None:  # the caller stopped reading: stop the build too
-                _kill(proc)
-                proc.wait()
+        with output:
+            for line in output:
+                tail.append(line.rstrip("\r\n"))
+                yield tail[-1]
+        returncode = process.process.wait()
+    finally:
+        timer.cancel()
+        process.close()  # also when the caller stopped reading: the build stops too
     if returncode == 0:
         log.info("built %s in %.1f s", image, time.monotonic() - started)
         return
@@ -157,13 +134,10 @@ def build_image(
     )
 
 
-def _repo2docker_argv(
+def _repo2docker_args(
     checkout_dir: str | os.PathLike, image: str, memory_limit: str, labels: dict[str, str], no_cache: bool = False
 ) -> list[str]:
     argv = [
-        sys.executable,
-        "-m",
-        "repo2docker",
         "--engine=booklab",
         "--no-run",
         f"--image-name={image}",
@@ -184,21 +158,3 @@ def _bytes(memory_limit: str) -> int:
         return docker.utils.parse_bytes(memory_limit)
     except docker.errors.DockerException:
         raise ConfigError(f"Setting build/memory must be a size such as 4g or 512m, not {memory_limit!r}.") from None
-
-
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("DOCKER_")}
-    return env | {"PYTHONUNBUFFERED": "1"}
-
-
-def _die_with_parent() -> None:
-    """In the build process: be killed when the runner process dies, even by SIGKILL, so
-    that a lost runner leaves no build going on."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

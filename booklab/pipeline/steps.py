@@ -35,6 +35,7 @@ from booklab.pipeline import (
     notebook_firewall,
     notebook_settings,
     one_build,
+    r2d_process,
     warm_launch,
 )
 from booklab.state import metrics, schema
@@ -90,6 +91,7 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
         ):
             ctx.deployments.update(deployment_id, cached="1")
             return
+        r2d_process.start_ahead(str(run))  # the build's repo2docker makes its imports while the key and clone go on
         ctx.lifecycle.say(run, Phase.FETCHING, f"Branch {dep.ref} is at commit {commit[:12]}.")
         method = ctx.config.clone_method
         if method == "ssh":
@@ -185,6 +187,7 @@ def _build(ctx: Context, run: Run) -> None:
     image, rebuild = record["image"], bool(record.get("rebuild"))
     dest = checkout_dir(ctx, deployment_id)
     if record.get("cached") or (not rebuild and builder.image_exists(ctx.docker, image)):
+        r2d_process.drop_ahead()
         ctx.lifecycle.say(run, Phase.BUILT, FOUND_BUILT)
         shutil.rmtree(dest, ignore_errors=True)
         one_build.build_ended(ctx, run, built=True)  # built meanwhile by a launch that waited too long for this one
@@ -215,6 +218,7 @@ def _build(ctx: Context, run: Run) -> None:
                 memory_limit=ctx.config.build_memory,
                 labels=labels,
                 no_cache=rebuild,
+                process=r2d_process.take_ahead(str(run)),
             ):
                 ctx.lifecycle.say(run, Phase.BUILDING, _neutral(line, dest))
         built_it = True
