@@ -9,6 +9,10 @@ DEPLOYMENTS_QUEUE = "deployments"
 #: tasks a runner works at once: 1 runner > 1 notebook
 CONCURRENCY = 1
 
+#: the control command a runner's step sends its main process: stop taking deployments (its shared queues, in
+#: one round trip; :mod:`booklab.runner.worker`)
+STOP_TAKING = "booklab_stop_taking_deployments"
+
 
 def runner_queue(runner_name: str) -> str:
     """The queue only this runner consumes: the later steps of its run, and its saves."""

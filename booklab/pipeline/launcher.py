@@ -131,8 +131,8 @@ def wait_ready(notebook: Notebook, timeout: float) -> None:
     """Return once the notebook answers ``/api/status``; raise :class:`LaunchError` when its
     container stops first or ``timeout`` s pass."""
     deadline = time.monotonic() + timeout
-    with closing(docker.from_env()) as client:
-        while api_status(notebook.url, notebook.token) is None:
+    with closing(docker.from_env()) as client, requests.Session() as session:
+        while api_status(notebook.url, notebook.token, session=session) is None:
             try:
                 container = client.containers.get(notebook.container_id)
             except docker.errors.NotFound as e:
@@ -182,12 +182,14 @@ def api_status(
     headers: Mapping[str, str] | None = None,
     *,
     allow_redirects: bool = True,
+    session: requests.Session | None = None,
 ) -> dict | None:
     """Jupyter's ``/api/status`` under base ``url``, asked with ``token`` (as ``host`` when
     given, through a proxy, and with ``headers`` besides) within :data:`HTTP_TIMEOUT`,
-    following redirects unless told not to; None unless it answers 200 with a JSON object."""
+    following redirects unless told not to; None unless it answers 200 with a JSON object.
+    A caller that asks again and again passes its ``session``: one connection kept open."""
     try:
-        response = requests.get(
+        response = (session or requests).get(
             f"{url}api/status",
             timeout=HTTP_TIMEOUT,
             allow_redirects=allow_redirects,

@@ -20,11 +20,19 @@ import docker
 import requests
 from celery import bootsteps
 from celery.worker import state as worker_state
+from celery.worker.control import control_command, ok
 
 from booklab.config import Config, is_loopback
 from booklab.context import Context, get_context
 from booklab.dispatch.app import app, configure
-from booklab.dispatch.queues import CONCURRENCY, DEPLOYMENTS_QUEUE, is_host_queue, runner_queue, shared_queues
+from booklab.dispatch.queues import (
+    CONCURRENCY,
+    DEPLOYMENTS_QUEUE,
+    STOP_TAKING,
+    is_host_queue,
+    runner_queue,
+    shared_queues,
+)
 from booklab.phases import Phase
 from booklab.pipeline import image_cleaner, notebook_firewall, notebook_network, teardown
 from booklab.runner import recovery, warming
@@ -176,6 +184,14 @@ class Supervisor(bootsteps.StartStopStep):
             teardown.release(ctx, run, c.hostname, claim.token, Phase.STOPPED, SHUT_DOWN)
         warming.forget(ctx, c.hostname)
         ctx.runners.retire(c.hostname)
+
+
+@control_command(name=STOP_TAKING)
+def stop_taking_deployments(state, **_) -> dict:
+    """A step of this runner's, in a child of its pool, holds a run: its main process stops consuming the shared
+    queues (right after this answer, in its event loop), so that the run's message is the last it takes."""
+    state.consumer.call_soon(_stop_consuming_shared_queues, state.consumer)
+    return ok("takes no deployment")
 
 
 def _stop_consuming_shared_queues(c) -> bool:

@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError
 from booklab.context import Context, get_context
 from booklab.dispatch import send
 from booklab.dispatch.app import app
-from booklab.dispatch.queues import runner_queue, shared_queues
+from booklab.dispatch.queues import STOP_TAKING, runner_queue
 from booklab.errors import BooklabError, DockerUnavailable, Moved
 from booklab.phases import Phase
 from booklab.pipeline import steps, teardown, warm_launch
@@ -115,7 +115,7 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
 
 
 class _Beside(threading.Thread):
-    """A call made beside a step (a runner's request to stop taking runs, two round trips to its main
+    """A call made beside a step (a runner's request to stop taking runs, one round trip to its main
     process): :meth:`finish` waits for it and raises what it raised."""
 
     def __init__(self, call: Callable[[], None]) -> None:
@@ -206,14 +206,11 @@ def _claim(ctx: Context, runner: str, run: Run, spare: Spare | None) -> _Beside:
 
 def _ask_runner_to_stop_taking_deployments(runner: str) -> None:
     """Make this runner's main process stop consuming the shared queue and its host's, now: the step runs in a
-    child of the pool, which asks the main process over the broker's control channel (the main process itself
-    cancels its queues directly, :mod:`booklab.runner.worker`)."""
-    ctx = get_context()
-    queues = shared_queues(ctx.runners.hosts().get(runner) or ctx.docker_host)
+    child of the pool, which asks the main process over the broker's control channel, one round trip
+    (:func:`booklab.runner.worker.stop_taking_deployments`; the main process itself cancels its queues directly)."""
     for attempt in range(CLAIM_TRIES):  # a broker connection of the pool may have died with a Redis restart
         try:
-            for queue in queues:
-                app.control.cancel_consumer(queue, destination=[runner], reply=True, timeout=5)
+            app.control.broadcast(STOP_TAKING, destination=[runner], reply=True, timeout=5)
             return
         except (redis.ConnectionError, ConnectionError, OperationalError):
             if attempt == CLAIM_TRIES - 1:

@@ -1,5 +1,7 @@
 """What routes render: notebook URLs, Traefik's container labels and KV keys, the chosen publisher."""
 
+import dataclasses
+
 import pytest
 
 from booklab.config import Config, load
@@ -9,6 +11,7 @@ from booklab.pipeline import traefik_config
 from booklab.pipeline.launcher import Notebook
 from booklab.pipeline.routes.names import ROUTE_LABEL, docker_labels, kv_pairs, port_suffix, public_url, route_label
 from booklab.pipeline.routes.publishers import DockerLabelRoutes, RedisRoutes, Routes, make_routes
+from booklab.state import schema
 
 SLUG = "notebooks-main-alice-5c12470e"
 
@@ -149,3 +152,41 @@ def test_traefik_reads_the_routes_database_of_booklabs_redis_with_its_login_off_
 def test_traefik_is_not_started_for_redis_over_tls_it_would_not_speak():
     with pytest.raises(ValueError, match="plain TCP"):
         traefik_config.static_flags("127.0.0.1:80", "127.0.0.1:8080", redis_url="rediss://redis.example.org/0")
+
+
+def _keyspace_events(client, pattern: str, write) -> list[str]:
+    """The keys of ``pattern`` whose change Redis announces while ``write`` runs, as it does to Traefik's Redis
+    provider (which turns keyspace notifications on, and reads its whole tree again for each)."""
+    before = client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    client.config_set("notify-keyspace-events", "KEA")
+    listener = client.pubsub()
+    try:
+        listener.psubscribe(f"__keyspace@*__:{pattern}")
+        listener.get_message(timeout=1)  # the subscription's confirmation
+        write()
+        events = []
+        while (message := listener.get_message(timeout=0.2)) is not None:
+            events.append(message["channel"].split(":", 1)[1])
+        return events
+    finally:
+        listener.close()
+        client.config_set("notify-keyspace-events", before)
+
+
+def test_a_redis_route_costs_traefik_one_reading_per_key_of_its_own_and_goes_whole(redis_ctx):
+    config = dataclasses.replace(redis_ctx.config, routes_auth_url="http://web:8080")
+    routes, tree = RedisRoutes(config, redis_ctx.redis, redis_ctx.route_tree), redis_ctx.route_tree
+    routes.prepare("first-0123456789abcdef", "http://127.0.0.1:9/")
+    # a route published before the forward-auth headers were one regex: their list goes with it too
+    old = "traefik/http/middlewares/second-0123456789abcdef-auth/forwardAuth/authResponseHeaders"
+    tree.mset({f"{old}/{i}": header for i, header in enumerate(("Authorization", "Private-Token", "Cookie"))})
+
+    changed = _keyspace_events(tree, "traefik/*", lambda: routes.prepare("second-0123456789abcdef", "http://h:9/"))
+    # its router (rule, entrypoint, service, middleware), its backend, its forward-auth (address, headers)
+    route = [key for key in tree.keys("traefik/http/*/second-0123456789abcdef*/*") if not key.startswith(f"{old}/")]
+    assert sorted(changed) == sorted(route)
+    assert len(changed) == 7 and not any("booklab-anchor" in key for key in changed)
+
+    routes.remove("second-0123456789abcdef")
+    assert tree.keys("traefik/http/*/second-0123456789abcdef*") == []
+    assert tree.keys("traefik/http/*/first-0123456789abcdef*/*") != [] and tree.exists(schema.TRAEFIK_ANCHOR)

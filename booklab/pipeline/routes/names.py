@@ -4,6 +4,8 @@ and those of the route's forward-auth middleware (:mod:`booklab.pipeline.routes`
 
 from __future__ import annotations
 
+import re
+
 from booklab.config import Config
 from booklab.derived_keys import TRAEFIK_ROUTE, derive_key
 from booklab.errors import ConfigError
@@ -15,6 +17,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 AUTH_PATH = "/auth/notebook/"
 #: request headers Traefik replaces by the forward-auth answer's (removed when it has none)
 AUTH_RESPONSE_HEADERS = ("Authorization", "Private-Token", "Cookie")
+#: :data:`AUTH_RESPONSE_HEADERS` as the one setting Traefik reads them from (one Redis key, not one a header:
+#: each key written is one more reading of the whole tree by Traefik's Redis provider)
+AUTH_RESPONSE_HEADERS_REGEX = "(?i)^(" + "|".join(re.escape(header) for header in AUTH_RESPONSE_HEADERS) + ")$"
 #: the key, under a route's service, of the notebook's address (Traefik's Redis provider)
 BACKEND = "loadbalancer/servers/0/url"
 #: Traefik's docker provider admits only containers whose label of this name has the value
@@ -106,7 +111,7 @@ def auth_labels(config: Config, slug: str) -> dict[str, str]:
     name = auth_middleware(slug)
     return {
         f"traefik.http.middlewares.{name}.forwardauth.address": auth_address(config, slug),
-        f"traefik.http.middlewares.{name}.forwardauth.authResponseHeaders": ",".join(AUTH_RESPONSE_HEADERS),
+        f"traefik.http.middlewares.{name}.forwardauth.authResponseHeadersRegex": AUTH_RESPONSE_HEADERS_REGEX,
         f"traefik.http.routers.{slug}.middlewares": name,
     }
 
@@ -115,12 +120,17 @@ def auth_pairs(config: Config, slug: str, address: str | None = None) -> dict[st
     """The Redis provider's keys of the notebook's forward-auth, asking at ``address``
     (default: :func:`auth_address`)."""
     name = auth_middleware(slug)
-    pairs = {
+    return {
         schema.traefik_router(slug, "middlewares/0"): name,
         schema.traefik_middleware(name, "forwardAuth/address"): auth_address(config, slug)
         if address is None
         else address,
+        schema.traefik_middleware(name, "forwardAuth/authResponseHeadersRegex"): AUTH_RESPONSE_HEADERS_REGEX,
     }
-    for i, header in enumerate(AUTH_RESPONSE_HEADERS):
-        pairs[schema.traefik_middleware(name, f"forwardAuth/authResponseHeaders/{i}")] = header
-    return pairs
+
+
+def auth_keys(config: Config, slug: str) -> list[str]:
+    """Every key the notebook's forward-auth may have in the tree: :func:`auth_pairs`', and the list of
+    headers that routes published before Booklab wrote them as one regex carry."""
+    listed = [f"forwardAuth/authResponseHeaders/{i}" for i in range(len(AUTH_RESPONSE_HEADERS))]
+    return [*auth_pairs(config, slug, ""), *(schema.traefik_middleware(auth_middleware(slug), key) for key in listed)]

@@ -11,7 +11,15 @@ import redis
 
 from booklab.config import Config
 from booklab.pipeline.launcher import Notebook
-from booklab.pipeline.routes.names import BACKEND, auth_labels, auth_pairs, docker_labels, kv_pairs, public_url
+from booklab.pipeline.routes.names import (
+    BACKEND,
+    auth_keys,
+    auth_labels,
+    auth_pairs,
+    docker_labels,
+    kv_pairs,
+    public_url,
+)
 from booklab.pipeline.routes.waiting import run_route_check
 from booklab.state import schema
 
@@ -71,7 +79,11 @@ class RedisRoutes(TraefikRoutes):
 
     def prepare(self, slug: str, backend_url: str) -> None:
         auth = auth_pairs(self.config, slug) if self.config.routes_forward_auth else {}
-        self.tree.mset({schema.TRAEFIK_ANCHOR: "1", **kv_pairs(self.config, slug, backend_url), **auth})
+        # each key written has Traefik read the whole tree again: the anchor is written once, not with each route
+        with self.tree.pipeline(transaction=False) as pipe:
+            pipe.set(schema.TRAEFIK_ANCHOR, "1", nx=True)
+            pipe.mset({**kv_pairs(self.config, slug, backend_url), **auth})
+            pipe.execute()
 
     def publish(self, slug: str, notebook: Notebook) -> str:
         # prepared already (a warm spare): not written again, which would have Traefik read its tree again
@@ -80,7 +92,7 @@ class RedisRoutes(TraefikRoutes):
         return super().publish(slug, notebook)
 
     def remove(self, slug: str) -> None:
-        self.tree.delete(*kv_pairs(self.config, slug, ""), *auth_pairs(self.config, slug, ""))
+        self.tree.delete(*kv_pairs(self.config, slug, ""), *auth_keys(self.config, slug))
 
 
 PUBLISHERS: dict[str, type[Routes]] = {"none": Routes, "docker": DockerLabelRoutes, "redis": RedisRoutes}

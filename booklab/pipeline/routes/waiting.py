@@ -58,11 +58,12 @@ def wait_served(config: Config, slug: str, provider: str, token: str, headers: M
     entrypoint = config.routes_traefik_entrypoint_url.rstrip("/") + "/"
     host = route_host(config, slug)
     deadline = time.monotonic() + config.routes_timeout
-    # behind forward-auth a redirect is its refusal: the one-off value is never sent on
-    while launcher.api_status(entrypoint, token, host, headers, allow_redirects=not headers) is None:
-        if time.monotonic() > deadline:
-            raise RouteError(_why_not_served(config, slug, provider, entrypoint))
-        time.sleep(POLL_INTERVAL)
+    follow = not headers  # behind forward-auth a redirect is its refusal: the one-off value is never sent on
+    with requests.Session() as session:  # one connection to Traefik for all the polls
+        while launcher.api_status(entrypoint, token, host, headers, allow_redirects=follow, session=session) is None:
+            if time.monotonic() > deadline:
+                raise RouteError(_why_not_served(config, slug, provider, entrypoint))
+            time.sleep(POLL_INTERVAL)
 
 
 def _why_not_served(config: Config, slug: str, provider: str, entrypoint: str) -> str:
