@@ -76,8 +76,9 @@ class EngineAPIEngine(ContainerEngine):
             cache_from=cache_from,
             platform=platform or None,
         )
-        if labels:
-            yield from self._build(fileobj=io.BytesIO(labelled(built, labels).encode()), tag=tag or None)
+        if labels:  # under the same limits: the repository's ONBUILD commands run at its FROM
+            labelling = io.BytesIO(labelled(built, labels).encode())
+            yield from self._build(fileobj=labelling, tag=tag or None, container_limits=limits)
 
     def _build(self, **options: Any) -> Iterator[str]:
         """One build in the daemon: yields its output, returns the built image's ID."""

@@ -47,9 +47,13 @@ class Repo2docker:
         return self.process.poll() is None and not self.process.stdin.closed
 
     def begin(self, args: list[str]) -> IO[str]:
-        """Run repo2docker with ``args``; its output (stdout and stderr) follows."""
-        self.process.stdin.write(json.dumps(args) + "\n")
-        self.process.stdin.close()
+        """Run repo2docker with ``args``; its output (stdout and stderr) follows. A process that stopped waiting
+        meanwhile ends without a build, with :data:`~booklab.pipeline.r2d_waiting.NOT_BUILT`: a failed build."""
+        try:
+            self.process.stdin.write(json.dumps(args) + "\n")
+            self.process.stdin.close()
+        except BrokenPipeError:  # it has ended: its status says so
+            pass
         return self.process.stdout
 
     def kill(self) -> None:

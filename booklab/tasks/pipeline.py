@@ -20,7 +20,7 @@ from booklab.dispatch.app import app
 from booklab.dispatch.queues import STOP_TAKING, runner_queue
 from booklab.errors import BooklabError, DockerUnavailable, Moved
 from booklab.phases import Phase
-from booklab.pipeline import steps, teardown, warm_launch
+from booklab.pipeline import r2d_process, steps, teardown, warm_launch
 from booklab.pipeline.transient import as_booklab_error, backoff
 from booklab.state import schema
 from booklab.state.lifecycle import Run
@@ -71,6 +71,7 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
     if taken is Taken.DROPPED:
         warm_launch.remove(ctx, spare.container)  # before the run's steps: it takes memory a build may want
     stopping: _Beside | None = None
+    done = False
     try:
         if claim and not task.request.retries:
             stopping = _claim(ctx, runner, run, spare if taken is Taken.MINE else None)
@@ -80,6 +81,7 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
         step(ctx, run, runner)
         if stopping is not None:
             stopping.finish()
+        done = True
     except Ignore:
         raise
     except Moved as moved:  # stopped while the step ran (or a move the table does not know: a bug)
@@ -111,6 +113,8 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
     finally:
         if stopping is not None:
             stopping.join()  # the runner takes no other run once this message is done with, however it ends
+        if not done:  # the run goes no further here: no build follows
+            r2d_process.drop_ahead()
     return run_id
 
 

@@ -60,11 +60,13 @@ def test_builds_an_image_with_repo2docker_labels_and_streams_lines(tmp_path, doc
     assert finished - arrivals[f"marker-{marker}"] > 2
 
 
-def test_build_memory_limit_applies_to_build_containers(tmp_path, base_image, image):
+# ONBUILD: the repository's commands that run at the FROM of the step which gives the image its labels
+@pytest.mark.parametrize("instruction", ["RUN", "ONBUILD RUN"])
+def test_build_memory_limit_applies_to_build_containers(tmp_path, base_image, image, instruction):
     repo = make_repo(
         tmp_path,
         base_image,
-        f"RUN echo {uuid.uuid4().hex} && "
+        f"{instruction} echo {uuid.uuid4().hex} && "
         "cat /sys/fs/cgroup/memory.max 2>/dev/null"
         " || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
     )

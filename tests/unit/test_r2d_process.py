@@ -4,6 +4,7 @@ is left behind (real processes; no Docker Engine: none of them is given a build)
 import pytest
 
 from booklab.pipeline import r2d_process
+from booklab.pipeline.r2d_waiting import NOT_BUILT
 
 
 @pytest.fixture(autouse=True)
@@ -45,9 +46,19 @@ def test_a_process_ahead_that_ended_is_replaced():
     taken.close()
 
 
-def test_a_process_given_no_arguments_ends_without_a_build():
+def test_a_process_given_no_arguments_ends_without_a_build_and_says_so():
     process = r2d_process.Repo2docker()
     process.process.stdin.close()
-    assert process.process.wait(timeout=30) == 0
+    assert process.process.wait(timeout=30) == NOT_BUILT != 0
     assert process.process.stdout.read() == ""
+    process.close()
+
+
+def test_arguments_handed_to_a_process_that_has_ended_give_a_failed_build_not_a_crash():
+    process = r2d_process.Repo2docker()
+    process.kill()
+    process.process.wait()
+    with process.begin(["--version"]) as output:
+        assert output.read() == ""
+    assert process.process.wait() != 0
     process.close()
