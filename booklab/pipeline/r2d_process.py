@@ -11,7 +11,6 @@ its reach), in a session of its own (killed as a group), and dies with the runne
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -20,7 +19,6 @@ import sys
 import tempfile
 from typing import IO
 
-_PR_SET_PDEATHSIG = 1  # prctl(2)
 _KEPT_ENV = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH"}
 
 
@@ -30,7 +28,8 @@ class Repo2docker:
     def __init__(self) -> None:
         self._cwd = tempfile.TemporaryDirectory(prefix="booklab-build-")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "booklab.pipeline.r2d_waiting"],
+            # it dies with this process (r2d_waiting): no preexec_fn, which a fork beside other threads may hang in
+            [sys.executable, "-m", "booklab.pipeline.r2d_waiting", str(os.getpid())],
             cwd=self._cwd.name,
             env=_child_env(),
             stdin=subprocess.PIPE,
@@ -39,7 +38,6 @@ class Repo2docker:
             text=True,
             errors="replace",
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
 
     def waiting(self) -> bool:
@@ -104,9 +102,3 @@ def drop_ahead() -> None:
 def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("DOCKER_")}
     return env | {"PYTHONUNBUFFERED": "1"}
-
-
-def _die_with_parent() -> None:
-    """In the build process: be killed when the runner process dies, even by SIGKILL, so
-    that a lost runner leaves no build going on."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
