@@ -24,9 +24,10 @@ WARM_STEPS = ("booklab.provision_key", "booklab.run", "booklab.register_token")
 def deployment_chain(run: Run, queue: str = DEPLOYMENTS_QUEUE, steps: tuple[str, ...] = STEPS) -> chain:
     """provision key -> clone -> build -> run -> register token (or other ``steps``), for one run of a
     deployment (each task carries the run's id, ``<deployment>#<n>``, and passes it on); the first step to
-    ``queue``."""
+    ``queue`` (empty: where :mod:`booklab.dispatch.routing` sends it)."""
     first, *later = steps
-    return chain(app.signature(first, args=(run.id,), queue=queue), *(app.signature(name) for name in later))
+    to_queue = {"queue": queue} if queue else {}
+    return chain(app.signature(first, args=(run.id,), **to_queue), *(app.signature(name) for name in later))
 
 
 def queue_run(ctx: Context, run: Run, prefer: bool = True) -> None:
@@ -43,8 +44,7 @@ def queue_run(ctx: Context, run: Run, prefer: bool = True) -> None:
 def prepare_after_all(run: Run) -> None:
     """A run sent with :data:`WARM_STEPS` that cannot use the spare it claimed (its branch moved): its clone,
     build, launch and token follow, on its runner (:mod:`booklab.dispatch.routing`)."""
-    first, *later = STEPS[1:]
-    chain(app.signature(first, args=(run.id,)), *(app.signature(name) for name in later)).apply_async()
+    deployment_chain(run, queue="", steps=STEPS[1:]).apply_async()
 
 
 def save(runner: str, deployment_id: str, then_end: str, owner: str, run_id: str, claim: str, automatic: bool) -> None:
