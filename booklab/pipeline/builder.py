@@ -26,6 +26,7 @@ from typing import Iterator
 import docker
 
 from booklab.errors import BuildError, ConfigError
+from booklab.pipeline import r2d_engine
 from booklab.pipeline.r2d_process import Repo2docker
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,8 @@ def _repo2docker_args(
         argv.append(f"--EngineAPIEngine.build_memory_limit={_bytes(memory_limit)}")
     if no_cache:
         argv.append("--EngineAPIEngine.no_cache=True")
-    argv += [f"--label={key}={value}" for key, value in labels.items()]
+    if labels:  # the engine sets them, quoted: never repo2docker's --label
+        argv.append(r2d_engine.final_labels_option(labels))
     # an absolute path after "--" can never be read as an option
     return argv + ["--", os.path.abspath(checkout_dir)]
 

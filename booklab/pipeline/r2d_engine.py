@@ -6,21 +6,26 @@ docker SDK instead. It is registered as the ``booklab`` entry point of the
 ``repo2docker.engines`` group: ``repo2docker --engine booklab ...``.
 Booklab never lets repo2docker run or push images, so this engine only builds and inspects.
 
-The image's labels (repo2docker's and Booklab's) are set in one step after the build: the
-Engine's classic builder makes one step of each label given to its build API, a container
-and a commit each (about 50 ms apiece).
+The image's labels are set in one step after the build: the Engine's classic builder makes one
+step of each label given to its build API, a container and a commit each (about 50 ms apiece).
+Booklab's labels come as a setting of this engine (``final_labels``), never as repo2docker's
+``--label``: for a repository without a Dockerfile, repo2docker writes those into the Dockerfile
+it generates, unquoted, where a value (the settings a repository's ``.booklab.yml`` gives) could
+set other labels. Here each value is quoted, and Booklab's labels are set last, over any label of
+the repository's or repo2docker's of the same name.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 from typing import Any, Iterator
 
 import docker
 from repo2docker.engine import BuildError, ContainerEngine, Image
 from repo2docker.utils import ByteSpecification
-from traitlets import Bool
+from traitlets import Bool, Unicode, validate
 
 #: a label's name as repo2docker and Booklab write them; its value may hold anything but a line break
 _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
@@ -37,6 +42,19 @@ class EngineAPIEngine(ContainerEngine):
         config=True,
     )
     no_cache = Bool(False, help="Build every layer again, reusing none from earlier builds.", config=True)
+    final_labels = Unicode(
+        "{}",
+        help="A JSON object of labels set on the image last, over any label of the same name, each value "
+        "exactly as given.",
+        config=True,
+    )
+
+    @validate("final_labels")
+    def _one_json_object_of_strings(self, proposal: Any) -> str:
+        given = json.loads(proposal["value"])
+        if not isinstance(given, dict) or not all(isinstance(value, str) for value in given.values()):
+            raise ValueError("final_labels must be a JSON object of strings")
+        return proposal["value"]
 
     def __init__(self, *, parent: Any) -> None:
         super().__init__(parent=parent)
@@ -59,12 +77,14 @@ class EngineAPIEngine(ContainerEngine):
         platform: str | None = None,
         **kwargs: Any,
     ) -> Iterator[str]:
-        """Build in the daemon (so the image is always loaded) and yield its output."""
+        """Build in the daemon (so the image is always loaded) and yield its output; the image's labels are
+        ``labels`` (a Dockerfile build's, from repo2docker) and :attr:`final_labels`, set in one step."""
         if push:
             raise BuildError("The booklab engine does not push images.")
         limits = dict(container_limits or {})
         if self.build_memory_limit:
             limits.update(memory=self.build_memory_limit, memswap=self.build_memory_limit)
+        labels = (labels or {}) | json.loads(self.final_labels)
         built = yield from self._build(
             path=path or None,
             fileobj=fileobj,
@@ -105,6 +125,12 @@ class EngineAPIEngine(ContainerEngine):
         config = attrs["Config"] or {}
         config.setdefault("WorkingDir", "")
         return Image(tags=attrs.get("RepoTags") or [], config=config)
+
+
+def final_labels_option(labels: dict[str, str]) -> str:
+    """The repo2docker argument that has this engine set ``labels`` last (:attr:`EngineAPIEngine.final_labels`).
+    Its JSON holds no space: repo2docker's parser would take an argument with one for the repository."""
+    return "--EngineAPIEngine.final_labels=" + json.dumps(labels, separators=(",", ":")).replace(" ", "\\u0020")
 
 
 def labelled(image_id: str, labels: dict[str, str | None]) -> str:

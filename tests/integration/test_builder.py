@@ -39,7 +39,8 @@ ODD_VALUE = """{"memory": "2g\\", "x": '$HOME ${PATH} `id` $(id) \\$'}"""
 
 def test_builds_an_image_with_repo2docker_labels_and_streams_lines(tmp_path, docker_engine, base_image, image):
     marker = uuid.uuid4().hex  # never in the build cache
-    repo = make_repo(tmp_path, base_image, f"RUN echo marker-{marker} && sleep 3")
+    # the repository's own label of a name Booklab sets: Booklab's value wins
+    repo = make_repo(tmp_path, base_image, "LABEL booklab.test=someone-else", f"RUN echo marker-{marker} && sleep 3")
     arrivals = {}
     started = time.monotonic()
     assert not image_exists(docker_engine, image)
@@ -54,7 +55,7 @@ def test_builds_an_image_with_repo2docker_labels_and_streams_lines(tmp_path, doc
     assert "repo2docker.version" in labels
     assert {key: labels[key] for key in given} == given  # each value exactly as given, nothing expanded
     # repo2docker's labels and Booklab's in one step of the build, not one step each
-    assert sum(" : LABEL " in line for line in arrivals) == 1
+    assert sum(" : LABEL " in line for line in arrivals) == 2  # the repository's, then all of those
     assert "Using DockerBuildPack builder" in arrivals  # repo2docker's own message
     # the RUN line arrived while the build was still going (3 s sleep after it)
     assert finished - arrivals[f"marker-{marker}"] > 2

@@ -1,9 +1,16 @@
 """The Dockerfile that gives a built image its labels in one step (the quoting is tried against a
 real Docker Engine in ``tests/integration/test_builder.py``)."""
 
-import pytest
-from repo2docker.engine import BuildError
+import json
+import subprocess
+import sys
 
+import pytest
+from repo2docker.__main__ import make_r2d
+from repo2docker.engine import BuildError
+from traitlets.config import Configurable
+
+from booklab.pipeline.builder import _repo2docker_args
 from booklab.pipeline.r2d_engine import labelled
 
 
@@ -22,3 +29,32 @@ def test_all_labels_in_one_label_instruction_on_the_built_image():
 def test_a_label_that_would_break_out_of_its_line_is_refused(key, value):
     with pytest.raises(BuildError, match="cannot be set"):
         labelled("sha256:" + "a" * 64, {key: value})
+
+
+#: what a repository's .booklab.yml could put in the settings label, to set another label if left unquoted
+HOSTILE_SETTINGS = json.dumps({"urlpath": 'lab" booklab.project="someone/else', "memory": "2g"})
+
+
+def test_booklabs_labels_reach_the_engine_and_not_repo2docker_s_label_option(tmp_path):
+    given = {"booklab.project": "group/project", "booklab.settings": HOSTILE_SETTINGS, "booklab.empty": ""}
+    r2d = make_r2d(_repo2docker_args(tmp_path, "booklab/x:1", "", given))
+    assert r2d.repo == str(tmp_path)  # an argument with a space would have been taken for the repository
+    assert r2d.labels == {}
+    engine = Configurable(config=r2d.config)  # how repo2docker hands the engine its settings
+    assert json.loads(str(engine.config.EngineAPIEngine.final_labels)) == given
+
+
+def test_a_repository_without_a_dockerfile_gets_no_booklab_label_in_repo2dockers_dockerfile(tmp_path):
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    given = {"booklab.project": "group/project", "booklab.settings": HOSTILE_SETTINGS}
+    argv = [arg for arg in _repo2docker_args(tmp_path, "booklab/x:1", "", given) if arg != "--engine=booklab"]
+    # --no-build --debug: repo2docker prints the Dockerfile it generated, and builds nothing
+    shown = subprocess.run(
+        [sys.executable, "-m", "repo2docker", "--no-build", "--debug", *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "LABEL repo2docker.version" in shown.stdout + shown.stderr
+    assert "booklab" not in (shown.stdout + shown.stderr).replace("booklab/x:1", "")
