@@ -9,9 +9,9 @@ DEPLOYMENTS_QUEUE = "deployments"
 #: tasks a runner works at once: 1 runner > 1 notebook
 CONCURRENCY = 1
 
-#: the control command a runner's step sends its main process: stop taking deployments (its shared queues, in
-#: one round trip; :mod:`booklab.runner.worker`)
-STOP_TAKING = "booklab_stop_taking_deployments"
+#: the first step of every run, from whichever queue: the runner that receives it takes no other run meanwhile
+#: (:mod:`booklab.runner.worker`)
+FIRST_STEP = "booklab.provision_key"
 
 
 def runner_queue(runner_name: str) -> str:

@@ -8,17 +8,17 @@ from celery import chain
 from booklab.context import Context
 from booklab.dispatch import placement
 from booklab.dispatch.app import app
-from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, runner_queue
+from booklab.dispatch.queues import DEPLOYMENTS_QUEUE, FIRST_STEP, runner_queue
 from booklab.state.lifecycle import Run
 
 #: the steps of a run, in order (:mod:`booklab.tasks.pipeline`)
-STEPS = ("booklab.provision_key", "booklab.clone", "booklab.build", "booklab.run", "booklab.register_token")
+STEPS = (FIRST_STEP, "booklab.clone", "booklab.build", "booklab.run", "booklab.register_token")
 SAVE = "booklab.save"
 
 
 #: the steps of a run that claimed a warm spare: nothing to fetch or build (:func:`prepare_after_all` when it
 #: cannot use it)
-WARM_STEPS = ("booklab.provision_key", "booklab.run", "booklab.register_token")
+WARM_STEPS = (FIRST_STEP, "booklab.run", "booklab.register_token")
 
 
 def deployment_chain(run: Run, queue: str = DEPLOYMENTS_QUEUE, steps: tuple[str, ...] = STEPS) -> chain:

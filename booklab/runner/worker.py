@@ -18,9 +18,8 @@ from contextlib import closing
 
 import docker
 import requests
-from celery import bootsteps
+from celery import bootsteps, signals
 from celery.worker import state as worker_state
-from celery.worker.control import control_command, ok
 
 from booklab.config import Config, is_loopback
 from booklab.context import Context, get_context
@@ -28,7 +27,7 @@ from booklab.dispatch.app import app, configure
 from booklab.dispatch.queues import (
     CONCURRENCY,
     DEPLOYMENTS_QUEUE,
-    STOP_TAKING,
+    FIRST_STEP,
     is_host_queue,
     runner_queue,
     shared_queues,
@@ -143,7 +142,7 @@ class Supervisor(bootsteps.StartStopStep):
             self._queue.pause()
             return
         missing = [queue for queue in shared_queues(host) if not c.task_consumer.consuming_from(queue)]
-        if missing:
+        if missing and not in_hand:  # a run received and not yet claimed holds it too
             notebook_firewall.ensure(ctx.docker, ctx.config)  # no deployment without the rules it asks for
             for queue in missing:
                 c.add_task_queue(queue)
@@ -186,12 +185,13 @@ class Supervisor(bootsteps.StartStopStep):
         ctx.runners.retire(c.hostname)
 
 
-@control_command(name=STOP_TAKING)
-def stop_taking_deployments(state, **_) -> dict:
-    """A step of this runner's, in a child of its pool, holds a run: its main process stops consuming the shared
-    queues (right after this answer, in its event loop), so that the run's message is the last it takes."""
-    state.consumer.call_soon(_stop_consuming_shared_queues, state.consumer)
-    return ok("takes no deployment")
+@signals.task_received.connect
+def take_no_other_deployment(sender, request, **_) -> None:
+    """The runner's main process received the first step of a run (from the shared queue, its host's or its own):
+    it stops consuming the shared queues, in its event loop right after this, before the step's message is done
+    with, so that this run is the last it takes until it is free again (:meth:`Supervisor._supervise`)."""
+    if request.name == FIRST_STEP:
+        sender.call_soon(_stop_consuming_shared_queues, sender)
 
 
 def _stop_consuming_shared_queues(c) -> bool:

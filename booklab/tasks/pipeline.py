@@ -6,18 +6,16 @@ event that says what to do, and frees the runner."""
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable
 
 import redis
 from celery import Task
 from celery.exceptions import Ignore, Reject
-from kombu.exceptions import OperationalError
 
 from booklab.context import Context, get_context
 from booklab.dispatch import send
 from booklab.dispatch.app import app
-from booklab.dispatch.queues import STOP_TAKING, runner_queue
+from booklab.dispatch.queues import runner_queue
 from booklab.errors import BooklabError, DockerUnavailable, Moved
 from booklab.phases import Phase
 from booklab.pipeline import r2d_process, steps, teardown, warm_launch
@@ -57,7 +55,6 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
             raise Ignore()
         # taken in the instant a runner that serves a notebook reconnected to the broker
         log.warning("%s serves a notebook already; %s goes back to the queue", runner, run)
-        _ask_runner_to_stop_taking_deployments(runner)
         raise Reject("the runner serves a notebook already", requeue=True)
     if not _first_run(ctx.redis, task):
         log.warning("%s for %s was delivered again; it already ran", task.name, run)
@@ -66,21 +63,17 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
     if taken is Taken.OTHER:  # a launch claimed this idle runner's spare in the instant it took this run
         log.info("%s serves the launch that claimed its spare first; %s goes back to the queue", runner, run)
         ctx.redis.delete(_taskrun(task))  # given back, not run: its next delivery runs
-        _ask_runner_to_stop_taking_deployments(runner)
         raise Reject("the runner's spare was claimed by another launch", requeue=True)
     if taken is Taken.DROPPED:
         warm_launch.remove(ctx, spare.container)  # before the run's steps: it takes memory a build may want
-    stopping: _Beside | None = None
     done = False
     try:
         if claim and not task.request.retries:
-            stopping = _claim(ctx, runner, run, spare if taken is Taken.MINE else None)
+            _claim(ctx, runner, run, spare if taken is Taken.MINE else None)
         status, current, _ = ctx.lifecycle.current(run.deployment)
         if current != run or status is None or not status.is_joinable:
             _end_stopped(ctx, run, runner)
         step(ctx, run, runner)
-        if stopping is not None:
-            stopping.finish()
         done = True
     except Ignore:
         raise
@@ -111,31 +104,9 @@ def _run_step(task: Task, step: Step, run_id: str, claim: bool = False) -> str:
         teardown.end(ctx, run, runner, Phase.FAILED, message)
         raise Ignore() from None
     finally:
-        if stopping is not None:
-            stopping.join()  # the runner takes no other run once this message is done with, however it ends
         if not done:  # the run goes no further here: no build follows
             r2d_process.drop_ahead()
     return run_id
-
-
-class _Beside(threading.Thread):
-    """A call made beside a step (a runner's request to stop taking runs, one round trip to its main
-    process): :meth:`finish` waits for it and raises what it raised."""
-
-    def __init__(self, call: Callable[[], None]) -> None:
-        super().__init__(name="beside-a-step", daemon=True)
-        self.call, self.error = call, None
-
-    def run(self) -> None:
-        try:
-            self.call()
-        except BaseException as e:  # raised again in the task by finish()
-            self.error = e
-
-    def finish(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error
 
 
 def _end_crashed(ctx: Context, run: Run, runner: str, task: Task) -> None:
@@ -193,33 +164,17 @@ def _retry_later(task: Task, ctx: Context, run: Run, runner: str, error: Booklab
     raise task.retry(exc=error, countdown=delay, max_retries=None, queue=runner_queue(runner))
 
 
-def _claim(ctx: Context, runner: str, run: Run, spare: Spare | None) -> _Beside:
-    """Hold the run and stop taking new ones until its notebook ends (asked beside the step: done before its
-    message is); the runner's ``spare``, which the run claimed, is the run's."""
+def _claim(ctx: Context, runner: str, run: Run, spare: Spare | None) -> None:
+    """Hold the run (its runner's main process stopped taking others when it received this step:
+    :func:`booklab.runner.worker.take_no_other_deployment`); the runner's ``spare``, which the run claimed, is
+    the run's."""
     if not ctx.lifecycle.claim(run, runner):
         if spare is not None:
             warm_launch.remove(ctx, spare.container)
         raise Ignore()  # stopped, or taken already, while it waited
-    stopping = _Beside(lambda: _ask_runner_to_stop_taking_deployments(runner))
-    stopping.start()
     if spare is not None:
         warm_launch.hand_to(ctx, run, runner, spare)
     ctx.queue.announce_positions()
-    return stopping
-
-
-def _ask_runner_to_stop_taking_deployments(runner: str) -> None:
-    """Make this runner's main process stop consuming the shared queue and its host's, now: the step runs in a
-    child of the pool, which asks the main process over the broker's control channel, one round trip
-    (:func:`booklab.runner.worker.stop_taking_deployments`; the main process itself cancels its queues directly)."""
-    for attempt in range(CLAIM_TRIES):  # a broker connection of the pool may have died with a Redis restart
-        try:
-            app.control.broadcast(STOP_TAKING, destination=[runner], reply=True, timeout=5)
-            return
-        except (redis.ConnectionError, ConnectionError, OperationalError):
-            if attempt == CLAIM_TRIES - 1:
-                raise
-            log.warning("the broker connection of %s broke; trying again", runner)
 
 
 # its time limit is configured (booklab.dispatch.app): a wait for another launch's build of the image included

@@ -14,7 +14,7 @@ def test_four_runners_serve_four_of_eight_deployments_and_the_rest_wait_in_order
     users = [gitlab.add_user(f"user{i}") for i in range(8)]
     for user in users:
         gitlab.set_member(project, user.username, MAINTAINER)
-    runners(4)
+    started = runners(4)
     first = service.request_deployment(ctx, project, "main", users[0].token)
     assert run_to_end(ctx, first.id)[-1]["phase"] == "ready"  # builds the image once
     requests = [first] + [service.request_deployment(ctx, project, "main", u.token) for u in users[1:]]
@@ -29,6 +29,14 @@ def test_four_runners_serve_four_of_eight_deployments_and_the_rest_wait_in_order
     )
     assert all(ctx.deployments.status(r.id) is Phase.TODO for r in waiting)
     assert len({ctx.deployments.record(r.id)["runner"] for r in served}) == 4
+    # a runner that received a run's first step took no other message of the shared queue meanwhile (it
+    # would have had to give it back): one first step received by each
+    for runner in started:
+        received = [
+            line for line in runner.output().splitlines() if "booklab.provision_key[" in line and "received" in line
+        ]
+        assert len(received) == 1, runner.output()
+        assert "goes back to the queue" not in runner.output()
 
     freed = ctx.deployments.record(served[1].id)["runner"]
     service.stop(ctx, served[1].id)
