@@ -37,6 +37,7 @@ def test_four_runners_serve_four_of_eight_deployments_and_the_rest_wait_in_order
         ]
         assert len(received) == 1, runner.output()
         assert "goes back to the queue" not in runner.output()
+        assert "could not be opened ahead of the first run" not in runner.output()  # each opened at its start
 
     freed = ctx.deployments.record(served[1].id)["runner"]
     service.stop(ctx, served[1].id)
