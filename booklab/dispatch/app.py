@@ -4,6 +4,7 @@ configuration (:func:`configure`)."""
 from __future__ import annotations
 
 import logging
+import threading
 
 import docker
 import redis
@@ -52,7 +53,9 @@ def _fresh_clients_after_fork(**_):
     Docker Engine and the broker), so that its first run does not wait for them (a warm launch takes a tenth
     of a second)."""
     set_context(None)
-    _connect_ahead(get_context())
+    # beside the process's start, which billiard gives 4 s: an engine or a Redis that does not answer must
+    # not hold it up (a run that comes meanwhile opens what it needs itself)
+    threading.Thread(target=_connect_ahead, args=(get_context(),), name="connect-ahead", daemon=True).start()
 
 
 def _connect_ahead(ctx: Context) -> None:

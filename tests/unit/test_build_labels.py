@@ -7,11 +7,10 @@ import sys
 
 import pytest
 from repo2docker.__main__ import make_r2d
-from repo2docker.engine import BuildError
-from traitlets.config import Configurable
+from repo2docker.engine import BuildError, ContainerEngine
 
 from booklab.pipeline.builder import _repo2docker_args
-from booklab.pipeline.r2d_engine import labelled
+from booklab.pipeline.r2d_engine import EngineAPIEngine, labelled
 
 
 def test_all_labels_in_one_label_instruction_on_the_built_image():
@@ -40,8 +39,15 @@ def test_booklabs_labels_reach_the_engine_and_not_repo2docker_s_label_option(tmp
     r2d = make_r2d(_repo2docker_args(tmp_path, "booklab/x:1", "", given))
     assert r2d.repo == str(tmp_path)  # an argument with a space would have been taken for the repository
     assert r2d.labels == {}
-    engine = Configurable(config=r2d.config)  # how repo2docker hands the engine its settings
-    assert json.loads(str(engine.config.EngineAPIEngine.final_labels)) == given
+    engine = _EngineWithoutClient(parent=r2d)  # as repo2docker makes its engine, settings read by its traits
+    assert json.loads(engine.final_labels) == given
+
+
+class _EngineWithoutClient(EngineAPIEngine):
+    """Booklab's engine, its settings and all, without the Docker Engine client it makes."""
+
+    def __init__(self, *, parent):
+        ContainerEngine.__init__(self, parent=parent)
 
 
 def test_a_repository_without_a_dockerfile_gets_no_booklab_label_in_repo2dockers_dockerfile(tmp_path):
