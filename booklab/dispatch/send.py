@@ -17,8 +17,8 @@ SAVE = "booklab.save"
 
 
 #: the steps of a run that claimed a warm spare: nothing to fetch or build (:func:`prepare_after_all` when it
-#: cannot use it)
-WARM_STEPS = (FIRST_STEP, "booklab.run", "booklab.register_token")
+#: cannot use it), and its last step announces ``ready`` itself (one message fewer while its user waits)
+WARM_STEPS = (FIRST_STEP, "booklab.run")
 
 
 def deployment_chain(run: Run, queue: str = DEPLOYMENTS_QUEUE, steps: tuple[str, ...] = STEPS) -> chain:

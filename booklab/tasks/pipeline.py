@@ -207,7 +207,13 @@ def build(self: Task, run_id: str) -> str:
 
 @app.task(bind=True, name="booklab.run")
 def run(self: Task, run_id: str) -> str:
-    return _run_step(self, _launch_unless_build_only, run_id)
+    # the last step of its chain (a warm launch's, send.WARM_STEPS) announces ready itself
+    return _run_step(self, _launch_unless_build_only if self.request.chain else _launch_and_announce, run_id)
+
+
+def _launch_and_announce(ctx: Context, run: Run, runner: str) -> None:
+    _launch_unless_build_only(ctx, run, runner)
+    steps.register_token(ctx, run, runner)
 
 
 def _launch_unless_build_only(ctx: Context, run: Run, runner: str) -> None:
