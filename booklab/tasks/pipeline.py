@@ -28,7 +28,6 @@ from booklab.state.vault import GITLAB_TOKEN
 log = logging.getLogger(__name__)
 
 Step = Callable[[Context, Run, str], None]
-CLAIM_TRIES = 3
 
 
 def _first_run(client: redis.Redis, task: Task) -> bool:
