@@ -18,7 +18,7 @@ runner-image: deps
 	workers/build.sh
 
 test: deps
-	$(PYTHON) -m pytest
+	$(PYTHON) -m tests.lanes
 
 demo: deps
 	$(PYTHON) -m booklab.demo $(if $(RUNNERS),--runners $(RUNNERS)) $(if $(HOSTS),--hosts $(HOSTS)) $(if $(HUB),--hub) $(if $(DEMO_PORT),--port $(DEMO_PORT)) \

@@ -4,10 +4,14 @@ the runner serves the next deployment on the restarted daemon."""
 
 from __future__ import annotations
 
+import pytest
+
 from booklab import service
 from booklab.phases import Phase
 from tests.fixtures.pipeline import BRANCH_WITH_SLASH, events_of, phases, run_to_end
 from tests.fixtures.services import wait_until
+
+pytestmark = pytest.mark.alone  # it stops the Docker Engine that other test sessions may be using
 
 
 def test_after_a_docker_restart_the_status_reflects_reality(ctx, runners, docker_daemon, docker_engine, alice, project):

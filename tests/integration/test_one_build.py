@@ -36,14 +36,15 @@ def gated_project(gitlab, base_image, tmp_path):
 
 
 def gated_builds(docker_engine, gate: str) -> list:
-    """The build containers waiting at ``gate``."""
-    return [c for c in docker_engine.containers.list() if gate in " ".join(c.attrs["Config"]["Cmd"] or [])]
+    """The build containers waiting at ``gate`` (listed in one call: ``containers.list()`` inspects each container
+    after listing, and another test session's may be gone by then)."""
+    return [c for c in docker_engine.api.containers() if gate in c["Command"]]
 
 
 def open_gate(docker_engine, gate: str) -> None:
     """Let the build that waits at ``gate`` go on, once there is one."""
     (build,) = wait_until(lambda: gated_builds(docker_engine, gate), 60, "a build at the gate")
-    assert build.exec_run(["touch", f"/tmp/{gate}"]).exit_code == 0
+    assert docker_engine.containers.get(build["Id"]).exec_run(["touch", f"/tmp/{gate}"]).exit_code == 0
 
 
 def log_of(ctx, request) -> str:

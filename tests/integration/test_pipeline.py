@@ -23,6 +23,7 @@ from tests.fixtures.pipeline import (
     PROJECT,
     events_of,
     messages,
+    notebook_containers,
     notebook_repo_files,
     phases,
     run_to_end,
@@ -185,7 +186,7 @@ def test_stop_frees_the_runner_for_the_next_deployment(ctx, runners, docker_engi
 
     service.stop(ctx, first.id)
     wait_until(lambda: ctx.deployments.status(second.id) is not Phase.TODO, 5, "the runner to take the next deployment")
-    assert docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={first.id}"}) == []
+    assert notebook_containers(ctx, docker_engine, first.id) == []
     events = run_to_end(ctx, second.id)
     assert phases(events)[-1] == "ready" and "building-the-branch-with-accents" in messages(events)
 
@@ -205,7 +206,7 @@ def test_a_notebook_is_culled_and_the_runner_takes_work_again(
     assert phases(run_to_end(ctx, request.id))[-1] == "ready"
     wait_until(lambda: ctx.deployments.status(request.id) is Phase.STOPPED, 30, "culling")
     assert reason in events_of(ctx, request.id)[-1].data["message"]
-    assert docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={request.id}"}) == []
+    assert notebook_containers(ctx, docker_engine, request.id) == []
     wait_until(lambda: not ctx.runners.held(runner.name), 5, "the runner to be free")
 
 
@@ -222,7 +223,7 @@ def test_a_notebook_outliving_the_visibility_timeout_is_started_once(
     time.sleep(8)  # several visibility timeouts with the notebook alive
     all_events = [e.data for e in events_of(ctx, request.id)]
     assert phases(all_events).count("launching") == 1 and phases(all_events).count("ready") == 1
-    assert len(docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={request.id}"})) == 1
+    assert len(notebook_containers(ctx, docker_engine, request.id)) == 1
     assert ctx.deployments.status(request.id) is Phase.READY
     # the build outlived the timeout, so the broker really gave its message again
     assert "delivered again" in "".join(runner.output() for runner in started)

@@ -58,7 +58,7 @@ def test_a_build_cut_off_by_a_redis_restart_ends_failed_not_stuck(
 ):
     repo = create_local_repo(
         tmp_path / "ticking",
-        {"main": notebook_repo_files(base_image, "RUN for i in $(seq 1 30); do echo tick $i; sleep 0.5; done\n")},
+        {"main": notebook_repo_files(base_image, "RUN for i in $(seq 1 14); do echo tick $i; sleep 0.5; done\n")},
     )
     gitlab.add_project("demo/ticking", members={"alice": MAINTAINER})
     gitlab.push("demo/ticking", repo)

@@ -10,7 +10,7 @@ import requests
 
 from booklab import service
 from booklab.phases import Phase
-from tests.fixtures.pipeline import run_to_end
+from tests.fixtures.pipeline import notebook_containers, run_to_end
 from tests.fixtures.services import wait_until
 
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -68,5 +68,5 @@ def test_a_notebook_not_published_on_the_host_is_reached_through_its_network(
     assert ready["phase"] == "ready"
     host = f"{ctx.slug(request.id)}.{ctx.config.fqdn}"
     assert through_traefik(traefik, host, ready["token"]) == 200
-    (container,) = docker_engine.containers.list(filters={"label": f"booklab.deployment={request.id}"})
+    (container,) = notebook_containers(ctx, docker_engine, request.id, stopped=False)
     assert container.attrs["HostConfig"]["PortBindings"] in ({}, None)  # nothing listens on the host

@@ -1,0 +1,57 @@
+"""``make test``: the whole suite as two pytest sessions at once, then the tests that must run alone.
+
+Most tests wait (on Docker, Jupyter, timers) more than they compute, so the long ones, marked ``slow``
+(Hypothesis's interleavings, the storms, ...), run in a session of their own beside the others. The two share the
+Docker Engine (the session that started it stops it once the other is done: ``tests.fixtures.services``) and
+nothing else: each has its own Redis, Traefik, web tier, GitLab stand-in and runners, and names its images under a
+prefix of its own (``BOOKLAB_TEST_IMAGE_PREFIX``). The tests marked ``alone`` (they stop the Docker Engine) run
+after both, by themselves. The slow session's output is printed when it ends.
+
+Arguments go to every session (``python -m tests.lanes -x``). The exit status is the first failed session's
+(pytest's 5 when one ran no test), else 0.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from tests.fixtures.pipeline import IMAGE_PREFIX
+
+#: the sessions, by the tests they run: the first two at once, then the last
+BESIDE = "slow and not alone"
+MAIN = "not slow and not alone"
+ALONE = "alone"
+
+
+def pytest(marks: str, args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-m", marks, *args]
+
+
+def main(args: list[str]) -> int:
+    with tempfile.TemporaryFile("w+") as beside_output:
+        beside = subprocess.Popen(
+            pytest(BESIDE, args),
+            stdout=beside_output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "BOOKLAB_TEST_IMAGE_PREFIX": f"{IMAGE_PREFIX}-slow"},
+        )
+        try:
+            main_status = subprocess.run(pytest(MAIN, args)).returncode
+            beside_status = beside.wait()
+        finally:
+            if beside.poll() is None:  # interrupted
+                beside.terminate()
+                beside.wait()
+        beside_output.seek(0)
+        print(f"\n---- the tests marked slow, run beside the others ({' '.join(pytest(BESIDE, args)[1:])}):")
+        sys.stdout.write(beside_output.read())
+        sys.stdout.flush()
+    alone_status = subprocess.run(pytest(ALONE, args)).returncode
+    return next((status for status in (main_status, beside_status, alone_status) if status), 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
