@@ -23,6 +23,8 @@ from tests.fixtures.pipeline import MAINTAINER, events_of, messages, notebook_re
 from tests.fixtures.services import wait_until
 from tests.integration.test_save_back import stand_in_git
 
+pytestmark = pytest.mark.beside  # make test runs it in its second session (tests/lanes.py)
+
 DISPLAY = "demo/notebooks @ main"
 
 

@@ -39,7 +39,7 @@ from booklab.state.lifecycle import Run, allowed
 from tests.fixtures.pipeline import BRANCH_WITH_SLASH, phases, run_to_end
 from tests.fixtures.services import wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.beside]
 
 EXAMPLES = int(os.environ.get("BOOKLAB_STATEFUL_EXAMPLES", "30"))
 STEPS = int(os.environ.get("BOOKLAB_STATEFUL_STEPS", "8"))

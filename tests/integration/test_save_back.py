@@ -28,6 +28,8 @@ from gitlab_standin.repos import git_env
 from tests.fixtures.pipeline import MAINTAINER, events_of, messages, phases, run_to_end
 from tests.fixtures.services import wait_until
 
+pytestmark = pytest.mark.beside  # make test runs it in its second session (tests/lanes.py)
+
 REPORTER, DEVELOPER = 20, 30
 EDITED = {
     "cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Edited in Booklab"]}],

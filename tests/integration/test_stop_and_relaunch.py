@@ -18,7 +18,7 @@ from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.pipeline import MAINTAINER, events_of, messages, phases, run_to_end
 from tests.fixtures.services import wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.beside]
 
 #: rounds of each loop: a smoke check of the real thing (the interleavings themselves are explored
 #: by tests/integration/test_interleavings.py); each round waits for Jupyter's start (about 3 s)

@@ -16,7 +16,7 @@ from tests.fixtures.pipeline import MAINTAINER, events_of, messages
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import push_notebook_project
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.beside]
 
 STORM = 50
 

@@ -22,7 +22,7 @@ from tests.fixtures.pipeline import MAINTAINER, notebook_repo_files, run_to_end
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import push_notebook_project
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.beside]
 
 LAUNCHES = 20
 REPORTER = 20
