@@ -34,9 +34,10 @@ def pytest(marks: str, args: list[str]) -> list[str]:
 
 
 def main(args: list[str]) -> int:
+    beside_command = pytest(BESIDE, args)
     with tempfile.TemporaryFile("w+") as beside_output:
         beside = subprocess.Popen(
-            pytest(BESIDE, args),
+            beside_command,
             stdout=beside_output,
             stderr=subprocess.STDOUT,
             env={**os.environ, "BOOKLAB_TEST_IMAGE_PREFIX": f"{IMAGE_PREFIX}-beside"},
@@ -49,7 +50,7 @@ def main(args: list[str]) -> int:
                 beside.terminate()
                 beside.wait()
         beside_output.seek(0)
-        print(f"\n---- the tests marked beside, run beside the others ({' '.join(pytest(BESIDE, args)[1:])}):")
+        print(f"\n---- the tests marked beside, run beside the others ({' '.join(beside_command[1:])}):")
         sys.stdout.write(beside_output.read())
         sys.stdout.flush()
     alone_status = subprocess.run(pytest(ALONE, args)).returncode
