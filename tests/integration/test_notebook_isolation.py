@@ -26,10 +26,13 @@ PROJECT = "isolated/notebooks"
 
 
 def redis_dump(client) -> str:
-    """Every key and value Redis holds, as text."""
+    """Every key and value Redis holds, as text (a key that expires while it is read, as
+    a runner's heartbeat may, is left out)."""
     parts = []
     for key in client.scan_iter(count=1000):
         kind = client.type(key)
+        if kind == "none":
+            continue
         value = {
             "string": client.get,
             "hash": client.hgetall,
