@@ -38,7 +38,8 @@ def configure(config: Config) -> Celery:
         "unacked_restore_throttle": 1,
     }
     app.conf.task_annotations = {
-        # its own work (a pull from the registry included), and a wait for another launch's build of the image
+        # its own work (a pull from the registry included), and a wait for another launch's build of the image;
+        # or, for a run that claimed a warm spare, the whole launch
         "booklab.provision_key": {"time_limit": PROVISION_KEY_LIMIT + claim_ttl(config.build_timeout)},
         "booklab.build": {"time_limit": config.build_timeout + 120},
         "booklab.run": {"time_limit": config.notebook_ready_timeout + config.routes_timeout + 120},

@@ -16,11 +16,6 @@ STEPS = (FIRST_STEP, "booklab.clone", "booklab.build", "booklab.run", "booklab.r
 SAVE = "booklab.save"
 
 
-#: the steps of a run that claimed a warm spare: nothing to fetch or build (:func:`prepare_after_all` when it
-#: cannot use it), and its last step announces ``ready`` itself (one message fewer while its user waits)
-WARM_STEPS = (FIRST_STEP, "booklab.run")
-
-
 def deployment_chain(run: Run, queue: str = DEPLOYMENTS_QUEUE, steps: tuple[str, ...] = STEPS) -> chain:
     """provision key -> clone -> build -> run -> register token (or other ``steps``), for one run of a
     deployment (each task carries the run's id, ``<deployment>#<n>``, and passes it on); the first step to
@@ -33,17 +28,21 @@ def deployment_chain(run: Run, queue: str = DEPLOYMENTS_QUEUE, steps: tuple[str,
 def queue_run(ctx: Context, run: Run, prefer: bool = True) -> None:
     """Send the chain of a run just queued to the runners (``prefer``: to the runner of a warm spare it claims,
     else to a host that holds its image when one of its runners is idle: :mod:`booklab.dispatch.placement`),
-    and tell it its place."""
+    and tell it its place. A run that claimed a spare is one step: its first, which checks the branch, then
+    launches the spare and announces ``ready`` (no message between them while its user waits;
+    :func:`prepare_after_all` when it cannot use the spare)."""
     ctx.queue.announce_positions(only=run.deployment)
     queue = placement.first_queue(ctx, run, prefer)
     # a runner's own queue has a first step only when the run claimed that runner's spare
-    warm = queue.startswith(runner_queue(""))
-    deployment_chain(run, queue, WARM_STEPS if warm else STEPS).apply_async()
+    if queue.startswith(runner_queue("")):
+        app.signature(FIRST_STEP, args=(run.id,), kwargs={"warm": True}, queue=queue).apply_async()
+    else:
+        deployment_chain(run, queue).apply_async()
 
 
 def prepare_after_all(run: Run) -> None:
-    """A run sent with :data:`WARM_STEPS` that cannot use the spare it claimed (its branch moved): its clone,
-    build, launch and token follow, on its runner (:mod:`booklab.dispatch.routing`)."""
+    """A run that claimed a warm spare it cannot use (its branch moved): its clone, build, launch and token
+    follow, on its runner (:mod:`booklab.dispatch.routing`)."""
     deployment_chain(run, queue="", steps=STEPS[1:]).apply_async()
 
 

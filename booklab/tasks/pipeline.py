@@ -178,20 +178,23 @@ def _claim(ctx: Context, runner: str, run: Run, spare: Spare | None) -> None:
 
 # its time limit is configured (booklab.dispatch.app): a wait for another launch's build of the image included
 @app.task(bind=True, name="booklab.provision_key")
-def provision_key(self: Task, run_id: str) -> str:
-    _run_step(self, steps.provision_key, run_id, claim=True)
-    if _skips_preparing(self):
-        run, ctx = Run.parse(run_id), get_context()
-        if not warm_launch.held_by(ctx.deployments.record(run.deployment), run, self.request.hostname):
-            send.prepare_after_all(run)  # the spare it claimed is of no use: prepared as any run, from here
+def provision_key(self: Task, run_id: str, warm: bool = False) -> str:
+    """The first step; ``warm``: the run claimed this runner's spare, and this one step serves it
+    (:func:`booklab.dispatch.send.queue_run`)."""
+    return _run_step(self, _serve_with_spare if warm else steps.provision_key, run_id, claim=True)
+
+
+def _serve_with_spare(ctx: Context, run: Run, runner: str) -> None:
+    """Check the branch with its user's token (:func:`steps.provision_key`), then launch the spare as the run's
+    notebook and announce ``ready``; a try again once the branch was checked (its run past ``fetching``) goes
+    on from the launch. A spare of no use (the branch moved) and the run is prepared as any other."""
+    if ctx.deployments.status(run.deployment) is Phase.FETCHING:
+        steps.provision_key(ctx, run, runner)
+        if not warm_launch.held_by(ctx.deployments.record(run.deployment), run, runner):
+            send.prepare_after_all(run)
             raise Ignore()
-    return run_id
-
-
-def _skips_preparing(task: Task) -> bool:
-    """Whether the task's chain goes on straight to the launch (:data:`booklab.dispatch.send.WARM_STEPS`)."""
-    following = task.request.chain or []  # Celery keeps the steps still to come last first
-    return bool(following) and following[-1].get("task") == send.WARM_STEPS[1]
+    steps.run(ctx, run, runner)  # a run that only builds never claims a spare
+    steps.register_token(ctx, run, runner)
 
 
 @app.task(bind=True, name="booklab.clone", time_limit=900)
@@ -206,13 +209,7 @@ def build(self: Task, run_id: str) -> str:
 
 @app.task(bind=True, name="booklab.run")
 def run(self: Task, run_id: str) -> str:
-    # the last step of its chain (a warm launch's, send.WARM_STEPS) announces ready itself
-    return _run_step(self, _launch_unless_build_only if self.request.chain else _launch_and_announce, run_id)
-
-
-def _launch_and_announce(ctx: Context, run: Run, runner: str) -> None:
-    _launch_unless_build_only(ctx, run, runner)
-    steps.register_token(ctx, run, runner)
+    return _run_step(self, _launch_unless_build_only, run_id)
 
 
 def _launch_unless_build_only(ctx: Context, run: Run, runner: str) -> None:

@@ -16,12 +16,10 @@ import requests
 
 from booklab import service
 from booklab.phases import Phase
-from tests.fixtures.pipeline import events_of, messages, phases, run_to_end
+from tests.fixtures.pipeline import BRANCH_LOOKUP, FAST_RETRIES, events_of, messages, phases, run_to_end
 from tests.fixtures.services import ROOT, free_port, wait_until
 
 DEVELOPER = 30
-FAST_RETRIES = {"BOOKLAB_RETRY_FIRST_DELAY": "0.2", "BOOKLAB_RETRY_MAX_DELAY": "1"}
-BRANCH_LOOKUP = r"/repository/branches/"
 
 
 def retry_lines(events: list[dict]) -> list[str]:

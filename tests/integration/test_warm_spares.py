@@ -2,12 +2,14 @@
 notebook of a warm branch's image, unrouted; of 20 launches at once exactly one gets it, the others are served
 as usual and none gets that container; a fresh spare is started behind it; a new commit of the branch replaces
 the spare; a runner holding a spare drops it at once to serve another image; warm/refresh builds a branch's new
-commit in the background, and its spares replace the old ones before anyone launches it."""
+commit in the background, and its spares replace the old ones before anyone launches it; a launch whose check of
+its branch GitLab fails once is tried again and still served by the spare it claimed."""
 
 from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from itertools import groupby
 
 import docker
 import pytest
@@ -18,7 +20,15 @@ from booklab.phases import Phase
 from booklab.state import schema
 from booklab.state.spares import OFFERED
 from tests.fixtures.gitlab import create_local_repo
-from tests.fixtures.pipeline import MAINTAINER, notebook_repo_files, run_to_end
+from tests.fixtures.pipeline import (
+    BRANCH_LOOKUP,
+    FAST_RETRIES,
+    MAINTAINER,
+    messages,
+    notebook_repo_files,
+    phases,
+    run_to_end,
+)
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import push_notebook_project
 
@@ -177,3 +187,27 @@ def test_warm_refresh_builds_a_new_commit_in_the_background_and_its_spares_repla
     launch = service.request_deployment(ctx, "course/refreshed", "main", alice.token)
     assert run_to_end(ctx, launch.id)[-1]["phase"] == "ready"
     assert ctx.deployments.record(launch.id)["container"] == second.container
+
+
+def test_a_launch_whose_branch_check_gitlab_fails_once_is_tried_again_and_served_by_its_spare(
+    ctx, runners, traefik, gitlab, alice, base_image, tmp_path
+):
+    project = push_notebook_project(gitlab, tmp_path / "repo", "course/flaky", base_image, {"alice": MAINTAINER})
+    (runner,) = runners(
+        1, **traefik.runner_env("redis"), **FAST_RETRIES, BOOKLAB_WARM_PROJECTS=json.dumps({f"{project}@main": 1})
+    )
+    first = service.request_deployment(ctx, project, "main", alice.token)
+    assert run_to_end(ctx, first.id)[-1]["phase"] == "ready"
+    stop_and_wait(ctx, first.id)
+    _, spare = wait_until(lambda: offered_spare(ctx, [runner.name], ANY_IMAGE), 60, "a spare")
+
+    gitlab.fail_next(BRANCH_LOOKUP, status=502, times=1)
+    launch = service.request_deployment(ctx, project, "main", alice.token)
+    events = run_to_end(ctx, launch.id)
+    assert events[-1]["phase"] == "ready", messages(events)
+    assert ctx.deployments.record(launch.id)["container"] == spare.container
+    (retry,) = [e["message"] for e in events if "Trying again" in e["message"]]
+    assert "GitLab answered 502" in retry
+    # the branch checked again, then the launch: the one step went through each phase once, in order
+    told = [phase for phase, _ in groupby(phases(events))]
+    assert told == ["waiting", "fetching", "built", "launching", "ready"], messages(events)
