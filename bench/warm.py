@@ -86,7 +86,14 @@ def _measure(stack: Stack, settings: Settings, names: list[str], runners: list, 
         with ThreadPoolExecutor(count) as pool:
             ready = list(pool.map(launch, users))
         burst.extend(ready)
-        log.info("warm burst %d/%d: slowest %.3f s", i + 1, settings.warm_bursts, max(r.elapsed for r in ready))
+        slowest = max(ready, key=lambda r: r.elapsed)
+        log.info(
+            "warm burst %d/%d: slowest %.3f s (dispatch %.0f ms, hand-over %.0f ms, route %.0f ms)",
+            i + 1,
+            settings.warm_bursts,
+            slowest.elapsed,
+            *(part * 1000 for part in slowest.split()),
+        )
         for each in ready:
             stop(stack.ctx, runners, each.id)
 

@@ -13,7 +13,26 @@ from booklab.pipeline import hub_launch, launcher
 from booklab.pipeline.launcher import Notebook
 
 
-def reason_to_end(ctx: Context, held: dict[str, str], status: Phase, now: float | None = None) -> str | None:
+class ActivityWatch:
+    """The latest activity known of the notebook a runner holds, its start at the earliest: Jupyter is asked for
+    its activity only once the notebook may have been idle for longer than its limit since then (activity only
+    moves on), not at each of its runner's checks."""
+
+    def __init__(self) -> None:
+        self.run = ""
+        self.latest = 0.0
+
+    def known(self, run: str, started: float) -> float:
+        """The latest activity known of ``run``, a notebook started at ``started``."""
+        return max(self.latest, started) if run == self.run else started
+
+    def saw(self, run: str, latest: float) -> None:
+        self.run, self.latest = run, latest
+
+
+def reason_to_end(
+    ctx: Context, held: dict[str, str], status: Phase, activity: ActivityWatch, now: float | None = None
+) -> str | None:
     """Why the notebook a runner holds, in ``status``, must end now, or None while it may
     live on. Only a ready notebook is judged: one being launched ends through its launch,
     which says why it failed."""
@@ -32,13 +51,18 @@ def reason_to_end(ctx: Context, held: dict[str, str], status: Phase, now: float 
     started = float(held.get("started_at") or now)
     if now - started > ctx.config.notebook_max_lifetime:
         return f"The notebook reached its maximum lifetime of {ctx.config.notebook_max_lifetime} s."
-    activity = _last_activity(ctx, held)
-    if activity is not None:
-        # from its start at the earliest: a warm spare's server was idle before its user came
-        idle = now - max(activity.astimezone(timezone.utc).timestamp(), started)
-        limit = int(held.get("idle_timeout") or ctx.config.notebook_idle_timeout)  # the repository's own
-        if idle > limit:
-            return f"The notebook was idle for more than {limit} s."
+    limit = int(held.get("idle_timeout") or ctx.config.notebook_idle_timeout)  # the repository's own
+    run = f"{held['deployment']}#{held.get('run', '')}"
+    if now - activity.known(run, started) <= limit:
+        return None  # not idle for that long, whatever Jupyter would say
+    reported = _last_activity(ctx, held)
+    if reported is None:
+        return None
+    # from its start at the earliest: a warm spare's server was idle before its user came
+    latest = max(reported.astimezone(timezone.utc).timestamp(), started)
+    activity.saw(run, latest)
+    if now - latest > limit:
+        return f"The notebook was idle for more than {limit} s."
     return None
 
 

@@ -15,7 +15,7 @@ from booklab.dispatch.send import queue_run
 from booklab.phases import Phase
 from booklab.pipeline import key_sweeper, teardown
 from booklab.runner import recovery
-from booklab.runner.culling import reason_to_end
+from booklab.runner.culling import ActivityWatch, reason_to_end
 from booklab.saveback import protocol
 from booklab.state import schema
 from booklab.state.lifecycle import Run
@@ -84,20 +84,32 @@ class QueueWatch:
         self.first = None
 
 
-def supervise(ctx: Context, name: str, watch: ChainWatch, steps_in_hand: bool, host: str = "") -> bool:
+def supervise(
+    ctx: Context,
+    name: str,
+    watch: ChainWatch,
+    steps_in_hand: bool,
+    host: str = "",
+    activity: ActivityWatch | None = None,
+) -> bool:
     """One check of the runner ``name``: its heartbeat, lost runners, deploy keys to sweep, and
     the life of the notebook it holds (or of its preparation). ``steps_in_hand``: whether a
     task of its run is running, queued or scheduled in this runner; ``host``: its Docker Engine's
-    host, when known. True when the runner is free to take a deployment."""
+    host, when known; ``activity``: what the runner's checks before learnt of its notebook's activity
+    (none: Jupyter is asked). True when the runner is free to take a deployment."""
     ctx.runners.beat(name, host)
     for lost in recovery.lost_runners(ctx):
         recovery.reap(ctx, lost, by=name)
     key_sweeper.sweep(ctx)
     held = ctx.runners.held(name)
-    return not (held.get("deployment") and _still_holds(ctx, name, held, watch, steps_in_hand))
+    return not (
+        held.get("deployment") and _still_holds(ctx, name, held, watch, steps_in_hand, activity or ActivityWatch())
+    )
 
 
-def _still_holds(ctx: Context, name: str, held: dict[str, str], watch: ChainWatch, steps_in_hand: bool) -> bool:
+def _still_holds(
+    ctx: Context, name: str, held: dict[str, str], watch: ChainWatch, steps_in_hand: bool, activity: ActivityWatch
+) -> bool:
     """Look after the run the runner holds: end it when it must end; False once the runner is free."""
     run = Run.held(held)
     status, current, ending = ctx.lifecycle.current(run.deployment)
@@ -107,7 +119,7 @@ def _still_holds(ctx: Context, name: str, held: dict[str, str], watch: ChainWatc
         return False
     if not ending and (status is Phase.READY or (status is Phase.STOPPING and not steps_in_hand)):
         watch.idle_since = None
-        return _end_if_due(ctx, name, held, run, status)
+        return _end_if_due(ctx, name, held, run, status, activity)
     if watch.died(status, steps_in_hand):  # its steps, or its own end, were cut off: a claim they left is this runner's
         log.warning("the steps of %s ended without a word; ending it", run)
         if ctx.deployments.record(run.deployment).get("ready_at"):
@@ -122,10 +134,12 @@ def _still_holds(ctx: Context, name: str, held: dict[str, str], watch: ChainWatc
     return True
 
 
-def _end_if_due(ctx: Context, name: str, held: dict[str, str], run: Run, status: Phase) -> bool:
+def _end_if_due(
+    ctx: Context, name: str, held: dict[str, str], run: Run, status: Phase, activity: ActivityWatch
+) -> bool:
     """End the runner's notebook if it was stopped, exited, idled or aged (saving it first when
     asked); False once it ended."""
-    reason = reason_to_end(ctx, held, status)
+    reason = reason_to_end(ctx, held, status, activity)
     if reason is None:
         return True
     deployment_id = held["deployment"]

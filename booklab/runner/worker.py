@@ -35,6 +35,7 @@ from booklab.dispatch.queues import (
 from booklab.phases import Phase
 from booklab.pipeline import image_cleaner, notebook_firewall, notebook_network, teardown
 from booklab.runner import recovery, warming
+from booklab.runner.culling import ActivityWatch
 from booklab.runner.supervisor import ChainWatch, QueueWatch, supervise
 from booklab.saveback import protocol
 from booklab.state.lifecycle import Run
@@ -99,6 +100,7 @@ class Supervisor(bootsteps.StartStopStep):
         self._cleaning: ImageCleaning | None = None
         self._resumed = False
         self._watch = ChainWatch()
+        self._activity = ActivityWatch()
         self._queue = QueueWatch()
 
     def start(self, c):
@@ -127,7 +129,7 @@ class Supervisor(bootsteps.StartStopStep):
     def _supervise(self, ctx: Context, c) -> None:
         in_hand = _steps_in_hand()
         host = _docker_host(ctx)
-        if not supervise(ctx, c.hostname, self._watch, in_hand, host):
+        if not supervise(ctx, c.hostname, self._watch, in_hand, host, self._activity):
             self._queue.pause()  # it holds a notebook: not free to take the first of the queue
             return
         if not host:  # a deployment it took would go back to the queue: leave them to runners of other engines
