@@ -364,16 +364,16 @@ class GitLabClient:
             names.insert(0, project.default_branch)
         return names, more
 
-    def branch_commit(self, project: Project, branch: str) -> str:
-        """The commit SHA the branch points to."""
+    def branch_commit(self, project: Project | str, branch: str) -> str:
+        """The commit SHA the branch points to; ``project``: one looked up, or the path of one (one call instead
+        of two; NotFound then says nothing of the project, which may be the one missing)."""
+        key, path = (project, project) if isinstance(project, str) else (project.id, project.path)
         try:
             b = self._call(
-                f"looking up branch {branch}", lambda: self._gl.projects.get(project.id, lazy=True).branches.get(branch)
+                f"looking up branch {branch}", lambda: self._gl.projects.get(key, lazy=True).branches.get(branch)
             )
         except NotFound:
-            raise NotFound(
-                f"Branch {branch!r} does not exist in {project.path}: pick one of the project's branches."
-            ) from None
+            raise NotFound(f"Branch {branch!r} does not exist in {path}: pick one of the project's branches.") from None
         return b.commit["id"]
 
     def branch_exists(self, project: Project, branch: str) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from booklab.context import Context
-from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, Moved
+from booklab.errors import BooklabError, BuildError, DeployKeyNotAccepted, Moved, NotFound
 from booklab.phases import Phase
 from booklab.pipeline import (
     access,
@@ -38,6 +38,7 @@ from booklab.pipeline import (
     r2d_process,
     warm_launch,
 )
+from booklab.pipeline.gitlab_client import GitLabClient
 from booklab.state import metrics, schema
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
@@ -65,6 +66,9 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
     git.check_branch_name(dep.ref)
     token, grant_id = gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)
     with gitlab_tokens.client(ctx, token, grant_id) as gl:
+        record = ctx.deployments.record(deployment_id)
+        if warm_launch.held_by(record, run, runner) and _spare_fits_branch(ctx, gl, run, dep, record):
+            return  # nothing to fetch or build, nor any step for it
         project = gl.project(dep.project)
         commit = gl.branch_commit(project, dep.ref)
         image = builder.image_name(ctx.config.image_prefix, project.path, commit)
@@ -77,12 +81,6 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             http_url=project.http_url,
         )
         record = ctx.deployments.record(deployment_id)
-        if warm_launch.held_by(record, run, runner):
-            if record["spare_image"] == image:  # started already: nothing to fetch or build, nor any step for it
-                ctx.deployments.update(deployment_id, cached="1")
-                ctx.lifecycle.say(run, Phase.BUILT, FOUND_BUILT)
-                return
-            warm_launch.let_go(ctx, run, record)  # the branch moved since the spare started
         rebuild = bool(record.get("rebuild"))
         if not rebuild and (
             builder.image_exists(ctx.docker, image)
@@ -108,6 +106,23 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
                 ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)
                 ctx.lifecycle.say(run, Phase.FETCHING, "Added a read-only deploy key to the project.")
         ctx.deployments.update(deployment_id, clone_method=method)
+
+
+def _spare_fits_branch(ctx: Context, gl: GitLabClient, run: Run, dep: Deployment, record: dict[str, str]) -> bool:
+    """Whether the spare the run holds runs the image of its branch's commit, asked of GitLab with its user's
+    token in one call (the branch, by the project's path); when it does not (the branch moved since the spare
+    started, or GitLab says no such branch or project, which the lookups that follow tell), it goes."""
+    try:
+        commit = gl.branch_commit(dep.project, dep.ref)
+    except NotFound:
+        commit = ""
+    image = builder.image_name(ctx.config.image_prefix, dep.project, commit) if commit else ""
+    if image and image == record["spare_image"]:
+        ctx.deployments.update(run.deployment, commit=commit, image=image, cached="1")
+        ctx.lifecycle.say(run, Phase.BUILT, FOUND_BUILT)
+        return True
+    warm_launch.let_go(ctx, run, record)
+    return False
 
 
 def clone(ctx: Context, run: Run, runner: str) -> None:
