@@ -32,7 +32,10 @@ PORT = 8888
 COMMAND = ["jupyter", "notebook", "--ip=0.0.0.0", f"--port={PORT}", "--no-browser"]
 LOG_LINES = 20
 STOP_TIMEOUT = 5
-POLL_INTERVAL = 0.05  # Jupyter answers about 1 s after its start: poll finely
+#: Jupyter answers about 1 s after its start: poll finely (a refused connection costs little)
+POLL_INTERVAL = 0.02
+#: seconds between two looks at the container's state while its notebook does not answer yet
+STATE_INTERVAL = 0.25
 HTTP_TIMEOUT = 5
 
 
@@ -131,22 +134,30 @@ def wait_ready(notebook: Notebook, timeout: float) -> None:
     """Return once the notebook answers ``/api/status``; raise :class:`LaunchError` when its
     container stops first or ``timeout`` s pass."""
     deadline = time.monotonic() + timeout
+    state_due = time.monotonic() + STATE_INTERVAL
     with closing(docker.from_env()) as client, requests.Session() as session:
         while api_status(notebook.url, notebook.token, session=session) is None:
-            try:
-                container = client.containers.get(notebook.container_id)
-            except docker.errors.NotFound as e:
-                raise LaunchError("The notebook container was removed before it answered: deploy again.") from e
-            if container.status not in {"created", "running"}:
-                raise _exited(container, notebook.token)
-            if time.monotonic() > deadline:
-                raise LaunchError(
-                    f"The notebook did not answer within {timeout:g} s: make the image start "
-                    "faster or raise notebook/ready_timeout. Its last log lines:\n"
-                    f"{_logs(container, notebook.token)}"
-                )
+            if time.monotonic() >= state_due:
+                _still_starting(client, notebook, deadline, timeout)
+                state_due = time.monotonic() + STATE_INTERVAL
             time.sleep(POLL_INTERVAL)
     log.info("notebook %s is ready", notebook.name)
+
+
+def _still_starting(client: docker.DockerClient, notebook: Notebook, deadline: float, timeout: float) -> None:
+    """Raise :class:`LaunchError` when the notebook's container is gone or stopped, or ``deadline`` passed."""
+    try:
+        container = client.containers.get(notebook.container_id)
+    except docker.errors.NotFound as e:
+        raise LaunchError("The notebook container was removed before it answered: deploy again.") from e
+    if container.status not in {"created", "running"}:
+        raise _exited(container, notebook.token)
+    if time.monotonic() > deadline:
+        raise LaunchError(
+            f"The notebook did not answer within {timeout:g} s: make the image start "
+            "faster or raise notebook/ready_timeout. Its last log lines:\n"
+            f"{_logs(container, notebook.token)}"
+        )
 
 
 def last_activity(notebook: Notebook) -> datetime | None:
