@@ -54,21 +54,57 @@ def checkout_dir(ctx: Context, deployment_id: str) -> Path:
     return Path(ctx.config.tmpdir) / "booklab-checkouts" / ctx.slug(deployment_id)
 
 
-def provision_key(ctx: Context, run: Run, runner: str) -> None:
-    """Note that ``runner`` took the run (it claimed it), resolve the branch to a commit and, unless the
-    commit's image exists already (or is pulled from the registry, or another launch builds it meanwhile:
-    :mod:`~booklab.pipeline.one_build`), add a read-only deploy key (or fall back to HTTPS)."""
-    deployment_id = run.deployment
-    dep = Deployment.from_id(deployment_id)
+def serve_spare(ctx: Context, run: Run, runner: str) -> bool:
+    """The check of a launch that claimed ``runner``'s spare: whether the spare runs the image of its branch's
+    commit, asked of GitLab with its user's token, in one call (the branch, by the project's path) unless the
+    path GitLab spells (a rename it redirects, other capitals) names another image than the one asked. True once
+    ``built`` is told; False, the spare still held, when it is of no use (its branch moved): the run is then
+    prepared as any other (:func:`provision_key`)."""
+    record = ctx.deployments.record(run.deployment)
+    if not warm_launch.held_by(record, run, runner):
+        return False
+    dep, gl = _took(ctx, run, runner)
+    with gl:
+        try:
+            if _is_spare(ctx, run, record, dep.project, gl.branch_commit(dep.project, dep.ref)):
+                return True
+        except NotFound:  # no such branch, or no such project for its user: the lookups below say which
+            pass
+        project = gl.project(dep.project)
+        return _is_spare(ctx, run, record, project.path, gl.branch_commit(project, dep.ref))
+
+
+def _is_spare(ctx: Context, run: Run, record: dict[str, str], path: str, commit: str) -> bool:
+    image = builder.image_name(ctx.config.image_prefix, path, commit)
+    if image != record["spare_image"]:
+        return False
+    ctx.deployments.update(run.deployment, commit=commit, image=image, cached="1")
+    ctx.lifecycle.say(run, Phase.BUILT, FOUND_BUILT)
+    return True
+
+
+def _took(ctx: Context, run: Run, runner: str) -> tuple[Deployment, GitLabClient]:
+    """Note that ``runner`` took the run; its deployment, and a GitLab client with its user's token."""
+    dep = Deployment.from_id(run.deployment)
     # the runner's name tells its host: it stays in the record and the runner's own log
-    ctx.deployments.update(deployment_id, runner=runner, started_at=f"{time.time():.3f}")
+    ctx.deployments.update(run.deployment, runner=runner, started_at=f"{time.time():.3f}")
     log.info("%s took %s", runner, run)
     git.check_branch_name(dep.ref)
-    token, grant_id = gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)
-    with gitlab_tokens.client(ctx, token, grant_id) as gl:
-        record = ctx.deployments.record(deployment_id)
-        if warm_launch.held_by(record, run, runner) and _spare_fits_branch(ctx, gl, run, dep, record):
-            return  # nothing to fetch or build, nor any step for it
+    token, grant_id = gitlab_tokens.of_deployment(ctx, run.deployment, GITLAB_TOKEN)
+    return dep, gitlab_tokens.client(ctx, token, grant_id)
+
+
+def provision_key(ctx: Context, run: Run, runner: str) -> None:
+    """Note that ``runner`` took the run, resolve the branch to a commit and, unless the commit's image exists
+    already (or is pulled from the registry, or another launch builds it meanwhile:
+    :mod:`~booklab.pipeline.one_build`), add a read-only deploy key (or fall back to HTTPS). A spare the run
+    holds goes: only its claim's own step serves one (:func:`serve_spare`)."""
+    deployment_id = run.deployment
+    record = ctx.deployments.record(deployment_id)
+    if warm_launch.held_by(record, run, runner):
+        warm_launch.let_go(ctx, run, record)
+    dep, gl = _took(ctx, run, runner)
+    with gl:
         project = gl.project(dep.project)
         commit = gl.branch_commit(project, dep.ref)
         image = builder.image_name(ctx.config.image_prefix, project.path, commit)
@@ -106,23 +142,6 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
                 ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)
                 ctx.lifecycle.say(run, Phase.FETCHING, "Added a read-only deploy key to the project.")
         ctx.deployments.update(deployment_id, clone_method=method)
-
-
-def _spare_fits_branch(ctx: Context, gl: GitLabClient, run: Run, dep: Deployment, record: dict[str, str]) -> bool:
-    """Whether the spare the run holds runs the image of its branch's commit, asked of GitLab with its user's
-    token in one call (the branch, by the project's path); when it does not (the branch moved since the spare
-    started, or GitLab says no such branch or project, which the lookups that follow tell), it goes."""
-    try:
-        commit = gl.branch_commit(dep.project, dep.ref)
-    except NotFound:
-        commit = ""
-    image = builder.image_name(ctx.config.image_prefix, dep.project, commit) if commit else ""
-    if image and image == record["spare_image"]:
-        ctx.deployments.update(run.deployment, commit=commit, image=image, cached="1")
-        ctx.lifecycle.say(run, Phase.BUILT, FOUND_BUILT)
-        return True
-    warm_launch.let_go(ctx, run, record)
-    return False
 
 
 def clone(ctx: Context, run: Run, runner: str) -> None:

@@ -102,6 +102,7 @@ MOVES: tuple[Move, ...] = (
     Move(Phase.FETCHING, Phase.BUILT, _STEPS, said=True),
     Move(Phase.BUILDING, Phase.BUILDING, _STEPS, said=True),
     Move(Phase.BUILDING, Phase.LAUNCHING, _STEPS, said=True),
+    Move(Phase.BUILT, Phase.BUILT, _STEPS, said=True),
     Move(Phase.BUILT, Phase.LAUNCHING, _STEPS, said=True),
     Move(Phase.LAUNCHING, Phase.LAUNCHING, _STEPS, said=True),
     Move(Phase.LAUNCHING, Phase.READY, _STEPS, said=True),

@@ -185,14 +185,13 @@ def provision_key(self: Task, run_id: str, warm: bool = False) -> str:
 
 
 def _serve_with_spare(ctx: Context, run: Run, runner: str) -> None:
-    """Check the branch with its user's token (:func:`steps.provision_key`), then launch the spare as the run's
+    """Check the branch with its user's token (:func:`steps.serve_spare`), then launch the spare as the run's
     notebook and announce ``ready``; a try again once the branch was checked (its run past ``fetching``) goes
     on from the launch. A spare of no use (the branch moved) and the run is prepared as any other."""
-    if ctx.deployments.status(run.deployment) is Phase.FETCHING:
+    if ctx.deployments.status(run.deployment) is Phase.FETCHING and not steps.serve_spare(ctx, run, runner):
         steps.provision_key(ctx, run, runner)
-        if not warm_launch.held_by(ctx.deployments.record(run.deployment), run, runner):
-            send.prepare_after_all(run)
-            raise Ignore()
+        send.prepare_after_all(run)  # this step ends well: the build's repo2docker started ahead is kept
+        return
     steps.run(ctx, run, runner)  # a run that only builds never claims a spare
     steps.register_token(ctx, run, runner)
 
