@@ -11,6 +11,7 @@ from booklab.context import Context
 from booklab.phases import Phase
 from booklab.pipeline import hub_launch, launcher
 from booklab.pipeline.launcher import Notebook
+from booklab.state.lifecycle import Run
 
 
 class ActivityWatch:
@@ -52,7 +53,7 @@ def reason_to_end(
     if now - started > ctx.config.notebook_max_lifetime:
         return f"The notebook reached its maximum lifetime of {ctx.config.notebook_max_lifetime} s."
     limit = int(held.get("idle_timeout") or ctx.config.notebook_idle_timeout)  # the repository's own
-    run = f"{held['deployment']}#{held.get('run', '')}"
+    run = Run.held(held).id
     if now - activity.known(run, started) <= limit:
         return None  # not idle for that long, whatever Jupyter would say
     reported = _last_activity(ctx, held)
