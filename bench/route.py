@@ -76,6 +76,7 @@ def _round(stack: Stack, image: str, provider: str, name: str, booklab: bool) ->
                 {
                     schema.TRAEFIK_ANCHOR: "1",
                     **names.kv_pairs(config, slug, notebook.url),
+                    **names.shared_auth_pairs(config),
                     **names.auth_pairs(config, slug),
                 }
             )

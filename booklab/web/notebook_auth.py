@@ -5,7 +5,12 @@ With ``routes/forward_auth`` (on by default), Traefik asks ``GET /auth/notebook/
 before every request to ``<slug>.<domain>`` (the middleware :mod:`booklab.pipeline.routes.names` puts on
 each route; ``<domain>`` is ``notebook/domain``, by default the web tier's ``fqdn``), with
 the request's headers; a 2xx answer lets the request through, any other
-goes back to the client as it is. Only the GitLab user who launched the notebook passes,
+goes back to the client as it is. The routes of Traefik's Redis provider share one middleware, which asks
+``GET /auth/notebook`` and leaves the slug to the request's host: ``X-Forwarded-Host``, which Traefik's
+forward-auth sets to the ``Host`` the route matched (it does not trust the client's, ``trustForwardHeader`` being
+off), so a client cannot have one notebook's host checked while it asks another's.
+
+Only the GitLab user who launched the notebook passes,
 even with the notebook's URL and Jupyter token in hand (a leaked link), by either of:
 
 - a GitLab personal access token, ``Authorization: Bearer <token>`` or ``PRIVATE-TOKEN:
@@ -60,7 +65,7 @@ from flask import (
 from werkzeug.exceptions import TooManyRequests, Unauthorized
 
 from booklab.derived_keys import NOTEBOOK_NEXT, derive_key
-from booklab.pipeline.routes.names import DEFAULT_PORTS, public_url, route_host
+from booklab.pipeline.routes.names import DEFAULT_PORTS, HOST_AUTH_PATH, notebook_domain, public_url, route_host
 from booklab.pipeline.routes.waiting import ROUTE_CHECK_HEADER, route_check_passes
 from booklab.state import schema
 from booklab.state.deployment import Deployment
@@ -146,8 +151,9 @@ def _allow() -> Response:
 
 
 def _not_served(slug: str) -> Response:
+    where = slug or "this address"
     return _refuse(
-        404, f"No notebook is served at {slug}: it was stopped or never launched. Launch it again at {web_base()}/."
+        404, f"No notebook is served at {where}: it was stopped or never launched. Launch it again at {web_base()}/."
     )
 
 
@@ -183,6 +189,19 @@ def _pass_user(slug: str) -> str | None:
 def _has_credentials() -> bool:
     """The request carries something that may log it in (checked later)."""
     return bool(request.cookies.get(_cookie_name()) or auth.header_token() or request.headers.get(ROUTE_CHECK_HEADER))
+
+
+def _slug_of_host() -> str:
+    """The slug of the notebook host the request was for (``X-Forwarded-Host``), or "" when it is none."""
+    host = request.headers.get("X-Forwarded-Host", "").partition(":")[0].lower()
+    slug, dot, domain = host.partition(".")
+    return slug if dot and domain == notebook_domain(context().config).lower() else ""
+
+
+@bp.get(HOST_AUTH_PATH)
+def check_host() -> Any:
+    """Traefik's forward-auth question, the notebook told by the host asked for."""
+    return check(_slug_of_host())
 
 
 @bp.get("/auth/notebook/<slug>")

@@ -17,7 +17,13 @@ from booklab import service
 from booklab.config import Config, load
 from booklab.errors import ConfigError
 from booklab.phases import Phase
-from booklab.pipeline.routes.names import auth_address, auth_pairs, docker_labels
+from booklab.pipeline.routes.names import (
+    auth_address,
+    auth_pairs,
+    docker_labels,
+    shared_auth_middleware,
+    shared_auth_pairs,
+)
 from booklab.pipeline.routes.publishers import DockerLabelRoutes
 from booklab.state import schema
 from booklab.state.deployment import Deployment
@@ -118,11 +124,13 @@ def open_in_browser(traefik, host: str, path: str, browser: requests.Session, we
 def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(
     ctx, runners, traefik, web_server, alice, bob, fwd_project, publisher, docker_engine
 ):
-    runners(1, **traefik.runner_env(publisher, auth_url=web_server))
+    runners(2, **traefik.runner_env(publisher, auth_url=web_server))
     dep, ready = deploy(ctx, alice)
     slug = ctx.slug(dep.id)
     host, token = f"{slug}.{ctx.config.fqdn}", ready["token"]
     leaked_url = f"/api/status?token={token}"
+    bobs, _ = deploy(ctx, bob, "echo")
+    bobs_host = f"{ctx.slug(bobs.id)}.{ctx.config.fqdn}"
 
     # the owner's personal access token, as the API takes it, next to Jupyter's token
     assert through_traefik(traefik, host, leaked_url, {"Authorization": f"Bearer {alice.token}"}).status_code == 200
@@ -149,16 +157,24 @@ def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(
     other = through_traefik(traefik, host, leaked_url, {"Authorization": f"Bearer {bob.token}"})
     assert other.status_code == 403 and "belongs to the GitLab user alice" in other.json()["error"]
     assert through_traefik(traefik, host, leaked_url, {"Authorization": "Bearer glpat-forged"}).status_code == 401
+    # bob asks for alice's host saying it is his own: forward-auth is asked of the host Traefik routed by
+    forged = {"Authorization": f"Bearer {bob.token}", "X-Forwarded-Host": bobs_host}
+    assert through_traefik(traefik, host, leaked_url, forged).status_code == 403
+    assert through_traefik(traefik, bobs_host, "/echo", forged).status_code == 200
     # the runner's pass for checking its route is gone with the check
     assert not ctx.redis.exists(schema.route_check(slug))
     assert through_traefik(traefik, host, leaked_url, {"X-Booklab-Route-Check": "guess"}).status_code == 401
 
-    address = f"{web_server}/auth/notebook/{slug}"
-    if publisher == "docker":
+    if publisher == "docker":  # a middleware of its own
         (container,) = docker_engine.containers.list(filters={"label": f"booklab.deployment={dep.id}"})
-        assert container.labels[f"traefik.http.middlewares.{slug}-auth.forwardauth.address"] == address
-    else:
-        assert ctx.route_tree.get(schema.traefik_middleware(f"{slug}-auth", "forwardAuth/address")) == address
+        address = container.labels[f"traefik.http.middlewares.{slug}-auth.forwardauth.address"]
+        assert address == f"{web_server}/auth/notebook/{slug}"
+    else:  # the middleware all routes share, which tells the notebook by its host
+        shared = ctx.route_tree.get(schema.traefik_router(slug, "middlewares/0"))
+        assert (
+            ctx.route_tree.get(schema.traefik_middleware(shared, "forwardAuth/address"))
+            == f"{web_server}/auth/notebook"
+        )
     service.stop(ctx, dep.id)
     wait_until(lambda: ctx.deployments.status(dep.id) is Phase.STOPPED, 15, "the stop")
     wait_until(lambda: through_traefik(traefik, host).status_code == 404, 10, "Traefik to drop the route")
@@ -279,6 +295,27 @@ def test_the_endpoint_answers_traefik_for_the_owner_only(ctx, web_app, alice, bo
     assert client.get("/auth/notebook/Not_A_Slug", headers=forwarded).status_code == 404
 
 
+def test_the_endpoint_the_routes_share_tells_the_notebook_by_its_host(ctx, web_app, alice, bob, fwd_project):
+    """``/auth/notebook`` (the Redis provider's routes): the same answers, for the notebook at the request's host
+    as Traefik forwards it; a host that is no notebook's opens nothing."""
+    client = web_app.test_client(use_cookies=False)
+    dep = Deployment(PROJECT, "main", alice.username)
+    queue_run(ctx, dep)
+    host = f"{ctx.slug(dep.id)}.{ctx.config.fqdn}"
+
+    def answer(forwarded_host: str | None, token: str) -> int:
+        headers = {"X-Forwarded-Uri": "/tree", "Authorization": f"Bearer {token}"}
+        if forwarded_host is not None:
+            headers["X-Forwarded-Host"] = forwarded_host
+        return client.get("/auth/notebook", headers=headers).status_code
+
+    assert answer(host, alice.token) == 200
+    assert answer(f"{host.upper()}:8000", alice.token) == 200  # a host's name has no case; the port is not its name
+    assert answer(host, bob.token) == 403
+    for elsewhere in (None, "", ctx.config.fqdn, f"{host}.evil.example", f"www.{host}", "evil.example"):
+        assert answer(elsewhere, alice.token) == 404, elsewhere
+
+
 def test_routes_ask_the_web_tier_before_every_notebook_request():
     config = Config(fqdn="example.org", routes_auth_url="http://web:8080")
     labels = DockerLabelRoutes(config, None, None).labels(SLUG)
@@ -290,7 +327,13 @@ def test_routes_ask_the_web_tier_before_every_notebook_request():
         labels[f"traefik.http.middlewares.{SLUG}-auth.forwardauth.authResponseHeadersRegex"]
         == "(?i)^(Authorization|Private\\-Token|Cookie)$"
     )
-    assert auth_pairs(config, SLUG)[f"traefik/http/routers/{SLUG}/middlewares/0"] == f"{SLUG}-auth"
+    # the Redis provider's routes share one middleware, named after what it asks
+    shared = shared_auth_middleware(config)
+    assert auth_pairs(config, SLUG) == {f"traefik/http/routers/{SLUG}/middlewares/0": shared}
+    assert shared_auth_pairs(config)[f"traefik/http/middlewares/{shared}/forwardAuth/address"] == (
+        "http://web:8080/auth/notebook"
+    )
+    assert shared_auth_middleware(Config(fqdn="example.org", routes_auth_url="http://web2:8080")) != shared
     assert (
         auth_address(Config(web_url="https://booklab.example.org/"), SLUG)
         == f"https://booklab.example.org/auth/notebook/{SLUG}"

@@ -177,16 +177,27 @@ def test_a_redis_route_costs_traefik_one_reading_per_key_of_its_own_and_goes_who
     config = dataclasses.replace(redis_ctx.config, routes_auth_url="http://web:8080")
     routes, tree = RedisRoutes(config, redis_ctx.redis, redis_ctx.route_tree), redis_ctx.route_tree
     routes.prepare("first-0123456789abcdef", "http://127.0.0.1:9/")
-    # a route published before the forward-auth headers were one regex: their list goes with it too
-    old = "traefik/http/middlewares/second-0123456789abcdef-auth/forwardAuth/authResponseHeaders"
-    tree.mset({f"{old}/{i}": header for i, header in enumerate(("Authorization", "Private-Token", "Cookie"))})
+    # a route published before its forward-auth was shared: its own middleware goes with it too, headers listed
+    # (before they were one regex) or not
+    own = "traefik/http/middlewares/second-0123456789abcdef-auth/forwardAuth"
+    headers = ("Authorization", "Private-Token", "Cookie")
+    tree.mset(
+        {
+            f"{own}/address": "http://web:8080/auth/notebook/second-0123456789abcdef",
+            **{f"{own}/authResponseHeaders/{i}": header for i, header in enumerate(headers)},
+        }
+    )
 
     changed = _keyspace_events(tree, "traefik/*", lambda: routes.prepare("second-0123456789abcdef", "http://h:9/"))
-    # its router (rule, entrypoint, service, middleware), its backend, its forward-auth (address, headers)
-    route = [key for key in tree.keys("traefik/http/*/second-0123456789abcdef*/*") if not key.startswith(f"{old}/")]
+    # its router (rule, entrypoint, service, middleware) and its backend; the anchor and the shared middleware
+    # were written with the first route
+    route = [key for key in tree.keys("traefik/http/*/second-0123456789abcdef*/*") if not key.startswith(own)]
     assert sorted(changed) == sorted(route)
-    assert len(changed) == 7 and not any("booklab-anchor" in key for key in changed)
+    assert len(changed) == 5
+    shared = tree.get("traefik/http/routers/second-0123456789abcdef/middlewares/0")
+    assert tree.get(f"traefik/http/middlewares/{shared}/forwardAuth/address") == "http://web:8080/auth/notebook"
 
     routes.remove("second-0123456789abcdef")
     assert tree.keys("traefik/http/*/second-0123456789abcdef*") == []
     assert tree.keys("traefik/http/*/first-0123456789abcdef*/*") != [] and tree.exists(schema.TRAEFIK_ANCHOR)
+    assert tree.exists(f"traefik/http/middlewares/{shared}/forwardAuth/address")  # the first route's still

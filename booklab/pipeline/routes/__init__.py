@@ -9,9 +9,11 @@ small interface (:class:`~booklab.pipeline.routes.publishers.Routes`):
 - ``none``: no route; a notebook is reached at that address directly.
 
 With ``routes/forward_auth`` (on by default) each Traefik route also carries a
-forward-auth middleware, ``<slug>-auth``: before every request to the notebook, Traefik
-asks the web tier at ``<routes/auth_url>/auth/notebook/<slug>``
-(:mod:`booklab.web.notebook_auth`), which lets only the notebook's owner through. The
+forward-auth middleware: before every request to the notebook, Traefik asks the web tier
+(:mod:`booklab.web.notebook_auth`), which lets only the notebook's owner through. A container's labels
+carry a middleware of its own, ``<slug>-auth``, asking at ``<routes/auth_url>/auth/notebook/<slug>``; the
+Redis provider's routes share one, asking at ``<routes/auth_url>/auth/notebook``, which tells the notebook
+by the host the request was for. The
 headers in :data:`~booklab.pipeline.routes.names.AUTH_RESPONSE_HEADERS` are set anew from
 the web tier's answer, so Booklab's own credentials (a personal access token, the notebook
 host's login cookie) never reach the notebook's code.

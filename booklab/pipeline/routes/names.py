@@ -4,6 +4,7 @@ and those of the route's forward-auth middleware (:mod:`booklab.pipeline.routes`
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from booklab.config import Config
@@ -13,8 +14,11 @@ from booklab.pipeline import launcher
 from booklab.state import schema
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
-#: the web tier's forward-auth endpoint, followed by the notebook's slug
+#: the web tier's forward-auth endpoint, followed by the notebook's slug (a route's own middleware: docker labels)
 AUTH_PATH = "/auth/notebook/"
+#: the web tier's forward-auth endpoint that tells the notebook by the host asked for (the middleware all of the
+#: Redis provider's routes share: :func:`shared_auth_middleware`)
+HOST_AUTH_PATH = "/auth/notebook"
 #: request headers Traefik replaces by the forward-auth answer's (removed when it has none)
 AUTH_RESPONSE_HEADERS = ("Authorization", "Private-Token", "Cookie")
 #: :data:`AUTH_RESPONSE_HEADERS` as the one setting Traefik reads them from (one Redis key, not one a header:
@@ -92,8 +96,8 @@ def auth_middleware(slug: str) -> str:
     return f"{slug}-auth"
 
 
-def auth_address(config: Config, slug: str) -> str:
-    """Where Traefik asks the web tier whether a request may reach the notebook ``slug``."""
+def auth_base(config: Config) -> str:
+    """The address at which Traefik reaches the web tier: ``routes/auth_url``, else ``web/url``."""
     base = config.routes_auth_url or config.web_url
     if not base:
         raise ConfigError(
@@ -101,7 +105,12 @@ def auth_address(config: Config, slug: str) -> str:
             "reaches the web tier (or web/url); set it in config.yml or in BOOKLAB_ROUTES_AUTH_URL, "
             "or set routes/forward_auth to false to guard notebooks by their Jupyter token alone."
         )
-    return f"{base.rstrip('/')}{AUTH_PATH}{slug}"
+    return base.rstrip("/")
+
+
+def auth_address(config: Config, slug: str) -> str:
+    """Where Traefik asks the web tier whether a request may reach the notebook ``slug``."""
+    return f"{auth_base(config)}{AUTH_PATH}{slug}"
 
 
 def auth_labels(config: Config, slug: str) -> dict[str, str]:
@@ -116,21 +125,36 @@ def auth_labels(config: Config, slug: str) -> dict[str, str]:
     }
 
 
-def auth_pairs(config: Config, slug: str, address: str | None = None) -> dict[str, str]:
-    """The Redis provider's keys of the notebook's forward-auth, asking at ``address``
-    (default: :func:`auth_address`)."""
-    name = auth_middleware(slug)
+def shared_auth_middleware(config: Config) -> str:
+    """The name of the forward-auth middleware every route of the Redis provider shares: it asks the web tier at
+    :data:`HOST_AUTH_PATH`, which tells the notebook by the request's host. A route is then one key fewer than
+    with a middleware of its own (each key written is one more reading of the whole tree by Traefik). The name
+    holds a digest of what the middleware is, so that it is written once (``SET NX``) and a change of
+    ``routes/auth_url`` makes a middleware of its own instead of changing the one routes in use have."""
+    digest = hashlib.sha256(f"{auth_base(config)}{HOST_AUTH_PATH} {AUTH_RESPONSE_HEADERS_REGEX}".encode())
+    return f"booklab-auth-{digest.hexdigest()[:16]}"
+
+
+def shared_auth_pairs(config: Config) -> dict[str, str]:
+    """The Redis provider's keys of :func:`shared_auth_middleware`."""
+    name = shared_auth_middleware(config)
     return {
-        schema.traefik_router(slug, "middlewares/0"): name,
-        schema.traefik_middleware(name, "forwardAuth/address"): auth_address(config, slug)
-        if address is None
-        else address,
+        schema.traefik_middleware(name, "forwardAuth/address"): f"{auth_base(config)}{HOST_AUTH_PATH}",
         schema.traefik_middleware(name, "forwardAuth/authResponseHeadersRegex"): AUTH_RESPONSE_HEADERS_REGEX,
     }
 
 
-def auth_keys(config: Config, slug: str) -> list[str]:
-    """Every key the notebook's forward-auth may have in the tree: :func:`auth_pairs`', and the list of
-    headers that routes published before Booklab wrote them as one regex carry."""
-    listed = [f"forwardAuth/authResponseHeaders/{i}" for i in range(len(AUTH_RESPONSE_HEADERS))]
-    return [*auth_pairs(config, slug, ""), *(schema.traefik_middleware(auth_middleware(slug), key) for key in listed)]
+def auth_pairs(config: Config, slug: str) -> dict[str, str]:
+    """The Redis provider's key that puts the notebook's route behind :func:`shared_auth_middleware`."""
+    return {schema.traefik_router(slug, "middlewares/0"): shared_auth_middleware(config)}
+
+
+def auth_keys(slug: str) -> list[str]:
+    """Every key of the notebook's forward-auth the tree may have: its route's middleware, and the middleware of
+    its own that routes published by Booklab before the shared one have."""
+    own = ["forwardAuth/address", "forwardAuth/authResponseHeadersRegex"]
+    own += [f"forwardAuth/authResponseHeaders/{i}" for i in range(len(AUTH_RESPONSE_HEADERS))]
+    return [
+        schema.traefik_router(slug, "middlewares/0"),
+        *(schema.traefik_middleware(auth_middleware(slug), key) for key in own),
+    ]

@@ -19,6 +19,7 @@ from booklab.pipeline.routes.names import (
     docker_labels,
     kv_pairs,
     public_url,
+    shared_auth_pairs,
 )
 from booklab.pipeline.routes.waiting import run_route_check
 from booklab.state import schema
@@ -78,11 +79,14 @@ class RedisRoutes(TraefikRoutes):
     provider = "redis"
 
     def prepare(self, slug: str, backend_url: str) -> None:
-        auth = auth_pairs(self.config, slug) if self.config.routes_forward_auth else {}
-        # each key written has Traefik read the whole tree again: the anchor is written once, not with each route
+        auth = self.config.routes_forward_auth
+        # each key written has Traefik read the whole tree again: what all routes share (the anchor, the
+        # forward-auth middleware) is written once, not with each route
+        once = {schema.TRAEFIK_ANCHOR: "1", **(shared_auth_pairs(self.config) if auth else {})}
         with self.tree.pipeline(transaction=False) as pipe:
-            pipe.set(schema.TRAEFIK_ANCHOR, "1", nx=True)
-            pipe.mset({**kv_pairs(self.config, slug, backend_url), **auth})
+            for key, value in once.items():
+                pipe.set(key, value, nx=True)
+            pipe.mset({**kv_pairs(self.config, slug, backend_url), **(auth_pairs(self.config, slug) if auth else {})})
             pipe.execute()
 
     def publish(self, slug: str, notebook: Notebook) -> str:
@@ -92,7 +96,7 @@ class RedisRoutes(TraefikRoutes):
         return super().publish(slug, notebook)
 
     def remove(self, slug: str) -> None:
-        self.tree.delete(*kv_pairs(self.config, slug, ""), *auth_keys(self.config, slug))
+        self.tree.delete(*kv_pairs(self.config, slug, ""), *auth_keys(slug))
 
 
 PUBLISHERS: dict[str, type[Routes]] = {"none": Routes, "docker": DockerLabelRoutes, "redis": RedisRoutes}
