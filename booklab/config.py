@@ -223,7 +223,8 @@ class Config:
     routes_auth_url: str = _setting(
         "routes/auth_url",
         "",
-        "Where Traefik reaches the web tier for forward-auth (e.g. http://web:8080); empty: web/url.",
+        "Where Traefik reaches the web tier for forward-auth, directly, not through a proxy (e.g. "
+        "http://web:8080); empty: web/url (routes/publisher docker only).",
     )
     key_ttl: int = _setting("keys/ttl", 600, "Seconds an encrypted private deploy key lives in Redis.")
     gitlab_deploy_key_wait: float = _setting(
@@ -668,6 +669,13 @@ def _validate(config: Config) -> None:
         raise ConfigError("Settings web/workers and web/connections must be at least 1.")
     if config.runner_poll_interval <= 0:
         raise ConfigError("Setting runner/poll_interval must be more than 0.")
+    if config.routes_publisher == "redis" and config.routes_forward_auth and not config.routes_auth_url:
+        raise ConfigError(
+            "Setting routes/auth_url is missing: with routes/publisher redis, Traefik asks the web tier whose notebook "
+            "a request is for by the host it was for (X-Forwarded-Host), which a proxy on the way, such as the one "
+            "in front of web/url, would replace; set it to the address at which Traefik reaches the web tier "
+            "directly (e.g. http://web:8080) in config.yml or in BOOKLAB_ROUTES_AUTH_URL."
+        )
     if config.routes_auth_url:
         url = urlsplit(config.routes_auth_url)
         if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:

@@ -193,7 +193,7 @@ def _has_credentials() -> bool:
 
 def _slug_of_host() -> str:
     """The slug of the notebook host the request was for (``X-Forwarded-Host``), or "" when it is none."""
-    host = request.headers.get("X-Forwarded-Host", "").partition(":")[0].lower()
+    host = request.headers.get("X-Forwarded-Host", "").partition(":")[0].lower().removesuffix(".")  # as Traefik
     slug, dot, domain = host.partition(".")
     return slug if dot and domain == notebook_domain(context().config).lower() else ""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
 from urllib.parse import urlsplit
 
 import pytest
@@ -96,6 +97,14 @@ def through_traefik(traefik, host: str, path: str = "/api/status", headers: dict
     )
 
 
+def absolute_request(traefik, url: str, host: str, token: str) -> bytes:
+    """The start of Traefik's answer to ``GET <url>`` in absolute form, with ``host`` in the Host header."""
+    request = f"GET {url} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((traefik.address, traefik.port), timeout=10) as connection:
+        connection.sendall(request.encode())
+        return connection.recv(64)
+
+
 def open_in_browser(traefik, host: str, path: str, browser: requests.Session, web_url: str) -> str:
     """What a browser does on its first visit to a notebook host, step by step: sent to the
     web tier, which sends it back with a one-use code, traded for the host's cookie; returns
@@ -161,6 +170,8 @@ def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(
     forged = {"Authorization": f"Bearer {bob.token}", "X-Forwarded-Host": bobs_host}
     assert through_traefik(traefik, host, leaked_url, forged).status_code == 403
     assert through_traefik(traefik, bobs_host, "/echo", forged).status_code == 200
+    # or his own host in the Host header, alice's in an absolute request line: Traefik routes by the latter
+    assert absolute_request(traefik, f"http://{host}{leaked_url}", bobs_host, bob.token).startswith(b"HTTP/1.1 403")
     # the runner's pass for checking its route is gone with the check
     assert not ctx.redis.exists(schema.route_check(slug))
     assert through_traefik(traefik, host, leaked_url, {"X-Booklab-Route-Check": "guess"}).status_code == 401

@@ -42,6 +42,10 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
             {"BOOKLAB_WARM_PROJECTS": '{"course/lab@main": 2}', "BOOKLAB_ROUTES_PUBLISHER": "docker"},
             "warm/projects and warm/recent need launch/target standalone and routes/publisher redis or none",
         ),
+        (
+            {"BOOKLAB_ROUTES_PUBLISHER": "redis", "BOOKLAB_WEB_URL": "https://booklab.example.org"},
+            "routes/auth_url is missing: with routes/publisher redis, Traefik asks the web tier whose notebook",
+        ),
         ({"BOOKLAB_NOTEBOOK_CPUS": "-1"}, "notebook/cpus (from BOOKLAB_NOTEBOOK_CPUS) must not be negative"),
         ({"BOOKLAB_NOTEBOOK_PUBLISH": "false"}, "notebook/publish is false, so notebook/network must name"),
         ({"BOOKLAB_NOTEBOOK_PUBLISH": "maybe"}, "notebook/publish (from BOOKLAB_NOTEBOOK_PUBLISH) must be a bool"),

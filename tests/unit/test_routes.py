@@ -71,7 +71,8 @@ def test_kv_pairs_route_the_slug_host_to_the_published_port():
 
 @pytest.mark.parametrize("publisher, kind", [("none", Routes), ("docker", DockerLabelRoutes), ("redis", RedisRoutes)])
 def test_the_setting_chooses_the_publisher(publisher, kind):
-    assert type(make_routes(load(None, environ={"BOOKLAB_ROUTES_PUBLISHER": publisher}), None, None)) is kind
+    environ = {"BOOKLAB_ROUTES_PUBLISHER": publisher, "BOOKLAB_ROUTES_AUTH_URL": "http://web:8080"}
+    assert type(make_routes(load(None, environ=environ), None, None)) is kind
 
 
 def test_without_routes_a_notebook_keeps_its_direct_address():

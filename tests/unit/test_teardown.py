@@ -25,7 +25,7 @@ URL = "http://127.0.0.1:1/"
 @pytest.fixture
 def booklab_env(booklab_env):
     """Routes kept in Redis, for Traefik's Redis provider: an end must take them down."""
-    return {**booklab_env, "BOOKLAB_ROUTES_PUBLISHER": "redis"}
+    return {**booklab_env, "BOOKLAB_ROUTES_PUBLISHER": "redis", "BOOKLAB_ROUTES_AUTH_URL": "http://127.0.0.1:1"}
 
 
 def test_an_end_leaves_nothing_behind_and_starts_the_run_queued_behind_it(redis_ctx, gitlab, alice):
