@@ -338,12 +338,14 @@ def test_routes_ask_the_web_tier_before_every_notebook_request():
         labels[f"traefik.http.middlewares.{SLUG}-auth.forwardauth.authResponseHeadersRegex"]
         == "(?i)^(Authorization|Private\\-Token|Cookie)$"
     )
+    assert labels[f"traefik.http.middlewares.{SLUG}-auth.forwardauth.trustForwardHeader"] == "false"
     # the Redis provider's routes share one middleware, named after what it asks
     shared = shared_auth_middleware(config)
     assert auth_pairs(config, SLUG) == {f"traefik/http/routers/{SLUG}/middlewares/0": shared}
     assert shared_auth_pairs(config)[f"traefik/http/middlewares/{shared}/forwardAuth/address"] == (
         "http://web:8080/auth/notebook"
     )
+    assert shared_auth_pairs(config)[f"traefik/http/middlewares/{shared}/forwardAuth/trustForwardHeader"] == "false"
     assert shared_auth_middleware(Config(fqdn="example.org", routes_auth_url="http://web2:8080")) != shared
     assert (
         auth_address(Config(web_url="https://booklab.example.org/"), SLUG)

@@ -24,6 +24,10 @@ AUTH_RESPONSE_HEADERS = ("Authorization", "Private-Token", "Cookie")
 #: :data:`AUTH_RESPONSE_HEADERS` as the one setting Traefik reads them from (one Redis key, not one a header:
 #: each key written is one more reading of the whole tree by Traefik's Redis provider)
 AUTH_RESPONSE_HEADERS_REGEX = "(?i)^(" + "|".join(re.escape(header) for header in AUTH_RESPONSE_HEADERS) + ")$"
+#: the settings of every forward-auth middleware besides its address: the headers above; and the client's
+#: ``X-Forwarded-*`` headers never trusted, said outright (Traefik would otherwise pass some of them to the web tier
+#: as the client sent them), so that ``X-Forwarded-Host`` is always the host the route matched
+FORWARD_AUTH = {"authResponseHeadersRegex": AUTH_RESPONSE_HEADERS_REGEX, "trustForwardHeader": "false"}
 #: the key, under a route's service, of the notebook's address (Traefik's Redis provider)
 BACKEND = "loadbalancer/servers/0/url"
 #: Traefik's docker provider admits only containers whose label of this name has the value
@@ -120,7 +124,7 @@ def auth_labels(config: Config, slug: str) -> dict[str, str]:
     name = auth_middleware(slug)
     return {
         f"traefik.http.middlewares.{name}.forwardauth.address": auth_address(config, slug),
-        f"traefik.http.middlewares.{name}.forwardauth.authResponseHeadersRegex": AUTH_RESPONSE_HEADERS_REGEX,
+        **{f"traefik.http.middlewares.{name}.forwardauth.{key}": value for key, value in FORWARD_AUTH.items()},
         f"traefik.http.routers.{slug}.middlewares": name,
     }
 
@@ -130,17 +134,22 @@ def shared_auth_middleware(config: Config) -> str:
     :data:`HOST_AUTH_PATH`, which tells the notebook by the request's host. A route is then one key fewer than
     with a middleware of its own (each key written is one more reading of the whole tree by Traefik). The name
     holds a digest of what the middleware is, so that it is written once (``SET NX``) and a change of
-    ``routes/auth_url`` makes a middleware of its own instead of changing the one routes in use have."""
-    digest = hashlib.sha256(f"{auth_base(config)}{HOST_AUTH_PATH} {AUTH_RESPONSE_HEADERS_REGEX}".encode())
+    ``routes/auth_url`` (or of its settings, :data:`FORWARD_AUTH`) makes a middleware of its own instead of
+    changing the one routes in use have."""
+    digest = hashlib.sha256(repr(sorted(_shared_auth_settings(config).items())).encode())
     return f"booklab-auth-{digest.hexdigest()[:16]}"
+
+
+def _shared_auth_settings(config: Config) -> dict[str, str]:
+    return {"address": f"{auth_base(config)}{HOST_AUTH_PATH}", **FORWARD_AUTH}
 
 
 def shared_auth_pairs(config: Config) -> dict[str, str]:
     """The Redis provider's keys of :func:`shared_auth_middleware`."""
     name = shared_auth_middleware(config)
     return {
-        schema.traefik_middleware(name, "forwardAuth/address"): f"{auth_base(config)}{HOST_AUTH_PATH}",
-        schema.traefik_middleware(name, "forwardAuth/authResponseHeadersRegex"): AUTH_RESPONSE_HEADERS_REGEX,
+        schema.traefik_middleware(name, f"forwardAuth/{key}"): value
+        for key, value in _shared_auth_settings(config).items()
     }
 
 

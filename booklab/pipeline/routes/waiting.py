@@ -16,7 +16,7 @@ import requests
 from booklab.config import Config
 from booklab.errors import RouteError
 from booklab.pipeline import launcher
-from booklab.pipeline.routes.names import auth_address, route_host
+from booklab.pipeline.routes.names import auth_base, route_host
 from booklab.state import schema
 
 POLL_INTERVAL = 0.02
@@ -75,7 +75,7 @@ def _why_not_served(config: Config, slug: str, provider: str, entrypoint: str) -
             f"check that Traefik runs with its {provider} provider and that routes/traefik_api is its API."
         )
     behind_auth = (
-        (f", and that Traefik reaches the web tier for forward-auth at {auth_address(config, slug)} (routes/auth_url)")
+        (f", and that Traefik reaches the web tier directly for forward-auth at {auth_base(config)} (routes/auth_url)")
         if config.routes_forward_auth
         else ""
     )
