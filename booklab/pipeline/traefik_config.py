@@ -24,7 +24,7 @@ ENTRYPOINT = "web"
 TLS_ENTRYPOINT = "websecure"
 CHECK_ENTRYPOINT = "check"
 DOCKER_SOCKET = "unix:///var/run/docker.sock"
-PROVIDERS_THROTTLE = "100ms"
+PROVIDERS_THROTTLE = "50ms"
 
 
 def static_flags(
@@ -54,8 +54,9 @@ def static_flags(
         "--api.dashboard=true",
         "--ping=true",
         "--log.level=INFO",
-        # apply a provider's next change after 100 ms, not the default 2 s: a new
-        # notebook's route goes live while its user waits
+        # apply a provider's next change 50 ms after the last, not the default 2 s: new notebooks' routes go
+        # live while their users wait (8 routes written at once: all served after 190 ms with 100 ms, 124 ms
+        # with 50 ms; 10 ms gains no more)
         f"--providers.providersThrottleDuration={PROVIDERS_THROTTLE}",
     ]
     if docker_network:
