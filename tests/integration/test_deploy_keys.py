@@ -17,9 +17,11 @@ def requests_to(gitlab, method: str) -> list:
 
 
 def test_a_key_added_while_gitlabs_answer_was_lost_is_removed(ctx, runners, gitlab, alice, project):
-    # the first POST outlives the client's timeout, but GitLab adds the key all the same
-    gitlab.fail_next(DEPLOY_KEYS, status=0, delay=2, method="POST")
-    runners(1, BOOKLAB_GITLAB_TIMEOUT="1", BOOKLAB_RETRY_FIRST_DELAY="3")
+    # the first POST outlives the client's timeout, but GitLab adds the key all the same, before the try again
+    # (3 s + 3 s); a timeout that leaves GitLab's other answers room on a loaded machine (one of them timing out
+    # would be one try more)
+    gitlab.fail_next(DEPLOY_KEYS, status=0, delay=4, method="POST")
+    runners(1, BOOKLAB_GITLAB_TIMEOUT="3", BOOKLAB_RETRY_FIRST_DELAY="3")
     events = run_to_end(ctx, service.request_deployment(ctx, project, "main", alice.token).id)
 
     assert phases(events)[-1] == "ready", messages(events)

@@ -185,7 +185,9 @@ def test_stop_frees_the_runner_for_the_next_deployment(ctx, runners, docker_engi
     assert ctx.deployments.status(second.id) is Phase.TODO
 
     service.stop(ctx, first.id)
-    wait_until(lambda: ctx.deployments.status(second.id) is not Phase.TODO, 5, "the runner to take the next deployment")
+    wait_until(
+        lambda: ctx.deployments.status(second.id) is not Phase.TODO, 30, "the runner to take the next deployment"
+    )
     assert notebook_containers(ctx, docker_engine, first.id) == []
     events = run_to_end(ctx, second.id)
     assert phases(events)[-1] == "ready" and "building-the-branch-with-accents" in messages(events)
