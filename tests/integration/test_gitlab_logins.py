@@ -40,7 +40,8 @@ def test_a_deployment_queued_for_three_hours_still_clones_and_removes_its_key(
 def test_an_automatic_save_three_hours_after_the_launch_pushes(
     web_client, web_env, ctx, runners, gitlab, alice, project
 ):
-    runners(1, BOOKLAB_NOTEBOOK_IDLE_TIMEOUT="4", **oauth_application(web_env))
+    # idle from Jupyter's start: time enough for the file below to be written first on a loaded machine
+    runners(1, BOOKLAB_NOTEBOOK_IDLE_TIMEOUT="15", **oauth_application(web_env))
     launch_logged_in(web_client, alice, project, save_back="on")
     deployment_id = f"{project}:main:alice"
     ready = run_to_end(ctx, deployment_id)[-1]
