@@ -238,12 +238,6 @@ class Config:
         86400,
         "Seconds a queued deployment keeps the user's encrypted GitLab token (its longest wait).",
     )
-    key_late_sweep: int = _setting(
-        "keys/late_sweep",
-        600,
-        "Seconds after which the title of a deploy key an earlier try may have added is swept again: GitLab may "
-        "add a key whose answer was lost after Booklab removed the keys of its title.",
-    )
     log_max_events: int = _setting("log/max_events", 5000, "Events kept per deployment log.")
     log_retention: int = _setting(
         "log/retention", 604800, "Seconds a run's full log (its owner downloads it) is kept after its last event."

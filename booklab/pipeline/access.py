@@ -149,19 +149,6 @@ def removing_deploy_key(ctx: Context, deployment_id: str) -> Iterator[None]:
         worker.join()
 
 
-def sweep_earlier_key(ctx: Context, deployment_id: str, project_id: int) -> None:
-    """An earlier try named a clone key for the deployment: remove the keys of its title now, and sweep its title
-    again later (``keys/late_sweep``), since GitLab may still add that key (its answer was lost, or its runner
-    gone) after the removal. The next key gets a title of its own."""
-    earlier = ctx.deployments.record(deployment_id).get("deploy_key_title")
-    if not earlier:
-        return
-    token, grant_id = gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)
-    key_sweeper.remove(ctx, project_id, earlier, token, grant_id)
-    key_sweeper.expect(ctx, project_id, earlier, token, due=time.time() + ctx.config.key_late_sweep, grant_id=grant_id)
-    ctx.deployments.update(deployment_id, deploy_key_title="")
-
-
 def remove_deploy_key(ctx: Context, deployment_id: str) -> None:
     """Remove the deployment's clone key from GitLab (or leave it to the key sweeper when GitLab does not
     answer) and from Redis."""

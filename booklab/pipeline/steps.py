@@ -116,7 +116,6 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             ssh_url=project.ssh_url,
             http_url=project.http_url,
         )
-        access.sweep_earlier_key(ctx, deployment_id, int(project.id))  # one an earlier try may have added
         record = ctx.deployments.record(deployment_id)
         rebuild = bool(record.get("rebuild"))
         if not rebuild and (
@@ -131,7 +130,7 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
         method = ctx.config.clone_method
         if method == "ssh":
             # named before it exists, so that it can be removed whatever happens next
-            title = access.key_title(dep.user, dep.ref)
+            title = ctx.deployments.record(deployment_id).get("deploy_key_title") or access.key_title(dep.user, dep.ref)
             ctx.deployments.update(deployment_id, deploy_key_title=title)
             keys = access.deploy_key_or_token(
                 ctx, gl, project, title, tell=lambda why: ctx.lifecycle.say(run, Phase.FETCHING, why)

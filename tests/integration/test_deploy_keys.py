@@ -42,23 +42,3 @@ def test_a_key_gitlab_failed_to_remove_is_swept_later(ctx, runners, gitlab, alic
     assert ctx.redis.zcard(schema.KEY_SWEEP) == 0
     # the user's token kept for the sweep is gone too: only the notebook's own Jupyter token is left, sealed
     assert ctx.redis.keys("secret:*") == [schema.secret(deployment_id, steps.NOTEBOOK_TOKEN)]
-
-
-def test_a_key_gitlab_adds_after_its_title_was_removed_is_swept_later(ctx, runners, gitlab, alice, project):
-    # GitLab adds the first key after the try again removed the keys of its title, and after the clone
-    gitlab.fail_next(DEPLOY_KEYS, status=0, delay=6, method="POST")
-    runners(
-        1,
-        BOOKLAB_GITLAB_TIMEOUT="3",
-        BOOKLAB_RETRY_FIRST_DELAY="1",
-        BOOKLAB_RETRY_MAX_DELAY="2",
-        BOOKLAB_KEYS_LATE_SWEEP="12",
-    )
-    events = run_to_end(ctx, service.request_deployment(ctx, project, "main", alice.token).id)
-    assert phases(events)[-1] == "ready", messages(events)
-
-    wait_until(lambda: len(requests_to(gitlab, "POST")) == 2, 15, "GitLab to add the first key, late")
-    wait_until(lambda: gitlab.deploy_keys(project) == [], 40, "the late key to be swept")
-    assert [r.status for r in requests_to(gitlab, "POST")] == [201, 201]
-    assert [r.status for r in requests_to(gitlab, "DELETE")] == [204, 204]  # the try again's key, then the late one
-    wait_until(lambda: ctx.redis.zcard(schema.KEY_SWEEP) == 0, 10, "nothing left to sweep")
