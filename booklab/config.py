@@ -238,6 +238,13 @@ class Config:
         86400,
         "Seconds a queued deployment keeps the user's encrypted GitLab token (its longest wait).",
     )
+    key_late_sweep: int = _setting(
+        "keys/late_sweep",
+        600,
+        "Seconds after which the title of a deploy key whose adding got no answer is swept once more: GitLab may "
+        "still add it after Booklab removed its title's keys (GitLab's own request timeouts end such a request "
+        "within about 4 minutes; raise this with them).",
+    )
     log_max_events: int = _setting("log/max_events", 5000, "Events kept per deployment log.")
     log_retention: int = _setting(
         "log/retention", 604800, "Seconds a run's full log (its owner downloads it) is kept after its last event."
@@ -669,6 +676,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("Settings web/workers and web/connections must be at least 1.")
     if config.runner_poll_interval <= 0:
         raise ConfigError("Setting runner/poll_interval must be more than 0.")
+    if config.key_late_sweep <= 0:
+        raise ConfigError(f"Setting keys/late_sweep must be more than 0, not {config.key_late_sweep}.")
     if config.routes_publisher == "redis" and config.routes_forward_auth and not config.routes_auth_url:
         raise ConfigError(
             "Setting routes/auth_url is missing: with routes/publisher redis, Traefik asks the web tier whose notebook "

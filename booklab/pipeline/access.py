@@ -151,13 +151,17 @@ def removing_deploy_key(ctx: Context, deployment_id: str) -> Iterator[None]:
 
 def remove_deploy_key(ctx: Context, deployment_id: str) -> None:
     """Remove the deployment's clone key from GitLab (or leave it to the key sweeper when GitLab does not
-    answer) and from Redis."""
+    answer) and from Redis; a key whose adding got no answer is swept once more later
+    (:func:`~booklab.pipeline.key_sweeper.expect_late`)."""
     record = ctx.deployments.record(deployment_id)
     try:
         if record.get("deploy_key_title"):
             token, grant_id = gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)
-            key_sweeper.remove(ctx, int(record["project_id"]), record["deploy_key_title"], token, grant_id)
-            ctx.deployments.update(deployment_id, deploy_key_title="")
+            project_id, title = int(record["project_id"]), record["deploy_key_title"]
+            if not record.get("deploy_key_added"):  # its adding got no answer: GitLab may add it yet
+                key_sweeper.expect_late(ctx, project_id, title, token, grant_id)
+            key_sweeper.remove(ctx, project_id, title, token, grant_id)
+            ctx.deployments.update(deployment_id, deploy_key_title="", deploy_key_added="")
     except BooklabError as e:
         log.error(
             "deploy key %r of %s cannot be removed (%s): remove it by hand",

@@ -7,6 +7,10 @@ can push) here, as a sweep due when its save must be over (:func:`expect`). When
 does not answer the removal, the key is swept later: the runners try again every
 ``retry/max_delay`` seconds, with the user's token kept encrypted for that purpose until
 ``keys/token_ttl`` runs out (then the key is named in an error log line, to remove by hand).
+
+A key whose adding never got its answer (lost, or its runner gone) may still be added by GitLab after its title's
+keys were removed: its title is swept once more, ``keys/late_sweep`` seconds later (:func:`expect_late`), in a set
+of its own, so that neither a removal nor a sweep of the title meanwhile cancels it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ log = logging.getLogger(__name__)
 SWEEP_TOKEN = "sweep-token"
 #: the user's GitLab login the token belongs to, when they launched logged in
 SWEEP_GRANT = "sweep-grant"
+#: the same, for the late sweep of a title (:func:`expect_late`)
+LATE_TOKEN = "late-sweep-token"
+LATE_GRANT = "late-sweep-grant"
+#: the sweeps: their set, and the names of their secrets
+SWEEPS = ((schema.KEY_SWEEP, SWEEP_TOKEN, SWEEP_GRANT), (schema.KEY_SWEEP_LATE, LATE_TOKEN, LATE_GRANT))
 
 
 def expect(ctx: Context, project_id: int, title: str, token: str, due: float, grant_id: str = "") -> None:
@@ -35,6 +44,17 @@ def expect(ctx: Context, project_id: int, title: str, token: str, due: float, gr
     if grant_id:
         ctx.vault.put(member, SWEEP_GRANT, grant_id.encode(), ttl=ctx.config.token_ttl)
     ctx.redis.zadd(schema.KEY_SWEEP, {member: due})
+
+
+def expect_late(ctx: Context, project_id: int, title: str, token: str, grant_id: str = "") -> None:
+    """An adding of a key titled ``title`` got no answer: GitLab may still add that key, after its title's keys
+    are removed. Sweep the title once more when GitLab can no longer be adding it (``keys/late_sweep``)."""
+    member = f"{project_id} {title}"
+    ttl = ctx.config.key_late_sweep + ctx.config.token_ttl
+    ctx.vault.put(member, LATE_TOKEN, token.encode(), ttl=ttl)
+    if grant_id:
+        ctx.vault.put(member, LATE_GRANT, grant_id.encode(), ttl=ttl)
+    ctx.redis.zadd(schema.KEY_SWEEP_LATE, {member: time.time() + ctx.config.key_late_sweep})
 
 
 def forget(ctx: Context, project_id: int, title: str) -> None:
@@ -54,26 +74,27 @@ def remove(ctx: Context, project_id: int, title: str, token: str, grant_id: str 
 
 
 def sweep(ctx: Context) -> None:
-    """Try again the removals that are due; each is taken by one runner only."""
-    for member in ctx.redis.zrangebyscore(schema.KEY_SWEEP, 0, time.time()):
-        if not ctx.redis.zrem(schema.KEY_SWEEP, member):
-            continue  # another runner took it
-        project_id, title = member.split(" ", 1)
-        try:
-            token = ctx.vault.get(member, SWEEP_TOKEN).decode()
-        except SecretUnavailable:
-            log.error(
-                "deploy key %r of project %s could not be removed before the user's token "
-                "expired: remove it by hand in the project's settings",
-                title,
-                project_id,
-            )
-            continue
-        grant_id = (ctx.vault.find(member, SWEEP_GRANT) or b"").decode()
-        if _removed(ctx, int(project_id), title, token, grant_id):
-            ctx.vault.delete(member, SWEEP_TOKEN, SWEEP_GRANT)
-        else:
-            _due_again(ctx, member)
+    """Try again the removals that are due, and the late sweeps; each is taken by one runner only."""
+    for due_set, token_name, grant_name in SWEEPS:
+        for member in ctx.redis.zrangebyscore(due_set, 0, time.time()):
+            if not ctx.redis.zrem(due_set, member):
+                continue  # another runner took it
+            project_id, title = member.split(" ", 1)
+            try:
+                token = ctx.vault.get(member, token_name).decode()
+            except SecretUnavailable:
+                log.error(
+                    "deploy key %r of project %s could not be removed before the user's token "
+                    "expired: remove it by hand in the project's settings",
+                    title,
+                    project_id,
+                )
+                continue
+            grant_id = (ctx.vault.find(member, grant_name) or b"").decode()
+            if _removed(ctx, int(project_id), title, token, grant_id):
+                ctx.vault.delete(member, token_name, grant_name)
+            else:
+                ctx.redis.zadd(due_set, {member: time.time() + ctx.config.retry_max_delay})
 
 
 def _removed(ctx: Context, project_id: int, title: str, token: str, grant_id: str) -> bool:
@@ -85,7 +106,3 @@ def _removed(ctx: Context, project_id: int, title: str, token: str, grant_id: st
         return False
     log.info("removed %d deploy key(s) %r of project %s", count, title, project_id)
     return True
-
-
-def _due_again(ctx: Context, member: str) -> None:
-    ctx.redis.zadd(schema.KEY_SWEEP, {member: time.time() + ctx.config.retry_max_delay})

@@ -116,6 +116,7 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             ssh_url=project.ssh_url,
             http_url=project.http_url,
         )
+        access.remove_deploy_key(ctx, deployment_id)  # an earlier try's, if any: this one names a key of its own
         record = ctx.deployments.record(deployment_id)
         rebuild = bool(record.get("rebuild"))
         if not rebuild and (
@@ -130,7 +131,7 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
         method = ctx.config.clone_method
         if method == "ssh":
             # named before it exists, so that it can be removed whatever happens next
-            title = ctx.deployments.record(deployment_id).get("deploy_key_title") or access.key_title(dep.user, dep.ref)
+            title = access.key_title(dep.user, dep.ref)
             ctx.deployments.update(deployment_id, deploy_key_title=title)
             keys = access.deploy_key_or_token(
                 ctx, gl, project, title, tell=lambda why: ctx.lifecycle.say(run, Phase.FETCHING, why)
@@ -139,6 +140,7 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
                 ctx.deployments.update(deployment_id, deploy_key_title="")
                 method = "https"
             else:
+                ctx.deployments.update(deployment_id, deploy_key_added="1")  # no late sweep of its title needed
                 ctx.vault.put(deployment_id, DEPLOY_KEY, keys.private_openssh)
                 ctx.lifecycle.say(run, Phase.FETCHING, "Added a read-only deploy key to the project.")
         ctx.deployments.update(deployment_id, clone_method=method)

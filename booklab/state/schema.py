@@ -27,6 +27,7 @@ STR    secret:<deployment>:<name>  an encrypted secret (private key, user token,
 STR    grant:<id>                  a user's GitLab OAuth login (encrypted token pair), shared by web tier and runners
 STR    grantlock:<id>              held while one process refreshes that login, 30 s at most
 ZSET   keysweep                    deploy keys to remove again, "<project id> <title>", by due time
+ZSET   keysweep:late               titles of deploy keys GitLab may add late, "<project id> <title>", by due time
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
 STR    reaping:<runner>            a live runner is cleaning up after this lost one
 STR    websession:<sha256>         a web login session (encrypted JSON), with TTL
@@ -75,6 +76,7 @@ STATUS = "status"
 QUEUE = "queue"
 ENDED = "ended"
 KEY_SWEEP = "keysweep"
+KEY_SWEEP_LATE = "keysweep:late"
 CONF = "conf"
 AUDIT_LOG = "adminlog"
 IMAGE_LAUNCHES = "imagelaunches"

@@ -1,7 +1,10 @@
 """No deploy key outlives its clone: one GitLab added while its answer was lost is removed
-by its title, and one GitLab failed to remove is swept by the runners later."""
+by its title, one GitLab adds only after its title's keys were removed is swept once more later, and one GitLab
+failed to remove is swept by the runners later."""
 
 from __future__ import annotations
+
+import pytest
 
 from booklab import service
 from booklab.pipeline import steps
@@ -42,3 +45,27 @@ def test_a_key_gitlab_failed_to_remove_is_swept_later(ctx, runners, gitlab, alic
     assert ctx.redis.zcard(schema.KEY_SWEEP) == 0
     # the user's token kept for the sweep is gone too: only the notebook's own Jupyter token is left, sealed
     assert ctx.redis.keys("secret:*") == [schema.secret(deployment_id, steps.NOTEBOOK_TOKEN)]
+
+
+LATE = {"BOOKLAB_GITLAB_TIMEOUT": "3", "BOOKLAB_RETRY_MAX_DELAY": "2", "BOOKLAB_KEYS_LATE_SWEEP": "12"}
+
+
+@pytest.mark.parametrize(
+    "delay, tries, end",
+    [
+        (8, "4", "ready"),  # added 8 s after it was asked: after the try again (at 4 s) removed its title's keys
+        (6, "1", "failed"),  # the only try: added after the failed run's end removed its title's keys
+    ],
+    ids=["after-the-try-again", "after-the-run-failed"],
+)
+def test_a_key_gitlab_adds_after_its_title_was_removed_is_swept_later(
+    ctx, runners, gitlab, alice, project, delay, tries, end
+):
+    gitlab.fail_next(DEPLOY_KEYS, status=0, delay=delay, method="POST")  # its answer lost
+    runners(1, **LATE, BOOKLAB_RETRY_FIRST_DELAY="1", BOOKLAB_RETRY_ATTEMPTS=tries)
+    events = run_to_end(ctx, service.request_deployment(ctx, project, "main", alice.token).id)
+    assert phases(events)[-1] == end, messages(events)
+    # the run removed what it added; then GitLab adds the lost key (the only one that can appear now), and the
+    # late sweep removes it
+    wait_until(lambda: len(gitlab.deploy_keys(project)) == 1, 20, "GitLab to add the key, late")
+    wait_until(lambda: gitlab.deploy_keys(project) == [], 40, "the late key to be swept")

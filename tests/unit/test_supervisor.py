@@ -176,3 +176,39 @@ def test_a_deploy_key_gitlab_failed_to_remove_is_swept_at_the_next_check(redis_c
     assert check(redis_ctx)
     assert gitlab.deploy_keys(PROJECT) == []
     assert redis_ctx.redis.zcard(schema.KEY_SWEEP) == 0
+
+
+def test_a_key_gitlab_adds_after_its_title_was_removed_is_swept_once_more_later(redis_ctx, gitlab, project_on_gitlab):
+    gl = redis_ctx.gitlab(project_on_gitlab)
+    project = gl.project(PROJECT)
+    title = access.key_title("clone", DEP.id)
+    queue_run(redis_ctx, DEP, project_on_gitlab)  # the user's token, as a run has it
+    # its adding got no answer (no deploy_key_added): the key is not there yet when its run removes it
+    redis_ctx.deployments.update(DEP.id, project_id=str(project.id), deploy_key_title=title)
+    access.remove_deploy_key(redis_ctx, DEP.id)
+    member = f"{project.id} {title}"
+    assert redis_ctx.redis.zscore(schema.KEY_SWEEP_LATE, member) > time.time() + 60  # keys/late_sweep
+    # GitLab adds it after all; a removal of its title meanwhile does not cancel the late sweep
+    assert access.add_deploy_key(redis_ctx, gl, project, title)
+    key_sweeper.remove(redis_ctx, project.id, "another title", project_on_gitlab)
+    key_sweeper.forget(redis_ctx, project.id, title)
+    assert check(redis_ctx)
+    assert len(gitlab.deploy_keys(PROJECT)) == 1  # not due yet
+
+    redis_ctx.redis.zadd(schema.KEY_SWEEP_LATE, {member: time.time()})  # keys/late_sweep later
+    assert check(redis_ctx)
+    assert gitlab.deploy_keys(PROJECT) == []
+    assert redis_ctx.redis.zcard(schema.KEY_SWEEP_LATE) == 0
+    assert redis_ctx.vault.find(member, key_sweeper.LATE_TOKEN) is None
+
+
+def test_a_key_whose_adding_was_answered_gets_no_late_sweep(redis_ctx, gitlab, project_on_gitlab):
+    gl = redis_ctx.gitlab(project_on_gitlab)
+    project = gl.project(PROJECT)
+    title = access.key_title("clone", DEP.id)
+    queue_run(redis_ctx, DEP, project_on_gitlab)  # the user's token, as a run has it
+    assert access.add_deploy_key(redis_ctx, gl, project, title)
+    redis_ctx.deployments.update(DEP.id, project_id=str(project.id), deploy_key_title=title, deploy_key_added="1")
+    access.remove_deploy_key(redis_ctx, DEP.id)
+    assert gitlab.deploy_keys(PROJECT) == []
+    assert redis_ctx.redis.zcard(schema.KEY_SWEEP_LATE) == 0 and redis_ctx.redis.zcard(schema.KEY_SWEEP) == 0

@@ -35,7 +35,7 @@ def test_an_end_leaves_nothing_behind_and_starts_the_run_queued_behind_it(redis_
     gl = redis_ctx.gitlab(alice.token)
     project, title = gl.project(PROJECT), access.key_title("clone", DEP.id)
     keys = access.add_deploy_key(redis_ctx, gl, project, title)
-    redis_ctx.deployments.update(DEP.id, project_id=str(project.id), deploy_key_title=title)
+    redis_ctx.deployments.update(DEP.id, project_id=str(project.id), deploy_key_title=title, deploy_key_added="1")
     redis_ctx.vault.put(DEP.id, DEPLOY_KEY, keys.private_openssh)
     checkout = checkout_dir(redis_ctx, DEP.id)
     (checkout / ".git").mkdir(parents=True)
