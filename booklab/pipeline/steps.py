@@ -108,6 +108,7 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
         project = gl.project(dep.project)
         commit = gl.branch_commit(project, dep.ref)
         image = builder.image_name(ctx.config.image_prefix, project.path, commit)
+        access.remove_deploy_key(ctx, deployment_id)  # an earlier try's, if any (of the project it was added to)
         ctx.deployments.update(
             deployment_id,
             project_id=str(project.id),
@@ -116,7 +117,6 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
             ssh_url=project.ssh_url,
             http_url=project.http_url,
         )
-        access.remove_deploy_key(ctx, deployment_id)  # an earlier try's, if any: this one names a key of its own
         record = ctx.deployments.record(deployment_id)
         rebuild = bool(record.get("rebuild"))
         if not rebuild and (
@@ -131,8 +131,8 @@ def provision_key(ctx: Context, run: Run, runner: str) -> None:
         method = ctx.config.clone_method
         if method == "ssh":
             # named before it exists, so that it can be removed whatever happens next
-            title = access.key_title(dep.user, dep.ref)
-            ctx.deployments.update(deployment_id, deploy_key_title=title)
+            title = access.key_title(dep.user, dep.ref)  # this try's own
+            ctx.deployments.update(deployment_id, deploy_key_title=title, deploy_key_added="")
             keys = access.deploy_key_or_token(
                 ctx, gl, project, title, tell=lambda why: ctx.lifecycle.say(run, Phase.FETCHING, why)
             )
