@@ -31,30 +31,36 @@ SWEEP_GRANT = "sweep-grant"
 #: the same, for the late sweep of a title (:func:`expect_late`)
 LATE_TOKEN = "late-sweep-token"
 LATE_GRANT = "late-sweep-grant"
-#: the sweeps: their set, and the names of their secrets
-SWEEPS = ((schema.KEY_SWEEP, SWEEP_TOKEN, SWEEP_GRANT), (schema.KEY_SWEEP_LATE, LATE_TOKEN, LATE_GRANT))
+#: the sweeps, the usual one and the late one: their set, and the names of their secrets
+USUAL = (schema.KEY_SWEEP, SWEEP_TOKEN, SWEEP_GRANT)
+LATE = (schema.KEY_SWEEP_LATE, LATE_TOKEN, LATE_GRANT)
+SWEEPS = (USUAL, LATE)
 
 
 def expect(ctx: Context, project_id: int, title: str, token: str, due: float, grant_id: str = "") -> None:
     """A key titled ``title`` is about to be added: sweep it at ``due`` unless it was
     removed (or :func:`forget` called) by then, with ``token`` (or the newest token of the
     login ``grant_id``)."""
-    member = f"{project_id} {title}"
-    ctx.vault.put(member, SWEEP_TOKEN, token.encode(), ttl=ctx.config.token_ttl)
-    if grant_id:
-        ctx.vault.put(member, SWEEP_GRANT, grant_id.encode(), ttl=ctx.config.token_ttl)
-    ctx.redis.zadd(schema.KEY_SWEEP, {member: due})
+    _schedule(ctx, USUAL, f"{project_id} {title}", token, grant_id, due, ttl=ctx.config.token_ttl)
 
 
 def expect_late(ctx: Context, project_id: int, title: str, token: str, grant_id: str = "") -> None:
     """An adding of a key titled ``title`` got no answer: GitLab may still add that key, after its title's keys
     are removed. Sweep the title once more when GitLab can no longer be adding it (``keys/late_sweep``)."""
-    member = f"{project_id} {title}"
-    ttl = ctx.config.key_late_sweep + ctx.config.token_ttl
-    ctx.vault.put(member, LATE_TOKEN, token.encode(), ttl=ttl)
+    late = ctx.config.key_late_sweep
+    _schedule(ctx, LATE, f"{project_id} {title}", token, grant_id, time.time() + late, ttl=late + ctx.config.token_ttl)
+
+
+def _schedule(
+    ctx: Context, sweep: tuple[str, str, str], member: str, token: str, grant_id: str, due: float, ttl: int
+) -> None:
+    """``member`` in the sweep ``sweep`` (its set, and the names of its secrets), due at ``due``, with the
+    secrets it is swept with kept ``ttl`` seconds."""
+    due_set, token_name, grant_name = sweep
+    ctx.vault.put(member, token_name, token.encode(), ttl=ttl)
     if grant_id:
-        ctx.vault.put(member, LATE_GRANT, grant_id.encode(), ttl=ttl)
-    ctx.redis.zadd(schema.KEY_SWEEP_LATE, {member: time.time() + ctx.config.key_late_sweep})
+        ctx.vault.put(member, grant_name, grant_id.encode(), ttl=ttl)
+    ctx.redis.zadd(due_set, {member: due})
 
 
 def forget(ctx: Context, project_id: int, title: str) -> None:
