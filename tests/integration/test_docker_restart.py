@@ -8,7 +8,7 @@ import pytest
 
 from booklab import service
 from booklab.phases import Phase
-from tests.fixtures.pipeline import BRANCH_WITH_SLASH, events_of, phases, run_to_end
+from tests.fixtures.pipeline import BRANCH_WITH_SLASH, events_of, notebook_containers, phases, run_to_end
 from tests.fixtures.services import wait_until
 
 pytestmark = pytest.mark.alone  # it stops the Docker Engine that other test sessions may be using
@@ -22,7 +22,7 @@ def test_after_a_docker_restart_the_status_reflects_reality(ctx, runners, docker
     docker_daemon.restart()
     wait_until(lambda: ctx.deployments.status(first.id) is Phase.STOPPED, 60, "the deployment to end")
     assert "The notebook server ended (container exited)" in events_of(ctx, first.id)[-1].data["message"]
-    assert docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={first.id}"}) == []
+    assert notebook_containers(ctx, docker_engine, first.id) == []
     wait_until(lambda: not ctx.runners.held(runner.name), 10, "the runner to be free")
 
     second = service.request_deployment(ctx, project, BRANCH_WITH_SLASH, alice.token)

@@ -28,7 +28,7 @@ from booklab.pipeline.routes.names import (
 from booklab.pipeline.routes.publishers import DockerLabelRoutes
 from booklab.state import schema
 from booklab.state.deployment import Deployment
-from tests.fixtures.pipeline import queue_run, run_to_end
+from tests.fixtures.pipeline import notebook_containers, queue_run, run_to_end
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import log_in_over_http, push_notebook_project
 
@@ -177,7 +177,7 @@ def test_only_the_owners_token_reaches_the_notebook_not_its_leaked_url(
     assert through_traefik(traefik, host, leaked_url, {"X-Booklab-Route-Check": "guess"}).status_code == 401
 
     if publisher == "docker":  # a middleware of its own
-        (container,) = docker_engine.containers.list(filters={"label": f"booklab.deployment={dep.id}"})
+        (container,) = notebook_containers(ctx, docker_engine, dep.id, stopped=False)
         address = container.labels[f"traefik.http.middlewares.{slug}-auth.forwardauth.address"]
         assert address == f"{web_server}/auth/notebook/{slug}"
     else:  # the middleware all routes share, which tells the notebook by its host
@@ -252,7 +252,7 @@ def test_with_forward_auth_off_jupyters_token_alone_opens_the_notebook(
     host = f"{ctx.slug(dep.id)}.{ctx.config.fqdn}"
     assert through_traefik(traefik, host, f"/api/status?token={ready['token']}").status_code == 200
     assert through_traefik(traefik, host).status_code == 403  # Jupyter's own refusal
-    (container,) = docker_engine.containers.list(filters={"label": f"booklab.deployment={dep.id}"})
+    (container,) = notebook_containers(ctx, docker_engine, dep.id, stopped=False)
     assert not any("middlewares" in label for label in container.labels)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from booklab import service
 from booklab.pipeline import notebook_network
-from tests.fixtures.pipeline import run_to_end
+from tests.fixtures.pipeline import notebook_containers, run_to_end
 from tests.fixtures.reach import address, connections_from, gateway
 from tests.fixtures.services import ROOT
 from tests.fixtures.web import push_notebook_project
@@ -80,7 +80,7 @@ def test_a_notebook_reaches_neither_booklab_nor_another_notebook(
         events = run_to_end(ctx, deployment_id)
         assert events[-1]["phase"] == "ready", events
         tokens.append(events[-1]["token"])
-        containers += docker_engine.containers.list(filters={"label": f"booklab.deployment={deployment_id}"})
+        containers += notebook_containers(ctx, docker_engine, deployment_id, stopped=False)
     # whoever reads Redis (a notebook could not, but a leaked dump could) learns no Jupyter token
     assert [token for token in tokens if token in redis_dump(ctx.redis)] == []
     hostile, neighbour = containers

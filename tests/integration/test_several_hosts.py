@@ -25,7 +25,14 @@ from booklab.state.vault import GITLAB_TOKEN
 from tests.fixtures.gitlab import create_local_repo
 from tests.fixtures.hosts import NOTEBOOK_NETWORK, REDIS_PORT, Bed, DockerHost
 from tests.fixtures.hub import Site, running_hub
-from tests.fixtures.pipeline import MAINTAINER, events_of, messages, notebook_repo_files, run_to_end
+from tests.fixtures.pipeline import (
+    MAINTAINER,
+    events_of,
+    messages,
+    notebook_containers,
+    notebook_repo_files,
+    run_to_end,
+)
 from tests.fixtures.reach import connections_from, gateway
 from tests.fixtures.services import wait_until
 
@@ -134,7 +141,7 @@ def test_a_commit_built_on_one_host_launches_there_or_on_the_other_by_a_pull_and
     assert SHUT_DOWN in events_of(ctx, third.id)[-1].data["message"]
     assert not ctx.route_tree.exists(*kv_pairs(ctx.config, slug, ""))
     wait_until(lambda: through_traefik(hosts, events[-1]) == 404, 10, "Traefik to drop the route")
-    assert hosts.b.client.containers.list(all=True, filters={"label": f"booklab.deployment={third.id}"}) == []
+    assert notebook_containers(ctx, hosts.b.client, third.id) == []
     assert ctx.deployments.status(second.id) is Phase.READY
 
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from booklab.phases import Phase
-from tests.fixtures.pipeline import MAINTAINER, events_of, messages
+from tests.fixtures.pipeline import MAINTAINER, events_of, messages, notebook_containers
 from tests.fixtures.services import wait_until
 from tests.fixtures.web import push_notebook_project
 
@@ -56,7 +56,7 @@ def test_fifty_requests_for_one_deployment_start_it_once(
     wait_until(lambda: ctx.deployments.status(deployment_id) is Phase.READY, 120, "the notebook")
     log = all_messages(ctx, deployment_id)
     assert log.count("took the deployment") == 1 and log.count("Building image") == 1
-    assert len(docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={deployment_id}"})) == 1
+    assert len(notebook_containers(ctx, docker_engine, deployment_id)) == 1
     image = ctx.deployments.record(deployment_id)["image"]
     assert len(docker_engine.images.list(name=image.split(":")[0])) == 1
 
@@ -94,7 +94,7 @@ def test_fifty_deployments_on_two_runners_end_ready_in_turn(
     for d in owner:  # every one was served exactly once, and nothing is left running
         log = all_messages(ctx, d)
         assert log.count("took the deployment") == 1 and log.count("server running at") == 1, d
-        assert docker_engine.containers.list(all=True, filters={"label": f"booklab.deployment={d}"}) == []
+        assert notebook_containers(ctx, docker_engine, d) == []
 
 
 def _ready(ctx, owner: dict, served: list[str]) -> list[str]:
