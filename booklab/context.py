@@ -1,6 +1,7 @@
 """The clients one process shares: configuration, Redis, the event log, the lifecycle
-(every move of a status), the vault, state stores (images, their builds' claims and warm spares among them), the key of
-notebook host names, the route publisher, Docker and GitLab. Built once per process, rebuilt after a fork."""
+(every move of a status), the vault, state stores (images, their builds' claims, warm spares and deploy key
+sweeps among them), the key of notebook host names, the route publisher, Docker and GitLab. Built once per
+process, rebuilt after a fork."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from booklab.state.deployment import Deployment
 from booklab.state.events import EventLog
 from booklab.state.grants import Grants
 from booklab.state.images import Images
+from booklab.state.key_sweeps import KeySweeps
 from booklab.state.lifecycle import Lifecycle
 from booklab.state.queue import Queue
 from booklab.state.records import Deployments, Runners
@@ -46,6 +48,7 @@ class Context:
         self.images = Images(self.redis, inventory_ttl=3 * self.config.images_clean_interval)
         self.build_claims = BuildClaims(self.redis)
         self.spares = Spares(self.redis)
+        self.key_sweeps = KeySweeps(self.redis)
 
     @functools.cached_property
     def vault(self) -> Vault:

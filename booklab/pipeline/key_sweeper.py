@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from booklab.context import Context
 from booklab.errors import BooklabError, SecretUnavailable
@@ -31,9 +32,33 @@ SWEEP_GRANT = "sweep-grant"
 #: the same, for the late sweep of a title (:func:`expect_late`)
 LATE_TOKEN = "late-sweep-token"
 LATE_GRANT = "late-sweep-grant"
-#: the sweeps, the usual one and the late one: their set, and the names of their secrets
-USUAL = (schema.KEY_SWEEP, SWEEP_TOKEN, SWEEP_GRANT)
-LATE = (schema.KEY_SWEEP_LATE, LATE_TOKEN, LATE_GRANT)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One kind of sweep: its set, the names of its secrets, and what an operator is told when the user's token
+    expired before the sweep could be done."""
+
+    due_set: str
+    token_name: str
+    grant_name: str
+    lost: str
+
+
+USUAL = Sweep(
+    schema.KEY_SWEEP,
+    SWEEP_TOKEN,
+    SWEEP_GRANT,
+    "deploy key %r of project %s could not be removed before the user's token expired: "
+    "remove it by hand in the project's settings",
+)
+LATE = Sweep(
+    schema.KEY_SWEEP_LATE,
+    LATE_TOKEN,
+    LATE_GRANT,
+    "deploy key %r of project %s, whose adding got no answer, was not looked for before the user's token "
+    "expired: if the project's settings list it, remove it by hand",
+)
 SWEEPS = (USUAL, LATE)
 
 
@@ -51,23 +76,17 @@ def expect_late(ctx: Context, project_id: int, title: str, token: str, grant_id:
     _schedule(ctx, LATE, f"{project_id} {title}", token, grant_id, time.time() + late, ttl=late + ctx.config.token_ttl)
 
 
-def _schedule(
-    ctx: Context, sweep: tuple[str, str, str], member: str, token: str, grant_id: str, due: float, ttl: int
-) -> None:
-    """``member`` in the sweep ``sweep`` (its set, and the names of its secrets), due at ``due``, with the
-    secrets it is swept with kept ``ttl`` seconds."""
-    due_set, token_name, grant_name = sweep
-    ctx.vault.put(member, token_name, token.encode(), ttl=ttl)
+def _schedule(ctx: Context, sweep: Sweep, member: str, token: str, grant_id: str, due: float, ttl: int) -> None:
+    """``member`` in ``sweep``, due at ``due``, with the secrets it is swept with kept ``ttl`` seconds."""
+    ctx.vault.put(member, sweep.token_name, token.encode(), ttl=ttl)
     if grant_id:
-        ctx.vault.put(member, grant_name, grant_id.encode(), ttl=ttl)
-    ctx.redis.zadd(due_set, {member: due})
+        ctx.vault.put(member, sweep.grant_name, grant_id.encode(), ttl=ttl)
+    ctx.key_sweeps.due(sweep.due_set, member, due)
 
 
 def forget(ctx: Context, project_id: int, title: str) -> None:
     """No key titled ``title`` is left to sweep."""
-    member = f"{project_id} {title}"
-    ctx.redis.zrem(schema.KEY_SWEEP, member)
-    ctx.vault.delete(member, SWEEP_TOKEN, SWEEP_GRANT)
+    _done(ctx, USUAL, f"{project_id} {title}")
 
 
 def remove(ctx: Context, project_id: int, title: str, token: str, grant_id: str = "") -> None:
@@ -80,27 +99,26 @@ def remove(ctx: Context, project_id: int, title: str, token: str, grant_id: str 
 
 
 def sweep(ctx: Context) -> None:
-    """Try again the removals that are due, and the late sweeps; each is taken by one runner only."""
-    for due_set, token_name, grant_name in SWEEPS:
-        for member in ctx.redis.zrangebyscore(due_set, 0, time.time()):
-            if not ctx.redis.zrem(due_set, member):
-                continue  # another runner took it
+    """Try again the removals that are due, and the late sweeps. Each is taken by one runner at a time, for
+    ``retry/max_delay`` seconds: when GitLab fails to answer, or the runner dies meanwhile, it is tried again
+    after that."""
+    for kind in SWEEPS:
+        for member in ctx.key_sweeps.take_due(kind.due_set, time.time(), lease=ctx.config.retry_max_delay):
             project_id, title = member.split(" ", 1)
             try:
-                token = ctx.vault.get(member, token_name).decode()
+                token = ctx.vault.get(member, kind.token_name).decode()
             except SecretUnavailable:
-                log.error(
-                    "deploy key %r of project %s could not be removed before the user's token "
-                    "expired: remove it by hand in the project's settings",
-                    title,
-                    project_id,
-                )
+                log.error(kind.lost, title, project_id)
+                ctx.key_sweeps.done(kind.due_set, member)
                 continue
-            grant_id = (ctx.vault.find(member, grant_name) or b"").decode()
+            grant_id = (ctx.vault.find(member, kind.grant_name) or b"").decode()
             if _removed(ctx, int(project_id), title, token, grant_id):
-                ctx.vault.delete(member, token_name, grant_name)
-            else:
-                ctx.redis.zadd(due_set, {member: time.time() + ctx.config.retry_max_delay})
+                _done(ctx, kind, member)
+
+
+def _done(ctx: Context, sweep: Sweep, member: str) -> None:
+    ctx.key_sweeps.done(sweep.due_set, member)
+    ctx.vault.delete(member, sweep.token_name, sweep.grant_name)
 
 
 def _removed(ctx: Context, project_id: int, title: str, token: str, grant_id: str) -> bool:

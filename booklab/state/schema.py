@@ -26,8 +26,8 @@ ZSET   keptby:<user>               the runs whose changes a user keeps, by time 
 STR    secret:<deployment>:<name>  an encrypted secret (private key, user token, Jupyter token), with TTL
 STR    grant:<id>                  a user's GitLab OAuth login (encrypted token pair), shared by web tier and runners
 STR    grantlock:<id>              held while one process refreshes that login, 30 s at most
-ZSET   keysweep                    deploy keys to remove again, "<project id> <title>", by due time
-ZSET   keysweep:late               titles of deploy keys GitLab may add late, "<project id> <title>", by due time
+ZSET   keysweep                    deploy keys to remove again, "<project id> <title>", by due time (or lease's end)
+ZSET   keysweep:late               titles of deploy keys GitLab may add late, likewise
 STR    taskrun:<task id>           a task message already ran (guards redelivery)
 STR    reaping:<runner>            a live runner is cleaning up after this lost one
 STR    websession:<sha256>         a web login session (encrypted JSON), with TTL

@@ -4,11 +4,13 @@ its user is told, and when the runner is free again."""
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 
 import pytest
 
 from booklab import service
+from booklab.context import Context
 from booklab.dispatch.queues import DEPLOYMENTS_QUEUE
 from booklab.phases import Phase
 from booklab.pipeline import access, key_sweeper, teardown
@@ -19,6 +21,7 @@ from booklab.state import schema
 from booklab.state.deployment import Deployment
 from booklab.state.vault import NOTEBOOK_TOKEN
 from tests.fixtures.pipeline import MAINTAINER, PROJECT, queue_run, served, taken, tasks_sent, told
+from tests.fixtures.services import wait_until
 
 RUNNER = "runner-1@test"
 DEP = Deployment(PROJECT, "main", "alice")
@@ -176,6 +179,48 @@ def test_a_deploy_key_gitlab_failed_to_remove_is_swept_at_the_next_check(redis_c
     assert check(redis_ctx)
     assert gitlab.deploy_keys(PROJECT) == []
     assert redis_ctx.redis.zcard(schema.KEY_SWEEP) == 0
+
+
+def _sweep_in_a_process_of_its_own(config) -> None:
+    key_sweeper.sweep(Context(config))
+
+
+def test_a_sweep_whose_runner_died_before_gitlab_answered_is_taken_again(redis_ctx, gitlab, project_on_gitlab):
+    gl = redis_ctx.gitlab(project_on_gitlab)
+    project = gl.project(PROJECT)
+    title = access.key_title("clone", DEP.id)
+    assert access.add_deploy_key(redis_ctx, gl, project, title)
+    key_sweeper.expect(redis_ctx, project.id, title, project_on_gitlab, due=time.time())
+    member = f"{project.id} {title}"
+    gitlab.fail_next(r"/deploy_keys", status=0, delay=20)  # GitLab is slow to answer the sweep
+    runner = multiprocessing.get_context("spawn").Process(
+        target=_sweep_in_a_process_of_its_own, args=(redis_ctx.config,)
+    )
+    runner.start()
+    due = redis_ctx.redis.zscore(schema.KEY_SWEEP, member)
+    wait_until(lambda: redis_ctx.redis.zscore(schema.KEY_SWEEP, member) != due, 30, "a runner to take the sweep")
+    runner.kill()  # and dies before GitLab answered
+    runner.join()
+
+    assert redis_ctx.redis.zscore(schema.KEY_SWEEP, member) is not None  # due again when its lease runs out
+    redis_ctx.redis.zadd(schema.KEY_SWEEP, {member: time.time()}, xx=True)  # it ran out
+    assert check(redis_ctx)
+    assert gitlab.deploy_keys(PROJECT) == []
+    assert redis_ctx.redis.zcard(schema.KEY_SWEEP) == 0
+    assert redis_ctx.vault.find(member, key_sweeper.SWEEP_TOKEN) is None
+
+
+def test_a_sweep_gitlab_fails_to_answer_is_due_again_after_retry_max_delay(redis_ctx, gitlab, project_on_gitlab):
+    gl = redis_ctx.gitlab(project_on_gitlab)
+    project = gl.project(PROJECT)
+    title = access.key_title("clone", DEP.id)
+    assert access.add_deploy_key(redis_ctx, gl, project, title)
+    key_sweeper.expect(redis_ctx, project.id, title, project_on_gitlab, due=time.time())
+    gitlab.fail_next(r"/deploy_keys", status=500, times=20)  # GitLab fails every try of the removal
+    assert check(redis_ctx)
+    assert len(gitlab.deploy_keys(PROJECT)) == 1
+    due = redis_ctx.redis.zscore(schema.KEY_SWEEP, f"{project.id} {title}")
+    assert due > time.time() + redis_ctx.config.retry_max_delay - 5
 
 
 def test_a_key_gitlab_adds_after_its_title_was_removed_is_swept_once_more_later(redis_ctx, gitlab, project_on_gitlab):

@@ -1,0 +1,41 @@
+"""The deploy keys due to be swept off GitLab, by due time (:mod:`booklab.pipeline.key_sweeper` decides what
+to sweep and does it).
+
+A sweep is taken by one runner at a time under a lease: taking it moves its due time a lease ahead instead
+of removing it, so that a runner that dies before GitLab answered leaves it to be taken again when the lease
+runs out. Only a sweep that is over (the key removed, or no longer removable) leaves its set.
+"""
+
+from __future__ import annotations
+
+import redis
+
+# KEYS[1] the set; ARGV[1] now, ARGV[2] the lease's end. The members due by now, each due again at the lease's end.
+_TAKE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], member)
+end
+return due
+"""
+
+
+class KeySweeps:
+    """The sweep sets in one Redis (``ctx.key_sweeps``); each set holds ``"<project id> <title>"`` members."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._take_due = client.register_script(_TAKE_DUE)
+
+    def due(self, sweeps: str, member: str, at: float) -> None:
+        """Sweep ``member`` at ``at`` (put off, if it was due earlier)."""
+        self.redis.zadd(sweeps, {member: at})
+
+    def take_due(self, sweeps: str, now: float, lease: float) -> list[str]:
+        """The members of ``sweeps`` due by ``now``, for this caller alone until ``lease`` seconds from ``now``
+        (then they are due again, unless :meth:`done` was called)."""
+        return self._take_due(keys=[sweeps], args=[now, now + lease])
+
+    def done(self, sweeps: str, member: str) -> None:
+        """``member`` no longer needs sweeping."""
+        self.redis.zrem(sweeps, member)
