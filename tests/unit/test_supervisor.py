@@ -166,11 +166,20 @@ def project_on_gitlab(gitlab, alice):
     return alice.token
 
 
-def test_a_deploy_key_gitlab_failed_to_remove_is_swept_at_the_next_check(redis_ctx, gitlab, project_on_gitlab):
+@pytest.fixture
+def clone_key(redis_ctx, project_on_gitlab):
+    """A clone's deploy key on the project: the project, and the key's title."""
     gl = redis_ctx.gitlab(project_on_gitlab)
     project = gl.project(PROJECT)
     title = access.key_title("clone", DEP.id)
     assert access.add_deploy_key(redis_ctx, gl, project, title)
+    return project, title
+
+
+def test_a_deploy_key_gitlab_failed_to_remove_is_swept_at_the_next_check(
+    redis_ctx, gitlab, project_on_gitlab, clone_key
+):
+    project, title = clone_key
     key_sweeper.expect(redis_ctx, project.id, title, project_on_gitlab, due=time.time() + 3600)
     assert check(redis_ctx)
     assert len(gitlab.deploy_keys(PROJECT)) == 1  # not due yet
@@ -185,11 +194,10 @@ def _sweep_in_a_process_of_its_own(config) -> None:
     key_sweeper.sweep(Context(config))
 
 
-def test_a_sweep_whose_runner_died_before_gitlab_answered_is_taken_again(redis_ctx, gitlab, project_on_gitlab):
-    gl = redis_ctx.gitlab(project_on_gitlab)
-    project = gl.project(PROJECT)
-    title = access.key_title("clone", DEP.id)
-    assert access.add_deploy_key(redis_ctx, gl, project, title)
+def test_a_sweep_whose_runner_died_before_gitlab_answered_is_taken_again(
+    redis_ctx, gitlab, project_on_gitlab, clone_key
+):
+    project, title = clone_key
     key_sweeper.expect(redis_ctx, project.id, title, project_on_gitlab, due=time.time())
     member = f"{project.id} {title}"
     gitlab.fail_next(r"/deploy_keys", status=0, delay=20)  # GitLab is slow to answer the sweep
@@ -210,11 +218,10 @@ def test_a_sweep_whose_runner_died_before_gitlab_answered_is_taken_again(redis_c
     assert redis_ctx.vault.find(member, key_sweeper.SWEEP_TOKEN) is None
 
 
-def test_a_sweep_gitlab_fails_to_answer_is_due_again_after_retry_max_delay(redis_ctx, gitlab, project_on_gitlab):
-    gl = redis_ctx.gitlab(project_on_gitlab)
-    project = gl.project(PROJECT)
-    title = access.key_title("clone", DEP.id)
-    assert access.add_deploy_key(redis_ctx, gl, project, title)
+def test_a_sweep_gitlab_fails_to_answer_is_due_again_after_retry_max_delay(
+    redis_ctx, gitlab, project_on_gitlab, clone_key
+):
+    project, title = clone_key
     key_sweeper.expect(redis_ctx, project.id, title, project_on_gitlab, due=time.time())
     gitlab.fail_next(r"/deploy_keys", status=500, times=20)  # GitLab fails every try of the removal
     assert check(redis_ctx)
