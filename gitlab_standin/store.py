@@ -330,11 +330,13 @@ class Store:
                 project.members[user.id] = access_level
 
     def project(self, ref: str) -> Project | None:
-        """A project by numeric id or by full path."""
+        """A project by numeric id or by full path, in any case: GitLab's paths are unique regardless of case, and
+        it finds ``Demo/Notebooks`` at ``demo/notebooks`` (its answer names the path as it was created)."""
         with self._lock:
             if ref.isdigit():
                 return self._projects.get(int(ref))
-            return next((p for p in self._projects.values() if p.path_with_namespace == ref), None)
+            wanted = ref.casefold()
+            return next((p for p in self._projects.values() if p.path_with_namespace.casefold() == wanted), None)
 
     def all_projects(self) -> list[Project]:
         """Every project, oldest first."""

@@ -179,8 +179,8 @@ def refresh(ctx: Context, runner: str) -> None:
                 image = builder.image_name(config.image_prefix, project.path, gl.branch_commit(project, target.ref))
             if image == ctx.images.latest(target.project, target.ref):
                 continue
-            request = service.request_deployment(
-                ctx, target.project, target.ref, config.warm_gitlab_token, build_only=True
+            request = service.request_deployment(  # by GitLab's own name of the project, as users' launches
+                ctx, project.path, target.ref, config.warm_gitlab_token, build_only=True
             )
             log.info("%s: %s moved to a new commit; %s builds it for its spares", runner, target.name, request.run)
         except BooklabError as e:  # looked at again after warm/refresh seconds

@@ -67,6 +67,12 @@ class ImageInfo:
         return self.created if self.last_launched is None else self.last_launched
 
 
+def _branch_key(project: str, ref: str) -> str:
+    """How the branch ``ref`` of ``project`` is named here: the project in lower case, as GitLab finds it in any
+    case (``warm/projects`` may spell it otherwise than GitLab); a branch's name is its own."""
+    return f"{project.lower()}:{ref}"
+
+
 class Images:
     def __init__(self, client: redis.Redis, inventory_ttl: float = INVENTORY_TTL) -> None:
         self.redis = client
@@ -114,11 +120,11 @@ class Images:
             pipe.zadd(schema.IMAGE_LAUNCHES, {image: now})
             pipe.sadd(schema.image_hosts(image), host)
             pipe.expire(schema.image_hosts(image), schema.RECORD_TTL)
-            pipe.hset(schema.IMAGE_LATEST, f"{project}:{ref}", image)
+            pipe.hset(schema.IMAGE_LATEST, _branch_key(project, ref), image)
             pipe.execute()
         if by:
             keys = [schema.launch_counts(hour), schema.launchers(hour)]
-            self._count(keys=keys, args=[f"{project}:{ref}", by, (LAUNCH_COUNT_HOURS + 1) * 3600])
+            self._count(keys=keys, args=[_branch_key(project, ref), by, (LAUNCH_COUNT_HOURS + 1) * 3600])
 
     def most_launched(self, n: int, now: float | None = None) -> list[str]:
         """The latest images of the ``n`` branches launched most in the last :data:`LAUNCH_COUNT_HOURS` hours (by
@@ -133,7 +139,7 @@ class Images:
 
     def latest(self, project: str, ref: str) -> str | None:
         """The image a notebook of the branch ``ref`` of ``project`` launched last, on any host."""
-        return self.redis.hget(schema.IMAGE_LATEST, f"{project}:{ref}")
+        return self.redis.hget(schema.IMAGE_LATEST, _branch_key(project, ref))
 
     def hosts_of(self, image: str) -> set[str]:
         """The hosts whose Docker Engine holds ``image``, as far as Booklab knows."""

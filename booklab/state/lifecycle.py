@@ -313,7 +313,11 @@ return {1, emit(run, ARGV[10])}
 _REQUEST = """
 local status, run = current()
 -- a deployment id is <project>:<branch>:<user>; a project path and a user name hold no ':'
-local function owners(id) return string.match(id, '^([^:]*):.*:([^:]*)$') end
+-- the project and the user of a deployment id; the project in lower case (GitLab's paths are unique regardless of case)
+local function owners(id)
+  local project, user = string.match(id, '^([^:]*):.*:([^:]*)$')
+  return string.lower(project), user
+end
 -- a run counts against the limits while it is queued, prepared or serving, or queued behind an end
 local function counts(id, phase)
   if phase == 'stopping' then return redis.call('EXISTS', ARGV[20] .. id) == 1 end

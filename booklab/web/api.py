@@ -55,7 +55,7 @@ from booklab.state.lifecycle import Run
 from booklab.state.records import Overview
 from booklab.web import auth
 from booklab.web.pages import context
-from booklab.web.projects import check_access, kept_downloads, launch_path, stream_path, usable_profiles
+from booklab.web.projects import kept_downloads, launch_path, launchable, stream_path, usable_profiles
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,7 @@ def _profile(body: dict[str, Any], last: str = "") -> str:
 def _launch(
     user: auth.WebUser, project: str, ref: str, save_back: bool = False, rebuild: bool = False, profile: str = ""
 ) -> Any:
-    refused = check_access(user, project, ref)
-    if refused is not None:
-        return refused
+    project = launchable(user, project, ref)
     requested = service.request_deployment(
         context(),
         project,

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from booklab import service
@@ -36,7 +36,7 @@ from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
 from booklab.web import auth, csrf, fetch_site
 from booklab.web.pages import context
-from booklab.web.projects import check_access, checked_urlpath, launch_path, stream_path
+from booklab.web.projects import checked_urlpath, launch_path, launchable, stream_path
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,10 @@ def launch_page(_spec: str) -> Any:
     project, ref = split_spec("/v2/gl/")
     user = auth.session_user()
     assert user is not None
-    refused = check_access(user, project, ref)
-    if refused is not None:
-        return refused
+    named = launchable(user, project, ref)
+    if named != project:  # the deployment and its page go by GitLab's own name of the project
+        query = request.query_string.decode()
+        return redirect(launch_path(named, ref) + (f"?{query}" if query else ""))
     dep = Deployment(project, ref, user.username)
     base = request.host_url.rstrip("/")
     deployments = context().deployments
@@ -211,8 +212,8 @@ def build_stream(_spec: str) -> Response:
             return _failed(fetch_site.refusal())
         try:
             with ctx.gitlab(user.token) as gl:
-                gl.launchable(project, ref)
-            run = service.request_deployment(ctx, project, ref, user.token, grant_id=user.grant, profile=_profile()).run
+                named = gl.launchable(project, ref).path  # the deployment goes by GitLab's own name
+            run = service.request_deployment(ctx, named, ref, user.token, grant_id=user.grant, profile=_profile()).run
         except TokenRejected:
             raise
         except (NotFound, NoAccess) as e:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
 from flask import (
     Blueprint,
     Flask,
+    abort,
+    make_response,
     redirect,
     render_template,
     request,
@@ -159,9 +161,7 @@ def launch() -> Any:
     path, ref = request.form.get("project", "").strip(), request.form.get("ref", "").strip()
     if not path or not ref:
         return error_page(400, "Pick a project and a branch", "Launch needs a project and a branch.")
-    checked = check_access(user, path, ref)
-    if checked is not None:
-        return checked
+    path = launchable(user, path, ref)
     save_back = request.form.get("save_back", "").strip().lower() in ("1", "on", "true", "yes")
     profile = request.form.get("profile", "").strip()
     request_ = service.request_deployment(
@@ -180,23 +180,24 @@ def launch() -> Any:
     return redirect(launch_path(path, ref) + (f"?{urlencode({'urlpath': urlpath})}" if urlpath else ""), code=303)
 
 
-def check_access(user: auth.WebUser, path: str, ref: str) -> Any:
-    """None when the user may launch ``ref`` of ``path``; else the error page (or JSON)
-    that says which of the two is wrong."""
+def launchable(user: auth.WebUser, path: str, ref: str) -> str:
+    """The project's path as GitLab names it (GitLab finds ``Demo/Notebooks`` at ``demo/notebooks``: a
+    deployment is named by GitLab's own, so that it has one name) when the user may launch ``ref`` of ``path``;
+    else aborts with the error page (or JSON) that says which of the two is wrong."""
     try:
         Deployment(path, ref, user.username)
         allowed.check_project(context().config, path)
         with context().gitlab(user.token) as gl:
-            gl.launchable(path, ref)
+            return gl.launchable(path, ref).path
     except NotAllowed as e:
-        return error_page(403, "Not allowed here", str(e))
+        _refuse(403, "Not allowed here", str(e))
     except InvalidDeployment as e:
-        return error_page(400, "Not a project and branch", str(e))
+        _refuse(400, "Not a project and branch", str(e))
     except NoAccess as e:
         log.info("%s may not read %s", user.username, path)
-        return error_page(403, "No access", str(e))
+        _refuse(403, "No access", str(e))
     except BranchNotFound as e:
-        return error_page(
+        _refuse(
             404,
             "Branch not found",
             str(e),
@@ -204,8 +205,12 @@ def check_access(user: auth.WebUser, path: str, ref: str) -> Any:
         )
     except NotFound as e:
         log.info("%s asked for project %s: %s", user.username, path, e)
-        return error_page(404, "Project not found", str(e))
-    return None
+        _refuse(404, "Project not found", str(e))
+
+
+def _refuse(status: int, title: str, message: str, link: tuple[str, str] | None = None) -> NoReturn:
+    """End the request with the error page (or JSON)."""
+    abort(make_response(error_page(status, title, message, link)))
 
 
 def init_app(app: Flask) -> None:

@@ -229,3 +229,12 @@ def test_a_slow_fault_answers_late_but_normally(gitlab):
         requests.get(f"{gitlab.url}/api/v4/user", headers={"PRIVATE-TOKEN": alice.token}, timeout=10).json()["username"]
         == "alice"
     )
+
+
+def test_a_project_is_found_by_its_path_in_any_case_and_named_as_it_was_created(gitlab):
+    alice = gitlab.add_user("alice")
+    gitlab.add_project("Course/Lab", members={"alice": REPORTER})
+    answer = requests.get(f"{gitlab.url}/api/v4/projects/course%2FLAB", headers={"PRIVATE-TOKEN": alice.token})
+    assert answer.status_code == 200 and answer.json()["path_with_namespace"] == "Course/Lab"
+    with pytest.raises(ValueError, match="exists"):  # GitLab: "has already been taken"
+        gitlab.add_project("course/lab", members={})

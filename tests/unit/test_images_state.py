@@ -79,3 +79,12 @@ def test_metrics_show_the_bytes_of_images_and_the_images_removed_per_host(redis_
     assert 'booklab_images_bytes{host="host-2"} 42.0' in text
     assert 'booklab_images_removed_total{host="host-1"} 3.0' in text
     assert 'booklab_images_removed_total{host="host-2"}' not in text
+
+
+def test_a_branchs_latest_image_is_found_by_its_projects_path_in_any_case(redis_client):
+    """``warm/projects`` may spell a path otherwise than GitLab, which finds it in any case; a branch's name is
+    its own."""
+    images = Images(redis_client)
+    images.launched_on("host-a", "booklab/lab:1", "Course/Lab", "main")
+    assert images.latest("course/lab", "main") == images.latest("COURSE/LAB", "main") == "booklab/lab:1"
+    assert images.latest("course/lab", "Main") is None

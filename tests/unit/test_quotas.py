@@ -68,6 +68,15 @@ def test_a_project_and_the_queue_have_their_limits_too(limited, gitlab, alice):
         launch(ctx, bob, "main", project="lab/third")
 
 
+def test_a_projects_limit_counts_its_path_in_any_case(limited, gitlab, alice):
+    """GitLab finds a project by its path in any case: another spelling is the same project."""
+    bob = gitlab.add_user("bob")
+    ctx = limited(notebooks_per_project=1)
+    launch(ctx, alice, "main")
+    with pytest.raises(LimitReached, match=r"the limit is 1 per"):
+        launch(ctx, bob, "main", project=PROJECT.upper())
+
+
 def test_fifty_requests_at_once_never_get_past_a_users_limit(limited, gitlab, alice):
     ctx = limited(notebooks_per_user=2)
     start = threading.Barrier(50)

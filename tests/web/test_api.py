@@ -68,6 +68,19 @@ def test_a_personal_access_token_launches_joins_and_lists(web_client, gitlab, al
     assert "token" not in listed.json["deployments"][0]
 
 
+def test_a_launch_of_the_path_in_another_case_joins_the_deployment_gitlab_names(web_client, alice, plain_project, ctx):
+    first = web_client.post("/api/deployments", headers=bearer(alice), json={"project": plain_project, "ref": "main"})
+    again = web_client.post(
+        "/api/deployments", headers=bearer(alice), json={"project": plain_project.upper(), "ref": "main"}
+    )
+    assert again.status_code == 200 and again.json["started"] is False
+    assert again.json["id"] == first.json["id"] == f"{plain_project}:main:alice"
+    stream = web_client.get("/build/gl/DEMO%2Fnotebooks/dev", headers=bearer(alice), buffered=False)
+    stream.close()  # its launch is made before its first event
+    assert ctx.deployments.status(f"{plain_project}:dev:alice") is Phase.TODO
+    assert len(ctx.deployments.of_user("alice")) == 2
+
+
 def test_nobody_sees_or_acts_on_another_users_deployment(web_client, gitlab, alice, plain_project, ctx):
     bob = gitlab.add_user("bob")
     gitlab.set_member(plain_project, "bob", MAINTAINER)

@@ -132,6 +132,21 @@ def test_launch_queues_the_deployment_and_opens_its_page(logged_in, plain_projec
     assert "Your notebooks" in home.text and "/v2/gl/demo%2Fnotebooks/feature/%C3%A9t%C3%A9" in home.text
 
 
+def test_a_path_in_another_case_launches_the_deployment_gitlab_names(logged_in, plain_project, ctx):
+    """GitLab finds ``Demo/NOTEBOOKS`` at ``demo/notebooks``: one project, so one deployment, named as GitLab
+    names the project, whether launched by the form, the API or a launch link."""
+    answer = logged_in.post(
+        "/launch", data={"project": "Demo/NOTEBOOKS", "ref": "main", "csrf_token": csrf_token(logged_in)}
+    )
+    assert answer.status_code == 303 and answer.headers["Location"] == "/v2/gl/demo%2Fnotebooks/main"
+    deployment = f"{plain_project}:main:alice"
+    assert ctx.deployments.status(deployment) is Phase.TODO
+
+    link = logged_in.get("/v2/gl/DEMO%2Fnotebooks/main?urlpath=lab")
+    assert link.status_code == 302 and link.headers["Location"] == "/v2/gl/demo%2Fnotebooks/main?urlpath=lab"
+    assert [dep.id for dep, _ in ctx.deployments.of_user("alice")] == [deployment]
+
+
 @pytest.mark.parametrize(
     "link, status, says",
     [
