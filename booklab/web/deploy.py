@@ -30,7 +30,7 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from booklab import service
 from booklab.context import Context
-from booklab.errors import BooklabError, GitLabError, InvalidDeployment, NoAccess, NotFound, TokenRejected
+from booklab.errors import BooklabError, TokenRejected
 from booklab.phases import Phase, SaveState
 from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
@@ -89,7 +89,7 @@ def launch_page(_spec: str) -> Any:
     assert user is not None
     named = launchable(user, project, ref)
     if named != project:  # the deployment and its page go by GitLab's own name of the project
-        query = request.query_string.decode()
+        query = urlencode(list(request.args.items(multi=True)))
         return redirect(launch_path(named, ref) + (f"?{query}" if query else ""))
     dep = Deployment(project, ref, user.username)
     base = request.host_url.rstrip("/")
@@ -184,9 +184,14 @@ def build_stream(_spec: str) -> Response:
     user = auth.api_user()
     project, ref = split_spec("/build/gl/")
     ctx = context()
+    checked = False  # whether GitLab said the user may launch it, in this request
     try:
         dep = Deployment(project, ref, user.username)
-    except InvalidDeployment as e:
+        if ctx.lifecycle.newest(dep.id) is None:  # never launched under this spelling: GitLab's may differ
+            dep, checked = Deployment(_launchable(ctx, user, project, ref), ref, user.username), True
+    except TokenRejected:
+        raise
+    except BooklabError as e:  # not a deployment, or GitLab refused it
         return _failed(str(e))
     resume = _last_event_id()
     status, current, _ = ctx.lifecycle.current(dep.id)
@@ -211,21 +216,25 @@ def build_stream(_spec: str) -> Response:
             )
             return _failed(fetch_site.refusal())
         try:
-            with ctx.gitlab(user.token) as gl:
-                named = gl.launchable(project, ref).path  # the deployment goes by GitLab's own name
-            run = service.request_deployment(ctx, named, ref, user.token, grant_id=user.grant, profile=_profile()).run
+            if not checked:
+                _launchable(ctx, user, dep.project, ref)
+            run = service.request_deployment(
+                ctx, dep.project, ref, user.token, grant_id=user.grant, profile=_profile()
+            ).run
         except TokenRejected:
             raise
-        except (NotFound, NoAccess) as e:
-            return _failed(str(e))
-        except GitLabError as e:
-            return _failed(str(e))
-        except BooklabError as e:
+        except BooklabError as e:  # GitLab refused it, or a limit
             return _failed(str(e))
     if run is None:
         return _failed("This deployment has no run to follow: launch it again.")
     keepalive = float(current_app.config["BOOKLAB_KEEPALIVE"])
     return _stream(event_stream(ctx, run, 0, keepalive, first="retry: 2000\n\n"))
+
+
+def _launchable(ctx: Context, user: auth.WebUser, project: str, ref: str) -> str:
+    """GitLab's own spelling of ``project``, whose branch ``ref`` the user may launch; raises GitLab's refusal."""
+    with ctx.gitlab(user.token) as gl:
+        return gl.launchable(project, ref).path
 
 
 BADGE = """<svg xmlns="http://www.w3.org/2000/svg" width="109" height="20" role="img" aria-label="launch: booklab">

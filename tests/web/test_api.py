@@ -79,6 +79,12 @@ def test_a_launch_of_the_path_in_another_case_joins_the_deployment_gitlab_names(
     stream.close()  # its launch is made before its first event
     assert ctx.deployments.status(f"{plain_project}:dev:alice") is Phase.TODO
     assert len(ctx.deployments.of_user("alice")) == 2
+    # its client reconnects to the link it knows: it follows that run still (a 204 would tell it to stop)
+    resumed = web_client.get(
+        "/build/gl/DEMO%2Fnotebooks/dev", headers={**bearer(alice), "Last-Event-ID": "1.0"}, buffered=False
+    )
+    assert resumed.status_code == 200
+    resumed.close()
 
 
 def test_nobody_sees_or_acts_on_another_users_deployment(web_client, gitlab, alice, plain_project, ctx):
