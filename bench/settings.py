@@ -51,9 +51,7 @@ class Settings:
         rounds = overrides.get("rounds") or environ.get("BENCH_ROUNDS")
         if rounds:
             rounds = int(rounds)
-            values.update(
-                rounds=rounds, build_rounds=rounds, dispatch_rounds=3 * rounds, memory_deployments=rounds
-            )
+            values.update(rounds=rounds, build_rounds=rounds, dispatch_rounds=3 * rounds, memory_deployments=rounds)
         for f in fields(cls):
             raw = environ.get(f"BENCH_{f.name.upper()}")
             if raw and f.name != "rounds":

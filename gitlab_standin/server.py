@@ -261,6 +261,11 @@ class GitLabStandIn:
         ``retry_after``: a Retry-After header, as GitLab's rate limits answer 429 with it."""
         self.store.add_fault(Fault(re.compile(path_pattern), status, delay, times, method, retry_after))
 
+    def faults_left(self) -> int:
+        """How many requests the faults :meth:`fail_next` set will still answer (0: each met its requests; a
+        request that met one may still be waiting out its delay)."""
+        return self.store.faults_left()
+
     def deploy_keys(self, project_path: str) -> list[dict]:
         """The project's deploy keys, as ``GET /projects/:id/deploy_keys`` returns them."""
         project = self.store.project(project_path)

@@ -594,6 +594,11 @@ class Store:
         with self._lock:
             self._faults.append(fault)
 
+    def faults_left(self) -> int:
+        """How many requests the pending faults will still answer."""
+        with self._lock:
+            return sum(fault.remaining for fault in self._faults)
+
     def take_fault(self, method: str, path: str) -> Fault | None:
         """The first pending fault for this request, counted as used; None when none applies."""
         with self._lock:

@@ -60,6 +60,11 @@ LATE = Sweep(
     "expired: if the project's settings list it, remove it by hand",
 )
 SWEEPS = (USUAL, LATE)
+#: a runner's checks sweep for this many seconds at most: its heartbeat waits for them
+SWEEP_BUDGET = 10
+#: a sweep is taken for as long as this many GitLab calls may wait (``gitlab/timeout`` each): a login's token
+#: renewed, the keys listed, one removed, and one more
+SWEEP_LEASE_CALLS = 4
 
 
 def expect(ctx: Context, project_id: int, title: str, token: str, due: float, grant_id: str = "") -> None:
@@ -99,21 +104,33 @@ def remove(ctx: Context, project_id: int, title: str, token: str, grant_id: str 
 
 
 def sweep(ctx: Context) -> None:
-    """Try again the removals that are due, and the late sweeps. Each is taken by one runner at a time, for
-    ``retry/max_delay`` seconds: when GitLab fails to answer, or the runner dies meanwhile, it is tried again
-    after that."""
+    """Try again the removals that are due, and the late sweeps, for :data:`SWEEP_BUDGET` seconds at most (the
+    rest at the next check). Each is taken by one runner at a time, for as long as one sweep may take: should
+    the runner die meanwhile, another takes it after that; when GitLab fails to answer, it is due again
+    ``retry/max_delay`` seconds later."""
+    lease = SWEEP_LEASE_CALLS * ctx.config.gitlab_timeout
+    deadline = time.monotonic() + SWEEP_BUDGET
     for kind in SWEEPS:
-        for member in ctx.key_sweeps.take_due(kind.due_set, time.time(), lease=ctx.config.retry_max_delay):
-            project_id, title = member.split(" ", 1)
-            try:
-                token = ctx.vault.get(member, kind.token_name).decode()
-            except SecretUnavailable:
-                log.error(kind.lost, title, project_id)
-                ctx.key_sweeps.done(kind.due_set, member)
-                continue
-            grant_id = (ctx.vault.find(member, kind.grant_name) or b"").decode()
-            if _removed(ctx, int(project_id), title, token, grant_id):
-                _done(ctx, kind, member)
+        while time.monotonic() < deadline:
+            member = ctx.key_sweeps.take_due(kind.due_set, time.time(), lease)
+            if member is None:
+                break
+            _sweep_one(ctx, kind, member)
+
+
+def _sweep_one(ctx: Context, kind: Sweep, member: str) -> None:
+    project_id, title = member.split(" ", 1)
+    try:
+        token = ctx.vault.get(member, kind.token_name).decode()
+    except SecretUnavailable:
+        if ctx.key_sweeps.done(kind.due_set, member):  # else it was removed meanwhile, its token with it
+            log.error(kind.lost, title, project_id)
+        return
+    grant_id = (ctx.vault.find(member, kind.grant_name) or b"").decode()
+    if _removed(ctx, int(project_id), title, token, grant_id):
+        _done(ctx, kind, member)
+    else:
+        ctx.key_sweeps.due(kind.due_set, member, time.time() + ctx.config.retry_max_delay)
 
 
 def _done(ctx: Context, sweep: Sweep, member: str) -> None:

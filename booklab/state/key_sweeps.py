@@ -1,21 +1,20 @@
 """The deploy keys due to be swept off GitLab, by due time (:mod:`booklab.pipeline.key_sweeper` decides what
 to sweep and does it).
 
-A sweep is taken by one runner at a time under a lease: taking it moves its due time a lease ahead instead
-of removing it, so that a runner that dies before GitLab answered leaves it to be taken again when the lease
-runs out. Only a sweep that is over (the key removed, or no longer removable) leaves its set.
+A runner takes one sweep at a time, under a lease: taking it moves its due time a lease ahead instead of
+removing it, so that a runner that dies before GitLab answered leaves it to be taken again when the lease runs
+out. Only a sweep that is over (the key removed, or no longer removable) leaves its set.
 """
 
 from __future__ import annotations
 
 import redis
 
-# KEYS[1] the set; ARGV[1] now, ARGV[2] the lease's end. The members due by now, each due again at the lease's end.
+# KEYS[1] the set; ARGV[1] now, ARGV[2] the lease's end. The member due first by now, due again at the lease's end.
 _TAKE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[1], ARGV[2], member)
-end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)[1]
+if not due then return false end
+redis.call('ZADD', KEYS[1], ARGV[2], due)
 return due
 """
 
@@ -31,11 +30,11 @@ class KeySweeps:
         """Sweep ``member`` at ``at`` (put off, if it was due earlier)."""
         self.redis.zadd(sweeps, {member: at})
 
-    def take_due(self, sweeps: str, now: float, lease: float) -> list[str]:
-        """The members of ``sweeps`` due by ``now``, for this caller alone until ``lease`` seconds from ``now``
-        (then they are due again, unless :meth:`done` was called)."""
+    def take_due(self, sweeps: str, now: float, lease: float) -> str | None:
+        """The member of ``sweeps`` due first by ``now``, for this caller alone until ``lease`` seconds from
+        ``now`` (then it is due again, unless :meth:`done` was called); None when none is due."""
         return self._take_due(keys=[sweeps], args=[now, now + lease])
 
-    def done(self, sweeps: str, member: str) -> None:
-        """``member`` no longer needs sweeping."""
-        self.redis.zrem(sweeps, member)
+    def done(self, sweeps: str, member: str) -> bool:
+        """``member`` no longer needs sweeping; whether it was still to sweep."""
+        return bool(self.redis.zrem(sweeps, member))
