@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from urllib.parse import urlsplit
 
 import pytest
@@ -101,7 +102,7 @@ def test_a_notebook_reaches_neither_booklab_nor_another_notebook(
 
 
 def test_a_runner_refuses_a_notebook_network_where_notebooks_reach_each_other(booklab_env, docker_engine, tmp_path):
-    shared = docker_engine.networks.create(f"booklab-test-shared-{os.getpid()}", driver="bridge")
+    shared = docker_engine.networks.create(f"booklab-test-shared-{uuid.uuid4().hex[:12]}", driver="bridge")
     try:
         runner = subprocess.run(
             [sys.executable, "-m", "booklab.cli", "runner", "--name", "refusing@test"],
