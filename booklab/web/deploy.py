@@ -36,7 +36,7 @@ from booklab.state.deployment import Deployment
 from booklab.state.lifecycle import Run
 from booklab.web import auth, csrf, fetch_site
 from booklab.web.pages import context
-from booklab.web.projects import checked_urlpath, launch_path, launchable, stream_path
+from booklab.web.projects import checked_urlpath, gitlab_name, launch_path, launchable, stream_path
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def build_stream(_spec: str) -> Response:
     try:
         dep = Deployment(project, ref, user.username)
         if ctx.lifecycle.newest(dep.id) is None:  # never launched under this spelling: GitLab's may differ
-            dep, checked = Deployment(_launchable(ctx, user, project, ref), ref, user.username), True
+            dep, checked = Deployment(gitlab_name(user, project, ref), ref, user.username), True
     except TokenRejected:
         raise
     except BooklabError as e:  # not a deployment, or GitLab refused it
@@ -217,7 +217,7 @@ def build_stream(_spec: str) -> Response:
             return _failed(fetch_site.refusal())
         try:
             if not checked:
-                _launchable(ctx, user, dep.project, ref)
+                gitlab_name(user, dep.project, ref)
             run = service.request_deployment(
                 ctx, dep.project, ref, user.token, grant_id=user.grant, profile=_profile()
             ).run
@@ -229,12 +229,6 @@ def build_stream(_spec: str) -> Response:
         return _failed("This deployment has no run to follow: launch it again.")
     keepalive = float(current_app.config["BOOKLAB_KEEPALIVE"])
     return _stream(event_stream(ctx, run, 0, keepalive, first="retry: 2000\n\n"))
-
-
-def _launchable(ctx: Context, user: auth.WebUser, project: str, ref: str) -> str:
-    """GitLab's own spelling of ``project``, whose branch ``ref`` the user may launch; raises GitLab's refusal."""
-    with ctx.gitlab(user.token) as gl:
-        return gl.launchable(project, ref).path
 
 
 BADGE = """<svg xmlns="http://www.w3.org/2000/svg" width="109" height="20" role="img" aria-label="launch: booklab">

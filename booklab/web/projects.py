@@ -187,8 +187,7 @@ def launchable(user: auth.WebUser, path: str, ref: str) -> str:
     try:
         Deployment(path, ref, user.username)
         allowed.check_project(context().config, path)
-        with context().gitlab(user.token) as gl:
-            return gl.launchable(path, ref).path
+        return gitlab_name(user, path, ref)
     except NotAllowed as e:
         _refuse(403, "Not allowed here", str(e))
     except InvalidDeployment as e:
@@ -206,6 +205,13 @@ def launchable(user: auth.WebUser, path: str, ref: str) -> str:
     except NotFound as e:
         log.info("%s asked for project %s: %s", user.username, path, e)
         _refuse(404, "Project not found", str(e))
+
+
+def gitlab_name(user: auth.WebUser, path: str, ref: str) -> str:
+    """GitLab's own spelling of the project ``path``, whose branch ``ref`` the user may launch; raises GitLab's
+    refusal (NotFound, BranchNotFound, NoAccess, TokenRejected)."""
+    with context().gitlab(user.token) as gl:
+        return gl.launchable(path, ref).path
 
 
 def _refuse(status: int, title: str, message: str, link: tuple[str, str] | None = None) -> NoReturn:
