@@ -81,12 +81,12 @@ def expect_late(ctx: Context, project_id: int, title: str, token: str, grant_id:
     _schedule(ctx, LATE, f"{project_id} {title}", token, grant_id, time.time() + late, ttl=late + ctx.config.token_ttl)
 
 
-def _schedule(ctx: Context, sweep: Sweep, member: str, token: str, grant_id: str, due: float, ttl: int) -> None:
-    """``member`` in ``sweep``, due at ``due``, with the secrets it is swept with kept ``ttl`` seconds."""
-    ctx.vault.put(member, sweep.token_name, token.encode(), ttl=ttl)
+def _schedule(ctx: Context, kind: Sweep, member: str, token: str, grant_id: str, due: float, ttl: int) -> None:
+    """``member`` in the sweep ``kind``, due at ``due``, with the secrets it is swept with kept ``ttl`` seconds."""
+    ctx.vault.put(member, kind.token_name, token.encode(), ttl=ttl)
     if grant_id:
-        ctx.vault.put(member, sweep.grant_name, grant_id.encode(), ttl=ttl)
-    ctx.key_sweeps.due(sweep.due_set, member, due)
+        ctx.vault.put(member, kind.grant_name, grant_id.encode(), ttl=ttl)
+    ctx.key_sweeps.due(kind.due_set, member, due)
 
 
 def forget(ctx: Context, project_id: int, title: str) -> None:
@@ -133,9 +133,9 @@ def _sweep_one(ctx: Context, kind: Sweep, member: str) -> None:
         ctx.key_sweeps.due(kind.due_set, member, time.time() + ctx.config.retry_max_delay)
 
 
-def _done(ctx: Context, sweep: Sweep, member: str) -> None:
-    ctx.key_sweeps.done(sweep.due_set, member)
-    ctx.vault.delete(member, sweep.token_name, sweep.grant_name)
+def _done(ctx: Context, kind: Sweep, member: str) -> None:
+    ctx.key_sweeps.done(kind.due_set, member)
+    ctx.vault.delete(member, kind.token_name, kind.grant_name)
 
 
 def _removed(ctx: Context, project_id: int, title: str, token: str, grant_id: str) -> bool:
