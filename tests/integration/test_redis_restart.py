@@ -49,7 +49,8 @@ def test_after_a_redis_restart_the_runner_goes_on_and_the_queue_is_kept(ctx, run
     assert ctx.deployments.status(second.id) is Phase.TODO  # still one notebook at a time
 
     service.stop(ctx, first.id)
-    assert phases(run_to_end(ctx, second.id))[-1] == "ready"
+    last = run_to_end(ctx, second.id)[-1]
+    assert last["phase"] == "ready", last["message"]
     assert ctx.deployments.status(first.id) is Phase.STOPPED
 
 
