@@ -98,10 +98,15 @@ class Context:
         its images for one."""
         return self.docker.info()["Name"]
 
-    def gitlab(self, token: str, renew: Callable[[str], str | None] | None = None) -> GitLabClient:
+    def gitlab(
+        self, token: str, renew: Callable[[str], str | None] | None = None, timeout: float | None = None
+    ) -> GitLabClient:
         """A client of the configured GitLab acting with ``token`` as it is; with ``renew``, which
-        gives another for a token GitLab refused (a login's: :func:`booklab.pipeline.gitlab_tokens.client`)."""
-        return GitLabClient(self.config.gitlab_host, token, self.config.gitlab_timeout, renew)
+        gives another for a token GitLab refused (a login's: :func:`booklab.pipeline.gitlab_tokens.client`);
+        ``timeout``: seconds each call may take, ``gitlab/timeout`` by default."""
+        return GitLabClient(
+            self.config.gitlab_host, token, self.config.gitlab_timeout if timeout is None else timeout, renew
+        )
 
     def close(self) -> None:
         if self.events.fanout is not None:

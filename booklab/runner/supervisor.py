@@ -100,7 +100,7 @@ def supervise(
     ctx.runners.beat(name, host)
     for lost in recovery.lost_runners(ctx):
         recovery.reap(ctx, lost, by=name)
-    key_sweeper.sweep(ctx)
+    key_sweeper.sweep(ctx, beat=lambda: ctx.runners.beat(name, host))
     held = ctx.runners.held(name)
     return not (
         held.get("deployment") and _still_holds(ctx, name, held, watch, steps_in_hand, activity or ActivityWatch())
