@@ -142,7 +142,7 @@ def _sweep_one(ctx: Context, kind: Sweep, member: str) -> None:
     if _removed(ctx, int(project_id), title, token, grant_id, call_timeout(ctx.config)):
         _done(ctx, kind, member)
     else:
-        ctx.key_sweeps.due(kind.due_set, member, time.time() + ctx.config.retry_max_delay)
+        ctx.key_sweeps.put_off(kind.due_set, member, time.time() + ctx.config.retry_max_delay)
 
 
 def _done(ctx: Context, kind: Sweep, member: str) -> None:

@@ -35,6 +35,11 @@ class KeySweeps:
         ``now`` (then it is due again, unless :meth:`done` was called); None when none is due."""
         return self._take_due(keys=[sweeps], args=[now, now + lease])
 
+    def put_off(self, sweeps: str, member: str, at: float) -> None:
+        """A sweep taken that failed: due again at ``at``, unless it is over meanwhile (another caller took it
+        after the lease ran out, and finished it)."""
+        self.redis.zadd(sweeps, {member: at}, xx=True)
+
     def done(self, sweeps: str, member: str) -> bool:
         """``member`` no longer needs sweeping; whether it was still to sweep."""
         return bool(self.redis.zrem(sweeps, member))

@@ -25,6 +25,26 @@ def test_a_due_sweep_is_taken_by_one_caller_until_its_lease_runs_out(redis_clien
     assert not sweeps.done(schema.KEY_SWEEP, MEMBER)  # done already
 
 
+def test_a_sweep_that_failed_after_another_caller_finished_it_is_not_due_again(redis_client):
+    sweeps = KeySweeps(redis_client)
+    sweeps.due(schema.KEY_SWEEP, MEMBER, at=100)
+    assert sweeps.take_due(schema.KEY_SWEEP, now=100, lease=60) == MEMBER  # GitLab holds this caller's request
+    assert sweeps.take_due(schema.KEY_SWEEP, now=160, lease=60) == MEMBER  # past the lease: another takes it
+    assert sweeps.done(schema.KEY_SWEEP, MEMBER)  # and removes the key
+
+    sweeps.put_off(schema.KEY_SWEEP, MEMBER, at=220)  # then GitLab fails the first caller's request
+    assert sweeps.take_due(schema.KEY_SWEEP, now=10_000, lease=60) is None  # nothing left to sweep, no false alarm
+
+
+def test_a_failed_sweep_is_put_off_past_its_lease(redis_client):
+    sweeps = KeySweeps(redis_client)
+    sweeps.due(schema.KEY_SWEEP, MEMBER, at=100)
+    assert sweeps.take_due(schema.KEY_SWEEP, now=100, lease=60) == MEMBER
+    sweeps.put_off(schema.KEY_SWEEP, MEMBER, at=400)
+    assert sweeps.take_due(schema.KEY_SWEEP, now=399, lease=60) is None
+    assert sweeps.take_due(schema.KEY_SWEEP, now=400, lease=60) == MEMBER
+
+
 def test_sweeps_are_taken_one_at_a_time_the_one_due_first_first(redis_client):
     sweeps = KeySweeps(redis_client)
     sweeps.due(schema.KEY_SWEEP, "7 later", at=200)
