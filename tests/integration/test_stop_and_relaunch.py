@@ -6,6 +6,8 @@ again, every layer, and replaces it."""
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 import requests
 
@@ -95,10 +97,9 @@ def test_a_stop_while_the_image_builds_ends_the_build_and_a_relaunch_waits_for_t
 ):
     runners(1)
     path = "odd/slow-build"
-    repo = create_local_repo(
-        tmp_path / "slow",
-        {"main": {"Dockerfile": (f"FROM {base_image}\nRUN for i in $(seq 1 40); do echo tick $i; sleep 0.5; done\n")}},
-    )
+    # a step of its own: a cached one (an earlier run cut off leaves its layers on the Docker Engine) builds at once
+    ticks = f"RUN echo {secrets.token_hex(8)}; for i in $(seq 1 40); do echo tick $i; sleep 0.5; done\n"
+    repo = create_local_repo(tmp_path / "slow", {"main": {"Dockerfile": f"FROM {base_image}\n{ticks}"}})
     gitlab.add_project(path, members={"alice": MAINTAINER})
     gitlab.push(path, repo)
     first = service.request_deployment(ctx, path, "main", alice.token)
