@@ -12,7 +12,7 @@ import logging
 from booklab.context import Context
 from booklab.errors import ConfigError, TokenRejected
 from booklab.pipeline.gitlab_client import GitLabClient, refresh_oauth
-from booklab.state.grants import Pair
+from booklab.state.grants import LOCK_WAIT, Pair
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,9 @@ REFRESH_MARGIN = 300
 def fresh(ctx: Context, grant_id: str, rejected: str = "", timeout: float | None = None) -> str:
     """An access token of the login ``grant_id`` that GitLab should accept: the one kept,
     unless it expires within :data:`REFRESH_MARGIN` s or is ``rejected`` (GitLab just refused
-    it); then a new one, refreshed once whichever process asks first (``timeout``: seconds GitLab may take,
-    ``gitlab/timeout`` by default). TokenRejected when the login is gone or GitLab no longer accepts it."""
+    it); then a new one, refreshed once whichever process asks first (``timeout``: seconds GitLab, and another
+    process refreshing it, may take; ``gitlab/timeout`` and :data:`LOCK_WAIT` by default). TokenRejected when
+    the login is gone or GitLab no longer accepts it."""
     return _fresh(ctx, grant_id, ctx.grants.get(grant_id), rejected, timeout)
 
 
@@ -32,7 +33,7 @@ def _fresh(ctx: Context, grant_id: str, pair: Pair | None, rejected: str, timeou
     """:func:`fresh`, the login's pair already read (None: gone)."""
     if pair is not None and not _stale(pair, rejected):
         return pair.access_token
-    with ctx.grants.lock(grant_id):
+    with ctx.grants.lock(grant_id, LOCK_WAIT if timeout is None else timeout):
         pair = ctx.grants.get(grant_id)  # another process may have refreshed it meanwhile
         if pair is None:
             raise TokenRejected("Booklab no longer holds your GitLab login: log in again.")

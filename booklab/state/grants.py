@@ -71,11 +71,11 @@ class Grants:
             self.redis.expire(schema.grant(grant_id), ttl)
 
     @contextmanager
-    def lock(self, grant_id: str) -> Iterator[None]:
+    def lock(self, grant_id: str, wait: float = LOCK_WAIT) -> Iterator[None]:
         """Hold the login's refresh, waiting while another process holds it (GitLabUnavailable
-        after :data:`LOCK_WAIT` s)."""
+        after ``wait`` s)."""
         key, mine = schema.grant_lock(grant_id), secrets.token_hex(8)
-        deadline = time.monotonic() + LOCK_WAIT
+        deadline = time.monotonic() + wait
         while not self.redis.set(key, mine, nx=True, ex=LOCK_TTL):
             if time.monotonic() > deadline:
                 raise GitLabUnavailable("Refreshing your GitLab login takes too long: try again shortly.")

@@ -10,7 +10,7 @@ import pytest
 
 from booklab import config as config_module
 from booklab.context import Context
-from booklab.errors import ConfigError, TokenRejected
+from booklab.errors import ConfigError, GitLabUnavailable, TokenRejected
 from booklab.pipeline import access, gitlab_tokens, key_sweeper
 from booklab.state import schema
 from booklab.state.grants import Pair
@@ -98,6 +98,30 @@ def test_a_runner_without_the_oauth_application_says_what_to_set(redis_ctx, gitl
     grant = redis_ctx.grants.create(Pair(pair.access_token, pair.refresh_token, time.time() - 5), 3600)
     with pytest.raises(ConfigError, match="gitlab/consumer_secret on every runner"):
         gitlab_tokens.fresh(redis_ctx, grant)
+
+
+def test_a_sweep_waits_for_another_process_refreshing_the_login_no_longer_than_its_own_timeout(
+    login_ctx, gitlab, maria
+):
+    """A sweep holds up its runner's heartbeat: it gives up on a login another process is refreshing (and is
+    tried again later) rather than wait for it as a launch does."""
+    _, pair = maria
+    grant = login_ctx.grants.create(pair, 3600)
+    holding, done = threading.Event(), threading.Event()
+
+    def another_process_refreshing() -> None:
+        with login_ctx.grants.lock(grant):
+            holding.set()
+            done.wait(3)
+
+    other = threading.Thread(target=another_process_refreshing)
+    other.start()
+    holding.wait(10)
+    with pytest.raises(GitLabUnavailable):
+        gitlab_tokens.fresh(login_ctx, grant, rejected=pair.access_token, timeout=1)
+    done.set()
+    other.join()
+    assert refreshes(gitlab) == []
 
 
 def test_a_deploy_key_swept_hours_later_is_removed_with_the_login_refreshed(login_ctx, gitlab, maria):
