@@ -83,7 +83,9 @@ class Config:
         "known_hosts lines of GitLab's SSH server; empty: learn the key on first use and keep it.",
     )
     gitlab_timeout: float = _setting(
-        "gitlab/timeout", 15.0, "Seconds to wait for a GitLab API answer (a deploy key sweep waits 5 at most)."
+        "gitlab/timeout",
+        15.0,
+        "Seconds to wait for a GitLab API answer (a runner's checks, which sweep deploy keys, wait 5 at most).",
     )
     clone_method: str = _setting(
         "clone/method",

@@ -34,6 +34,10 @@ from booklab.state.vault import Vault
 @dataclass
 class Context:
     config: Config
+    #: seconds each GitLab call may take at most, and a wait for another process refreshing a user's login (None:
+    #: ``gitlab/timeout`` and :data:`~booklab.state.grants.LOCK_WAIT`); a runner's checks wait less, as they hold
+    #: up its heartbeat (:mod:`booklab.runner.worker`)
+    gitlab_wait: float | None = None
     redis: redis.Redis = field(init=False)
 
     def __post_init__(self) -> None:
@@ -98,15 +102,16 @@ class Context:
         its images for one."""
         return self.docker.info()["Name"]
 
-    def gitlab(
-        self, token: str, renew: Callable[[str], str | None] | None = None, timeout: float | None = None
-    ) -> GitLabClient:
+    @property
+    def gitlab_timeout(self) -> float:
+        """Seconds each GitLab call may take: ``gitlab/timeout``, or :attr:`gitlab_wait` when shorter."""
+        timeout = self.config.gitlab_timeout
+        return timeout if self.gitlab_wait is None else min(timeout, self.gitlab_wait)
+
+    def gitlab(self, token: str, renew: Callable[[str], str | None] | None = None) -> GitLabClient:
         """A client of the configured GitLab acting with ``token`` as it is; with ``renew``, which
-        gives another for a token GitLab refused (a login's: :func:`booklab.pipeline.gitlab_tokens.client`);
-        ``timeout``: seconds each call may take, ``gitlab/timeout`` by default."""
-        return GitLabClient(
-            self.config.gitlab_host, token, self.config.gitlab_timeout if timeout is None else timeout, renew
-        )
+        gives another for a token GitLab refused (a login's: :func:`booklab.pipeline.gitlab_tokens.client`)."""
+        return GitLabClient(self.config.gitlab_host, token, self.gitlab_timeout, renew)
 
     def close(self) -> None:
         if self.events.fanout is not None:

@@ -20,20 +20,20 @@ log = logging.getLogger(__name__)
 REFRESH_MARGIN = 300
 
 
-def fresh(ctx: Context, grant_id: str, rejected: str = "", timeout: float | None = None) -> str:
+def fresh(ctx: Context, grant_id: str, rejected: str = "") -> str:
     """An access token of the login ``grant_id`` that GitLab should accept: the one kept,
     unless it expires within :data:`REFRESH_MARGIN` s or is ``rejected`` (GitLab just refused
-    it); then a new one, refreshed once whichever process asks first (``timeout``: seconds GitLab, and another
-    process refreshing it, may take; ``gitlab/timeout`` and :data:`LOCK_WAIT` by default). TokenRejected when
-    the login is gone or GitLab no longer accepts it."""
-    return _fresh(ctx, grant_id, ctx.grants.get(grant_id), rejected, timeout)
+    it); then a new one, refreshed once whichever process asks first (a process whose context waits less
+    for GitLab, :attr:`~booklab.context.Context.gitlab_wait`, waits as little for that). TokenRejected when the
+    login is gone or GitLab no longer accepts it."""
+    return _fresh(ctx, grant_id, ctx.grants.get(grant_id), rejected)
 
 
-def _fresh(ctx: Context, grant_id: str, pair: Pair | None, rejected: str, timeout: float | None = None) -> str:
+def _fresh(ctx: Context, grant_id: str, pair: Pair | None, rejected: str) -> str:
     """:func:`fresh`, the login's pair already read (None: gone)."""
     if pair is not None and not _stale(pair, rejected):
         return pair.access_token
-    with ctx.grants.lock(grant_id, LOCK_WAIT if timeout is None else timeout):
+    with ctx.grants.lock(grant_id, LOCK_WAIT if ctx.gitlab_wait is None else ctx.gitlab_timeout):
         pair = ctx.grants.get(grant_id)  # another process may have refreshed it meanwhile
         if pair is None:
             raise TokenRejected("Booklab no longer holds your GitLab login: log in again.")
@@ -50,7 +50,7 @@ def _fresh(ctx: Context, grant_id: str, pair: Pair | None, rejected: str, timeou
             config.gitlab_consumer_key,
             config.gitlab_consumer_secret,
             pair.refresh_token,
-            config.gitlab_timeout if timeout is None else timeout,
+            ctx.gitlab_timeout,
         )
         ctx.grants.put(grant_id, pair)
         log.info("refreshed GitLab login %s…", grant_id[:6])
@@ -61,11 +61,11 @@ def _stale(pair: Pair, rejected: str) -> bool:
     return pair.access_token == rejected or pair.expires_within(REFRESH_MARGIN)
 
 
-def client(ctx: Context, token: str, grant_id: str = "", timeout: float | None = None) -> GitLabClient:
+def client(ctx: Context, token: str, grant_id: str = "") -> GitLabClient:
     """A GitLab client acting with ``token``; for a login (``grant_id``), a token GitLab refuses
-    is renewed once. ``timeout``: seconds each call may take, ``gitlab/timeout`` by default."""
-    renew = (lambda rejected: fresh(ctx, grant_id, rejected, timeout)) if grant_id else None
-    return ctx.gitlab(token, renew, timeout)
+    is renewed once."""
+    renew = (lambda rejected: fresh(ctx, grant_id, rejected)) if grant_id else None
+    return ctx.gitlab(token, renew)
 
 
 def of_deployment(ctx: Context, deployment_id: str, name: str) -> tuple[str, str]:

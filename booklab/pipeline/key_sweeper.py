@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from booklab.config import Config
 from booklab.context import Context
 from booklab.errors import BooklabError, SecretUnavailable
 from booklab.pipeline import gitlab_tokens
@@ -64,13 +63,9 @@ LATE = Sweep(
 SWEEPS = (USUAL, LATE)
 #: a runner's checks start sweeps for this many seconds at most: its heartbeat waits for them
 SWEEP_BUDGET = 10
-#: a sweep is taken for as long as this many GitLab calls may wait (:func:`call_timeout` each): a login's token
-#: renewed, the keys listed, one removed, and one more
+#: a sweep is taken for as long as this many GitLab calls may wait (``ctx.gitlab_timeout`` each: in a runner's
+#: checks, 5 s at most): a login's token renewed, the keys listed, one removed, and one more
 SWEEP_LEASE_CALLS = 4
-#: seconds a sweep waits for each GitLab call at most (``gitlab/timeout`` when shorter): a sweep holds up its
-#: runner's check, which beats the runner's heartbeat, so its calls all told must end well within a heartbeat's
-#: life; a GitLab that slow is asked again ``retry/max_delay`` seconds later
-SWEEP_CALL_TIMEOUT = 5
 
 
 def expect(ctx: Context, project_id: int, title: str, token: str, due: float, grant_id: str = "") -> None:
@@ -109,17 +104,12 @@ def remove(ctx: Context, project_id: int, title: str, token: str, grant_id: str 
     expect(ctx, project_id, title, token, due=time.time() + ctx.config.retry_max_delay, grant_id=grant_id)
 
 
-def call_timeout(config: Config) -> float:
-    """Seconds a sweep waits for each GitLab call."""
-    return min(config.gitlab_timeout, SWEEP_CALL_TIMEOUT)
-
-
 def sweep(ctx: Context, beat: Callable[[], None] = lambda: None) -> None:
     """Try again the removals that are due, and the late sweeps, starting them for :data:`SWEEP_BUDGET` seconds
     at most (the rest at the next check); ``beat`` the runner's heartbeat before each. Each is taken by one
     runner at a time, for as long as one sweep may take: should the runner die meanwhile, another takes it after
     that; when GitLab fails to answer, it is due again ``retry/max_delay`` seconds later."""
-    lease = SWEEP_LEASE_CALLS * call_timeout(ctx.config)
+    lease = SWEEP_LEASE_CALLS * ctx.gitlab_timeout
     deadline = time.monotonic() + SWEEP_BUDGET
     for kind in SWEEPS:
         while time.monotonic() < deadline:
@@ -139,7 +129,7 @@ def _sweep_one(ctx: Context, kind: Sweep, member: str) -> None:
             log.error(kind.lost, title, project_id)
         return
     grant_id = (ctx.vault.find(member, kind.grant_name) or b"").decode()
-    if _removed(ctx, int(project_id), title, token, grant_id, call_timeout(ctx.config)):
+    if _removed(ctx, int(project_id), title, token, grant_id):
         _done(ctx, kind, member)
     else:
         ctx.key_sweeps.put_off(kind.due_set, member, time.time() + ctx.config.retry_max_delay)
@@ -150,13 +140,9 @@ def _done(ctx: Context, kind: Sweep, member: str) -> None:
     ctx.vault.delete(member, kind.token_name, kind.grant_name)
 
 
-def _removed(
-    ctx: Context, project_id: int, title: str, token: str, grant_id: str, timeout: float | None = None
-) -> bool:
-    """Whether the keys titled ``title`` are gone from the project (``timeout``: seconds each GitLab call may
-    take, ``gitlab/timeout`` by default)."""
+def _removed(ctx: Context, project_id: int, title: str, token: str, grant_id: str) -> bool:
     try:
-        with gitlab_tokens.client(ctx, token, grant_id, timeout) as gl:
+        with gitlab_tokens.client(ctx, token, grant_id) as gl:
             count = gl.delete_deploy_keys_titled(project_id, title)
     except BooklabError as e:
         log.warning("could not remove deploy key %r of project %s (%s); it will be swept", title, project_id, e)

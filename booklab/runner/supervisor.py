@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 #: seconds a deployment in preparation may have no step in hand before it is ended
 CHAIN_GAP = 15
+#: seconds a runner's checks wait for each GitLab call at most (``gitlab/timeout`` when shorter), and as long for
+#: another process refreshing a user's login: the checks beat the runner's heartbeat, which lives
+#: :data:`~booklab.state.schema.HEARTBEAT_TTL` seconds, and a deploy key sweep or the end of a lost runner's run
+#: makes a few such calls. A GitLab that slow is asked again later (the key sweeper)
+GITLAB_WAIT = 5
 
 
 class ChainWatch:

@@ -22,7 +22,7 @@ from celery import bootsteps, signals
 from celery.worker import state as worker_state
 
 from booklab.config import Config, is_loopback
-from booklab.context import Context, get_context
+from booklab.context import Context, get_context, set_context
 from booklab.dispatch.app import app, configure
 from booklab.dispatch.queues import (
     CONCURRENCY,
@@ -36,7 +36,7 @@ from booklab.phases import Phase
 from booklab.pipeline import image_cleaner, notebook_firewall, notebook_network, teardown
 from booklab.runner import recovery, warming
 from booklab.runner.culling import ActivityWatch
-from booklab.runner.supervisor import ChainWatch, QueueWatch, supervise
+from booklab.runner.supervisor import GITLAB_WAIT, ChainWatch, QueueWatch, supervise
 from booklab.saveback import protocol
 from booklab.state.lifecycle import Run
 
@@ -167,6 +167,7 @@ class Supervisor(bootsteps.StartStopStep):
         if self._cleaning is not None:
             self._cleaning.stop()
         ctx = get_context()
+        ctx.gitlab_wait = None  # its checks are over: a save of its notebook waits for GitLab as a step does
         held = ctx.runners.held(c.hostname)
         run = Run.held(held)
         # its own steps are being stopped with it: their claim is taken over
@@ -254,6 +255,8 @@ def run_worker(config: Config, name: str | None = None, loglevel: str = "INFO") 
     host = _check_notebook_network(config)
     _check_images_disk(config)
     os.makedirs(config.tmpdir, exist_ok=True)
+    # the context of this (main) process, where the runner's checks run; its pool process makes its own
+    set_context(Context(config, gitlab_wait=GITLAB_WAIT))
     app.steps["consumer"].add(Supervisor)
     app.worker_main(
         [

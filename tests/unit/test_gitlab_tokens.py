@@ -100,11 +100,11 @@ def test_a_runner_without_the_oauth_application_says_what_to_set(redis_ctx, gitl
         gitlab_tokens.fresh(redis_ctx, grant)
 
 
-def test_a_sweep_waits_for_another_process_refreshing_the_login_no_longer_than_its_own_timeout(
+def test_a_runners_checks_wait_for_another_process_refreshing_the_login_no_longer_than_for_gitlab(
     login_ctx, gitlab, maria
 ):
-    """A sweep holds up its runner's heartbeat: it gives up on a login another process is refreshing (and is
-    tried again later) rather than wait for it as a launch does."""
+    """A runner's checks (a deploy key sweep) hold up its heartbeat: they give up on a login another process is
+    refreshing (the sweep is tried again later) rather than wait for it as a launch does."""
     _, pair = maria
     grant = login_ctx.grants.create(pair, 3600)
     holding, done = threading.Event(), threading.Event()
@@ -117,8 +117,10 @@ def test_a_sweep_waits_for_another_process_refreshing_the_login_no_longer_than_i
     other = threading.Thread(target=another_process_refreshing)
     other.start()
     holding.wait(10)
+    checks = Context(login_ctx.config, gitlab_wait=1)  # a runner's checks
     with pytest.raises(GitLabUnavailable):
-        gitlab_tokens.fresh(login_ctx, grant, rejected=pair.access_token, timeout=1)
+        gitlab_tokens.fresh(checks, grant, rejected=pair.access_token)
+    checks.close()
     done.set()
     other.join()
     assert refreshes(gitlab) == []
