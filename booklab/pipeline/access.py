@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from booklab.context import Context
-from booklab.errors import BooklabError, DeployKeyNotAccepted, DeployKeyRefused
+from booklab.errors import BooklabError, DeployKeyNotAccepted, DeployKeyRefused, GitLabUnavailable
 from booklab.pipeline import gitlab_tokens, key_sweeper
 from booklab.pipeline.git import HttpsCredentials, SshCredentials
 from booklab.pipeline.gitlab_client import GitLabClient, Project
@@ -156,11 +156,19 @@ def remove_deploy_key(ctx: Context, deployment_id: str) -> None:
     record = ctx.deployments.record(deployment_id)
     try:
         if record.get("deploy_key_title"):
-            token, grant_id = gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)
             project_id, title = int(record["project_id"]), record["deploy_key_title"]
+            try:
+                token, grant_id = gitlab_tokens.of_deployment(ctx, deployment_id, GITLAB_TOKEN)
+                fresh = True
+            except GitLabUnavailable:  # the login's refresh did not come in time: the sweeper refreshes it later
+                token, grant_id = ctx.vault.get(deployment_id, GITLAB_TOKEN).decode(), record.get("grant", "")
+                fresh = False
             if not record.get("deploy_key_added"):  # its adding got no answer: GitLab may add it yet
                 key_sweeper.expect_late(ctx, project_id, title, token, grant_id)
-            key_sweeper.remove(ctx, project_id, title, token, grant_id)
+            if fresh:
+                key_sweeper.remove(ctx, project_id, title, token, grant_id)
+            else:
+                key_sweeper.expect(ctx, project_id, title, token, time.time() + ctx.config.retry_max_delay, grant_id)
             ctx.deployments.update(deployment_id, deploy_key_title="", deploy_key_added="")
     except BooklabError as e:
         log.error(

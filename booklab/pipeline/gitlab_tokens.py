@@ -24,8 +24,9 @@ def fresh(ctx: Context, grant_id: str, rejected: str = "") -> str:
     """An access token of the login ``grant_id`` that GitLab should accept: the one kept,
     unless it expires within :data:`REFRESH_MARGIN` s or is ``rejected`` (GitLab just refused
     it); then a new one, refreshed once whichever process asks first (a process whose context waits less
-    for GitLab, :attr:`~booklab.context.Context.gitlab_wait`, waits as little for that). TokenRejected when the
-    login is gone or GitLab no longer accepts it."""
+    for GitLab, :attr:`~booklab.context.Context.gitlab_wait`, waits as little for another's refresh).
+    TokenRejected when the login is gone or GitLab no longer accepts it; GitLabUnavailable when another
+    process's refresh takes too long."""
     return _fresh(ctx, grant_id, ctx.grants.get(grant_id), rejected)
 
 
@@ -50,7 +51,9 @@ def _fresh(ctx: Context, grant_id: str, pair: Pair | None, rejected: str) -> str
             config.gitlab_consumer_key,
             config.gitlab_consumer_secret,
             pair.refresh_token,
-            ctx.gitlab_timeout,
+            # never cut short, not even in a runner's checks: GitLab revokes the old pair as it refreshes, and an
+            # answer given up on would lose the login
+            config.gitlab_timeout,
         )
         ctx.grants.put(grant_id, pair)
         log.info("refreshed GitLab login %s…", grant_id[:6])

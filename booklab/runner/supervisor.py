@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 
 #: seconds a deployment in preparation may have no step in hand before it is ended
 CHAIN_GAP = 15
-#: seconds a runner's checks wait for each GitLab call at most (``gitlab/timeout`` when shorter), and as long for
-#: another process refreshing a user's login: the checks beat the runner's heartbeat, which lives
-#: :data:`~booklab.state.schema.HEARTBEAT_TTL` seconds, and a deploy key sweep or the end of a lost runner's run
-#: makes a few such calls. A GitLab that slow is asked again later (the key sweeper)
+#: seconds a runner's checks wait for each GitLab call at most (``gitlab/timeout`` when shorter; not a login's
+#: refresh, which must not be given up on), and as long for another process refreshing a user's login: the checks
+#: beat the runner's heartbeat, which lives :data:`~booklab.state.schema.HEARTBEAT_TTL` seconds, again before each
+#: thing that may call GitLab (the end of a lost runner's run, a deploy key sweep, a warm branch's refresh), and
+#: each makes a few such calls. A key GitLab was too slow to remove is swept later; a warm branch, refreshed later
 GITLAB_WAIT = 5
 
 
@@ -102,10 +103,15 @@ def supervise(
     task of its run is running, queued or scheduled in this runner; ``host``: its Docker Engine's
     host, when known; ``activity``: what the runner's checks before learnt of its notebook's activity
     (none: Jupyter is asked). True when the runner is free to take a deployment."""
-    ctx.runners.beat(name, host)
+
+    def beat() -> None:
+        ctx.runners.beat(name, host)
+
+    beat()
     for lost in recovery.lost_runners(ctx):
         recovery.reap(ctx, lost, by=name)
-    key_sweeper.sweep(ctx, beat=lambda: ctx.runners.beat(name, host))
+        beat()  # the end of its run may have waited for GitLab (the removal of its deploy key)
+    key_sweeper.sweep(ctx, beat=beat)
     held = ctx.runners.held(name)
     return not (
         held.get("deployment") and _still_holds(ctx, name, held, watch, steps_in_hand, activity or ActivityWatch())

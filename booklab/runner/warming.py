@@ -13,6 +13,7 @@ user) and, when its image is not the branch's latest, queues a run that builds i
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import docker
 import requests
@@ -164,15 +165,16 @@ def _claim_lost(ctx: Context, runner: str, spare: Spare) -> None:
     forget(ctx, runner)
 
 
-def refresh(ctx: Context, runner: str) -> None:
+def refresh(ctx: Context, runner: str, beat: Callable[[], None] = lambda: None) -> None:
     """Once every ``warm/refresh`` seconds, across runners: queue a build of each warm branch whose head's image
-    is not its latest."""
+    is not its latest; ``beat`` the runner's heartbeat before each (it asks GitLab)."""
     config = ctx.config
     if not (config.warm_refresh and config.warm_projects):
         return
     if not ctx.redis.set(schema.WARM_REFRESH, runner, nx=True, ex=config.warm_refresh):
         return
     for target in config.warm_projects:
+        beat()
         try:
             with ctx.gitlab(config.warm_gitlab_token) as gl:
                 project = gl.project(target.project)

@@ -154,7 +154,7 @@ class Supervisor(bootsteps.StartStopStep):
             self._queue.check(ctx)
             if warm:
                 warming.tend(ctx, c.hostname)
-                warming.refresh(ctx, c.hostname)
+                warming.refresh(ctx, c.hostname, beat=lambda: ctx.runners.beat(c.hostname, host))
 
     def stop(self, c):
         """The consumer restarts (its broker connection was lost): start() runs again after."""

@@ -2,7 +2,8 @@
 the access token, its refresh token and when the access token expires, sealed in Redis under
 ``grant:<id>`` (the session and each deployment name the id, never the tokens). GitLab
 revokes a pair when it is refreshed, so the pair lives in this one place and one process at
-a time refreshes it (:meth:`Grants.lock`); the others wait, then read the new pair."""
+a time refreshes it (:meth:`Grants.lock`); the others wait, then read the new pair (a runner's checks wait
+briefly, then give up: :attr:`booklab.context.Context.gitlab_wait`)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from booklab.state import schema
 from booklab.state.vault import Vault
 
 #: seconds one process may hold a login's refresh: well beyond one answer of GitLab's token
-#: endpoint (each wait for it is cut at ``gitlab/timeout``), so the lock never expires under a
-#: refresh and no refresh token is sent twice
+#: endpoint (each wait for it is cut at ``gitlab/timeout``, in every process), so the lock never
+#: expires under a refresh and no refresh token is sent twice
 LOCK_TTL = 60
 #: seconds a process waits for another's refresh before it gives up
 LOCK_WAIT = LOCK_TTL + 5

@@ -2,9 +2,11 @@
 stand-in (whose access tokens expire after 2 hours of its clock and whose refresh revokes the
 old pair) and a real Redis: refreshed when about to expire or refused, once for every process."""
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,6 +16,7 @@ from booklab.errors import ConfigError, GitLabUnavailable, TokenRejected
 from booklab.pipeline import access, gitlab_tokens, key_sweeper
 from booklab.state import schema
 from booklab.state.grants import Pair
+from booklab.state.vault import GITLAB_TOKEN
 from gitlab_standin.store import ACCESS_TOKEN_TTL, MAINTAINER
 
 
@@ -100,6 +103,26 @@ def test_a_runner_without_the_oauth_application_says_what_to_set(redis_ctx, gitl
         gitlab_tokens.fresh(redis_ctx, grant)
 
 
+@contextlib.contextmanager
+def another_process_refreshing(ctx, grant: str) -> Iterator[None]:
+    """Another process holds the login's refresh while the block runs."""
+    holding, done = threading.Event(), threading.Event()
+
+    def refreshing() -> None:
+        with ctx.grants.lock(grant):
+            holding.set()
+            done.wait(10)
+
+    other = threading.Thread(target=refreshing)
+    other.start()
+    holding.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        other.join()
+
+
 def test_a_runners_checks_wait_for_another_process_refreshing_the_login_no_longer_than_for_gitlab(
     login_ctx, gitlab, maria
 ):
@@ -107,23 +130,38 @@ def test_a_runners_checks_wait_for_another_process_refreshing_the_login_no_longe
     refreshing (the sweep is tried again later) rather than wait for it as a launch does."""
     _, pair = maria
     grant = login_ctx.grants.create(pair, 3600)
-    holding, done = threading.Event(), threading.Event()
-
-    def another_process_refreshing() -> None:
-        with login_ctx.grants.lock(grant):
-            holding.set()
-            done.wait(3)
-
-    other = threading.Thread(target=another_process_refreshing)
-    other.start()
-    holding.wait(10)
-    checks = Context(login_ctx.config, gitlab_wait=1)  # a runner's checks
-    with pytest.raises(GitLabUnavailable):
+    checks = Context(login_ctx.config, gitlab_wait=1)
+    with another_process_refreshing(login_ctx, grant), pytest.raises(GitLabUnavailable):
         gitlab_tokens.fresh(checks, grant, rejected=pair.access_token)
     checks.close()
-    done.set()
-    other.join()
     assert refreshes(gitlab) == []
+
+
+def test_a_key_whose_login_another_process_refreshes_is_left_to_the_sweeper_not_to_the_operator(
+    login_ctx, gitlab, maria, caplog
+):
+    """A runner's checks end a lost runner's run while the web tier refreshes its user's login: the run's deploy
+    key is swept later, with the login's new token, instead of an error telling the operator to remove it."""
+    _, pair = maria
+    grant = login_ctx.grants.create(Pair(pair.access_token, pair.refresh_token, time.time() + 60), 3600)
+    with login_ctx.gitlab(pair.access_token) as gl:
+        project = gl.project("lab/notebooks")
+        access.add_deploy_key(login_ctx, gl, project, "booklab-clone-x")
+    deployment = "lab/notebooks:main:maria"
+    login_ctx.vault.put(deployment, GITLAB_TOKEN, pair.access_token.encode())
+    login_ctx.deployments.update(
+        deployment, project_id=str(project.id), deploy_key_title="booklab-clone-x", deploy_key_added="1", grant=grant
+    )
+    checks = Context(login_ctx.config, gitlab_wait=1)
+    with another_process_refreshing(login_ctx, grant):
+        access.remove_deploy_key(checks, deployment)
+    checks.close()
+    assert "by hand" not in caplog.text
+    assert len(gitlab.deploy_keys("lab/notebooks")) == 1
+
+    login_ctx.redis.zadd(schema.KEY_SWEEP, {f"{project.id} booklab-clone-x": time.time()}, xx=True)  # due now
+    key_sweeper.sweep(login_ctx)
+    assert gitlab.deploy_keys("lab/notebooks") == []
 
 
 def test_a_deploy_key_swept_hours_later_is_removed_with_the_login_refreshed(login_ctx, gitlab, maria):
