@@ -24,10 +24,14 @@ log = logging.getLogger(__name__)
 
 app = Celery("booklab", include=["booklab.tasks.pipeline", "booklab.tasks.saving"])
 app.config_from_object("booklab.dispatch.settings")
+#: the configuration :func:`configure` was given last: a runner's pool process acts with its runner's own
+_configured: Config | None = None
 
 
 def configure(config: Config) -> Celery:
     """Point the app at Booklab's Redis and apply the configured limits."""
+    global _configured
+    _configured = config
     app.conf.broker_url = config.redis_url
     timeout = config.broker_visibility_timeout
     app.conf.broker_transport_options = {
@@ -49,11 +53,12 @@ def configure(config: Config) -> Celery:
 
 @worker_process_init.connect
 def _fresh_clients_after_fork(**_):
-    """Redis and Docker connections must not be shared with the parent process: the child reads its
-    configuration now rather than in its first launch, and opens its own connections now too (to Redis, the
-    Docker Engine and the broker), so that its first run does not wait for them (a warm launch takes a tenth
-    of a second)."""
-    set_context(None)
+    """Redis and Docker connections must not be shared with the parent process: the child builds its own context
+    now rather than in its first launch, from its runner's configuration (``booklab runner --config`` too) and
+    without the short waits for GitLab of the runner's checks (:attr:`Context.gitlab_wait`: its steps wait
+    ``gitlab/timeout``), and opens its own connections now too (to Redis, the Docker Engine and the broker), so
+    that its first run does not wait for them (a warm launch takes a tenth of a second)."""
+    set_context(None if _configured is None else Context(_configured))
     # beside the process's start, which billiard gives 4 s: an engine or a Redis that does not answer must
     # not hold it up (a run that comes meanwhile opens what it needs itself)
     threading.Thread(target=_connect_ahead, args=(get_context(),), name="connect-ahead", daemon=True).start()
